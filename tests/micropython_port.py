@@ -1,0 +1,24 @@
+"""Run code on the official MicroPython WebAssembly port through tests/mpy/run.mjs."""
+
+import subprocess
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+RUNNER = ROOT / "tests" / "mpy" / "run.mjs"
+
+
+def mounts(vectors=None):
+    """The folders every MicroPython run gets: the package, the portable scenarios, the vectors."""
+    pairs = [(ROOT / "thingsdk", "/lib/thingsdk"), (ROOT / "tests" / "portable", "/lib/portable")]
+    if vectors:
+        pairs.append((Path(vectors), "/vectors"))
+    return pairs
+
+
+def run(script, args=(), extra_mounts=(), vectors=None, heap=2 * 1024 * 1024, timeout=600):
+    """Run a script file on MicroPython; return the completed process (text output)."""
+    cmd = ["node", str(RUNNER), "--heap", str(heap)]
+    for host, target in [*mounts(vectors), *extra_mounts]:
+        cmd += ["--mount", f"{host}:{target}"]
+    cmd += [str(script), *args]
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, cwd=ROOT)
