@@ -1,0 +1,306 @@
+"""Ed25519 signatures (RFC 8032) in Python, for MicroPython and as a CPython fallback.
+
+Signatures are byte-identical to OpenSSL's (Ed25519 is deterministic) and verification is as
+strict: S must be below L, the public key must be a canonical encoding of a curve point, and the
+recomputed R must encode to exactly the R of the signature. This is not constant-time code: it
+protects messages, not against an attacker who can time the device.
+
+Points are in extended twisted-Edwards coordinates (X, Y, Z, T) with x = X/Z, y = Y/Z, xy = T/Z.
+Signing multiplies the base point with a radix-16 comb over a table built on first use; verifying
+adds a signed radix-16 window of the public key (its multiples are cached in a `Verifier`).
+"""
+
+from thingsdk.core.keys import key_id
+from thingsdk.core.sha512 import sha512
+
+ALG = -8  # COSE EdDSA
+
+_P = 2**255 - 19
+_L = 2**252 + 27742317777372353535851937790883648493
+_D = 0x52036CEE2B6FFE738CC740797779E89800700A4D4141D8AB75EB4DCA135978A3  # -121665/121666
+_D2 = 0x2406D9DC56DFFCE7198E80F2EEF3D13000E0149A8283B156EBD69B9426B2F159  # 2 * _D
+_SQRT_M1 = 0x2B8324804FC1DF0B2B4D00993DFBD7A72F431806AD2FE478C4EE1B274A0EA0B0
+_BX = 0x216936D3CD6E53FEC0A4E231FDD6DC5C692CC7609525A7B2C9562D608F25D51A
+_BY = 0x6666666666666666666666666666666666666666666666666666666666666658
+_BASE = (_BX, _BY, 1, _BX * _BY % _P)
+_IDENTITY = (0, 1, 1, 0)
+
+# The base-point comb: entry 8j + m - 1 of the table is m * 16**(_SPACING * j) * B for m = 1..8,
+# stored as the affine (y + x, y - x, 2dxy) in 3 * 32 little-endian bytes. With _SPACING = 4 it
+# is one 12,288-byte bytearray (128 points; ints would take ~29 KB of MicroPython heap), built on
+# first use in ~30 ms on the WebAssembly MicroPython; a base-point multiplication is then
+# 64 additions and 12 doublings. _SPACING 2 or 8 trades twice or half the RAM for 8 doublings
+# fewer or 16 more.
+_SPACING = 4
+_ROWS = 64 // _SPACING
+_table = None
+
+
+def _add(p, q, negate=False):
+    """p + q (or p - q when negate), with q cached as (Y + X, Y - X, 2Z, 2dT)."""
+    x1, y1, z1, t1 = p
+    yp, ym, z2, t2 = q
+    if negate:
+        yp, ym, t2 = ym, yp, -t2
+    a = (y1 - x1) * ym % _P
+    b = (y1 + x1) * yp % _P
+    c = t1 * t2 % _P
+    d = z1 * z2 % _P
+    e = b - a
+    f = d - c
+    g = d + c
+    h = b + a
+    return (e * f % _P, g * h % _P, f * g % _P, e * h % _P)
+
+
+def _add_affine(p, q, negate):
+    """p + q (or p - q when negate), with q affine as (y + x, y - x, 2dxy)."""
+    x1, y1, z1, t1 = p
+    yp, ym, t2 = q
+    if negate:
+        yp, ym, t2 = ym, yp, -t2
+    a = (y1 - x1) * ym % _P
+    b = (y1 + x1) * yp % _P
+    c = t1 * t2 % _P
+    d = z1 + z1
+    e = b - a
+    f = d - c
+    g = d + c
+    h = b + a
+    return (e * f % _P, g * h % _P, f * g % _P, e * h % _P)
+
+
+def _double(p, n=1):
+    """2**n * p; T is only computed for the result."""
+    x, y, z, _ = p
+    for _ in range(n):
+        a = x * x % _P
+        b = y * y % _P
+        c = z * z % _P
+        h = a + b
+        s = x + y
+        e = h - s * s % _P
+        g = a - b
+        f = c + c + g
+        x = e * f % _P
+        y = g * h % _P
+        z = f * g % _P
+    return (x, y, z, e * h % _P)
+
+
+def _cached(p):
+    """p as _add wants its second operand."""
+    x, y, z, t = p
+    return ((y + x) % _P, (y - x) % _P, z + z, t * _D2 % _P)
+
+
+def _inverses(values):
+    """The inverses of nonzero field elements, with one exponentiation (Montgomery's trick)."""
+    prefix = [1]
+    for v in values:
+        prefix.append(prefix[-1] * v % _P)
+    inv = pow(prefix[-1], _P - 2, _P)
+    out = [0] * len(values)
+    for i in range(len(values) - 1, -1, -1):
+        out[i] = prefix[i] * inv % _P
+        inv = inv * values[i] % _P
+    return out
+
+
+def _base_table():
+    """The comb table of the base point, built on first use."""
+    global _table
+    if _table is None:
+        table = bytearray(96 * 8 * _ROWS)
+        i = 0
+        p = _BASE
+        for _ in range(_ROWS):
+            q = _cached(p)
+            row = [p]
+            for _ in range(7):
+                row.append(_add(row[-1], q))
+            for (x, y, _, _), zi in zip(row, _inverses([m[2] for m in row])):
+                x = x * zi % _P
+                y = y * zi % _P
+                for v in ((y + x) % _P, (y - x) % _P, x * y % _P * _D2 % _P):
+                    table[i:i + 32] = v.to_bytes(32, "little")
+                    i += 32
+            p = _double(p, 4 * _SPACING)
+        _table = table
+    return _table
+
+
+def _table_point(table, index):
+    """Entry index of the comb table as (y + x, y - x, 2dxy)."""
+    i = 96 * index
+    return (
+        int.from_bytes(table[i:i + 32], "little"),
+        int.from_bytes(table[i + 32:i + 64], "little"),
+        int.from_bytes(table[i + 64:i + 96], "little"),
+    )
+
+
+def _radix16(k):
+    """The 64 signed digits (-8..7) of k < 2**253 in radix 16, least significant first."""
+    digits = []
+    carry = 0
+    for byte in k.to_bytes(32, "little"):
+        for v in (byte & 15, byte >> 4):
+            v += carry
+            carry = (v + 8) >> 4
+            digits.append(v - (carry << 4))
+    return digits
+
+
+def _base_mult(k):
+    """k * B for 0 <= k < L."""
+    table = _base_table()
+    digits = _radix16(k)
+    p = _IDENTITY
+    for s in range(_SPACING - 1, -1, -1):
+        for j in range(_ROWS):
+            d = digits[j * _SPACING + s]
+            if d:
+                p = _add_affine(p, _table_point(table, 8 * j + abs(d) - 1), d < 0)
+        if s:
+            p = _double(p, 4)
+    return p
+
+
+def _multiples(p):
+    """p, 2p, ..., 8p, cached for _add."""
+    q = _cached(p)
+    out = [q]
+    m = p
+    for _ in range(7):
+        m = _add(m, q)
+        out.append(_cached(m))
+    return out
+
+
+def _window_mult(multiples, k):
+    """k * p for 0 <= k < L, given _multiples(p)."""
+    digits = _radix16(k)
+    p = _IDENTITY
+    for i in range(63, -1, -1):
+        d = digits[i]
+        if d:
+            p = _add(p, multiples[abs(d) - 1], d < 0)
+        if i:
+            p = _double(p, 4)
+    return p
+
+
+def _encode(p):
+    x, y, z, _ = p
+    zi = pow(z, _P - 2, _P)
+    x = x * zi % _P
+    y = y * zi % _P
+    return (y | (x & 1) << 255).to_bytes(32, "little")
+
+
+def _decode(s):
+    """The point encoded by 32 bytes s, or None if s is not a canonical encoding of a point.
+
+    Strictly RFC 8032 section 5.1.3: y >= p and x = 0 with the sign bit set are rejected (OpenSSL
+    accepts both in public keys; no key made by key generation is either).
+    """
+    y = int.from_bytes(s, "little")
+    sign = y >> 255
+    y &= (1 << 255) - 1
+    if y >= _P:
+        return None
+    yy = y * y % _P
+    u = yy - 1
+    v = _D * yy + 1
+    v3 = v * v % _P * v % _P
+    x = u * v3 % _P * pow(u * v3 % _P * v3 % _P * v % _P, (_P - 5) // 8, _P) % _P
+    vxx = v * x % _P * x % _P
+    if vxx != u % _P:
+        if vxx != -u % _P:
+            return None
+        x = x * _SQRT_M1 % _P
+    if x == 0 and sign:
+        return None
+    if x & 1 != sign:
+        x = _P - x
+    return (x, y, 1, x * y % _P)
+
+
+def _scalar(digest):
+    return int.from_bytes(digest, "little") % _L
+
+
+class Signer:
+    """An Ed25519 signing key from its 32-byte seed; the expanded key is kept."""
+
+    alg = ALG
+
+    def __init__(self, seed):
+        seed = bytes(seed)
+        if len(seed) != 32:
+            raise ValueError("an Ed25519 seed is 32 bytes")
+        h = sha512(seed)
+        a = int.from_bytes(h[:32], "little")
+        a = (a & ((1 << 254) - 8)) | (1 << 254)
+        self._a = a % _L
+        self._prefix = h[32:]
+        self.public_key = _encode(_base_mult(self._a))
+        self.kid = key_id(self.public_key)
+
+    def sign(self, data):
+        """The 64-byte signature of data."""
+        data = bytes(data)
+        r = _scalar(sha512(self._prefix + data))
+        big_r = _encode(_base_mult(r))
+        k = _scalar(sha512(big_r + self.public_key + data))
+        return big_r + ((r + k * self._a) % _L).to_bytes(32, "little")
+
+
+class Verifier:
+    """An Ed25519 public key; the multiples of its point are kept for verifying."""
+
+    alg = ALG
+
+    def __init__(self, public_key):
+        public_key = bytes(public_key)
+        if len(public_key) != 32:
+            raise ValueError("an Ed25519 public key is 32 bytes")
+        self.public_key = public_key
+        self.kid = key_id(public_key)
+        point = _decode(public_key)
+        # A key that does not decode verifies nothing.
+        self._multiples = None if point is None else _multiples(point)
+
+    def verify(self, signature, data):
+        """Whether signature is a valid signature of data by this key."""
+        signature = bytes(signature)
+        if self._multiples is None or len(signature) != 64:
+            return False
+        s = int.from_bytes(signature[32:], "little")
+        if s >= _L:
+            return False
+        big_r = signature[:32]
+        k = _scalar(sha512(big_r + self.public_key + bytes(data)))
+        # R == s*B - k*A, checked on the encoding, as RFC 8032 section 5.1.7 allows.
+        p = _add(_base_mult(s), _cached(_window_mult(self._multiples, k)), True)
+        return _encode(p) == big_r
+
+
+def public_key(seed):
+    """The 32-byte public key of a 32-byte seed."""
+    return Signer(seed).public_key
+
+
+def sign(seed, message):
+    """The 64-byte signature of message under the key with this seed."""
+    return Signer(seed).sign(message)
+
+
+def verify(public_key, message, signature):
+    """Whether signature is valid for message and public_key; False on any malformed input."""
+    try:
+        verifier = Verifier(public_key)
+    except ValueError:
+        return False
+    return verifier.verify(signature, message)
