@@ -1,0 +1,309 @@
+"""Deterministic CBOR (RFC 8949 §4.2.1) with depth and length limits, for CPython and MicroPython.
+
+Data model: int, bytes (bytearray encodes as bytes), str, list, dict, bool, None, float, `Tag` and
+`UNDEFINED` (the simple value undefined, f7). Ints outside -2**64 ... 2**64-1 travel as bignum
+tags 2/3 and decode back to int. `dumps` writes the core deterministic encoding; `loads` accepts
+any well-formed definite-length encoding of the data model (it does not insist on the shortest
+forms) and raises `CBORError` for everything else: indefinite lengths, simple values other than
+false/true/null/undefined, duplicate or unhashable map keys, invalid UTF-8, nesting deeper than
+`max_depth` (arrays, maps and tags other than bignums each add a level), truncated input and
+trailing bytes. Decoded maps keep the encoded key order on CPython; MicroPython dicts keep none.
+
+Floats: on boards whose MicroPython has single-precision floats, float64 and float32 items decode
+rounded to the board's float (float64 values may become inf or 0), and `dumps` never needs more
+than float32. Protocol messages carry no floats for this reason. float16 is converted by hand, as
+some ports' struct lacks the "e" format.
+"""
+
+import struct
+
+_UINT64_LIMIT = 1 << 64
+
+
+class CBORError(ValueError):
+    """Malformed or unsupported CBOR, or a value outside the data model."""
+
+
+class Tag:
+    """A tagged data item: tag number (0 ... 2**64-1, not 2 or 3: bignums are ints) and value."""
+
+    def __init__(self, tag, value):
+        if not isinstance(tag, int) or not 0 <= tag < _UINT64_LIMIT or tag == 2 or tag == 3:
+            raise CBORError("invalid tag number %r (bignums are ints)" % (tag,))
+        self.tag = tag
+        self.value = value
+
+    def __eq__(self, other):
+        return isinstance(other, Tag) and self.tag == other.tag and self.value == other.value
+
+    def __hash__(self):
+        return hash((self.tag, self.value))
+
+    def __repr__(self):
+        return "Tag(%r, %r)" % (self.tag, self.value)
+
+
+class _Undefined:
+    """The type of UNDEFINED."""
+
+    def __repr__(self):
+        return "UNDEFINED"
+
+
+UNDEFINED = _Undefined()
+_SIMPLE = (False, True, None, UNDEFINED)  # simple values 20..23
+
+
+def encode_head(major, arg):
+    """The head of a data item: major type and argument, in the shortest form."""
+    initial = major << 5
+    if arg < 24:
+        return bytes((initial | arg,))
+    if arg < 0x100:
+        return bytes((initial | 24, arg))
+    if arg < 0x10000:
+        return struct.pack(">BH", initial | 25, arg)
+    if arg < 0x100000000:
+        return struct.pack(">BI", initial | 26, arg)
+    return struct.pack(">BQ", initial | 27, arg)
+
+
+def decode_head(data, pos):
+    """Read the head at data[pos]: (major type, additional info, argument, position after it).
+
+    Raises CBORError for truncation, reserved or indefinite forms, simple values outside the data
+    model, and lengths or item counts that claim more than the remaining bytes could hold.
+    For floats the argument is the raw bits.
+    """
+    if pos >= len(data):
+        raise CBORError("truncated input")
+    initial = data[pos]
+    major, info = initial >> 5, initial & 0x1F
+    pos += 1
+    if info < 24:
+        arg = info
+    elif info < 28:
+        end = pos + (1 << (info - 24))
+        if end > len(data):
+            raise CBORError("truncated input")
+        arg = int.from_bytes(data[pos:end], "big")
+        pos = end
+    elif info == 31 and major != 0 and major != 1 and major != 6:
+        raise CBORError("indefinite-length items are not supported")
+    else:
+        raise CBORError("malformed head: additional information %d" % info)
+    if major == 7 and not (20 <= info <= 23 or 25 <= info <= 27):
+        raise CBORError("unsupported simple value %d" % arg)
+    if 2 <= major <= 5 and (2 * arg if major == 5 else arg) > len(data) - pos:
+        raise CBORError("length %d exceeds the remaining input" % arg)
+    return major, info, arg, pos
+
+
+def decode_bignum(data, tag, pos):
+    """The int of bignum tag 2 or 3 whose content starts at data[pos]: (int, position after it)."""
+    major, _, length, pos = decode_head(data, pos)
+    if major != 2:
+        raise CBORError("bignum content must be a byte string")
+    n = int.from_bytes(data[pos : pos + length], "big")
+    return (n if tag == 2 else -1 - n), pos + length
+
+
+def dumps(obj):
+    """obj in the core deterministic encoding."""
+    out = []
+    try:
+        _encode(obj, out)
+    except RuntimeError:  # RecursionError on CPython; MicroPython raises RuntimeError itself
+        raise CBORError("nesting too deep to encode")
+    return b"".join(out)
+
+
+def loads(data, max_depth=16):
+    """The one data item that data holds."""
+    data = bytes(data)
+    try:
+        value, end = _decode(data, 0, max_depth)
+    except RuntimeError:
+        raise CBORError("nesting too deep for this interpreter")
+    if end != len(data):
+        raise CBORError("trailing bytes after the data item")
+    return value
+
+
+def _encode(obj, out):
+    if obj is None:
+        out.append(b"\xf6")
+    elif obj is False or obj is True:
+        out.append(b"\xf5" if obj else b"\xf4")
+    elif isinstance(obj, int):
+        _encode_int(obj, out)
+    elif isinstance(obj, str):
+        try:
+            raw = obj.encode()
+        except UnicodeError:
+            raise CBORError("text is not valid Unicode")
+        out.append(encode_head(3, len(raw)))
+        out.append(raw)
+    elif isinstance(obj, (bytes, bytearray)):
+        out.append(encode_head(2, len(obj)))
+        out.append(bytes(obj))
+    elif isinstance(obj, list):
+        out.append(encode_head(4, len(obj)))
+        for item in obj:
+            _encode(item, out)
+    elif isinstance(obj, dict):
+        # Sorting whole entries sorts by key: an encoded key is never a prefix of another.
+        out.append(encode_head(5, len(obj)))
+        out.extend(sorted([dumps(k) + dumps(v) for k, v in obj.items()]))
+    elif isinstance(obj, float):
+        out.append(_encode_float(obj))
+    elif isinstance(obj, Tag):
+        out.append(encode_head(6, obj.tag))
+        _encode(obj.value, out)
+    elif obj is UNDEFINED:
+        out.append(b"\xf7")
+    else:
+        raise CBORError("cannot encode %s" % type(obj).__name__)
+
+
+def _encode_int(n, out):
+    major, tag = (0, 2) if n >= 0 else (1, 3)
+    if n < 0:
+        n = -1 - n
+    if n < _UINT64_LIMIT:
+        out.append(encode_head(major, n))
+        return
+    raw = n.to_bytes((len("%x" % n) + 1) // 2, "big")  # MicroPython ints lack bit_length()
+    out.append(encode_head(6, tag))
+    out.append(encode_head(2, len(raw)))
+    out.append(raw)
+
+
+def _encode_float(x):
+    if x != x:
+        return b"\xf9\x7e\x00"
+    try:
+        single = struct.pack(">f", x)
+    except OverflowError:  # CPython; MicroPython packs inf instead, which the check below refuses
+        return b"\xfb" + struct.pack(">d", x)
+    if struct.unpack(">f", single)[0] != x:
+        return b"\xfb" + struct.pack(">d", x)
+    half = _half_bits(int.from_bytes(single, "big"))
+    if half is None:
+        return b"\xfa" + single
+    return struct.pack(">BH", 0xF9, half)
+
+
+def _half_bits(bits):
+    """The float16 bits of the float32 with these bits, or None if float16 cannot hold it."""
+    sign = (bits >> 16) & 0x8000
+    exp = ((bits >> 23) & 0xFF) - 127
+    fraction = bits & 0x7FFFFF
+    if exp == -127 and fraction == 0:
+        return sign  # zero
+    if exp == 128:
+        return sign | 0x7C00  # infinity (NaN never gets here)
+    if exp > 15 or exp < -24:
+        return None
+    if exp >= -14:  # normal: keep the top 10 fraction bits
+        shift, base = 13, (exp + 15) << 10
+    else:  # subnormal: the implicit leading 1 becomes explicit
+        shift, base, fraction = -1 - exp, 0, fraction | 0x800000
+    if fraction & ((1 << shift) - 1):
+        return None
+    return sign | base | (fraction >> shift)
+
+
+def _half_to_float(h):
+    exp, fraction = (h >> 10) & 0x1F, h & 0x3FF
+    if exp == 31:
+        value = float("nan") if fraction else float("inf")
+    else:
+        value = (fraction | 0x400 if exp else fraction) * 2.0 ** (max(exp, 1) - 25)
+    return -value if h & 0x8000 else value
+
+
+def _decode(data, pos, depth):
+    major, info, arg, pos = decode_head(data, pos)
+    if major == 0:
+        return arg, pos
+    if major == 1:
+        return -1 - arg, pos
+    if major == 2:
+        return data[pos : pos + arg], pos + arg
+    if major == 3:
+        return _text(data[pos : pos + arg]), pos + arg
+    if major == 7:
+        return _decode_simple(data, info, arg, pos), pos
+    if major == 6 and (arg == 2 or arg == 3):
+        return decode_bignum(data, arg, pos)
+    if depth <= 0:
+        raise CBORError("nesting deeper than max_depth")
+    if major == 4:
+        items = []
+        for _ in range(arg):
+            item, pos = _decode(data, pos, depth - 1)
+            items.append(item)
+        return items, pos
+    if major == 5:
+        return _decode_map(data, arg, pos, depth - 1)
+    value, pos = _decode(data, pos, depth - 1)
+    return Tag(arg, value), pos
+
+
+def _decode_simple(data, info, arg, pos):
+    if info == 25:
+        return _half_to_float(arg)
+    if info == 26:
+        return struct.unpack_from(">f", data, pos - 4)[0]
+    if info == 27:
+        return struct.unpack_from(">d", data, pos - 8)[0]
+    return _SIMPLE[info - 20]
+
+
+def _decode_map(data, count, pos, depth):
+    result = {}
+    for _ in range(count):
+        key, pos = _decode(data, pos, depth)
+        try:
+            hash(key)
+        except TypeError:
+            raise CBORError("map key is an array or a map")
+        if key in result:
+            raise CBORError("duplicate map key %r" % (key,))
+        result[key], pos = _decode(data, pos, depth)
+    return result, pos
+
+
+def _text(raw):
+    # Checked by hand: MicroPython's str() lets overlong forms and surrogates through.
+    if raw and max(raw) > 0x7F and not _valid_utf8(raw):
+        raise CBORError("invalid UTF-8 in text string")
+    return str(raw, "utf-8")
+
+
+def _valid_utf8(raw):
+    """Whether raw is well-formed UTF-8 (RFC 3629: no overlong forms, surrogates, or > U+10FFFF)."""
+    i, n = 0, len(raw)
+    while i < n:
+        lead = raw[i]
+        if lead < 0x80:
+            i += 1
+            continue
+        if 0xC2 <= lead <= 0xDF:
+            size, low, high = 2, 0x80, 0xBF
+        elif 0xE0 <= lead <= 0xEF:
+            size = 3
+            low, high = (0xA0 if lead == 0xE0 else 0x80), (0x9F if lead == 0xED else 0xBF)
+        elif 0xF0 <= lead <= 0xF4:
+            size = 4
+            low, high = (0x90 if lead == 0xF0 else 0x80), (0x8F if lead == 0xF4 else 0xBF)
+        else:
+            return False
+        if i + size > n or not low <= raw[i + 1] <= high:
+            return False
+        for byte in raw[i + 2 : i + size]:
+            if not 0x80 <= byte <= 0xBF:
+                return False
+        i += size
+    return True
