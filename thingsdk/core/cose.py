@@ -1,0 +1,162 @@
+"""COSE_Sign1 and COSE_Mac0 (RFC 9052): build, and verify strictly.
+
+Keys and the CBOR codec come in as arguments (see docs/architecture.md). Verification is strict:
+the COSE tag is required, the algorithm is read from the protected header only, a `crit` label this
+module does not understand is refused, a label may not stand in both header buckets, and the
+protected header is used exactly as received.
+"""
+
+from thingsdk.core.cbor import Tag
+from thingsdk.core.mac import equal
+
+SIGN1_TAG = 18
+MAC0_TAG = 17
+
+ALG = 1
+CRIT = 2
+CONTENT_TYPE = 3
+KID = 4
+UNDERSTOOD = (ALG, CRIT, CONTENT_TYPE, KID)
+
+ALG_EDDSA = -8
+ALG_ED25519 = -19  # RFC 9864's fully specified name for the same signatures as EdDSA on Ed25519
+_SAME_ALG = {ALG_ED25519: ALG_EDDSA}
+
+MAX_MESSAGE_BYTES = 65536
+
+
+class CoseError(ValueError):
+    """A COSE message was refused; `code` says why in one word."""
+
+    def __init__(self, code, text):
+        super().__init__(text)
+        self.code = code
+
+
+class Verified:
+    """A message whose signature or MAC checked out."""
+
+    def __init__(self, payload, alg, kid, protected, unprotected):
+        self.payload = payload
+        self.alg = alg
+        self.kid = kid
+        self.protected = protected
+        self.unprotected = unprotected
+
+
+def sign1(payload, signer, codec, external_aad=b"", protected=None, unprotected=None):
+    """A tagged COSE_Sign1; by default alg and kid go in the protected header."""
+    return _build(SIGN1_TAG, "Signature1", payload, signer, signer.sign, codec, external_aad,
+                  protected, unprotected)
+
+
+def mac0(payload, key, codec, external_aad=b"", protected=None, unprotected=None):
+    """A tagged COSE_Mac0; by default alg (and kid, if the key has one) go in the protected header."""
+    return _build(MAC0_TAG, "MAC0", payload, key, key.mac, codec, external_aad, protected,
+                  unprotected)
+
+
+def verify_sign1(data, keys, codec, external_aad=b""):
+    """Check a COSE_Sign1 and return it as `Verified`; raise CoseError otherwise.
+
+    `keys` maps a kid (bytes, or None when the message names none) to a verifier: a dict, or a
+    callable returning the verifier or None.
+    """
+    opened = _open(data, SIGN1_TAG, keys, codec)
+    key, protected_bytes, payload, signature = opened[0], opened[1], opened[2], opened[3]
+    to_check = _structure(codec, "Signature1", protected_bytes, external_aad, payload)
+    if not key.verify(signature, to_check):
+        raise CoseError("bad-signature", "the signature does not verify")
+    return opened[4]
+
+
+def verify_mac0(data, keys, codec, external_aad=b""):
+    """Check a COSE_Mac0 and return it as `Verified`; raise CoseError otherwise."""
+    opened = _open(data, MAC0_TAG, keys, codec)
+    key, protected_bytes, payload, tag = opened[0], opened[1], opened[2], opened[3]
+    if not equal(key.mac(_structure(codec, "MAC0", protected_bytes, external_aad, payload)), tag):
+        raise CoseError("bad-mac", "the MAC does not verify")
+    return opened[4]
+
+
+def _build(tag, context, payload, key, compute, codec, external_aad, protected, unprotected):
+    if protected is None:
+        protected = {ALG: key.alg}
+        if key.kid is not None:
+            protected[KID] = key.kid
+    protected_bytes = codec.dumps(protected) if protected else b""
+    proof = compute(_structure(codec, context, protected_bytes, external_aad, payload))
+    return codec.dumps(Tag(tag, [protected_bytes, unprotected or {}, payload, proof]))
+
+
+def _structure(codec, context, protected_bytes, external_aad, payload):
+    return codec.dumps([context, protected_bytes, external_aad, payload])
+
+
+def _open(data, tag, keys, codec):
+    """Parse and vet everything but the proof: (key, protected bytes, payload, proof, Verified)."""
+    if len(data) > MAX_MESSAGE_BYTES:
+        raise CoseError("too-large", "message of %d bytes exceeds %d" % (len(data), MAX_MESSAGE_BYTES))
+    try:
+        item = codec.loads(data)
+    except ValueError as exc:
+        raise CoseError("malformed", "not well-formed CBOR: %s" % exc)
+    if not isinstance(item, Tag):
+        raise CoseError("bad-tag", "COSE tag %d is required" % tag)
+    if item.tag != tag:
+        raise CoseError("bad-tag", "expected COSE tag %d, got %d" % (tag, item.tag))
+    parts = item.value
+    if not isinstance(parts, list) or len(parts) != 4:
+        raise CoseError("malformed", "a COSE message is an array of four items")
+    protected_bytes, unprotected, payload, proof = parts
+    if not isinstance(protected_bytes, bytes) or not isinstance(unprotected, dict):
+        raise CoseError("malformed", "headers must be a byte string and a map")
+    if payload is None:
+        raise CoseError("malformed", "detached payloads are not supported")
+    if not isinstance(payload, bytes) or not isinstance(proof, bytes):
+        raise CoseError("malformed", "payload and signature must be byte strings")
+    protected = _decode_protected(protected_bytes, codec)
+    _check_headers(protected, unprotected)
+    alg = protected.get(ALG)
+    if alg is None:
+        raise CoseError("unprotected-alg", "the algorithm must be in the protected header")
+    kid = protected.get(KID, unprotected.get(KID))
+    key = keys.get(kid) if hasattr(keys, "get") else keys(kid)
+    if key is None:
+        raise CoseError("unknown-key", "no key for kid %r" % (kid,))
+    if _SAME_ALG.get(alg, alg) != key.alg:
+        raise CoseError("bad-alg", "algorithm %r is not the key's (%r)" % (alg, key.alg))
+    return key, protected_bytes, payload, proof, Verified(payload, alg, kid, protected, unprotected)
+
+
+def _decode_protected(protected_bytes, codec):
+    if not protected_bytes:
+        return {}
+    try:
+        protected = codec.loads(protected_bytes, max_depth=4)
+    except ValueError as exc:
+        raise CoseError("malformed", "protected header is not well-formed CBOR: %s" % exc)
+    if not isinstance(protected, dict):
+        raise CoseError("malformed", "protected header must be a map")
+    return protected
+
+
+def _check_headers(protected, unprotected):
+    for label in unprotected:
+        if label in protected:
+            raise CoseError("bad-header", "label %r is in both header buckets" % (label,))
+    if CRIT in unprotected:
+        raise CoseError("bad-header", "crit must be protected")
+    crit = protected.get(CRIT)
+    if crit is not None:
+        if not isinstance(crit, list) or not crit:
+            raise CoseError("bad-header", "crit must be a non-empty array")
+        for label in crit:
+            if label not in UNDERSTOOD or label == CRIT or label not in protected:
+                raise CoseError("unknown-crit", "critical header %r is not understood" % (label,))
+    alg = protected.get(ALG)
+    if alg is not None and not isinstance(alg, int):
+        raise CoseError("bad-alg", "unsupported algorithm %r" % (alg,))
+    kid = protected.get(KID, unprotected.get(KID))
+    if kid is not None and not isinstance(kid, bytes):
+        raise CoseError("bad-header", "kid must be a byte string")
