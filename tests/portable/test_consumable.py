@@ -1,0 +1,181 @@
+# Consumable scenarios that run on CPython (pytest) and on MicroPython alike.
+from check import raises
+from thingsdk.core.consumable import DAY, Consumable, ConsumableError
+
+T0 = 1700000000
+HOUR = 3600
+
+
+class Noise:
+    """Deterministic pseudo-random ints (a linear congruential generator), alike on every port."""
+
+    def __init__(self, seed):
+        self.state = seed
+
+    def below(self, n):
+        self.state = (self.state * 1103515245 + 12345) % 2147483648
+        return (self.state >> 8) % n
+
+    def between(self, low, high):
+        return low + self.below(high - low + 1)
+
+
+def use_hourly(c, ml_per_day, hours, seed, start=T0, level=None, outlier_every=0):
+    """Hourly readings of use that varies by +-30 % an hour, read with +-1 % noise."""
+    noise = Noise(seed)
+    true = c.capacity if level is None else level
+    for h in range(hours):
+        true -= ml_per_day * noise.between(70, 130) // 2400
+        reading = true + noise.between(-ml_per_day // 100, ml_per_day // 100)
+        if outlier_every and h % outlier_every == outlier_every - 1:
+            reading += c.capacity // 3 if noise.below(2) else -c.capacity // 3
+        c.read(start + h * HOUR, reading)
+    return true
+
+
+def near(value, target, share):
+    return abs(value - target) <= target * share
+
+
+def test_rate_is_recovered_under_noise():
+    c = Consumable("water", "ml", 20000)
+    use_hourly(c, 2000, 24 * 4, seed=1)
+    assert near(c.estimator.rate(), 2000000, 0.08)
+
+
+def test_outliers_do_not_swing_the_rate_or_pass_for_refills():
+    c = Consumable("water", "ml", 20000, pack=5000)
+    c.spares = 2
+    use_hourly(c, 2000, 24 * 4, seed=2, outlier_every=9)
+    assert near(c.estimator.rate(), 2000000, 0.08)
+    assert c.spares == 2
+
+
+def test_refills_keep_the_rate_and_use_spares():
+    c = Consumable("water", "ml", 10000, pack=10000)
+    c.spares = 2
+    t = T0
+    for cycle in range(2):
+        use_hourly(c, 2000, 24 * 4, seed=cycle, start=t)
+        t += 24 * 4 * HOUR
+        c.read(t, 10000)
+        c.read(t + 60, 9999)
+        assert c.estimator.rate() is not None and c.estimator.rate() >= 0
+        t += HOUR
+    assert c.spares == 0
+    assert near(c.estimator.rate(), 2000000, 0.08)
+
+
+def test_a_gap_that_hides_a_refill_is_not_a_slope():
+    c = Consumable("water", "ml", 10000)
+    for h in range(48):
+        c.read(T0 + h * HOUR, 10000 - 1000 * h // 24)
+    start = T0 + (48 + 5 * 24) * HOUR  # five silent days: refilled and used meanwhile
+    for h in range(48):
+        c.read(start + h * HOUR, 7000 - 1000 * h // 24)
+    assert near(c.estimator.rate(), 1000000, 0.03)
+
+
+def test_usage_counter_reports():
+    c = Consumable("ink", "page", 1000)
+    raises(ConsumableError, c.use, T0, 5)  # no starting level yet
+    c.refill(T0)
+    for day in range(1, 11):
+        c.use(T0 + day * DAY, 25)
+    assert c.estimator.rate() == 25000
+    assert c.level(T0 + 10 * DAY) == 750
+    assert c.forecast(T0 + 10 * DAY).expected == 30 * DAY
+
+
+def test_exact_data_gives_exact_figures():
+    c = Consumable("water", "ml", 10000, lead_time=2 * DAY, lead_spread=DAY, safety=100)
+    for h in range(0, 49, 4):
+        c.read(T0 + h * HOUR, 9000 - 50 * h)  # 1200 ml a day, no noise
+    now = T0 + 48 * HOUR
+    assert c.estimator.rate() == 1200000
+    assert c.estimator.use_over(DAY) == (1200000, 0)
+    f = c.forecast(now)
+    assert (f.low, f.expected, f.high) == (5 * DAY + 12 * HOUR,) * 3
+    assert c.reorder_point() == 2400 + 1200
+    assert c.status(now) == {"slot": "water", "unit": "ml", "level": 6600, "cap": 10000,
+                             "rate": 1200000, "spare": 0, "empty": {"est": 5, "lo": 5, "hi": 5}}
+    assert c.level(now + DAY) == 5400  # carried forward at the rate
+
+
+def test_unknown_until_enough_readings():
+    c = Consumable("water", "ml", 10000)
+    assert c.level(T0) is None and c.reorder(T0) == 0 and not c.forecast(T0).known
+    raises(ConsumableError, c.status, T0)
+    c.read(T0, 9000)
+    c.read(T0 + 4 * HOUR, 8800)
+    assert c.estimator.rate() is None
+    assert "empty" not in c.status(T0 + 4 * HOUR)
+    assert c.reorder_point() == 1000  # the configured minimum while the rate is unknown
+    c.read(T0 + 8 * HOUR, 8600)
+    assert c.estimator.rate() == 1200000
+
+
+def test_an_open_order_covers_the_need():
+    c = Consumable("filter", "l", 1000, safety=0)
+    for h in range(0, 24 * 6, 3):
+        c.read(T0 + h * HOUR, 1000 - 20 * h // 24)
+    now = T0 + 47 * DAY
+    assert c.reorder(now) == 1
+    c.add_order(b"order-1", 1)
+    assert c.reorder(now) == 0 and c.incoming() == 1000
+    c.add_order(b"order-1", 1)
+    raises(ConsumableError, c.add_order, b"order-1", 2)
+    assert c.cancel(b"order-1") and c.reorder(now) == 1
+    c.add_order(b"order-2", 1)
+    assert c.receive(b"order-2") and not c.receive(b"order-2")
+    assert c.spares == 1 and c.reorder(now) == 0
+    c.read(now, 1000)
+    c.read(now + 60, 1000)
+    assert c.spares == 0 and c.reorder(now + 60) == 0
+
+
+def test_order_quantity_in_whole_items():
+    c = Consumable("water", "ml", 20000, pack=5000, safety=2000)
+    c.read(T0, 1000)
+    assert c.reorder(T0) == 4
+    c.order_qty = 6
+    assert c.reorder(T0) == 6
+    beans = Consumable("beans", "g", 250, pack=1000, safety=50)
+    beans.read(T0, 40)
+    assert beans.reorder(T0) == 1
+
+
+def test_state_round_trip():
+    c = Consumable("beans", "g", 1000, pack=250, sku="house-blend")
+    use_hourly(c, 100, 60, seed=4)
+    c.add_order(b"order-1", 2)
+    c.read(T0 + 60 * HOUR, 1000)  # held back: may be a refill
+    state = c.to_state()
+    restored = Consumable.from_state(state)
+    assert restored.to_state() == state
+    for x in (c, restored):
+        x.read(T0 + 61 * HOUR, 995)
+    assert restored.to_state() == c.to_state()
+    assert restored.status(T0 + 62 * HOUR) == c.status(T0 + 62 * HOUR)
+
+
+def test_malformed_state_is_rejected():
+    c = Consumable("ink", "page", 1000)
+    c.read(T0, 900)
+    good = c.to_state()
+    assert Consumable.from_state(good).to_state() == good
+    for key, value in [("v", 9), ("cap", -1), ("unit", "Pages"), ("spares", "2"),
+                       ("orders", [[b"a", 1], [b"a", 1]]), ("orders", [[b"a", 0]])]:
+        state = dict(good)
+        state[key] = value
+        raises(ConsumableError, Consumable.from_state, state)
+    for key, value in [("points", [[T0, 900, 0], [T0 - 5, 900, 0]]), ("recent", [[T0]]),
+                       ("window", 1000), ("segment", -1)]:
+        state = dict(good)
+        state["estimator"] = dict(good["estimator"])
+        state["estimator"][key] = value
+        raises(ConsumableError, Consumable.from_state, state)
+    state = dict(good)
+    del state["safety"]
+    raises(ConsumableError, Consumable.from_state, state)
+    raises(ConsumableError, Consumable.from_state, [1])

@@ -1,0 +1,398 @@
+"""The consumable model on CPython: property tests (hypothesis) and simulations."""
+
+import random
+from pathlib import Path
+
+import cbor2
+import pycddl
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from thingsdk.core.consumable import DAY, Consumable, ConsumableError, RateEstimator
+from thingsdk.sensors.simulated import SimulatedLevel
+
+T0 = 1_700_000_000
+HOUR = 3600
+SLOT_STATUS = pycddl.Schema(
+    "root = slot-status\n" + (Path(__file__).parent.parent / "spec" / "thingsdk.cddl").read_text()
+)
+
+
+def noisy_use(consumable, rate, hours, seed, noise=0.01, outliers=0.0, start=T0, level=None):
+    """Feed hourly readings of use at `rate` units a day (each hour's use varying by +-30 %), with
+    Gaussian noise of `noise` * rate and, at the given share of readings, wild outliers: none among
+    the first five readings and at most two among any five in a row, since the current level is the
+    median of the last five (before that, nothing tells a wild first reading from a true one).
+    Returns the true level at the end."""
+    rng = random.Random(seed)
+    true = float(consumable.capacity if level is None else level)
+    recent_wild = []
+    for h in range(hours):
+        true -= rate / 24 * rng.uniform(0.7, 1.3)
+        reading = true + rng.gauss(0, rate * noise)
+        wild = (h >= 5 and sum(recent_wild[-4:]) < 2 and recent_wild[-1] is False
+                and rng.random() < outliers)
+        if wild:
+            reading += rng.choice([-1, 1]) * consumable.capacity * 0.3
+        recent_wild.append(wild)
+        consumable.read(start + h * HOUR, round(reading))
+    return true
+
+
+def rate_error(consumable, rate):
+    return abs(consumable.estimator.rate() / (rate * 1000) - 1)
+
+
+# ---------------------------------------------------------------- the rate
+
+@settings(max_examples=60, deadline=None)
+@given(rate=st.integers(100, 100_000), seed=st.integers(0, 2**32))
+def test_rate_recovered_under_noise(rate, seed):
+    c = Consumable("water", "ml", rate * 10)
+    noisy_use(c, rate, 24 * 4, seed)
+    assert rate_error(c, rate) < 0.10
+
+
+@settings(max_examples=60, deadline=None)
+@given(rate=st.integers(100, 100_000), seed=st.integers(0, 2**32))
+def test_outliers_neither_swing_the_rate_nor_look_like_refills(rate, seed):
+    c = Consumable("water", "ml", rate * 10, pack=rate)
+    c.spares = 5
+    noisy_use(c, rate, 24 * 4, seed, outliers=0.08)
+    assert rate_error(c, rate) < 0.10
+    assert c.spares == 5
+
+
+def test_usage_counter_reports_give_the_rate_exactly():
+    c = Consumable("ink", "page", 1000)
+    c.refill(T0)
+    rng = random.Random(3)
+    for h in range(1, 24 * 6):  # 40 pages a day in bursts: most hours print nothing
+        c.use(T0 + h * HOUR, rng.choice([0, 0, 0, 0, 0, 2, 3, 5]))
+    used = 1000 - c.level(T0 + (24 * 6 - 1) * HOUR)
+    assert abs(c.estimator.rate() / 1000 - used / 6) < used / 6 * 0.1
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.lists(st.tuples(st.integers(0, 3 * DAY), st.integers(-50, 1200)), max_size=60))
+def test_any_readings_give_a_sane_rate_and_forecast(steps):
+    c = Consumable("beans", "g", 1000)
+    t = T0
+    for dt, level in steps:
+        t += dt
+        c.read(t, level)
+        rate = c.estimator.rate()
+        assert rate is None or rate >= 0
+        f = c.forecast(t)
+        if f.expected is not None:
+            assert 0 <= f.low <= f.expected <= f.high
+        if c.level(t) is not None:
+            assert 0 <= c.level(t) <= 1000
+            assert c.reorder(t) >= 0 and c.reorder_point() >= 0
+
+
+def test_refills_restart_the_segment_and_keep_the_rate():
+    c = Consumable("water", "ml", 10_000, pack=10_000)
+    c.spares = 3
+    rng = random.Random(1)
+    level, t = 10_000, T0
+    for _ in range(3):  # use 2 l a day for four days, then refill
+        for _ in range(24 * 4):
+            level -= 2000 // 24
+            c.read(t, level + rng.randint(-20, 20))
+            t += HOUR
+        rate_before = c.estimator.rate()
+        level = 10_000
+        c.read(t, level)
+        c.read(t + 60, level - 2)  # confirms the refill
+        t += HOUR
+        assert c.estimator.rate() >= 0
+        assert abs(c.estimator.rate() - rate_before) < rate_before * 0.05  # still known, unchanged
+    assert c.spares == 0  # each refill used one spare
+    assert abs(c.estimator.rate() - 2_000_000) < 100_000
+
+
+def test_a_gap_hiding_a_refill_does_not_distort_the_rate():
+    c = Consumable("water", "ml", 10_000)
+    for h in range(48):  # 1000 ml a day
+        c.read(T0 + h * HOUR, 10_000 - 1000 * h // 24)
+    # Silent for five days, refilled and used in between: the level is only 1000 ml lower.
+    start = T0 + (48 + 5 * 24) * HOUR
+    for h in range(48):
+        c.read(start + h * HOUR, 7000 - 1000 * h // 24)
+    assert abs(c.estimator.rate() - 1_000_000) < 30_000
+    naive = RateEstimator(max_gap=10 * DAY, noise=200)
+    for h in range(48):
+        naive.add_level(T0 + h * HOUR, 10_000 - 1000 * h // 24)
+    for h in range(48):
+        naive.add_level(start + h * HOUR, 7000 - 1000 * h // 24)
+    assert naive.rate() < 900_000  # without the gap rule the slope across it drags the rate down
+
+
+def test_rate_is_unknown_until_there_is_enough_data():
+    c = Consumable("water", "ml", 10_000)
+    assert c.level(T0) is None and c.position(T0) is None and c.reorder(T0) == 0
+    assert not c.forecast(T0).known
+    with pytest.raises(ConsumableError):
+        c.status(T0)
+    c.read(T0, 9000)
+    c.read(T0 + 4 * HOUR, 8800)
+    assert c.estimator.rate() is None and not c.forecast(T0).known
+    assert "empty" not in c.status(T0 + 5 * HOUR)
+    c.read(T0 + 8 * HOUR, 8600)
+    assert c.estimator.rate() == 1_200_000 and c.forecast(T0 + 8 * HOUR).known
+
+
+def test_no_use_means_never_empty():
+    c = Consumable("water", "ml", 10_000)
+    for h in range(0, 48, 4):
+        c.read(T0 + h * HOUR, 5000)
+    f = c.forecast(T0 + 48 * HOUR)
+    assert f.known and f.expected is None
+    assert f.days() == {"est": 3660, "lo": 3660, "hi": 3660}
+
+
+# ---------------------------------------------------------------- the forecast
+
+def test_forecast_band_contains_the_truth_most_of_the_time():
+    hits, runs = 0, 100
+    for seed in range(runs):
+        sim = SimulatedLevel(30_000, 2000, T0, noise=30, variability=0.5, seed=seed)
+        c = Consumable("water", "ml", 30_000)
+        t = T0
+        for _ in range(24 * 4):
+            c.read(t, sim.read(t))
+            t += HOUR
+        f = c.forecast(t - HOUR)
+        empty = t - HOUR
+        while sim.true_level > 0:
+            empty += HOUR
+            sim.advance(empty)
+        hits += f.low <= empty - (t - HOUR) <= f.high
+    assert hits >= 0.85 * runs
+
+
+# ---------------------------------------------------------------- reorder and inventory position
+
+def filter_slot(**kwargs):
+    """A fridge's water filter: its life in litres of water, one filter per item."""
+    c = Consumable("filter", "l", 1000, lead_time=3 * DAY, lead_spread=2 * DAY, **kwargs)
+    for h in range(0, 24 * 6, 3):  # 20 l a day
+        c.read(T0 + h * HOUR, 1000 - 20 * h // 24)
+    return c
+
+
+def test_reorder_point_is_lead_time_use_plus_safety_stock():
+    c = filter_slot(safety=0)
+    rate = c.estimator.rate()
+    expected, deviation = c.estimator.use_over(3 * DAY)
+    assert abs(rate - 20_000) < 200 and abs(expected - 60_000) < 600
+    late = rate * 2 * DAY // DAY  # use over a late delivery, milli-units
+    point = c.reorder_point()
+    assert point == -(-expected // 1000) + -(-(2 * deviation + late) // 1000)
+    assert 100 <= point <= 120  # 60 l over the lead time, 40 l for lateness, a little for noise
+    assert filter_slot(safety=300).reorder_point() == -(-expected // 1000) + 300
+
+
+def test_an_open_order_prevents_a_second_order_for_the_same_need():
+    c = filter_slot(safety=0)
+    now = T0 + 47 * DAY  # carried forward at 20 l a day, about 60 l are left
+    assert c.position(now) <= c.reorder_point()
+    assert c.reorder(now) == 1
+    c.add_order(b"order-1", 1)
+    assert c.position(now) == c.level(now) + 1000
+    assert c.reorder(now) == 0
+    c.add_order(b"order-1", 1)  # placing the same order again changes nothing
+    assert c.open_orders() == {b"order-1": 1} and c.reorder(now) == 0
+    with pytest.raises(ConsumableError):
+        c.add_order(b"order-1", 2)
+    assert c.cancel(b"order-1") and not c.cancel(b"order-1")
+    assert c.reorder(now) == 1  # cancelled: the need is back
+
+
+def test_a_delivered_order_is_a_spare_until_the_refill_uses_it():
+    c = filter_slot(safety=0)
+    now = T0 + 47 * DAY
+    c.add_order(b"order-1", 1)
+    assert c.receive(b"order-1") and not c.receive(b"order-1")
+    assert c.spares == 1 and c.incoming() == 0
+    assert c.reorder(now) == 0  # the spare on the shelf covers the need
+    c.read(now, 1000)  # the owner fits the new filter
+    assert c.spares == 1  # one high reading could be a glitch
+    c.read(now + HOUR, 1000)
+    assert c.spares == 0 and c.position(now + HOUR) == 1000
+    assert c.status(now + HOUR)["spare"] == 0
+
+
+def test_order_quantity_rounds_to_items_and_clears_the_reorder_point():
+    c = Consumable("beans", "g", 250, pack=1000, safety=50)  # a hopper, filled from 1 kg bags
+    c.read(T0, 40)
+    assert c.reorder(T0) == 1
+    big = Consumable("water", "ml", 20_000, pack=5000, safety=2000, order_qty=3)
+    big.read(T0, 1000)
+    assert big.reorder(T0) == 4  # up to capacity: 19 l in 5 l bottles
+    big.read(T0 + 60, 12_000)
+    big.read(T0 + 120, 12_000)  # a confirmed refill to 12 l
+    assert big.position(T0 + 120) > big.reorder_point() and big.reorder(T0 + 120) == 0
+    fast = Consumable("water", "ml", 1000, pack=500, safety=5000)  # safety above capacity
+    fast.read(T0, 500)
+    items = fast.reorder(T0)
+    assert fast.position(T0) + items * 500 > fast.reorder_point()
+
+
+def test_order_ids_and_counts_are_checked():
+    c = Consumable("ink", "page", 1000)
+    for bad_id, items in [(b"", 1), (b"x" * 65, 1), (7, 1), (b"ok", 0), (b"ok", True)]:
+        with pytest.raises(ConsumableError):
+            c.add_order(bad_id, items)
+    for i in range(32):
+        c.add_order(b"%d" % i, 1)
+    with pytest.raises(ConsumableError):
+        c.add_order(b"one-too-many", 1)
+
+
+# ---------------------------------------------------------------- status on the wire
+
+def test_status_is_a_valid_slot_status():
+    c = filter_slot()
+    c.sku = "filter-xp3"
+    c.spares = 2
+    status = c.status(T0 + 6 * DAY)
+    SLOT_STATUS.validate_cbor(cbor2.dumps(status))
+    assert status["slot"] == "filter" and status["unit"] == "l" and status["cap"] == 1000
+    assert status["level"] == 880 and status["spare"] == 2 and status["sku"] == "filter-xp3"
+    assert abs(status["rate"] - 20_000) < 200
+    assert status["empty"]["lo"] <= status["empty"]["est"] == 44 <= status["empty"]["hi"]
+    early = Consumable("ink", "page", 1000)
+    early.read(T0, 1200)  # above capacity: reported as full
+    SLOT_STATUS.validate_cbor(cbor2.dumps(early.status(T0)))
+    assert early.status(T0) == {"slot": "ink", "unit": "page", "level": 1000, "cap": 1000,
+                                "rate": 0, "spare": 0}
+
+
+def test_settings_are_checked():
+    for kwargs in [dict(slot="Water"), dict(slot=""), dict(unit="m l"), dict(capacity=0),
+                   dict(capacity=1.5), dict(pack=0), dict(order_qty=0), dict(safety=-1),
+                   dict(sku=""), dict(lead_time=-1)]:
+        args = dict(slot="water", unit="ml", capacity=1000) | kwargs
+        with pytest.raises(ConsumableError):
+            Consumable(**args)
+    with pytest.raises(ConsumableError):
+        RateEstimator(window=1)
+    c = Consumable("water", "ml", 1000)
+    c.read(T0, 900)
+    with pytest.raises(ConsumableError):
+        c.read(T0 - 1, 900)  # time must not go backwards
+    with pytest.raises(ConsumableError):
+        c.use(T0, -1)
+    with pytest.raises(ConsumableError):
+        Consumable("ink", "page", 10).use(T0, 1)  # no starting level yet
+
+
+# ---------------------------------------------------------------- state
+
+ops = st.lists(
+    st.one_of(
+        st.tuples(st.just("read"), st.integers(0, DAY), st.integers(-10, 1100)),
+        st.tuples(st.just("use"), st.integers(0, DAY), st.integers(0, 50)),
+        st.tuples(st.just("refill"), st.integers(0, DAY), st.integers(0, 1000)),
+        st.tuples(st.just("order"), st.integers(0, 20), st.integers(1, 3)),
+        st.tuples(st.just("receive"), st.integers(0, 20), st.integers(0, 3)),
+        st.tuples(st.just("cancel"), st.integers(0, 20), st.integers(0, 0)),
+    ),
+    max_size=80,
+)
+
+
+def apply(c, steps, t=T0):
+    for op, a, b in steps:
+        if op == "read":
+            t += a
+            c.read(t, b)
+        elif op == "use" and c.level(t) is not None:
+            t += a
+            c.use(t, b)
+        elif op == "refill":
+            t += a
+            c.refill(t, b)
+        elif op == "order" and c.open_orders().get(b"o%d" % a, b) == b:
+            c.add_order(b"o%d" % a, b)
+        elif op == "receive":
+            c.receive(b"o%d" % a, b)
+        elif op == "cancel":
+            c.cancel(b"o%d" % a)
+    return t
+
+
+@settings(max_examples=80, deadline=None)
+@given(ops, ops)
+def test_state_round_trip_survives_a_reboot(before, after):
+    c = Consumable("beans", "g", 1000, pack=250, sku="house-blend", order_qty=2)
+    t = apply(c, before)
+    state = c.to_state()
+    restored = Consumable.from_state(cbor2.loads(cbor2.dumps(state)))
+    assert restored.to_state() == state
+    t_restored = apply(restored, after, t)
+    assert apply(c, after, t) == t_restored
+    assert restored.to_state() == c.to_state()
+    assert restored.reorder(t_restored + DAY) == c.reorder(t_restored + DAY)
+    assert vars(restored.forecast(t_restored)) == vars(c.forecast(t_restored))
+
+
+def a_state():
+    c = filter_slot()
+    c.add_order(b"order-1", 1)
+    c.read(T0 + 6 * DAY, 1000)  # held: may be a refill
+    return c.to_state()
+
+
+def set_in(state, path, value):
+    target = state
+    for key in path[:-1]:
+        target = target[key]
+    if value is DELETE:
+        del target[path[-1]]
+    else:
+        target[path[-1]] = value
+    return state
+
+
+DELETE = object()
+
+
+@pytest.mark.parametrize("path, value", [
+    (("v",), 2),
+    (("slot",), "Filter"),
+    (("cap",), "1000"),
+    (("spares",), -1),
+    (("spares",), 1001),
+    (("orders",), [[b"order-1", 1], [b"order-1", 1]]),
+    (("orders",), [[b"order-1"]]),
+    (("orders",), [[b"", 1]]),
+    (("orders",), "none"),
+    (("lead",), DELETE),
+    (("estimator",), []),
+    (("estimator", "window"), 0),
+    (("estimator", "points"), [[T0, 5, 0]] * 65),
+    (("estimator", "points", 1), [T0 - 1, 990, 0]),
+    (("estimator", "points", 0), [T0, 1000]),
+    (("estimator", "points", 0), [T0, 1000, 99]),
+    (("estimator", "points", 0, 1), 2.5),
+    (("estimator", "recent"), [[T0 + 2, 1], [T0 + 1, 1]]),
+    (("estimator", "recent"), []),  # a pending reading without recent ones
+    (("estimator", "pending"), [0, 5]),
+    (("estimator", "segment"), -1),
+    (("estimator", "noise"), DELETE),
+])
+def test_malformed_state_is_rejected(path, value):
+    state = a_state()
+    assert Consumable.from_state(state).to_state() == state
+    with pytest.raises(ConsumableError):
+        Consumable.from_state(set_in(state, path, value))
+
+
+def test_not_a_state_at_all_is_rejected():
+    for state in [None, [], {}, {"v": 1}]:
+        with pytest.raises(ConsumableError):
+            Consumable.from_state(state)

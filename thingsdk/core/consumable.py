@@ -1,0 +1,526 @@
+"""Consumables: level, usage rate, forecast to empty, reorder point and inventory position.
+
+Portable and sans-IO: time comes in as an argument (`now`, unix seconds as an int), every quantity
+is an int, and state goes out and comes back as plain dicts and lists (`to_state` / `from_state`).
+Rates are integer milli-units per day, as on the wire.
+"""
+
+DAY = 86400
+MILLI_DAY = 1000 * DAY  # a rate in milli-units per day times seconds, over this, is units
+STATE_VERSION = 1
+MAX_INT = 2**53 - 1  # levels, times and counts in state stay below this
+MAX_UNITS = 1000000000  # the protocol's bound on amounts and capacities
+MAX_ITEMS = 1000000  # the protocol's bound on an order quantity
+MAX_SPARES = 1000  # the protocol's bound on unopened spares
+MAX_DAYS = 3660  # the protocol's bound on days to empty
+MAX_RATE = 10**12  # the protocol's bound on a rate
+MAX_WINDOW = 64
+MAX_ORDERS = 32
+MAX_ORDER_ID = 64
+MIN_PAIRS = 3  # fewer pairwise slopes than this and the rate is unknown
+RECENT = 5  # raw readings the robust current level is the median of
+Z = 2  # standard deviations on each side of a forecast band, and in the safety stock
+MEDIAN_CHI2 = 4549  # the median of a chi-squared variable with 1 degree of freedom, times 10000
+
+
+class ConsumableError(ValueError):
+    """Malformed consumable state, or a setting or argument out of range."""
+
+
+def _is_int(value):
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _require(ok, message):
+    if not ok:
+        raise ConsumableError(message)
+
+
+def _check_int(value, low, high, name):
+    ok = _is_int(value) and low <= value <= high
+    _require(ok, "%s must be an int in %d..%d" % (name, low, high))
+    return value
+
+
+def _check_token(value, name):
+    """A protocol token: 1..32 of a-z 0-9 . _ -, starting with a letter or digit."""
+    ok = isinstance(value, str) and 0 < len(value) <= 32
+    if ok:
+        for i, ch in enumerate(value):
+            alnum = "a" <= ch <= "z" or "0" <= ch <= "9"
+            ok = ok and (alnum or (i > 0 and ch in "._-"))
+    _require(ok, "%s must be a token: a-z, 0-9, '.', '_', '-', 1..32 long" % name)
+    return value
+
+
+def _check_order_id(value):
+    _require(isinstance(value, (bytes, str)) and 0 < len(value) <= MAX_ORDER_ID,
+             "order id must be bytes or str, 1..%d long" % MAX_ORDER_ID)
+    return value
+
+
+def _check_list(value, name, limit):
+    ok = isinstance(value, list) and len(value) <= limit
+    _require(ok, "%s must be a list of at most %d" % (name, limit))
+    return value
+
+
+def _ceil_div(a, b):
+    return -(-a // b)
+
+
+def _upper_median(values):
+    """The middle of the sorted values, the upper of the two middles for an even count."""
+    return sorted(values)[len(values) // 2]
+
+
+def _isqrt(n):
+    """Floor of the square root of a non-negative int (Newton's method, ints only)."""
+    if n <= 0:
+        return 0
+    x, y = n, (n + 1) // 2
+    while y < x:
+        x, y = y, (y + n // y) // 2
+    return x
+
+
+def _weighted_median(pairs):
+    """The value of the sorted (value, weight) pairs where half of the total weight is reached."""
+    total = 0
+    for pair in pairs:
+        total += pair[1]
+    cumulative = 0
+    for value, weight in pairs:
+        cumulative += weight
+        if 2 * cumulative >= total:
+            return value
+
+
+class RateEstimator:
+    """Usage rate in milli-units per day, robust to noise, outliers, gaps and refills.
+
+    The estimate is a weighted Theil–Sen slope (Sievers–Scholz): the weighted median of the slopes
+    between every pair of kept readings of the same segment, each pair weighted by the time between
+    its readings. Why: a median of pairwise slopes ignores a minority of wild readings (one outlier
+    touches only the pairs it is in, and those with distant partners barely move), needs no noise
+    model or tuning, and weighting by time keeps many short, noisy or idle pairs from outvoting the
+    long ones that carry the real trend, so bursty use (a coffee machine at breakfast) is not biased
+    towards zero. It needs only ints and a sort, so it runs the same on MicroPython.
+
+    Uncertainty comes from the use between consecutive kept readings: its deviation from the rate,
+    squared and scaled to one day, has a median that (divided by that of a chi-squared variable)
+    estimates the day-to-day variance of use, robust to outliers. Use over a horizon then varies by
+    that variance times the horizon in days (random-walk use), plus the rate's own error over the
+    horizon (the variance over the span of data seen, times the horizon squared).
+
+    Readings come in as levels (`add_level`) or as usage since the last report (`add_usage`, exact
+    counts that lower the level). A rise above `noise` over the median of the last few readings,
+    confirmed by the next reading, is a refill (a single high reading is an outlier); a silence
+    longer than `max_gap` may hide a refill and use that cancel out. Either one starts a new
+    segment: no slope spans it, but the readings before it stay in the window, so what was learned
+    about the rate is kept. Readings closer than `min_interval` to the last kept one are not kept
+    (the rate needs spread in time, not density); at most `window` readings are kept.
+    """
+
+    def __init__(self, window=32, min_interval=3 * 3600, max_gap=2 * DAY, noise=0):
+        self.window = _check_int(window, 2, MAX_WINDOW, "window")
+        self.min_interval = _check_int(min_interval, 0, MAX_INT, "min_interval")
+        self.max_gap = _check_int(max_gap, 1, MAX_INT, "max_gap")
+        self.noise = _check_int(noise, 0, MAX_INT, "noise")
+        self._points = []  # kept readings [t, level, segment], oldest first
+        self._segment = 0
+        self._recent = []  # the last raw readings [t, level] of the current segment, oldest first
+        self._pending = None  # a reading [t, level] that may be a refill, held for confirmation
+        self._fit = None  # (rate, variance, span) from _fit_points, while not stale
+        self._stale = False
+
+    def add_level(self, t, level):
+        """Take a level reading; return the rise when it confirms a refill, else 0.
+
+        A reading above the recent median by more than `noise` is held back until the next one: if
+        that is high too, the refill is real and the held reading starts the new segment; if not,
+        the held one was an outlier and is dropped.
+        """
+        self._check_time(t)
+        _check_int(level, -MAX_INT, MAX_INT, "level")
+        rise = 0
+        if len(self._recent) > 1:
+            rise = level - _upper_median([r[1] for r in self._recent])
+            if rise <= self.noise:
+                rise = 0
+            elif self._pending is None:
+                self._pending = [t, level]
+                return 0
+        held, self._pending = self._pending, None
+        if self._recent and (rise or t - self._recent[-1][0] > self.max_gap):
+            self._new_segment()
+        if rise:
+            self._recent = [held]
+            self._keep(held[0], held[1])
+        self._recent = (self._recent + [[t, level]])[-RECENT:]
+        self._keep(t, level)
+        return rise
+
+    def add_usage(self, t, used):
+        """Take a usage report: `used` units since the last reading or report, counted exactly."""
+        self._check_time(t)
+        _check_int(used, 0, MAX_INT, "used")
+        _require(self._recent, "usage needs a starting level: a reading or refill first")
+        level = self._recent[-1][1] - used
+        self._pending = None
+        self._recent = [[t, level]]
+        self._keep(t, level)
+
+    def refill(self, t, level):
+        """Note a refill to `level` that the host knows of; return the rise over the last level."""
+        self._check_time(t)
+        _check_int(level, -MAX_INT, MAX_INT, "level")
+        rise = level - self.level_at(t) if self._recent else level
+        self._new_segment()
+        self._pending = None
+        self._recent = [[t, level]]
+        self._keep(t, level)
+        return rise
+
+    def rate(self):
+        """The rate in milli-units per day (never negative), or None while data is too thin."""
+        fit = self._model()
+        return None if fit is None else fit[0]
+
+    def use_over(self, seconds):
+        """(expected, standard deviation) of the milli-units used in `seconds`; None if unknown."""
+        fit = self._model()
+        if fit is None:
+            return None
+        rate, variance, span = fit
+        spread = variance * seconds * (span + seconds) // (DAY * span)
+        return rate * seconds // DAY, _isqrt(spread)
+
+    def level_at(self, now):
+        """The robust level: the median of the last readings, each carried to `now` at the rate."""
+        if not self._recent:
+            return None
+        rate = self.rate() or 0
+        levels = [level - _ceil_div(rate * (now - t), MILLI_DAY) for t, level in self._recent]
+        return _upper_median(levels)
+
+    def _check_time(self, t):
+        _check_int(t, 0, MAX_INT, "time")
+        last = self._pending or (self._recent[-1] if self._recent else [0])
+        _require(t >= last[0], "readings must come in time order")
+
+    def _new_segment(self):
+        self._segment += 1
+        self._recent = []
+
+    def _keep(self, t, level):
+        last = self._points[-1] if self._points else None
+        if last is not None and last[2] == self._segment and t - last[0] < self.min_interval:
+            return
+        self._points.append([t, level, self._segment])
+        if len(self._points) > self.window:
+            self._points.pop(0)
+        self._stale = True
+
+    def _model(self):
+        if self._stale:
+            self._fit = self._fit_points()
+            self._stale = False
+        return self._fit
+
+    def _segments(self):
+        """The kept points split into runs of one segment each."""
+        runs, start, points = [], 0, self._points
+        for i in range(1, len(points) + 1):
+            if i == len(points) or points[i][2] != points[start][2]:
+                runs.append(points[start:i])
+                start = i
+        return runs
+
+    def _fit_points(self):
+        """(rate, variance of a day's use in milli-units squared, seconds of data) or None."""
+        pairs = []  # (slope in milli-units per day, weight in seconds)
+        span = 0
+        for run in self._segments():
+            span += run[-1][0] - run[0][0]
+            for i in range(len(run)):
+                t1, level1 = run[i][0], run[i][1]
+                for j in range(i + 1, len(run)):
+                    dt = run[j][0] - t1
+                    if dt > 0:
+                        pairs.append(((level1 - run[j][1]) * MILLI_DAY // dt, dt))
+        if len(pairs) < MIN_PAIRS:
+            return None
+        pairs.sort()
+        rate = max(0, _weighted_median(pairs))
+        deviations = []  # squared deviation of use from the rate between neighbours, per day
+        for run in self._segments():
+            for i in range(1, len(run)):
+                dt = run[i][0] - run[i - 1][0]
+                if dt > 0:
+                    deviation = (run[i - 1][1] - run[i][1]) * 1000 - rate * dt // DAY
+                    deviations.append(deviation * deviation * DAY // dt)
+        variance = _upper_median(deviations) * 10000 // MEDIAN_CHI2
+        return rate, variance, span
+
+    def to_state(self):
+        """The estimator as plain data."""
+        return {
+            "window": self.window,
+            "min_interval": self.min_interval,
+            "max_gap": self.max_gap,
+            "noise": self.noise,
+            "segment": self._segment,
+            "points": [list(p) for p in self._points],
+            "recent": [list(r) for r in self._recent],
+            "pending": None if self._pending is None else list(self._pending),
+        }
+
+    @classmethod
+    def from_state(cls, state):
+        """Rebuild an estimator from `to_state` data; raise ConsumableError if it is malformed."""
+        _require(isinstance(state, dict), "estimator state must be a dict")
+        try:
+            est = cls(state["window"], state["min_interval"], state["max_gap"], state["noise"])
+            segment = _check_int(state["segment"], 0, MAX_INT, "segment")
+            points = _check_list(state["points"], "points", est.window)
+            recent = _check_list(state["recent"], "recent", RECENT)
+            pending = state["pending"]
+        except KeyError as exc:
+            raise ConsumableError("estimator state lacks %s" % exc)
+        last_t, last_segment = 0, 0
+        for p in points:
+            _require(isinstance(p, list) and len(p) == 3, "a point must be [t, level, segment]")
+            _check_int(p[0], last_t, MAX_INT, "point time (in order)")
+            _check_int(p[1], -MAX_INT, MAX_INT, "point level")
+            last_segment = _check_int(p[2], last_segment, segment, "point segment (in order)")
+            last_t = p[0]
+        last_t = 0
+        for r in recent + ([] if pending is None else [pending]):
+            _require(isinstance(r, list) and len(r) == 2, "a recent reading must be [t, level]")
+            last_t = _check_int(r[0], last_t, MAX_INT, "recent time (in order)")
+            _check_int(r[1], -MAX_INT, MAX_INT, "recent level")
+        _require(pending is None or recent, "a pending reading needs recent ones")
+        est._segment = segment
+        est._points = [list(p) for p in points]
+        est._recent = [list(r) for r in recent]
+        est._pending = None if pending is None else list(pending)
+        est._stale = True
+        return est
+
+
+class Forecast:
+    """Seconds until `level` units run out: `low` <= `expected` <= `high`.
+
+    `known` is False while the level or the rate is unknown (all three None). With `known` True,
+    None means never at the rate seen (no use). The band is `expected` plus or minus Z standard
+    deviations of the time the level lasts (the deviation of use over `expected`, over the rate).
+    """
+
+    def __init__(self, level, estimator):
+        rate = None if level is None else estimator.rate()
+        self.known = rate is not None
+        self.low = self.expected = self.high = None
+        if rate:
+            expected = level * MILLI_DAY // rate
+            margin = Z * estimator.use_over(expected)[1] * DAY // rate
+            self.low = max(0, expected - margin)
+            self.expected = expected
+            self.high = expected + margin
+
+    def days(self):
+        """The protocol's days-to-empty map {est, lo, hi}: whole days, capped; None if unknown."""
+        if not self.known:
+            return None
+        return {"est": _days(self.expected), "lo": _days(self.low), "hi": _days(self.high)}
+
+
+def _days(seconds):
+    return MAX_DAYS if seconds is None else min(MAX_DAYS, seconds // DAY)
+
+
+class Consumable:
+    """One consumable slot: what is in it, what is coming, and when and how much to reorder.
+
+    Amounts are in the slot's `unit`; orders, deliveries and `spares` count items of `pack` units
+    (a cartridge of 1000 pages, a 1000 g bag of beans). The inventory position is the level plus
+    unopened spares plus open orders, so an order already placed covers its need and no second one
+    is triggered. A delivered order becomes spares; a refill the sensor sees uses them up.
+
+    `lead_time` and `lead_spread` are the expected order-to-delivery time and how much later it
+    may be, in seconds; `safety` is the least safety stock in units; `order_qty` is the least
+    number of items per order (None: order up to capacity).
+    """
+
+    def __init__(self, slot, unit, capacity, pack=None, sku=None, lead_time=3 * DAY,
+                 lead_spread=2 * DAY, safety=None, order_qty=None, estimator=None):
+        self.slot = _check_token(slot, "slot")
+        self.unit = _check_token(unit, "unit")
+        self.capacity = _check_int(capacity, 1, MAX_UNITS, "capacity")
+        self.pack = capacity if pack is None else _check_int(pack, 1, MAX_UNITS, "pack")
+        _require(sku is None or isinstance(sku, str) and 0 < len(sku) <= 64, "sku: 1..64 chars")
+        self.sku = sku
+        self.lead_time = _check_int(lead_time, 0, MAX_INT, "lead_time")
+        self.lead_spread = _check_int(lead_spread, 0, MAX_INT, "lead_spread")
+        if safety is None:
+            safety = capacity // 10
+        self.safety = _check_int(safety, 0, MAX_UNITS, "safety")
+        _require(order_qty is None or _is_int(order_qty) and 0 < order_qty <= MAX_ITEMS,
+                 "order_qty must be None or an int in 1..%d" % MAX_ITEMS)
+        self.order_qty = order_qty
+        if estimator is None:
+            estimator = RateEstimator(noise=max(1, capacity // 50))
+        self.estimator = estimator
+        self.spares = 0
+        self._orders = {}  # order id -> items
+
+    # -- readings
+    def read(self, now, level):
+        """A level reading from the sensor; a refill it reveals uses up spares. Returns the rise."""
+        rise = self.estimator.add_level(now, level)
+        self._use_spares(rise)
+        return rise
+
+    def use(self, now, used):
+        """A usage report: `used` units since the last report (pages printed, doses dispensed)."""
+        self.estimator.add_usage(now, used)
+
+    def refill(self, now, level=None):
+        """The host knows the slot was refilled, to `level` (default: full). Returns the rise."""
+        rise = self.estimator.refill(now, self.capacity if level is None else level)
+        self._use_spares(rise)
+        return rise
+
+    def _use_spares(self, rise):
+        if rise > 0:
+            self.spares = max(0, self.spares - _ceil_div(rise, self.pack))
+
+    # -- orders
+    def add_order(self, order_id, items):
+        """Count a placed (or shipped) order as incoming; placing it again is a no-op."""
+        _check_order_id(order_id)
+        _check_int(items, 1, MAX_ITEMS, "items")
+        known = self._orders.get(order_id)
+        _require(known is None or known == items, "order already open with another quantity")
+        _require(known is not None or len(self._orders) < MAX_ORDERS, "too many open orders")
+        self._orders[order_id] = items
+
+    def receive(self, order_id, items=None):
+        """The order was delivered (`items` of it, default all): it becomes spares.
+
+        Returns False, changing nothing, if the order is not open (say, a repeated delivery).
+        """
+        if order_id not in self._orders:
+            return False
+        ordered = self._orders.pop(order_id)
+        delivered = ordered if items is None else _check_int(items, 0, MAX_ITEMS, "items")
+        self.spares = min(MAX_SPARES, self.spares + delivered)
+        return True
+
+    def cancel(self, order_id):
+        """The order was cancelled: it no longer counts. False if it was not open."""
+        return self._orders.pop(order_id, None) is not None
+
+    def open_orders(self):
+        """{order id: items} of the orders placed and not yet delivered or cancelled."""
+        return dict(self._orders)
+
+    def incoming(self):
+        """Units on open orders."""
+        return sum(self._orders.values()) * self.pack
+
+    # -- decisions
+    def level(self, now):
+        """The level now, 0..capacity, carried forward from the last readings; None before any."""
+        level = self.estimator.level_at(now)
+        return None if level is None else max(0, min(self.capacity, level))
+
+    def position(self, now):
+        """Inventory position in units: level + unopened spares + open orders (None: no level)."""
+        level = self.level(now)
+        return None if level is None else level + self.spares * self.pack + self.incoming()
+
+    def forecast(self, now):
+        """When the slot runs empty, from now."""
+        return Forecast(self.level(now), self.estimator)
+
+    def reorder_point(self):
+        """Units: expected use over the lead time plus safety stock.
+
+        The safety stock is Z standard deviations of the use over the lead time (day-to-day
+        variability and the rate's own error) plus the expected use over `lead_spread` (a late
+        delivery), and never below `safety`. While the rate is unknown it is `safety`.
+        """
+        use = self.estimator.use_over(self.lead_time)
+        if use is None:
+            return self.safety
+        expected, deviation = use
+        late = self.estimator.rate() * self.lead_spread // DAY
+        return _ceil_div(expected, 1000) + max(self.safety, _ceil_div(Z * deviation + late, 1000))
+
+    def reorder(self, now):
+        """Items to order now: 0 unless the inventory position is at or below the reorder point.
+
+        Orders up to capacity (and always above the reorder point, so the next check does not
+        order again), in whole items, at least `order_qty`.
+        """
+        position = self.position(now)
+        point = self.reorder_point()
+        if position is None or position > point:
+            return 0
+        items = _ceil_div(max(self.capacity, point + 1) - position, self.pack)
+        if self.order_qty is not None:
+            items = max(items, self.order_qty)
+        return min(items, MAX_ITEMS)
+
+    def status(self, now):
+        """The protocol's slot-status map: ints and strings only."""
+        level = self.level(now)
+        _require(level is not None, "no level reading yet")
+        status = {"slot": self.slot, "unit": self.unit, "level": level, "cap": self.capacity,
+                  "rate": min(MAX_RATE, self.estimator.rate() or 0), "spare": self.spares}
+        if self.sku is not None:
+            status["sku"] = self.sku
+        empty = self.forecast(now).days()
+        if empty is not None:
+            status["empty"] = empty
+        return status
+
+    # -- state
+    def to_state(self):
+        """The whole consumable as plain data (ints, strings, bytes, lists, dicts, None)."""
+        return {
+            "v": STATE_VERSION,
+            "slot": self.slot,
+            "unit": self.unit,
+            "cap": self.capacity,
+            "pack": self.pack,
+            "sku": self.sku,
+            "lead": self.lead_time,
+            "lead_spread": self.lead_spread,
+            "safety": self.safety,
+            "order_qty": self.order_qty,
+            "spares": self.spares,
+            "orders": [[order_id, items] for order_id, items in self._orders.items()],
+            "estimator": self.estimator.to_state(),
+        }
+
+    @classmethod
+    def from_state(cls, state):
+        """Rebuild a consumable from `to_state` data; raise ConsumableError if it is malformed."""
+        _require(isinstance(state, dict), "consumable state must be a dict")
+        _require(state.get("v") == STATE_VERSION, "unsupported consumable state version")
+        try:
+            c = cls(state["slot"], state["unit"], state["cap"], state["pack"], state["sku"],
+                    state["lead"], state["lead_spread"], state["safety"], state["order_qty"],
+                    RateEstimator.from_state(state["estimator"]))
+            spares = state["spares"]
+            orders = state["orders"]
+        except KeyError as exc:
+            raise ConsumableError("consumable state lacks %s" % exc)
+        c.spares = _check_int(spares, 0, MAX_SPARES, "spares")
+        for entry in _check_list(orders, "orders", MAX_ORDERS):
+            _require(isinstance(entry, list) and len(entry) == 2, "an order must be [id, items]")
+            _require(_check_order_id(entry[0]) not in c._orders, "duplicate order id")
+            c.add_order(entry[0], entry[1])
+        return c
