@@ -1,0 +1,314 @@
+"""The message catalog: build, parse and validate every protocol message.
+
+Mirrors spec/thingsdk.cddl. Validation is table-driven: each body has a compact schema (tuples
+and dicts below) interpreted by one small validator, `_check`. Portable: runs on MicroPython.
+"""
+
+VERSION = 1
+(STATUS, QUOTE_REQUEST, OFFER, ORDER, RECEIPT, SHIPMENT, DELIVERY, CANCEL, APPROVAL_REQUEST,
+ APPROVAL, MANDATE, SUPPORT_REQUEST, SUPPORT_REPLY, PROMOTION, ERROR) = range(1, 16)
+NAMES = ("status", "quote-request", "offer", "order", "receipt", "shipment", "delivery", "cancel",
+         "approval-request", "approval", "mandate", "support-request", "support-reply",
+         "promotion", "error")
+TYPES = {name: code for code, name in enumerate(NAMES, 1)}
+
+ID_SIZE = 16
+KID_SIZE = 8
+MAX_INT53 = 9007199254740991
+MAX_LIFETIME = 30 * 86400  # seconds from ts to exp
+HEADER_NAMES = {1: "v", 2: "t", 3: "id", 4: "kid", 5: "seq", 6: "ts", 7: "exp", 8: "to",
+                9: "re", 10: "b"}
+CLAIM_NAMES = {1: "iss", 2: "sub", 4: "exp", 5: "nbf", 6: "iat", 8: "cnf", -65537: "ver",
+               -65538: "con"}
+
+
+class MessageError(ValueError):
+    """A message that does not match the protocol. `.code` is a short machine reason."""
+
+    def __init__(self, code, field, detail=""):
+        super().__init__("%s: %s%s" % (field, code, detail and " (" + detail + ")"))
+        self.code = code
+        self.field = field
+
+
+# ---- schema language: one tuple per type, interpreted by _check -----------------------------
+# ("i", lo, hi) int        ("b", lo, hi) bytes by length    ("s", lo, hi, chars, first) text
+# ("y",) bool              ("e", values) one of the values  ("a", specs) fixed-length array
+# ("l", spec, lo, hi) list ("d", key, value, lo, hi) map of any keys    ("|", specs) any of
+# ("*",) anything          ("k", kinds) constraint [kind, params], unknown kinds allowed
+# ("m", fields, optional, one, tag, variants, rules, names) map, see _map below
+
+
+def _map(fields, optional=(), one=(), tag=None, variants=None, rules=(), names=None):
+    """A map schema: `one` lists keys of which exactly one must be present; `tag` is a key whose
+    value picks extra required fields from `variants`; `rules` check across fields."""
+    return ("m", fields, optional, one, tag, variants, rules, names)
+
+
+def _before(a, b, gap=0):
+    """Rule: m[a] + gap <= m[b], when both are present."""
+    def rule(m, path, names):
+        if a in m and b in m and m[a] + gap > m[b]:
+            raise MessageError("out-of-range", path + _label(a, names),
+                               "not %s %s" % ("<" if gap else "<=", _label(b, names)))
+    return rule
+
+
+def _lifetime(m, path, names):
+    if m[7] - m[6] > MAX_LIFETIME:
+        raise MessageError("out-of-range", "exp", "more than %d s after ts" % MAX_LIFETIME)
+
+
+def _offer_total(m, path, names):
+    price, ship, total = m["price"], m["ship"], m["total"]
+    if not price[1] == ship[1] == total[1]:
+        raise MessageError("bad-value", path + "total", "currencies differ")
+    if price[0] * m["qty"] + ship[0] != total[0]:
+        raise MessageError("bad-value", path + "total", "is not price * qty + ship")
+
+
+_LOWER = "abcdefghijklmnopqrstuvwxyz0123456789"
+ID16 = ("b", ID_SIZE, ID_SIZE)
+KID = ("b", KID_SIZE, KID_SIZE)
+TIME = ("i", 0, 253402300799)
+DURATION = ("i", 0, 31622400)
+DAYS = ("i", 0, 3660)
+COUNT = ("i", 1, 1000000)
+AMOUNT = ("i", 0, 10 ** 12)
+BOOL = ("y",)
+TOKEN = ("s", 1, 32, _LOWER + "._-", _LOWER)
+LABEL = ("s", 1, 64)
+SENTENCE = ("s", 1, 280)
+TEXT = ("s", 0, MAX_INT53)
+CURRENCY = ("s", 3, 3, "ABCDEFGHIJKLMNOPQRSTUVWXYZ")
+MONEY = ("a", (AMOUNT, CURRENCY))
+KID_HEX = ("s", 16, 16, "0123456789abcdef")
+WINDOW = ("i", 1, 31622400)
+
+_PERIODS = {"month": {}, "rolling": {"window": WINDOW}}
+_ITEM_RULE = _map({"sku": LABEL, "cat": TOKEN, "max-price": MONEY, "max-qty": COUNT},
+                  one=("sku", "cat"))
+CONSTRAINTS = {
+    "amount-range": _map({"cur": CURRENCY, "min": AMOUNT, "max": AMOUNT},
+                         rules=(_before("min", "max"),)),
+    "budget": _map({"cur": CURRENCY, "max": AMOUNT}, tag="period", variants=_PERIODS),
+    "recurrence": _map({"max": COUNT}, tag="period", variants=_PERIODS),
+    "vendors": _map({"kids": ("l", KID, 1, 16)}),
+    "items": _map({"allow": ("l", _ITEM_RULE, 1, 32)}),
+    "approval-above": _map({"cur": CURRENCY, "amount": AMOUNT}),
+    "cancel-window": _map({"seconds": DURATION}),
+    "quiet-hours": _map({"tz": ("i", -720, 840), "zone": LABEL, "start": ("i", 0, 1439),
+                         "end": ("i", 0, 1439)}, one=("tz", "zone")),
+    "test-mode": _map({}),
+}
+
+_SLOT = _map({"slot": TOKEN, "sku": LABEL, "unit": TOKEN, "level": ("i", 0, 10 ** 9),
+              "cap": ("i", 1, 10 ** 9), "rate": ("i", 0, 10 ** 12),
+              "empty": _map({"est": DAYS, "lo": DAYS, "hi": DAYS},
+                            rules=(_before("lo", "est"), _before("est", "hi"))),
+              "spare": ("i", 0, 1000)},
+             ("sku", "empty", "spare"), rules=(_before("level", "cap"),))
+_ORDER_SUMMARY = _map({"vendor": KID, "offer": ID16, "sku": LABEL, "title": SENTENCE,
+                       "qty": COUNT, "total": MONEY, "arrive": TIME, "test": BOOL}, ("arrive",))
+_DIAG_VALUE = ("|", (("i", -MAX_INT53, MAX_INT53), ("s", 0, 128), BOOL))
+
+BODIES = (
+    _map({"slots": ("l", _SLOT, 1, 16)}),
+    _map({"slot": TOKEN, "sku": LABEL, "cat": TOKEN, "qty": COUNT, "need": TIME, "promo": ID16,
+          "test": BOOL}, ("need", "promo", "test"), ("sku", "cat")),
+    _map({"offer": ID16, "sku": LABEL, "title": SENTENCE, "qty": COUNT, "price": MONEY,
+          "ship": MONEY, "total": MONEY, "lead": DURATION, "arrive": TIME, "until": TIME,
+          "test": BOOL}, rules=(_offer_total,)),
+    _map({"order": ID16, "offer": ID16, "sku": LABEL, "qty": COUNT, "total": MONEY,
+          "mandate": ("i", 1, 4294967295), "test": BOOL, "appr": ID16}, ("appr",)),
+    _map({"order": ID16, "text": SENTENCE}, ("text",), tag="status",
+         variants={"accepted": {"ref": LABEL}, "duplicate": {"ref": LABEL},
+                   "rejected": {"reason": TOKEN}}),
+    _map({"order": ID16, "carrier": LABEL, "track": LABEL, "eta": TIME, "qty": COUNT}, ("qty",)),
+    _map({"order": ID16, "at": TIME, "qty": COUNT}),
+    _map({"order": ID16, "by": ("e", ("owner", "vendor", "device")), "reason": TOKEN,
+          "text": SENTENCE}, ("text",)),
+    _map({"req": ID16, "order": _ORDER_SUMMARY, "why": SENTENCE, "until": TIME}),
+    _map({"req": ID16, "decision": ("e", ("approve", "decline"))}),
+    _map({"cwt": ("b", 1, 2048)}),
+    _map({"case": ID16, "fault": TOKEN, "diag": ("d", TEXT, _DIAG_VALUE, 0, 32),
+          "text": SENTENCE}, ("text",)),
+    _map({"case": ID16, "steps": ("l", SENTENCE, 1, 16),
+          "visit": _map({"price": MONEY, "until": TIME})}, ("visit",)),
+    _map({"promo": ID16, "sku": LABEL, "title": SENTENCE, "price": MONEY, "until": TIME,
+          "max": COUNT}, ("title", "max")),
+    _map({"code": TOKEN, "text": SENTENCE, "ref": ID16}, ("ref",)),
+)
+ANSWERS = (OFFER, RECEIPT, APPROVAL, SUPPORT_REPLY)  # types whose `re` is required
+
+# v and t are checked first, for their own error codes; the body by BODIES[t - 1].
+_HEADER = _map({1: ("*",), 2: ("*",), 3: ID16, 4: KID, 5: ("i", 0, MAX_INT53), 6: TIME, 7: TIME,
+                8: KID, 9: ID16, 10: ("*",)},
+               (9,), rules=(_before(6, 7, 1), _lifetime), names=HEADER_NAMES)
+_COSE_KEY = _map({1: ("e", (1,)), -1: ("e", (6,)), -2: ("b", 32, 32)})
+CLAIMS = _map({1: KID_HEX, 2: KID_HEX, 4: TIME, 5: TIME, 6: TIME, 8: _map({1: _COSE_KEY}),
+               -65537: ("i", 1, 4294967295), -65538: ("l", ("k", CONSTRAINTS), 0, 32)},
+              rules=(_before(5, 4, 1), _before(6, 4, 1)), names=CLAIM_NAMES)
+
+
+def _label(key, names):
+    return names[key] if names and key in names else str(key)
+
+
+def _is_int(v):
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _size(v, lo, hi, path):
+    if not lo <= len(v) <= hi:
+        raise MessageError("bad-size", path, "length %d not in %d..%d" % (len(v), lo, hi))
+
+
+def _check(spec, v, path):
+    """Raise MessageError unless v matches spec; path names v in the message."""
+    kind = spec[0]
+    if kind == "i":
+        if not _is_int(v):
+            raise MessageError("bad-type", path, "expected int")
+        if not spec[1] <= v <= spec[2]:
+            raise MessageError("out-of-range", path, "%d not in %d..%d" % (v, spec[1], spec[2]))
+    elif kind == "b":
+        if not isinstance(v, bytes):
+            raise MessageError("bad-type", path, "expected bytes")
+        _size(v, spec[1], spec[2], path)
+    elif kind == "s":
+        if not isinstance(v, str):
+            raise MessageError("bad-type", path, "expected text")
+        _size(v.encode(), spec[1], spec[2], path)
+        if len(spec) > 3 and v and not (v[0] in spec[-1] and all(c in spec[3] for c in v)):
+            raise MessageError("bad-value", path, "bad character")
+    elif kind == "y":
+        if not isinstance(v, bool):
+            raise MessageError("bad-type", path, "expected bool")
+    elif kind == "e":
+        if not any(v == x and type(v) is type(x) for x in spec[1]):
+            raise MessageError("bad-value", path, "expected one of %r" % (spec[1],))
+    elif kind in "alk":
+        if not isinstance(v, (list, tuple)):
+            raise MessageError("bad-type", path, "expected array")
+        if kind == "a":
+            _size(v, len(spec[1]), len(spec[1]), path)
+            for i, item_spec in enumerate(spec[1]):
+                _check(item_spec, v[i], "%s[%d]" % (path, i))
+        elif kind == "l":
+            _size(v, spec[2], spec[3], path)
+            for i, item in enumerate(v):
+                _check(spec[1], item, "%s[%d]" % (path, i))
+        else:
+            _size(v, 2, 2, path)
+            _check(TEXT, v[0], path + "[0]")
+            params = spec[1].get(v[0])
+            if params is None:  # an extension kind, "namespace:name"
+                parts = v[0].split(":")
+                if len(parts) != 2:
+                    raise MessageError("bad-value", path + "[0]", "unknown kind, not namespaced")
+                for part in parts:
+                    _check(TOKEN, part, path + "[0]")
+                params = ("d", TEXT, ("*",), 0, MAX_INT53)
+            _check(params, v[1], "%s[%s]" % (path, v[0]))
+    elif kind in "dm":
+        if not isinstance(v, dict):
+            raise MessageError("bad-type", path, "expected map")
+        if kind == "d":
+            _size(v, spec[3], spec[4], path)
+            for key, item in v.items():
+                _check(spec[1], key, path + ".<key>")
+                _check(spec[2], item, "%s.%s" % (path, key))
+        else:
+            _check_map(spec, v, path and path + ".")
+    elif kind == "|":
+        errors = []
+        for alternative in spec[1]:
+            try:
+                return _check(alternative, v, path)
+            except MessageError as exc:
+                errors.append(exc)
+        raise ([e for e in errors if e.code != "bad-type"] or errors)[0]
+
+
+def _check_map(spec, m, prefix):
+    _, fields, optional, one, tag, variants, rules, names = spec
+    required = [k for k in fields if k not in optional and k not in one]
+    if tag is not None:
+        if tag not in m:
+            raise MessageError("missing-field", prefix + _label(tag, names))
+        if not isinstance(m[tag], str) or m[tag] not in variants:
+            raise MessageError("bad-value", prefix + _label(tag, names),
+                               "expected one of %r" % (tuple(variants),))
+        fields = dict(fields)
+        fields[tag] = ("*",)
+        fields.update(variants[m[tag]])
+        required = required + [k for k in fields if k not in required and k not in optional]
+    for key in m:
+        if key not in fields:
+            raise MessageError("unknown-field", prefix + _label(key, names))
+    for key in required:
+        if key not in m:
+            raise MessageError("missing-field", prefix + _label(key, names))
+    if one and len([k for k in one if k in m]) != 1:
+        raise MessageError("missing-field" if all(k not in m for k in one) else "exclusive",
+                           prefix + "/".join(one), "exactly one is required")
+    for key, item in m.items():
+        _check(fields[key], item, prefix + _label(key, names))
+    for rule in rules:
+        rule(m, prefix, names)
+
+
+class Message:
+    """A checked message: header fields as attributes, `.body` the type-specific map."""
+
+    def __init__(self, obj):
+        self.v, self.type, self.id, self.kid = obj[1], obj[2], obj[3], obj[4]
+        self.seq, self.ts, self.exp, self.to = obj[5], obj[6], obj[7], obj[8]
+        self.re = obj.get(9)
+        self.body = obj[10]
+
+    def name(self):
+        """The type's name, such as "order"."""
+        return NAMES[self.type - 1]
+
+
+def check(obj):
+    """Raise MessageError unless obj (a decoded payload) is a valid message; return obj."""
+    if not isinstance(obj, dict):
+        raise MessageError("bad-type", "message", "expected map")
+    for key in (1, 2):
+        if key not in obj:
+            raise MessageError("missing-field", HEADER_NAMES[key])
+    if obj[1] != VERSION or not _is_int(obj[1]):
+        raise MessageError("bad-version", "v", "expected %d" % VERSION)
+    t = obj[2]
+    if not _is_int(t):
+        raise MessageError("bad-type", "t", "expected int")
+    if not 1 <= t <= len(NAMES):
+        raise MessageError("unknown-type", "t", str(t))
+    _check_map(_HEADER, obj, "")
+    if t in ANSWERS and 9 not in obj:
+        raise MessageError("missing-field", "re", "required in a %s" % NAMES[t - 1])
+    _check(BODIES[t - 1], obj[10], "b")
+    return obj
+
+
+def parse(obj):
+    """Check a decoded payload and return it as a Message."""
+    return Message(check(obj))
+
+
+def build(msg_type, body, sender_kid, recipient_kid, seq, ts, exp, msg_id, reply_to=None):
+    """Build a message payload (a dict ready to encode), checking it; raise MessageError."""
+    obj = {1: VERSION, 2: msg_type, 3: msg_id, 4: sender_kid, 5: seq, 6: ts, 7: exp,
+           8: recipient_kid, 10: body}
+    if reply_to is not None:
+        obj[9] = reply_to
+    return check(obj)
+
+
+def check_claims(claims):
+    """Check the structure of a decoded mandate claims set (not the policy); return it."""
+    _check(CLAIMS, claims, "")
+    return claims
