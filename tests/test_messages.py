@@ -2,7 +2,6 @@
 validator (pycddl), and what the spec refuses, messages.parse refuses too."""
 
 import copy
-import importlib.util
 import re
 from functools import lru_cache
 from pathlib import Path
@@ -22,17 +21,7 @@ ROOT = Path(__file__).resolve().parent.parent
 SPEC = (ROOT / "spec" / "thingsdk.cddl").read_text()
 
 
-def _portable_scenarios():
-    """The portable scenarios hold the example bodies; they share this module's file name, so
-    they are loaded by path under a name of their own."""
-    path = ROOT / "tests" / "portable" / "test_messages.py"
-    spec = importlib.util.spec_from_file_location("portable_message_examples", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-ex = _portable_scenarios()
+import samples as ex
 CODES = list(range(1, len(m.NAMES) + 1))
 
 

@@ -1,0 +1,40 @@
+"""Opening messages on CPython: mutated, truncated and random input is always refused and counted."""
+
+from hypothesis import given, strategies as st
+
+from samples import TS, example_bodies
+from thingsdk import codec
+from thingsdk.core import envelope, messages
+from thingsdk.crypto import Ed25519Signer
+
+DEVICE = Ed25519Signer.from_seed(bytes(range(32)))
+VENDOR = Ed25519Signer.from_seed(bytes(range(1, 33)))
+ORDER = envelope.seal(messages.ORDER, example_bodies()[messages.ORDER], DEVICE, VENDOR.kid, 9, TS,
+                      b"\x09" * 16, codec)
+
+
+def inbox():
+    return envelope.Inbox(VENDOR.kid, {DEVICE.kid: DEVICE.verifier()}, codec)
+
+
+def test_the_untouched_order_is_accepted():
+    got = inbox().open(ORDER, TS + 5)
+    assert got.status == envelope.ACCEPT and got.message.kid == DEVICE.kid
+
+
+@given(st.data())
+def test_any_mutation_is_refused_and_counted(data):
+    blob = bytearray(ORDER)
+    for _ in range(data.draw(st.integers(1, 4))):
+        i = data.draw(st.integers(0, len(blob) - 1))
+        blob[i] = data.draw(st.integers(0, 255).filter(lambda b, old=blob[i]: b != old))
+    box = inbox()
+    got = box.open(bytes(blob), TS + 5)
+    assert got.status == envelope.REJECT and box.rejections == {got.reason: 1}
+
+
+@given(st.binary(max_size=400) | st.integers(0, len(ORDER) - 1).map(lambda n: ORDER[:n]))
+def test_random_and_truncated_input_is_refused(blob):
+    box = inbox()
+    assert box.open(blob, TS).status == envelope.REJECT
+    assert sum(box.rejections.values()) == 1
