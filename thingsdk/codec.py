@@ -3,12 +3,11 @@
 cbor2 (5.x and 6.x) differs from the contract in ways its common public API cannot switch off:
 `canonical=True` sorts map keys length-first (RFC 7049), `loads` ignores trailing bytes and accepts
 duplicate keys, indefinite lengths and any simple value, and turns many tags into Python objects
-(datetimes, sets, shared references...). So `dumps` hands cbor2 maps and tags already encoded
-(keys sorted bytewise), which a `default` hook writes as they are; `loads` first checks the
-structure with the core's head parser, replaces every tag except bignums by a stand-in tag that
-cbor2 leaves alone, and converts the result back. Data model, limits and errors are the core's.
-cbor2 5.x's C encoder also writes the float16 values from 32768 to 65504 as float32, so floats in
-that range are encoded by the core.
+(datetimes, sets, shared references...). So `dumps` hands cbor2 (in its plain mode, which keeps a
+map's order) copies of the maps with their keys sorted bytewise, and floats and tags already
+encoded by the core, which a `default` hook writes as they are; `loads` first checks the structure
+with the core's head parser, replaces every tag except bignums by a stand-in tag that cbor2 leaves
+alone, and converts the result back. Data model, limits and errors are the core's.
 """
 
 from collections.abc import Mapping
@@ -26,7 +25,7 @@ _STAND_IN = 1 << 63  # stand-in tag numbers start here: cbor2 gives none of them
 def dumps(obj):
     """obj in the core deterministic encoding."""
     try:
-        return cbor2.dumps(_prepare(obj), canonical=True, default=_write_encoded)
+        return cbor2.dumps(_prepare(obj), default=_write_encoded)
     except CBORError:
         raise
     except Exception as exc:  # RecursionError, cbor2's errors, UnicodeEncodeError...
@@ -64,23 +63,51 @@ def _write_encoded(encoder, value):
     encoder.write(value.data)
 
 
+_UINT_LIMIT = 1 << 64
+_SCALARS = {bytes, str, int, bool, float, type(None)}
+
+
+def _entries(obj):
+    """A map's (order, prepared key, prepared value), in bytewise order of the encoded keys.
+
+    Keys cbor2 encodes plainly are ordered without encoding them: by major type, then by value
+    for integers, and by length then content for strings, which is their encodings' order.
+    """
+    entries = []
+    for k, v in obj.items():
+        kind = type(k)
+        if kind is int and -_UINT_LIMIT <= k < _UINT_LIMIT:
+            order = (0, k, b"") if k >= 0 else (1, -1 - k, b"")
+        elif kind is bytes:
+            order = (2, len(k), k)
+        elif kind is str:
+            raw = k.encode()
+            order = (3, len(raw), raw)
+        else:
+            encoded = dumps(k)
+            order = (encoded[0] >> 5, 0, encoded)
+            k = _Encoded(encoded)
+        entries.append((order, k, v))
+    entries.sort(key=lambda e: e[0])
+    return entries
+
+
 def _prepare(obj):
-    """obj for cbor2: dicts (keys sorted bytewise) and Tags already encoded, UNDEFINED as
-    cbor2.undefined; refuses what is outside the data model."""
+    """obj for cbor2's plain mode: maps copied with keys in bytewise order of their encodings,
+    floats and Tags already encoded, UNDEFINED as cbor2.undefined; refuses what is outside the
+    data model."""
     if isinstance(obj, dict):
-        # Sorting whole entries sorts by key: an encoded key is never a prefix of another.
-        entries = sorted([dumps(k) + dumps(v) for k, v in obj.items()])
-        return _Encoded(core.encode_head(5, len(entries)) + b"".join(entries))
+        return {key: _prepare(v) for _, key, v in _entries(obj)}
     if isinstance(obj, list):
         return [_prepare(item) for item in obj]
-    if isinstance(obj, Tag):  # not a CBORTag: cbor2 turns on string references inside tag 256
+    if obj is None or isinstance(obj, (bool, int, str, bytes, bytearray)):
+        return obj
+    if isinstance(obj, Tag):  # not a CBORTag: cbor2 gives some tags (e.g. 256) encoding effects
         return _Encoded(core.encode_head(6, obj.tag) + dumps(obj.value))
+    if isinstance(obj, float):  # plain mode writes every float as float64
+        return _Encoded(core.dumps(obj))
     if obj is UNDEFINED:
         return cbor2.undefined
-    if isinstance(obj, float) and 32768.0 <= abs(obj) < 65536.0:
-        return _Encoded(core.dumps(obj))  # cbor2 5.x's C encoder writes float16s here as float32
-    if obj is None or isinstance(obj, (bool, int, float, str, bytes, bytearray)):
-        return obj
     raise CBORError("cannot encode %s" % type(obj).__name__)
 
 
@@ -130,6 +157,8 @@ class _Scan:
 
     def adopt(self, value):
         """cbor2's result in the core's data model, counting the map entries that survived."""
+        if type(value) in _SCALARS:
+            return value
         if isinstance(value, cbor2.CBORTag):
             return Tag(self.tags[value.tag - _STAND_IN][2], self.adopt(value.value))
         if isinstance(value, (list, tuple)):  # cbor2 6 decodes inside tags as tuple and frozendict

@@ -6,7 +6,7 @@ module does not understand is refused, a label may not stand in both header buck
 protected header is used exactly as received.
 """
 
-from thingsdk.core.cbor import Tag
+from thingsdk.core.cbor import Tag, encode_head
 from thingsdk.core.mac import equal
 
 SIGN1_TAG = 18
@@ -64,7 +64,7 @@ def verify_sign1(data, keys, codec, external_aad=b""):
     """
     opened = _open(data, SIGN1_TAG, keys, codec)
     key, protected_bytes, payload, signature = opened[0], opened[1], opened[2], opened[3]
-    to_check = _structure(codec, "Signature1", protected_bytes, external_aad, payload)
+    to_check = _structure("Signature1", protected_bytes, external_aad, payload)
     if not key.verify(signature, to_check):
         raise CoseError("bad-signature", "the signature does not verify")
     return opened[4]
@@ -74,7 +74,7 @@ def verify_mac0(data, keys, codec, external_aad=b""):
     """Check a COSE_Mac0 and return it as `Verified`; raise CoseError otherwise."""
     opened = _open(data, MAC0_TAG, keys, codec)
     key, protected_bytes, payload, tag = opened[0], opened[1], opened[2], opened[3]
-    if not equal(key.mac(_structure(codec, "MAC0", protected_bytes, external_aad, payload)), tag):
+    if not equal(key.mac(_structure("MAC0", protected_bytes, external_aad, payload)), tag):
         raise CoseError("bad-mac", "the MAC does not verify")
     return opened[4]
 
@@ -85,12 +85,16 @@ def _build(tag, context, payload, key, compute, codec, external_aad, protected, 
         if key.kid is not None:
             protected[KID] = key.kid
     protected_bytes = codec.dumps(protected) if protected else b""
-    proof = compute(_structure(codec, context, protected_bytes, external_aad, payload))
+    proof = compute(_structure(context, protected_bytes, external_aad, payload))
     return codec.dumps(Tag(tag, [protected_bytes, unprotected or {}, payload, proof]))
 
 
-def _structure(codec, context, protected_bytes, external_aad, payload):
-    return codec.dumps([context, protected_bytes, external_aad, payload])
+def _structure(context, protected_bytes, external_aad, payload):
+    """The bytes signed or MACed: the CBOR array [context, protected, external_aad, payload]."""
+    parts = [b"\x84", encode_head(3, len(context)), context.encode()]
+    for field in (protected_bytes, external_aad, payload):
+        parts += (encode_head(2, len(field)), field)
+    return b"".join(parts)
 
 
 def _open(data, tag, keys, codec):
