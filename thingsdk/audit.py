@@ -1,0 +1,81 @@
+"""The device's audit log: an append-only file of decision records that survives power cuts.
+
+Each record is a frame: 4-byte big-endian length, 4-byte CRC-32 of the body, then the body (one
+CBOR map). Appends are written with O_APPEND and fsynced before `append` returns. A power cut can
+only tear the last frame; reading stops there, and the next append first cuts the torn tail off.
+A complete frame that fails its CRC is corruption, not a power cut: reading stops there too, but
+appending refuses (AuditLogCorrupt) rather than cut off what follows it.
+"""
+
+import os
+import struct
+import zlib
+
+from thingsdk import codec
+
+_HEADER = struct.Struct(">II")
+MAX_RECORD = 64 * 1024
+
+
+class AuditLogCorrupt(ValueError):
+    """A complete frame in the middle of the log fails its check."""
+
+
+class AuditLog:
+    """Records appended to one file; read back in order."""
+
+    def __init__(self, path):
+        self.path = os.fspath(path)
+
+    def append(self, record):
+        """Append one record (a CBOR-encodable map) durably."""
+        body = codec.dumps(record)
+        if len(body) > MAX_RECORD:
+            raise ValueError("audit record of %d bytes exceeds %d" % (len(body), MAX_RECORD))
+        _, good_end, state = self._scan()
+        if state == "corrupt":
+            raise AuditLogCorrupt("%s: corrupt record at byte %d" % (self.path, good_end))
+        fd = os.open(self.path, os.O_WRONLY | os.O_CREAT, 0o600)
+        try:
+            if state == "torn":
+                os.ftruncate(fd, good_end)
+            os.lseek(fd, 0, os.SEEK_END)
+            os.write(fd, _HEADER.pack(len(body), zlib.crc32(body)) + body)
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+    def records(self):
+        """Every intact record, oldest first."""
+        return self._scan()[0]
+
+    def state(self):
+        """"intact", "torn" (a partial last frame, as a power cut leaves) or "corrupt"."""
+        return self._scan()[2]
+
+    def _scan(self):
+        """(intact records, where they end, state)."""
+        try:
+            with open(self.path, "rb") as f:
+                data = f.read()
+        except FileNotFoundError:
+            return [], 0, "intact"
+        records, pos = [], 0
+        while pos < len(data):
+            if pos + _HEADER.size > len(data):
+                return records, pos, "torn"
+            length, crc = _HEADER.unpack_from(data, pos)
+            end = pos + _HEADER.size + length
+            if length > MAX_RECORD:
+                return records, pos, "corrupt"
+            if end > len(data):
+                return records, pos, "torn"
+            body = data[pos + _HEADER.size:end]
+            try:
+                if zlib.crc32(body) != crc:
+                    raise ValueError("CRC mismatch")
+                records.append(codec.loads(body))
+            except ValueError:
+                return records, pos, "corrupt"
+            pos = end
+        return records, pos, "intact"
