@@ -1,0 +1,126 @@
+# Ledger scenarios on the portable core: CPython and MicroPython alike.
+from check import raises
+from samples import TS
+
+from thingsdk.core.ledger import MAX_ENTRIES, Ledger, LedgerError, month_start
+
+DAY = 86400
+NOW = TS + 10 * DAY  # 2026-01-11
+MONTHLY = ["budget", {"cur": "EUR", "max": 5000, "period": "month"}]
+WEEKLY_TWICE = ["recurrence", {"max": 2, "period": "rolling", "window": 7 * DAY}]
+
+
+def oid(n):
+    return bytes([n]) * 16
+
+
+def test_month_start_follows_the_utc_calendar():
+    assert month_start(0) == 0
+    assert month_start(TS + 10 * DAY + 5) == TS  # 2026-01-01
+    assert month_start(TS - 1) == TS - 31 * DAY  # 2025-12-01
+    assert month_start(951782400) == 949363200  # 2000-02-29 -> 2000-02-01 (leap century)
+    assert month_start(951868800) == 951868800  # 2000-03-01
+    assert month_start(4107542399) == 4105123200  # 2100-02-28 23:59:59 -> 2100-02-01
+    assert month_start(253402300799) == 253399622400  # 9999-12-31 23:59:59 -> 9999-12-01
+
+
+def test_reservations_count_like_spend_and_release_frees_them():
+    ledger = Ledger([MONTHLY])
+    assert ledger.reserve(oid(1), 3000, "EUR", NOW) == "reserved"
+    assert ledger.reserve(oid(2), 2001, "EUR", NOW) == "over-budget"
+    assert ledger.reserve(oid(2), 2000, "EUR", NOW) == "reserved"
+    assert ledger.commit(oid(1)) and ledger.state_of(oid(1)) == "committed"
+    assert ledger.usage(MONTHLY[1], NOW) == (2, 3000, 2000)
+    assert ledger.reserve(oid(3), 1, "EUR", NOW) == "over-budget"
+    assert ledger.release(oid(2)) and not ledger.release(oid(2))
+    assert ledger.reserve(oid(3), 2000, "EUR", NOW) == "reserved"
+    assert not ledger.commit(oid(9)) and ledger.state_of(oid(9)) is None
+
+
+def test_the_same_order_id_is_idempotent_or_a_conflict():
+    ledger = Ledger([MONTHLY])
+    assert ledger.reserve(oid(1), 3000, "EUR", NOW) == "reserved"
+    assert ledger.reserve(oid(1), 3000, "EUR", NOW + 60) == "duplicate"
+    assert ledger.reserve(oid(1), 3001, "EUR", NOW) == "conflict"
+    assert ledger.reserve(oid(1), 3000, "USD", NOW) == "conflict"
+    assert ledger.usage(MONTHLY[1], NOW) == (1, 0, 3000)
+
+
+def test_budgets_are_per_currency_and_refuse_others():
+    ledger = Ledger([MONTHLY])
+    assert ledger.reserve(oid(1), 100, "USD", NOW) == "wrong-currency"
+    assert Ledger().reserve(oid(1), 100, "USD", NOW) == "reserved"
+
+
+def test_a_new_month_starts_a_new_budget():
+    ledger = Ledger([MONTHLY])
+    assert ledger.reserve(oid(1), 5000, "EUR", TS + 31 * DAY - 1) == "reserved"
+    assert ledger.reserve(oid(2), 1, "EUR", TS + 31 * DAY - 1) == "over-budget"
+    assert ledger.reserve(oid(2), 5000, "EUR", TS + 31 * DAY) == "reserved"
+
+
+def test_recurrence_counts_orders_in_a_rolling_window():
+    ledger = Ledger([WEEKLY_TWICE])
+    assert ledger.reserve(oid(1), 0, "EUR", NOW) == "reserved"
+    assert ledger.reserve(oid(2), 0, "EUR", NOW + DAY) == "reserved"
+    assert ledger.reserve(oid(3), 0, "EUR", NOW + 7 * DAY - 1) == "over-recurrence"
+    assert ledger.reserve(oid(3), 0, "EUR", NOW + 7 * DAY) == "reserved"  # the first fell out
+
+
+def test_the_clock_never_runs_backward():
+    ledger = Ledger([WEEKLY_TWICE])
+    ledger.reserve(oid(1), 0, "EUR", NOW)
+    ledger.reserve(oid(2), 0, "EUR", NOW)
+    assert ledger.reserve(oid(3), 0, "EUR", NOW - 30 * DAY) == "over-recurrence"
+    assert ledger.usage(WEEKLY_TWICE[1], NOW - 30 * DAY)[0] == 2
+
+
+def test_old_entries_are_pruned_to_the_longest_period():
+    ledger = Ledger([MONTHLY, WEEKLY_TWICE])
+    ledger.reserve(oid(1), 10, "EUR", TS - DAY)  # last month
+    ledger.reserve(oid(2), 10, "EUR", TS + DAY)
+    ledger.prune(NOW)
+    assert ledger.state_of(oid(1)) is None and ledger.state_of(oid(2)) == "reserved"
+    unlimited = Ledger()
+    unlimited.reserve(oid(1), 10, "EUR", NOW)
+    unlimited.reserve(oid(2), 10, "EUR", NOW + 1)
+    assert [e[0] for e in unlimited.to_state()["entries"]] == [oid(2)]
+
+
+def test_memory_is_bounded():
+    ledger = Ledger([["recurrence", {"max": 1000, "period": "month"}]])
+    for n in range(MAX_ENTRIES):
+        assert ledger.reserve(n.to_bytes(2, "big"), 1, "EUR", NOW) == "reserved"
+    assert ledger.reserve(b"one more", 1, "EUR", NOW) == "full"
+
+
+def test_state_round_trips_and_malformed_state_is_refused():
+    ledger = Ledger([MONTHLY])
+    ledger.reserve(oid(2), 2000, "EUR", NOW + 5)
+    ledger.reserve(oid(1), 1000, "EUR", NOW)
+    ledger.commit(oid(2))
+    state = ledger.to_state()
+    assert state == {"v": 1, "latest": NOW + 5, "entries": [
+        [oid(1), NOW + 5, 1000, "EUR", "reserved"], [oid(2), NOW + 5, 2000, "EUR", "committed"]]}
+    again = Ledger.from_state(state, [MONTHLY])
+    assert again.to_state() == state and again.reserve(oid(3), 2001, "EUR", NOW) == "over-budget"
+    good = [oid(1), NOW, 1000, "EUR", "reserved"]
+    for bad in ([], None, {"v": 2, "latest": 0, "entries": []},
+                {"v": 1, "latest": NOW, "entries": [], "extra": 1},
+                {"v": 1, "latest": NOW, "entries": [good[:4]]},
+                {"v": 1, "latest": NOW, "entries": [good, good]},
+                {"v": 1, "latest": NOW - 1, "entries": [good]},
+                {"v": 1, "latest": NOW, "entries": [[oid(1), NOW, -1, "EUR", "reserved"]]},
+                {"v": 1, "latest": NOW, "entries": [[oid(1), NOW, 1, "eur", "reserved"]]},
+                {"v": 1, "latest": NOW, "entries": [[oid(1), NOW, 1, "EUR", "spent"]]},
+                {"v": 1, "latest": NOW, "entries": [["id", NOW, 1, "EUR", "reserved"]]},
+                {"v": 1, "latest": True, "entries": []}):
+        raises(LedgerError, Ledger.from_state, bad)
+
+
+def test_bad_arguments_are_refused():
+    ledger = Ledger()
+    raises(LedgerError, ledger.reserve, oid(1), 1.5, "EUR", NOW)
+    raises(LedgerError, ledger.reserve, oid(1), 1, "EUR", -1)
+    raises(LedgerError, ledger.reserve, "order", 1, "EUR", NOW)
+    raises(LedgerError, Ledger, [["vendors", {"kids": []}]])

@@ -1,0 +1,178 @@
+"""Spend and order counts per period, with reservations: the history budgets and recurrence need.
+
+One entry per order id (the idempotency key): reserved when the device decides to order, committed
+when the vendor accepts, dropped when released (rejected, cancelled, expired). Reserved and
+committed entries count alike, so orders in flight together can never overrun a cap.
+
+Periods (docs/protocol.md): "month" is the UTC calendar month, "rolling" the last `window` seconds
+(an entry made at t counts while now - window < t). The ledger's clock never runs backward: a
+`now` earlier than the latest seen is taken as the latest, so a clock stepping back cannot reopen
+room that was spent. Bounded memory: entries older than the longest period of the current limits
+(at most 366 days) count against nothing and are pruned on every reservation; at most MAX_ENTRIES
+are kept, and a reservation beyond that is refused ("full"), so fail closed. A new mandate with
+a longer period sees only what the previous limits kept. Portable and sans-IO.
+"""
+
+DAY = 86400
+MAX_ENTRIES = 366  # an order a day over the longest window
+MAX_TIME = 253402300799
+MAX_AMOUNT = 10 ** 12
+MAX_ID = 64
+STATE_VERSION = 1
+RESERVED, COMMITTED = "reserved", "committed"
+LIMIT_KINDS = ("budget", "recurrence")
+
+
+class LedgerError(ValueError):
+    """Malformed ledger state or argument."""
+
+
+def _require(ok, message):
+    if not ok:
+        raise LedgerError(message)
+
+
+def _int(value, low, high, name):
+    _require(isinstance(value, int) and not isinstance(value, bool) and low <= value <= high,
+             "%s must be an int in %d..%d" % (name, low, high))
+    return value
+
+
+def _check_entry(order_id, amount, currency):
+    _require(isinstance(order_id, bytes) and 0 < len(order_id) <= MAX_ID,
+             "an order id is 1..%d bytes" % MAX_ID)
+    _int(amount, 0, MAX_AMOUNT, "amount")
+    _require(isinstance(currency, str) and len(currency) == 3
+             and all("A" <= c <= "Z" for c in currency), "a currency is 3 letters A-Z")
+
+
+def month_start(t):
+    """The first second of the UTC calendar month that unix time t is in."""
+    days = t // DAY
+    doe = (days + 719468) % 146097  # day of the 400-year era, counted from a 1 March
+    yoe = (doe - doe // 1460 + doe // 36524 - doe // 146096) // 365
+    doy = doe - (365 * yoe + yoe // 4 - yoe // 100)  # day of the year, from 1 March
+    day_of_month = doy - (153 * ((5 * doy + 2) // 153) + 2) // 5
+    return (days - day_of_month) * DAY
+
+
+def period_start(params, now):
+    """The first second of the period of a budget or recurrence constraint that now is in."""
+    if params["period"] == "month":
+        return month_start(now)
+    return now - params["window"] + 1
+
+
+class Ledger:
+    """Orders counted against the budget and recurrence `limits` ([kind, params] pairs, as in a
+    mandate: `Mandate.limits()`)."""
+
+    def __init__(self, limits=()):
+        for limit in limits:
+            _require(limit[0] in LIMIT_KINDS, "a limit is a budget or recurrence constraint")
+        self.limits = [[kind, params] for kind, params in limits]
+        self.latest = 0
+        self._entries = {}  # order id -> [time, amount, currency, state]
+
+    def _clock(self, now):
+        self.latest = max(self.latest, _int(now, 0, MAX_TIME, "now"))
+        return self.latest
+
+    def reserve(self, order_id, amount, currency, now):
+        """Reserve an order's total; return "reserved", "duplicate" (the id already holds this
+        amount: nothing changes) or why not: "conflict" (the id holds another amount),
+        "over-budget", "over-recurrence", "wrong-currency" (a budget in another one), "full"."""
+        _check_entry(order_id, amount, currency)
+        now = self._clock(now)
+        known = self._entries.get(order_id)
+        if known is not None:
+            return "duplicate" if known[1] == amount and known[2] == currency else "conflict"
+        self.prune(now)
+        for kind, params in self.limits:
+            reason = self.refusal(kind, params, amount, currency, now)
+            if reason:
+                return reason
+        if len(self._entries) >= MAX_ENTRIES:
+            return "full"
+        self._entries[order_id] = [now, amount, currency, RESERVED]
+        return "reserved"
+
+    def commit(self, order_id):
+        """The vendor accepted the order: its reservation is spend now. False if unknown."""
+        entry = self._entries.get(order_id)
+        if entry is not None:
+            entry[3] = COMMITTED
+        return entry is not None
+
+    def release(self, order_id):
+        """The order was rejected, cancelled or expired: it counts no more. False if unknown."""
+        return self._entries.pop(order_id, None) is not None
+
+    def state_of(self, order_id):
+        """RESERVED, COMMITTED, or None for an order the ledger does not hold."""
+        entry = self._entries.get(order_id)
+        return None if entry is None else entry[3]
+
+    def usage(self, params, now):
+        """(orders, committed, reserved) in the period of a budget or recurrence that now is in;
+        the amounts add up the entries in the params' currency (`cur`) only."""
+        start = period_start(params, max(now, self.latest))
+        currency = params.get("cur")
+        orders = committed = reserved = 0
+        for t, amount, entry_currency, state in self._entries.values():
+            if t >= start:
+                orders += 1
+                if entry_currency == currency:
+                    if state == COMMITTED:
+                        committed += amount
+                    else:
+                        reserved += amount
+        return orders, committed, reserved
+
+    def refusal(self, kind, params, amount, currency, now):
+        """Why one more order of amount would break this budget or recurrence now, or None."""
+        orders, committed, reserved = self.usage(params, now)
+        if kind == "recurrence":
+            return "over-recurrence" if orders >= params["max"] else None
+        if currency != params["cur"]:
+            return "wrong-currency"
+        return "over-budget" if committed + reserved + amount > params["max"] else None
+
+    def prune(self, now):
+        """Drop the entries that count against no limit any more."""
+        now = self._clock(now)
+        horizon = now
+        for _, params in self.limits:
+            horizon = min(horizon, period_start(params, now))
+        for order_id in [k for k, entry in self._entries.items() if entry[0] < horizon]:
+            del self._entries[order_id]
+
+    def to_state(self):
+        """The entries as plain data (CBOR-able), oldest first; the limits come from the mandate."""
+        entries = [[order_id] + entry for order_id, entry in self._entries.items()]
+        entries.sort(key=lambda e: (e[1], e[0]))
+        return {"v": STATE_VERSION, "latest": self.latest, "entries": entries}
+
+    @classmethod
+    def from_state(cls, state, limits=()):
+        """Rebuild a ledger from `to_state` data; raise LedgerError if it is malformed."""
+        _require(isinstance(state, dict) and state.get("v") == STATE_VERSION,
+                 "unsupported ledger state")
+        _require(len(state) == 3 and "latest" in state and "entries" in state,
+                 "ledger state has other fields")
+        ledger = cls(limits)
+        latest = _int(state["latest"], 0, MAX_TIME, "latest")
+        entries = state["entries"]
+        _require(isinstance(entries, list) and len(entries) <= MAX_ENTRIES,
+                 "entries must be a list of at most %d" % MAX_ENTRIES)
+        for entry in entries:
+            _require(isinstance(entry, list) and len(entry) == 5,
+                     "an entry is [order id, time, amount, currency, state]")
+            order_id, t, amount, currency, entry_state = entry
+            _check_entry(order_id, amount, currency)
+            _int(t, 0, latest, "entry time")
+            _require(entry_state in (RESERVED, COMMITTED), "an entry is reserved or committed")
+            _require(order_id not in ledger._entries, "duplicate order id")
+            ledger._entries[order_id] = [t, amount, currency, entry_state]
+        ledger.latest = latest
+        return ledger
