@@ -1,0 +1,56 @@
+"""Asking the owner: the approval-request body for an "ask" decision, and the owner's answer, or
+its absence, turned into the final decision. No answer by the request's `until` is a decline.
+Portable and sans-IO: the caller sends the request and opens the answer (an approval message,
+signed by the owner's key) with its Inbox.
+"""
+
+from thingsdk.core import messages, policy
+from thingsdk.core.decide import ASK, REFUSE, WAIT, judge, mandate_problem, say
+from thingsdk.core.mandate import kid_hex
+
+TTL = 12 * 3600  # how long the owner has to answer, by default
+
+
+def request(decision, req_id, now, ttl=TTL):
+    """The approval-request body for an "ask" decision; it lapses at now + ttl, or when the
+    offer does, whichever comes first."""
+    if decision.action != ASK:
+        raise ValueError("only an ask decision needs the owner's approval")
+    offer = decision.offer
+    summary = {"vendor": decision.vendor, "offer": offer["offer"], "sku": offer["sku"],
+               "title": offer["title"], "qty": offer["qty"], "total": offer["total"],
+               "arrive": offer["arrive"], "test": offer["test"]}
+    return {"req": req_id, "order": summary, "why": decision.text,
+            "until": min(now + ttl, offer["until"])}
+
+
+def resolve(decision, sent, answer, mandate, ledger, now, names=None, zones=None):
+    """The decision after asking: `sent` is the approval-request body, `answer` the opened
+    approval message (a messages.Message) or None while none came. An approval is checked
+    again against the mandate as it stands now (budget, quiet hours, expiry), with the owner's
+    consent standing in for approval-above."""
+    proposal, until = decision.proposal, sent["until"]
+    if answer is not None:
+        if answer.type != messages.APPROVAL or answer.body["req"] != sent["req"]:
+            raise ValueError("not an answer to this approval request")
+        if mandate is None or kid_hex(answer.kid) != mandate.owner:
+            raise ValueError("the approval is not signed by the mandate's owner")
+    if now >= until:
+        return say(REFUSE, "approval-timeout", [],
+                   "the owner did not answer in time, so nothing was ordered", now, proposal)
+    if answer is None:
+        return say(WAIT, "awaiting-approval", [], "waiting for the owner's answer", now,
+                   proposal, until=until)
+    if answer.body["decision"] != "approve":
+        return say(REFUSE, "declined", [], "the owner declined this order", now, proposal)
+    lead = ["the owner approved"]
+    problem = mandate_problem(mandate, now, lead)
+    if problem:
+        return problem
+    if now >= proposal.offer["until"]:
+        return say(REFUSE, "offer-expired", lead, "but the offer has expired", now, proposal)
+    approved = policy.Proposal(proposal.vendor, proposal.offer, proposal.category, True)
+    checks = policy.evaluate(mandate, approved, ledger, now, zones)
+    final = judge(approved, checks, now, lead, names, mandate.version, "approved")
+    final.approval = answer.id
+    return final
