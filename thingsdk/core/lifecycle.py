@@ -1,0 +1,780 @@
+"""The life of one need (a consumable slot running low, or a fault to report), as a sans-IO state
+machine: `step(record, event, now, config, new_id) -> (record, effects)`. Portable: plain dicts,
+ints and bytes; time and ids come in as arguments (`new_id()` returns 16 random bytes).
+
+The record is a plain, CBOR-encodable dict (`to_state` / `from_state`). The machine never calls
+the decision function, the ledger, the consumable or the network: it returns effects, plain
+tuples `(kind, need_id, ...)` that the runtime carries out in the order given:
+
+  ("persist", need, record)   write the record crash-safely (it always comes before any "send")
+  ("send", need, msg)         msg = {"to", "id", "t", "b", "re", "exp"}: seal with that message id
+                              and expiry, and publish; a message id already sealed is published
+                              again as the same bytes, never sealed anew (the runtime keeps the
+                              bytes, crash-safely, before publishing them)
+  ("reserve", need, order_id, total)   ledger; the one effect that may fail: then skip the
+                              rest of this need's effects in the list and feed `refused`
+  ("commit", need, order_id) / ("release", need, order_id)                  ledger
+  ("incoming", need, slot, order_id, qty) / ("received", need, slot, order_id, qty) /
+  ("cancelled", need, slot, order_id)        the consumable's inventory position
+  ("decide", need, offers, approval)  run the decision over offers ([vendor kid, offer body]
+                              pairs; `approval`: the owner's approval message id or None) and
+                              feed back `decided`
+  ("timer", need, at)         call `tick` at or after `at`
+  ("audit", need, entry)      append to the audit log; entries with "ignored" name a message or
+                              event that did not fit (the Orders container counts them; its
+                              own entries, for what matches no need, have need None)
+  ("drop", need)              (Orders only) the closed record may be deleted from storage
+
+Every effect is idempotent, so after a crash `resume(record, now, ...)` may repeat some: it
+re-sends what the state still waits on, re-arms the timer and restates money and stock.
+
+A need begins with `start`; then `step` takes the events ("message", msg) with msg = {"from",
+"id", "t", "re", "b"} (an opened message, see `from_message`), ("decided", decision),
+("tick",), ("cancel", reason) (the owner, on the device), ("refilled",) (the sensor saw a
+refill) and ("refused", reason) (the ledger refused the reservation). A decision is a dict:
+"action" (buy, ask, wait, refuse), "offer" (the offer id, for buy and ask), "mandate" (version,
+for buy), "text" (the sentence for the owner, for ask), "until" (when a wait ends),
+"hold_until" (end of the cancel window, counted from the decision), "reason";
+`Decision.to_record()` of thingsdk.core.decide has this shape.
+
+`Orders` keeps the needs of one device, at most one open per slot, and routes events to them.
+"""
+
+from thingsdk.core import messages as m
+from thingsdk.core.consumable import DAY
+
+VERSION = 1
+QUOTING, DECIDING, WAITING, APPROVING = "quoting", "deciding", "waiting", "approving"
+ORDERING, PLACED, SHIPPED, DELIVERED = "ordering", "placed", "shipped", "delivered"
+CLOSED = "closed"
+# A need only moves up this rank; the states of rank 0 may loop among themselves.
+RANK = {QUOTING: 0, DECIDING: 0, WAITING: 0, APPROVING: 0, ORDERING: 1, PLACED: 2, SHIPPED: 3,
+        DELIVERED: 4, CLOSED: 5}
+BUY, SUPPORT = "buy", "support"  # kinds of need
+ASKS = {BUY: m.QUOTE_REQUEST, SUPPORT: m.SUPPORT_REQUEST}
+MONEY = (None, "reserved", "committed", "released")
+STOCK = (None, "incoming", "received", "cancelled")
+MAX_IDS = 16  # message ids kept per need to match answers (`re`)
+MAX_OFFERS = 8
+MAX_SHIPMENTS = 4
+MAX_CLOSED = 8  # closed records an Orders container keeps (late messages meet "closed")
+SKEW = 300  # a message is re-sent as the same bytes only while it has this long left to live
+VISIT_SKU = "service-visit"
+
+DEFAULTS = {
+    "ttl": 6 * 3600,  # lifetime of a sealed message
+    "quote_wait": 120,  # first wait for offers (or a support reply); doubles on each retry
+    "quote_retries": 3,
+    "order_wait": 60,  # first wait for a receipt; doubles on each re-send, up to order_wait_max
+    "order_wait_max": 3600,
+    "order_give_up": 7 * DAY,  # after the first send, an order without receipt is abandoned
+    "approval_ttl": 12 * 3600,  # how long the owner has to answer
+    "approval_timeout": "decline",  # or "requote": ask again with a fresh offer
+    "wait": 3600,  # a wait decision without `until` waits this long
+    "rounds": 4,  # fresh quote rounds (after a wait or an approval timeout) before giving up
+    "late": 7 * DAY,  # after the expected arrival, a placed or shipped order is overdue
+    "refill_wait": 30 * DAY,  # after delivery, the need closes without a refill seen
+}
+_FIELDS = ("v", "need", "kind", "slot", "state", "at", "vendor", "owner", "ask", "out", "ids",
+           "tries", "rounds", "due", "offers", "decision", "areq", "appr", "oid", "order",
+           "first", "money", "stock", "receipt", "hold", "cancel_until", "shipments",
+           "delivered", "reason", "closed")
+
+
+class LifecycleError(ValueError):
+    """A malformed record, decision, configuration or argument."""
+
+
+def _require(ok, message):
+    if not ok:
+        raise LifecycleError(message)
+
+
+def _is_int(v):
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _is_id(v):
+    return isinstance(v, bytes) and len(v) == m.ID_SIZE
+
+
+def _copy(v):
+    """A deep copy of plain data; tuples become lists, as CBOR would give them back."""
+    if isinstance(v, dict):
+        return {k: _copy(x) for k, x in v.items()}
+    if isinstance(v, (list, tuple)):
+        return [_copy(x) for x in v]
+    return v
+
+
+def make_config(overrides=None):
+    """DEFAULTS with `overrides` applied, checked."""
+    cfg = dict(DEFAULTS)
+    for key, value in (overrides or {}).items():
+        _require(key in DEFAULTS, "unknown lifecycle setting %r" % key)
+        cfg[key] = value
+    for key in DEFAULTS:
+        if key != "approval_timeout":
+            _require(_is_int(cfg[key]) and cfg[key] >= 0, "%s must be an int >= 0" % key)
+    _require(cfg["ttl"] > SKEW, "ttl must exceed %d s" % SKEW)
+    _require(cfg["approval_timeout"] in ("decline", "requote"),
+             "approval_timeout is 'decline' or 'requote'")
+    return cfg
+
+
+def _check_body(msg_type, body):
+    """Raise MessageError unless body is a valid body of msg_type."""
+    zero_id = bytes(m.ID_SIZE)
+    m.build(msg_type, body, bytes(m.KID_SIZE), bytes(m.KID_SIZE), 0, 0, 1, zero_id, zero_id)
+
+
+def from_message(msg):
+    """The event data of an opened messages.Message."""
+    return {"from": msg.kid, "id": msg.id, "t": msg.type, "re": msg.re, "b": msg.body}
+
+
+# ---- starting a need ---------------------------------------------------------------------------
+
+def start(need_id, kind, slot, ask, vendor, owner, now, config, new_id):
+    """A new need and its first effects: ask the vendor (a quote-request for BUY, `ask` its body;
+    a support-request for SUPPORT). `vendor` and `owner` are key ids."""
+    _require(_is_id(need_id) and kind in ASKS, "a need has a 16-byte id and a kind")
+    _require(isinstance(vendor, bytes) and isinstance(owner, bytes), "vendor and owner are kids")
+    ask = _copy(ask)
+    _check_body(ASKS[kind], ask)
+    _require(kind == SUPPORT or ask["slot"] == slot, "the quote request is for another slot")
+    record = {key: None for key in _FIELDS}
+    record.update({"v": VERSION, "need": need_id, "kind": kind, "slot": slot, "at": now,
+                   "vendor": vendor, "owner": owner, "ask": ask, "ids": [], "tries": 0,
+                   "rounds": 0, "offers": [], "hold": 0, "shipments": []})
+    s = _Step(record, now, config, new_id)
+    _quote(s)
+    return s.finish()
+
+
+# ---- one step ----------------------------------------------------------------------------------
+
+class _Step:
+    """One transition in the making: a copy of the record and the effects it leads to."""
+
+    def __init__(self, record, now, config, new_id):
+        _require(_is_int(now) and now >= 0, "now must be an int >= 0")
+        self.before = record
+        self.rec = _copy(record)
+        self.now, self.cfg, self.new_id = now, config, new_id
+        self.sends = []
+        self.audits = []
+
+    def send(self, msg_type, body, to, reply_to=None):
+        """Send a new message: a fresh message id, recorded before it goes out."""
+        msg_id = self.new_id()
+        _require(_is_id(msg_id), "new_id() must return 16 bytes")
+        msg = {"to": to, "id": msg_id, "t": msg_type, "b": body, "re": reply_to,
+               "exp": self.now + self.cfg["ttl"]}
+        self.rec["out"] = msg
+        self.rec["ids"] = (self.rec["ids"] + [[msg_id, msg_type]])[-MAX_IDS:]
+        self.sends.append(("send", self.rec["need"], msg))
+
+    def resend(self):
+        """Send the pending message again: the same message (bytes) while it is fresh, else a
+        new message with the same body."""
+        out = self.rec["out"]
+        if self.now + SKEW < out["exp"]:
+            self.sends.append(("send", self.rec["need"], out))
+        else:
+            self.send(out["t"], out["b"], out["to"], out["re"])
+
+    def wait(self, base, tries, cap=None):
+        """Set the deadline: base doubled per try (up to cap), plus up to 25 % spread drawn
+        from the need id, so that many devices do not retry in step."""
+        delay = base << min(tries, 20)
+        if cap is not None:
+            delay = min(delay, cap)
+        self.rec["due"] = self.now + delay + delay * self.rec["need"][0] // 1024
+
+    def audit(self, entry):
+        entry["at"] = self.now
+        self.audits.append(("audit", self.rec["need"], entry))
+
+    def ignore(self, reason, what):
+        """Something that does not fit: counted and audited, the record left as it was."""
+        self.rec = _copy(self.before)
+        self.sends = []
+        self.audit({"ignored": reason, "what": what, "state": self.rec["state"]})
+
+    def finish(self, resume=False):
+        """(record, effects): persist first when the record changed, then money and stock, the
+        decision request, the sends, the timer and the audit entries."""
+        rec, before, need = self.rec, self.before, self.rec["need"]
+        effects = []
+        if rec != before:
+            effects.append(("persist", need, rec))
+        for key, effect in (("money", _money_effect), ("stock", _stock_effect)):
+            if rec[key] is not None and (resume or rec[key] != before[key]):
+                effects.extend(effect(rec))
+        if rec["state"] == DECIDING and (resume or before["state"] != DECIDING or
+                                         rec["offers"] != before["offers"]):
+            effects.append(("decide", need, rec["offers"], rec["appr"]))
+        effects.extend(self.sends)
+        if rec["due"] is not None and (resume or rec["due"] != before["due"]):
+            effects.append(("timer", need, rec["due"]))
+        if rec["state"] != before["state"]:
+            entry = {"state": rec["state"], "from": before["state"]}
+            if rec["state"] == CLOSED:
+                entry["reason"] = rec["reason"]
+            self.audit(entry)
+        return rec, effects + self.audits
+
+
+def _money_effect(rec):
+    need, oid, money = rec["need"], rec["oid"], rec["money"]
+    if money == "reserved":
+        return [("reserve", need, oid, rec["order"]["total"])]
+    return [("commit" if money == "committed" else "release", need, oid)]
+
+
+def _stock_effect(rec):
+    need, slot, oid, stock = rec["need"], rec["slot"], rec["oid"], rec["stock"]
+    if stock == "incoming":
+        return [("incoming", need, slot, oid, rec["order"]["qty"])]
+    if stock == "received":
+        return [("received", need, slot, oid, rec["delivered"][1])]
+    return [("cancelled", need, slot, oid)]
+
+
+def step(record, event, now, config, new_id):
+    """Apply one event to a need: (new record, effects). The record passed in is not changed."""
+    s = _Step(record, now, config, new_id)
+    kind = event[0]
+    handler = _EVENTS.get(kind)
+    _require(handler is not None, "unknown event %r" % (kind,))
+    if s.rec["state"] == CLOSED and kind != "tick":
+        s.ignore("closed", kind if kind != "message" else m.NAMES[event[1]["t"] - 1])
+    else:
+        handler(s, *event[1:])
+    return s.finish()
+
+
+def resume(record, now, config, new_id):
+    """(record, effects) that carry on a need after a restart, from the record as last
+    persisted: an order whose message expired gets a new message (persisted first)."""
+    s = _Step(record, now, config, new_id)
+    out = s.rec["out"]
+    if out is not None and (s.rec["state"] == ORDERING or now + SKEW < out["exp"]):
+        s.resend()
+    return s.finish(resume=True)
+
+
+# ---- transitions -------------------------------------------------------------------------------
+
+def _quote(s):
+    """A round of asking the vendor: a fresh quote (or support) request."""
+    rec = s.rec
+    rec.update({"state": QUOTING, "tries": 0, "offers": [], "appr": None})
+    s.send(ASKS[rec["kind"]], rec["ask"], rec["vendor"])
+    s.wait(s.cfg["quote_wait"], 0)
+
+
+def _new_round(s, why):
+    s.rec["rounds"] += 1
+    if s.rec["rounds"] > s.cfg["rounds"]:
+        _close(s, why)
+    else:
+        _quote(s)
+
+
+def _close(s, reason, release=False):
+    """Close the need: a reservation is released (a commitment too, with `release`), stock still
+    on its way no longer counts."""
+    rec = s.rec
+    rec.update({"state": CLOSED, "reason": reason, "closed": s.now, "due": None, "out": None})
+    if rec["money"] == "reserved" or (release and rec["money"] == "committed"):
+        rec["money"] = "released"
+    if rec["stock"] == "incoming":
+        rec["stock"] = "cancelled"
+
+
+def _cancel_order(s, by, reason):
+    """Close an order that is (maybe) placed and tell the vendor."""
+    _close(s, reason, release=True)
+    s.send(m.CANCEL, {"order": s.rec["oid"], "by": by, "reason": reason}, s.rec["vendor"])
+
+
+def _accept(s, receipt):
+    """The vendor took the order (said so, or shipped or delivered it)."""
+    rec = s.rec
+    rec.update({"state": PLACED, "receipt": receipt, "money": "committed", "out": None,
+                "cancel_until": s.now + rec["hold"]})
+    rec["due"] = _arrival(rec) + s.cfg["late"]
+
+
+def _arrival(rec):
+    offer = _offer(rec, rec["order"]["offer"])
+    etas = [x[2] for x in rec["shipments"]]
+    return max([offer["arrive"]] + etas)
+
+
+def _offer(rec, offer_id):
+    for entry in rec["offers"]:
+        if entry[1]["offer"] == offer_id:
+            return entry[1]
+    return None
+
+
+# ---- events ------------------------------------------------------------------------------------
+
+def _on_tick(s):
+    rec, cfg = s.rec, s.cfg
+    if rec["due"] is None or s.now < rec["due"]:
+        return
+    state = rec["state"]
+    if state == QUOTING:
+        if rec["tries"] < cfg["quote_retries"]:
+            rec["tries"] += 1
+            s.resend()
+            s.wait(cfg["quote_wait"], rec["tries"])
+        else:
+            _close(s, "no-offers" if rec["kind"] == BUY else "no-reply")
+    elif state == WAITING:
+        _new_round(s, "too-many-rounds")
+    elif state == APPROVING:
+        if cfg["approval_timeout"] == "requote":
+            _new_round(s, "approval-timeout")
+        else:
+            _close(s, "approval-timeout")
+    elif state == ORDERING:
+        if s.now >= rec["first"] + cfg["order_give_up"]:
+            _cancel_order(s, "device", "no-receipt")
+        else:
+            rec["tries"] += 1
+            s.resend()
+            s.wait(cfg["order_wait"], rec["tries"], cfg["order_wait_max"])
+    elif state in (PLACED, SHIPPED):
+        _close(s, "overdue")
+    elif state == DELIVERED:
+        _close(s, "not-refilled")
+
+
+def _on_decided(s, decision):
+    rec = s.rec
+    if rec["state"] != DECIDING:
+        return s.ignore("unexpected-decision", "decided")
+    action = _check_decision(rec, decision)
+    rec["decision"] = {"action": action, "reason": decision.get("reason"),
+                       "offer": decision.get("offer"), "at": s.now}
+    if action == "buy":
+        _order(s, decision)
+    elif action == "ask":
+        _ask(s, decision)
+    elif action == "wait":
+        until = decision.get("until")
+        rec.update({"state": WAITING, "due": s.now + s.cfg["wait"] if until is None else until})
+    else:
+        _close(s, decision.get("reason") or "refused")
+
+
+def _check_decision(rec, decision):
+    _require(isinstance(decision, dict), "a decision is a dict")
+    action = decision.get("action")
+    _require(action in ("buy", "ask", "wait", "refuse"), "unknown decision action")
+    if action in ("buy", "ask"):
+        _require(_offer(rec, decision.get("offer")) is not None,
+                 "the decision names an offer this need does not hold")
+    if action == "buy":
+        mandate = decision.get("mandate")
+        _require(_is_int(mandate) and mandate > 0, "a buy decision names its mandate version")
+    for key in ("until", "hold_until"):
+        _require(decision.get(key) is None or _is_int(decision[key]), "%s is an int" % key)
+    return action
+
+
+def _order(s, decision):
+    """Buy: one order id for this need, reserved and counted before the order goes out."""
+    rec = s.rec
+    offer = _offer(rec, decision["offer"])
+    order_id = s.new_id()
+    _require(_is_id(order_id), "new_id() must return 16 bytes")
+    body = {"order": order_id, "offer": offer["offer"], "sku": offer["sku"], "qty": offer["qty"],
+            "total": offer["total"], "mandate": decision["mandate"], "test": offer["test"]}
+    if rec["appr"] is not None:
+        body["appr"] = rec["appr"]
+    _check_body(m.ORDER, body)
+    hold_until = decision.get("hold_until")  # the cancel window runs as long after the receipt
+    hold = 0 if hold_until is None else max(0, hold_until - s.now)
+    rec.update({"state": ORDERING, "oid": order_id, "order": body, "first": s.now, "tries": 0,
+                "money": "reserved", "hold": hold})
+    if rec["kind"] == BUY:
+        rec["stock"] = "incoming"
+    s.send(m.ORDER, body, rec["vendor"])
+    s.wait(s.cfg["order_wait"], 0)
+
+
+def _ask(s, decision):
+    """Ask the owner to approve the chosen offer; no answer by `until` is a decline."""
+    rec = s.rec
+    offer = _offer(rec, decision["offer"])
+    summary = {"vendor": rec["vendor"], "offer": offer["offer"], "sku": offer["sku"],
+               "title": offer["title"], "qty": offer["qty"], "total": offer["total"],
+               "arrive": offer["arrive"], "test": offer["test"]}
+    until = min(s.now + s.cfg["approval_ttl"], offer["until"])
+    body = {"req": s.new_id(), "order": summary, "why": decision.get("text"), "until": until}
+    _check_body(m.APPROVAL_REQUEST, body)
+    rec.update({"state": APPROVING, "areq": body, "due": until, "appr": None})
+    s.send(m.APPROVAL_REQUEST, body, rec["owner"])
+
+
+def _on_cancel(s, reason="changed-mind"):
+    """The owner cancels: before an order at once; an order until the cancel window closes."""
+    rec = s.rec
+    state = rec["state"]
+    if RANK[state] == 0:
+        _close(s, reason)
+    elif state == ORDERING or (state in (PLACED, SHIPPED) and s.now < rec["cancel_until"]):
+        _cancel_order(s, "owner", reason)
+    else:
+        s.ignore("cancel-window-closed", "cancel")
+
+
+def _on_refilled(s):
+    rec = s.rec
+    covered = rec["receipt"] is not None and rec["receipt"][0] == "duplicate"
+    if rec["state"] == DELIVERED or (rec["state"] == PLACED and covered):
+        _close(s, "refilled")
+    else:
+        s.ignore("not-delivered", "refilled")
+
+
+def _on_refused(s, reason):
+    if s.rec["state"] != ORDERING or s.rec["money"] != "reserved":
+        return s.ignore("unexpected-refusal", reason)
+    _close(s, reason)
+
+
+def _on_message(s, msg):
+    t = msg["t"]
+    handler = _MESSAGES.get(t)
+    if handler is None:
+        return s.ignore("unexpected-type", m.NAMES[t - 1])
+    rec = s.rec
+    if t == m.CANCEL and msg["from"] == rec["owner"]:
+        if msg["b"]["order"] != rec["oid"]:
+            return s.ignore("unknown-order", "cancel")
+        return _on_cancel(s, msg["b"]["reason"])
+    if msg["from"] != (rec["owner"] if t == m.APPROVAL else rec["vendor"]):
+        return s.ignore("wrong-sender", m.NAMES[t - 1])
+    if t in _ANSWERS and not _answers(rec, msg, _ANSWERS[t]):
+        return s.ignore("uncorrelated", m.NAMES[t - 1])
+    if t in _ABOUT_ORDER and (rec["oid"] is None or msg["b"]["order"] != rec["oid"]):
+        return s.ignore("unknown-order", m.NAMES[t - 1])
+    handler(s, msg)
+
+
+def _answers(rec, msg, asked):
+    """Whether msg answers (`re`) one of our messages of type `asked`."""
+    return msg["re"] is not None and [msg["re"], asked] in rec["ids"]
+
+
+def _on_offer(s, msg):
+    rec, offer = s.rec, msg["b"]
+    if rec["kind"] != BUY or rec["state"] not in (QUOTING, DECIDING):
+        return s.ignore("late-offer", "offer")
+    if _offer(rec, offer["offer"]) is not None:
+        return s.ignore("duplicate", "offer")
+    if len(rec["offers"]) >= MAX_OFFERS:
+        return s.ignore("too-many-offers", "offer")
+    rec["offers"].append([msg["from"], _copy(offer)])
+    rec.update({"state": DECIDING, "due": None, "out": None})
+
+
+def _on_support_reply(s, msg):
+    """Steps are passed on through the audit log; a quoted visit is decided like an offer."""
+    rec, body = s.rec, msg["b"]
+    if rec["state"] != QUOTING or body["case"] != rec["ask"]["case"]:
+        return s.ignore("late-reply", "support-reply")
+    s.audit({"steps": body["steps"]})
+    visit = body.get("visit")
+    if visit is None:
+        return _close(s, "answered")
+    price = visit["price"]
+    rec["offers"] = [[msg["from"], {
+        "offer": body["case"], "sku": VISIT_SKU, "title": "Service visit", "qty": 1,
+        "price": price, "ship": [0, price[1]], "total": price, "lead": 0,
+        "arrive": visit["until"], "until": visit["until"], "test": False}]]
+    rec.update({"state": DECIDING, "due": None, "out": None})
+
+
+def _on_approval(s, msg):
+    rec = s.rec
+    if rec["state"] != APPROVING or msg["b"]["req"] != rec["areq"]["req"]:
+        return s.ignore("late-approval", "approval")
+    if msg["b"]["decision"] != "approve":
+        return _close(s, "declined")
+    rec.update({"state": DECIDING, "appr": msg["id"], "due": None, "out": None})
+
+
+def _on_receipt(s, msg):
+    """accepted or duplicate (the vendor already covers it): placed; rejected: closed. A receipt
+    after a shipment or delivery only fills in what they implied; another one is a conflict."""
+    rec, body = s.rec, msg["b"]
+    status = body["status"]
+    receipt = [status, body["reason"] if status == "rejected" else body["ref"]]
+    if rec["state"] == ORDERING:
+        if status == "rejected":
+            _close(s, body["reason"])
+        else:
+            _accept(s, receipt)
+    elif rec["receipt"] == receipt:
+        s.ignore("duplicate", "receipt")
+    elif rec["receipt"] is None and status != "rejected":
+        rec["receipt"] = receipt
+    else:
+        s.ignore("receipt-conflict", "receipt")
+
+
+def _on_shipment(s, msg):
+    rec, body = s.rec, msg["b"]
+    if RANK[rec["state"]] > RANK[SHIPPED]:
+        return s.ignore("late-shipment", "shipment")
+    shipment = [body["carrier"], body["track"], body["eta"]]
+    if shipment in rec["shipments"]:
+        return s.ignore("duplicate", "shipment")
+    if len(rec["shipments"]) >= MAX_SHIPMENTS:
+        return s.ignore("too-many-shipments", "shipment")
+    if rec["state"] == ORDERING:
+        _accept(s, None)
+    rec["shipments"].append(shipment)
+    rec["state"] = SHIPPED
+    rec["due"] = _arrival(rec) + s.cfg["late"]
+
+
+def _on_delivery(s, msg):
+    rec, body = s.rec, msg["b"]
+    if rec["state"] == DELIVERED:
+        return s.ignore("duplicate", "delivery")
+    if rec["state"] == ORDERING:
+        _accept(s, None)
+    rec.update({"state": DELIVERED, "delivered": [body["at"], body["qty"]],
+                "due": s.now + s.cfg["refill_wait"]})
+    if rec["kind"] == BUY:
+        rec["stock"] = "received"
+
+
+def _on_vendor_cancel(s, msg):
+    if s.rec["state"] == DELIVERED:
+        return s.ignore("after-delivery", "cancel")
+    _close(s, msg["b"]["reason"], release=True)
+
+
+def _on_error(s, msg):
+    body = msg["b"]
+    s.audit({"error": body["code"], "text": body["text"]})
+
+
+_EVENTS = {"message": _on_message, "decided": _on_decided, "tick": _on_tick,
+           "cancel": _on_cancel, "refilled": _on_refilled, "refused": _on_refused}
+_MESSAGES = {m.OFFER: _on_offer, m.RECEIPT: _on_receipt, m.SHIPMENT: _on_shipment,
+             m.DELIVERY: _on_delivery, m.CANCEL: _on_vendor_cancel, m.APPROVAL: _on_approval,
+             m.SUPPORT_REPLY: _on_support_reply, m.ERROR: _on_error}
+_ANSWERS = {m.OFFER: m.QUOTE_REQUEST, m.RECEIPT: m.ORDER, m.APPROVAL: m.APPROVAL_REQUEST,
+            m.SUPPORT_REPLY: m.SUPPORT_REQUEST}
+_ABOUT_ORDER = (m.RECEIPT, m.SHIPMENT, m.DELIVERY, m.CANCEL)
+
+
+# ---- state -------------------------------------------------------------------------------------
+
+def to_state(record):
+    """The record as plain data (a copy)."""
+    return _copy(record)
+
+
+def from_state(state):
+    """A record from `to_state` data; raise LifecycleError if it is malformed."""
+    _require(isinstance(state, dict), "a need record is a dict")
+    _require(state.get("v") == VERSION, "unsupported need record version")
+    _require(sorted(state) == sorted(_FIELDS), "a need record has exactly the fields %s"
+             % ", ".join(sorted(_FIELDS)))
+    rec = _copy(state)
+    _require(_is_id(rec["need"]) and rec["kind"] in ASKS, "need id (16 bytes) and kind")
+    _require(rec["state"] in RANK, "unknown state %r" % (rec["state"],))
+    _require(rec["money"] in MONEY and rec["stock"] in STOCK, "money or stock state unknown")
+    for key in ("vendor", "owner"):
+        _require(isinstance(rec[key], bytes), "%s is a key id" % key)
+    for key in ("at", "tries", "rounds", "hold"):
+        _require(_is_int(rec[key]) and rec[key] >= 0, "%s is an int >= 0" % key)
+    for key in ("due", "first", "cancel_until", "closed"):
+        _require(rec[key] is None or _is_int(rec[key]), "%s is an int or None" % key)
+    _check_list(rec["ids"], MAX_IDS, 2, lambda x: _is_id(x[0]) and _is_int(x[1]), "ids")
+    _check_list(rec["offers"], MAX_OFFERS, 2, lambda x: isinstance(x[0], bytes), "offers")
+    _check_list(rec["shipments"], MAX_SHIPMENTS, 3, lambda x: _is_int(x[2]), "shipments")
+    for offer in rec["offers"]:
+        _check_body(m.OFFER, offer[1])
+    _check_body(ASKS[rec["kind"]], rec["ask"])
+    out = rec["out"]
+    _require(out is None or (isinstance(out, dict) and sorted(out) ==
+                             ["b", "exp", "id", "re", "t", "to"] and [out["id"], out["t"]]
+                             in rec["ids"]), "out is a message this need sent")
+    if out is not None:
+        _check_body(out["t"], out["b"])
+    has_order = rec["oid"] is not None
+    _require(has_order == (rec["money"] is not None), "money is held exactly for an order")
+    _require(has_order or RANK[rec["state"]] in (0, RANK[CLOSED]), "an order state needs an order")
+    if has_order:
+        _require(_is_id(rec["oid"]) and isinstance(rec["order"], dict)
+                 and rec["order"].get("order") == rec["oid"], "the order body names the order id")
+        _check_body(m.ORDER, rec["order"])
+        _require(_offer(rec, rec["order"]["offer"]) is not None, "the order's offer is kept")
+    _require((rec["state"] == CLOSED) == (rec["reason"] is not None), "a reason when closed")
+    _require(rec["state"] != CLOSED or rec["money"] != "reserved", "closed with money reserved")
+    _require(rec["state"] != DELIVERED or rec["delivered"] is not None, "delivered without data")
+    return rec
+
+
+def _check_list(value, limit, size, item_ok, name):
+    _require(isinstance(value, list) and len(value) <= limit, "%s: a list of at most %d"
+             % (name, limit))
+    for item in value:
+        _require(isinstance(item, list) and len(item) == size and item_ok(item),
+                 "%s: malformed entry" % name)
+
+
+# ---- the device's needs ------------------------------------------------------------------------
+
+class Orders:
+    """The needs of one device: at most one open need per slot; messages routed to the need
+    they answer (`re`) or concern (the order id); what fits nowhere counted in `ignored`."""
+
+    def __init__(self, new_id, config=None, records=()):
+        self.new_id = new_id
+        self.config = make_config(config)
+        self.needs = {}
+        self.ignored = {}
+        for state in records:
+            rec = from_state(state)
+            self.needs[rec["need"]] = rec
+
+    def records(self):
+        """The records, oldest first (dicts keep no order on MicroPython)."""
+        return sorted(self.needs.values(), key=lambda r: (r["at"], r["need"]))
+
+    def open_for(self, slot):
+        """The open need of a slot, or None."""
+        for rec in self.needs.values():
+            if rec["slot"] == slot and rec["state"] != CLOSED:
+                return rec
+        return None
+
+    def need(self, slot, ask, vendor, owner, now):
+        """Open a need to buy for a slot: ask the vendor for offers (`ask`, a quote-request
+        body). Refused ("order-in-flight", counted) while the slot has an open need."""
+        return self._open(BUY, slot, ask, vendor, owner, now)
+
+    def support(self, slot, fault, diag, vendor, owner, now, text=None):
+        """Open a support case for a fault: a support-request with diagnostics."""
+        ask = {"fault": fault, "diag": diag}
+        if text is not None:
+            ask["text"] = text
+        return self._open(SUPPORT, slot, ask, vendor, owner, now)
+
+    def _open(self, kind, slot, ask, vendor, owner, now):
+        if self.open_for(slot) is not None:
+            self._count("order-in-flight")
+            return [("audit", None, {"ignored": "order-in-flight", "what": slot, "at": now})]
+        if kind == SUPPORT:
+            ask = dict(ask, case=self.new_id())
+        rec, effects = start(self.new_id(), kind, slot, ask, vendor, owner, now, self.config,
+                             self.new_id)
+        self.needs[rec["need"]] = rec
+        return effects
+
+    def message(self, msg, now):
+        """An opened message (`from_message`) for the need it answers or concerns."""
+        rec = self._match(msg)
+        if rec is None:
+            self._count("unknown")
+            name = m.NAMES[msg["t"] - 1] if 0 < msg["t"] <= len(m.NAMES) else str(msg["t"])
+            return [("audit", None, {"ignored": "unknown", "what": name, "at": now})]
+        return self._apply(rec, ("message", msg), now)
+
+    def decided(self, need_id, decision, now):
+        """The decision the runtime took for a "decide" effect."""
+        return self._apply(self._get(need_id), ("decided", decision), now)
+
+    def cancel(self, need_id, now, reason="changed-mind"):
+        """The owner cancels a need (on the device)."""
+        return self._apply(self._get(need_id), ("cancel", reason), now)
+
+    def refused(self, need_id, reason, now):
+        """The ledger refused the reservation of a need's order."""
+        return self._apply(self._get(need_id), ("refused", reason), now)
+
+    def refilled(self, slot, now):
+        """The sensor saw the slot refilled."""
+        rec = self.open_for(slot)
+        if rec is None:
+            return []
+        return self._apply(rec, ("refilled",), now)
+
+    def tick(self, now):
+        """Run the needs whose deadline has come."""
+        effects = []
+        for rec in self.records():
+            if rec["due"] is not None and rec["due"] <= now:
+                effects += self._apply(rec, ("tick",), now)
+        return effects
+
+    def resume(self, now):
+        """After a restart: what every kept need needs to carry on."""
+        effects = []
+        for rec in self.records():
+            new, more = resume(rec, now, self.config, self.new_id)
+            self.needs[new["need"]] = new
+            effects += more
+        return effects
+
+    def to_state(self):
+        """Every record as plain data, oldest first."""
+        return [to_state(rec) for rec in self.records()]
+
+    def _get(self, need_id):
+        rec = self.needs.get(need_id)
+        _require(rec is not None, "no such need")
+        return rec
+
+    def _match(self, msg):
+        t, body = msg["t"], msg["b"]
+        for rec in self.records():
+            if t in _ABOUT_ORDER:
+                hit = rec["oid"] is not None and body.get("order") == rec["oid"]
+            elif t == m.ERROR:
+                ref = body.get("ref")
+                hit = _answers_any(rec, msg["re"]) or (
+                    ref is not None and ref in (rec["oid"], rec["ask"].get("case")))
+            else:
+                hit = _answers_any(rec, msg["re"])
+            if hit:
+                return rec
+        return None
+
+    def _apply(self, rec, event, now):
+        new, effects = step(rec, event, now, self.config, self.new_id)
+        self.needs[new["need"]] = new
+        for effect in effects:
+            if effect[0] == "audit" and "ignored" in effect[2]:
+                self._count(effect[2]["ignored"])
+        return effects + self._prune()
+
+    def _prune(self):
+        closed = [r for r in self.records() if r["state"] == CLOSED]
+        closed.sort(key=lambda r: (r["closed"], r["need"]))
+        dropped = []
+        for rec in closed[:max(0, len(closed) - MAX_CLOSED)]:
+            del self.needs[rec["need"]]
+            dropped.append(("drop", rec["need"]))
+        return dropped
+
+    def _count(self, reason):
+        self.ignored[reason] = self.ignored.get(reason, 0) + 1
+
+
+def _answers_any(rec, re):
+    return re is not None and any(entry[0] == re for entry in rec["ids"])
