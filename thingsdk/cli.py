@@ -2,6 +2,7 @@
 
 import argparse
 import sys
+import time
 from pathlib import Path
 
 from thingsdk import __version__
@@ -39,6 +40,138 @@ def cmd_inspect(args):
     return 0 if ok else 1
 
 
+def _print_mandate(token, now, owner_pub=None, device=None):
+    from thingsdk.owner import mandate_report
+
+    report, ok = mandate_report(token, now, owner_pub, device)
+    print(report)
+    return ok
+
+
+def _sign_mandate(args, options):
+    from thingsdk.crypto import load_signer
+    from thingsdk.owner import build_claims, write_mandate
+
+    signer = load_signer(args.owner_key)
+    now = int(time.time())
+    token = write_mandate(build_claims(options, signer.kid, now), signer, args.out)
+    _print_mandate(token, now, signer.public_key)
+    print("written to   %s" % args.out)
+    return 0
+
+
+def cmd_mandate_create(args):
+    from thingsdk.owner import CONSTRAINT_OPTIONS
+
+    options = {"device-pub": args.device_pub, "version": args.version,
+               "valid-days": args.valid_days}
+    for name, _, _, _ in CONSTRAINT_OPTIONS:
+        options[name] = getattr(args, name.replace("-", "_"))
+    return _sign_mandate(args, options)
+
+
+def cmd_mandate_sign(args):
+    from thingsdk.owner import read_mandate_file
+
+    return _sign_mandate(args, read_mandate_file(args.file))
+
+
+def cmd_mandate_show(args):
+    from thingsdk.inspect import read_message_arg
+    from thingsdk.owner import parse_kid, read_public_key
+
+    owner_pub = read_public_key(args.owner_pub) if args.owner_pub else None
+    device = parse_kid(args.device) if args.device else None
+    now = int(time.time()) if args.now is None else args.now
+    return 0 if _print_mandate(read_message_arg(args.file), now, owner_pub, device) else 1
+
+
+def cmd_owner_answer(args):
+    from thingsdk.crypto import load_signer
+    from thingsdk.inspect import read_message_arg
+    from thingsdk.owner import answer, new_id, next_seq, open_request, read_public_key
+    from thingsdk.owner import request_report
+    from thingsdk.storage import atomic_write
+
+    signer = load_signer(args.owner_key)
+    device_pub = read_public_key(args.device_pub) if args.device_pub else None
+    now = int(time.time())
+    request = open_request(read_message_arg(args.request), signer, now, device_pub)
+    print(request_report(request, device_pub is not None))
+    seq, msg_id = next_seq(args.owner_key), new_id()
+    data = answer(request, args.decision, signer, seq, now, msg_id)
+    print("answer       %s: approval message %s, seq %d, to device %s"
+          % (args.decision, msg_id.hex(), seq, request.kid.hex()))
+    if args.out:
+        atomic_write(Path(args.out), data, mode=0o644)
+        print("written to   %s" % args.out)
+    else:
+        print(data.hex())
+    return 0
+
+
+def cmd_log(args):
+    from thingsdk.owner import log_report
+
+    report, ok = log_report(args.file, args.last)
+    print(report)
+    return 0 if ok else 1
+
+
+def add_owner_commands(sub):
+    """`mandate create|sign|show`, `owner approve|decline` and `log`: the owner's verbs."""
+    from thingsdk.owner import CONSTRAINT_OPTIONS
+
+    group = sub.add_parser("mandate", help="write, sign and read the owner's mandate")
+    verbs = group.add_subparsers(dest="verb", required=True, metavar="VERB")
+    create = verbs.add_parser("create", help="build a mandate from options and sign it")
+    sign = verbs.add_parser("sign", help="sign a mandate written as a TOML file whose keys are "
+                                         "the options of `mandate create` (device-pub, version…)")
+    sign.add_argument("file", help="the TOML file")
+    for p, func in ((create, cmd_mandate_create), (sign, cmd_mandate_sign)):
+        p.add_argument("--out", required=True, help="file to write the mandate token to")
+        p.add_argument("--owner-key", required=True, help="the owner's private key file")
+        p.set_defaults(func=func)
+    create.add_argument("--device-pub", required=True,
+                        help="the device's public key (PEM file or 64 hex digits)")
+    create.add_argument("--version", required=True, type=int,
+                        help="mandate version: higher than the one the device holds")
+    create.add_argument("--valid-days", type=int, help="valid for D days from now (default: 365)")
+    for name, repeatable, metavar, text in CONSTRAINT_OPTIONS:
+        if metavar is None:
+            create.add_argument("--" + name, action="store_true", help=text)
+        else:
+            create.add_argument("--" + name, metavar=metavar, help=text,
+                                action="append" if repeatable else "store")
+
+    p = verbs.add_parser("show", help="a mandate in words: owner, device, validity, each rule")
+    p.add_argument("file", help="a file holding the mandate token, or the token in hex")
+    p.add_argument("--owner-pub", help="the owner's public key, to check the signature")
+    p.add_argument("--device", help="the device's key id (16 hex digits) or public key")
+    p.add_argument("--now", type=int, default=None,
+                   help="unix time for the validity check (default: the clock)")
+    p.set_defaults(func=cmd_mandate_show)
+
+    group = sub.add_parser("owner", help="answer a device's approval request")
+    verbs = group.add_subparsers(dest="verb", required=True, metavar="VERB")
+    for verb in ("approve", "decline"):
+        p = verbs.add_parser(verb, help="show an approval request and %s it, signed" % verb)
+        p.add_argument("request", help="a file holding the approval request, or it in hex")
+        p.add_argument("--owner-key", required=True,
+                       help="the owner's private key file; its sequence checkpoint is kept "
+                            "next to it (<stem>.seq)")
+        p.add_argument("--device-pub", help="the device's public key, to check the request's "
+                                            "signature")
+        p.add_argument("--out", help="file to write the approval message to (default: print "
+                                     "it in hex)")
+        p.set_defaults(func=cmd_owner_answer, decision=verb)
+
+    p = sub.add_parser("log", help="a device's audit log, one decision per line")
+    p.add_argument("file", help="the audit log file")
+    p.add_argument("--last", type=int, metavar="N", help="only the last N records")
+    p.set_defaults(func=cmd_log)
+
+
 def build_parser():
     parser = argparse.ArgumentParser(
         prog="thingsdk", description="An SDK for things that buy for themselves."
@@ -64,6 +197,7 @@ def build_parser():
     p.add_argument("--now", type=int, default=None,
                    help="unix time for the freshness check (default: the clock)")
     p.set_defaults(func=cmd_inspect)
+    add_owner_commands(sub)
     return parser
 
 

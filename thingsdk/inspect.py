@@ -33,7 +33,8 @@ def read_message_arg(arg):
         raise ValueError("%.40r is neither a file nor hex" % arg)
 
 
-def _when(ts):
+def utc_text(ts):
+    """A unix time as an ISO 8601 UTC string."""
     return datetime.fromtimestamp(ts, timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
@@ -73,11 +74,11 @@ def _message_lines(payload, now):
         "  from       %s" % msg.kid.hex(),
         "  to         %s" % msg.to.hex(),
         "  seq        %d" % msg.seq,
-        "  made       %s" % _when(msg.ts),
+        "  made       %s" % utc_text(msg.ts),
     ]
     live = now < msg.exp
     state = "in %d s" % (msg.exp - now) if live else "EXPIRED %d s ago" % (now - msg.exp)
-    lines.append("  expires    %s (%s)" % (_when(msg.exp), state))
+    lines.append("  expires    %s (%s)" % (utc_text(msg.exp), state))
     if msg.re is not None:
         lines.append("  answers    %s" % msg.re.hex())
     return lines, live
