@@ -172,6 +172,95 @@ def add_owner_commands(sub):
     p.set_defaults(func=cmd_log)
 
 
+def _vendor_store(path):
+    import sqlite3
+
+    from thingsdk.vendor.store import Store
+
+    try:
+        return Store(path)
+    except sqlite3.Error as exc:
+        raise CliError("database %s: %s" % (path, exc))
+
+
+def cmd_vendor_serve(args):
+    import logging
+    import signal
+
+    from thingsdk.crypto import load_signer
+    from thingsdk.mqtt import Transport
+    from thingsdk.vendor import catalog
+    from thingsdk.vendor.serve import Server
+    from thingsdk.vendor.service import Service
+
+    shop, signer = catalog.load(args.catalog), load_signer(args.key)
+    service = Service(_vendor_store(args.db), shop, signer)
+    transport = Transport(args.broker, args.client_id or "thingsdk-vendor-" + signer.kid.hex(),
+                          ca_file=args.ca, cert_file=args.cert, key_file=args.keyfile)
+    server = Server(service, transport, share=args.share, interval=args.interval)
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: server.stop())
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    server.run()
+    return 0
+
+
+def cmd_vendor_register(args):
+    from thingsdk.owner import read_public_key
+    from thingsdk.vendor.service import register
+
+    device_pub, owner_pub = read_public_key(args.device_pub), read_public_key(args.owner_pub)
+    kid = register(_vendor_store(args.db), device_pub, owner_pub, int(time.time()))
+    print("registered   device %s" % kid.hex())
+    return 0
+
+
+def cmd_vendor_revoke(args):
+    from thingsdk.owner import parse_kid
+    from thingsdk.vendor.service import revoke
+
+    kid = parse_kid(args.device)
+    if not revoke(_vendor_store(args.db), kid):
+        raise CliError("no device %s in %s" % (kid.hex(), args.db))
+    print("revoked      device %s: its orders are refused from now on" % kid.hex())
+    return 0
+
+
+def add_vendor_commands(sub):
+    """`vendor serve|register|revoke`: the reference vendor service."""
+    group = sub.add_parser("vendor", help="run the reference vendor service and manage its devices")
+    verbs = group.add_subparsers(dest="verb", required=True, metavar="VERB")
+    p = verbs.add_parser("serve", help="answer devices over MQTT until SIGINT or SIGTERM")
+    p.add_argument("--broker", required=True, help="mqtt://host:port or mqtts://host:port")
+    p.add_argument("--db", required=True, help="the SQLite database file (created if missing)")
+    p.add_argument("--catalog", required=True, help="the catalog TOML file "
+                                                    "(see thingsdk/vendor/catalog.example.toml)")
+    p.add_argument("--key", required=True, help="the vendor's Ed25519 private key file")
+    p.add_argument("--ca", help="CA certificate file (mqtts://)")
+    p.add_argument("--cert", help="the vendor's client certificate file (mqtts://)")
+    p.add_argument("--keyfile", help="the client certificate's private key file (mqtts://)")
+    p.add_argument("--share", metavar="GROUP",
+                   help="take uplinks through the shared subscription of GROUP, for several "
+                        "workers (only on a broker that checks SUBSCRIBE: see docs/topics.md)")
+    p.add_argument("--client-id", help="MQTT client id, one per worker "
+                                       "(default: thingsdk-vendor-<key id>)")
+    p.add_argument("--interval", type=float, default=1.0,
+                   help="seconds between fulfilment steps (default: 1)")
+    p.set_defaults(func=cmd_vendor_serve)
+
+    p = verbs.add_parser("register", help="register a device and the owner who signs its mandates")
+    p.add_argument("--db", required=True, help="the SQLite database file")
+    p.add_argument("--device-pub", required=True, help="the device's public key (PEM file or hex)")
+    p.add_argument("--owner-pub", required=True, help="the owner's public key (PEM file or hex)")
+    p.set_defaults(func=cmd_vendor_register)
+
+    p = verbs.add_parser("revoke", help="deregister a device: its orders are refused")
+    p.add_argument("--db", required=True, help="the SQLite database file")
+    p.add_argument("--device", required=True, help="the device's key id (16 hex digits) or "
+                                                   "public key")
+    p.set_defaults(func=cmd_vendor_revoke)
+
+
 def build_parser():
     parser = argparse.ArgumentParser(
         prog="thingsdk", description="An SDK for things that buy for themselves."
@@ -198,6 +287,7 @@ def build_parser():
                    help="unix time for the freshness check (default: the clock)")
     p.set_defaults(func=cmd_inspect)
     add_owner_commands(sub)
+    add_vendor_commands(sub)
     return parser
 
 

@@ -1,0 +1,363 @@
+"""The vendor service's handler, with real keys, the real codec and a real SQLite file."""
+
+import os
+import threading
+from pathlib import Path
+
+import pytest
+
+import thingsdk.vendor
+from thingsdk import codec, topics
+from thingsdk.core import envelope, mandate
+from thingsdk.core import messages as m
+from thingsdk.crypto import Ed25519Signer
+from thingsdk.vendor import catalog
+from thingsdk.vendor.service import Service, register, revoke
+from thingsdk.vendor.store import Store
+
+T = 1767225600  # 2026-01-01T00:00:00Z
+HOUR, DAY = 3600, 86400
+EXAMPLE = Path(thingsdk.vendor.__file__).parent / "catalog.example.toml"
+CATALOG = catalog.load(EXAMPLE)
+
+
+def eur(amount):
+    return [amount, "EUR"]
+
+
+class Device:
+    """A device's side: seals its messages, opens the vendor's with an envelope.Inbox."""
+
+    def __init__(self, seed, vendor):
+        self.signer = Ed25519Signer.from_seed(bytes([seed]) * 32)
+        self.kid = self.signer.kid
+        self.vendor = vendor
+        self.seq = 0
+        self.inbox = envelope.Inbox(self.kid, {vendor.kid: vendor.verifier()}, codec)
+
+    def seal(self, msg_type, body, now, ttl=600, msg_id=None, seq=None):
+        self.seq += 1
+        return envelope.seal(msg_type, body, self.signer, self.vendor.kid,
+                             self.seq if seq is None else seq, now, msg_id or os.urandom(16),
+                             codec, ttl)
+
+    def receive(self, answers, now):
+        """The vendor's answers, checked as a device checks them: [Message]."""
+        out = []
+        for topic, data in answers:
+            assert topic == topics.downlink(self.kid)
+            opened = self.inbox.open(data, now)
+            assert opened.status == envelope.ACCEPT, opened
+            self.inbox.commit(opened)
+            out.append(opened.message)
+        return out
+
+
+class World:
+    """A vendor Service on a fresh database, an owner, and devices A (with a mandate) and B."""
+
+    def __init__(self, folder):
+        self.path = folder / "vendor.db"
+        self.vendor = Ed25519Signer.from_seed(b"\x01" * 32)
+        self.owner = Ed25519Signer.from_seed(b"\x02" * 32)
+        self.service = self.new_service()
+        self.a, self.b = Device(3, self.vendor), Device(4, self.vendor)
+        for device in (self.a, self.b):
+            register(self.service.store, device.signer.public_key, self.owner.public_key, T)
+
+    def new_service(self):
+        return Service(Store(self.path), CATALOG, self.vendor)
+
+    def mandate(self, device, version, constraints, now=T):
+        claims = mandate.make_claims(self.owner.kid, device.signer.public_key, version, now,
+                                     now + 365 * DAY, constraints)
+        return mandate.issue(claims, self.owner, codec)
+
+    def send(self, device, msg_type, body, now=T, **options):
+        """Seal and handle one message: (the sealed bytes, the answers as Messages)."""
+        data = device.seal(msg_type, body, now, **options)
+        return data, device.receive(self.service.handle(data, device.kid, now), now)
+
+    def quote(self, device, sku, qty=1, now=T, **extra):
+        _, answers = self.send(device, m.QUOTE_REQUEST, dict(slot="s", sku=sku, qty=qty, **extra),
+                               now)
+        assert [a.type for a in answers] == [m.OFFER]
+        return answers[0].body
+
+    def order(self, device, offer, now=T, order_id=None, mandate_version=1, **extra):
+        body = {"order": order_id or os.urandom(16), "offer": offer["offer"], "sku": offer["sku"],
+                "qty": offer["qty"], "total": offer["total"], "mandate": mandate_version,
+                "test": offer["test"], **extra}
+        data, answers = self.send(device, m.ORDER, body, now)
+        assert len(answers) == 1
+        return body, data, answers[0]
+
+    def buy(self, device, sku, qty=1, now=T, **extra):
+        body, _, answer = self.order(device, self.quote(device, sku, qty, now), now, **extra)
+        return body, answer
+
+
+@pytest.fixture
+def world(tmp_path):
+    w = World(tmp_path)
+    constraints = [["vendors", {"kids": [w.vendor.kid]}],
+                   ["budget", {"cur": "EUR", "max": 15000, "period": "month"}],
+                   ["approval-above", {"cur": "EUR", "amount": 8000}],
+                   ["cancel-window", {"seconds": DAY}]]
+    _, answers = w.send(w.a, m.MANDATE, {"cwt": w.mandate(w.a, 1, constraints)})
+    assert answers == []
+    return w
+
+
+def test_quote_gets_a_signed_offer_and_an_order_an_accepted_receipt(world):
+    _, answers = world.send(world.a, m.QUOTE_REQUEST, {"slot": "water-filter", "cat":
+                                                       "water-filter", "qty": 2})
+    offer = answers[0]
+    assert offer.type == m.OFFER and offer.kid == world.vendor.kid and offer.to == world.a.kid
+    assert offer.body["sku"] == "WF-300" and offer.body["price"] == eur(2450)
+    assert offer.body["ship"] == eur(498) and offer.body["total"] == eur(2 * 2450 + 498)
+    assert offer.body["lead"] == 72 * HOUR and offer.body["arrive"] == T + 72 * HOUR
+    assert offer.body["until"] == T + 24 * HOUR and offer.body["test"] is False
+
+    body, _, receipt = world.order(world.a, offer.body)
+    assert receipt.type == m.RECEIPT and receipt.body["status"] == "accepted"
+    assert receipt.body["order"] == body["order"] and receipt.body["ref"].startswith("ORD-")
+    [row] = world.service.store.orders(world.a.kid)
+    assert (row["status"], row["total"], row["test"]) == ("accepted", 5398, 0)
+
+
+def test_a_resent_order_gets_the_first_receipt_again(world):
+    body, data, receipt = world.order(world.a, world.quote(world.a, "WF-300"))
+    first = world.service.handle(data, world.a.kid, T + 5)
+    again = world.service.handle(data, world.a.kid, T + 10)  # a QoS 1 redelivery: same bytes
+    assert again == first and len(again) == 1
+
+    resealed = world.a.seal(m.ORDER, body, T + 20)  # the same order in a new message
+    [answer] = world.a.receive(world.service.handle(resealed, world.a.kid, T + 20), T + 20)
+    assert answer.body == receipt.body and answer.re != receipt.re
+    assert len(world.service.store.orders(world.a.kid)) == 1
+
+
+def test_the_same_order_id_with_other_content_is_a_conflict(world):
+    offer = world.quote(world.a, "WF-300", qty=2)
+    body, _, _ = world.order(world.a, offer)
+    _, _, answer = world.order(world.a, offer, order_id=body["order"], mandate_version=2)
+    assert answer.type == m.ERROR and answer.body["code"] == "idempotency-conflict"
+    assert answer.body["ref"] == body["order"]
+    assert [r["status"] for r in world.service.store.orders(world.a.kid)] == ["accepted"]
+
+
+def test_the_vendor_rechecks_the_budget_with_its_own_ledger(world):
+    _, first = world.buy(world.a, "BEANS-1KG", qty=2)  # 41.70 EUR of the 150.00 EUR budget
+    assert first.body["status"] == "accepted"
+    # A device that forgot its spending (or lies) claims the owner's approval, too.
+    _, second = world.buy(world.a, "INK-XL-BK", qty=4, appr=os.urandom(16))  # 127.60 EUR
+    assert second.body["status"] == "rejected" and second.body["reason"] == "over-budget"
+    assert "150.00 EUR budget" in second.body["text"]
+    _, third = world.buy(world.a, "INK-XL-BK", qty=3)  # 95.70 EUR: within the budget
+    assert third.body["status"] == "rejected"
+    assert third.body["reason"] == "above-approval-threshold"
+
+
+def test_an_offer_made_to_another_device_cannot_be_ordered(world):
+    offer_to_b = world.quote(world.b, "WF-300")
+    _, _, answer = world.order(world.a, offer_to_b)
+    assert answer.body["status"] == "rejected" and answer.body["reason"] == "unknown-offer"
+
+
+def test_an_order_must_match_its_offer_and_be_in_time(world):
+    offer = world.quote(world.a, "WF-300", qty=2)
+    _, _, answer = world.order(world.a, dict(offer, qty=1, total=eur(2948)))
+    assert answer.body["reason"] == "offer-mismatch"
+    late = T + 24 * HOUR
+    _, _, answer = world.order(world.a, offer, now=late)
+    assert answer.body["reason"] == "offer-expired"
+
+
+def test_orders_need_a_mandate_the_vendor_holds(world):
+    _, answer = world.buy(world.b, "WF-300")  # B's owner never sent one
+    assert answer.body["reason"] == "no-mandate"
+    _, answer = world.buy(world.a, "WF-300", mandate_version=2)  # a version we never received
+    assert answer.body["reason"] == "unknown-mandate"
+
+
+def test_a_revoked_device_is_refused(world):
+    offer = world.quote(world.a, "WF-300")
+    assert revoke(world.service.store, world.a.kid)
+    _, _, answer = world.order(world.a, offer)
+    assert answer.body["status"] == "rejected"
+    assert answer.body["reason"] == "device-deregistered"
+    _, [error] = world.send(world.a, m.QUOTE_REQUEST, {"slot": "s", "sku": "WF-300", "qty": 1})
+    assert error.type == m.ERROR and error.body["code"] == "device-deregistered"
+
+
+def test_tampered_replayed_expired_and_misrouted_messages_are_refused_and_counted(world):
+    service, a = world.service, world.a
+    request = {"slot": "s", "sku": "WF-300", "qty": 1}
+    good = a.seal(m.QUOTE_REQUEST, request, T, seq=100)
+    assert len(service.handle(good, a.kid, T)) == 1
+    tampered = bytearray(a.seal(m.QUOTE_REQUEST, request, T))
+    tampered[-1] ^= 1
+    replayed = a.seal(m.QUOTE_REQUEST, request, T, seq=100)  # a new message under a used seq
+    expired = a.seal(m.QUOTE_REQUEST, request, T, ttl=60)
+    by_b = world.b.seal(m.QUOTE_REQUEST, request, T)  # B's message on A's uplink
+    stranger = Device(9, world.vendor)
+    unknown = stranger.seal(m.QUOTE_REQUEST, request, T)
+    assert service.handle(bytes(tampered), a.kid, T) == []
+    assert service.handle(replayed, a.kid, T) == []
+    assert service.handle(expired, a.kid, T + 60) == []
+    assert service.handle(by_b, a.kid, T) == []
+    assert service.handle(unknown, a.kid, T) == []
+    assert service.handle(unknown, stranger.kid, T) == []
+    assert service.refusals == {"bad-signature": 1, "replayed": 1, "expired": 1,
+                                "topic-mismatch": 1, "unknown-key": 1, "unknown-device": 1}
+    # The replay state is in the database: a restarted vendor refuses the replay too.
+    restarted = world.new_service()
+    assert restarted.handle(replayed, a.kid, T) == []
+    assert restarted.refusals == {"replayed": 1}
+
+
+def test_a_newer_mandate_replaces_the_held_one_and_an_older_is_refused(world):
+    tight = [["budget", {"cur": "EUR", "max": 1000, "period": "month"}]]
+    loose = [["budget", {"cur": "EUR", "max": 100000, "period": "month"}]]
+    v1, v2 = world.mandate(world.b, 1, tight), world.mandate(world.b, 2, loose)
+    assert world.send(world.b, m.MANDATE, {"cwt": v1})[1] == []
+    _, answer = world.buy(world.b, "WF-300")
+    assert answer.body["reason"] == "over-budget"
+    assert world.send(world.b, m.MANDATE, {"cwt": v2})[1] == []
+    _, [error] = world.send(world.b, m.MANDATE, {"cwt": v1})
+    assert error.type == m.ERROR and error.body["code"] == "stale-version"
+    assert world.service.store.device(world.b.kid).mandate_version == 2
+    _, answer = world.buy(world.b, "WF-300", mandate_version=2)
+    assert answer.body["status"] == "accepted"
+
+
+def test_a_mandate_signed_by_someone_else_is_refused(world):
+    forger = Ed25519Signer.from_seed(b"\x07" * 32)
+    claims = mandate.make_claims(forger.kid, world.b.signer.public_key, 1, T, T + DAY)
+    _, [error] = world.send(world.b, m.MANDATE, {"cwt": mandate.issue(claims, forger, codec)})
+    assert error.body["code"] == "wrong-owner"
+    assert world.service.store.device(world.b.kid).mandate is None
+
+
+def test_a_test_order_is_recorded_as_a_test_and_never_shipped(world):
+    offer = world.quote(world.a, "WF-300", test=True)
+    assert offer["test"] is True
+    _, _, receipt = world.order(world.a, offer)
+    assert receipt.body["status"] == "accepted" and "neither charged" in receipt.body["text"]
+    [row] = world.service.store.orders(world.a.kid)
+    assert row["test"] == 1
+    assert world.service.advance(T + 30 * DAY) == []
+
+
+def test_a_support_request_is_answered_from_the_catalog_with_a_visit_to_order(world):
+    case = os.urandom(16)
+    _, [reply] = world.send(world.a, m.SUPPORT_REQUEST, {
+        "case": case, "fault": "e21-flow-sensor", "diag": {"flow-ml-min": 0}})
+    assert reply.type == m.SUPPORT_REPLY and reply.re is not None
+    assert reply.body["steps"] == CATALOG.faults["e21-flow-sensor"][0]
+    assert reply.body["visit"] == {"price": eur(8900), "until": T + 168 * HOUR}
+    # The device orders the visit as the lifecycle does: offer = case id, sku service-visit.
+    visit = {"offer": case, "sku": "service-visit", "qty": 1, "total": eur(8900), "test": False}
+    _, _, receipt = world.order(world.a, visit, appr=os.urandom(16))
+    assert receipt.body["status"] == "accepted"
+    _, [generic] = world.send(world.a, m.SUPPORT_REQUEST, {
+        "case": os.urandom(16), "fault": "e99-unheard-of", "diag": {}})
+    assert generic.body["steps"] == CATALOG.default_steps and "visit" not in generic.body
+
+
+def test_fulfilment_ships_then_delivers(world):
+    body, receipt = world.buy(world.a, "WF-300")
+    assert world.service.advance(T + 36 * HOUR - 1) == []
+    [shipment] = world.a.receive(world.service.advance(T + 36 * HOUR), T + 36 * HOUR)
+    assert shipment.type == m.SHIPMENT and shipment.body["order"] == body["order"]
+    assert shipment.body["eta"] == T + 72 * HOUR
+    assert shipment.body["track"] == receipt.body["ref"]
+    assert world.service.advance(T + 40 * HOUR) == []
+    [delivery] = world.a.receive(world.service.advance(T + 80 * HOUR), T + 80 * HOUR)
+    assert delivery.type == m.DELIVERY
+    assert delivery.body == {"order": body["order"], "at": T + 72 * HOUR, "qty": 1}
+
+
+def test_a_second_order_for_an_item_on_its_way_is_a_duplicate(world):
+    _, first = world.buy(world.a, "WF-300")
+    _, second = world.buy(world.a, "WF-300")
+    assert second.body["status"] == "duplicate" and second.body["ref"] == first.body["ref"]
+
+
+def test_a_cancel_in_time_releases_the_spend_and_one_too_late_is_refused(world):
+    body, _ = world.buy(world.a, "INK-XL-BK", qty=2)  # 63.80 EUR
+    cancel = {"order": body["order"], "by": "owner", "reason": "changed-mind"}
+    _, [confirmed] = world.send(world.a, m.CANCEL, cancel, T + HOUR)
+    assert confirmed.type == m.CANCEL and confirmed.body["order"] == body["order"]
+    # The 63.80 EUR are released: 63.80 + 60.60 EUR fit in the 150.00 EUR budget again.
+    _, again = world.buy(world.a, "INK-XL-BK", qty=2, now=T + HOUR)
+    _, beans = world.buy(world.a, "BEANS-1KG", qty=3, now=T + HOUR)  # 60.60 EUR
+    assert again.body["status"] == beans.body["status"] == "accepted"
+    world.service.advance(T + 2 * DAY)  # shipped after 24 h, past the 1-day cancel window
+    late = {"order": again.body["order"], "by": "device", "reason": "not-needed"}
+    _, [refused] = world.send(world.a, m.CANCEL, late, T + 2 * DAY)
+    assert refused.type == m.ERROR and refused.body["code"] == "not-cancellable"
+    statuses = [r["status"] for r in world.service.store.orders(world.a.kid)]
+    assert statuses == ["cancelled", "shipped", "shipped"]
+
+
+def test_promotions_are_pushed_and_taken_up(world):
+    [promotion] = world.a.receive(world.service.promote(world.a.kid, "spring-filters", T), T)
+    assert promotion.type == m.PROMOTION and promotion.body["price"] == eur(1990)
+    offer = world.quote(world.a, "WF-300", qty=2, promo=promotion.body["promo"])
+    assert offer["price"] == eur(1990) and offer["total"] == eur(2 * 1990 + 498)
+    offer = world.quote(world.a, "WF-300", qty=5, promo=promotion.body["promo"])  # above max
+    assert offer["price"] == eur(2450)
+
+
+def test_status_levels_are_recorded_without_an_answer(world):
+    slots = [{"slot": "water-filter", "sku": "WF-300", "unit": "l", "level": 48, "cap": 300,
+              "rate": 1650}]
+    assert world.send(world.a, m.STATUS, {"slots": slots}, T + 5)[1] == []
+    assert world.service.store.levels(world.a.kid) == {"water-filter": (48, 300, "l", T + 5)}
+
+
+def at_once(workers, sealed, kid):
+    """Each worker (a Service with its own connection) handles its message in its own thread,
+    all released together: their answers."""
+    answers = [None] * len(workers)
+    start = threading.Barrier(len(workers))
+
+    def work(i):
+        start.wait()
+        answers[i] = workers[i].handle(sealed[i], kid, T)
+
+    threads = [threading.Thread(target=work, args=(i,)) for i in range(len(workers))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return answers
+
+
+def test_two_workers_on_one_database_place_an_order_once(world):
+    workers = [world.service, world.new_service()]
+    for resealed in (False, True):
+        offer = world.quote(world.a, "BEANS-1KG" if resealed else "WF-300")
+        body = {"order": os.urandom(16), "offer": offer["offer"], "sku": offer["sku"],
+                "qty": 1, "total": offer["total"], "mandate": 1, "test": False}
+        sealed = [world.a.seal(m.ORDER, body, T) for _ in workers]
+        if not resealed:
+            sealed = [sealed[0]] * len(workers)
+        answers = at_once(workers, sealed, world.a.kid)
+        rows = [r for r in world.service.store.orders(world.a.kid) if r["id"] == body["order"]]
+        assert [r["status"] for r in rows] == ["accepted"]
+        receipts = [world.a.receive(a, T)[0].body if resealed else a for a in answers]
+        assert receipts[0] == receipts[1]
+
+
+def test_a_broken_catalog_is_refused_with_the_place_named(tmp_path):
+    text = EXAMPLE.read_text().replace('price = [3190, "EUR"]', 'price = [31.90, "EUR"]')
+    with pytest.raises(catalog.CatalogError, match=r"skus\.INK-XL-BK\.price: expected \[amount"):
+        catalog.parse(text, "shop.toml")
+    text = EXAMPLE.read_text().replace('category = "coffee-beans"', 'category = "Coffee Beans"')
+    with pytest.raises(catalog.CatalogError, match=r"skus\.BEANS-1KG\.category: bad-value"):
+        catalog.parse(text, "shop.toml")
+    with pytest.raises(catalog.CatalogError, match="shop.toml: not valid TOML"):
+        catalog.parse("[skus", "shop.toml")

@@ -1,0 +1,131 @@
+"""Orders and cancels at the vendor: idempotent by order id, and re-checked against the owner's
+mandate with the vendor's own ledger of the device's spending, so a compromised device cannot buy
+more than its owner allowed, whatever it claims.
+
+Each function takes the Service, the Device row and the opened message, runs inside the
+service's transaction, and returns the (type, body) answers.
+"""
+
+import hashlib
+
+from thingsdk.core import messages as m
+from thingsdk.core import policy
+from thingsdk.core.decide import mandate_problem, sentence
+from thingsdk.core.ledger import Ledger
+
+REF = "ORD-%06d"
+
+
+def error(code, text, ref=None):
+    """An error answer; `ref` names the order or other id concerned."""
+    body = {"code": code, "text": text}
+    if ref is not None:
+        body["ref"] = ref
+    return m.ERROR, body
+
+
+def _ledger(device, limits=()):
+    return Ledger.from_state(device.ledger, limits) if device.ledger else Ledger(limits)
+
+
+def _rejected(reason, text):
+    return {"status": "rejected", "reason": reason, "text": text}, ()
+
+
+def _verdict(service, device, body, now):
+    """(receipt fields, mandate checks) for a new order: status, text, and the reason of a
+    rejection or the covering order's ref of a duplicate (an accepted one's ref comes later)."""
+    if device.revoked:
+        return _rejected("device-deregistered", "The owner deregistered this device.")
+    offer = service.store.offer(device.kid, body["offer"])
+    if offer is None:
+        return _rejected("unknown-offer", "We made this device no offer with that id.")
+    if now >= offer["until"]:
+        return _rejected("offer-expired", "The offer has expired; ask for a new one.")
+    if any(body[k] != offer[k] for k in ("sku", "qty", "total", "test")):
+        return _rejected("offer-mismatch", "The order does not match our offer.")
+    item = service.catalog.skus.get(offer["sku"])
+    if item is None:
+        return _rejected("not-deliverable", "We no longer sell %s." % offer["sku"])
+    covering = service.store.open_order_ref(device.kid, offer["sku"], offer["test"])
+    if covering:
+        text = "Order %s already covers this item." % covering
+        return {"status": "duplicate", "ref": covering, "text": text}, ()
+    if not offer["test"] and item.stock - service.store.held(item.sku) < offer["qty"]:
+        return _rejected("out-of-stock", "We do not have %d in stock." % offer["qty"])
+    mandate = service.held_mandate(device)
+    problem = mandate_problem(mandate, now, [])
+    if problem:
+        return _rejected(problem.reason, problem.text)
+    if body["mandate"] > mandate.version:
+        return _rejected("unknown-mandate", "The order was decided under mandate version %d, "
+                         "which we have not received." % body["mandate"])
+    # The owner's approval cannot be checked here: see Service's docstring.
+    proposal = policy.Proposal(service.kid, offer, item.category, approved="appr" in body)
+    ledger = _ledger(device, mandate.limits())
+    checks = policy.evaluate(mandate, proposal, ledger, now, service.zones)
+    worst = policy.deciding(checks)
+    if worst is not None:
+        return _rejected(worst.reason, sentence(["the owner's mandate does not allow it: "
+                                                 + worst.text]))
+    reserved = ledger.reserve(body["order"], offer["total"][0], offer["total"][1], now)
+    if reserved != "reserved":
+        return _rejected(reserved, "The spend record refused it (%s)." % reserved)
+    ledger.commit(body["order"])
+    service.store.save_ledger(device.kid, ledger.to_state())
+    if offer["test"]:
+        text = "Test order recorded: it is neither charged nor shipped."
+    else:
+        text = sentence(["accepted: %s, delivery in %s" % (offer["title"],
+                                                           policy.duration(offer["lead"]))])
+    return {"status": "accepted", "text": text}, checks
+
+
+def order(service, device, msg, now):
+    """The receipt for an order; the first answer to an order id is kept and repeated, and the
+    same id with another body is an idempotency conflict."""
+    body = msg.body
+    digest = hashlib.sha256(service.codec.dumps(body)).digest()
+    known = service.store.order(device.kid, body["order"])
+    if known is not None:
+        if known[0] != digest:
+            return [error("idempotency-conflict", "This order id was used for another order.",
+                          body["order"])]
+        return [(m.RECEIPT, known[2])]
+    row = service.store.add_order(device.kid, body, digest, now)
+    fields, checks = _verdict(service, device, body, now)
+    receipt = dict(fields, order=body["order"])
+    schedule = (None, None, None)
+    if receipt["status"] == "accepted":
+        receipt["ref"] = REF % row
+        lead = service.store.offer(device.kid, body["offer"])["lead"]
+        holds = [c.until for c in checks if c.kind == "cancel-window"]
+        schedule = (max(holds + [now]), now + lead // 2, now + lead)
+    service.store.settle_order(device.kid, body["order"], receipt["status"],
+                               receipt.get("reason"), receipt, schedule)
+    return [(m.RECEIPT, receipt)]
+
+
+def cancel(service, device, msg, now):
+    """Cancel an order that has not shipped, or shipped within the mandate's cancel window: its
+    spend is released and the cancel is confirmed. Otherwise an error says why not."""
+    body = msg.body
+    known = service.store.cancel_state(device.kid, body["order"])
+    if known is None:
+        return [error("unknown-order", "We have no order with that id from this device.",
+                       body["order"])]
+    status, cancel_until = known
+    confirm = {"order": body["order"], "by": body["by"], "reason": body["reason"],
+               "text": "Cancelled: nothing will be charged."}
+    if status == "cancelled":
+        return [(m.CANCEL, confirm)]
+    if not (status == "accepted" or status == "shipped" and now < cancel_until):
+        why = {"rejected": "was not placed", "duplicate": "was not placed",
+               "shipped": "has shipped and its cancel window has closed",
+               "delivered": "was delivered"}[status]
+        return [error("not-cancellable", "The order %s." % why, body["order"])]
+    service.store.set_status(device.kid, body["order"], "cancelled")
+    ledger = _ledger(device)
+    ledger.release(body["order"])
+    service.store.save_ledger(device.kid, ledger.to_state())
+    return [(m.CANCEL, confirm)]

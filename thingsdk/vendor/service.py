@@ -1,0 +1,248 @@
+"""The vendor's message handler, independent of the transport: bytes from a device in, sealed
+answers out, every step recorded in the Store inside one transaction.
+
+`handle(data, device_kid, now)` opens a device's message with an Inbox that trusts the registered
+device keys and holds that device's persisted replay state; refusals are counted in `refusals`
+(reason -> count) and not answered. A message must be signed by the device whose uplink it came
+on (`topic-mismatch` otherwise). A redelivered message (same id, same bytes) gets the answers
+sent the first time, byte for byte. Then, by type:
+
+- quote-request: a signed offer (recorded, so an order can be checked against it), or an error;
+- order, cancel: see `thingsdk.vendor.ordering`;
+- mandate: the owner-signed token, verified for this device and kept when its version is
+  higher (`mandate.accept`); a refusal is answered with an error naming why;
+- support-request: the catalog's steps for the fault, with a quoted visit where it says so (the
+  visit is recorded as an offer under the case id, as the device lifecycle orders it);
+- status: the levels are recorded; error: logged; other types: answered `unexpected-type`.
+
+A deregistered (revoked) device's orders are rejected (`device-deregistered`) and its other
+requests answered with an error of that code.
+
+Gaps: the `approval-above` constraint is satisfied at the vendor by the order's `appr` field,
+but `appr` is only the id of the owner's approval message, which goes from the owner to the device
+and never reaches the vendor, so the vendor cannot verify that the owner approved: a compromised
+device can skip approvals (not budgets, items, amounts or recurrence: those the vendor re-checks).
+And the vendor's ledger holds only its own orders: budgets and recurrence are enforced per vendor.
+
+`register` and `revoke` manage the device registry. `advance(now)` simulates fulfilment: accepted
+non-test orders ship halfway through their lead time and are delivered at its end.
+`promote(kid, name, now)` pushes a catalog promotion.
+"""
+
+import datetime
+import logging
+import os
+import zoneinfo
+
+from thingsdk import codec as default_codec
+from thingsdk import topics
+from thingsdk.core import envelope, mandate
+from thingsdk.core import messages as m
+from thingsdk.core.decide import sentence
+from thingsdk.core.keys import key_id
+from thingsdk.core.lifecycle import VISIT_SKU
+from thingsdk.core.replay import ReplayGuard
+from thingsdk.crypto import Ed25519Verifier
+from thingsdk.vendor import ordering
+from thingsdk.vendor.ordering import error
+
+TTL = 6 * 3600  # lifetime of the messages the vendor sends
+MAX_AMOUNT = 10 ** 12
+CARRIER = "thingsdk-sim"
+log = logging.getLogger(__name__)
+
+
+def zone_offset(name, now):
+    """The offset of an IANA time zone at unix time now, in minutes east of UTC; None if unknown."""
+    try:
+        zone = zoneinfo.ZoneInfo(name)
+    except (KeyError, ValueError, OSError):
+        return None
+    return int(datetime.datetime.fromtimestamp(now, zone).utcoffset().total_seconds()) // 60
+
+
+def register(store, device_public_key, owner_public_key, now):
+    """Register (or renew) a device and the owner who signs its mandates; returns its kid."""
+    for key in (device_public_key, owner_public_key):
+        Ed25519Verifier(key)  # ValueError for anything but an Ed25519 public key
+    kid = key_id(device_public_key)
+    with store.transaction():
+        store.register(kid, bytes(device_public_key), bytes(owner_public_key), now)
+    return kid
+
+
+def revoke(store, kid):
+    """Deregister a device: its orders are refused from now on. False if it is unknown."""
+    with store.transaction():
+        return store.revoke(kid)
+
+
+class Service:
+    """The vendor: its `store`, `catalog` and `signer` (the key devices address as `to`)."""
+
+    def __init__(self, store, catalog, signer, codec=default_codec, ttl=TTL, new_id=None,
+                 zones=zone_offset):
+        self.store = store
+        self.catalog = catalog
+        self.signer = signer
+        self.kid = signer.kid
+        self.codec = codec
+        self.ttl = ttl
+        self.new_id = new_id or (lambda: os.urandom(m.ID_SIZE))
+        self.zones = zones
+        self.refusals = {}
+
+    def held_mandate(self, device):
+        """The device's newest accepted Mandate, or None."""
+        if device.mandate is None:
+            return None
+        return mandate.verify(device.mandate, Ed25519Verifier(device.owner_key), self.codec,
+                              device.kid, device.mandate_nbf)
+
+    # Messages.
+
+    def handle(self, data, device_kid, now):
+        """The (topic, bytes) answers to one message from the uplink of device_kid."""
+        with self.store.transaction():
+            device = self.store.device(device_kid)
+            if device is None:
+                return self._refuse("unknown-device", device_kid)
+            guard = ReplayGuard.from_state(device.replay) if device.replay else ReplayGuard()
+            inbox = envelope.Inbox(self.kid, self._verifier, self.codec, guard)
+            opened = inbox.open(data, now)
+            for reason, count in inbox.rejections.items():
+                self._refuse(reason, device_kid, count)
+            if opened.status == envelope.REJECT:
+                return []
+            msg = opened.message
+            if msg.kid != device_kid:
+                return self._refuse("topic-mismatch", device_kid)
+            if opened.status == envelope.DUPLICATE:
+                sent = self.store.replies(device_kid, msg.id)
+            else:
+                sent = [self._seal(device_kid, t, body, now, msg.id)
+                        for t, body in self._answer(device, msg, now)]
+                inbox.commit(opened)
+                self.store.save_replay(device_kid, guard.to_state())
+                self.store.save_replies(device_kid, msg.id, sent, now)
+        return [(topics.downlink(device_kid), reply) for reply in sent]
+
+    def _verifier(self, kid):
+        public_key = self.store.public_key(kid)
+        return Ed25519Verifier(public_key) if public_key else None
+
+    def _refuse(self, reason, device_kid, count=1):
+        self.refusals[reason] = self.refusals.get(reason, 0) + count
+        log.info("refused a message on the uplink of %s: %s", device_kid.hex(), reason)
+        return []
+
+    def _seal(self, device_kid, msg_type, body, now, reply_to=None):
+        return envelope.seal(msg_type, body, self.signer, device_kid, self.store.next_seq(), now,
+                             self.new_id(), self.codec, self.ttl, reply_to)
+
+    def _answer(self, device, msg, now):
+        if msg.type == m.ORDER:
+            return ordering.order(self, device, msg, now)
+        if msg.type == m.STATUS:
+            self.store.save_levels(device.kid, msg.body["slots"], now)
+            return []
+        if msg.type == m.ERROR:
+            log.warning("device %s reports %s: %s", device.kid.hex(), msg.body["code"],
+                        msg.body["text"])
+            return []
+        if device.revoked:
+            return [error("device-deregistered", "The owner deregistered this device.")]
+        handler = _HANDLERS.get(msg.type)
+        if handler is None:
+            return [error("unexpected-type", "A vendor does not take %s messages." % msg.name())]
+        return handler(self, device, msg, now)
+
+    def _quote(self, device, msg, now):
+        b = msg.body
+        test = b.get("test", False)
+        if "sku" in b:
+            items = [self.catalog.skus[b["sku"]]] if b["sku"] in self.catalog.skus else []
+        else:
+            items = [s for s in self.catalog.skus.values()
+                     if s.category == b["cat"] and (test or not s.test)]
+        if not items:
+            return [error("unknown-item", "We do not sell %s." % b.get("sku", b.get("cat")))]
+        stocked = [s for s in items if test or s.test or
+                   s.stock - self.store.held(s.sku) >= b["qty"]]
+        if not stocked:
+            return [error("out-of-stock", "We do not have %d in stock." % b["qty"])]
+        item = min(stocked, key=lambda s: s.price[0])
+        price = item.price
+        promo = self.catalog.promotions.get(b.get("promo"))
+        if promo and promo.sku == item.sku and now < promo.until and (not promo.max or
+                                                                      b["qty"] <= promo.max):
+            price = promo.price
+        total = price[0] * b["qty"] + item.shipping[0]
+        if total > MAX_AMOUNT:
+            return [error("too-large", "That quantity is more than one order can hold.")]
+        offer = {"offer": self.new_id(), "sku": item.sku, "title": item.title, "qty": b["qty"],
+                 "price": price, "ship": item.shipping, "total": [total, price[1]],
+                 "lead": item.lead, "arrive": now + item.lead,
+                 "until": now + self.catalog.offer_ttl, "test": test or item.test}
+        self.store.add_offer(device.kid, offer, now)
+        return [(m.OFFER, offer)]
+
+    def _mandate(self, device, msg, now):
+        owner = Ed25519Verifier(device.owner_key)
+        try:
+            current = self.held_mandate(device)
+            new = mandate.accept(current, msg.body["cwt"], owner, self.codec, device.kid, now)
+        except mandate.MandateError as exc:
+            return [error(exc.code, sentence(["mandate refused: " + str(exc).split(": ", 1)[1]]))]
+        if new is not current:
+            self.store.save_mandate(device.kid, new)
+        return []
+
+    def _support(self, device, msg, now):
+        case = msg.body["case"]
+        reply = self.store.case_reply(device.kid, case)
+        if reply is None:
+            steps, visit = self.catalog.support(msg.body["fault"])
+            reply = {"case": case, "steps": steps}
+            if visit and self._quote_visit(device, case, now):
+                price = self.catalog.skus[VISIT_SKU].price
+                reply["visit"] = {"price": price, "until": now + self.catalog.visit_ttl}
+            self.store.add_case(device.kid, msg.body, reply, now)
+        return [(m.SUPPORT_REPLY, reply)]
+
+    def _quote_visit(self, device, case, now):
+        """Record a visit as an offer under the case id, as the device will order it."""
+        item = self.catalog.skus[VISIT_SKU]
+        return self.store.add_offer(device.kid, {
+            "offer": case, "sku": VISIT_SKU, "title": item.title, "qty": 1, "price": item.price,
+            "ship": [0, item.price[1]], "total": item.price, "lead": item.lead,
+            "arrive": now + item.lead, "until": now + self.catalog.visit_ttl, "test": False}, now)
+
+    # Messages the vendor starts.
+
+    def promote(self, device_kid, name, now):
+        """Push the catalog's promotion `name` to a device: [(topic, bytes)]."""
+        body = self.catalog.promotion(name).body()
+        with self.store.transaction():
+            return [(topics.downlink(device_kid), self._seal(device_kid, m.PROMOTION, body, now))]
+
+    def advance(self, now):
+        """Simulated fulfilment up to now: shipment and delivery messages, [(topic, bytes)].
+        Answers and offers older than the store keeps are forgotten on the way."""
+        out = []
+        with self.store.transaction():
+            self.store.prune(now)
+            for device, order_id, qty, arrives in self.store.due("accepted", "ships_at", now):
+                self.store.set_status(device, order_id, "shipped")
+                body = {"order": order_id, "carrier": CARRIER, "eta": arrives,
+                        "track": self.store.order_ref(device, order_id)}
+                out.append((device, self._seal(device, m.SHIPMENT, body, now)))
+            for device, order_id, qty, arrives in self.store.due("shipped", "arrives_at", now):
+                self.store.set_status(device, order_id, "delivered")
+                body = {"order": order_id, "at": arrives, "qty": qty}
+                out.append((device, self._seal(device, m.DELIVERY, body, now)))
+        return [(topics.downlink(device), data) for device, data in out]
+
+
+_HANDLERS = {m.QUOTE_REQUEST: Service._quote, m.CANCEL: ordering.cancel,
+             m.MANDATE: Service._mandate, m.SUPPORT_REQUEST: Service._support}

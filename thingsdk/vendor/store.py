@@ -1,0 +1,263 @@
+"""The vendor's state in one SQLite file (WAL): devices, offers, orders, support cases, last levels,
+the answers sent, and the counter its messages are numbered by.
+
+Several workers (threads or processes, each with its own Store) may share the file: the service
+does each message's work inside `transaction()`, a `BEGIN IMMEDIATE` that holds SQLite's one write
+lock from the first read, so two workers never act on the same message or order at once, and the
+second one finds what the first recorded. Structured state (replay guard, spend ledger, bodies) is
+kept as deterministic CBOR.
+"""
+
+import contextlib
+import sqlite3
+
+from thingsdk import codec
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS devices (
+    kid BLOB PRIMARY KEY,             -- sha256(public_key)[:8]
+    public_key BLOB NOT NULL,
+    owner_key BLOB NOT NULL,          -- the key the device's mandates must be signed with
+    mandate BLOB,                     -- the newest mandate token accepted
+    mandate_version INTEGER,
+    mandate_nbf INTEGER,
+    revoked INTEGER NOT NULL DEFAULT 0,
+    replay BLOB,                      -- ReplayGuard.to_state(), CBOR
+    ledger BLOB,                      -- Ledger.to_state(), CBOR: the vendor's record of its spend
+    registered INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS offers (
+    device BLOB NOT NULL, id BLOB NOT NULL,
+    sku TEXT NOT NULL, qty INTEGER NOT NULL,
+    price INTEGER NOT NULL, total INTEGER NOT NULL, currency TEXT NOT NULL,  -- unit price, total
+    until INTEGER NOT NULL, test INTEGER NOT NULL,
+    body BLOB NOT NULL,               -- the offer body as signed, CBOR
+    created INTEGER NOT NULL,
+    PRIMARY KEY (device, id)
+);
+CREATE TABLE IF NOT EXISTS orders (
+    device BLOB NOT NULL, id BLOB NOT NULL,  -- the idempotency key, scoped to the device
+    digest BLOB NOT NULL,             -- sha256 of the order body's deterministic CBOR
+    status TEXT NOT NULL,  -- accepted, rejected, duplicate, cancelled, shipped, delivered
+    reason TEXT,
+    receipt BLOB NOT NULL,            -- the first receipt body, CBOR: every answer repeats it
+    offer BLOB NOT NULL, sku TEXT NOT NULL, qty INTEGER NOT NULL,
+    total INTEGER NOT NULL, currency TEXT NOT NULL, test INTEGER NOT NULL,
+    placed INTEGER NOT NULL, cancel_until INTEGER, ships_at INTEGER, arrives_at INTEGER,
+    PRIMARY KEY (device, id)
+);
+CREATE INDEX IF NOT EXISTS orders_open ON orders (status, ships_at);
+CREATE TABLE IF NOT EXISTS cases (
+    device BLOB NOT NULL, id BLOB NOT NULL, fault TEXT NOT NULL, diag BLOB NOT NULL, text TEXT,
+    opened INTEGER NOT NULL,
+    reply BLOB NOT NULL,              -- the support-reply body, CBOR
+    PRIMARY KEY (device, id)
+);
+CREATE TABLE IF NOT EXISTS levels (
+    device BLOB NOT NULL, slot TEXT NOT NULL, sku TEXT, unit TEXT NOT NULL,
+    level INTEGER NOT NULL, cap INTEGER NOT NULL, rate INTEGER NOT NULL, at INTEGER NOT NULL,
+    PRIMARY KEY (device, slot)
+);
+CREATE TABLE IF NOT EXISTS replies (
+    device BLOB NOT NULL, msg BLOB NOT NULL,  -- a message acted on
+    data BLOB NOT NULL,               -- CBOR list of the sealed answers, re-sent for a redelivery
+    at INTEGER NOT NULL,
+    PRIMARY KEY (device, msg)
+);
+CREATE INDEX IF NOT EXISTS replies_at ON replies (at);
+CREATE INDEX IF NOT EXISTS offers_until ON offers (until);
+"""
+KEEP = 30 * 86400  # answers and offers are kept as long as a message can be valid
+
+
+class Device:
+    """A registered device: keys, mandate, revocation, replay and spend state (decoded)."""
+
+    def __init__(self, row):
+        (self.kid, self.public_key, self.owner_key, self.mandate, self.mandate_version,
+         self.mandate_nbf, revoked, replay, ledger, self.registered) = row
+        self.revoked = bool(revoked)
+        self.replay = codec.loads(replay) if replay else None
+        self.ledger = codec.loads(ledger) if ledger else None
+
+
+class Store:
+    """One connection to the vendor's database file (created if missing)."""
+
+    def __init__(self, path, timeout=30.0):
+        self.db = sqlite3.connect(str(path), timeout=timeout, isolation_level=None,
+                                  check_same_thread=False)
+        self.db.execute("PRAGMA journal_mode=WAL")
+        self.db.execute("PRAGMA synchronous=FULL")
+        self.db.executescript(SCHEMA)
+        self.db.execute("INSERT OR IGNORE INTO meta VALUES ('seq', 0)")
+
+    @contextlib.contextmanager
+    def transaction(self):
+        """All or nothing, holding the write lock throughout (BEGIN IMMEDIATE)."""
+        self.db.execute("BEGIN IMMEDIATE")
+        try:
+            yield self
+        except BaseException:
+            self.db.execute("ROLLBACK")
+            raise
+        self.db.execute("COMMIT")
+
+    def _one(self, sql, *args):
+        return self.db.execute(sql, args).fetchone()
+
+    def next_seq(self):
+        """The next sequence number of the vendor's key (call inside a transaction)."""
+        return self._one("UPDATE meta SET value = value + 1 WHERE key = 'seq' "
+                         "RETURNING value - 1")[0]
+
+    # Devices.
+
+    def register(self, kid, public_key, owner_key, now):
+        """Add a device, or renew one: revocation lifted; a new owner drops the mandate."""
+        self.db.execute(
+            "INSERT INTO devices (kid, public_key, owner_key, registered) VALUES (?, ?, ?, ?) "
+            "ON CONFLICT (kid) DO UPDATE SET revoked = 0, registered = excluded.registered, "
+            "mandate = CASE WHEN owner_key = excluded.owner_key THEN mandate END, "
+            "mandate_version = CASE WHEN owner_key = excluded.owner_key THEN mandate_version END, "
+            "mandate_nbf = CASE WHEN owner_key = excluded.owner_key THEN mandate_nbf END, "
+            "owner_key = excluded.owner_key", (kid, public_key, owner_key, now))
+
+    def revoke(self, kid):
+        """Mark a device deregistered; False if it is unknown."""
+        return self.db.execute("UPDATE devices SET revoked = 1 WHERE kid = ?", (kid,)).rowcount == 1
+
+    def device(self, kid):
+        row = self._one("SELECT kid, public_key, owner_key, mandate, mandate_version, mandate_nbf,"
+                        " revoked, replay, ledger, registered FROM devices WHERE kid = ?", kid)
+        return Device(row) if row else None
+
+    def public_key(self, kid):
+        row = self._one("SELECT public_key FROM devices WHERE kid = ?", kid)
+        return row[0] if row else None
+
+    def save_replay(self, kid, state):
+        self.db.execute("UPDATE devices SET replay = ? WHERE kid = ?", (codec.dumps(state), kid))
+
+    def save_ledger(self, kid, state):
+        self.db.execute("UPDATE devices SET ledger = ? WHERE kid = ?", (codec.dumps(state), kid))
+
+    def save_mandate(self, kid, mandate):
+        self.db.execute("UPDATE devices SET mandate = ?, mandate_version = ?, mandate_nbf = ? "
+                        "WHERE kid = ?", (mandate.token, mandate.version, mandate.not_before, kid))
+
+    # Offers.
+
+    def add_offer(self, device, body, now):
+        """Record an offer issued to device; False if it already has an offer of that id."""
+        return self.db.execute(
+            "INSERT OR IGNORE INTO offers VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (device, body["offer"], body["sku"], body["qty"], body["price"][0], body["total"][0],
+             body["total"][1], body["until"], int(body["test"]), codec.dumps(body),
+             now)).rowcount == 1
+
+    def offer(self, device, offer_id):
+        """The offer body issued to this device under that id, or None."""
+        row = self._one("SELECT body FROM offers WHERE device = ? AND id = ?", device, offer_id)
+        return codec.loads(row[0]) if row else None
+
+    # Orders.
+
+    def order(self, device, order_id):
+        """(digest, status, receipt body) of an order, or None."""
+        row = self._one("SELECT digest, status, receipt FROM orders WHERE device = ? AND id = ?",
+                        device, order_id)
+        return (row[0], row[1], codec.loads(row[2])) if row else None
+
+    def add_order(self, device, body, digest, now):
+        """Insert an order (status "new") and return its row id, the base of its reference."""
+        return self.db.execute(
+            "INSERT INTO orders (device, id, digest, status, receipt, offer, sku, qty, total, "
+            "currency, test, placed) VALUES (?, ?, ?, 'new', x'', ?, ?, ?, ?, ?, ?, ?)",
+            (device, body["order"], digest, body["offer"], body["sku"], body["qty"],
+             body["total"][0], body["total"][1], int(body["test"]), now)).lastrowid
+
+    def settle_order(self, device, order_id, status, reason, receipt, schedule=(None, None, None)):
+        """Record how an order was first answered; `schedule` is (cancel_until, ships_at,
+        arrives_at) for an accepted one."""
+        self.db.execute(
+            "UPDATE orders SET status = ?, reason = ?, receipt = ?, cancel_until = ?, ships_at = ?,"
+            " arrives_at = ? WHERE device = ? AND id = ?",
+            (status, reason, codec.dumps(receipt)) + tuple(schedule) + (device, order_id))
+
+    def set_status(self, device, order_id, status):
+        self.db.execute("UPDATE orders SET status = ? WHERE device = ? AND id = ?",
+                        (status, device, order_id))
+
+    def cancel_state(self, device, order_id):
+        """(status, cancel_until) of an order, or None."""
+        return self._one("SELECT status, cancel_until FROM orders WHERE device = ? AND id = ?",
+                         device, order_id)
+
+    def open_order_ref(self, device, sku, test):
+        """The receipt reference of this device's open order for sku, or None."""
+        row = self._one("SELECT receipt FROM orders WHERE device = ? AND sku = ? AND test = ? "
+                        "AND status IN ('accepted', 'shipped')", device, sku, int(test))
+        return codec.loads(row[0])["ref"] if row else None
+
+    def held(self, sku):
+        """Units of sku held for accepted orders that have not shipped (test orders hold none)."""
+        return self._one("SELECT COALESCE(SUM(qty), 0) FROM orders WHERE sku = ? AND test = 0 "
+                         "AND status = 'accepted'", sku)[0]
+
+    def due(self, status, column, now):
+        """(device, order id, qty, arrives_at) of the non-test orders in status whose `column`
+        time (ships_at or arrives_at) has come, oldest first."""
+        return self.db.execute(
+            "SELECT device, id, qty, arrives_at FROM orders WHERE status = ? AND test = 0 AND "
+            "%s <= ? ORDER BY %s, rowid" % (column, column), (status, now)).fetchall()
+
+    def order_ref(self, device, order_id):
+        """The order's own reference (accepted orders carry it in their receipt)."""
+        return codec.loads(self._one("SELECT receipt FROM orders WHERE device = ? AND id = ?",
+                                     device, order_id)[0]).get("ref")
+
+    def orders(self, device):
+        """Every order of a device as dicts, oldest first (for tools and tests)."""
+        cursor = self.db.execute("SELECT * FROM orders WHERE device = ? ORDER BY rowid", (device,))
+        names = [c[0] for c in cursor.description]
+        return [dict(zip(names, row)) for row in cursor.fetchall()]
+
+    # Support cases and levels.
+
+    def case_reply(self, device, case_id):
+        row = self._one("SELECT reply FROM cases WHERE device = ? AND id = ?", device, case_id)
+        return codec.loads(row[0]) if row else None
+
+    def add_case(self, device, body, reply, now):
+        self.db.execute("INSERT INTO cases VALUES (?, ?, ?, ?, ?, ?, ?)",
+                        (device, body["case"], body["fault"], codec.dumps(body["diag"]),
+                         body.get("text"), now, codec.dumps(reply)))
+
+    def save_levels(self, device, slots, now):
+        for s in slots:
+            self.db.execute("INSERT OR REPLACE INTO levels VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                            (device, s["slot"], s.get("sku"), s["unit"], s["level"], s["cap"],
+                             s["rate"], now))
+
+    def levels(self, device):
+        """{slot: (level, cap, unit, at)} as last reported."""
+        rows = self.db.execute("SELECT slot, level, cap, unit, at FROM levels WHERE device = ?",
+                               (device,)).fetchall()
+        return {row[0]: row[1:] for row in rows}
+
+    # Answers, for redeliveries.
+
+    def save_replies(self, device, msg_id, replies, now):
+        self.db.execute("INSERT OR REPLACE INTO replies VALUES (?, ?, ?, ?)",
+                        (device, msg_id, codec.dumps(list(replies)), now))
+
+    def replies(self, device, msg_id):
+        row = self._one("SELECT data FROM replies WHERE device = ? AND msg = ?", device, msg_id)
+        return codec.loads(row[0]) if row else []
+
+    def prune(self, now):
+        """Forget answers and offers older than KEEP (orders and cases are kept)."""
+        self.db.execute("DELETE FROM replies WHERE at < ?", (now - KEEP,))
+        self.db.execute("DELETE FROM offers WHERE until < ?", (now - KEEP,))
