@@ -29,10 +29,8 @@ non-test orders ship halfway through their lead time and are delivered at its en
 `promote(kid, name, now)` pushes a catalog promotion.
 """
 
-import datetime
 import logging
 import os
-import zoneinfo
 
 from thingsdk import codec as default_codec
 from thingsdk import topics
@@ -45,20 +43,12 @@ from thingsdk.core.replay import ReplayGuard
 from thingsdk.crypto import Ed25519Verifier
 from thingsdk.vendor import ordering
 from thingsdk.vendor.ordering import error
+from thingsdk.zones import zone_offset
 
 TTL = 6 * 3600  # lifetime of the messages the vendor sends
 MAX_AMOUNT = 10 ** 12
 CARRIER = "thingsdk-sim"
 log = logging.getLogger(__name__)
-
-
-def zone_offset(name, now):
-    """The offset of an IANA time zone at unix time now, in minutes east of UTC; None if unknown."""
-    try:
-        zone = zoneinfo.ZoneInfo(name)
-    except (KeyError, ValueError, OSError):
-        return None
-    return int(datetime.datetime.fromtimestamp(now, zone).utcoffset().total_seconds()) // 60
 
 
 def register(store, device_public_key, owner_public_key, now):
