@@ -261,6 +261,33 @@ def add_vendor_commands(sub):
     p.set_defaults(func=cmd_vendor_revoke)
 
 
+def cmd_device_run(args):
+    import logging
+    import signal
+    import threading
+
+    from thingsdk.device import config
+
+    device = config.load(args.config)
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    logging.getLogger(__name__).info("device %s running", device.kid.hex())
+    device.run(stop)
+    return 0
+
+
+def add_device_commands(sub):
+    """`device run`: the device runtime."""
+    group = sub.add_parser("device", help="run a device: sensors, decisions, orders over MQTT")
+    verbs = group.add_subparsers(dest="verb", required=True, metavar="VERB")
+    p = verbs.add_parser("run", help="run until SIGINT or SIGTERM (state kept in its folder)")
+    p.add_argument("--config", required=True,
+                   help="the device's TOML file (see thingsdk/device/config.py)")
+    p.set_defaults(func=cmd_device_run)
+
+
 def build_parser():
     parser = argparse.ArgumentParser(
         prog="thingsdk", description="An SDK for things that buy for themselves."
@@ -288,6 +315,7 @@ def build_parser():
     p.set_defaults(func=cmd_inspect)
     add_owner_commands(sub)
     add_vendor_commands(sub)
+    add_device_commands(sub)
     return parser
 
 

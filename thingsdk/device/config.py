@@ -1,0 +1,217 @@
+"""A Device from a TOML file (`thingsdk device run --config FILE`). Paths are relative to the
+file; keys are PEM files or 64 hex digits. Every table but [device] and [[consumables]] is
+optional:
+
+    [device]
+    key = "device.key"            # the device's Ed25519 private key (PKCS#8 PEM)
+    state = "state"               # the state folder (created if missing)
+    vendor = "vendor.pub"         # the vendor's public key, pinned
+    owner = "owner.pub"           # the owner's public key: mandates and approvals
+    mandate = "mandate.cwt"       # a mandate token to offer at start
+    interval = 60                 # seconds between steps
+    heartbeat = 86400             # seconds between status messages
+
+    [broker]                      # none: the device stays offline
+    url = "mqtts://broker.example:8883"
+    ca = "ca.pem"                 # CA, client certificate (CN = the device's key id) and key
+    cert = "device.pem"
+    key = "device-tls.key"
+    backoff = [1.0, 120.0]        # reconnect wait: first, at most (seconds)
+
+    [clock]                       # demos and tests: time runs `speed` times faster from the
+    speed = 600.0                 # real unix time `start` on (default: the first start)
+    start = 1767225600.0
+
+    [lifecycle]                   # overrides of thingsdk.core.lifecycle.DEFAULTS
+    quote_wait = 300
+
+    [[consumables]]
+    slot = "water-filter"         # and unit, capacity; sku or category; optionally pack,
+    unit = "ml"                   # lead_time, lead_spread, safety, order_qty (see
+    capacity = 300000             # core.consumable.Consumable) and min_interval (seconds
+    sku = "WF-300"                # between readings the rate estimate keeps)
+    sensor = {type = "simulated", daily_use = 1500}
+
+Sensors (`type` and its parameters): simulated (daily_use, noise, variability, refill_below,
+seed, capacity; thingsdk.sensors.simulated, starting full at the state folder's first start),
+flow (pin, pulses_per_litre, pull_up), hx711 (data_pin, clock_pin, gain, counts_per_unit, offset,
+samples), tank (shape = vertical-cylinder | box | horizontal-cylinder with its sizes in mm, echo,
+trigger, max_distance, offset).
+"""
+
+import time
+import tomllib
+from pathlib import Path
+
+from thingsdk import topics
+from thingsdk.core.consumable import Consumable, RateEstimator
+from thingsdk.crypto import load_signer
+from thingsdk.device.runtime import Device, Slot
+from thingsdk.device.state import StateFolder
+from thingsdk.inspect import is_file
+from thingsdk.owner import read_public_key
+
+_CONSUMABLE = ("pack", "lead_time", "lead_spread", "safety", "order_qty")
+
+
+class ConfigError(ValueError):
+    """A configuration that cannot be used; the text names the file and the setting."""
+
+
+class AcceleratedClock:
+    """Unix time that runs `speed` times faster than the real clock from the real time `start`
+    on: every process given the same two numbers reads the same time."""
+
+    def __init__(self, speed, start):
+        self.speed, self.start = speed, start
+
+    def __call__(self):
+        return self.start + (time.time() - self.start) * self.speed
+
+
+class _Table:
+    """Typed access to one TOML table; errors name the file and the setting."""
+
+    def __init__(self, source, table, where):
+        self.source, self.table, self.where = source, table, where
+        if not isinstance(table, dict):
+            self.fail("", "expected a table")
+
+    def fail(self, key, text):
+        raise ConfigError("%s: %s: %s" % (self.source, ".".join(
+            p for p in (self.where, key) if p) or "top level", text))
+
+    def get(self, key, kind, default=...):
+        if key not in self.table:
+            if default is ...:
+                self.fail(key, "missing")
+            return default
+        value = self.table[key]
+        if isinstance(value, bool) and kind is not bool or not isinstance(value, kind):
+            self.fail(key, "expected %s" % getattr(kind, "__name__", kind))
+        return value
+
+    def sub(self, key, optional=True):
+        return _Table(self.source, self.get(key, dict, {} if optional else ...),
+                      ".".join(p for p in (self.where, key) if p))
+
+    def only(self, known):
+        for key in self.table:
+            if key not in known:
+                self.fail(key, "unknown setting")
+
+
+def load(path):
+    """The Device a config file describes (not started)."""
+    path = Path(path)
+    with open(path, "rb") as f:
+        try:
+            top = _Table(str(path), tomllib.load(f), "")
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError("%s: not TOML: %s" % (path, exc)) from exc
+    top.only(("device", "broker", "clock", "lifecycle", "consumables"))
+    base = path.parent
+    dev = top.sub("device", optional=False)
+    dev.only(("key", "state", "vendor", "owner", "mandate", "interval", "heartbeat"))
+    signer = load_signer(base / dev.get("key", str))
+    state = StateFolder(base / dev.get("state", str))
+    clock = _clock(top.sub("clock"), state)
+    born = _fact(state, "born", lambda: int(clock()))
+    slots = [_slot(_Table(str(path), table, "consumables[%d]" % i), born)
+             for i, table in enumerate(top.get("consumables", list))]
+    mandate = dev.get("mandate", str, None)
+    return Device(signer, _public_key(base, dev.get("vendor", str)),
+                  _public_key(base, dev.get("owner", str)), state, slots,
+                  _transport(top.sub("broker"), base, signer.kid), clock,
+                  top.get("lifecycle", dict, None), dev.get("heartbeat", int, 86400),
+                  dev.get("interval", (int, float), 60),
+                  (base / mandate).read_bytes() if mandate else None)
+
+
+def _public_key(base, text):
+    return read_public_key(str(base / text) if is_file(base / text) else text)
+
+
+def _clock(table, state):
+    table.only(("speed", "start"))
+    if not table.table:
+        return time.time
+    start = table.get("start", (int, float), None)
+    if start is None:  # kept from the first start, so a restart keeps the same time
+        start = _fact(state, "clock", time.time)
+    return AcceleratedClock(table.get("speed", (int, float)), start)
+
+
+def _fact(state, key, make):
+    """A fact about the state folder, made and kept the first time it is asked for."""
+    facts = state.load("device", {})
+    if key not in facts:
+        facts[key] = make()
+        state.save("device", facts)
+    return facts[key]
+
+
+def _transport(table, base, kid):
+    if not table.table:
+        return None
+    from thingsdk.mqtt import Backoff, Transport
+
+    table.only(("url", "ca", "cert", "key", "backoff"))
+    files = {name: str(base / table.get(key, str)) if key in table.table else None
+             for name, key in (("ca_file", "ca"), ("cert_file", "cert"), ("key_file", "key"))}
+    backoff = table.get("backoff", list, [1.0, 120.0])
+    return Transport(table.get("url", str), topics.kid_hex(kid), presence=topics.presence(kid),
+                     backoff=Backoff(*backoff), **files)
+
+
+def _slot(table, born):
+    table.only(("slot", "unit", "capacity", "sku", "category", "min_interval", "sensor")
+               + _CONSUMABLE)
+    capacity = table.get("capacity", int)
+    estimator = RateEstimator(min_interval=table.get("min_interval", int, 3 * 3600),
+                              noise=max(1, capacity // 50))
+    try:
+        consumable = Consumable(table.get("slot", str), table.get("unit", str), capacity,
+                                sku=table.get("sku", str, None), estimator=estimator,
+                                **{k: table.get(k, int) for k in _CONSUMABLE if k in table.table})
+        return Slot(consumable, _sensor(table.sub("sensor", optional=False), capacity, born),
+                    table.get("category", str, None))
+    except ValueError as exc:
+        table.fail("", str(exc))
+
+
+def _sensor(table, capacity, born):
+    kind = table.get("type", str)
+    params = {k: v for k, v in table.table.items() if k != "type"}
+    try:
+        if kind == "simulated":
+            from thingsdk.sensors.simulated import SimulatedLevel
+
+            return SimulatedLevel(params.pop("capacity", capacity), start=born, **params)
+        if kind == "flow":
+            from thingsdk.sensors.flow import FlowMeter
+
+            return FlowMeter(params.pop("pin"), params.pop("pulses_per_litre"), capacity, **params)
+        if kind == "hx711":
+            from thingsdk.sensors.hx711 import HX711, LoadCell
+
+            adc = HX711(params.pop("data_pin"), params.pop("clock_pin"), params.pop("gain", 128))
+            return LoadCell(adc, params.pop("counts_per_unit"), **params)
+        if kind == "tank":
+            return _tank(params)
+    except (KeyError, TypeError) as exc:
+        table.fail("", "bad or missing parameter: %s" % exc)
+    table.fail("type", "unknown sensor type %r" % kind)
+
+
+def _tank(params):
+    from thingsdk.sensors import level
+
+    shapes = {"vertical-cylinder": (level.VerticalCylinder, ("diameter", "height")),
+              "box": (level.Box, ("width", "depth", "height")),
+              "horizontal-cylinder": (level.HorizontalCylinder, ("diameter", "length"))}
+    shape, sizes = shapes[params.pop("shape")]
+    distance = level.UltrasonicDistance(params.pop("echo"), params.pop("trigger"),
+                                        params.pop("max_distance", 2.0))
+    return level.TankLevel(shape(*[params.pop(size) for size in sizes]), distance,
+                           params.pop("offset", 0))

@@ -1,0 +1,106 @@
+"""The device's state folder: what the runtime must find again after a power cut or a kill.
+
+    needs/<need id>.cbor     one lifecycle record each (thingsdk.core.lifecycle.to_state)
+    outbox/<id>-<exp>.cose   the sealed bytes of every message sent, kept until it expires
+    from-owner/              messages from the owner dropped in as files (approvals, mandates)
+    <name>.cbor              ledger, consumables, the inbox's replay guard, device facts
+    mandate.cwt              the mandate held
+    seq                      the sequence checkpoint (storage.SequenceStore)
+    audit.log                the audit log (audit.AuditLog)
+
+Every file is replaced with storage.atomic_write, so a reader finds the old or the new content.
+"""
+
+import os
+from pathlib import Path
+
+from thingsdk import codec
+from thingsdk.audit import AuditLog
+from thingsdk.storage import SequenceStore, atomic_write, read_bytes
+
+NEEDS, OUTBOX, FROM_OWNER = "needs", "outbox", "from-owner"
+
+
+class StateFolder:
+    """One device's state folder (created if missing)."""
+
+    def __init__(self, path):
+        self.path = Path(path)
+        for name in (NEEDS, OUTBOX, FROM_OWNER):
+            (self.path / name).mkdir(parents=True, exist_ok=True)
+        self.audit = AuditLog(self.path / "audit.log")
+        self.sequence = SequenceStore(self.path / "seq")
+
+    # Plain data and blobs.
+
+    def load(self, name, default=None):
+        """The data saved under name, or default."""
+        data = read_bytes(self.path / (name + ".cbor"))
+        return default if data is None else codec.loads(data)
+
+    def save(self, name, obj):
+        atomic_write(self.path / (name + ".cbor"), codec.dumps(obj))
+
+    def mandate(self):
+        """The mandate token held, or None."""
+        return read_bytes(self.path / "mandate.cwt")
+
+    def save_mandate(self, token):
+        atomic_write(self.path / "mandate.cwt", token)
+
+    # Lifecycle records.
+
+    def records(self):
+        """Every need record kept, as plain data."""
+        folder = self.path / NEEDS
+        return [codec.loads(read_bytes(folder / name)) for name in sorted(os.listdir(folder))
+                if name.endswith(".cbor")]
+
+    def save_record(self, record):
+        atomic_write(self._record_path(record["need"]), codec.dumps(record))
+
+    def drop_record(self, need_id):
+        _unlink(self._record_path(need_id))
+
+    def _record_path(self, need_id):
+        return self.path / NEEDS / (need_id.hex() + ".cbor")
+
+    # The outbox.
+
+    def sealed(self, msg_id):
+        """The bytes sealed under msg_id, or None."""
+        prefix = msg_id.hex() + "-"
+        for name in os.listdir(self.path / OUTBOX):
+            if name.startswith(prefix):
+                return read_bytes(self.path / OUTBOX / name)
+        return None
+
+    def keep_sealed(self, msg_id, exp, data):
+        """Keep sealed bytes (before they are published) until `exp`."""
+        atomic_write(self.path / OUTBOX / ("%s-%d.cose" % (msg_id.hex(), exp)), data)
+
+    def prune_sealed(self, now):
+        """Forget the sealed messages that have expired: nobody may accept them any more."""
+        for name in os.listdir(self.path / OUTBOX):
+            stem = name.rsplit(".", 1)[0]
+            if name.endswith(".cose") and int(stem.rsplit("-", 1)[1]) <= now:
+                _unlink(self.path / OUTBOX / name)
+
+    # Messages from the owner, as files.
+
+    def owner_drops(self):
+        """[(path, bytes)] of the files dropped in from-owner/, oldest name first."""
+        folder = self.path / FROM_OWNER
+        return [(folder / name, read_bytes(folder / name)) for name in sorted(os.listdir(folder))
+                if not name.startswith(".")]
+
+    def done_with(self, path):
+        """Remove a dropped-in file once its message was handled."""
+        _unlink(path)
+
+
+def _unlink(path):
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        pass
