@@ -122,6 +122,9 @@ class Broker:
             "log_type all",
             "persistence %s" % ("true" if self.persistence else "false"),
             "persistence_location %s/" % self.folder,
+            # The default (1000) drops QoS 1 messages queued for a slow subscriber: a vendor
+            # taking a burst from a whole fleet needs more room.
+            "max_queued_messages 100000",
             "",
             "listener %d %s" % (self.port, HOST),
             "allow_anonymous true",
