@@ -12,7 +12,7 @@ from thingsdk.core import envelope, mandate
 from thingsdk.core import messages as m
 from thingsdk.crypto import Ed25519Signer
 from thingsdk.vendor import catalog
-from thingsdk.vendor.service import Service, register, revoke
+from thingsdk.vendor.service import REMIND_DAYS, Service, register, revoke
 from thingsdk.vendor.store import Store
 
 T = 1767225600  # 2026-01-01T00:00:00Z
@@ -361,3 +361,21 @@ def test_a_broken_catalog_is_refused_with_the_place_named(tmp_path):
         catalog.parse(text, "shop.toml")
     with pytest.raises(catalog.CatalogError, match="shop.toml: not valid TOML"):
         catalog.parse("[skus", "shop.toml")
+
+
+def test_a_status_brings_fulfilment_news_again(world):
+    """Shipments and deliveries answer nothing, so a device that lost one hears it again on its
+    next status; a delivery is repeated for REMIND_DAYS only."""
+    slots = [{"slot": "water-filter", "sku": "WF-300", "unit": "l", "level": 48, "cap": 300,
+              "rate": 1650}]
+    body, _ = world.buy(world.a, "WF-300")
+    assert world.send(world.a, m.STATUS, {"slots": slots}, T + HOUR)[1] == []
+    [lost] = world.service.advance(T + 36 * HOUR)  # the device never gets it
+    [shipment] = world.send(world.a, m.STATUS, {"slots": slots}, T + 37 * HOUR)[1]
+    assert shipment.type == m.SHIPMENT and shipment.body["order"] == body["order"]
+    assert codec.loads(codec.loads(lost[1]).value[2])[10] == shipment.body
+    world.service.advance(T + 72 * HOUR)
+    [delivery] = world.send(world.a, m.STATUS, {"slots": slots}, T + 73 * HOUR)[1]
+    assert delivery.body == {"order": body["order"], "at": T + 72 * HOUR, "qty": 1}
+    later = T + 72 * HOUR + REMIND_DAYS * DAY
+    assert world.send(world.a, m.STATUS, {"slots": slots}, later, ttl=600)[1] == []

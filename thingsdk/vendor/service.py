@@ -48,6 +48,8 @@ from thingsdk.zones import zone_offset
 TTL = 6 * 3600  # lifetime of the messages the vendor sends
 MAX_AMOUNT = 10 ** 12
 CARRIER = "thingsdk-sim"
+DAY = 86400
+REMIND_DAYS = 3  # deliveries are repeated on a device's status for this long after arrival
 log = logging.getLogger(__name__)
 
 
@@ -135,7 +137,7 @@ class Service:
             return ordering.order(self, device, msg, now)
         if msg.type == m.STATUS:
             self.store.save_levels(device.kid, msg.body["slots"], now)
-            return []
+            return self._reminders(device.kid, now)
         if msg.type == m.ERROR:
             log.warning("device %s reports %s: %s", device.kid.hex(), msg.body["code"],
                         msg.body["text"])
@@ -224,14 +226,35 @@ class Service:
             self.store.prune(now)
             for device, order_id, qty, arrives in self.store.due("accepted", "ships_at", now):
                 self.store.set_status(device, order_id, "shipped")
-                body = {"order": order_id, "carrier": CARRIER, "eta": arrives,
-                        "track": self.store.order_ref(device, order_id)}
-                out.append((device, self._seal(device, m.SHIPMENT, body, now)))
+                out.append((device, self._seal(device, *self._shipment(device, order_id, arrives),
+                                               now)))
             for device, order_id, qty, arrives in self.store.due("shipped", "arrives_at", now):
                 self.store.set_status(device, order_id, "delivered")
-                body = {"order": order_id, "at": arrives, "qty": qty}
-                out.append((device, self._seal(device, m.DELIVERY, body, now)))
+                out.append((device, self._seal(device, *_delivery(order_id, qty, arrives), now)))
         return [(topics.downlink(device), data) for device, data in out]
+
+    def _shipment(self, device, order_id, arrives):
+        return m.SHIPMENT, {"order": order_id, "carrier": CARRIER, "eta": arrives,
+                            "track": self.store.order_ref(device, order_id)}
+
+    def _reminders(self, device, now):
+        """Fulfilment news again, for a device whose status shows it is online: shipments on
+        their way, and deliveries of the last REMIND_DAYS. Shipment and delivery messages are
+        nobody's answer, so a device that lost one (a broker without persistence restarting,
+        say) would otherwise never learn of it; a device that has it ignores the repeat."""
+        out = []
+        for order in self.store.orders(device):
+            if order["test"] or order["arrives_at"] is None:
+                continue
+            if order["status"] == "shipped":
+                out.append(self._shipment(device, order["id"], order["arrives_at"]))
+            elif order["status"] == "delivered" and now - order["arrives_at"] < REMIND_DAYS * DAY:
+                out.append(_delivery(order["id"], order["qty"], order["arrives_at"]))
+        return out
+
+
+def _delivery(order_id, qty, arrives):
+    return m.DELIVERY, {"order": order_id, "at": arrives, "qty": qty}
 
 
 _HANDLERS = {m.QUOTE_REQUEST: Service._quote, m.CANCEL: ordering.cancel,
