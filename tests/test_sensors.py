@@ -249,14 +249,18 @@ def test_usage_counter_reports_use_since_the_last_read():
 
 def test_feed_passes_levels_and_usage_to_a_consumable():
     printer = Consumable("toner", "page", 2000)
-    printer.refill(T0)
     counter = UsageCounter()
     counter.record(30)
-    assert feed(printer, counter, T0 + 3600) == 30
+    assert feed(printer, counter, T0 + 3600) == 0  # counted use starts from a full slot
     assert printer.level(T0 + 3600) == 1970
     tank = Consumable("water", "ml", 5000)
-    assert feed(tank, TankLevel(Box(100, 100, 500), lambda: 250), T0) == 2500
-    assert tank.level(T0) == 2500
+    depth = [250]
+    sensor = TankLevel(Box(100, 100, 500), lambda: depth[0])
+    assert feed(tank, sensor, T0) == 0 and tank.level(T0) == 2500
+    assert feed(tank, sensor, T0 + 3600 * 4) == 0
+    depth[0] = 50  # refilled: two high readings confirm it
+    assert feed(tank, sensor, T0 + 3600 * 8) == 0
+    assert feed(tank, sensor, T0 + 3600 * 12) > 0
 
 
 # ---------------------------------------------------------------- simulated source

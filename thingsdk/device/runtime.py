@@ -23,7 +23,7 @@ from thingsdk.core.ledger import Ledger
 from thingsdk.core.mandate import MandateError, accept
 from thingsdk.core.replay import ReplayGuard
 from thingsdk.crypto import Ed25519Verifier
-from thingsdk.sensors import USAGE
+from thingsdk.sensors import feed
 from thingsdk.zones import zone_offset
 
 MAX_SLOTS = 16  # the protocol's bound on the slots of one status message
@@ -222,24 +222,13 @@ class Device:
     def _read_sensors(self, now):
         for name, slot in self.slots.items():
             try:
-                rise = self._read(slot, now)
+                rise = feed(slot.consumable, slot.source, now)
             except (OSError, ValueError) as exc:  # a sensor that fails, a clock set back
                 log.warning("slot %s: no reading: %s", name, exc)
                 continue
             if rise > 0:
                 self._run(self.orders.refilled(name, now), now)
         self._save_consumables()
-
-    @staticmethod
-    def _read(slot, now):
-        """Feed one reading to the slot's consumable; the rise when it reveals a refill."""
-        consumable, value = slot.consumable, slot.source.read(now)
-        if slot.source.kind != USAGE:
-            return consumable.read(now, value)
-        if consumable.level(now) is None:
-            consumable.refill(now)  # counted use starts from a full slot
-        consumable.use(now, value)
-        return 0
 
     def _open_needs(self, now):
         if mandate_problem(self.mandate, now, []) is not None:

@@ -11,10 +11,12 @@ USAGE = "usage"
 
 
 def feed(consumable, source, now):
-    """Read `source` once and hand the value to `consumable`; return the value."""
+    """Read `source` once and hand the value to `consumable`; return the rise in level when the
+    reading reveals a refill, else 0. Counted use starts from a full slot."""
     value = source.read(now)
-    if source.kind == USAGE:
-        consumable.use(now, value)
-    else:
-        consumable.read(now, value)
-    return value
+    if source.kind != USAGE:
+        return consumable.read(now, value)
+    if consumable.level(now) is None:
+        consumable.refill(now)
+    consumable.use(now, value)
+    return 0
