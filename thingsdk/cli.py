@@ -60,14 +60,37 @@ def _sign_mandate(args, options):
     return 0
 
 
-def cmd_mandate_create(args):
+def _mandate_options(args):
+    """The mandate options (version, valid-days, constraints) given on the command line."""
     from thingsdk.owner import CONSTRAINT_OPTIONS
 
-    options = {"device-pub": args.device_pub, "version": args.version,
-               "valid-days": args.valid_days}
+    options = {"version": args.version, "valid-days": args.valid_days}
     for name, _, _, _ in CONSTRAINT_OPTIONS:
         options[name] = getattr(args, name.replace("-", "_"))
-    return _sign_mandate(args, options)
+    return options
+
+
+def _add_mandate_options(p, version_default=None):
+    """`mandate create`'s options: --version, --valid-days and one per constraint."""
+    from thingsdk.owner import CONSTRAINT_OPTIONS
+
+    if version_default is None:
+        p.add_argument("--version", required=True, type=int,
+                       help="mandate version: higher than the one the device holds")
+    else:
+        p.add_argument("--version", type=int, default=version_default,
+                       help="mandate version (default: %d)" % version_default)
+    p.add_argument("--valid-days", type=int, help="valid for D days from now (default: 365)")
+    for name, repeatable, metavar, text in CONSTRAINT_OPTIONS:
+        if metavar is None:
+            p.add_argument("--" + name, action="store_true", help=text)
+        else:
+            p.add_argument("--" + name, metavar=metavar, help=text,
+                           action="append" if repeatable else "store")
+
+
+def cmd_mandate_create(args):
+    return _sign_mandate(args, dict(_mandate_options(args), **{"device-pub": args.device_pub}))
 
 
 def cmd_mandate_sign(args):
@@ -119,9 +142,7 @@ def cmd_log(args):
 
 
 def add_owner_commands(sub):
-    """`mandate create|sign|show`, `owner approve|decline` and `log`: the owner's verbs."""
-    from thingsdk.owner import CONSTRAINT_OPTIONS
-
+    """`mandate create|sign|show`, `owner approve|decline|cancel` and `log`: the owner's verbs."""
     group = sub.add_parser("mandate", help="write, sign and read the owner's mandate")
     verbs = group.add_subparsers(dest="verb", required=True, metavar="VERB")
     create = verbs.add_parser("create", help="build a mandate from options and sign it")
@@ -134,15 +155,7 @@ def add_owner_commands(sub):
         p.set_defaults(func=func)
     create.add_argument("--device-pub", required=True,
                         help="the device's public key (PEM file or 64 hex digits)")
-    create.add_argument("--version", required=True, type=int,
-                        help="mandate version: higher than the one the device holds")
-    create.add_argument("--valid-days", type=int, help="valid for D days from now (default: 365)")
-    for name, repeatable, metavar, text in CONSTRAINT_OPTIONS:
-        if metavar is None:
-            create.add_argument("--" + name, action="store_true", help=text)
-        else:
-            create.add_argument("--" + name, metavar=metavar, help=text,
-                                action="append" if repeatable else "store")
+    _add_mandate_options(create)
 
     p = verbs.add_parser("show", help="a mandate in words: owner, device, validity, each rule")
     p.add_argument("file", help="a file holding the mandate token, or the token in hex")
@@ -152,7 +165,7 @@ def add_owner_commands(sub):
                    help="unix time for the validity check (default: the clock)")
     p.set_defaults(func=cmd_mandate_show)
 
-    group = sub.add_parser("owner", help="answer a device's approval request")
+    group = sub.add_parser("owner", help="answer a device's approval request, or cancel an order")
     verbs = group.add_subparsers(dest="verb", required=True, metavar="VERB")
     for verb in ("approve", "decline"):
         p = verbs.add_parser(verb, help="show an approval request and %s it, signed" % verb)
@@ -165,6 +178,7 @@ def add_owner_commands(sub):
         p.add_argument("--out", help="file to write the approval message to (default: print "
                                      "it in hex)")
         p.set_defaults(func=cmd_owner_answer, decision=verb)
+    add_owner_cancel(verbs)
 
     p = sub.add_parser("log", help="a device's audit log, one decision per line")
     p.add_argument("file", help="the audit log file")
@@ -288,12 +302,184 @@ def add_device_commands(sub):
     p.set_defaults(func=cmd_device_run)
 
 
+def _device_view(args):
+    """(state folder, device kid or None, owner public key or None, now) from --config or
+    --state, and --now."""
+    if args.config:
+        from thingsdk.device.config import locate
+
+        state, kid, owner_pub, clock = locate(args.config)
+    else:
+        state, kid, owner_pub, clock = Path(args.state), None, None, time.time
+    return state, kid, owner_pub, int(clock()) if args.now is None else args.now
+
+
+def _add_device_view(p):
+    where = p.add_mutually_exclusive_group(required=True)
+    where.add_argument("--state", help="the device's state folder")
+    where.add_argument("--config", help="the device's TOML file (its state folder, key and "
+                                        "clock: use it for a device on an accelerated clock)")
+    p.add_argument("--now", type=int, default=None,
+                   help="unix time to judge by (default: the device's clock)")
+
+
+def cmd_provision(args):
+    from thingsdk.crypto import load_signer
+    from thingsdk.provision import provision
+
+    if args.start is not None and not args.speed:
+        raise CliError("--start needs --speed")
+    clock = {"speed": args.speed} if args.speed else None
+    if args.start is not None:
+        clock["start"] = args.start
+    tls = {"ca": args.ca, "cert": args.cert, "key": args.key}
+    signer, token = provision(args.out, args.vendor_pub, args.owner_key, args.broker,
+                              _mandate_options(args), args.consumable, int(time.time()), tls,
+                              args.device_key, clock, args.interval)
+    _print_mandate(token, int(time.time()), load_signer(args.owner_key).public_key)
+    out = Path(args.out)
+    print("device       key id %s, key %s (mode 0600)" % (signer.kid.hex(), out / "device.key"))
+    print("config       %s" % (out / "device.toml"))
+    print("next         register the device at the vendor:")
+    print("               thingsdk vendor register --db VENDOR.db --device-pub %s --owner-pub %s"
+          % (out / "device.pub", out / "owner.pub"))
+    print("             then run it:")
+    print("               thingsdk device run --config %s" % (out / "device.toml"))
+    return 0
+
+
+def cmd_status(args):
+    from thingsdk.device.status import report
+
+    state, kid, owner_pub, now = _device_view(args)
+    print(report(state, now, kid, owner_pub))
+    return 0
+
+
+def cmd_owner_cancel(args):
+    from thingsdk.crypto import load_signer
+    from thingsdk.device import cancel
+    from thingsdk.device.status import device_kid, open_state
+    from thingsdk.owner import next_seq
+
+    path, kid, _, now = _device_view(args)
+    state = open_state(path)
+    kid = kid or device_kid(state)
+    if kid is None:
+        raise CliError("the device's key id is unknown (no mandate held): pass --config")
+    rec = cancel.find(state, args.id)
+    signer = load_signer(args.owner_key)
+    dropped = cancel.drop(state, rec, signer, kid, lambda: next_seq(args.owner_key), now,
+                          args.reason)
+    print("cancel       order %s of need %s (slot %s), reason %s" % (
+        rec["oid"].hex(), rec["need"].hex(), rec["slot"], args.reason))
+    print("dropped in   %s: the device sends the vendor its cancel at its next step"
+          % dropped)
+    return 0
+
+
+def add_owner_cancel(verbs):
+    """`owner cancel`: the owner cancels an order within the mandate's cancel window."""
+    p = verbs.add_parser("cancel", help="cancel an order within the mandate's cancel window "
+                                        "(a signed message dropped into the device's state)")
+    p.add_argument("id", metavar="ORDER_OR_NEED_ID",
+                   help="the order id or need id (hex, or a unique prefix; see `thingsdk status`)")
+    p.add_argument("--owner-key", required=True,
+                   help="the owner's private key file; its sequence checkpoint is kept next to "
+                        "it (<stem>.seq)")
+    p.add_argument("--reason", default="changed-mind",
+                   help="the cancel reason token (default: changed-mind)")
+    _add_device_view(p)
+    p.set_defaults(func=cmd_owner_cancel)
+
+
+def add_provision_commands(sub):
+    """`provision` and `status`: set a device up, and read its state."""
+    p = sub.add_parser("provision", help="write a device's identity bundle: key, pinned vendor "
+                                         "key, owner key, mandate, broker, device.toml")
+    p.add_argument("--out", required=True, help="the bundle's folder (new or empty)")
+    p.add_argument("--vendor-pub", required=True,
+                   help="the vendor's public key to pin (PEM file or 64 hex digits)")
+    p.add_argument("--owner-key", required=True,
+                   help="the owner's private key file: it signs the device's mandate")
+    p.add_argument("--broker", required=True, help="mqtt://host:port or mqtts://host:port")
+    p.add_argument("--ca", help="CA certificate file to copy in (mqtts://)")
+    p.add_argument("--cert", help="the device's client certificate file (CN = its key id)")
+    p.add_argument("--key", help="the client certificate's private key file")
+    p.add_argument("--device-key", help="use this Ed25519 private key file (from `thingsdk "
+                                        "keygen`) instead of a fresh one")
+    p.add_argument("--consumable", action="append", required=True, metavar="KEY=VALUE,...",
+                   help="a consumable slot, e.g. slot=water-filter,sku=WF-300,unit=ml,"
+                        "capacity=300000,lead_time=3d (simulated sensor) or with "
+                        "sensor=flow,pin=17,pulses_per_litre=450; repeatable")
+    p.add_argument("--speed", type=float, help="demos and tests: the device's time runs SPEED "
+                                               "times faster")
+    p.add_argument("--start", type=float, help="with --speed: the real unix time the "
+                                               "accelerated clock starts from")
+    p.add_argument("--interval", type=float, help="real seconds between the device's steps "
+                                                  "(default: 60)")
+    _add_mandate_options(p, version_default=1)
+    p.set_defaults(func=cmd_provision)
+
+    p = sub.add_parser("status", help="a device's consumables, orders in flight, mandate and "
+                                      "counters, read from its state folder (read-only)")
+    _add_device_view(p)
+    p.set_defaults(func=cmd_status)
+
+
+def cmd_demo(args):
+    from thingsdk.demo import DemoError
+    from thingsdk.demo.run import run
+
+    tls = (args.ca, args.cert, args.key)
+    if any(tls) and not (args.broker or "").startswith("mqtts://"):
+        raise CliError("--ca, --cert and --key go with --broker mqtts://HOST:PORT")
+    try:
+        run(args.broker, tls, args.speed, args.seed, args.quiet, sys.stdout, sys.stderr)
+    except DemoError as exc:
+        raise CliError(str(exc))
+    except KeyboardInterrupt:
+        print("thingsdk demo: interrupted; everything it started is stopped", file=sys.stderr)
+        return 130
+    return 0
+
+
+def add_demo_command(sub):
+    """`demo`: three simulated things, the reference vendor and a broker, in one process."""
+    from thingsdk.demo import DEFAULT_SPEED
+
+    p = sub.add_parser(
+        "demo", help="watch a fridge, a printer and a coffee machine buy for themselves "
+                     "(simulated time; nothing to set up)",
+        description="A fridge, a printer and a coffee machine, each with its own key, sensor and "
+                    "owner-signed mandate, buy their consumables from the reference vendor over "
+                    "an MQTT broker embedded in the process (on 127.0.0.1), in simulated time. "
+                    "The demo also plays the owner (it approves a purchase above the approval "
+                    "threshold) and an attacker (it tampers with an offer). Every message and "
+                    "decision is shown, then a summary; it exits 0 once the story played out, "
+                    "with nothing left running.")
+    p.add_argument("--broker", metavar="URL",
+                   help="use the MQTT broker at URL (mqtt://HOST:PORT or mqtts://HOST:PORT) "
+                        "instead of an embedded one")
+    p.add_argument("--ca", help="CA certificate file, for --broker mqtts://")
+    p.add_argument("--cert", help="client certificate file for every demo client (mqtts://)")
+    p.add_argument("--key", help="the client certificate's private key file (mqtts://)")
+    p.add_argument("--speed", type=float, default=DEFAULT_SPEED,
+                   help="simulated seconds per real second (default: %g, about 20 s in all)"
+                        % DEFAULT_SPEED)
+    p.add_argument("--seed", type=int, default=1,
+                   help="seed of the simulated usage: the same seed, the same usage (default: 1)")
+    p.add_argument("--quiet", action="store_true", help="print only the summary")
+    p.set_defaults(func=cmd_demo)
+
+
 def build_parser():
     parser = argparse.ArgumentParser(
         prog="thingsdk", description="An SDK for things that buy for themselves."
     )
     parser.add_argument("--version", action="version", version="thingsdk " + __version__)
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    add_demo_command(sub)
 
     p = sub.add_parser("keygen", help="create an Ed25519 key pair (private key file mode 0600)")
     p.add_argument("--out", default=".", help="folder for the key files (default: .)")
@@ -316,6 +502,7 @@ def build_parser():
     add_owner_commands(sub)
     add_vendor_commands(sub)
     add_device_commands(sub)
+    add_provision_commands(sub)
     return parser
 
 

@@ -43,13 +43,14 @@ import time
 import tomllib
 from pathlib import Path
 
-from thingsdk import topics
+from thingsdk import codec, topics
 from thingsdk.core.consumable import Consumable, RateEstimator
 from thingsdk.crypto import load_signer
 from thingsdk.device.runtime import Device, Slot
 from thingsdk.device.state import StateFolder
 from thingsdk.inspect import is_file
 from thingsdk.owner import read_public_key
+from thingsdk.storage import read_bytes
 
 _CONSUMABLE = ("pack", "lead_time", "lead_spread", "safety", "order_qty")
 
@@ -101,21 +102,41 @@ class _Table:
                 self.fail(key, "unknown setting")
 
 
-def load(path):
-    """The Device a config file describes (not started)."""
-    path = Path(path)
+def _read(path):
+    """(top table, [device] table) of a config file."""
     with open(path, "rb") as f:
         try:
             top = _Table(str(path), tomllib.load(f), "")
         except tomllib.TOMLDecodeError as exc:
             raise ConfigError("%s: not TOML: %s" % (path, exc)) from exc
     top.only(("device", "broker", "clock", "lifecycle", "consumables"))
-    base = path.parent
     dev = top.sub("device", optional=False)
     dev.only(("key", "state", "vendor", "owner", "mandate", "interval", "heartbeat"))
+    return top, dev
+
+
+def locate(path):
+    """(state folder path, device key id, owner public key, clock) of a config file, for the
+    read-only tools (`thingsdk status`, `owner cancel`): no Device, no sensor, nothing written."""
+    path = Path(path)
+    top, dev = _read(path)
+    base = path.parent
+    state = base / dev.get("state", str)
+    facts = read_bytes(state / "device.cbor")
+    kept = codec.loads(facts).get("clock") if facts else None
+    clock = _clock(top.sub("clock"), lambda: time.time() if kept is None else kept)
+    return (state, load_signer(base / dev.get("key", str)).kid,
+            _public_key(base, dev.get("owner", str)), clock)
+
+
+def load(path):
+    """The Device a config file describes (not started)."""
+    path = Path(path)
+    top, dev = _read(path)
+    base = path.parent
     signer = load_signer(base / dev.get("key", str))
     state = StateFolder(base / dev.get("state", str))
-    clock = _clock(top.sub("clock"), state)
+    clock = _clock(top.sub("clock"), lambda: _fact(state, "clock", time.time))
     born = _fact(state, "born", lambda: int(clock()))
     slots = [_slot(_Table(str(path), table, "consumables[%d]" % i), born)
              for i, table in enumerate(top.get("consumables", list))]
@@ -132,13 +153,13 @@ def _public_key(base, text):
     return read_public_key(str(base / text) if is_file(base / text) else text)
 
 
-def _clock(table, state):
+def _clock(table, kept_start):
     table.only(("speed", "start"))
     if not table.table:
         return time.time
     start = table.get("start", (int, float), None)
     if start is None:  # kept from the first start, so a restart keeps the same time
-        start = _fact(state, "clock", time.time)
+        start = kept_start()
     return AcceleratedClock(table.get("speed", (int, float)), start)
 
 
