@@ -8,8 +8,10 @@ RUNNER = ROOT / "tests" / "mpy" / "run.mjs"
 
 
 def mounts(vectors=None):
-    """The folders every MicroPython run gets: the package, the portable scenarios, the vectors."""
-    pairs = [(ROOT / "thingsdk", "/lib/thingsdk"), (ROOT / "tests" / "portable", "/lib/portable")]
+    """The folders every MicroPython run gets: the package, the firmware's library (copied into
+    /lib beside the package), the portable scenarios, the vectors."""
+    pairs = [(ROOT / "thingsdk", "/lib/thingsdk"), (ROOT / "firmware" / "lib", "/lib"),
+             (ROOT / "tests" / "portable", "/lib/portable")]
     if vectors:
         pairs.append((Path(vectors), "/vectors"))
     return pairs

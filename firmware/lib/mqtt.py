@@ -1,0 +1,392 @@
+"""The firmware's MQTT 3.1.1 client on asyncio: it never blocks and keeps itself connected.
+
+Runs unmodified on MicroPython and CPython (asyncio streams, which MicroPython runs on select.poll).
+- Persistent session (clean_session off), a retained `online` presence on every connection and
+  `offline` as the last will (QoS 1, retained).
+- QoS 1 publishes wait in a bounded in-flight list until their PUBACK: re-sent with DUP after
+  `retry` seconds, and first of all, in order, after a reconnect. QoS 0 is sent only when connected.
+- Incoming PUBLISH (QoS 0/1) goes to `on_message(topic, payload)`, then is acknowledged: MQTT's
+  at-least-once, so a message can come twice if the connection drops before its PUBACK left.
+- PINGREQ every keepalive/2 seconds; no PINGRESP within `ping_timeout` seconds is a lost link.
+- Lost connections come back with exponential backoff and jitter (`rand` injectable), and every
+  filter is subscribed again. `clock()` (milliseconds, injectable) measures retries and pings.
+"""
+
+import asyncio
+import random
+import struct
+import sys
+import time
+
+MICROPYTHON = sys.implementation.name == "micropython"
+PUBLISH, PUBACK, SUBACK, PINGRESP = 3, 4, 9, 13
+ONLINE, OFFLINE = b"online", b"offline"
+REFUSED = {1: "unacceptable protocol version", 2: "identifier rejected", 3: "server unavailable",
+           4: "bad user name or password", 5: "not authorized"}
+_diff = getattr(time, "ticks_diff", lambda a, b: a - b)
+
+
+class MQTTError(Exception):
+    """A refusal by the broker or a malformed or unexpected packet."""
+
+
+class QueueFull(MQTTError):
+    """`limit` QoS 1 messages are already waiting for their PUBACK."""
+
+
+# The packet codec.
+
+def encode_length(n):
+    """MQTT's remaining length: 7 bits a byte, least significant first, at most 4 bytes."""
+    if not 0 <= n < 1 << 28:
+        raise MQTTError("remaining length out of range: %d" % n)
+    out = bytearray()
+    while True:
+        n, byte = n >> 7, n & 127
+        out.append(byte | 128 if n else byte)
+        if not n:
+            return bytes(out)
+
+
+def decode_length(data):
+    """(remaining length, bytes it took) from the start of data."""
+    n = 0
+    for i in range(min(len(data), 4)):
+        n |= (data[i] & 127) << 7 * i
+        if not data[i] & 128:
+            return n, i + 1
+    raise MQTTError("bad remaining length")
+
+
+def string(s):
+    b = s.encode() if isinstance(s, str) else bytes(s)
+    if len(b) > 65535:
+        raise MQTTError("string over 65535 bytes")
+    return struct.pack("!H", len(b)) + b
+
+
+def packet(first, body):
+    return bytearray((first,)) + encode_length(len(body)) + body
+
+
+def connect_packet(client_id, keepalive, will=None, user=None, password=None):
+    """CONNECT with clean_session off; will is (topic, payload, retain), sent at QoS 1."""
+    flags, payload = 0, string(client_id)
+    if will:
+        flags |= 0x0C | (0x20 if will[2] else 0)
+        payload += string(will[0]) + string(will[1])
+    if user is not None:
+        flags |= 0x80
+        payload += string(user)
+    if password is not None:
+        flags |= 0x40
+        payload += string(password)
+    return packet(0x10, string("MQTT") + struct.pack("!BBH", 4, flags, keepalive) + payload)
+
+
+def publish_packet(topic, payload, qos=0, retain=False, pid=0, dup=False):
+    body = string(topic) + (struct.pack("!H", pid) if qos else b"") + bytes(payload)
+    return packet(0x30 | dup << 3 | qos << 1 | bool(retain), body)
+
+
+def subscribe_packet(pid, topic_filter, qos=1):
+    return packet(0x82, struct.pack("!H", pid) + string(topic_filter) + bytes((qos,)))
+
+
+def parse_publish(first, body):
+    """(topic, qos, pid, payload) of a PUBLISH (pid 0 at QoS 0)."""
+    qos, n = first >> 1 & 3, (struct.unpack_from("!H", body)[0] if len(body) >= 2 else 1 << 16)
+    end = 2 + n + (2 if qos else 0)
+    if qos > 1 or end > len(body):
+        raise MQTTError("bad PUBLISH")
+    pid = struct.unpack_from("!H", body, end - 2)[0] if qos else 0
+    return bytes(body[2:2 + n]).decode(), qos, pid, bytes(body[end:])
+
+
+async def read_packet(reader, limit):
+    """(first byte, body) of the next packet; a body over limit bytes is an MQTTError."""
+    first = (await reader.readexactly(1))[0]
+    head = b""
+    while True:
+        head += await reader.readexactly(1)
+        if not head[-1] & 128 or len(head) == 4:
+            break
+    n = decode_length(head)[0]
+    if n > limit:
+        raise MQTTError("packet of %d bytes over the %d-byte limit" % (n, limit))
+    return first, (await reader.readexactly(n) if n else b"")
+
+
+def tls_context(cert, key, ca):
+    """A client SSL context for mutual TLS from DER bytes: certificate, private key (PKCS#8 on
+    CPython; mbedTLS also takes SEC1) and the CA that signed the broker's certificate."""
+    import ssl
+
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    if MICROPYTHON:
+        ctx.load_cert_chain(cert, key)
+    else:  # CPython loads a client certificate from a PEM file only
+        import binascii
+        import os
+        import tempfile
+
+        b64 = binascii.b2a_base64(key).decode().strip()
+        pem = ssl.DER_cert_to_PEM_cert(cert) + "-----BEGIN PRIVATE KEY-----\n%s\n-----END PRIVATE KEY-----\n" % (
+            "\n".join(b64[i:i + 64] for i in range(0, len(b64), 64)))
+        fd, path = tempfile.mkstemp()
+        try:
+            os.write(fd, pem.encode())
+            os.close(fd)
+            ctx.load_cert_chain(path)
+        finally:
+            os.unlink(path)
+    ctx.load_verify_locations(cadata=ca)
+    ctx.verify_mode = ssl.CERT_REQUIRED
+    return ctx
+
+
+class Client:
+    """One MQTT 3.1.1 connection, kept up by a background task (`connect()` or `start()`).
+
+    `ssl` is an SSL context (see `tls_context`) or None. Counters: `sent` (QoS 1 acknowledged),
+    `received`, `reconnects`; `last_error` is the latest failure (connect, link or handler).
+    """
+
+    def __init__(self, host, port, client_id, ssl=None, user=None, password=None, keepalive=60,
+                 presence=None, on_message=None, limit=16, retry=10, ping_timeout=10, timeout=15,
+                 max_size=2048, backoff=1, backoff_cap=120, rand=None, clock=None):
+        if keepalive <= 0:
+            raise ValueError("keepalive must be positive: pings detect a dead link")
+        self.host, self.port, self.client_id, self.ssl = host, port, client_id, ssl
+        self.user, self.password, self.keepalive, self.presence = user, password, keepalive, presence
+        self.on_message, self.limit, self.retry, self.ping_timeout = on_message, limit, retry, ping_timeout
+        self.timeout, self.max_size, self.backoff, self.backoff_cap = timeout, max_size, backoff, backoff_cap
+        self.rand = rand or random.random
+        self.clock = clock or getattr(time, "ticks_ms", None) or (lambda: int(time.monotonic() * 1000))
+        self.connected = False
+        self.last_error = None
+        self.sent = self.received = self.reconnects = 0
+        self._subs = []  # filters, subscribed again on every connection
+        self._flight = []  # [pid, packet, last sent (ms) or None], oldest first
+        self._waiters = {}  # SUBSCRIBE pid -> [Event, SUBACK code, filter]
+        self._pid = self._attempt = 0
+        self._writer = self._lost = self._task = None
+        self._tasks = ()
+        self._lock = asyncio.Lock()
+
+    @property
+    def unacked(self):
+        """How many QoS 1 messages wait for their PUBACK."""
+        return len(self._flight)
+
+    async def connect(self):
+        """Connect once (raises OSError or MQTTError, e.g. a CONNACK refusal), then keep it up."""
+        try:
+            await self._open()
+        except BaseException:
+            self._drop()
+            raise
+        self.start()
+
+    def start(self):
+        """Keep a connection up in the background, connecting first if need be."""
+        if self._task is None:
+            self._task = asyncio.create_task(self._keep())
+
+    async def publish(self, topic, payload, retain=False, qos=1):
+        """QoS 1: queue until PUBACK (sent now if connected) and return the packet id; QueueFull
+        when `limit` wait. QoS 0: send if connected and return True, else drop it and return False."""
+        if qos == 0:
+            if self.connected:
+                await self._send(publish_packet(topic, payload, 0, retain))
+            return self.connected
+        if len(self._flight) >= self.limit:
+            raise QueueFull("%d QoS 1 messages wait for their PUBACK" % self.limit)
+        return await self._queue(topic, payload, retain)
+
+    async def subscribe(self, topic_filter):
+        """Subscribe at QoS 1, now and after every reconnect; when connected, wait for the SUBACK
+        (MQTTError if the broker refuses it)."""
+        if topic_filter not in self._subs:
+            self._subs.append(topic_filter)
+        if self.connected:
+            waiter = await self._subscribe(topic_filter)
+            await asyncio.wait_for(waiter[0].wait(), self.timeout)
+            if waiter[1] == 0x80:
+                raise MQTTError("subscription to %s refused" % topic_filter)
+
+    async def close(self):
+        """Publish `offline` (with presence; waits up to `timeout` for its PUBACK), DISCONNECT, stop."""
+        if self._task:
+            self._task.cancel()
+            self._task = None
+        if self.connected and self.presence:
+            pid, start = await self._queue(self.presence, OFFLINE, True), self.clock()
+            while self.connected and any(e[0] == pid for e in self._flight) and \
+                    _diff(self.clock(), start) < self.timeout * 1000:
+                await asyncio.sleep(0.02)
+        if self.connected:
+            try:
+                await self._send(b"\xe0\x00")
+            except Exception:  # the link is going anyway
+                pass
+        self._drop()
+
+    # The connection.
+
+    async def _open(self):
+        kw = {"ssl": self.ssl, "server_hostname": self.host} if self.ssl else {}
+        reader, writer = await asyncio.wait_for(asyncio.open_connection(self.host, self.port, **kw),
+                                                self.timeout)
+        try:
+            will = (self.presence, OFFLINE, True) if self.presence else None
+            writer.write(connect_packet(self.client_id, self.keepalive, will, self.user, self.password))
+            await writer.drain()
+            first, body = await asyncio.wait_for(read_packet(reader, 2), self.timeout)
+            if first != 0x20 or len(body) != 2:
+                raise MQTTError("expected CONNACK, got packet type %d" % (first >> 4))
+            if body[1]:
+                raise MQTTError("connection refused: %s (%d)" % (REFUSED.get(body[1], "?"), body[1]))
+        except BaseException:
+            writer.close()
+            raise
+        self._writer, self._lost, self._attempt = writer, asyncio.Event(), 0
+        self._ping_at, self._pinged = None, self.clock()
+        async with self._lock:  # unacknowledged messages first, in order, nothing in between
+            for entry in self._flight:
+                self._mark(entry)
+                writer.write(bytes(entry[1]))
+            self.connected = True
+            await writer.drain()
+        self._tasks = (asyncio.create_task(self._guard(self._read(reader))),
+                       asyncio.create_task(self._guard(self._tend())))
+        for topic_filter in self._subs:
+            await self._subscribe(topic_filter)
+        if self.presence:
+            await self._queue(self.presence, ONLINE, True)
+
+    async def _keep(self):
+        while True:
+            if not self.connected:
+                try:
+                    await self._open()
+                except Exception as exc:
+                    self.last_error = exc
+                    self._drop()
+                    await asyncio.sleep(self._delay())
+                    continue
+            await self._lost.wait()
+            self._drop()
+            self.reconnects += 1
+            await asyncio.sleep(self._delay())
+
+    def _delay(self):
+        """Between half and all of min(backoff_cap, backoff * 2**attempt) seconds."""
+        ceiling = min(self.backoff_cap, self.backoff * 2 ** min(self._attempt, 20))
+        self._attempt += 1
+        return ceiling / 2 * (1 + self.rand())
+
+    def _drop(self):
+        self.connected = False
+        for task in self._tasks:
+            task.cancel()
+        self._tasks = ()
+        if self._writer:
+            self._writer.close()
+            self._writer = None
+
+    async def _guard(self, coro):
+        try:
+            await coro
+        except Exception as exc:
+            self.last_error = exc
+        finally:
+            self._lost.set()
+
+    async def _send(self, data):
+        async with self._lock:
+            if not self.connected:
+                raise MQTTError("not connected")
+            try:
+                self._writer.write(bytes(data))
+                await asyncio.wait_for(self._writer.drain(), self.timeout)
+            except Exception:
+                self._lost.set()  # the keeper reconnects
+                raise
+
+    def _mark(self, entry):
+        """Stamp an in-flight entry as sent now; DUP if it was sent before."""
+        if entry[2] is not None:
+            entry[1][0] |= 0x08
+        entry[2] = self.clock()
+
+    async def _queue(self, topic, payload, retain):
+        pid = self._next_pid()
+        entry = [pid, publish_packet(topic, payload, 1, retain, pid), None]
+        self._flight.append(entry)
+        if self.connected:
+            self._mark(entry)
+            try:
+                await self._send(entry[1])
+            except Exception:  # stays in flight: re-sent after the reconnect
+                pass
+        return pid
+
+    async def _subscribe(self, topic_filter):
+        pid = self._next_pid()
+        waiter = self._waiters[pid] = [asyncio.Event(), None, topic_filter]
+        await self._send(subscribe_packet(pid, topic_filter))
+        return waiter
+
+    def _next_pid(self):
+        while True:
+            self._pid = self._pid % 65535 + 1
+            if self._pid not in self._waiters and all(e[0] != self._pid for e in self._flight):
+                return self._pid
+
+    async def _read(self, reader):
+        while True:
+            first, body = await read_packet(reader, self.max_size)
+            kind = first >> 4
+            if kind == PUBLISH:
+                topic, qos, pid, payload = parse_publish(first, body)
+                self.received += 1
+                try:
+                    if self.on_message:
+                        self.on_message(topic, payload)
+                except Exception as exc:  # the handler's fault: the message is still acknowledged
+                    self.last_error = exc
+                if qos:
+                    await self._send(struct.pack("!BBH", 0x40, 2, pid))
+            elif kind in (PUBACK, SUBACK) and len(body) >= 2:
+                pid = struct.unpack_from("!H", body)[0]
+                if kind == PUBACK:
+                    self.sent += any(e[0] == pid for e in self._flight)
+                    self._flight = [e for e in self._flight if e[0] != pid]
+                elif pid in self._waiters:
+                    waiter = self._waiters.pop(pid)
+                    waiter[1] = body[2] if len(body) > 2 else 0x80
+                    if waiter[1] == 0x80:
+                        self.last_error = MQTTError("subscription to %s refused" % waiter[2])
+                        if waiter[2] in self._subs:
+                            self._subs.remove(waiter[2])
+                    waiter[0].set()
+            elif kind == PINGRESP:
+                self._ping_at = None
+            else:
+                raise MQTTError("unexpected packet type %d" % kind)
+
+    async def _tend(self):
+        """Ping, watch for the PINGRESP, re-send QoS 1 messages left without a PUBACK."""
+        while True:
+            await asyncio.sleep(min(1, self.keepalive / 4))
+            now = self.clock()
+            if self._ping_at is not None and _diff(now, self._ping_at) > self.ping_timeout * 1000:
+                raise MQTTError("no PINGRESP within %s s" % self.ping_timeout)
+            if self._ping_at is None and _diff(now, self._pinged) >= self.keepalive * 500:
+                self._ping_at = self._pinged = now
+                await self._send(b"\xc0\x00")
+            for entry in list(self._flight):
+                if entry[2] is not None and _diff(now, entry[2]) >= self.retry * 1000:
+                    self._mark(entry)
+                    await self._send(entry[1])
