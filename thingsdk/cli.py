@@ -473,6 +473,33 @@ def add_demo_command(sub):
     p.set_defaults(func=cmd_demo)
 
 
+def cmd_firmware_build(args):
+    from thingsdk.firmware_build import build, report
+
+    code, ident = build(args.board, args.identity, args.out, args.exclude)
+    print(report(args.board, code, ident))
+    print("written to   %s" % args.out)
+    return 0
+
+
+def add_firmware_commands(sub):
+    """`firmware build`: a folder to copy to a MicroPython board."""
+    from thingsdk.boards import BOARDS
+
+    group = sub.add_parser("firmware", help="build the files a MicroPython board runs")
+    verbs = group.add_subparsers(dest="verb", required=True, metavar="VERB")
+    p = verbs.add_parser("build", help="compile the core and the firmware library to .mpy and "
+                                       "convert an identity bundle for the board; prints sizes "
+                                       "(no boot.py or main.py yet: the application is to come)")
+    p.add_argument("--board", required=True, metavar="|".join(sorted(BOARDS)), help="the board")
+    p.add_argument("--identity", required=True, metavar="BUNDLE_DIR",
+                   help="the device's identity bundle (from `thingsdk provision`)")
+    p.add_argument("--out", required=True, help="the folder to write (new or empty)")
+    p.add_argument("--exclude", action="append", default=[], metavar="MODULE",
+                   help="leave out this core module (no module kept may import it); repeatable")
+    p.set_defaults(func=cmd_firmware_build)
+
+
 def build_parser():
     parser = argparse.ArgumentParser(
         prog="thingsdk", description="An SDK for things that buy for themselves."
@@ -503,6 +530,7 @@ def build_parser():
     add_vendor_commands(sub)
     add_device_commands(sub)
     add_provision_commands(sub)
+    add_firmware_commands(sub)
     return parser
 
 

@@ -1,0 +1,154 @@
+"""`thingsdk firmware build`: a provisioned bundle (with TLS files) built for each board gives
+every module as .mpy of MicroPython 1.29's format, the identity converted (raw seed and keys, DER
+certificates and key, config.json) with secrets mode 0600, and a size report; the compiled core
+and firmware library import and run on the MicroPython WebAssembly port. Errors are one line.
+"""
+
+import json
+import re
+import stat
+import subprocess
+
+import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+from micropython_port import ROOT, RUNNER
+
+from thingsdk import boards, codec, topics
+from thingsdk.cli import main
+from thingsdk.core import cbor, envelope
+from thingsdk.crypto import Ed25519Verifier, load_signer
+from thingsdk.firmware_build import compile_lib
+
+CORE = sorted(p.stem for p in (ROOT / "thingsdk" / "core").glob("*.py"))
+MPY_VERSION = 6  # MicroPython 1.23 on; sys.implementation._mpy 774 = version 6, sub-version 3
+
+
+@pytest.fixture
+def bundle(tmp_path, pki, capsys):
+    for name in ("owner", "vendor", "fridge"):
+        assert main(["keygen", "--out", str(tmp_path), "--name", name]) == 0
+    fridge = load_signer(tmp_path / "fridge.key")
+    cert, key = pki.client(topics.kid_hex(fridge.kid))
+    assert main(["provision", "--out", str(tmp_path / "fridge"), "--vendor-pub",
+                 str(tmp_path / "vendor.pub"), "--owner-key", str(tmp_path / "owner.key"),
+                 "--device-key", str(tmp_path / "fridge.key"),
+                 "--broker", "mqtts://broker.example:8884", "--ca", str(pki.ca_file),
+                 "--cert", cert, "--key", key,
+                 "--consumable", "slot=water-filter,sku=WF-300,unit=ml,capacity=300000"]) == 0
+    capsys.readouterr()
+    return tmp_path / "fridge"
+
+
+def build(tmp_path, bundle, board, *extra):
+    return main(["firmware", "build", "--board", board, "--identity", str(bundle),
+                 "--out", str(tmp_path / board), *extra])
+
+
+def mpy_files(folder):
+    return sorted(str(p.relative_to(folder)) for p in folder.rglob("*.mpy"))
+
+
+@pytest.mark.parametrize("board", sorted(boards.BOARDS))
+def test_build_compiles_every_module_and_converts_the_identity(tmp_path, bundle, board, capsys):
+    assert build(tmp_path, bundle, board) == 0
+    out, folder = capsys.readouterr().out, tmp_path / board
+    expected = (["lib/mqtt.mpy", "lib/thingsdk/__init__.mpy"]
+                + ["lib/thingsdk/core/%s.mpy" % name for name in CORE])
+    assert mpy_files(folder) == sorted(expected)
+    for name in expected:
+        data = (folder / name).read_bytes()
+        assert data[:2] == b"M" + bytes([MPY_VERSION]) and str(ROOT).encode() not in data
+        assert re.search(r"\n  %s +%d B\n" % (re.escape(name), len(data)), out)
+    assert not list(folder.rglob("*.py"))  # and no boot.py or main.py: said so
+    assert "boot.py and main.py: the firmware application does not exist yet" in out
+
+    ident = folder / "identity"
+    fridge = load_signer(bundle / "device.key")
+    assert (ident / "device.seed").read_bytes() == fridge.seed()
+    assert (ident / "vendor.pub").read_bytes().hex() == (bundle / "vendor.pub").read_text().strip()
+    assert (ident / "owner.pub").read_bytes().hex() == (bundle / "owner.pub").read_text().strip()
+    assert (ident / "mandate.cwt").read_bytes() == (bundle / "mandate.cwt").read_bytes()
+    for name in ("device.seed", "device-tls.der"):
+        assert stat.S_IMODE((ident / name).stat().st_mode) == 0o600
+    for der, pem in (("ca.der", "ca.pem"), ("device.der", "device.pem")):
+        assert (x509.load_der_x509_certificate((ident / der).read_bytes())
+                == x509.load_pem_x509_certificate((bundle / pem).read_bytes()))
+    key_der = serialization.load_der_private_key((ident / "device-tls.der").read_bytes(), None)
+    key_pem = serialization.load_pem_private_key((bundle / "device-tls.key").read_bytes(), None)
+    assert key_der.private_numbers() == key_pem.private_numbers()
+
+    config = json.loads((ident / "config.json").read_text())
+    vendor, owner = (load_signer(bundle.parent / n) for n in ("vendor.key", "owner.key"))
+    assert config == {"board": board, "broker": {"host": "broker.example", "port": 8884,
+                                                 "tls": True},
+                      "device_kid": fridge.kid.hex(), "vendor_kid": vendor.kid.hex(),
+                      "owner_kid": owner.kid.hex()}
+
+    total = sum(p.stat().st_size for p in folder.rglob("*") if p.is_file())
+    profile = boards.BOARDS[board]
+    assert "-march=%s" % profile.march in out
+    verdict = ("OVER the target by %d B" % (total - boards.TARGET) if total > boards.TARGET
+               else "within the target, %d B to spare" % (boards.TARGET - total))
+    assert "total        %d B vs the 61440 B (60 KB) target: %s" % (total, verdict) in out
+
+
+def test_exclude_leaves_a_module_out_unless_another_needs_it(tmp_path, bundle, capsys):
+    assert build(tmp_path, bundle, "esp32", "--exclude", "approval") == 0
+    assert not (tmp_path / "esp32" / "lib/thingsdk/core/approval.mpy").exists()
+    assert "approval" not in capsys.readouterr().out
+    assert build(tmp_path, bundle, "pico_w", "--exclude", "cbor") == 2
+    assert capsys.readouterr().err == ("thingsdk firmware: error: --exclude cbor: cose.py "
+                                       "imports it\n")
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--board", "esp8266"], "unknown board 'esp8266' (known: esp32, pico_w)"),
+    (["--identity", "missing"], "missing holds no device.toml: not an identity bundle"),
+    (["--exclude", "nonesuch"], "--exclude nonesuch: no such core module"),
+])
+def test_errors_are_one_line(tmp_path, bundle, capsys, monkeypatch, args, message):
+    monkeypatch.chdir(tmp_path)
+    given = dict(zip(args[::2], args[1::2]))
+    argv = ["firmware", "build", "--board", given.get("--board", "esp32"),
+            "--identity", given.get("--identity", str(bundle)), "--out", "out"]
+    argv += ["--exclude", given["--exclude"]] if "--exclude" in given else []
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("thingsdk firmware: error: " + message) and err.count("\n") == 1
+    assert not (tmp_path / "out").exists()
+
+
+def test_out_must_be_new_or_empty(tmp_path, bundle, capsys):
+    (tmp_path / "esp32").mkdir()
+    (tmp_path / "esp32" / "keep").write_text("mine")
+    assert build(tmp_path, bundle, "esp32") == 2
+    assert "is not empty" in capsys.readouterr().err
+    assert (tmp_path / "esp32" / "keep").read_text() == "mine"
+
+
+def test_built_modules_run_on_micropython(tmp_path, bundle, capsys):
+    """The esp32 build's lib/ alone, mounted at /lib, seals and opens a message on the
+    WebAssembly port; -march changes nothing in bytecode-only modules (the bytes equal a build
+    without it), so this is the very code a board gets."""
+    assert build(tmp_path, bundle, "esp32") == 0
+    capsys.readouterr()
+    folder = tmp_path / "esp32"
+    compile_lib(tmp_path / "plain")
+    for name in mpy_files(folder):
+        assert (folder / name).read_bytes() == (tmp_path / "plain" / name).read_bytes(), name
+    done = subprocess.run(
+        ["node", str(RUNNER), "--heap", str(2 * 1024 * 1024),
+         "--mount", "%s:/lib" % (folder / "lib"), "--mount", "%s:/identity" % (folder / "identity"),
+         str(ROOT / "tests" / "mpy" / "firmware_build_check.py")],
+        capture_output=True, text=True, timeout=300, cwd=ROOT)
+    assert done.returncode == 0, done.stderr
+    lines = dict(line.split(" ", 1) for line in done.stdout.splitlines())
+    assert lines["mpy"] == "774"  # version 6, sub-version 3: what mpy-cross 1.29 emits
+    fridge = load_signer(bundle / "device.key")
+    assert lines["kid"] == "%s %s" % (fridge.kid.hex(), fridge.kid.hex())
+    vendor = load_signer(bundle.parent / "vendor.key")
+    inbox = envelope.Inbox(vendor.kid, {fridge.kid: Ed25519Verifier(fridge.public_key)}, codec)
+    opened = inbox.open(bytes.fromhex(lines["sealed"]), 1767225601)
+    assert opened.status == envelope.ACCEPT, opened  # signed on MicroPython, checked by CPython
+    assert cbor.loads(bytes.fromhex(lines["sealed"]))  # and it is CBOR
