@@ -94,11 +94,8 @@ class SimDevice:
         self.inbox.commit(opened)
         m = opened.message
         if m.type == messages.OFFER and self.order_sent is None:
-            o = m.body
-            body = {"order": os.urandom(16), "offer": o["offer"], "sku": o["sku"], "qty": o["qty"],
-                    "total": o["total"], "mandate": 1, "test": o["test"]}
             self.order_sent = time.perf_counter()
-            self.send(messages.ORDER, body)
+            self.send(messages.ORDER, messages.order_body(m.body, os.urandom(16), 1))
         elif m.type in (messages.RECEIPT, messages.ERROR) and self.outcome is None:
             self.outcome = m.body.get("status", "error")
             self.receipt_at = time.perf_counter()

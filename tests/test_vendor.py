@@ -85,9 +85,7 @@ class World:
         return answers[0].body
 
     def order(self, device, offer, now=T, order_id=None, mandate_version=1, **extra):
-        body = {"order": order_id or os.urandom(16), "offer": offer["offer"], "sku": offer["sku"],
-                "qty": offer["qty"], "total": offer["total"], "mandate": mandate_version,
-                "test": offer["test"], **extra}
+        body = dict(m.order_body(offer, order_id or os.urandom(16), mandate_version), **extra)
         data, answers = self.send(device, m.ORDER, body, now)
         assert len(answers) == 1
         return body, data, answers[0]
@@ -340,8 +338,7 @@ def test_two_workers_on_one_database_place_an_order_once(world):
     workers = [world.service, world.new_service()]
     for resealed in (False, True):
         offer = world.quote(world.a, "BEANS-1KG" if resealed else "WF-300")
-        body = {"order": os.urandom(16), "offer": offer["offer"], "sku": offer["sku"],
-                "qty": 1, "total": offer["total"], "mandate": 1, "test": False}
+        body = m.order_body(offer, os.urandom(16), 1)
         sealed = [world.a.seal(m.ORDER, body, T) for _ in workers]
         if not resealed:
             sealed = [sealed[0]] * len(workers)

@@ -53,8 +53,7 @@ class Phone:
 
 
 def order_for(offer):
-    return {"order": os.urandom(16), "offer": offer["offer"], "sku": offer["sku"],
-            "qty": offer["qty"], "total": offer["total"], "mandate": 1, "test": offer["test"]}
+    return m.order_body(offer, os.urandom(16), 1)
 
 
 @pytest.fixture

@@ -9,7 +9,7 @@ Before the reorder point an offer is taken only as a promotion: when its saving 
 usual price beats the cost of holding the items for the time they come early, within policy.
 """
 
-from thingsdk.core import policy
+from thingsdk.core import messages, policy
 from thingsdk.core.consumable import DAY, MILLI_DAY
 from thingsdk.core.mandate import kid_hex
 from thingsdk.core.money import text as money_text
@@ -58,12 +58,7 @@ class Decision:
         """The order body that carries out a buy: the offer's sku, qty, total and test."""
         if self.action != BUY:
             raise ValueError("only a buy decision places an order")
-        body = {"order": order_id, "offer": self.offer["offer"], "sku": self.offer["sku"],
-                "qty": self.quantity, "total": self.total, "mandate": self.mandate_version,
-                "test": self.test}
-        if self.approval is not None:
-            body["appr"] = self.approval
-        return body
+        return messages.order_body(self.offer, order_id, self.mandate_version, self.approval)
 
 
 def sentence(parts):

@@ -394,10 +394,7 @@ def _order(s, decision):
     offer = _offer(rec, decision["offer"])
     order_id = s.new_id()
     _require(_is_id(order_id), "new_id() must return 16 bytes")
-    body = {"order": order_id, "offer": offer["offer"], "sku": offer["sku"], "qty": offer["qty"],
-            "total": offer["total"], "mandate": decision["mandate"], "test": offer["test"]}
-    if rec["appr"] is not None:
-        body["appr"] = rec["appr"]
+    body = m.order_body(offer, order_id, decision["mandate"], rec["appr"])
     _check_body(m.ORDER, body)
     hold_until = decision.get("hold_until")  # the cancel window runs as long after the receipt
     hold = 0 if hold_until is None else max(0, hold_until - s.now)

@@ -308,6 +308,16 @@ def build(msg_type, body, sender_kid, recipient_kid, seq, ts, exp, msg_id, reply
     return check(obj)
 
 
+def order_body(offer, order_id, mandate_version, approval=None):
+    """The body of an order that buys an offer (an offer body) as it stands, decided under
+    mandate_version; approval is the id of the owner's approval message, if one was needed."""
+    body = {"order": order_id, "offer": offer["offer"], "sku": offer["sku"], "qty": offer["qty"],
+            "total": offer["total"], "mandate": mandate_version, "test": offer["test"]}
+    if approval is not None:
+        body["appr"] = approval
+    return body
+
+
 def check_claims(claims):
     """Check the structure of a decoded mandate claims set (not the policy); return it."""
     _check(CLAIMS, claims, "")
