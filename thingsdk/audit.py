@@ -26,28 +26,43 @@ class AuditLog:
 
     def __init__(self, path):
         self.path = os.fspath(path)
+        self._known = None  # (size, mtime) of the file as this object last left it, all intact
 
     def append(self, record):
-        """Append one record (a CBOR-encodable map) durably."""
+        """Append one record (a CBOR-encodable map) durably.
+
+        The file is scanned again only when it is not as this object last left it, so a device
+        appending decision after decision does not re-read its whole log each time."""
         body = codec.dumps(record)
         if len(body) > MAX_RECORD:
             raise ValueError("audit record of %d bytes exceeds %d" % (len(body), MAX_RECORD))
-        _, good_end, state = self._scan()
-        if state == "corrupt":
-            raise AuditLogCorrupt("%s: corrupt record at byte %d" % (self.path, good_end))
         fd = os.open(self.path, os.O_WRONLY | os.O_CREAT, 0o600)
         try:
+            info = os.fstat(fd)
+            if (info.st_size, info.st_mtime_ns) == self._known:
+                good_end, state = info.st_size, "intact"
+            else:
+                _, good_end, state = self._scan()
+            if state == "corrupt":
+                raise AuditLogCorrupt("%s: corrupt record at byte %d" % (self.path, good_end))
             if state == "torn":
                 os.ftruncate(fd, good_end)
             os.lseek(fd, 0, os.SEEK_END)
             os.write(fd, _HEADER.pack(len(body), zlib.crc32(body)) + body)
             os.fsync(fd)
+            info = os.fstat(fd)
+            self._known = (info.st_size, info.st_mtime_ns)
         finally:
             os.close(fd)
 
     def records(self):
         """Every intact record, oldest first."""
         return self._scan()[0]
+
+    def read(self):
+        """(every intact record, the log's state()), from one reading of the file."""
+        records, _, state = self._scan()
+        return records, state
 
     def state(self):
         """"intact", "torn" (a partial last frame, as a power cut leaves) or "corrupt"."""

@@ -468,7 +468,7 @@ def log_report(path, last=None):
     if not os.path.exists(path):
         raise ValueError("%s: no such file" % path)
     log = AuditLog(path)
-    records, state = log.records(), log.state()
+    records, state = log.read()
     shown = records if last is None else records[max(0, len(records) - last):]
     lines = [_record_line(r) for r in shown]
     if state == "torn":
