@@ -142,7 +142,7 @@ class Thing:
         rec = self.device.orders.open_for(self.spec.slot)
         if rec is None or rec["state"] != lifecycle.APPROVING:
             return None
-        return self.device.state.sealed(rec["out"]["id"])
+        return self.device.state.sealed(rec["out"]["id"], rec["out"]["exp"])
 
     def hand_over(self, data):
         """Give the thing a message from its owner, as a file in its state folder's from-owner/

@@ -313,7 +313,7 @@ class Device:
 
     def _send(self, msg, now):
         """Seal under the message's id (once: the outbox keeps the bytes), then publish."""
-        data = self.state.sealed(msg["id"])
+        data = self.state.sealed(msg["id"], msg["exp"])
         if data is None:
             data = envelope.seal(msg["t"], msg["b"], self.signer, msg["to"],
                                  self.state.sequence.take(), now, msg["id"], codec,
@@ -335,12 +335,6 @@ class Device:
     def _save_consumables(self):
         self.state.save("consumables", {name: slot.consumable.to_state()
                                         for name, slot in self.slots.items()})
-
-    def _audit(self, now, need, entry):
-        self.state.audit.append(dict(entry, need=need))
-
-    def _drop(self, now, need):
-        self.state.drop_record(need)
 
     # Deciding.
 

@@ -67,17 +67,16 @@ class StateFolder:
 
     # The outbox.
 
-    def sealed(self, msg_id):
-        """The bytes sealed under msg_id, or None."""
-        prefix = msg_id.hex() + "-"
-        for name in os.listdir(self.path / OUTBOX):
-            if name.startswith(prefix):
-                return read_bytes(self.path / OUTBOX / name)
-        return None
+    def sealed(self, msg_id, exp):
+        """The bytes sealed under msg_id (expiring at exp), or None."""
+        return read_bytes(self._sealed_path(msg_id, exp))
 
     def keep_sealed(self, msg_id, exp, data):
         """Keep sealed bytes (before they are published) until `exp`."""
-        atomic_write(self.path / OUTBOX / ("%s-%d.cose" % (msg_id.hex(), exp)), data)
+        atomic_write(self._sealed_path(msg_id, exp), data)
+
+    def _sealed_path(self, msg_id, exp):
+        return self.path / OUTBOX / ("%s-%d.cose" % (msg_id.hex(), exp))
 
     def prune_sealed(self, now):
         """Forget the sealed messages that have expired: nobody may accept them any more."""
