@@ -30,11 +30,11 @@ def cmd_keygen(args):
 
 
 def cmd_inspect(args):
-    from thingsdk.crypto import load_public_key
-    from thingsdk.inspect import inspect_message, is_file, read_message_arg
+    from thingsdk.inspect import inspect_message, read_message_arg
+    from thingsdk.owner import read_public_key
 
     data = read_message_arg(args.message)
-    keys = [load_public_key(Path(t).read_text() if is_file(t) else t) for t in args.key]
+    keys = [read_public_key(t) for t in args.key]
     report, ok = inspect_message(data, keys, now=args.now)
     print(report)
     return 0 if ok else 1

@@ -2,9 +2,8 @@
 
 import random
 
+from thingsdk.core.consumable import DAY
 from thingsdk.sensors import LEVEL
-
-DAY = 86400
 
 
 class SimulatedLevel:

@@ -36,8 +36,10 @@ from thingsdk import codec as default_codec
 from thingsdk import topics
 from thingsdk.core import envelope, mandate
 from thingsdk.core import messages as m
+from thingsdk.core.consumable import DAY
 from thingsdk.core.decide import sentence
 from thingsdk.core.keys import key_id
+from thingsdk.core.ledger import MAX_AMOUNT
 from thingsdk.core.lifecycle import VISIT_SKU
 from thingsdk.core.replay import ReplayGuard
 from thingsdk.crypto import Ed25519Verifier
@@ -46,9 +48,7 @@ from thingsdk.vendor.ordering import error
 from thingsdk.zones import zone_offset
 
 TTL = 6 * 3600  # lifetime of the messages the vendor sends
-MAX_AMOUNT = 10 ** 12
 CARRIER = "thingsdk-sim"
-DAY = 86400
 REMIND_DAYS = 3  # deliveries are repeated on a device's status for this long after arrival
 log = logging.getLogger(__name__)
 
