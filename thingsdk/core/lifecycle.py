@@ -122,12 +122,6 @@ def make_config(overrides=None):
     return cfg
 
 
-def _check_body(msg_type, body):
-    """Raise MessageError unless body is a valid body of msg_type."""
-    zero_id = bytes(m.ID_SIZE)
-    m.build(msg_type, body, bytes(m.KID_SIZE), bytes(m.KID_SIZE), 0, 0, 1, zero_id, zero_id)
-
-
 def from_message(msg):
     """The event data of an opened messages.Message."""
     return {"from": msg.kid, "id": msg.id, "t": msg.type, "re": msg.re, "b": msg.body}
@@ -141,7 +135,7 @@ def start(need_id, kind, slot, ask, vendor, owner, now, config, new_id):
     _require(_is_id(need_id) and kind in ASKS, "a need has a 16-byte id and a kind")
     _require(isinstance(vendor, bytes) and isinstance(owner, bytes), "vendor and owner are kids")
     ask = _copy(ask)
-    _check_body(ASKS[kind], ask)
+    m.check_body(ASKS[kind], ask)
     _require(kind == SUPPORT or ask["slot"] == slot, "the quote request is for another slot")
     record = {key: None for key in _FIELDS}
     record.update({"v": VERSION, "need": need_id, "kind": kind, "slot": slot, "at": now,
@@ -395,7 +389,7 @@ def _order(s, decision):
     order_id = s.new_id()
     _require(_is_id(order_id), "new_id() must return 16 bytes")
     body = m.order_body(offer, order_id, decision["mandate"], rec["appr"])
-    _check_body(m.ORDER, body)
+    m.check_body(m.ORDER, body)
     hold_until = decision.get("hold_until")  # the cancel window runs as long after the receipt
     hold = 0 if hold_until is None else max(0, hold_until - s.now)
     rec.update({"state": ORDERING, "oid": order_id, "order": body, "first": s.now, "tries": 0,
@@ -415,7 +409,7 @@ def _ask(s, decision):
                "arrive": offer["arrive"], "test": offer["test"]}
     until = min(s.now + s.cfg["approval_ttl"], offer["until"])
     body = {"req": s.new_id(), "order": summary, "why": decision.get("text"), "until": until}
-    _check_body(m.APPROVAL_REQUEST, body)
+    m.check_body(m.APPROVAL_REQUEST, body)
     rec.update({"state": APPROVING, "areq": body, "due": until, "appr": None})
     s.send(m.APPROVAL_REQUEST, body, rec["owner"])
 
@@ -604,21 +598,21 @@ def from_state(state):
     _check_list(rec["offers"], MAX_OFFERS, 2, lambda x: isinstance(x[0], bytes), "offers")
     _check_list(rec["shipments"], MAX_SHIPMENTS, 3, lambda x: _is_int(x[2]), "shipments")
     for offer in rec["offers"]:
-        _check_body(m.OFFER, offer[1])
-    _check_body(ASKS[rec["kind"]], rec["ask"])
+        m.check_body(m.OFFER, offer[1])
+    m.check_body(ASKS[rec["kind"]], rec["ask"])
     out = rec["out"]
     _require(out is None or (isinstance(out, dict) and sorted(out) ==
                              ["b", "exp", "id", "re", "t", "to"] and [out["id"], out["t"]]
                              in rec["ids"]), "out is a message this need sent")
     if out is not None:
-        _check_body(out["t"], out["b"])
+        m.check_body(out["t"], out["b"])
     has_order = rec["oid"] is not None
     _require(has_order == (rec["money"] is not None), "money is held exactly for an order")
     _require(has_order or RANK[rec["state"]] in (0, RANK[CLOSED]), "an order state needs an order")
     if has_order:
         _require(_is_id(rec["oid"]) and isinstance(rec["order"], dict)
                  and rec["order"].get("order") == rec["oid"], "the order body names the order id")
-        _check_body(m.ORDER, rec["order"])
+        m.check_body(m.ORDER, rec["order"])
         _require(_offer(rec, rec["order"]["offer"]) is not None, "the order's offer is kept")
     _require((rec["state"] == CLOSED) == (rec["reason"] is not None), "a reason when closed")
     _require(rec["state"] != CLOSED or rec["money"] != "reserved", "closed with money reserved")

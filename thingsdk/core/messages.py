@@ -290,8 +290,15 @@ def check(obj):
     _check_map(_HEADER, obj, "")
     if t in ANSWERS and 9 not in obj:
         raise MessageError("missing-field", "re", "required in a %s" % NAMES[t - 1])
-    _check(BODIES[t - 1], obj[10], "b")
+    check_body(t, obj[10])
     return obj
+
+
+def check_body(msg_type, body):
+    """Raise MessageError unless msg_type is a known type code and body a valid body of it."""
+    if not (_is_int(msg_type) and 1 <= msg_type <= len(NAMES)):
+        raise MessageError("unknown-type", "t", str(msg_type))
+    _check(BODIES[msg_type - 1], body, "b")
 
 
 def parse(obj):

@@ -12,7 +12,7 @@ from thingsdk.core import messages
 from thingsdk.core.lifecycle import VISIT_SKU
 
 HOUR = 3600
-_NO_KID, _NO_ID = bytes(messages.KID_SIZE), bytes(messages.ID_SIZE)
+_NO_ID = bytes(messages.ID_SIZE)
 
 
 class CatalogError(ValueError):
@@ -111,7 +111,7 @@ class _Reader:
     def message(self, msg_type, body, names=None):
         """Check body as a body of msg_type; refusals name the catalog setting."""
         try:
-            messages.build(msg_type, body, _NO_KID, _NO_KID, 0, 0, 1, _NO_ID, reply_to=_NO_ID)
+            messages.check_body(msg_type, body)
         except messages.MessageError as exc:
             field = exc.field.removeprefix("b.")
             head = field.split(".")[0].split("[")[0]
