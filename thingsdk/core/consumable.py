@@ -5,6 +5,8 @@ is an int, and state goes out and comes back as plain dicts and lists (`to_state
 Rates are integer milli-units per day, as on the wire.
 """
 
+from thingsdk.core.check import int_in, is_int
+
 DAY = 86400
 MILLI_DAY = 1000 * DAY  # a rate in milli-units per day times seconds, over this, is units
 STATE_VERSION = 1
@@ -27,19 +29,13 @@ class ConsumableError(ValueError):
     """Malformed consumable state, or a setting or argument out of range."""
 
 
-def _is_int(value):
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
 def _require(ok, message):
     if not ok:
         raise ConsumableError(message)
 
 
 def _check_int(value, low, high, name):
-    ok = _is_int(value) and low <= value <= high
-    _require(ok, "%s must be an int in %d..%d" % (name, low, high))
-    return value
+    return int_in(value, low, high, name, ConsumableError)
 
 
 def _check_token(value, name):
@@ -365,7 +361,7 @@ class Consumable:
         if safety is None:
             safety = capacity // 10
         self.safety = _check_int(safety, 0, MAX_UNITS, "safety")
-        _require(order_qty is None or _is_int(order_qty) and 0 < order_qty <= MAX_ITEMS,
+        _require(order_qty is None or is_int(order_qty) and 0 < order_qty <= MAX_ITEMS,
                  "order_qty must be None or an int in 1..%d" % MAX_ITEMS)
         self.order_qty = order_qty
         if estimator is None:

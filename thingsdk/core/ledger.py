@@ -13,6 +13,8 @@ are kept, and a reservation beyond that is refused ("full"), so fail closed. A n
 a longer period sees only what the previous limits kept. Portable and sans-IO.
 """
 
+from thingsdk.core.check import int_in
+
 DAY = 86400
 MAX_ENTRIES = 366  # an order a day over the longest window
 MAX_TIME = 253402300799
@@ -33,9 +35,7 @@ def _require(ok, message):
 
 
 def _int(value, low, high, name):
-    _require(isinstance(value, int) and not isinstance(value, bool) and low <= value <= high,
-             "%s must be an int in %d..%d" % (name, low, high))
-    return value
+    return int_in(value, low, high, name, LedgerError)
 
 
 def _check_entry(order_id, amount, currency):

@@ -41,6 +41,7 @@ for buy), "text" (the sentence for the owner, for ask), "until" (when a wait end
 """
 
 from thingsdk.core import messages as m
+from thingsdk.core.check import is_int
 from thingsdk.core.consumable import DAY
 
 VERSION = 1
@@ -90,10 +91,6 @@ def _require(ok, message):
         raise LifecycleError(message)
 
 
-def _is_int(v):
-    return isinstance(v, int) and not isinstance(v, bool)
-
-
 def _is_id(v):
     return isinstance(v, bytes) and len(v) == m.ID_SIZE
 
@@ -115,7 +112,7 @@ def make_config(overrides=None):
         cfg[key] = value
     for key in DEFAULTS:
         if key != "approval_timeout":
-            _require(_is_int(cfg[key]) and cfg[key] >= 0, "%s must be an int >= 0" % key)
+            _require(is_int(cfg[key]) and cfg[key] >= 0, "%s must be an int >= 0" % key)
     _require(cfg["ttl"] > SKEW, "ttl must exceed %d s" % SKEW)
     _require(cfg["approval_timeout"] in ("decline", "requote"),
              "approval_timeout is 'decline' or 'requote'")
@@ -152,7 +149,7 @@ class _Step:
     """One transition in the making: a copy of the record and the effects it leads to."""
 
     def __init__(self, record, now, config, new_id):
-        _require(_is_int(now) and now >= 0, "now must be an int >= 0")
+        _require(is_int(now) and now >= 0, "now must be an int >= 0")
         self.before = record
         self.rec = _copy(record)
         self.now, self.cfg, self.new_id = now, config, new_id
@@ -376,9 +373,9 @@ def _check_decision(rec, decision):
                  "the decision names an offer this need does not hold")
     if action == "buy":
         mandate = decision.get("mandate")
-        _require(_is_int(mandate) and mandate > 0, "a buy decision names its mandate version")
+        _require(is_int(mandate) and mandate > 0, "a buy decision names its mandate version")
     for key in ("until", "hold_until"):
-        _require(decision.get(key) is None or _is_int(decision[key]), "%s is an int" % key)
+        _require(decision.get(key) is None or is_int(decision[key]), "%s is an int" % key)
     return action
 
 
@@ -591,12 +588,12 @@ def from_state(state):
     for key in ("vendor", "owner"):
         _require(isinstance(rec[key], bytes), "%s is a key id" % key)
     for key in ("at", "tries", "rounds", "hold"):
-        _require(_is_int(rec[key]) and rec[key] >= 0, "%s is an int >= 0" % key)
+        _require(is_int(rec[key]) and rec[key] >= 0, "%s is an int >= 0" % key)
     for key in ("due", "first", "cancel_until", "closed"):
-        _require(rec[key] is None or _is_int(rec[key]), "%s is an int or None" % key)
-    _check_list(rec["ids"], MAX_IDS, 2, lambda x: _is_id(x[0]) and _is_int(x[1]), "ids")
+        _require(rec[key] is None or is_int(rec[key]), "%s is an int or None" % key)
+    _check_list(rec["ids"], MAX_IDS, 2, lambda x: _is_id(x[0]) and is_int(x[1]), "ids")
     _check_list(rec["offers"], MAX_OFFERS, 2, lambda x: isinstance(x[0], bytes), "offers")
-    _check_list(rec["shipments"], MAX_SHIPMENTS, 3, lambda x: _is_int(x[2]), "shipments")
+    _check_list(rec["shipments"], MAX_SHIPMENTS, 3, lambda x: is_int(x[2]), "shipments")
     for offer in rec["offers"]:
         m.check_body(m.OFFER, offer[1])
     m.check_body(ASKS[rec["kind"]], rec["ask"])

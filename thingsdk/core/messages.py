@@ -4,6 +4,8 @@ Mirrors spec/thingsdk.cddl. Validation is table-driven: each body has a compact 
 and dicts below) interpreted by one small validator, `_check`. Portable: runs on MicroPython.
 """
 
+from thingsdk.core.check import is_int
+
 VERSION = 1
 (STATUS, QUOTE_REQUEST, OFFER, ORDER, RECEIPT, SHIPMENT, DELIVERY, CANCEL, APPROVAL_REQUEST,
  APPROVAL, MANDATE, SUPPORT_REQUEST, SUPPORT_REPLY, PROMOTION, ERROR) = range(1, 16)
@@ -155,10 +157,6 @@ def _label(key, names):
     return names[key] if names and key in names else str(key)
 
 
-def _is_int(v):
-    return isinstance(v, int) and not isinstance(v, bool)
-
-
 def _size(v, lo, hi, path):
     if not lo <= len(v) <= hi:
         raise MessageError("bad-size", path, "length %d not in %d..%d" % (len(v), lo, hi))
@@ -168,7 +166,7 @@ def _check(spec, v, path):
     """Raise MessageError unless v matches spec; path names v in the message."""
     kind = spec[0]
     if kind == "i":
-        if not _is_int(v):
+        if not is_int(v):
             raise MessageError("bad-type", path, "expected int")
         if not spec[1] <= v <= spec[2]:
             raise MessageError("out-of-range", path, "%d not in %d..%d" % (v, spec[1], spec[2]))
@@ -280,10 +278,10 @@ def check(obj):
     for key in (1, 2):
         if key not in obj:
             raise MessageError("missing-field", HEADER_NAMES[key])
-    if obj[1] != VERSION or not _is_int(obj[1]):
+    if obj[1] != VERSION or not is_int(obj[1]):
         raise MessageError("bad-version", "v", "expected %d" % VERSION)
     t = obj[2]
-    if not _is_int(t):
+    if not is_int(t):
         raise MessageError("bad-type", "t", "expected int")
     if not 1 <= t <= len(NAMES):
         raise MessageError("unknown-type", "t", str(t))
@@ -296,7 +294,7 @@ def check(obj):
 
 def check_body(msg_type, body):
     """Raise MessageError unless msg_type is a known type code and body a valid body of it."""
-    if not (_is_int(msg_type) and 1 <= msg_type <= len(NAMES)):
+    if not (is_int(msg_type) and 1 <= msg_type <= len(NAMES)):
         raise MessageError("unknown-type", "t", str(msg_type))
     _check(BODIES[msg_type - 1], body, "b")
 

@@ -6,6 +6,8 @@ back in as plain lists, ints and bytes (`to_state` / `from_state`), so it can be
 
 import hashlib
 
+from thingsdk.core.check import is_int
+
 MAX_SEQ = 2**53 - 1
 MAX_ID_LENGTH = 64
 MAX_WINDOW = 1024
@@ -39,12 +41,8 @@ class SequenceExhausted(OverflowError):
     """Every sequence number up to MAX_SEQ has been issued."""
 
 
-def _is_int(value):
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
 def _is_uint(value, limit=None):
-    return _is_int(value) and value >= 0 and (limit is None or value <= limit)
+    return is_int(value) and value >= 0 and (limit is None or value <= limit)
 
 
 def _is_id(value):
@@ -72,7 +70,7 @@ class SequenceWindow:
 
     def __init__(self, size=64, highest=-1, bitmap=0):
         _check_window_size(size)
-        _require(_is_int(highest) and -1 <= highest <= MAX_SEQ, "bad highest sequence number")
+        _require(is_int(highest) and -1 <= highest <= MAX_SEQ, "bad highest sequence number")
         _require(_is_uint(bitmap) and bitmap < (1 << min(size, highest + 1)), "bad window bitmap")
         _require(highest < 0 or bitmap & 1, "window bitmap must mark its highest sequence number")
         self.size = size

@@ -1,0 +1,14 @@
+"""Checks of plain values that several core modules make (MicroPython: bool is not an int there,
+and on CPython it is, so both say what they mean)."""
+
+
+def is_int(value):
+    """Whether value is an int and not a bool."""
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def int_in(value, low, high, name, error):
+    """value if it is an int in low..high; else raise error naming it."""
+    if not (is_int(value) and low <= value <= high):
+        raise error("%s must be an int in %d..%d" % (name, low, high))
+    return value
