@@ -243,13 +243,11 @@ class Service:
         nobody's answer, so a device that lost one (a broker without persistence restarting,
         say) would otherwise never learn of it; a device that has it ignores the repeat."""
         out = []
-        for order in self.store.orders(device):
-            if order["test"] or order["arrives_at"] is None:
-                continue
-            if order["status"] == "shipped":
-                out.append(self._shipment(device, order["id"], order["arrives_at"]))
-            elif order["status"] == "delivered" and now - order["arrives_at"] < REMIND_DAYS * DAY:
-                out.append(_delivery(order["id"], order["qty"], order["arrives_at"]))
+        for order_id, status, qty, arrives in self.store.news(device, now - REMIND_DAYS * DAY):
+            if status == "shipped":
+                out.append(self._shipment(device, order_id, arrives))
+            else:
+                out.append(_delivery(order_id, qty, arrives))
         return out
 
 

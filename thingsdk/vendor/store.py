@@ -218,6 +218,15 @@ class Store:
         return codec.loads(self._one("SELECT receipt FROM orders WHERE device = ? AND id = ?",
                                      device, order_id)[0]).get("ref")
 
+    def news(self, device, delivered_since):
+        """(order id, status, qty, arrives_at) of a device's non-test orders on their way, and
+        of those delivered since `delivered_since` (arrival time), oldest first."""
+        return self.db.execute(
+            "SELECT id, status, qty, arrives_at FROM orders WHERE device = ? AND test = 0 AND "
+            "arrives_at IS NOT NULL AND "
+            "(status = 'shipped' OR (status = 'delivered' AND arrives_at > ?)) ORDER BY rowid",
+            (device, delivered_since)).fetchall()
+
     def orders(self, device):
         """Every order of a device as dicts, oldest first (for tools and tests)."""
         cursor = self.db.execute("SELECT * FROM orders WHERE device = ? ORDER BY rowid", (device,))
