@@ -11,7 +11,6 @@ import shutil
 import subprocess
 import tomllib
 from pathlib import Path
-from urllib.parse import urlsplit
 
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
@@ -20,6 +19,7 @@ import thingsdk
 from thingsdk import boards, topics
 from thingsdk.core.keys import key_id
 from thingsdk.crypto import load_signer
+from thingsdk.mqtt import broker_address
 from thingsdk.owner import read_public_key
 from thingsdk.storage import atomic_write
 
@@ -100,12 +100,8 @@ def _broker(table):
     """config.json's broker from device.toml's [broker] table (None: the device stays offline)."""
     if not table:
         return None
-    parts = urlsplit(table.get("url", ""))
-    if parts.scheme not in ("mqtt", "mqtts") or not parts.hostname:
-        raise ValueError("broker url %r is not mqtt://host:port or mqtts://host:port"
-                         % table.get("url"))
-    tls = parts.scheme == "mqtts"
-    return {"host": parts.hostname, "port": parts.port or (8883 if tls else 1883), "tls": tls}
+    host, port, tls = broker_address(table.get("url", ""))
+    return {"host": host, "port": port, "tls": tls}
 
 
 def _der_certificate(path):

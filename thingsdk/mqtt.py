@@ -30,6 +30,15 @@ QOS = 1
 log = logging.getLogger(__name__)
 
 
+def broker_address(url):
+    """(host, port, tls) of an mqtt://host[:port] or mqtts://host[:port] URL."""
+    parts = urlsplit(url)
+    if parts.scheme not in ("mqtt", "mqtts") or not parts.hostname:
+        raise ValueError("expected mqtt://host:port or mqtts://host:port, not %r" % (url,))
+    tls = parts.scheme == "mqtts"
+    return parts.hostname, parts.port or (8883 if tls else 1883), tls
+
+
 class Backoff:
     """Exponential backoff with jitter: attempt n (from 0) waits between half and all of
     min(cap, base * 2**n) seconds.
@@ -87,14 +96,10 @@ class Transport:
     def __init__(self, url, client_id, *, on_message=None, presence=None, version=V5,
                  fallback=True, ca_file=None, cert_file=None, key_file=None,
                  session_expiry=7 * 24 * 3600, keepalive=60, backoff=None, queue_limit=1000):
-        parts = urlsplit(url)
-        if parts.scheme not in ("mqtt", "mqtts") or not parts.hostname:
-            raise ValueError("expected mqtt://host:port or mqtts://host:port, not %r" % (url,))
+        self.host, self.port, tls = broker_address(url)
         if version not in _PROTOCOLS:
             raise ValueError("version is %r or %r" % (V5, V311))
-        self.host = parts.hostname
-        self.port = parts.port or (8883 if parts.scheme == "mqtts" else 1883)
-        self._tls = (ca_file, cert_file, key_file) if parts.scheme == "mqtts" else None
+        self._tls = (ca_file, cert_file, key_file) if tls else None
         self.client_id = client_id
         self.on_message = on_message
         self.presence = presence
