@@ -25,6 +25,17 @@ RESERVED, COMMITTED = "reserved", "committed"
 LIMIT_KINDS = ("budget", "recurrence")
 
 
+def over(kind, params, usage, amount, currency):
+    """Why one more order of amount would break a budget or recurrence given its usage
+    (Ledger.usage), or None."""
+    orders, committed, reserved = usage
+    if kind == "recurrence":
+        return "over-recurrence" if orders >= params["max"] else None
+    if currency != params["cur"]:
+        return "wrong-currency"
+    return "over-budget" if committed + reserved + amount > params["max"] else None
+
+
 class LedgerError(ValueError):
     """Malformed ledger state or argument."""
 
@@ -131,12 +142,7 @@ class Ledger:
 
     def refusal(self, kind, params, amount, currency, now):
         """Why one more order of amount would break this budget or recurrence now, or None."""
-        orders, committed, reserved = self.usage(params, now)
-        if kind == "recurrence":
-            return "over-recurrence" if orders >= params["max"] else None
-        if currency != params["cur"]:
-            return "wrong-currency"
-        return "over-budget" if committed + reserved + amount > params["max"] else None
+        return over(kind, params, self.usage(params, now), amount, currency)
 
     def prune(self, now):
         """Drop the entries that count against no limit any more."""

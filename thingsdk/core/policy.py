@@ -8,7 +8,7 @@ satisfies whatever the currency. Portable and sans-IO.
 """
 
 from thingsdk.core import money
-from thingsdk.core.ledger import DAY
+from thingsdk.core.ledger import DAY, over
 
 OK, ASK, WAIT, REFUSE = "ok", "ask", "wait", "refuse"
 _SEVERITY = (OK, ASK, WAIT, REFUSE)  # a proposal's outcome is its most severe check's
@@ -83,10 +83,10 @@ def _budget(kind, params, p, ledger, now, zones):
     total, cur = p.offer["total"], params["cur"]
     if total[1] != cur:
         return _wrong_currency(kind, total, cur)
-    _, committed, reserved = ledger.usage(params, now)
-    left = params["max"] - committed - reserved
+    usage = ledger.usage(params, now)
+    left = params["max"] - usage[1] - usage[2]
     name = "the %s budget %s" % (money.text(params["max"], cur), _span(params))
-    if ledger.refusal(kind, params, total[0], cur, now):
+    if over(kind, params, usage, total[0], cur):
         return Check(kind, REFUSE, "over-budget",
                      "over %s (%s left)" % (name, money.text(max(0, left), cur)))
     return Check(kind, OK, OK, "within %s (%s left after this order)"
@@ -94,9 +94,10 @@ def _budget(kind, params, p, ledger, now, zones):
 
 
 def _recurrence(kind, params, p, ledger, now, zones):
-    orders = ledger.usage(params, now)[0]
+    usage = ledger.usage(params, now)
+    orders = usage[0]
     span = _span(params)
-    if ledger.refusal(kind, params, 0, None, now):
+    if over(kind, params, usage, 0, None):
         return Check(kind, REFUSE, "over-recurrence",
                      "already %s %s, the most allowed" % (_count(orders, "order"), span))
     return Check(kind, OK, OK, "order %d of at most %d %s" % (orders + 1, params["max"], span))
