@@ -365,7 +365,7 @@ def mandate_report(token, now, owner_public=None, device_kid=None):
     mandate names."""
     claims = codec.loads(cose.verify_sign1(token, _unchecked, codec).payload)
     m = md.Mandate(messages.check_claims(claims), token)
-    device_kid = key_id(claims[md.CNF][1][-2]) if device_kid is None else device_kid
+    device_kid = md.bound_kid(claims) if device_kid is None else device_kid
     signature, ok = _signature(token, owner_public, device_kid, now)
     lines = ["mandate      version %d, %d bytes" % (m.version, len(token)),
              "owner        %s" % m.owner,

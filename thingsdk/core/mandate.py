@@ -30,6 +30,11 @@ def kid_hex(kid):
     return binascii.hexlify(kid).decode()
 
 
+def bound_kid(claims):
+    """The key id of the device key that mandate claims bind (cnf)."""
+    return key_id(claims[CNF][1][-2])
+
+
 def _checked(claims):
     try:
         return messages.check_claims(claims)
@@ -101,7 +106,7 @@ def verify(token, owner_verifier, codec, device_kid, now):
     _checked(claims)
     if claims[ISS] != kid_hex(owner_verifier.kid):
         raise MandateError("wrong-owner", "iss is not the owner")
-    if claims[SUB] != kid_hex(device_kid) or key_id(claims[CNF][1][-2]) != device_kid:
+    if claims[SUB] != kid_hex(device_kid) or bound_kid(claims) != device_kid:
         raise MandateError("wrong-device", "sub or cnf is not this device")
     mandate = Mandate(claims, token)
     status = mandate.status(now)

@@ -7,8 +7,7 @@ from pathlib import Path
 from thingsdk import codec
 from thingsdk.core import lifecycle, money
 from thingsdk.core.consumable import Consumable
-from thingsdk.core.keys import key_id
-from thingsdk.core.mandate import CNF
+from thingsdk.core.mandate import bound_kid
 from thingsdk.device.state import FROM_OWNER, NEEDS, OUTBOX, StateFolder
 from thingsdk.inspect import utc_text
 from thingsdk.owner import mandate_report
@@ -30,7 +29,7 @@ def device_kid(state):
     if token is None:
         return None
     claims = codec.loads(codec.loads(token).value[2])  # COSE_Sign1: [protected, {}, payload, sig]
-    return key_id(claims[CNF][1][-2])
+    return bound_kid(claims)
 
 
 def per_day(rate, unit):
