@@ -169,13 +169,10 @@ class Service:
         if promo and promo.sku == item.sku and now < promo.until and (not promo.max or
                                                                       b["qty"] <= promo.max):
             price = promo.price
-        total = price[0] * b["qty"] + item.shipping[0]
-        if total > MAX_AMOUNT:
+        offer = _offer(item, self.new_id(), b["qty"], price, item.shipping,
+                       now + self.catalog.offer_ttl, test or item.test, now)
+        if offer["total"][0] > MAX_AMOUNT:
             return [error("too-large", "That quantity is more than one order can hold.")]
-        offer = {"offer": self.new_id(), "sku": item.sku, "title": item.title, "qty": b["qty"],
-                 "price": price, "ship": item.shipping, "total": [total, price[1]],
-                 "lead": item.lead, "arrive": now + item.lead,
-                 "until": now + self.catalog.offer_ttl, "test": test or item.test}
         self.store.add_offer(device.kid, offer, now)
         return [(m.OFFER, offer)]
 
@@ -205,10 +202,9 @@ class Service:
     def _quote_visit(self, device, case, now):
         """Record a visit as an offer under the case id, as the device will order it."""
         item = self.catalog.skus[VISIT_SKU]
-        return self.store.add_offer(device.kid, {
-            "offer": case, "sku": VISIT_SKU, "title": item.title, "qty": 1, "price": item.price,
-            "ship": [0, item.price[1]], "total": item.price, "lead": item.lead,
-            "arrive": now + item.lead, "until": now + self.catalog.visit_ttl, "test": False}, now)
+        visit = _offer(item, case, 1, item.price, [0, item.price[1]],
+                       now + self.catalog.visit_ttl, False, now)
+        return self.store.add_offer(device.kid, visit, now)
 
     # Messages the vendor starts.
 
@@ -249,6 +245,13 @@ class Service:
             else:
                 out.append(_delivery(order_id, qty, arrives))
         return out
+
+
+def _offer(item, offer_id, qty, price, ship, until, test, now):
+    """An offer body for qty of a catalog item at a unit price plus shipping."""
+    return {"offer": offer_id, "sku": item.sku, "title": item.title, "qty": qty, "price": price,
+            "ship": ship, "total": [price[0] * qty + ship[0], price[1]], "lead": item.lead,
+            "arrive": now + item.lead, "until": until, "test": test}
 
 
 def _delivery(order_id, qty, arrives):
