@@ -32,12 +32,12 @@ def _rejected(reason, text):
     return {"status": "rejected", "reason": reason, "text": text}, ()
 
 
-def _verdict(service, device, body, now):
-    """(receipt fields, mandate checks) for a new order: status, text, and the reason of a
-    rejection or the covering order's ref of a duplicate (an accepted one's ref comes later)."""
+def _verdict(service, device, body, offer, now):
+    """(receipt fields, mandate checks) for a new order of `offer` (the stored offer it names, or
+    None): status, text, and the reason of a rejection or the covering order's ref of a duplicate
+    (an accepted one's ref comes later)."""
     if device.revoked:
         return _rejected("device-deregistered", "The owner deregistered this device.")
-    offer = service.store.offer(device.kid, body["offer"])
     if offer is None:
         return _rejected("unknown-offer", "We made this device no offer with that id.")
     if now >= offer["until"]:
@@ -93,12 +93,13 @@ def order(service, device, msg, now):
                           body["order"])]
         return [(m.RECEIPT, known[2])]
     row = service.store.add_order(device.kid, body, digest, now)
-    fields, checks = _verdict(service, device, body, now)
+    offer = service.store.offer(device.kid, body["offer"])
+    fields, checks = _verdict(service, device, body, offer, now)
     receipt = dict(fields, order=body["order"])
     schedule = (None, None, None)
     if receipt["status"] == "accepted":
         receipt["ref"] = REF % row
-        lead = service.store.offer(device.kid, body["offer"])["lead"]
+        lead = offer["lead"]
         holds = [c.until for c in checks if c.kind == "cancel-window"]
         schedule = (max(holds + [now]), now + lead // 2, now + lead)
     service.store.settle_order(device.kid, body["order"], receipt["status"],
