@@ -36,11 +36,16 @@ def presence(kid):
     return "%s/%s/%s" % (PREFIX, PRESENCE, kid_hex(kid))
 
 
+def every(kind):
+    """The filter matching that kind of topic (UP, DOWN or PRESENCE) of every device."""
+    return "%s/%s/+" % (PREFIX, kind)
+
+
 def vendor_uplinks(group="vendor"):
     """The vendor's shared subscription: the broker spreads all uplinks over the group's workers."""
     if not group or any(c in group for c in "/+#"):
         raise ValueError("bad share group name: %r" % (group,))
-    return "$share/%s/%s/%s/+" % (group, PREFIX, UP)
+    return "$share/%s/%s" % (group, every(UP))
 
 
 def parse(topic):
@@ -75,8 +80,8 @@ def mosquitto_acl(vendor_users=("vendor",)):
         lines += [
             "",
             "user %s" % user,
-            "topic read %s/%s/+" % (PREFIX, UP),
-            "topic read %s/%s/+" % (PREFIX, PRESENCE),
-            "topic write %s/%s/+" % (PREFIX, DOWN),
+            "topic read " + every(UP),
+            "topic read " + every(PRESENCE),
+            "topic write " + every(DOWN),
         ]
     return "\n".join(lines) + "\n"

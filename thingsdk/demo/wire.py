@@ -16,7 +16,7 @@ from thingsdk.core import cose
 from thingsdk.core import messages as m
 from thingsdk.demo import DemoError
 
-FILTERS = tuple("%s/%s/+" % (topics.PREFIX, kind) for kind in (topics.UP, topics.DOWN))
+FILTERS = (topics.every(topics.UP), topics.every(topics.DOWN))
 ANSWERED = (m.QUOTE_REQUEST, m.ORDER, m.CANCEL, m.SUPPORT_REQUEST)  # the vendor answers these
 TIMEOUT = 10.0  # real seconds for the broker to answer
 

@@ -21,7 +21,7 @@ import time
 
 from thingsdk import topics
 
-UPLINKS = "%s/%s/+" % (topics.PREFIX, topics.UP)
+UPLINKS = topics.every(topics.UP)
 log = logging.getLogger(__name__)
 
 
