@@ -19,6 +19,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
+from thingsdk.core import backoff
 from thingsdk.topics import OFFLINE, ONLINE
 
 V5, V311 = "5", "3.1.1"
@@ -39,22 +40,11 @@ def broker_address(url):
     return parts.hostname, parts.port or (8883 if tls else 1883), tls
 
 
-class Backoff:
-    """Exponential backoff with jitter: attempt n (from 0) waits between half and all of
-    min(cap, base * 2**n) seconds.
-
-    The fixed half makes every client really back off; the random half spreads a fleet's
-    reconnections after a broker restart. `rand() -> [0, 1)` is injectable for tests.
-    """
+class Backoff(backoff.Backoff):
+    """The core's backoff with jitter, with defaults for a device: 1 s doubling up to 2 min."""
 
     def __init__(self, base=1.0, cap=120.0, rand=random.random):
-        if not 0 < base <= cap:
-            raise ValueError("need 0 < base <= cap")
-        self.base, self.cap, self.rand = base, cap, rand
-
-    def delay(self, attempt):
-        ceiling = min(self.cap, self.base * 2 ** min(attempt, 64))
-        return ceiling / 2 * (1 + self.rand())
+        super().__init__(base, cap, rand)
 
 
 class Ack:

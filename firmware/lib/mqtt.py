@@ -18,6 +18,8 @@ import struct
 import sys
 import time
 
+from thingsdk.core.backoff import Backoff
+
 MICROPYTHON = sys.implementation.name == "micropython"
 PUBLISH, PUBACK, SUBACK, PINGRESP = 3, 4, 9, 13
 ONLINE, OFFLINE = b"online", b"offline"
@@ -160,8 +162,8 @@ class Client:
         self.host, self.port, self.client_id, self.ssl = host, port, client_id, ssl
         self.user, self.password, self.keepalive, self.presence = user, password, keepalive, presence
         self.on_message, self.limit, self.retry, self.ping_timeout = on_message, limit, retry, ping_timeout
-        self.timeout, self.max_size, self.backoff, self.backoff_cap = timeout, max_size, backoff, backoff_cap
-        self.rand = rand or random.random
+        self.timeout, self.max_size = timeout, max_size
+        self._backoff = Backoff(backoff, backoff_cap, rand or random.random)
         self.clock = clock or getattr(time, "ticks_ms", None) or (lambda: int(time.monotonic() * 1000))
         self.connected = False
         self.last_error = None
@@ -281,10 +283,9 @@ class Client:
             await asyncio.sleep(self._delay())
 
     def _delay(self):
-        """Between half and all of min(backoff_cap, backoff * 2**attempt) seconds."""
-        ceiling = min(self.backoff_cap, self.backoff * 2 ** min(self._attempt, 20))
+        """The wait before the next connection attempt (thingsdk.core.backoff)."""
         self._attempt += 1
-        return ceiling / 2 * (1 + self.rand())
+        return self._backoff.delay(self._attempt - 1)
 
     def _drop(self):
         self.connected = False
