@@ -17,11 +17,8 @@ def request(decision, req_id, now, ttl=TTL):
     if decision.action != ASK:
         raise ValueError("only an ask decision needs the owner's approval")
     offer = decision.offer
-    summary = {"vendor": decision.vendor, "offer": offer["offer"], "sku": offer["sku"],
-               "title": offer["title"], "qty": offer["qty"], "total": offer["total"],
-               "arrive": offer["arrive"], "test": offer["test"]}
-    return {"req": req_id, "order": summary, "why": decision.text,
-            "until": min(now + ttl, offer["until"])}
+    return messages.approval_request_body(req_id, decision.vendor, offer, decision.text,
+                                          min(now + ttl, offer["until"]))
 
 
 def resolve(decision, sent, answer, mandate, ledger, now, names=None, zones=None):

@@ -401,11 +401,8 @@ def _ask(s, decision):
     """Ask the owner to approve the chosen offer; no answer by `until` is a decline."""
     rec = s.rec
     offer = _offer(rec, decision["offer"])
-    summary = {"vendor": rec["vendor"], "offer": offer["offer"], "sku": offer["sku"],
-               "title": offer["title"], "qty": offer["qty"], "total": offer["total"],
-               "arrive": offer["arrive"], "test": offer["test"]}
     until = min(s.now + s.cfg["approval_ttl"], offer["until"])
-    body = {"req": s.new_id(), "order": summary, "why": decision.get("text"), "until": until}
+    body = m.approval_request_body(s.new_id(), rec["vendor"], offer, decision.get("text"), until)
     m.check_body(m.APPROVAL_REQUEST, body)
     rec.update({"state": APPROVING, "areq": body, "due": until, "appr": None})
     s.send(m.APPROVAL_REQUEST, body, rec["owner"])

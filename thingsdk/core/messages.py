@@ -323,6 +323,14 @@ def order_body(offer, order_id, mandate_version, approval=None):
     return body
 
 
+def approval_request_body(req_id, vendor, offer, why, until):
+    """The body asking the owner to approve buying an offer (an offer body) from vendor."""
+    summary = {"vendor": vendor, "offer": offer["offer"], "sku": offer["sku"],
+               "title": offer["title"], "qty": offer["qty"], "total": offer["total"],
+               "arrive": offer["arrive"], "test": offer["test"]}
+    return {"req": req_id, "order": summary, "why": why, "until": until}
+
+
 def check_claims(claims):
     """Check the structure of a decoded mandate claims set (not the policy); return it."""
     _check(CLAIMS, claims, "")
