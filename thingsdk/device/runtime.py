@@ -1,11 +1,9 @@
-"""The device runtime: it carries out the order lifecycle's effects (thingsdk.core.lifecycle) with
-crash-safe storage, signed messages and an MQTT transport, and feeds the lifecycle what happens:
-sensor readings, decisions, the vendor's and the owner's messages, the passing of time.
+"""The device runtime on CPython: the portable agent (thingsdk.core.agent) with a state folder,
+cryptography's Ed25519, an MQTT Transport on its own thread and a loop that steps it.
 
-Crash safety, as lifecycle.py asks: a record is written before any message it sends; a message is
-sealed once, its bytes kept in the outbox before they are published, and a message id already
-sealed is published again as the same bytes; the inbox records a message only after the effects
-it caused were carried out, so a crash in between lets a redelivery be processed again.
+The agent holds the logic and its crash-safety rules; this adds what only a Raspberry Pi has:
+threads (the transport's messages are queued for the next step, and one lock serialises every
+call), logging, os.urandom and IANA time zones.
 """
 
 import logging
@@ -15,44 +13,17 @@ import threading
 import time
 
 from thingsdk import codec, topics
-from thingsdk.core import approval, envelope, lifecycle, policy
 from thingsdk.core import messages as m
-from thingsdk.core.consumable import DAY, Consumable
-from thingsdk.core.decide import ASK, decide, judge, mandate_problem
-from thingsdk.core.ledger import Ledger
-from thingsdk.core.mandate import MandateError, accept
-from thingsdk.core.replay import ReplayGuard
+from thingsdk.core.agent import MAX_SLOTS, Agent, Slot
+from thingsdk.core.consumable import DAY
 from thingsdk.crypto import Ed25519Verifier
-from thingsdk.sensors import feed
 from thingsdk.zones import zone_offset
 
-MAX_SLOTS = 16  # the protocol's bound on the slots of one status message
+__all__ = ["MAX_SLOTS", "Device", "Slot"]
 log = logging.getLogger(__name__)
 
 
-class Slot:
-    """A consumable slot: its Consumable (the state folder's copy replaces it once there is
-    one), its sensor `source` (thingsdk.sensors) and what to ask vendors for: the consumable's
-    `sku`, or else `category`."""
-
-    def __init__(self, consumable, source, category=None):
-        if consumable.sku is None and category is None:
-            raise ValueError("slot %s needs a sku or a category" % consumable.slot)
-        self.consumable = consumable
-        self.source = source
-        self.category = category
-
-    @property
-    def name(self):
-        return self.consumable.slot
-
-    def ask(self, qty):
-        """The quote-request body for qty items."""
-        item = {"sku": self.consumable.sku} if self.consumable.sku else {"cat": self.category}
-        return dict(item, slot=self.name, qty=qty)
-
-
-class Device:
+class Device(Agent):
     """One device: its key (`signer`), the vendor's and the owner's public keys (pinned), a
     StateFolder, its Slots, an MQTT Transport (not started, with the device's presence topic;
     None to stay offline), `clock()` (unix seconds), `config`: lifecycle settings (overrides of
@@ -65,41 +36,19 @@ class Device:
 
     def __init__(self, signer, vendor_key, owner_key, state, slots, transport=None,
                  clock=time.time, config=None, heartbeat=DAY, interval=1.0, mandate=None):
-        self.signer, self.kid = signer, signer.kid
-        self.vendor, self.owner = Ed25519Verifier(vendor_key), Ed25519Verifier(owner_key)
-        self.state = state
-        self.slots = {slot.name: slot for slot in slots}
         self.transport = transport
         self.clock = clock
-        self.heartbeat = heartbeat
         self.interval = interval
-        self.duplicates = 0
         self._offered_mandate = mandate
         self._lock = threading.RLock()
         self._downlinks = queue.Queue()
-        self._approvals = {}  # approval message id -> the opened approval (this run only)
-        self.facts = state.load("device", {})
-        stored = state.load("consumables", {})
-        for name, slot in self.slots.items():
-            if name in stored:
-                slot.consumable = Consumable.from_state(stored[name])
-        self.mandate = self._held_mandate()
-        limits = self.mandate.limits() if self.mandate else ()
-        ledger = state.load("ledger")
-        self.ledger = Ledger.from_state(ledger, limits) if ledger else Ledger(limits)
-        guard = state.load("inbox")
-        keys = {self.vendor.kid: self.vendor, self.owner.kid: self.owner}
-        self.inbox = envelope.Inbox(self.kid, keys, codec,
-                                    ReplayGuard.from_state(guard) if guard else None)
-        self.orders = lifecycle.Orders(lambda: os.urandom(m.ID_SIZE), config, state.records())
+        super().__init__(signer, Ed25519Verifier(vendor_key), Ed25519Verifier(owner_key), state,
+                         slots, codec, lambda: os.urandom(m.ID_SIZE), int(clock()),
+                         publish=self._publish, config=config, heartbeat=heartbeat,
+                         zones=zone_offset, note=log.info)
 
     def now(self):
         return int(self.clock())
-
-    @property
-    def refusals(self):
-        """Messages refused since start, by reason (they change nothing)."""
-        return dict(self.inbox.rejections)
 
     # Running.
 
@@ -107,16 +56,11 @@ class Device:
         """Connect, carry on every need kept in the state folder, and tell the vendor the
         mandate held (the vendor checks orders against it)."""
         with self._lock:
-            now = self.now()
             if self.transport is not None:
                 self.transport.on_message = self._on_message
                 self.transport.subscribe(topics.downlink(self.kid))
                 self.transport.start()
-            self._run(self.orders.resume(now), now)
-            offered = self._offered_mandate
-            told = offered is not None and self.take_mandate(offered, now)
-            if self.mandate is not None and not told:
-                self._send_new(m.MANDATE, {"cwt": self.mandate.token}, now)
+            super().start(self.now(), self._offered_mandate)
 
     def run(self, stop):
         """start(), then step every `interval` seconds until the threading.Event `stop` is set;
@@ -137,233 +81,32 @@ class Device:
         """One turn: messages in, sensors read, deadlines, new needs, the heartbeat."""
         with self._lock:
             now = self.now() if now is None else now
-            self._receive_all(now)
-            self._read_sensors(now)
-            self._run(self.orders.tick(now), now)
-            self._open_needs(now)
-            self._send_status(now)
-            self.state.prune_sealed(now)
+            while True:
+                try:
+                    data = self._downlinks.get_nowait()
+                except queue.Empty:
+                    break
+                self.receive(data, now)
+            super().step(now)
 
     def report_fault(self, code, diagnostics, text=None):
         """Ask the vendor for support with a fault (a token) and diagnostics (name -> int, text
         or bool); returns the need's id. One open case per fault code."""
         with self._lock:
-            now, slot = self.now(), "fault:" + code
-            self._run(self.orders.support(slot, code, diagnostics, self.vendor.kid,
-                                          self.owner.kid, now, text), now)
-            return self.orders.open_for(slot)["need"]
+            return super().report_fault(code, diagnostics, self.now(), text)
 
     def take_mandate(self, token, now):
-        """Hold a new mandate token if it verifies and replaces the one held; True if it did."""
         with self._lock:
-            try:
-                new = accept(self.mandate, token, self.owner, codec, self.kid, now)
-            except MandateError as exc:
-                self.state.audit.append({"at": now, "mandate": "refused", "reason": exc.code})
-                return False
-            if new is self.mandate:
-                return False
-            self.state.save_mandate(token)
-            self.mandate = new
-            self.ledger = Ledger.from_state(self.ledger.to_state(), new.limits())
-            self.state.audit.append({"at": now, "mandate": new.version})
-            self._send_new(m.MANDATE, {"cwt": token}, now)
-            return True
-
-    def _held_mandate(self):
-        token = self.state.mandate()
-        if token is None:
-            return None
-        try:
-            return accept(None, token, self.owner, codec, self.kid, self.now())
-        except MandateError as exc:
-            log.warning("the mandate held is no longer valid: %s", exc)
-            return None
-
-    # Messages in.
+            return super().take_mandate(token, now)
 
     def _on_message(self, topic, payload):
         """From the transport's thread: queued for the next step."""
         if topic == topics.downlink(self.kid):
             self._downlinks.put(payload)
 
-    def _receive_all(self, now):
-        while True:
-            try:
-                data = self._downlinks.get_nowait()
-            except queue.Empty:
-                break
-            self._receive(data, now)
-        for path, data in self.state.owner_drops():
-            if data is not None:
-                self._receive(data, now)
-            self.state.done_with(path)
-
-    def _receive(self, data, now):
-        opened = self.inbox.open(data, now)
-        if opened.status == envelope.REJECT:
-            log.info("refused a message: %s", opened)
-            return
-        if opened.status == envelope.DUPLICATE:
-            self.duplicates += 1
-            return
-        msg = opened.message
-        if msg.type == m.MANDATE:
-            self.take_mandate(msg.body["cwt"], now)
-        else:
-            if msg.type == m.APPROVAL:
-                self._approvals[msg.id] = msg
-            self._run(self.orders.message(lifecycle.from_message(msg), now), now)
-        self.inbox.commit(opened)
-        self.state.save("inbox", self.inbox.guard.to_state())
-
-    # Sensors and needs.
-
-    def _read_sensors(self, now):
-        for name, slot in self.slots.items():
-            try:
-                rise = feed(slot.consumable, slot.source, now)
-            except (OSError, ValueError) as exc:  # a sensor that fails, a clock set back
-                log.warning("slot %s: no reading: %s", name, exc)
-                continue
-            if rise > 0:
-                self._run(self.orders.refilled(name, now), now)
-        self._save_consumables()
-
-    def _open_needs(self, now):
-        if mandate_problem(self.mandate, now, []) is not None:
-            return
-        for name, slot in self.slots.items():
-            if self.orders.open_for(name) is not None or self._resting(name, now):
-                continue
-            qty = slot.consumable.reorder(now)
-            if qty:
-                self._run(self.orders.need(name, slot.ask(qty), self.vendor.kid, self.owner.kid,
-                                           now), now)
-
-    def _resting(self, slot, now):
-        """Whether a need of the slot closed without a delivery less than `wait` ago: the next
-        one waits, so a vendor that makes no acceptable offer is not asked again at once."""
-        wait = self.orders.config["wait"]
-        return any(r["slot"] == slot and r["state"] == lifecycle.CLOSED and
-                   r["delivered"] is None and now < r["closed"] + wait
-                   for r in self.orders.needs.values())
-
-    def _send_status(self, now):
-        last = self.facts.get("status")
-        if last is not None and now < last + self.heartbeat:
-            return
-        slots = [s.consumable.status(now) for s in self.slots.values()
-                 if s.consumable.level(now) is not None]
-        if slots:
-            self.facts["status"] = now
-            self.state.save("device", self.facts)
-            self._send_new(m.STATUS, {"slots": slots[:MAX_SLOTS]}, now)
-
-    # Effects.
-
-    def _run(self, effects, now):
-        """Carry out effects in order; a refused reservation skips the rest of its need's
-        effects and is fed back, and decisions are taken once the list is done."""
-        refused, decisions = {}, []
-        for effect in effects:
-            kind, need = effect[0], effect[1]
-            if need in refused:
-                continue
-            if kind == "reserve":
-                outcome = self.ledger.reserve(effect[2], effect[3][0], effect[3][1], now)
-                if outcome not in ("reserved", "duplicate"):
-                    refused[need] = outcome
-                    continue
-                self.state.save("ledger", self.ledger.to_state())
-            elif kind == "decide":
-                decisions.append(effect)
-            else:
-                self._carry_out(effect, now)
-        for need, reason in refused.items():
-            self._run(self.orders.refused(need, reason, now), now)
-        for _, need, offers, appr in decisions:
-            self._decide(need, offers, appr, now)
-
-    def _carry_out(self, effect, now):
-        """One effect other than reserve and decide."""
-        kind, need, args = effect[0], effect[1], effect[2:]
-        if kind == "persist":
-            self.state.save_record(lifecycle.to_state(args[0]))
-        elif kind == "send":
-            self._send(args[0], now)
-        elif kind in ("commit", "release"):
-            getattr(self.ledger, kind)(args[0])
-            self.state.save("ledger", self.ledger.to_state())
-        elif kind in ("incoming", "received", "cancelled"):
-            consumable = self.slots[args[0]].consumable
-            if kind == "incoming":
-                consumable.add_order(args[1], args[2])
-            elif kind == "received":
-                consumable.receive(args[1], args[2])
-            else:
-                consumable.cancel(args[1])
-            self._save_consumables()
-        elif kind == "audit":
-            self.state.audit.append(dict(args[0], need=need))
-        elif kind == "drop":
-            self.state.drop_record(need)
-        elif kind != "timer":  # no timers to arm: every step ticks the lifecycle
-            raise ValueError("unknown effect %r" % kind)
-
-    def _send(self, msg, now):
-        """Seal under the message's id (once: the outbox keeps the bytes), then publish."""
-        data = self.state.sealed(msg["id"], msg["exp"])
-        if data is None:
-            data = envelope.seal(msg["t"], msg["b"], self.signer, msg["to"],
-                                 self.state.sequence.take(), now, msg["id"], codec,
-                                 msg["exp"] - now, msg["re"])
-            self.state.keep_sealed(msg["id"], msg["exp"], data)
-        if msg["to"] != self.vendor.kid:
-            return  # for the owner: it is fetched from the outbox
+    def _publish(self, data):
         if self.transport is not None:
             try:
                 self.transport.publish(topics.uplink(self.kid), data)
             except (OverflowError, RuntimeError) as exc:  # the lifecycle sends it again
                 log.warning("could not publish: %s", exc)
-
-    def _send_new(self, msg_type, body, now):
-        """A message outside any need (status, mandate), through the outbox all the same."""
-        self._send({"to": self.vendor.kid, "id": os.urandom(m.ID_SIZE), "t": msg_type,
-                    "b": body, "re": None, "exp": now + self.orders.config["ttl"]}, now)
-
-    def _save_consumables(self):
-        self.state.save("consumables", {name: slot.consumable.to_state()
-                                        for name, slot in self.slots.items()})
-
-    # Deciding.
-
-    def _decide(self, need, offers, appr, now):
-        """Decide over a need's offers (an owner's approval counted in), log why, go on."""
-        record = self.orders.needs.get(need)
-        if record is None or record["state"] != lifecycle.DECIDING:
-            return
-        if record["kind"] == lifecycle.SUPPORT:
-            decision = self._visit(offers[0], now)
-        else:
-            slot = self.slots[record["slot"]]
-            consumable = slot.consumable
-            decision = decide(consumable, consumable.forecast(now), self.mandate, self.ledger,
-                              offers, now, category=slot.category, zones=zone_offset)
-        if appr is not None and decision.action == ASK:
-            decision = approval.resolve(decision, record["areq"], self._approvals.get(appr),
-                                        self.mandate, self.ledger, now, zones=zone_offset)
-        result = decision.to_record()
-        self.state.audit.append(dict(result, need=need, slot=record["slot"]))
-        self._run(self.orders.decided(need, result, now), now)
-
-    def _visit(self, quoted, now):
-        """The decision on a technician visit a support reply quoted."""
-        lead = ["a technician visit was quoted for the fault"]
-        problem = mandate_problem(self.mandate, now, lead)
-        if problem:
-            return problem
-        proposal = policy.Proposal(quoted[0], quoted[1])
-        checks = policy.evaluate(self.mandate, proposal, self.ledger, now, zone_offset)
-        return judge(proposal, checks, now, lead, None, self.mandate.version)
-

@@ -6,17 +6,6 @@ A source has `kind` and `read(now) -> int`, in the consumable's unit:
 `now` is unix seconds as an int; only simulated sources depend on it.
 """
 
-LEVEL = "level"
-USAGE = "usage"
+from thingsdk.core.agent import LEVEL, USAGE, feed
 
-
-def feed(consumable, source, now):
-    """Read `source` once and hand the value to `consumable`; return the rise in level when the
-    reading reveals a refill, else 0. Counted use starts from a full slot."""
-    value = source.read(now)
-    if source.kind != USAGE:
-        return consumable.read(now, value)
-    if consumable.level(now) is None:
-        consumable.refill(now)
-    consumable.use(now, value)
-    return 0
+__all__ = ["LEVEL", "USAGE", "feed"]

@@ -1,0 +1,334 @@
+"""The device's agent: it carries out the order lifecycle's effects (thingsdk.core.lifecycle) with
+crash-safe storage and signed messages, and feeds the lifecycle what happens: sensor readings,
+decisions, the vendor's and the owner's messages, the passing of time.
+
+Portable, and the same on a Raspberry Pi (thingsdk.device.runtime adds threads and paho) and on a
+board (the firmware adds asyncio, flash and its MQTT client). Everything outside comes in: the
+signer and the pinned verifiers, a state store (thingsdk.device.state.StateFolder on CPython, the
+firmware's flash store on a board: the same methods), the codec, `new_id()` (16 random bytes),
+`publish(data)` for sealed bytes meant for the vendor, `zones(name, now)` for quiet hours and
+`note(text)` for what an operator should see. Time is an argument of every call.
+
+Crash safety, as lifecycle.py asks: a record is written before any message it sends; a message is
+sealed once, its bytes kept in the outbox before they are published, and a message id already
+sealed is published again as the same bytes; the inbox records a message only after the effects
+it caused were carried out, so a crash in between lets a redelivery be processed again.
+"""
+
+from thingsdk.core import approval, envelope, lifecycle, policy
+from thingsdk.core import messages as m
+from thingsdk.core.consumable import DAY, Consumable
+from thingsdk.core.decide import ASK, decide, judge, mandate_problem
+from thingsdk.core.ledger import Ledger
+from thingsdk.core.mandate import MandateError, accept
+from thingsdk.core.replay import ReplayGuard
+
+MAX_SLOTS = 16  # the protocol's bound on the slots of one status message
+# A sensor source has `kind` and `read(now) -> int` in the consumable's unit: LEVEL sources return
+# what is left now, USAGE sources what was used since their last read.
+LEVEL, USAGE = "level", "usage"
+
+
+def feed(consumable, source, now):
+    """Read `source` once and hand the value to `consumable`; return the rise in level when the
+    reading reveals a refill, else 0. Counted use starts from a full slot."""
+    value = source.read(now)
+    if source.kind != USAGE:
+        return consumable.read(now, value)
+    if consumable.level(now) is None:
+        consumable.refill(now)
+    consumable.use(now, value)
+    return 0
+
+
+class Slot:
+    """A consumable slot: its Consumable (the state store's copy replaces it once there is one),
+    its sensor `source` and what to ask vendors for: the consumable's `sku`, or else `category`."""
+
+    def __init__(self, consumable, source, category=None):
+        if consumable.sku is None and category is None:
+            raise ValueError("slot %s needs a sku or a category" % consumable.slot)
+        self.consumable = consumable
+        self.source = source
+        self.category = category
+
+    @property
+    def name(self):
+        return self.consumable.slot
+
+    def ask(self, qty):
+        """The quote-request body for qty items."""
+        item = {"sku": self.consumable.sku} if self.consumable.sku else {"cat": self.category}
+        item.update(slot=self.name, qty=qty)
+        return item
+
+
+class Agent:
+    """One device: its key (`signer`), the vendor's and the owner's verifiers (pinned keys), a
+    state store, its Slots, `config`: lifecycle settings (overrides of lifecycle.DEFAULTS) and the
+    `heartbeat` period of its status messages. `now` is the clock at start, for the mandate held.
+    """
+
+    def __init__(self, signer, vendor, owner, state, slots, codec, new_id, now, publish=None,
+                 config=None, heartbeat=DAY, zones=None, note=None):
+        self.signer, self.kid = signer, signer.kid
+        self.vendor, self.owner = vendor, owner
+        self.state = state
+        self.slots = {}
+        for slot in slots:
+            self.slots[slot.name] = slot
+        self.codec, self.new_id, self.zones = codec, new_id, zones
+        self.publish = publish
+        self.heartbeat = heartbeat
+        self.note = note or (lambda text: None)
+        self.duplicates = 0
+        self._approvals = {}  # approval message id -> the opened approval (this run only)
+        self.facts = state.load("device", {})
+        stored = state.load("consumables", {})
+        for name, slot in self.slots.items():
+            if name in stored:
+                slot.consumable = Consumable.from_state(stored[name])
+        self.mandate = self._held_mandate(now)
+        limits = self.mandate.limits() if self.mandate else ()
+        ledger = state.load("ledger")
+        self.ledger = Ledger.from_state(ledger, limits) if ledger else Ledger(limits)
+        guard = state.load("inbox")
+        keys = {vendor.kid: vendor, owner.kid: owner}
+        self.inbox = envelope.Inbox(self.kid, keys, codec,
+                                    ReplayGuard.from_state(guard) if guard else None)
+        self.orders = lifecycle.Orders(new_id, config, state.records())
+
+    @property
+    def refusals(self):
+        """Messages refused since start, by reason (they change nothing)."""
+        return dict(self.inbox.rejections)
+
+    def start(self, now, mandate=None):
+        """Carry on every need kept in the state store, and tell the vendor the mandate held (the
+        vendor checks orders against it). `mandate`: a token to offer (from the owner's file);
+        the one held stays unless this one verifies with a higher version."""
+        self._run(self.orders.resume(now), now)
+        told = mandate is not None and self.take_mandate(mandate, now)
+        if self.mandate is not None and not told:
+            self._send_new(m.MANDATE, {"cwt": self.mandate.token}, now)
+
+    def step(self, now):
+        """One turn after the downlinks were received: the owner's files, sensors, deadlines, new
+        needs, the heartbeat."""
+        for path, data in self.state.owner_drops():
+            if data is not None:
+                self.receive(data, now)
+            self.state.done_with(path)
+        self._read_sensors(now)
+        self._run(self.orders.tick(now), now)
+        self._open_needs(now)
+        self._send_status(now)
+        self.state.prune_sealed(now)
+
+    def report_fault(self, code, diagnostics, now, text=None):
+        """Ask the vendor for support with a fault (a token) and diagnostics (name -> int, text
+        or bool); returns the need's id. One open case per fault code."""
+        slot = "fault:" + code
+        self._run(self.orders.support(slot, code, diagnostics, self.vendor.kid, self.owner.kid,
+                                      now, text), now)
+        return self.orders.open_for(slot)["need"]
+
+    def take_mandate(self, token, now):
+        """Hold a new mandate token if it verifies and replaces the one held; True if it did."""
+        try:
+            new = accept(self.mandate, token, self.owner, self.codec, self.kid, now)
+        except MandateError as exc:
+            self.state.audit.append({"at": now, "mandate": "refused", "reason": exc.code})
+            return False
+        if new is self.mandate:
+            return False
+        self.state.save_mandate(token)
+        self.mandate = new
+        self.ledger = Ledger.from_state(self.ledger.to_state(), new.limits())
+        self.state.audit.append({"at": now, "mandate": new.version})
+        self._send_new(m.MANDATE, {"cwt": token}, now)
+        return True
+
+    def _held_mandate(self, now):
+        token = self.state.mandate()
+        if token is None:
+            return None
+        try:
+            return accept(None, token, self.owner, self.codec, self.kid, now)
+        except MandateError as exc:
+            self.note("the mandate held is no longer valid: %s" % exc)
+            return None
+
+    # Messages in.
+
+    def receive(self, data, now):
+        """Open a message from the vendor or the owner and act on it (refusals are counted)."""
+        opened = self.inbox.open(data, now)
+        if opened.status == envelope.REJECT:
+            self.note("refused a message: %r" % opened)
+            return
+        if opened.status == envelope.DUPLICATE:
+            self.duplicates += 1
+            return
+        msg = opened.message
+        if msg.type == m.MANDATE:
+            self.take_mandate(msg.body["cwt"], now)
+        else:
+            if msg.type == m.APPROVAL:
+                self._approvals[msg.id] = msg
+            self._run(self.orders.message(lifecycle.from_message(msg), now), now)
+        self.inbox.commit(opened)
+        self.state.save("inbox", self.inbox.guard.to_state())
+
+    # Sensors and needs.
+
+    def _read_sensors(self, now):
+        for name, slot in self.slots.items():
+            try:
+                rise = feed(slot.consumable, slot.source, now)
+            except (OSError, ValueError) as exc:  # a sensor that fails, a clock set back
+                self.note("slot %s: no reading: %s" % (name, exc))
+                continue
+            if rise > 0:
+                self._run(self.orders.refilled(name, now), now)
+        self._save_consumables()
+
+    def _open_needs(self, now):
+        if mandate_problem(self.mandate, now, []) is not None:
+            return
+        for name, slot in self.slots.items():
+            if self.orders.open_for(name) is not None or self._resting(name, now):
+                continue
+            qty = slot.consumable.reorder(now)
+            if qty:
+                self._run(self.orders.need(name, slot.ask(qty), self.vendor.kid, self.owner.kid,
+                                           now), now)
+
+    def _resting(self, slot, now):
+        """Whether a need of the slot closed without a delivery less than `wait` ago: the next
+        one waits, so a vendor that makes no acceptable offer is not asked again at once."""
+        wait = self.orders.config["wait"]
+        for r in self.orders.needs.values():
+            if r["slot"] == slot and r["state"] == lifecycle.CLOSED and \
+                    r["delivered"] is None and now < r["closed"] + wait:
+                return True
+        return False
+
+    def _send_status(self, now):
+        last = self.facts.get("status")
+        if last is not None and now < last + self.heartbeat:
+            return
+        slots = [s.consumable.status(now) for s in self.slots.values()
+                 if s.consumable.level(now) is not None]
+        if slots:
+            self.facts["status"] = now
+            self.state.save("device", self.facts)
+            self._send_new(m.STATUS, {"slots": slots[:MAX_SLOTS]}, now)
+
+    # Effects.
+
+    def _run(self, effects, now):
+        """Carry out effects in order; a refused reservation skips the rest of its need's
+        effects and is fed back, and decisions are taken once the list is done."""
+        refused, decisions = {}, []
+        for effect in effects:
+            kind, need = effect[0], effect[1]
+            if need in refused:
+                continue
+            if kind == "reserve":
+                outcome = self.ledger.reserve(effect[2], effect[3][0], effect[3][1], now)
+                if outcome not in ("reserved", "duplicate"):
+                    refused[need] = outcome
+                    continue
+                self.state.save("ledger", self.ledger.to_state())
+            elif kind == "decide":
+                decisions.append(effect)
+            else:
+                self._carry_out(effect, now)
+        for need, reason in refused.items():
+            self._run(self.orders.refused(need, reason, now), now)
+        for _, need, offers, appr in decisions:
+            self._decide(need, offers, appr, now)
+
+    def _carry_out(self, effect, now):
+        """One effect other than reserve and decide."""
+        kind, need, args = effect[0], effect[1], effect[2:]
+        if kind == "persist":
+            self.state.save_record(lifecycle.to_state(args[0]))
+        elif kind == "send":
+            self._send(args[0], now)
+        elif kind in ("commit", "release"):
+            getattr(self.ledger, kind)(args[0])
+            self.state.save("ledger", self.ledger.to_state())
+        elif kind in ("incoming", "received", "cancelled"):
+            consumable = self.slots[args[0]].consumable
+            if kind == "incoming":
+                consumable.add_order(args[1], args[2])
+            elif kind == "received":
+                consumable.receive(args[1], args[2])
+            else:
+                consumable.cancel(args[1])
+            self._save_consumables()
+        elif kind == "audit":
+            entry = dict(args[0])
+            entry["need"] = need
+            self.state.audit.append(entry)
+        elif kind == "drop":
+            self.state.drop_record(need)
+        elif kind != "timer":  # no timers to arm: every step ticks the lifecycle
+            raise ValueError("unknown effect %r" % kind)
+
+    def _send(self, msg, now):
+        """Seal under the message's id (once: the outbox keeps the bytes), then publish."""
+        data = self.state.sealed(msg["id"], msg["exp"])
+        if data is None:
+            data = envelope.seal(msg["t"], msg["b"], self.signer, msg["to"],
+                                 self.state.sequence.take(), now, msg["id"], self.codec,
+                                 msg["exp"] - now, msg["re"])
+            self.state.keep_sealed(msg["id"], msg["exp"], data)
+        if msg["to"] == self.vendor.kid and self.publish is not None:
+            self.publish(data)  # for the owner: it is fetched from the outbox
+
+    def _send_new(self, msg_type, body, now):
+        """A message outside any need (status, mandate), through the outbox all the same."""
+        self._send({"to": self.vendor.kid, "id": self.new_id(), "t": msg_type, "b": body,
+                    "re": None, "exp": now + self.orders.config["ttl"]}, now)
+
+    def _save_consumables(self):
+        states = {}
+        for name, slot in self.slots.items():
+            states[name] = slot.consumable.to_state()
+        self.state.save("consumables", states)
+
+    # Deciding.
+
+    def _decide(self, need, offers, appr, now):
+        """Decide over a need's offers (an owner's approval counted in), log why, go on."""
+        record = self.orders.needs.get(need)
+        if record is None or record["state"] != lifecycle.DECIDING:
+            return
+        if record["kind"] == lifecycle.SUPPORT:
+            decision = self._visit(offers[0], now)
+        else:
+            slot = self.slots[record["slot"]]
+            consumable = slot.consumable
+            decision = decide(consumable, consumable.forecast(now), self.mandate, self.ledger,
+                              offers, now, category=slot.category, zones=self.zones)
+        if appr is not None and decision.action == ASK:
+            decision = approval.resolve(decision, record["areq"], self._approvals.get(appr),
+                                        self.mandate, self.ledger, now, zones=self.zones)
+        result = decision.to_record()
+        entry = dict(result)
+        entry.update(need=need, slot=record["slot"])
+        self.state.audit.append(entry)
+        self._run(self.orders.decided(need, result, now), now)
+
+    def _visit(self, quoted, now):
+        """The decision on a technician visit a support reply quoted."""
+        lead = ["a technician visit was quoted for the fault"]
+        problem = mandate_problem(self.mandate, now, lead)
+        if problem:
+            return problem
+        proposal = policy.Proposal(quoted[0], quoted[1])
+        checks = policy.evaluate(self.mandate, proposal, self.ledger, now, self.zones)
+        return judge(proposal, checks, now, lead, None, self.mandate.version)
