@@ -1,4 +1,5 @@
-"""The MQTT topic layout (docs/topics.md): one uplink, downlink and presence topic per device.
+"""The MQTT topic layout on the broker (docs/topics.md): the device topics of thingsdk.core.topics,
+the vendor's shared subscription, topic parsing and the broker's ACL.
 
 Each device's topics end in its key id (lower-case hex), so the broker can confine a device to its
 own topics with three ACL patterns. Replies are routed by the signed payload (`to`, `re`), never by
@@ -7,38 +8,13 @@ reply topics.
 
 import re
 
-PREFIX = "thingsdk/v1"
-UP, DOWN, PRESENCE = "up", "down", "presence"
-ONLINE, OFFLINE = b"online", b"offline"
+from thingsdk.core.keys import kid_hex
+from thingsdk.core.topics import (DOWN, OFFLINE, ONLINE, PREFIX, PRESENCE, UP, downlink, every,
+                                  presence, uplink)
 
 _KID_HEX = re.compile(r"[0-9a-f]{16}\Z")
-
-
-def kid_hex(kid):
-    """The device's name on the broker: its 8-byte key id in lower-case hex (client id, cert CN)."""
-    if not isinstance(kid, (bytes, bytearray)) or len(kid) != 8:
-        raise ValueError("a key id is 8 bytes")
-    return bytes(kid).hex()
-
-
-def uplink(kid):
-    """Where the device publishes its messages to the vendor."""
-    return "%s/%s/%s" % (PREFIX, UP, kid_hex(kid))
-
-
-def downlink(kid):
-    """Where the device receives messages from the vendor (and only it may subscribe)."""
-    return "%s/%s/%s" % (PREFIX, DOWN, kid_hex(kid))
-
-
-def presence(kid):
-    """The device's retained presence, `online` or `offline` (its last will)."""
-    return "%s/%s/%s" % (PREFIX, PRESENCE, kid_hex(kid))
-
-
-def every(kind):
-    """The filter matching that kind of topic (UP, DOWN or PRESENCE) of every device."""
-    return "%s/%s/+" % (PREFIX, kind)
+__all__ = ["DOWN", "OFFLINE", "ONLINE", "PREFIX", "PRESENCE", "UP", "downlink", "every",
+           "kid_hex", "mosquitto_acl", "parse", "presence", "uplink", "vendor_uplinks"]
 
 
 def vendor_uplinks(group="vendor"):

@@ -6,7 +6,7 @@ signed by the owner's key) with its Inbox.
 
 from thingsdk.core import messages, policy
 from thingsdk.core.decide import ASK, REFUSE, WAIT, judge, mandate_problem, say
-from thingsdk.core.mandate import kid_hex
+from thingsdk.core.keys import kid_hex
 
 TTL = 12 * 3600  # how long the owner has to answer, by default
 

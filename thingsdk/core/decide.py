@@ -11,7 +11,7 @@ usual price beats the cost of holding the items for the time they come early, wi
 
 from thingsdk.core import messages, policy
 from thingsdk.core.consumable import DAY, MILLI_DAY
-from thingsdk.core.mandate import kid_hex
+from thingsdk.core.keys import kid_hex
 from thingsdk.core.money import text as money_text
 
 BUY, WAIT, ASK, REFUSE = "buy", "wait", "ask", "refuse"

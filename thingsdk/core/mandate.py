@@ -5,10 +5,8 @@ replaces the one held (a higher version only). What the constraints mean for an 
 `thingsdk.core.policy`. Portable and sans-IO: time comes in as `now`, keys and codec as arguments.
 """
 
-import binascii
-
 from thingsdk.core import cose, messages
-from thingsdk.core.keys import key_id
+from thingsdk.core.keys import key_id, kid_hex
 
 ISS, SUB, EXP, NBF, IAT, CNF = 1, 2, 4, 5, 6, 8
 VERSION, CONSTRAINTS = -65537, -65538
@@ -23,11 +21,6 @@ class MandateError(ValueError):
     def __init__(self, code, text):
         super().__init__("%s: %s" % (code, text))
         self.code = code
-
-
-def kid_hex(kid):
-    """A key id as CWT `iss`/`sub` text: lower-case hex."""
-    return binascii.hexlify(kid).decode()
 
 
 def bound_kid(claims):
