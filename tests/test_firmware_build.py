@@ -21,6 +21,7 @@ from thingsdk.crypto import Ed25519Verifier, load_signer
 from thingsdk.firmware_build import compile_lib
 
 CORE = sorted(p.stem for p in (ROOT / "thingsdk" / "core").glob("*.py"))
+FIRMWARE = ROOT / "firmware" / "lib"
 MPY_VERSION = 6  # MicroPython 1.23 on; sys.implementation._mpy 774 = version 6, sub-version 3
 
 
@@ -53,8 +54,8 @@ def mpy_files(folder):
 def test_build_compiles_every_module_and_converts_the_identity(tmp_path, bundle, board, capsys):
     assert build(tmp_path, bundle, board) == 0
     out, folder = capsys.readouterr().out, tmp_path / board
-    expected = (["lib/mqtt.mpy", "lib/thingsdk/__init__.mpy"]
-                + ["lib/thingsdk/core/%s.mpy" % name for name in CORE])
+    expected = (["lib/%s.mpy" % p.stem for p in FIRMWARE.glob("*.py")]
+                + ["lib/thingsdk/__init__.mpy"] + ["lib/thingsdk/core/%s.mpy" % name for name in CORE])
     assert mpy_files(folder) == sorted(expected)
     for name in expected:
         data = (folder / name).read_bytes()
