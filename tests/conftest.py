@@ -41,3 +41,16 @@ def broker(tmp_path, pki):
 def persistent_broker(tmp_path, pki):
     """The same, with persistence on: sessions and queued messages survive broker.restart()."""
     yield from _running_broker(tmp_path / "broker", pki, persistence=True)
+
+
+@pytest.fixture
+def world(tmp_path, broker):
+    """Keys, a mandate and the reference vendor on the broker, on one accelerated clock
+    (tests/world.py); the vendor is started by the test."""
+    from world import World
+
+    w = World(tmp_path, broker)
+    try:
+        yield w
+    finally:
+        w.close()
