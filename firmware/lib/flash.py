@@ -1,0 +1,349 @@
+"""The board's state on flash: the same store as thingsdk.device.state.StateFolder, for MicroPython.
+
+    needs/<need id>.cbor     one lifecycle record each
+    outbox/<id>-<exp>.cose   the sealed bytes of every message sent, kept until it expires
+    from-owner/              messages from the owner dropped in as files (read as they are)
+    <name>.cbor              ledger, consumables, the inbox's replay guard, device facts
+    mandate.cwt              the mandate held
+    seq                      the sequence checkpoint
+    audit.log, audit.old     the audit log, in two halves so it never outgrows its bound
+
+Every file this store writes ends with an 8-byte trailer (big-endian body length, CRC-32), and is
+replaced by writing `<file>.tmp`, syncing, then renaming it over the file (removing the file first
+where the file system will not rename onto one, as FAT). A file that is missing while a complete
+`.tmp` is there (a power cut between the remove and the rename) is recovered; a torn `.tmp` is
+dropped. A corrupt file reads as missing and is counted in `corrupt`, except the sequence
+checkpoint: that raises CheckpointError, as numbers must never start over.
+
+Missing files are told apart by os.stat, not errno: the WebAssembly port's errors carry
+Emscripten's numbers, which its errno module does not.
+"""
+
+import binascii
+import os
+import struct
+
+from thingsdk.core import cbor
+from thingsdk.core.replay import SequenceCounter
+
+NEEDS, OUTBOX, FROM_OWNER = "needs", "outbox", "from-owner"
+_FRAME = ">II"  # length, CRC-32: the trailer of a file, the header of an audit record
+
+
+class CheckpointError(Exception):
+    """The sequence checkpoint is corrupt or cannot be read."""
+
+
+class AuditLogCorrupt(ValueError):
+    """A complete record in the middle of the audit log fails its check."""
+
+
+def _exists(path):
+    try:
+        os.stat(path)
+        return True
+    except OSError:
+        return False
+
+
+def _read(path):
+    """The bytes of path, or None if it does not exist."""
+    try:
+        with open(path, "rb") as f:
+            return f.read()
+    except OSError:
+        if _exists(path):
+            raise
+        return None
+
+
+def _remove(path):
+    try:
+        os.remove(path)
+    except OSError:
+        if _exists(path):
+            raise
+
+
+def _sync():
+    sync = getattr(os, "sync", None)
+    if sync:
+        sync()
+
+
+def _put(path, data):
+    """Replace path with data: a reader finds the old or the new content, never part of it."""
+    tmp = path + ".tmp"
+    with open(tmp, "wb") as f:
+        f.write(data)
+        f.flush()
+    _sync()
+    _rename(tmp, path)
+    _sync()
+
+
+def _rename(src, dst):
+    try:
+        os.rename(src, dst)
+    except OSError:  # FAT refuses to rename onto an existing file
+        _remove(dst)
+        os.rename(src, dst)
+
+
+def _seal(body):
+    return body + struct.pack(_FRAME, len(body), binascii.crc32(body) & 0xFFFFFFFF)
+
+
+def _unseal(data):
+    """The body of sealed data, or None if it is torn or corrupt."""
+    if len(data) < 8:
+        return None
+    body = data[:-8]
+    if struct.unpack(_FRAME, data[-8:]) != (len(body), binascii.crc32(body) & 0xFFFFFFFF):
+        return None
+    return body
+
+
+def _get(path):
+    """(body, corrupt) of the sealed file at path; body is None when missing or corrupt."""
+    data = _read(path)
+    if data is None:
+        tmp = path + ".tmp"
+        data = _read(tmp)
+        if data is None:
+            return None, False
+        if _unseal(data) is None:
+            _remove(tmp)  # torn while being written: the write never happened
+            return None, False
+        os.rename(tmp, path)
+    body = _unseal(data)
+    return body, body is None
+
+
+def _drop(path):
+    _remove(path)
+    _remove(path + ".tmp")  # or a stale copy would come back as the file
+
+
+def _mkdirs(path):
+    at = 0
+    while at >= 0:
+        at = path.find("/", at + 1)
+        folder = path if at < 0 else path[:at]
+        if not _exists(folder):
+            os.mkdir(folder)
+
+
+def _hex(data):
+    return binascii.hexlify(data).decode()
+
+
+class FlashState:
+    """One device's state under `root` (created if missing)."""
+
+    def __init__(self, root="/state", block=64, audit_limit=16384):
+        self.root = root.rstrip("/")
+        for name in (NEEDS, OUTBOX, FROM_OWNER):
+            _mkdirs(self._path(name))
+        self.corrupt = 0
+        self.audit = AuditLog(self._path("audit.log"), audit_limit)
+        self.sequence = Sequence(self._path("seq"), block)
+
+    def _path(self, *names):
+        return "/".join((self.root,) + names)
+
+    def _body(self, path):
+        body, corrupt = _get(path)
+        self.corrupt += corrupt
+        return body
+
+    # Plain data and blobs.
+
+    def load(self, name, default=None):
+        """The data saved under name, or default (also when the file is corrupt)."""
+        body = self._body(self._path(name + ".cbor"))
+        if body is not None:
+            try:
+                return cbor.loads(body)
+            except ValueError:
+                self.corrupt += 1
+        return default
+
+    def save(self, name, obj):
+        _put(self._path(name + ".cbor"), _seal(cbor.dumps(obj)))
+
+    def mandate(self):
+        """The mandate token held, or None."""
+        return self._body(self._path("mandate.cwt"))
+
+    def save_mandate(self, token):
+        _put(self._path("mandate.cwt"), _seal(token))
+
+    # Lifecycle records.
+
+    def records(self):
+        """Every need record kept, as plain data, in file name order; corrupt ones are skipped."""
+        names = set()
+        for name in os.listdir(self._path(NEEDS)):
+            name = name[:-4] if name.endswith(".tmp") else name
+            if name.endswith(".cbor"):
+                names.add(name)
+        found = []
+        for name in sorted(names):
+            body = self._body(self._path(NEEDS, name))
+            if body is not None:
+                try:
+                    found.append(cbor.loads(body))
+                except ValueError:
+                    self.corrupt += 1
+        return found
+
+    def save_record(self, record):
+        _put(self._record_path(record["need"]), _seal(cbor.dumps(record)))
+
+    def drop_record(self, need_id):
+        _drop(self._record_path(need_id))
+
+    def _record_path(self, need_id):
+        return self._path(NEEDS, _hex(need_id) + ".cbor")
+
+    # The outbox.
+
+    def sealed(self, msg_id, exp):
+        """The bytes sealed under msg_id (expiring at exp), or None."""
+        return self._body(self._sealed_path(msg_id, exp))
+
+    def keep_sealed(self, msg_id, exp, data):
+        """Keep sealed bytes (before they are published) until `exp`."""
+        _put(self._sealed_path(msg_id, exp), _seal(data))
+
+    def _sealed_path(self, msg_id, exp):
+        return self._path(OUTBOX, "%s-%d.cose" % (_hex(msg_id), exp))
+
+    def prune_sealed(self, now):
+        """Forget the sealed messages that have expired: nobody may accept them any more."""
+        for name in os.listdir(self._path(OUTBOX)):
+            stem = name[:-4] if name.endswith(".tmp") else name
+            if stem.endswith(".cose") and int(stem[:-5].rsplit("-", 1)[1]) <= now:
+                _remove(self._path(OUTBOX, name))
+
+    # Messages from the owner, as files.
+
+    def owner_drops(self):
+        """[(path, bytes)] of the files dropped in from-owner/, oldest name first."""
+        folder = self._path(FROM_OWNER)
+        return [(folder + "/" + name, _read(folder + "/" + name))
+                for name in sorted(os.listdir(folder)) if not name.startswith(".")]
+
+    def done_with(self, path):
+        """Remove a dropped-in file once its message was handled."""
+        _remove(path)
+
+
+class Sequence:
+    """This sender's sequence numbers; the reservation checkpoint is written once per `block`."""
+
+    def __init__(self, path, block=64):
+        self.path = path
+        self.block = block
+        self._counter = self._load()
+
+    def _load(self):
+        try:
+            body, corrupt = _get(self.path)
+            if corrupt:
+                raise ValueError("torn or corrupt")
+            return SequenceCounter(0 if body is None else cbor.loads(body), self.block)
+        except (OSError, ValueError) as exc:
+            raise CheckpointError("sequence checkpoint %s: %s" % (self.path, exc))
+
+    def take(self):
+        """The next sequence number, its reservation already on flash."""
+        if self._counter is None:
+            self._counter = self._load()
+        seq, checkpoint = self._counter.take()
+        if checkpoint is not None:
+            try:
+                _put(self.path, _seal(cbor.dumps(checkpoint)))
+            except BaseException:
+                self._counter = None  # reload what is on flash before issuing anything else
+                raise
+        return seq
+
+
+def _scan(data, most):
+    """(intact records, where they end, "intact" | "torn" | "corrupt") of audit log bytes whose
+    frames are at most `most` bytes long."""
+    records, pos = [], 0
+    while pos < len(data):
+        if pos + 8 > len(data):
+            return records, pos, "torn"
+        length, crc = struct.unpack_from(_FRAME, data, pos)
+        end = pos + 8 + length
+        if end - pos > most:
+            return records, pos, "corrupt"
+        if end > len(data):
+            return records, pos, "torn"
+        body = data[pos + 8:end]
+        try:
+            if binascii.crc32(body) & 0xFFFFFFFF != crc:
+                raise ValueError("CRC mismatch")
+            records.append(cbor.loads(body))
+        except ValueError:
+            return records, pos, "corrupt"
+        pos = end
+    return records, pos, "intact"
+
+
+class AuditLog:
+    """Records appended to `path` (framed as thingsdk.audit's: length, CRC-32, CBOR body).
+
+    When a record would take `path` past limit/2 bytes, `path` becomes `<path without .log>.old`
+    (replacing the older half) and a new file starts: the log keeps about the last `limit` bytes.
+    A torn last record (a power cut) is cut off by the next append; a corrupt one in the middle
+    makes appending refuse (AuditLogCorrupt).
+    """
+
+    def __init__(self, path, limit=16384):
+        self.path = path
+        self.old = (path[:-4] if path.endswith(".log") else path) + ".old"
+        self.half = limit // 2
+        self._end = None  # the size of `path` as this object last left it
+
+    def append(self, record):
+        """Append one record (a CBOR-encodable map) and sync it to flash."""
+        body = cbor.dumps(record)
+        frame = struct.pack(_FRAME, len(body), binascii.crc32(body) & 0xFFFFFFFF) + body
+        if len(frame) > self.half:
+            raise ValueError("audit record of %d bytes exceeds %d" % (len(body), self.half - 8))
+        try:
+            end = os.stat(self.path)[6]
+        except OSError:
+            end = None
+        if end is None or end != self._end:
+            data = self._data()
+            _, end, state = _scan(data, self.half)
+            if state == "corrupt":
+                raise AuditLogCorrupt("%s: corrupt record at byte %d" % (self.path, end))
+            if state == "torn":
+                _put(self.path, data[:end])
+        if end and end + len(frame) > self.half:
+            _rename(self.path, self.old)
+            end = 0
+        with open(self.path, "ab") as f:
+            f.write(frame)
+            f.flush()
+        _sync()
+        self._end = end + len(frame)
+
+    def records(self):
+        """Every intact record, oldest first."""
+        old = _read(self.old)
+        return (_scan(old, self.half)[0] if old else []) + _scan(self._data(), self.half)[0]
+
+    def _data(self):
+        data = _read(self.path)
+        if data is None and _exists(self.path + ".tmp"):
+            os.rename(self.path + ".tmp", self.path)  # cut off a torn tail; the cut was complete
+            data = _read(self.path)
+        return data or b""
