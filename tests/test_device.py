@@ -21,10 +21,9 @@ from thingsdk.core import envelope, lifecycle, mandate
 from thingsdk.core import messages as m
 from thingsdk.crypto import Ed25519Signer
 from thingsdk.device import config
-from thingsdk.mqtt import Backoff, Transport
 from thingsdk.vendor.serve import Server
-from world import (DAY, HOUR, ROOT, SIMULATED, SLOT, TIMEOUT, World, assert_one_order_delivered,
-                   audit, states_audited)
+from world import (DAY, HOUR, ROOT, SIMULATED, SLOT, TIMEOUT, Tap, World,
+                   assert_one_order_delivered, audit, states_audited)
 
 # ---- the happy path ----------------------------------------------------------------------------
 
@@ -143,29 +142,6 @@ class TwiceServer(Server):
 
     def _publish(self, answers):
         super()._publish(answers + answers)
-
-
-class Tap:
-    """A client on the broker's plain listener (no ACL: broker rights), recording what passes on
-    a topic, and publishing what a test injects."""
-
-    def __init__(self, broker, topic, on_message=None):
-        self.seen = []
-        self.on_message = on_message
-        self.transport = Transport(broker.url, "tap-" + os.urandom(4).hex(),
-                                   on_message=self._seen, backoff=Backoff(0.05, 0.5)).start()
-        assert self.transport.subscribe(topic).wait(TIMEOUT)
-
-    def _seen(self, topic, payload):
-        self.seen.append(payload)
-        if self.on_message:
-            self.on_message(self, payload)
-
-    def publish(self, topic, payload):
-        assert self.transport.publish(topic, payload).wait(TIMEOUT)
-
-    def close(self):
-        self.transport.close()
 
 
 def payload(data):

@@ -150,6 +150,55 @@ sensor = %s
         self.devices.append((stop, thread))
         return device
 
+    # A board.
+
+    def build_board(self, tls=True, board="esp32", interval=0.05):
+        """A board's folder made by `thingsdk firmware build` from an identity bundle: the
+        consumable of `config` on an ADC at pin 26 (raw 0 empty, 65535 full), the broker's TLS
+        listener (or its plain one), this world's clock and lifecycle."""
+        from thingsdk.firmware_build import build
+
+        bundle = self.folder / "bundle"
+        bundle.mkdir()
+        save_keypair(self.device_key, bundle / "device.key", bundle / "device.pub")
+        (bundle / "vendor.pub").write_text(self.vendor_key.public_key.hex())
+        (bundle / "owner.pub").write_text(self.owner_key.public_key.hex())
+        (bundle / "mandate.cwt").write_bytes((self.folder / "mandate.cwt").read_bytes())
+        broker = 'url = "%s"' % self.broker.url
+        if tls:
+            cert, key = self.broker.pki.client(topics.kid_hex(self.kid))
+            broker = 'url = "%s"\nca = "%s"\ncert = "%s"\nkey = "%s"' % (
+                self.broker.tls_url, self.broker.pki.ca_file, cert, key)
+        (bundle / "device.toml").write_text("""
+[device]
+key = "device.key"
+vendor = "vendor.pub"
+owner = "owner.pub"
+mandate = "mandate.cwt"
+interval = %r
+
+[broker]
+%s
+
+[clock]
+speed = %r
+start = %r
+%s
+[[consumables]]
+slot = "%s"
+unit = "ml"
+capacity = 1000
+sku = "WF-300"
+lead_time = %d
+lead_spread = %d
+min_interval = 600
+sensor = {type = "adc", pin = 26, empty = 0, full = 65535}
+""" % (interval, broker, self.clock.speed, self.clock.start, LIFECYCLE, SLOT, 4 * HOUR,
+       2 * HOUR))
+        out = self.folder / board
+        build(board, bundle, out)
+        return out
+
     def records(self):
         """The need records as persisted in the state folder."""
         folder = self.folder / "state" / "needs"
@@ -177,6 +226,29 @@ sensor = %s
 # A sensor used 200 ml an hour, refilled (by the simulation) when below 60 ml.
 SIMULATED = '{type = "simulated", daily_use = 4800, noise = 0.0, variability = 0.0, ' \
             'refill_below = 60}'
+
+
+class Tap:
+    """A client on the broker's plain listener (no ACL: broker rights), recording what passes on
+    a topic, and publishing what a test injects."""
+
+    def __init__(self, broker, topic, on_message=None):
+        self.seen = []
+        self.on_message = on_message
+        self.transport = Transport(broker.url, "tap-" + os.urandom(4).hex(),
+                                   on_message=self._seen, backoff=Backoff(0.05, 0.5)).start()
+        assert self.transport.subscribe(topic).wait(TIMEOUT)
+
+    def _seen(self, topic, payload):
+        self.seen.append(payload)
+        if self.on_message:
+            self.on_message(self, payload)
+
+    def publish(self, topic, payload):
+        assert self.transport.publish(topic, payload).wait(TIMEOUT)
+
+    def close(self):
+        self.transport.close()
 
 
 def assert_one_order_delivered(world):

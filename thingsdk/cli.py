@@ -482,22 +482,46 @@ def cmd_firmware_build(args):
     return 0
 
 
+def cmd_firmware_deploy(args):
+    from thingsdk.rig.deploy import deploy, local_files
+    from thingsdk.rig.repl import Board, BoardError
+
+    local_files(args.dir)  # a build folder, checked before the port is opened
+    try:
+        with Board(args.port, baudrate=args.baud) as board:
+            deploy(board, args.dir)
+    except BoardError as exc:
+        raise CliError(str(exc))
+    return 0
+
+
 def add_firmware_commands(sub):
-    """`firmware build`: a folder to copy to a MicroPython board."""
+    """`firmware build`: a folder to copy to a MicroPython board; `firmware deploy` copies it."""
     from thingsdk.boards import BOARDS
 
-    group = sub.add_parser("firmware", help="build the files a MicroPython board runs")
+    group = sub.add_parser("firmware", help="build the files a MicroPython board runs; deploy them")
     verbs = group.add_subparsers(dest="verb", required=True, metavar="VERB")
     p = verbs.add_parser("build", help="compile the core and the firmware library to .mpy and "
-                                       "convert an identity bundle for the board; prints sizes "
-                                       "(no boot.py or main.py yet: the application is to come)")
+                                       "convert an identity bundle for the board, with main.py "
+                                       "to start the application at boot; prints sizes")
     p.add_argument("--board", required=True, metavar="|".join(sorted(BOARDS)), help="the board")
     p.add_argument("--identity", required=True, metavar="BUNDLE_DIR",
                    help="the device's identity bundle (from `thingsdk provision`)")
     p.add_argument("--out", required=True, help="the folder to write (new or empty)")
     p.add_argument("--exclude", action="append", default=[], metavar="MODULE",
-                   help="leave out this core module (no module kept may import it); repeatable")
+                   help="leave out this module of the core or the firmware (no module kept may "
+                        "import it; the unused link's are left out anyway); repeatable")
     p.set_defaults(func=cmd_firmware_build)
+    p = verbs.add_parser("deploy", help="copy a built folder to a board's flash over its raw "
+                                        "REPL (files already there unchanged are skipped), "
+                                        "soft-reset it and show free flash and RAM")
+    p.add_argument("--port", required=True, metavar="URL",
+                   help="the board's serial port or pyserial URL (/dev/ttyACM0, "
+                        "socket://host:port, rfc2217://host:port)")
+    p.add_argument("--dir", required=True, metavar="BUILD_DIR",
+                   help="the folder `thingsdk firmware build` wrote")
+    p.add_argument("--baud", type=int, default=115200, help="baud rate (default: 115200)")
+    p.set_defaults(func=cmd_firmware_deploy)
 
 
 def build_parser():

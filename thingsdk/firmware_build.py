@@ -1,8 +1,8 @@
 """`thingsdk firmware build`: a folder to copy to a board's flash. The portable core and the
 firmware's library compiled to .mpy by mpy-cross (`lib/`), and the device's identity bundle in
 the forms MicroPython reads (`identity/`): raw keys, the mandate token, DER certificates and key
-(its mbedTLS parses no PEM), and config.json. No boot.py or main.py yet: the application that
-would run at boot is still to be written.
+(its mbedTLS parses no PEM), and config.json (the consumables with their board sensors, the
+link); and main.py, which starts the firmware application (firmware/lib/app.py) at boot.
 """
 
 import ast
@@ -27,6 +27,9 @@ PACKAGE = Path(thingsdk.__file__).resolve().parent
 FIRMWARE_LIB = PACKAGE.parent / "firmware" / "lib"
 CORE_PREFIX = "thingsdk.core."
 SECRET, PUBLIC = 0o600, 0o644
+BOARD_SENSORS = ("adc", "flow", "hx711")
+# The modules a board leaves out for its link: MQTT over WiFi, or a UART to a gateway.
+LINKS = {"mqtt": ("seriallink", "frames"), "serial": ("mqtt", "backoff")}
 
 
 def find_mpy_cross():
@@ -43,38 +46,55 @@ def find_mpy_cross():
     return found
 
 
-def _core_imports(path):
-    """The core modules a source file imports (at any depth of the file)."""
+def _loaded(tree):
+    """The nodes run when a module is imported: not those inside functions, whose imports are
+    made when they are called (the app imports the link it was configured with)."""
+    for node in ast.iter_child_nodes(tree):
+        if not isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda)):
+            yield node
+            yield from _loaded(node)
+
+
+def _imports(path, local):
+    """The core modules, and the `local` firmware modules, a source file imports on loading."""
     names = set()
-    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+    for node in _loaded(ast.parse(path.read_text(), str(path))):
         if isinstance(node, ast.ImportFrom) and node.module == "thingsdk.core":
             names.update(alias.name for alias in node.names)
         elif isinstance(node, ast.ImportFrom) and (node.module or "").startswith(CORE_PREFIX):
             names.add(node.module[len(CORE_PREFIX):])
+        elif isinstance(node, ast.ImportFrom) and node.module in local:
+            names.add(node.module)
         elif isinstance(node, ast.Import):
-            names.update(alias.name[len(CORE_PREFIX):] for alias in node.names
-                         if alias.name.startswith(CORE_PREFIX))
+            for alias in node.names:
+                if alias.name.startswith(CORE_PREFIX):
+                    names.add(alias.name[len(CORE_PREFIX):])
+                elif alias.name in local:
+                    names.add(alias.name)
     return names
 
 
 def sources(exclude=()):
     """[(source file, path in the build without the .mpy suffix)] of every module a board gets:
-    the whole core (it is all portable, and the device runs all of it) but the `exclude`d
-    modules, which no module kept may import, and the firmware's library."""
+    the whole core (it is all portable, and the device runs all of it) and the firmware's
+    library, but the `exclude`d modules (of either), which no module kept may import."""
     if not FIRMWARE_LIB.is_dir():
         raise ValueError("%s is missing: build from a source checkout of thingsdk" % FIRMWARE_LIB)
-    core = {p.stem: p for p in sorted((PACKAGE / "core").glob("*.py"))}
+    modules = {p.stem: (p, "lib/thingsdk/core/" + p.stem)
+               for p in sorted((PACKAGE / "core").glob("*.py")) if p.stem != "__init__"}
+    local = {p.stem: (p, "lib/" + p.stem) for p in sorted(FIRMWARE_LIB.glob("*.py"))}
+    modules.update(local)
     for name in exclude:
-        if name not in core or name == "__init__":
-            raise ValueError("--exclude %s: no such core module (known: %s)"
-                             % (name, ", ".join(n for n in core if n != "__init__")))
-    kept = [(p, "lib/thingsdk/core/" + n) for n, p in core.items() if n not in exclude]
-    kept += [(p, "lib/" + p.stem) for p in sorted(FIRMWARE_LIB.glob("*.py"))]
+        if name not in modules:
+            raise ValueError("--exclude %s: no such module (known: %s)"
+                             % (name, ", ".join(sorted(modules))))
+    kept = [pair for name, pair in modules.items() if name not in exclude]
     for path, _ in kept:
-        needed = _core_imports(path) & set(exclude)
+        needed = _imports(path, local) & set(exclude)
         if needed:
             raise ValueError("--exclude %s: %s imports it" % (sorted(needed)[0], path.name))
-    return [(PACKAGE / "__init__.py", "lib/thingsdk/__init__")] + kept
+    return [(PACKAGE / "__init__.py", "lib/thingsdk/__init__"),
+            (PACKAGE / "core" / "__init__.py", "lib/thingsdk/core/__init__")] + kept
 
 
 def compile_lib(out, march=None, exclude=()):
@@ -120,6 +140,17 @@ def _der_key(path):
                              serialization.NoEncryption())
 
 
+def _board_consumables(top):
+    """The [[consumables]] of device.toml, each with a sensor a board has (firmware/lib/app.py)."""
+    tables = top.get("consumables", [])
+    for table in tables:
+        kind = table.get("sensor", {}).get("type")
+        if kind not in BOARD_SENSORS:
+            raise ValueError("consumable %s: sensor type %r does not run on a board (a board has "
+                             "%s)" % (table.get("slot"), kind, ", ".join(BOARD_SENSORS)))
+    return tables
+
+
 def identity(bundle, board_name):
     """{file name: (bytes, mode)} of a provisioned bundle's identity, as a board reads it."""
     bundle = Path(bundle)
@@ -145,8 +176,13 @@ def identity(bundle, board_name):
         if key in broker:
             files[name] = (convert(bundle / broker[key]), mode)
     config = {"board": board_name, "broker": _broker(broker),
+              "link": {"type": "mqtt" if broker else "serial"},
               "device_kid": topics.kid_hex(signer.kid), "vendor_kid": key_id(vendor).hex(),
-              "owner_kid": key_id(owner).hex()}
+              "owner_kid": key_id(owner).hex(), "consumables": _board_consumables(top),
+              "lifecycle": top.get("lifecycle", {}), "clock": top.get("clock")}
+    for key in ("interval", "heartbeat"):
+        if key in device:
+            config[key] = device[key]
     files["config.json"] = (json.dumps(config, indent=1).encode() + b"\n", PUBLIC)
     return files
 
@@ -158,7 +194,10 @@ def build(board_name, bundle, out, exclude=()):
     files = identity(bundle, board.name)
     if out.exists() and any(out.iterdir()):
         raise ValueError("%s exists and is not empty" % out)
-    code = compile_lib(out, board.march, exclude)
+    unused = LINKS[json.loads(files["config.json"][0])["link"]["type"]]
+    code = compile_lib(out, board.march, tuple(exclude) + unused)
+    shutil.copyfile(FIRMWARE_LIB.parent / "main.py", out / "main.py")  # run at boot as source
+    code.append(("main.py", (out / "main.py").stat().st_size))
     (out / "identity").mkdir()
     for name, (data, mode) in files.items():
         atomic_write(out / "identity" / name, data, mode=mode)
@@ -183,6 +222,4 @@ def report(board_name, code, ident):
                  % (total, boards.TARGET, verdict))
     lines.append("heap         about %d B free on this board; every module loaded takes at least "
                  "about its .mpy size: %d%% of it" % (board.heap, 100 * code_bytes // board.heap))
-    lines.append("not built    boot.py and main.py: the firmware application does not exist "
-                 "yet, so nothing runs at boot")
     return "\n".join(lines)

@@ -15,6 +15,8 @@ sealed is published again as the same bytes; the inbox records a message only af
 it caused were carried out, so a crash in between lets a redelivery be processed again.
 """
 
+import binascii
+
 from thingsdk.core import approval, envelope, lifecycle, policy
 from thingsdk.core import messages as m
 from thingsdk.core.consumable import DAY, Consumable
@@ -39,6 +41,11 @@ def feed(consumable, source, now):
         consumable.refill(now)
     consumable.use(now, value)
     return 0
+
+
+def _short(msg_id):
+    """A message id as people read it in a log: its first 4 bytes in hex."""
+    return binascii.hexlify(msg_id[:4]).decode()
 
 
 class Slot:
@@ -286,8 +293,11 @@ class Agent:
                                  self.state.sequence.take(), now, msg["id"], self.codec,
                                  msg["exp"] - now, msg["re"])
             self.state.keep_sealed(msg["id"], msg["exp"], data)
-        if msg["to"] == self.vendor.kid and self.publish is not None:
-            self.publish(data)  # for the owner: it is fetched from the outbox
+        if msg["to"] != self.vendor.kid:
+            self.note("kept %s %s for the owner" % (m.NAMES[msg["t"] - 1], _short(msg["id"])))
+        elif self.publish is not None:
+            self.note("sent %s %s (%d B)" % (m.NAMES[msg["t"] - 1], _short(msg["id"]), len(data)))
+            self.publish(data)
 
     def _send_new(self, msg_type, body, now):
         """A message outside any need (status, mandate), through the outbox all the same."""
@@ -318,6 +328,7 @@ class Agent:
             decision = approval.resolve(decision, record["areq"], self._approvals.get(appr),
                                         self.mandate, self.ledger, now, zones=self.zones)
         result = decision.to_record()
+        self.note("decided %s for %s: %s" % (result["action"], record["slot"], result["reason"]))
         entry = dict(result)
         entry.update(need=need, slot=record["slot"])
         self.state.audit.append(entry)

@@ -1,0 +1,240 @@
+"""The firmware application: the whole device on a MicroPython board.
+
+It runs the portable agent (thingsdk.core.agent: forecasting, mandate checks, decisions, signing,
+the order lifecycle) with the board's parts: sensors on `machine` (drivers), state on flash
+(flash.FlashState: written crash-safely before anything is sent) and a link to the vendor, either
+WiFi and the firmware's MQTT client (mqtt) or a UART to a gateway (seriallink). Everything is one
+asyncio loop, so sampling, the network and decisions interleave and nothing blocks.
+
+Files on the board's flash (`thingsdk firmware build` writes them):
+    identity/config.json  the device: key ids, broker, consumables and their sensors, `link`,
+                          `interval` and `heartbeat` (seconds), `lifecycle` overrides, `clock`
+    identity/device.seed, vendor.pub, owner.pub, mandate.cwt, ca.der, device.der, device-tls.der
+    wifi.json             {"ssid": ..., "key": ...}: written on the board by its owner, not built
+    state/                the device's state (flash.FlashState)
+    rig.json              only on a test rig: {"adc": {"<pin>": raw reading}} replaces what the
+                          ADCs read (hil/README.md); a board in service never has it
+
+Lines starting "thingsdk:" on the console say what the device does ("decided buy ...",
+"sent ...", "refused ...") for a person or a test rig to read.
+"""
+
+import asyncio
+import json
+import os
+import random
+import time
+
+from drivers import AdcLevel, HX711, PulseUsage, ScaleLevel
+from flash import CheckpointError, FlashState
+from thingsdk.core import cbor, ed25519, topics
+from thingsdk.core import messages as m
+from thingsdk.core.agent import Agent, Slot
+from thingsdk.core.consumable import DAY, Consumable, RateEstimator
+
+# time.time() counts from 2000 on some ports and from 1970 on others; the protocol uses unix time.
+EPOCH = 946684800 if time.gmtime(0)[0] == 2000 else 0
+CONSUMABLE = ("pack", "lead_time", "lead_spread", "safety", "order_qty")
+OUTGOING = 16  # sealed messages waiting for the link; the lifecycle re-sends what is dropped
+
+
+_ms = getattr(time, "ticks_ms", lambda: int(time.monotonic() * 1000))
+_diff = getattr(time, "ticks_diff", lambda a, b: a - b)
+
+
+def unix_now():
+    return int(time.time()) + EPOCH
+
+
+def clock_from(table):
+    """Unix seconds, or with a `clock` table {speed, start} (demos and tests, as on CPython)
+    time running `speed` times faster from the real unix time `start` on."""
+    if not table:
+        return unix_now
+    speed, start = table["speed"], table["start"]
+    return lambda: int(start + (time.time() + EPOCH - start) * speed)
+
+
+def read(path):
+    """A file's bytes, or None when it is missing."""
+    try:
+        with open(path, "rb") as f:
+            return f.read()
+    except OSError:
+        return None
+
+
+def new_id():
+    if hasattr(os, "urandom"):
+        return os.urandom(m.ID_SIZE)
+    return bytes(random.getrandbits(8) for _ in range(m.ID_SIZE))  # ports without urandom
+
+
+def say(text):
+    print("thingsdk: " + text)
+
+
+class RigADC:
+    """An ADC whose reading a test rig sets in rig.json (the documented test hook)."""
+
+    def __init__(self, path, pin):
+        self.path, self.pin = path, str(pin)
+
+    def read_u16(self):
+        return json.loads(read(self.path))["adc"][self.pin]
+
+
+def sensor(table, capacity, machine, rig):
+    """A sensor source from its config table (type adc, flow or hx711) on the board's pins."""
+    kind = table["type"]
+    if kind == "adc":
+        pin = table["pin"]
+        adc = RigADC(rig, pin) if read(rig) is not None else machine.ADC(machine.Pin(pin))
+        return AdcLevel(adc, table["empty"], table["full"], capacity)
+    if kind == "flow":
+        pin = machine.Pin(table["pin"], machine.Pin.IN, machine.Pin.PULL_UP)
+        return PulseUsage(pin, table["pulses_per_unit"], table.get("units", 1))
+    if kind == "hx711":
+        cell = HX711(machine.Pin(table["data_pin"], machine.Pin.IN),
+                     machine.Pin(table["clock_pin"], machine.Pin.OUT), table.get("gain", 128))
+        return ScaleLevel(cell, table.get("tare", 0), table["scale_num"], table["scale_den"],
+                          table.get("zero", 0))
+    raise ValueError("unknown sensor type %r (a board has adc, flow, hx711)" % kind)
+
+
+def slot(table, machine, rig):
+    """A Slot from a consumables entry of config.json."""
+    capacity = table["capacity"]
+    estimator = RateEstimator(min_interval=table.get("min_interval", 3 * 3600),
+                              noise=max(1, capacity // 50))
+    extra = {}
+    for key in CONSUMABLE:
+        if key in table:
+            extra[key] = table[key]
+    consumable = Consumable(table["slot"], table["unit"], capacity, sku=table.get("sku"),
+                            estimator=estimator, **extra)
+    return Slot(consumable, sensor(table["sensor"], capacity, machine, rig),
+                table.get("category"))
+
+
+def link(config, identity, on_message):
+    """The way to the broker: the firmware's MQTT client, or a serial link to a gateway."""
+    kind = config.get("link", {"type": "mqtt"})
+    if kind["type"] == "serial":
+        import machine
+        from seriallink import Link
+
+        uart = machine.UART(kind.get("uart", 1), kind.get("baudrate", 115200))
+        return Link(uart, on_message)
+    from mqtt import Client, tls_context
+
+    broker = config["broker"]
+    ssl = None
+    if broker["tls"]:
+        ssl = tls_context(read(identity + "device.der"), read(identity + "device-tls.der"),
+                          read(identity + "ca.der"))
+    kid = bytes.fromhex(config["device_kid"])
+    return Client(broker["host"], broker["port"], config["device_kid"], ssl=ssl,
+                  presence=topics.presence(kid), on_message=on_message)
+
+
+class App:
+    """The device on a board whose flash is mounted at `root`; `machine` is the board's machine
+    module (a rig's may stand in), `clock()` unix seconds."""
+
+    def __init__(self, root="/", machine=None, clock=None):
+        if machine is None:
+            import machine
+        identity = root + "identity/"
+        self.config = config = json.loads(read(identity + "config.json"))
+        self.root, self.clock = root, clock or clock_from(config.get("clock"))
+        self.kid = bytes.fromhex(config["device_kid"])
+        self.uplink, self.downlink = topics.uplink(self.kid), topics.downlink(self.kid)
+        self.interval = config.get("interval", 5)
+        self.received, self.outgoing = [], []
+        self.errors = 0
+        slots = [slot(t, machine, root + "rig.json") for t in config.get("consumables", ())]
+        self.state = FlashState(root + "state")
+        self.agent = Agent(ed25519.Signer(read(identity + "device.seed")),
+                           ed25519.Verifier(read(identity + "vendor.pub")),
+                           ed25519.Verifier(read(identity + "owner.pub")), self.state, slots,
+                           cbor, new_id, self.clock(), publish=self._queue,
+                           config=config.get("lifecycle"),
+                           heartbeat=config.get("heartbeat", DAY), note=say)
+        self.mandate = read(identity + "mandate.cwt")
+        self.link = link(config, identity, self._on_message)
+
+    def _on_message(self, topic, payload):
+        if topic == self.downlink:
+            self.received.append(payload)
+
+    def _queue(self, data):
+        if len(self.outgoing) >= OUTGOING:
+            self.outgoing.pop(0)
+        self.outgoing.append(data)
+
+    async def start(self):
+        """Connect (in the background) and carry on what the state holds."""
+        await join_wifi(self.root)
+        self.link.start()
+        await self.link.subscribe(self.downlink)
+        self.agent.start(self.clock(), self.mandate)
+        say("started, device %s" % self.config["device_kid"])
+
+    async def turn(self):
+        """One step: what arrived, the agent's step, what to send."""
+        now = self.clock()
+        try:
+            while self.received:
+                self.agent.receive(self.received.pop(0), now)
+            self.agent.step(now)
+        except CheckpointError:
+            raise  # sequence numbers cannot be trusted: stop rather than risk reuse
+        except Exception as exc:  # one bad turn must not stop the device
+            self.errors += 1
+            say("error in a turn: %r" % exc)
+        while self.outgoing:
+            try:
+                await self.link.publish(self.uplink, self.outgoing[0])
+            except Exception as exc:  # a full in-flight list: try on the next turn
+                say("not sent yet: %r" % exc)
+                break
+            self.outgoing.pop(0)
+
+    async def run(self, seconds=None):
+        """start(), then a turn every `interval` seconds; for `seconds` if given, else forever."""
+        await self.start()
+        start = _ms()
+        while seconds is None or _diff(_ms(), start) < seconds * 1000:
+            await self.turn()
+            await asyncio.sleep(self.interval)
+
+
+async def join_wifi(root, timeout=30):
+    """Join the WiFi named in wifi.json, if there is one (a serial board has none)."""
+    settings = read(root + "wifi.json")
+    if settings is None:
+        return
+    import network
+
+    settings = json.loads(settings)
+    wlan = network.WLAN(network.STA_IF)
+    wlan.active(True)
+    if not wlan.isconnected():
+        wlan.connect(settings["ssid"], settings["key"])
+    for _ in range(timeout * 10):
+        if wlan.isconnected():
+            return
+        await asyncio.sleep(0.1)
+    say("WiFi %s not joined yet: the link keeps trying" % settings["ssid"])
+
+
+def main(root="/", seconds=None):
+    """Run the device: from main.py at boot, or from a rig's REPL. On a port whose asyncio has no
+    run() (the WebAssembly one: its loop is the host's), the device runs in the background."""
+    app = App(root)
+    if hasattr(asyncio, "run"):
+        asyncio.run(app.run(seconds))
+    else:
+        asyncio.create_task(app.run(seconds))
+    return app
