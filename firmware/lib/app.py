@@ -31,15 +31,13 @@ from thingsdk.core import cbor, ed25519, topics
 from thingsdk.core import messages as m
 from thingsdk.core.agent import Agent, Slot
 from thingsdk.core.consumable import DAY, Consumable, RateEstimator
+from ticks import ticks_diff, ticks_ms
 
 # time.time() counts from 2000 on some ports and from 1970 on others; the protocol uses unix time.
 EPOCH = 946684800 if time.gmtime(0)[0] == 2000 else 0
 CONSUMABLE = ("pack", "lead_time", "lead_spread", "safety", "order_qty")
 OUTGOING = 16  # sealed messages waiting for the link; the lifecycle re-sends what is dropped
 
-
-_ms = getattr(time, "ticks_ms", lambda: int(time.monotonic() * 1000))
-_diff = getattr(time, "ticks_diff", lambda a, b: a - b)
 
 
 def unix_now():
@@ -81,7 +79,7 @@ class RigADC:
         self.path, self.pin = path, str(pin)
 
     def read_u16(self):
-        return json.loads(read(self.path))["adc"][self.pin]
+        return json.loads(read(self.path) or "{}")["adc"][self.pin]
 
 
 def sensor(table, capacity, machine, rig):
@@ -146,7 +144,11 @@ class App:
         if machine is None:
             import machine
         identity = root + "identity/"
-        self.config = config = json.loads(read(identity + "config.json"))
+        config = read(identity + "config.json")
+        if config is None:
+            raise OSError("%sconfig.json is missing: copy a `thingsdk firmware build` folder "
+                          "to the board" % identity)
+        self.config = config = json.loads(config)
         self.root, self.clock = root, clock or clock_from(config.get("clock"))
         self.kid = bytes.fromhex(config["device_kid"])
         self.uplink, self.downlink = topics.uplink(self.kid), topics.downlink(self.kid)
@@ -204,8 +206,8 @@ class App:
     async def run(self, seconds=None):
         """start(), then a turn every `interval` seconds; for `seconds` if given, else forever."""
         await self.start()
-        start = _ms()
-        while seconds is None or _diff(_ms(), start) < seconds * 1000:
+        start = ticks_ms()
+        while seconds is None or ticks_diff(ticks_ms(), start) < seconds * 1000:
             await self.turn()
             await asyncio.sleep(self.interval)
 

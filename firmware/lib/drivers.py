@@ -6,7 +6,7 @@ pin and ADC objects (machine.Pin, machine.ADC or anything with the same methods)
 imports `machine` unguarded and the module runs on CPython too.
 """
 
-import time
+from ticks import sleep_ms
 
 try:
     import machine
@@ -15,7 +15,6 @@ except ImportError:  # CPython, the WebAssembly port: nothing interrupts a bit l
 
 LEVEL = "level"
 USAGE = "usage"
-_sleep_ms = getattr(time, "sleep_ms", lambda ms: time.sleep(ms / 1000))
 _disable_irq = getattr(machine, "disable_irq", lambda: None)
 _enable_irq = getattr(machine, "enable_irq", lambda state: None)
 
@@ -102,7 +101,7 @@ class HX711:
         while self.dout.value():
             if waited >= self.timeout_ms:
                 raise OSError("HX711 data never went ready (check wiring and power)")
-            _sleep_ms(1)
+            sleep_ms(1)
             waited += 1
         sck, dout, value = self.sck, self.dout, 0
         state = _disable_irq()

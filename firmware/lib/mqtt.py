@@ -15,17 +15,14 @@ Runs unmodified on MicroPython and CPython (asyncio streams, which MicroPython r
 import asyncio
 import random
 import struct
-import sys
-import time
 
 from thingsdk.core.backoff import Backoff
+from ticks import MICROPYTHON, ticks_diff, ticks_ms
 
-MICROPYTHON = sys.implementation.name == "micropython"
 PUBLISH, PUBACK, SUBACK, PINGRESP = 3, 4, 9, 13
 ONLINE, OFFLINE = b"online", b"offline"
 REFUSED = {1: "unacceptable protocol version", 2: "identifier rejected", 3: "server unavailable",
            4: "bad user name or password", 5: "not authorized"}
-_diff = getattr(time, "ticks_diff", lambda a, b: a - b)
 
 
 class MQTTError(Exception):
@@ -164,7 +161,7 @@ class Client:
         self.on_message, self.limit, self.retry, self.ping_timeout = on_message, limit, retry, ping_timeout
         self.timeout, self.max_size = timeout, max_size
         self._backoff = Backoff(backoff, backoff_cap, rand or random.random)
-        self.clock = clock or getattr(time, "ticks_ms", None) or (lambda: int(time.monotonic() * 1000))
+        self.clock = clock or ticks_ms
         self.connected = False
         self.last_error = None
         self.sent = self.received = self.reconnects = 0
@@ -225,7 +222,7 @@ class Client:
         if self.connected and self.presence:
             pid, start = await self._queue(self.presence, OFFLINE, True), self.clock()
             while self.connected and any(e[0] == pid for e in self._flight) and \
-                    _diff(self.clock(), start) < self.timeout * 1000:
+                    ticks_diff(self.clock(), start) < self.timeout * 1000:
                 await asyncio.sleep(0.02)
         if self.connected:
             try:
@@ -382,12 +379,12 @@ class Client:
         while True:
             await asyncio.sleep(min(1, self.keepalive / 4))
             now = self.clock()
-            if self._ping_at is not None and _diff(now, self._ping_at) > self.ping_timeout * 1000:
+            if self._ping_at is not None and ticks_diff(now, self._ping_at) > self.ping_timeout * 1000:
                 raise MQTTError("no PINGRESP within %s s" % self.ping_timeout)
-            if self._ping_at is None and _diff(now, self._pinged) >= self.keepalive * 500:
+            if self._ping_at is None and ticks_diff(now, self._pinged) >= self.keepalive * 500:
                 self._ping_at = self._pinged = now
                 await self._send(b"\xc0\x00")
             for entry in list(self._flight):
-                if entry[2] is not None and _diff(now, entry[2]) >= self.retry * 1000:
+                if entry[2] is not None and ticks_diff(now, entry[2]) >= self.retry * 1000:
                     self._mark(entry)
                     await self._send(entry[1])

@@ -15,4 +15,4 @@ def kid_hex(kid):
     """A key id as text, lower-case hex: a CWT's `iss`/`sub`, a device's name on the broker."""
     if not isinstance(kid, (bytes, bytearray)) or len(kid) != KID_LENGTH:
         raise ValueError("a key id is 8 bytes")
-    return binascii.hexlify(kid).decode()
+    return binascii.hexlify(bytes(kid)).decode()
