@@ -555,6 +555,9 @@ def build_parser():
     add_device_commands(sub)
     add_provision_commands(sub)
     add_firmware_commands(sub)
+    from thingsdk.gateway import add_commands as add_gateway_commands
+
+    add_gateway_commands(sub)
     return parser
 
 
