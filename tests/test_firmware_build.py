@@ -22,6 +22,7 @@ from thingsdk.firmware_build import compile_lib
 
 CORE = sorted(p.stem for p in (ROOT / "thingsdk" / "core").glob("*.py"))
 FIRMWARE = ROOT / "firmware" / "lib"
+ADC_PIN = {"esp32": 34, "pico_w": 26}
 MPY_VERSION = 6  # MicroPython 1.23 on; sys.implementation._mpy 774 = version 6, sub-version 3
 
 
@@ -36,13 +37,16 @@ def bundle(tmp_path, pki, capsys):
                  "--device-key", str(tmp_path / "fridge.key"),
                  "--broker", "mqtts://broker.example:8884", "--ca", str(pki.ca_file),
                  "--cert", cert, "--key", key,
-                 "--consumable", "slot=water-filter,sku=WF-300,unit=ml,capacity=300000,sensor=adc,pin=26,"
+                 "--consumable", "slot=water-filter,sku=WF-300,unit=ml,capacity=300000,sensor=adc,pin=34,"
                  "empty=2000,full=60000"]) == 0
     capsys.readouterr()
     return tmp_path / "fridge"
 
 
 def build(tmp_path, bundle, board, *extra):
+    """`firmware build` for the board, its sensor on an ADC pin that board has."""
+    toml = bundle / "device.toml"
+    toml.write_text(re.sub(r"pin = \d+", "pin = %d" % ADC_PIN[board], toml.read_text()))
     return main(["firmware", "build", "--board", board, "--identity", str(bundle),
                  "--out", str(tmp_path / board), *extra])
 
@@ -91,8 +95,8 @@ def test_build_compiles_every_module_and_converts_the_identity(tmp_path, bundle,
                       "owner_kid": owner.kid.hex(), "lifecycle": {}, "clock": None,
                       "consumables": [{"slot": "water-filter", "sku": "WF-300", "unit": "ml",
                                        "capacity": 300000, "sensor": {
-                                           "type": "adc", "pin": 26, "empty": 2000,
-                                           "full": 60000}}]}
+                                           "type": "adc", "pin": ADC_PIN[board],
+                                           "empty": 2000, "full": 60000}}]}
 
     total = sum(p.stat().st_size for p in folder.rglob("*") if p.is_file())
     profile = boards.BOARDS[board]
@@ -126,6 +130,33 @@ def test_errors_are_one_line(tmp_path, bundle, capsys, monkeypatch, args, messag
     err = capsys.readouterr().err
     assert err.startswith("thingsdk firmware: error: " + message) and err.count("\n") == 1
     assert not (tmp_path / "out").exists()
+
+
+def test_a_sensor_the_board_cannot_read_is_refused(tmp_path, bundle, capsys):
+    toml = bundle / "device.toml"
+    toml.write_text(toml.read_text().replace("pin = 34", "pin = 4"))
+    argv = ["firmware", "build", "--board", "esp32", "--identity", str(bundle), "--out",
+            str(tmp_path / "out")]
+    assert main(argv) == 2
+    assert "pin 4 cannot read an ADC on ESP32 (generic, no PSRAM) (use one of 32, 33" in \
+        capsys.readouterr().err
+    toml.write_text(toml.read_text().replace('type = "adc"', 'type = "simulated"'))
+    assert main(argv) == 2
+    assert "sensor type 'simulated' does not run on a board" in capsys.readouterr().err
+
+
+def test_a_board_without_a_broker_links_over_its_uart(tmp_path, bundle, capsys):
+    toml = bundle / "device.toml"
+    text = toml.read_text()
+    start = text.index("[broker]")
+    toml.write_text(text[:start] + text[text.index("[[consumables]]"):])
+    assert build(tmp_path, bundle, "esp32") == 0
+    config = json.loads((tmp_path / "esp32" / "identity" / "config.json").read_text())
+    assert config["broker"] is None
+    assert config["link"] == {"type": "serial", "uart": 2, "tx": 17, "rx": 16, "baudrate": 115200}
+    built = mpy_files(tmp_path / "esp32")
+    assert "lib/seriallink.mpy" in built and "lib/thingsdk/core/frames.mpy" in built
+    assert "lib/mqtt.mpy" not in built and "lib/thingsdk/core/backoff.mpy" not in built
 
 
 def test_out_must_be_new_or_empty(tmp_path, bundle, capsys):

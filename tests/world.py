@@ -152,7 +152,7 @@ sensor = %s
 
     # A board.
 
-    def build_board(self, tls=True, board="esp32", interval=0.05):
+    def build_board(self, tls=True, board="pico_w", interval=0.05):
         """A board's folder made by `thingsdk firmware build` from an identity bundle: the
         consumable of `config` on an ADC at pin 26 (raw 0 empty, 65535 full), the broker's TLS
         listener (or its plain one), this world's clock and lifecycle."""

@@ -4,12 +4,19 @@ from collections import namedtuple
 
 # name: the --board value; march: mpy-cross's architecture (it only shapes native code, which
 # the core has none of); root: where the board's flash filesystem is mounted (MicroPython looks
-# for modules in <root>lib); heap: roughly the bytes free to Python after a stock boot.
-Board = namedtuple("Board", "name title march root heap")
+# for modules in <root>lib; the device's state goes to <root>state); heap: roughly the bytes free
+# to Python after a stock boot; adc_pins: the pins an ADC sensor may use while WiFi is on;
+# uart: (id, tx pin, rx pin) of the serial link to a gateway (firmware/README.md has the wiring).
+Board = namedtuple("Board", "name title march root heap adc_pins uart")
 
 BOARDS = {
-    "esp32": Board("esp32", "ESP32 (generic, no PSRAM)", "xtensawin", "/", 110 * 1024),
-    "pico_w": Board("pico_w", "Raspberry Pi Pico W (RP2040)", "armv6m", "/", 166 * 1024),
+    # ADC2 is taken by the WiFi driver on an ESP32: only ADC1's pins 32-39 read while it runs.
+    # UART1's default pins are the flash chip's, so the link uses UART2 on GPIO17/16.
+    "esp32": Board("esp32", "ESP32 (generic, no PSRAM)", "xtensawin", "/", 110 * 1024,
+                   tuple(range(32, 40)), (2, 17, 16)),
+    # GP26-28 are ADC0-2; GP29 measures VSYS on a Pico W. UART0 on GP0/GP1.
+    "pico_w": Board("pico_w", "Raspberry Pi Pico W (RP2040)", "armv6m", "/", 166 * 1024,
+                    (26, 27, 28), (0, 0, 1)),
 }
 
 TARGET = 60 * 1024  # the bundle's size target: code and identity together

@@ -140,15 +140,28 @@ def _der_key(path):
                              serialization.NoEncryption())
 
 
-def _board_consumables(top):
-    """The [[consumables]] of device.toml, each with a sensor a board has (firmware/lib/app.py)."""
+def _board_consumables(top, board):
+    """The [[consumables]] of device.toml, each with a sensor the board has (firmware/lib/app.py)."""
     tables = top.get("consumables", [])
     for table in tables:
-        kind = table.get("sensor", {}).get("type")
+        sensor = table.get("sensor", {})
+        kind = sensor.get("type")
         if kind not in BOARD_SENSORS:
             raise ValueError("consumable %s: sensor type %r does not run on a board (a board has "
                              "%s)" % (table.get("slot"), kind, ", ".join(BOARD_SENSORS)))
+        if kind == "adc" and sensor.get("pin") not in board.adc_pins:
+            raise ValueError("consumable %s: pin %r cannot read an ADC on %s (use one of %s)"
+                             % (table.get("slot"), sensor.get("pin"), board.title,
+                                ", ".join(map(str, board.adc_pins))))
     return tables
+
+
+def _link(broker, board):
+    """config.json's link: MQTT over WiFi with a broker, else a UART to a gateway."""
+    if broker:
+        return {"type": "mqtt"}
+    uart, tx, rx = board.uart
+    return {"type": "serial", "uart": uart, "tx": tx, "rx": rx, "baudrate": 115200}
 
 
 def identity(bundle, board_name):
@@ -175,10 +188,10 @@ def identity(bundle, board_name):
                                      ("key", "device-tls.der", _der_key, SECRET)):
         if key in broker:
             files[name] = (convert(bundle / broker[key]), mode)
-    config = {"board": board_name, "broker": _broker(broker),
-              "link": {"type": "mqtt" if broker else "serial"},
+    profile = boards.board(board_name)
+    config = {"board": board_name, "broker": _broker(broker), "link": _link(broker, profile),
               "device_kid": topics.kid_hex(signer.kid), "vendor_kid": key_id(vendor).hex(),
-              "owner_kid": key_id(owner).hex(), "consumables": _board_consumables(top),
+              "owner_kid": key_id(owner).hex(), "consumables": _board_consumables(top, profile),
               "lifecycle": top.get("lifecycle", {}), "clock": top.get("clock")}
     for key in ("interval", "heartbeat"):
         if key in device:

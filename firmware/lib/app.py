@@ -122,7 +122,8 @@ def link(config, identity, on_message):
         import machine
         from seriallink import Link
 
-        uart = machine.UART(kind.get("uart", 1), kind.get("baudrate", 115200))
+        uart = machine.UART(kind["uart"], baudrate=kind["baudrate"], tx=machine.Pin(kind["tx"]),
+                            rx=machine.Pin(kind["rx"]))
         return Link(uart, on_message)
     from mqtt import Client, tls_context
 
