@@ -1,4 +1,4 @@
 # Runs after every boot: the device, until power is cut or Ctrl-C on the console (firmware/README.md).
 import app
 
-app.main()
+app.boot()

@@ -12,8 +12,9 @@ Files on the board's flash (`thingsdk firmware build` writes them):
     identity/device.seed, vendor.pub, owner.pub, mandate.cwt, ca.der, device.der, device-tls.der
     wifi.json             {"ssid": ..., "key": ...}: written on the board by its owner, not built
     state/                the device's state (flash.FlashState)
-    rig.json              only on a test rig: {"adc": {"<pin>": raw reading}} replaces what the
-                          ADCs read (hil/README.md); a board in service never has it
+    rig.json              only on a test rig (hil/README.md), never on a board in service:
+                          {"hold": true} keeps main.py from starting the device (the rig runs
+                          it), {"adc": {"<pin>": raw reading}} replaces what those ADCs read
 
 Lines starting "thingsdk:" on the console say what the device does ("decided buy ...",
 "sent ...", "refused ...") for a person or a test rig to read.
@@ -72,22 +73,29 @@ def say(text):
     print("thingsdk: " + text)
 
 
-class RigADC:
-    """An ADC whose reading a test rig sets in rig.json (the documented test hook)."""
+def rig_hook(root):
+    """rig.json, the test rig's hook, as data ({} on a board in service)."""
+    data = read(root + "rig.json")
+    return json.loads(data) if data else {}
 
-    def __init__(self, path, pin):
-        self.path, self.pin = path, str(pin)
+
+class RigADC:
+    """An ADC whose reading a test rig sets in rig.json, read again every time."""
+
+    def __init__(self, root, pin):
+        self.root, self.pin = root, str(pin)
 
     def read_u16(self):
-        return json.loads(read(self.path) or "{}")["adc"][self.pin]
+        return rig_hook(self.root)["adc"][self.pin]
 
 
-def sensor(table, capacity, machine, rig):
+def sensor(table, capacity, machine, root):
     """A sensor source from its config table (type adc, flow or hx711) on the board's pins."""
     kind = table["type"]
     if kind == "adc":
         pin = table["pin"]
-        adc = RigADC(rig, pin) if read(rig) is not None else machine.ADC(machine.Pin(pin))
+        hooked = str(pin) in rig_hook(root).get("adc", {})
+        adc = RigADC(root, pin) if hooked else machine.ADC(machine.Pin(pin))
         return AdcLevel(adc, table["empty"], table["full"], capacity)
     if kind == "flow":
         pin = machine.Pin(table["pin"], machine.Pin.IN, machine.Pin.PULL_UP)
@@ -100,7 +108,7 @@ def sensor(table, capacity, machine, rig):
     raise ValueError("unknown sensor type %r (a board has adc, flow, hx711)" % kind)
 
 
-def slot(table, machine, rig):
+def slot(table, machine, root):
     """A Slot from a consumables entry of config.json."""
     capacity = table["capacity"]
     estimator = RateEstimator(min_interval=table.get("min_interval", 3 * 3600),
@@ -111,7 +119,7 @@ def slot(table, machine, rig):
             extra[key] = table[key]
     consumable = Consumable(table["slot"], table["unit"], capacity, sku=table.get("sku"),
                             estimator=estimator, **extra)
-    return Slot(consumable, sensor(table["sensor"], capacity, machine, rig),
+    return Slot(consumable, sensor(table["sensor"], capacity, machine, root),
                 table.get("category"))
 
 
@@ -156,7 +164,7 @@ class App:
         self.interval = config.get("interval", 5)
         self.received, self.outgoing = [], []
         self.errors = 0
-        slots = [slot(t, machine, root + "rig.json") for t in config.get("consumables", ())]
+        slots = [slot(t, machine, root) for t in config.get("consumables", ())]
         self.state = FlashState(root + "state")
         self.agent = Agent(ed25519.Signer(read(identity + "device.seed")),
                            ed25519.Verifier(read(identity + "vendor.pub")),
@@ -208,9 +216,13 @@ class App:
         """start(), then a turn every `interval` seconds; for `seconds` if given, else forever."""
         await self.start()
         start = ticks_ms()
-        while seconds is None or ticks_diff(ticks_ms(), start) < seconds * 1000:
-            await self.turn()
-            await asyncio.sleep(self.interval)
+        try:
+            while seconds is None or ticks_diff(ticks_ms(), start) < seconds * 1000:
+                await self.turn()
+                await asyncio.sleep(self.interval)
+        finally:
+            await self.link.close()
+            say("stopped")
 
 
 async def join_wifi(root, timeout=30):
@@ -232,9 +244,18 @@ async def join_wifi(root, timeout=30):
     say("WiFi %s not joined yet: the link keeps trying" % settings["ssid"])
 
 
+def boot(root="/"):
+    """main.py's: run the device, unless a test rig holds it (rig.json)."""
+    if rig_hook(root).get("hold"):
+        say("held by the test rig: not started")
+        return None
+    return main(root)
+
+
 def main(root="/", seconds=None):
-    """Run the device: from main.py at boot, or from a rig's REPL. On a port whose asyncio has no
-    run() (the WebAssembly one: its loop is the host's), the device runs in the background."""
+    """Run the device, for `seconds` or for ever: from boot(), or from a rig's REPL. On a port
+    whose asyncio has no run() (the WebAssembly one: its loop is the host's), the device runs in
+    the background and this returns at once."""
     app = App(root)
     if hasattr(asyncio, "run"):
         asyncio.run(app.run(seconds))
