@@ -14,7 +14,9 @@ Files on the board's flash (`thingsdk firmware build` writes them):
     state/                the device's state (flash.FlashState)
     rig.json              only on a test rig (hil/README.md), never on a board in service:
                           {"hold": true} keeps main.py from starting the device (the rig runs
-                          it), {"adc": {"<pin>": raw reading}} replaces what those ADCs read
+                          it), {"adc": {"<pin>": raw reading}} replaces what those ADCs read,
+                          {"cut_before": "order"} stops publishing once an order is sealed and
+                          kept, so the rig can cut the power at that very point
 
 Lines starting "thingsdk:" on the console say what the device does ("decided buy ...",
 "sent ...", "refused ...") for a person or a test rig to read.
@@ -164,6 +166,8 @@ class App:
         self.interval = config.get("interval", 5)
         self.received, self.outgoing = [], []
         self.errors = 0
+        self.hook = rig_hook(root)
+        self.frozen = False
         slots = [slot(t, machine, root) for t in config.get("consumables", ())]
         self.state = FlashState(root + "state")
         self.agent = Agent(ed25519.Signer(read(identity + "device.seed")),
@@ -179,7 +183,10 @@ class App:
         if topic == self.downlink:
             self.received.append(payload)
 
-    def _queue(self, data):
+    def _queue(self, data, msg_type):
+        if self.hook.get("cut_before") == m.NAMES[msg_type - 1]:
+            self.frozen = True
+            say("holding the %s for the rig: cut the power now" % m.NAMES[msg_type - 1])
         if len(self.outgoing) >= OUTGOING:
             self.outgoing.pop(0)
         self.outgoing.append(data)
@@ -204,7 +211,7 @@ class App:
         except Exception as exc:  # one bad turn must not stop the device
             self.errors += 1
             say("error in a turn: %r" % exc)
-        while self.outgoing:
+        while self.outgoing and not self.frozen:
             try:
                 await self.link.publish(self.uplink, self.outgoing[0])
             except Exception as exc:  # a full in-flight list: try on the next turn

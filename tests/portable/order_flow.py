@@ -102,7 +102,7 @@ class Flow:
         self.agent = Agent(device, ed25519.Verifier(vendor.public_key),
                            ed25519.Verifier(owner.public_key), FlashState(root),
                            [Slot(consumable, self.tank)], cbor, self._new_id, now,
-                           publish=self.uplinks.append)
+                           publish=lambda data, msg_type: self.uplinks.append(data))
         self.agent.start(now, mandate.issue(claims, owner, cbor))
         self.vendor = Vendor(vendor, ed25519.Verifier(device.public_key))
         self.now = now

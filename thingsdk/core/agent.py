@@ -6,7 +6,7 @@ Portable, and the same on a Raspberry Pi (thingsdk.device.runtime adds threads a
 board (the firmware adds asyncio, flash and its MQTT client). Everything outside comes in: the
 signer and the pinned verifiers, a state store (thingsdk.device.state.StateFolder on CPython, the
 firmware's flash store on a board: the same methods), the codec, `new_id()` (16 random bytes),
-`publish(data)` for sealed bytes meant for the vendor, `zones(name, now)` for quiet hours and
+`publish(data, msg_type)` for sealed bytes meant for the vendor, `zones(name, now)` for quiet hours and
 `note(text)` for what an operator should see. Time is an argument of every call.
 
 Crash safety, as lifecycle.py asks: a record is written before any message it sends; a message is
@@ -23,9 +23,10 @@ from thingsdk.core.consumable import DAY, Consumable
 from thingsdk.core.decide import ASK, decide, judge, mandate_problem
 from thingsdk.core.ledger import Ledger
 from thingsdk.core.mandate import MandateError, accept
-from thingsdk.core.replay import ReplayGuard
+from thingsdk.core.replay import EXPIRED, FROM_FUTURE, ReplayGuard
 
 MAX_SLOTS = 16  # the protocol's bound on the slots of one status message
+CLOCK = (FROM_FUTURE, EXPIRED)  # refusals that a wrong clock on this side would explain
 # A sensor source has `kind` and `read(now) -> int` in the consumable's unit: LEVEL sources return
 # what is left now, USAGE sources what was used since their last read.
 LEVEL, USAGE = "level", "usage"
@@ -172,7 +173,8 @@ class Agent:
         """Open a message from the vendor or the owner and act on it (refusals are counted)."""
         opened = self.inbox.open(data, now)
         if opened.status == envelope.REJECT:
-            self.note("refused a message: %r" % opened)
+            hint = " (is this device's clock right?)" if opened.reason in CLOCK else ""
+            self.note("refused %s: %s%s" % (opened.reason, opened.detail, hint))
             return
         if opened.status == envelope.DUPLICATE:
             self.duplicates += 1
@@ -297,7 +299,7 @@ class Agent:
             self.note("kept %s %s for the owner" % (m.NAMES[msg["t"] - 1], _short(msg["id"])))
         elif self.publish is not None:
             self.note("sent %s %s (%d B)" % (m.NAMES[msg["t"] - 1], _short(msg["id"]), len(data)))
-            self.publish(data)
+            self.publish(data, msg["t"])
 
     def _send_new(self, msg_type, body, now):
         """A message outside any need (status, mandate), through the outbox all the same."""

@@ -104,7 +104,7 @@ class Device(Agent):
         if topic == topics.downlink(self.kid):
             self._downlinks.put(payload)
 
-    def _publish(self, data):
+    def _publish(self, data, msg_type):
         if self.transport is not None:
             try:
                 self.transport.publish(topics.uplink(self.kid), data)
