@@ -1,7 +1,7 @@
 """A real mosquitto broker for tests, with a test PKI and the thingsdk ACL.
 
-The broker listens on 127.0.0.1 only: a plain listener (anonymous, no ACL) for simple tests, and a
-mutual-TLS listener where the client certificate's CN is the username and the ACL from
+The broker listens on 127.0.0.1 only (THINGSDK_BROKER_HOST for a rig's real board): a plain
+listener (anonymous, no ACL) for simple tests, and a mutual-TLS listener where the client certificate's CN is the username and the ACL from
 `thingsdk.topics.mosquitto_acl` confines each device to its own topics.
 """
 
@@ -23,7 +23,8 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from thingsdk import topics
 
-HOST = "127.0.0.1"
+# A real board on a test rig reaches the broker over the LAN: hil/README.md.
+HOST = os.environ.get("THINGSDK_BROKER_HOST", "127.0.0.1")
 VENDOR = "vendor"
 
 

@@ -246,8 +246,7 @@ def test_rig_weighs_and_cuts_the_network(board, rig):
 
 def test_a_real_boards_rig_says_what_to_wire():
     rig = Rig(board=None)
-    for stimulus, args in (("set_adc", (26, 1)), ("pulses", (14, 3)), ("hx711", (5, 6, 1)),
-                           ("skew_clock", (60,)), ("network", (False,))):
+    for stimulus, args in (("pulses", (14, 3)), ("hx711", (5, 6, 1)), ("network", (False,))):
         with pytest.raises(RigError, match="^%s is not available on a real board: wire the "
                                            "stimulus \\(see hil/README.md\\)$" % stimulus):
             getattr(rig, stimulus)(*args)
@@ -294,7 +293,14 @@ def test_a_board_on_a_url_with_a_power_command(pytester, tmp_path):
                 with pytest.raises(BoardError, match="NameError"):
                     board.exec("print(x)")
                 with pytest.raises(RigError, match="not available on a real board"):
-                    rig.set_adc(26, 1)
+                    rig.pulses(14, 1)
+                # The firmware's test hook stands in for the ADC; the RTC is the clock.
+                rig.set_adc(26, 1)
+                rig.set_adc(27, 2)
+                assert rig.hook() == {"adc": {"26": 1, "27": 2}}
+                import time
+                rig.skew_clock(7200)
+                assert abs(board.eval("__import__('time').time()") - time.time() - 7200) < 30
         """)
         result = pytester.runpytest("--board", virtual.url, "--board-power",
                                     "%s -c %s" % (shlex.quote(sys.executable), shlex.quote(cut)))

@@ -50,10 +50,11 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 class World:
-    """Keys, a mandate, the reference vendor (its own thread, on the broker's TLS listener as
-    the `vendor` user) and a device's config file, all on one accelerated clock."""
+    """Keys, a mandate (vendors: this world's; a budget of 200.00 EUR a month; and `rules`), the
+    reference vendor (its own thread, on the broker's TLS listener as the `vendor` user) and a
+    device's config file, all on one accelerated clock."""
 
-    def __init__(self, folder, broker, speed=SPEED):
+    def __init__(self, folder, broker, speed=SPEED, rules=()):
         self.folder, self.broker = folder, broker
         self.clock = AcceleratedClock(speed, time.time())
         self.device_key = Ed25519Signer.generate()
@@ -64,7 +65,7 @@ class World:
         claims = mandate.make_claims(
             self.owner_key.kid, self.device_key.public_key, 1, now - 60, now + 365 * DAY,
             [["vendors", {"kids": [self.vendor_key.kid]}],
-             ["budget", {"cur": "EUR", "max": 20000, "period": "month"}]])
+             ["budget", {"cur": "EUR", "max": 20000, "period": "month"}]] + list(rules))
         (folder / "mandate.cwt").write_bytes(mandate.issue(claims, self.owner_key, codec))
         self.store = Store(folder / "vendor.db")
         register(self.store, self.device_key.public_key, self.owner_key.public_key, now)

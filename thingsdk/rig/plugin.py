@@ -17,12 +17,13 @@ import select
 import shutil
 import socket
 import subprocess
+import time
 from pathlib import Path
 
 import pytest
 
 import thingsdk
-from thingsdk.rig.repl import Board
+from thingsdk.rig.repl import Board, BoardError
 
 BRIDGE = Path(thingsdk.__file__).resolve().parent.parent / "hil" / "virtual" / "board.mjs"
 LOG = pytest.StashKey[Path]()
@@ -34,12 +35,23 @@ class RigError(Exception):
 
 
 class Rig:
-    """The world around a real board. Each stimulus needs wiring on the bench: a subclass that
-    drives it (a DAC, a pulse generator, a network switch, the firmware's test hook) overrides
-    it."""
+    """The world around a real board. ADC readings go through the firmware's test hook (rig.json
+    on the board: firmware/lib/app.py), read at each start of the device; the clock is the board's
+    RTC. Pulses, an HX711 and the network need wiring on the bench: a subclass that drives it (a
+    pulse generator, a network switch) overrides them."""
 
     def __init__(self, board):
         self.board = board
+
+    def hook(self):
+        """rig.json on the board, as data."""
+        try:
+            return json.loads(self.board.get("/rig.json"))
+        except BoardError:
+            return {}
+
+    def set_hook(self, hook):
+        self.board.put(json.dumps(hook).encode(), "/rig.json")
 
     def _not_wired(self, what):
         return RigError("%s is not available on a real board: wire the stimulus (see "
@@ -47,7 +59,9 @@ class Rig:
 
     def set_adc(self, pin, value):
         """Make the ADC on `pin` read `value` (0..65535, as `read_u16()` gives)."""
-        raise self._not_wired("set_adc")
+        hook = self.hook()
+        hook.setdefault("adc", {})[str(pin)] = value
+        self.set_hook(hook)
 
     def pulses(self, pin, n):
         """Give `n` rising edges on `pin`."""
@@ -59,7 +73,10 @@ class Rig:
 
     def skew_clock(self, seconds):
         """Move the board's clock by `seconds` from the true time."""
-        raise self._not_wired("skew_clock")
+        t = time.gmtime(time.time() + seconds)
+        self.board.exec("import machine\nmachine.RTC().datetime((%d, %d, %d, %d, %d, %d, %d, 0))"
+                        % (t.tm_year, t.tm_mon, t.tm_mday, t.tm_wday, t.tm_hour, t.tm_min,
+                           t.tm_sec))
 
     def network(self, up):
         """Bring the board's network up or cut it (open connections drop)."""
