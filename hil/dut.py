@@ -1,0 +1,124 @@
+"""The device under test: a board (thingsdk.rig's `board` and `rig` fixtures) running thingsdk's
+firmware, built for a test world's device (tests/world.py: keys, mandate, the reference vendor on
+the rig's mosquitto, an accelerated clock), and the tank of water its filter serves.
+
+The rig holds the device at boot (rig.json) and runs it in slices, `run(seconds)`: on a real board
+the REPL is busy while the device runs, so stimuli, power cuts and checks come between slices, or
+on cue from what the board prints; the virtual board behaves the same way.
+"""
+
+import json
+
+from thingsdk import codec, topics
+from thingsdk.core import envelope, lifecycle
+from thingsdk.crypto import Ed25519Verifier
+from thingsdk.rig.deploy import deploy
+from world import Tap
+
+ADC_PIN = {"esp32": 34, "pico_w": 26}  # where each board's tank sensor is wired (hil/README.md)
+FULL = 65535  # the ADC's reading of a full tank (config: empty 0, full 65535)
+
+
+class Tank:
+    """The water a filter has left: used at `per_hour` ml an hour on the world's clock from
+    `level`, and refilled by its owner once the vendor says the order was delivered."""
+
+    def __init__(self, world, level=700, per_hour=100):
+        self.world, self.per_hour = world, per_hour
+        self.level, self.since, self.refilled = level, world.clock(), False
+
+    def raw(self):
+        """The tank as the ADC reads it now."""
+        now = self.world.clock()
+        orders = self.world.orders()
+        if not self.refilled and orders and orders[0]["status"] == "delivered":
+            self.level, self.since, self.refilled = 1000, now, True
+        level = max(0, self.level - int(self.per_hour * (now - self.since) / 3600))
+        return level * FULL // 1000
+
+
+class Dut:
+    """The world's device on `board`, stimulated through `rig`."""
+
+    def __init__(self, board, rig, world, kind, slice_seconds=1.0, wifi=None):
+        self.board, self.rig, self.world, self.kind = board, rig, world, kind
+        self.slice_seconds, self.wifi = slice_seconds, wifi
+        self.tank = Tank(world)
+        self.pin = ADC_PIN[kind]
+        self.uplinks = Tap(world.broker, topics.uplink(world.kid))
+
+    def deploy(self, hook=None):
+        """Build the world's device for this board, copy it over, hold it at boot."""
+        folder = self.world.build_board(tls=False, board=self.kind)
+        if self.wifi:
+            (folder / "wifi.json").write_text(json.dumps(self.wifi))
+        copied = deploy(self.board, folder, say=lambda text: None)
+        self.rig.set_hook(dict(hook or {}, hold=True))
+        return folder, copied
+
+    def run(self, seconds=None):
+        """Run the device for a slice; the console lines it printed."""
+        seconds = self.slice_seconds if seconds is None else seconds
+        out = self.board.exec("import app\napp.main(seconds=%r)" % seconds,
+                              timeout=seconds + 120)
+        if "thingsdk: stopped" not in out:  # the virtual board runs it in the background
+            out += self.board.expect(r"(?s).*thingsdk: stopped\r?\n", seconds + 120).group(0)
+        return out
+
+    def run_until(self, condition, slices=60):
+        """Slices, the tank's level set before each, until condition(); True if it came."""
+        for _ in range(slices):
+            self.rig.set_adc(self.pin, self.tank.raw())
+            self.run()
+            if condition():
+                return True
+        return False
+
+    # What the board holds, read through its REPL.
+
+    def records(self):
+        return self.board.eval("__import__('flash').FlashState('/state').records()")
+
+    def need(self):
+        records = sorted(self.records(), key=lambda r: r["at"])
+        return records[0] if records else None
+
+    def in_state(self, *states):
+        return lambda: (self.need() or {}).get("state") in states
+
+    def outbox(self):
+        """The sealed messages the board keeps (for the vendor, and those the owner fetches)."""
+        return self.board.eval(
+            "[s.sealed(bytes.fromhex(n[:32]), int(n[33:-5])) for s in "
+            "[__import__('flash').FlashState('/state')] for n in "
+            "__import__('os').listdir('/state/outbox') if n.endswith('.cose')]")
+
+    def decisions(self):
+        audit = self.board.eval("__import__('flash').FlashState('/state').audit.records()")
+        return [r for r in audit if "action" in r]
+
+    def verified_uplinks(self):
+        """Every message the board published, opened on the host with its public key alone (as
+        the vendor does): {type: count}; a message that does not open fails the test."""
+        inbox = envelope.Inbox(self.world.vendor_key.kid,
+                               {self.world.kid: Ed25519Verifier(self.world.device_key.public_key)},
+                               codec)
+        seen = {}
+        for data in list(self.uplinks.seen):
+            opened = inbox.open(data, int(self.world.clock()))
+            assert opened.status in (envelope.ACCEPT, envelope.DUPLICATE), opened
+            if opened.status == envelope.ACCEPT:
+                inbox.commit(opened)
+                seen[opened.message.type] = seen.get(opened.message.type, 0) + 1
+        return seen
+
+    def assert_one_order_delivered(self):
+        """Exactly one order at the vendor, the board's need's, delivered and refilled."""
+        need = self.need()
+        orders = self.world.orders()
+        assert [o["id"] for o in orders] == [need["oid"]], orders
+        assert orders[0]["status"] == "delivered"
+        assert need["state"] == lifecycle.CLOSED and need["reason"] == "refilled", need
+
+    def close(self):
+        self.uplinks.close()
