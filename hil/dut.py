@@ -13,29 +13,7 @@ from thingsdk import codec, topics
 from thingsdk.core import envelope, lifecycle
 from thingsdk.crypto import Ed25519Verifier
 from thingsdk.rig.deploy import deploy
-from world import Tap
-
-ADC_PIN = {"esp32": 34, "pico_w": 26}  # where each board's tank sensor is wired (hil/README.md)
-FULL = 65535  # the ADC's reading of a full tank (config: empty 0, full 65535)
-
-
-class Tank:
-    """The water a filter has left: used at `per_hour` ml an hour on the world's clock from
-    `level`, and refilled by its owner once the vendor says the order was delivered."""
-
-    def __init__(self, world, level=700, per_hour=100):
-        self.world, self.per_hour = world, per_hour
-        self.level, self.since, self.refilled = level, world.clock(), False
-
-    def raw(self):
-        """The tank as the ADC reads it now."""
-        now = self.world.clock()
-        orders = self.world.orders()
-        if not self.refilled and orders and orders[0]["status"] == "delivered":
-            self.level, self.since, self.refilled = 1000, now, True
-        level = max(0, self.level - int(self.per_hour * (now - self.since) / 3600))
-        return level * FULL // 1000
-
+from world import ADC_PIN, Tank, Tap
 
 class Dut:
     """The world's device on `board`, stimulated through `rig`."""

@@ -10,30 +10,12 @@ import asyncio
 import sys
 
 import pytest
-from world import SLOT, TIMEOUT, Tap
+from world import ADC_PIN, SLOT, TIMEOUT, Tank, Tap
 
 from thingsdk import codec, topics
 from thingsdk.core import envelope, lifecycle
 from thingsdk.core import messages as m
 from thingsdk.crypto import Ed25519Verifier
-
-
-class Tank:
-    """The water a filter has left, used at `per_hour` ml an hour on the world's clock from
-    `level`, refilled by its owner once the vendor says the order was delivered; as the raw
-    reading of the ADC the board's config names (0 empty, 65535 full)."""
-
-    def __init__(self, world, level=700, per_hour=100):
-        self.world, self.per_hour = world, per_hour
-        self.level, self.since, self.refilled = level, world.clock(), False
-
-    def raw(self):
-        now = self.world.clock()
-        orders = self.world.orders()
-        if not self.refilled and orders and orders[0]["status"] == "delivered":
-            self.level, self.since, self.refilled = 1000, now, True
-        level = max(0, self.level - int(self.per_hour * (now - self.since) / 3600))
-        return level * 65535 // 1000
 
 
 class Machine:
@@ -46,7 +28,7 @@ class Machine:
         return pin
 
     def ADC(self, pin):
-        assert pin == 26
+        assert pin == ADC_PIN["pico_w"]
         return self
 
     def read_u16(self):

@@ -47,6 +47,8 @@ order_wait = 1800
 order_wait_max = 14400
 """
 ROOT = Path(__file__).resolve().parent.parent
+ADC_PIN = {"esp32": 34, "pico_w": 26}  # where a board's tank sensor is wired (hil/README.md)
+FULL = 65535  # the ADC's reading of a full tank
 
 
 class World:
@@ -118,23 +120,8 @@ ca = "%s"
 cert = "%s"
 key = "%s"
 backoff = [0.05, 0.5]
-
-[clock]
-speed = %r
-start = %r
-%s
-[[consumables]]
-slot = "%s"
-unit = "ml"
-capacity = 1000
-sku = "WF-300"
-lead_time = %d
-lead_spread = %d
-min_interval = 600
-sensor = %s
 """ % (self.vendor_key.public_key.hex(), self.owner_key.public_key.hex(), self.broker.tls_url,
-       self.broker.pki.ca_file, cert, key, self.clock.speed, self.clock.start, LIFECYCLE, SLOT,
-       4 * HOUR, 2 * HOUR, sensor)
+       self.broker.pki.ca_file, cert, key) + self._clock_and_slot(sensor)
         path = self.folder / "device.toml"
         path.write_text(text)
         return path
@@ -151,12 +138,30 @@ sensor = %s
         self.devices.append((stop, thread))
         return device
 
+    def _clock_and_slot(self, sensor):
+        """device.toml's [clock], [lifecycle] and the world's one consumable, read by `sensor`."""
+        return """
+[clock]
+speed = %r
+start = %r
+%s
+[[consumables]]
+slot = "%s"
+unit = "ml"
+capacity = 1000
+sku = "WF-300"
+lead_time = %d
+lead_spread = %d
+min_interval = 600
+sensor = %s
+""" % (self.clock.speed, self.clock.start, LIFECYCLE, SLOT, 4 * HOUR, 2 * HOUR, sensor)
+
     # A board.
 
     def build_board(self, tls=True, board="pico_w", interval=0.05):
         """A board's folder made by `thingsdk firmware build` from an identity bundle: the
-        consumable of `config` on an ADC at pin 26 (raw 0 empty, 65535 full), the broker's TLS
-        listener (or its plain one), this world's clock and lifecycle."""
+        world's consumable on an ADC (ADC_PIN; raw 0 empty, FULL full), the broker's TLS listener
+        (or its plain one), this world's clock and lifecycle."""
         from thingsdk.firmware_build import build
 
         bundle = self.folder / "bundle"
@@ -180,22 +185,8 @@ interval = %r
 
 [broker]
 %s
-
-[clock]
-speed = %r
-start = %r
-%s
-[[consumables]]
-slot = "%s"
-unit = "ml"
-capacity = 1000
-sku = "WF-300"
-lead_time = %d
-lead_spread = %d
-min_interval = 600
-sensor = {type = "adc", pin = 26, empty = 0, full = 65535}
-""" % (interval, broker, self.clock.speed, self.clock.start, LIFECYCLE, SLOT, 4 * HOUR,
-       2 * HOUR))
+""" % (interval, broker) + self._clock_and_slot(
+            '{type = "adc", pin = %d, empty = 0, full = %d}' % (ADC_PIN[board], FULL)))
         out = self.folder / board
         build(board, bundle, out)
         return out
@@ -227,6 +218,24 @@ sensor = {type = "adc", pin = 26, empty = 0, full = 65535}
 # A sensor used 200 ml an hour, refilled (by the simulation) when below 60 ml.
 SIMULATED = '{type = "simulated", daily_use = 4800, noise = 0.0, variability = 0.0, ' \
             'refill_below = 60}'
+
+
+class Tank:
+    """The water a filter has left: used at `per_hour` ml an hour on the world's clock from
+    `level`, and refilled by its owner once the vendor says the order was delivered."""
+
+    def __init__(self, world, level=700, per_hour=100):
+        self.world, self.per_hour = world, per_hour
+        self.level, self.since, self.refilled = level, world.clock(), False
+
+    def raw(self):
+        """The tank as a board's ADC reads it now (0 empty, FULL full)."""
+        now = self.world.clock()
+        orders = self.world.orders()
+        if not self.refilled and orders and orders[0]["status"] == "delivered":
+            self.level, self.since, self.refilled = 1000, now, True
+        level = max(0, self.level - int(self.per_hour * (now - self.since) / 3600))
+        return level * FULL // 1000
 
 
 class Tap:
