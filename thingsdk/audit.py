@@ -8,12 +8,10 @@ appending refuses (AuditLogCorrupt) rather than cut off what follows it.
 """
 
 import os
-import struct
-import zlib
 
 from thingsdk import codec
+from thingsdk.core import journal
 
-_HEADER = struct.Struct(">II")
 MAX_RECORD = 64 * 1024
 
 
@@ -48,7 +46,7 @@ class AuditLog:
             if state == "torn":
                 os.ftruncate(fd, good_end)
             os.lseek(fd, 0, os.SEEK_END)
-            os.write(fd, _HEADER.pack(len(body), zlib.crc32(body)) + body)
+            os.write(fd, journal.frame(body))
             os.fsync(fd)
             info = os.fstat(fd)
             self._known = (info.st_size, info.st_mtime_ns)
@@ -75,22 +73,4 @@ class AuditLog:
                 data = f.read()
         except FileNotFoundError:
             return [], 0, "intact"
-        records, pos = [], 0
-        while pos < len(data):
-            if pos + _HEADER.size > len(data):
-                return records, pos, "torn"
-            length, crc = _HEADER.unpack_from(data, pos)
-            end = pos + _HEADER.size + length
-            if length > MAX_RECORD:
-                return records, pos, "corrupt"
-            if end > len(data):
-                return records, pos, "torn"
-            body = data[pos + _HEADER.size:end]
-            try:
-                if zlib.crc32(body) != crc:
-                    raise ValueError("CRC mismatch")
-                records.append(codec.loads(body))
-            except ValueError:
-                return records, pos, "corrupt"
-            pos = end
-        return records, pos, "intact"
+        return journal.scan(data, codec.loads, MAX_RECORD)

@@ -5,11 +5,9 @@ import os
 import re
 import tempfile
 
-from thingsdk.core.replay import MAX_SEQ, SequenceCounter
+from thingsdk.core.replay import MAX_SEQ, CheckpointError, StoredSequence
 
-
-class CheckpointError(Exception):
-    """The sequence checkpoint file is corrupt or cannot be read."""
+__all__ = ["CheckpointError", "SequenceStore", "atomic_write", "read_bytes"]
 
 
 def atomic_write(path, data: bytes, mode=0o600):
@@ -64,7 +62,7 @@ def _decode_checkpoint(content):
     return checkpoint
 
 
-class SequenceStore:
+class SequenceStore(StoredSequence):
     """This sender's sequence numbers, with the reservation checkpoint kept in a file.
 
     A missing file starts at 0; a corrupt or unreadable one raises CheckpointError rather than
@@ -73,26 +71,14 @@ class SequenceStore:
 
     def __init__(self, path, block=64):
         self.path = os.fspath(path)
-        self.block = block
-        self._counter = self._load()
+        super().__init__(block)
 
-    def _load(self):
+    def load(self):
         try:
             content = read_bytes(self.path)
-            checkpoint = 0 if content is None else _decode_checkpoint(content)
+            return 0 if content is None else _decode_checkpoint(content)
         except (OSError, ValueError) as exc:
             raise CheckpointError("sequence checkpoint %s: %s" % (self.path, exc)) from exc
-        return SequenceCounter(checkpoint, self.block)
 
-    def take(self):
-        """The next sequence number, its reservation already on disk."""
-        if self._counter is None:
-            self._counter = self._load()
-        seq, checkpoint = self._counter.take()
-        if checkpoint is not None:
-            try:
-                atomic_write(self.path, _encode_checkpoint(checkpoint))
-            except BaseException:
-                self._counter = None  # reload what is on disk before issuing anything else
-                raise
-        return seq
+    def save(self, checkpoint):
+        atomic_write(self.path, _encode_checkpoint(checkpoint))

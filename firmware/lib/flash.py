@@ -23,15 +23,11 @@ import binascii
 import os
 import struct
 
-from thingsdk.core import cbor
-from thingsdk.core.replay import SequenceCounter
+from thingsdk.core import cbor, journal
+from thingsdk.core.replay import CheckpointError, StoredSequence
 
 NEEDS, OUTBOX, FROM_OWNER = "needs", "outbox", "from-owner"
 _FRAME = ">II"  # length, CRC-32: the trailer of a file, the header of an audit record
-
-
-class CheckpointError(Exception):
-    """The sequence checkpoint is corrupt or cannot be read."""
 
 
 class AuditLogCorrupt(ValueError):
@@ -240,59 +236,24 @@ class FlashState:
         _remove(path)
 
 
-class Sequence:
+class Sequence(StoredSequence):
     """This sender's sequence numbers; the reservation checkpoint is written once per `block`."""
 
     def __init__(self, path, block=64):
         self.path = path
-        self.block = block
-        self._counter = self._load()
+        super().__init__(block)
 
-    def _load(self):
+    def load(self):
         try:
             body, corrupt = _get(self.path)
             if corrupt:
                 raise ValueError("torn or corrupt")
-            return SequenceCounter(0 if body is None else cbor.loads(body), self.block)
+            return 0 if body is None else cbor.loads(body)
         except (OSError, ValueError) as exc:
             raise CheckpointError("sequence checkpoint %s: %s" % (self.path, exc))
 
-    def take(self):
-        """The next sequence number, its reservation already on flash."""
-        if self._counter is None:
-            self._counter = self._load()
-        seq, checkpoint = self._counter.take()
-        if checkpoint is not None:
-            try:
-                _put(self.path, _seal(cbor.dumps(checkpoint)))
-            except BaseException:
-                self._counter = None  # reload what is on flash before issuing anything else
-                raise
-        return seq
-
-
-def _scan(data, most):
-    """(intact records, where they end, "intact" | "torn" | "corrupt") of audit log bytes whose
-    frames are at most `most` bytes long."""
-    records, pos = [], 0
-    while pos < len(data):
-        if pos + 8 > len(data):
-            return records, pos, "torn"
-        length, crc = struct.unpack_from(_FRAME, data, pos)
-        end = pos + 8 + length
-        if end - pos > most:
-            return records, pos, "corrupt"
-        if end > len(data):
-            return records, pos, "torn"
-        body = data[pos + 8:end]
-        try:
-            if binascii.crc32(body) & 0xFFFFFFFF != crc:
-                raise ValueError("CRC mismatch")
-            records.append(cbor.loads(body))
-        except ValueError:
-            return records, pos, "corrupt"
-        pos = end
-    return records, pos, "intact"
+    def save(self, checkpoint):
+        _put(self.path, _seal(cbor.dumps(checkpoint)))
 
 
 class AuditLog:
@@ -313,7 +274,7 @@ class AuditLog:
     def append(self, record):
         """Append one record (a CBOR-encodable map) and sync it to flash."""
         body = cbor.dumps(record)
-        frame = struct.pack(_FRAME, len(body), binascii.crc32(body) & 0xFFFFFFFF) + body
+        frame = journal.frame(body)
         if len(frame) > self.half:
             raise ValueError("audit record of %d bytes exceeds %d" % (len(body), self.half - 8))
         try:
@@ -322,7 +283,7 @@ class AuditLog:
             end = None
         if end is None or end != self._end:
             data = self._data()
-            _, end, state = _scan(data, self.half)
+            _, end, state = self._scan(data)
             if state == "corrupt":
                 raise AuditLogCorrupt("%s: corrupt record at byte %d" % (self.path, end))
             if state == "torn":
@@ -339,7 +300,10 @@ class AuditLog:
     def records(self):
         """Every intact record, oldest first."""
         old = _read(self.old)
-        return (_scan(old, self.half)[0] if old else []) + _scan(self._data(), self.half)[0]
+        return (self._scan(old)[0] if old else []) + self._scan(self._data())[0]
+
+    def _scan(self, data):
+        return journal.scan(data, cbor.loads, self.half - journal.HEADER)
 
     def _data(self):
         data = _read(self.path)

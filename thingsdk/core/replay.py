@@ -288,3 +288,38 @@ class SequenceCounter:
         seq = self._next
         self._next += 1
         return seq, new_checkpoint
+
+
+class CheckpointError(Exception):
+    """The stored sequence checkpoint is corrupt or cannot be read."""
+
+
+class StoredSequence:
+    """A SequenceCounter whose checkpoint lives in storage: a subclass gives `load()`, the
+    checkpoint stored (0 if none; CheckpointError if it cannot be trusted: never restart at 0),
+    and `save(checkpoint)`, which writes it durably. `take()` never issues a number whose
+    reservation is not stored; after a failed save it reloads what is stored first."""
+
+    def __init__(self, block=64):
+        self.block = block
+        self._counter = self._stored()
+
+    def _stored(self):
+        checkpoint = self.load()
+        try:
+            return SequenceCounter(checkpoint, self.block)
+        except ValueError as exc:
+            raise CheckpointError("sequence checkpoint: %s" % exc)
+
+    def take(self):
+        """The next sequence number, its reservation already stored."""
+        if self._counter is None:
+            self._counter = self._stored()
+        seq, checkpoint = self._counter.take()
+        if checkpoint is not None:
+            try:
+                self.save(checkpoint)
+            except BaseException:
+                self._counter = None
+                raise
+        return seq
