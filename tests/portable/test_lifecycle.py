@@ -241,6 +241,32 @@ def test_duplicate_receipt_counts_as_covered_and_a_refill_closes_it():
                                                                   "cancelled")
 
 
+def test_a_refill_seen_before_the_delivery_news_closes_the_need_when_it_comes():
+    """The owner put the new filter in while the vendor's shipment and delivery messages were
+    held up (a broker down): the refill is remembered, and the delivery news closes the need
+    instead of leaving it waiting a month for a refill that already happened."""
+    d = Device()
+    d.order()
+    d.receipt()
+    fx = d.feed(d.orders.refilled(SLOT, d.now))
+    assert d.state() == lc.PLACED and d.record["refilled"] == d.now
+    assert only(fx, "audit")[2] == {"early": "refilled", "state": lc.PLACED, "at": d.now}
+    d.shipment()
+    fx = d.delivery()
+    assert (d.state(), d.record["reason"], d.record["stock"]) == (lc.CLOSED, "refilled",
+                                                                  "received")
+    assert only(fx, "received")[2:] == (SLOT, d.record["oid"], 2)
+    assert lc.from_state(lc.to_state(d.record)) == d.record
+
+
+def test_a_record_written_before_early_refills_were_remembered_still_loads():
+    d = Device()
+    d.order()
+    old = lc.to_state(d.record)
+    del old["refilled"]
+    assert lc.from_state(old)["refilled"] is None
+
+
 def test_vendor_cancel_closes_and_releases():
     d = Device()
     d.order()

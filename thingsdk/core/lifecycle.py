@@ -31,7 +31,8 @@ re-sends what the state still waits on, re-arms the timer and restates money and
 A need begins with `start`; then `step` takes the events ("message", msg) with msg = {"from",
 "id", "t", "re", "b"} (an opened message, see `from_message`), ("decided", decision),
 ("tick",), ("cancel", reason) (the owner, on the device), ("refilled",) (the sensor saw a
-refill) and ("refused", reason) (the ledger refused the reservation). A decision is a dict:
+refill; seen while the order is on its way, it is remembered and closes the need as soon as
+the delivery news comes) and ("refused", reason) (the ledger refused the reservation). A decision is a dict:
 "action" (buy, ask, wait, refuse), "offer" (the offer id, for buy and ask), "mandate" (version,
 for buy), "text" (the sentence for the owner, for ask), "until" (when a wait ends),
 "hold_until" (end of the cancel window, counted from the decision), "reason";
@@ -79,7 +80,7 @@ DEFAULTS = {
 _FIELDS = ("v", "need", "kind", "slot", "state", "at", "vendor", "owner", "ask", "out", "ids",
            "tries", "rounds", "due", "offers", "decision", "areq", "appr", "oid", "order",
            "first", "money", "stock", "receipt", "hold", "cancel_until", "shipments",
-           "delivered", "reason", "closed")
+           "delivered", "reason", "closed", "refilled")
 
 
 class LifecycleError(ValueError):
@@ -425,6 +426,9 @@ def _on_refilled(s):
     covered = rec["receipt"] is not None and rec["receipt"][0] == "duplicate"
     if rec["state"] == DELIVERED or (rec["state"] == PLACED and covered):
         _close(s, "refilled")
+    elif rec["state"] in (PLACED, SHIPPED):  # the goods came before the vendor's news of them
+        rec["refilled"] = s.now
+        s.audit({"early": "refilled", "state": rec["state"]})
     else:
         s.ignore("not-delivered", "refilled")
 
@@ -542,6 +546,8 @@ def _on_delivery(s, msg):
                 "due": s.now + s.cfg["refill_wait"]})
     if rec["kind"] == BUY:
         rec["stock"] = "received"
+        if rec["refilled"] is not None:  # the refill was seen already
+            _close(s, "refilled")
 
 
 def _on_vendor_cancel(s, msg):
@@ -576,6 +582,9 @@ def from_state(state):
     """A record from `to_state` data; raise LifecycleError if it is malformed."""
     _require(isinstance(state, dict), "a need record is a dict")
     _require(state.get("v") == VERSION, "unsupported need record version")
+    if "refilled" not in state:  # written before early refills were remembered
+        state = dict(state)
+        state["refilled"] = None
     _require(sorted(state) == sorted(_FIELDS), "a need record has exactly the fields %s"
              % ", ".join(sorted(_FIELDS)))
     rec = _copy(state)
@@ -586,7 +595,7 @@ def from_state(state):
         _require(isinstance(rec[key], bytes), "%s is a key id" % key)
     for key in ("at", "tries", "rounds", "hold"):
         _require(is_int(rec[key]) and rec[key] >= 0, "%s is an int >= 0" % key)
-    for key in ("due", "first", "cancel_until", "closed"):
+    for key in ("due", "first", "cancel_until", "closed", "refilled"):
         _require(rec[key] is None or is_int(rec[key]), "%s is an int or None" % key)
     _check_list(rec["ids"], MAX_IDS, 2, lambda x: _is_id(x[0]) and is_int(x[1]), "ids")
     _check_list(rec["offers"], MAX_OFFERS, 2, lambda x: isinstance(x[0], bytes), "offers")
