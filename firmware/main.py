@@ -1,4 +1,5 @@
-# Runs after every boot: the device, until power is cut or Ctrl-C on the console (firmware/README.md).
+# Runs after every boot: the device, until the power is cut or Ctrl-C on the console
+# (firmware/README.md); a test rig holds it with rig.json.
 import app
 
 app.boot()

@@ -89,3 +89,12 @@ def test_the_firmware_buys_a_filter_through_the_vendor(world, app_module):
             types.add(opened.message.type)
     assert {m.MANDATE, m.QUOTE_REQUEST, m.ORDER, m.STATUS} <= types
     assert world.server.service.refusals == {}
+
+
+def test_a_broken_config_is_refused_with_what_to_do(tmp_path, app_module):
+    (tmp_path / "identity").mkdir()
+    with pytest.raises(OSError, match="config.json is missing: copy a `thingsdk firmware build`"):
+        app_module.App(str(tmp_path) + "/", machine=Machine(None))
+    (tmp_path / "identity" / "config.json").write_text('{"device_kid": "00"}')
+    with pytest.raises(ValueError, match="config.json has no link, broker, consumables: build"):
+        app_module.App(str(tmp_path) + "/", machine=Machine(None))

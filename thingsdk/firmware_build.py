@@ -141,7 +141,8 @@ def _der_key(path):
 
 
 def _board_consumables(top, board):
-    """The [[consumables]] of device.toml, each with a sensor the board has (firmware/lib/app.py)."""
+    """The [[consumables]] of device.toml, each checked for a sensor the board has (see
+    firmware/lib/app.py)."""
     tables = top.get("consumables", [])
     for table in tables:
         sensor = table.get("sensor", {})

@@ -40,6 +40,7 @@ from ticks import ticks_diff, ticks_ms
 EPOCH = 946684800 if time.gmtime(0)[0] == 2000 else 0
 CONSUMABLE = ("pack", "lead_time", "lead_spread", "safety", "order_qty")
 OUTGOING = 16  # sealed messages waiting for the link; the lifecycle re-sends what is dropped
+NEEDED = ("device_kid", "link", "broker", "consumables")  # in config.json
 
 
 
@@ -160,6 +161,10 @@ class App:
             raise OSError("%sconfig.json is missing: copy a `thingsdk firmware build` folder "
                           "to the board" % identity)
         self.config = config = json.loads(config)
+        missing = [key for key in NEEDED if key not in config]
+        if missing:
+            raise ValueError("%sconfig.json has no %s: build it again with `thingsdk firmware "
+                             "build`" % (identity, ", ".join(missing)))
         self.root, self.clock = root, clock or clock_from(config.get("clock"))
         self.kid = bytes.fromhex(config["device_kid"])
         self.uplink, self.downlink = topics.uplink(self.kid), topics.downlink(self.kid)

@@ -6,8 +6,8 @@ Portable, and the same on a Raspberry Pi (thingsdk.device.runtime adds threads a
 board (the firmware adds asyncio, flash and its MQTT client). Everything outside comes in: the
 signer and the pinned verifiers, a state store (thingsdk.device.state.StateFolder on CPython, the
 firmware's flash store on a board: the same methods), the codec, `new_id()` (16 random bytes),
-`publish(data, msg_type)` for sealed bytes meant for the vendor, `zones(name, now)` for quiet hours and
-`note(text)` for what an operator should see. Time is an argument of every call.
+`publish(data, msg_type)` for sealed bytes meant for the vendor, `zones(name, now)` for quiet
+hours and `note(text)` for what an operator should see. Time is an argument of every call.
 
 Crash safety, as lifecycle.py asks: a record is written before any message it sends; a message is
 sealed once, its bytes kept in the outbox before they are published, and a message id already

@@ -32,7 +32,8 @@ A need begins with `start`; then `step` takes the events ("message", msg) with m
 "id", "t", "re", "b"} (an opened message, see `from_message`), ("decided", decision),
 ("tick",), ("cancel", reason) (the owner, on the device), ("refilled",) (the sensor saw a
 refill; seen while the order is on its way, it is remembered and closes the need as soon as
-the delivery news comes) and ("refused", reason) (the ledger refused the reservation). A decision is a dict:
+the delivery news comes) and ("refused", reason) (the ledger refused the reservation).
+A decision is a dict:
 "action" (buy, ask, wait, refuse), "offer" (the offer id, for buy and ask), "mandate" (version,
 for buy), "text" (the sentence for the owner, for ask), "until" (when a wait ends),
 "hold_until" (end of the cancel window, counted from the decision), "reason";
