@@ -68,7 +68,8 @@ def main():
                                                                      (bench, "/bench")])
     print("heap on MicroPython WebAssembly (esp32 .mpy files), target %d B for the order:"
           % HEAP_TARGET)
-    print("  code loaded                 %6d B" % heap["code_bytes"])
+    print("  code loaded                 %6d B  (the .mpy files and the test's vendor, as source)"
+          % heap["code_bytes"])
     print("  order, live peak            %6d B  %5.1f %% of target"
           % (heap["flow_live_peak_bytes"], 100 * heap["flow_live_peak_bytes"] / HEAP_TARGET))
     print("  order, most one step allocated, garbage included: %d B over %d steps (this port never"
