@@ -1,6 +1,10 @@
 """The HIL suite's fixtures: the rig's mosquitto and world (tests/fixtures.py, tests/world.py), and
 the device under test (hil/dut.py) on the `board` that thingsdk.rig's plugin gives (--board)."""
 
+import os
+import socket
+
+import broker as rig_broker
 import pytest
 from dut import Dut
 from fixtures import broker, persistent_broker, pki  # noqa: F401 (fixtures)
@@ -17,6 +21,21 @@ def pytest_addoption(parser):
                          "board signs 20-100 times slower than the virtual one: give it more)")
     group.addoption("--board-wifi", metavar="SSID:KEY",
                     help="the WiFi a real board joins to reach the rig's broker")
+
+
+def pytest_configure(config):
+    """A real board reaches the rig's broker over the LAN: unless THINGSDK_BROKER_HOST says
+    where, the broker listens on the address this computer reaches the network from."""
+    if config.getoption("thingsdk_board", "virtual") != "virtual" and \
+            not os.environ.get("THINGSDK_BROKER_HOST"):
+        rig_broker.HOST = lan_address()
+
+
+def lan_address():
+    """The local address of the route out (a UDP socket is only pointed, nothing is sent)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.connect(("192.0.2.1", 9))  # TEST-NET-1: any routable address will do
+        return s.getsockname()[0]
 
 
 @pytest.fixture
