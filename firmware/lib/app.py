@@ -29,16 +29,15 @@ import random
 import time
 
 from drivers import AdcLevel, HX711, PulseUsage, ScaleLevel
-from flash import CheckpointError, FlashState
+from flash import CheckpointError, FlashState, read
 from thingsdk.core import cbor, ed25519, topics
 from thingsdk.core import messages as m
 from thingsdk.core.agent import Agent, Slot
-from thingsdk.core.consumable import DAY, Consumable, RateEstimator
+from thingsdk.core.consumable import DAY, SETTINGS, configured
 from ticks import ticks_diff, ticks_ms
 
 # time.time() counts from 2000 on some ports and from 1970 on others; the protocol uses unix time.
 EPOCH = 946684800 if time.gmtime(0)[0] == 2000 else 0
-CONSUMABLE = ("pack", "lead_time", "lead_spread", "safety", "order_qty")
 OUTGOING = 16  # sealed messages waiting for the link; the lifecycle re-sends what is dropped
 NEEDED = ("device_kid", "link", "broker", "consumables")  # in config.json
 
@@ -55,15 +54,6 @@ def clock_from(table):
         return unix_now
     speed, start = table["speed"], table["start"]
     return lambda: int(start + (time.time() + EPOCH - start) * speed)
-
-
-def read(path):
-    """A file's bytes, or None when it is missing."""
-    try:
-        with open(path, "rb") as f:
-            return f.read()
-    except OSError:
-        return None
 
 
 def new_id():
@@ -113,16 +103,13 @@ def sensor(table, capacity, machine, root):
 
 def slot(table, machine, root):
     """A Slot from a consumables entry of config.json."""
-    capacity = table["capacity"]
-    estimator = RateEstimator(min_interval=table.get("min_interval", 3 * 3600),
-                              noise=max(1, capacity // 50))
-    extra = {}
-    for key in CONSUMABLE:
+    settings = {}
+    for key in SETTINGS:
         if key in table:
-            extra[key] = table[key]
-    consumable = Consumable(table["slot"], table["unit"], capacity, sku=table.get("sku"),
-                            estimator=estimator, **extra)
-    return Slot(consumable, sensor(table["sensor"], capacity, machine, root),
+            settings[key] = table[key]
+    consumable = configured(table["slot"], table["unit"], table["capacity"], sku=table.get("sku"),
+                            **settings)
+    return Slot(consumable, sensor(table["sensor"], table["capacity"], machine, root),
                 table.get("category"))
 
 

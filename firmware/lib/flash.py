@@ -42,7 +42,7 @@ def _exists(path):
         return False
 
 
-def _read(path):
+def read(path):
     """The bytes of path, or None if it does not exist."""
     try:
         with open(path, "rb") as f:
@@ -102,10 +102,10 @@ def _unseal(data):
 
 def _get(path):
     """(body, corrupt) of the sealed file at path; body is None when missing or corrupt."""
-    data = _read(path)
+    data = read(path)
     if data is None:
         tmp = path + ".tmp"
-        data = _read(tmp)
+        data = read(tmp)
         if data is None:
             return None, False
         if _unseal(data) is None:
@@ -228,7 +228,7 @@ class FlashState:
     def owner_drops(self):
         """[(path, bytes)] of the files dropped in from-owner/, oldest name first."""
         folder = self._path(FROM_OWNER)
-        return [(folder + "/" + name, _read(folder + "/" + name))
+        return [(folder + "/" + name, read(folder + "/" + name))
                 for name in sorted(os.listdir(folder)) if not name.startswith(".")]
 
     def done_with(self, path):
@@ -299,15 +299,15 @@ class AuditLog:
 
     def records(self):
         """Every intact record, oldest first."""
-        old = _read(self.old)
+        old = read(self.old)
         return (self._scan(old)[0] if old else []) + self._scan(self._data())[0]
 
     def _scan(self, data):
         return journal.scan(data, cbor.loads, self.half - journal.HEADER)
 
     def _data(self):
-        data = _read(self.path)
+        data = read(self.path)
         if data is None and _exists(self.path + ".tmp"):
             os.rename(self.path + ".tmp", self.path)  # cut off a torn tail; the cut was complete
-            data = _read(self.path)
+            data = read(self.path)
         return data or b""

@@ -520,3 +520,15 @@ class Consumable:
             _require(_check_order_id(entry[0]) not in c._orders, "duplicate order id")
             c.add_order(entry[0], entry[1])
         return c
+
+
+# The optional settings of a consumable in a device's config (Consumable's own, and min_interval).
+SETTINGS = ("pack", "lead_time", "lead_spread", "safety", "order_qty", "min_interval")
+
+
+def configured(slot, unit, capacity, sku=None, min_interval=3 * 3600, **settings):
+    """A Consumable as a device's config describes it (device.toml on a Pi, config.json on a
+    board): its rate estimate keeps readings `min_interval` seconds apart and takes a fiftieth of
+    the capacity as sensor noise; `settings` are Consumable's."""
+    estimator = RateEstimator(min_interval=min_interval, noise=max(1, capacity // 50))
+    return Consumable(slot, unit, capacity, sku=sku, estimator=estimator, **settings)

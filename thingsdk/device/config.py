@@ -44,7 +44,7 @@ import tomllib
 from pathlib import Path
 
 from thingsdk import codec, topics
-from thingsdk.core.consumable import Consumable, RateEstimator
+from thingsdk.core.consumable import SETTINGS, configured
 from thingsdk.crypto import load_signer
 from thingsdk.device.runtime import Device, Slot
 from thingsdk.device.state import StateFolder
@@ -52,7 +52,6 @@ from thingsdk.inspect import is_file
 from thingsdk.owner import read_public_key
 from thingsdk.storage import read_bytes
 
-_CONSUMABLE = ("pack", "lead_time", "lead_spread", "safety", "order_qty")
 
 
 class ConfigError(ValueError):
@@ -186,15 +185,12 @@ def _transport(table, base, kid):
 
 
 def _slot(table, born):
-    table.only(("slot", "unit", "capacity", "sku", "category", "min_interval", "sensor")
-               + _CONSUMABLE)
+    table.only(("slot", "unit", "capacity", "sku", "category", "sensor") + SETTINGS)
     capacity = table.get("capacity", int)
-    estimator = RateEstimator(min_interval=table.get("min_interval", int, 3 * 3600),
-                              noise=max(1, capacity // 50))
     try:
-        consumable = Consumable(table.get("slot", str), table.get("unit", str), capacity,
-                                sku=table.get("sku", str, None), estimator=estimator,
-                                **{k: table.get(k, int) for k in _CONSUMABLE if k in table.table})
+        consumable = configured(table.get("slot", str), table.get("unit", str), capacity,
+                                sku=table.get("sku", str, None),
+                                **{k: table.get(k, int) for k in SETTINGS if k in table.table})
         return Slot(consumable, _sensor(table.sub("sensor", optional=False), capacity, born),
                     table.get("category", str, None))
     except ValueError as exc:
