@@ -33,9 +33,9 @@ import serial
 
 from thingsdk import topics
 from thingsdk.core import frames
+from thingsdk.core.topics import OFFLINE, ONLINE
 from thingsdk.mqtt import Transport
 
-ONLINE, OFFLINE = topics.ONLINE, topics.OFFLINE
 _REMEMBERED = 256  # acknowledged uplinks remembered, to answer a re-send without publishing it
 
 log = logging.getLogger(__name__)

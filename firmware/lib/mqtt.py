@@ -17,10 +17,10 @@ import random
 import struct
 
 from thingsdk.core.backoff import Backoff
+from thingsdk.core.topics import OFFLINE, ONLINE
 from ticks import MICROPYTHON, ticks_diff, ticks_ms
 
 PUBLISH, PUBACK, SUBACK, PINGRESP = 3, 4, 9, 13
-ONLINE, OFFLINE = b"online", b"offline"
 REFUSED = {1: "unacceptable protocol version", 2: "identifier rejected", 3: "server unavailable",
            4: "bad user name or password", 5: "not authorized"}
 

@@ -19,9 +19,9 @@ the board, `offline` when `close()` says so or the board falls silent.
 import asyncio
 
 from thingsdk.core import frames
+from thingsdk.core.topics import OFFLINE, ONLINE
 from ticks import ticks_diff, ticks_ms
 
-ONLINE, OFFLINE = b"online", b"offline"
 
 
 class LinkError(Exception):
