@@ -8,14 +8,18 @@ on cue from what the board prints; the virtual board behaves the same way.
 """
 
 import json
+import re
 
 from thingsdk import codec, topics
-from thingsdk.core import envelope, lifecycle
+from thingsdk.core import envelope
 from thingsdk.crypto import Ed25519Verifier
 from thingsdk.rig.deploy import deploy
-from world import ADC_PIN, Tank, Tap
+from world import ADC_PIN, Needs, Tank, Tap
 
-class Dut:
+STOPPED = r"thingsdk: stopped\r?\n"
+
+
+class Dut(Needs):
     """The world's device on `board`, stimulated through `rig`."""
 
     def __init__(self, board, rig, world, kind, slice_seconds=1.0, wifi=None):
@@ -34,13 +38,14 @@ class Dut:
         self.rig.set_hook(dict(hook or {}, hold=True))
         return folder, copied
 
-    def run(self, seconds=None):
-        """Run the device for a slice; the console lines it printed."""
+    def run(self, seconds=None, until=STOPPED):
+        """Run the device for a slice; the console lines it printed, up to the line matching
+        `until` (by default the end of the slice)."""
         seconds = self.slice_seconds if seconds is None else seconds
         out = self.board.exec("import app\napp.main(seconds=%r)" % seconds,
                               timeout=seconds + 120)
-        if "thingsdk: stopped" not in out:  # the virtual board runs it in the background
-            out += self.board.expect(r"(?s).*thingsdk: stopped\r?\n", seconds + 120).group(0)
+        if not re.search(until, out):  # the virtual board runs it in the background
+            out += self.board.expect(r"(?s).*(%s)" % until, seconds + 120).group(0)
         return out
 
     def run_until(self, condition, slices=60):
@@ -56,13 +61,6 @@ class Dut:
 
     def records(self):
         return self.board.eval("__import__('flash').FlashState('/state').records()")
-
-    def need(self):
-        records = sorted(self.records(), key=lambda r: r["at"])
-        return records[0] if records else None
-
-    def in_state(self, *states):
-        return lambda: (self.need() or {}).get("state") in states
 
     def outbox(self):
         """The sealed messages the board keeps (for the vendor, and those the owner fetches)."""
@@ -89,14 +87,6 @@ class Dut:
                 inbox.commit(opened)
                 seen[opened.message.type] = seen.get(opened.message.type, 0) + 1
         return seen
-
-    def assert_one_order_delivered(self):
-        """Exactly one order at the vendor, the board's need's, delivered and refilled."""
-        need = self.need()
-        orders = self.world.orders()
-        assert [o["id"] for o in orders] == [need["oid"]], orders
-        assert orders[0]["status"] == "delivered"
-        assert need["state"] == lifecycle.CLOSED and need["reason"] == "refilled", need
 
     def close(self):
         self.uplinks.close()

@@ -10,7 +10,8 @@ from thingsdk.core import envelope, lifecycle
 from thingsdk.core import messages as m
 from thingsdk.crypto import Ed25519Signer, Ed25519Verifier
 from thingsdk.owner import answer, open_request
-from world import Tap
+from dut import STOPPED
+from world import Tap, assert_one_order_delivered
 
 FUTURE = 7  # real seconds the board's clock runs ahead: hours of the world's accelerated time
 
@@ -49,8 +50,8 @@ def test_a_purchase_from_depletion_to_refill(board, broker, make_world, make_dut
     world = make_world(broker)
     world.start_vendor()
     dut = make_dut(world)
-    assert dut.run_until(dut.in_state(lifecycle.CLOSED)), dut.need()
-    dut.assert_one_order_delivered()
+    assert dut.run_until(dut.reached(lifecycle.CLOSED)), dut.need()
+    assert_one_order_delivered(world, dut)
     decisions = dut.decisions()
     assert [d["action"] for d in decisions] == ["buy"] and decisions[0]["reason"] == "within-policy"
     # What the board signed verifies on the host; what the vendor signed verified on the board.
@@ -76,7 +77,7 @@ def test_the_owner_approves_an_order_above_the_limit(board, broker, make_world, 
     world = make_world(broker, rules=[["approval-above", {"cur": "EUR", "amount": 1000}]])
     world.start_vendor()
     dut = make_dut(world)
-    assert dut.run_until(dut.in_state(lifecycle.APPROVING)), dut.need()
+    assert dut.run_until(dut.reached(lifecycle.APPROVING)), dut.need()
     assert world.orders() == []
     requests, why = [], []
     for data in dut.outbox():
@@ -89,8 +90,8 @@ def test_the_owner_approves_an_order_above_the_limit(board, broker, make_world, 
     approval = answer(requests[0], "approve", world.owner_key, 1, int(world.clock()),
                       b"owner-approval-1")
     board.put(approval, "/state/from-owner/approval.cose")
-    assert dut.run_until(dut.in_state(lifecycle.CLOSED)), dut.need()
-    dut.assert_one_order_delivered()
+    assert dut.run_until(dut.reached(lifecycle.CLOSED)), dut.need()
+    assert_one_order_delivered(world, dut)
     assert [d["action"] for d in dut.decisions()] == ["ask", "buy"]
 
 
@@ -100,15 +101,9 @@ def test_a_power_cut_between_deciding_and_publishing(board, rig, broker, make_wo
     world = make_world(broker)
     world.start_vendor()
     dut = make_dut(world, hook={"cut_before": "order"})
-    board.exec("import app\nprint('armed')")
     for _ in range(60):
         rig.set_adc(dut.pin, dut.tank.raw())
-        out = board.exec("import app\napp.main(seconds=%r)" % dut.slice_seconds,
-                         timeout=dut.slice_seconds + 120)
-        if "thingsdk: stopped" not in out:
-            match = board.expect(r"(?s).*thingsdk: (stopped|holding the order for the rig: cut "
-                                 r"the power now)", dut.slice_seconds + 120)
-            out += match.group(0)
+        out = dut.run(until=STOPPED + "|thingsdk: holding the order for the rig: cut the power now")
         if "cut the power now" in out:
             break
     else:
@@ -118,8 +113,8 @@ def test_a_power_cut_between_deciding_and_publishing(board, rig, broker, make_wo
     need = dut.need()
     assert need["state"] == lifecycle.ORDERING and need["oid"]
     rig.set_hook({"hold": True})
-    assert dut.run_until(dut.in_state(lifecycle.CLOSED)), dut.need()
-    dut.assert_one_order_delivered()
+    assert dut.run_until(dut.reached(lifecycle.CLOSED)), dut.need()
+    assert_one_order_delivered(world, dut)
     assert dut.need()["oid"] == need["oid"]
     assert dut.verified_uplinks()[m.ORDER] >= 1
 
@@ -142,8 +137,8 @@ def test_a_tampered_vendor_message_is_refused_on_the_board(board, broker, make_w
         out = dut.run()
         assert re.search(r"thingsdk: refused bad-signature", out), out
         assert re.search(r"thingsdk: refused unknown-key", out), out
-        assert dut.run_until(dut.in_state(lifecycle.CLOSED)), dut.need()
-        dut.assert_one_order_delivered()
+        assert dut.run_until(dut.reached(lifecycle.CLOSED)), dut.need()
+        assert_one_order_delivered(world, dut)
     finally:
         down.close()
 
@@ -152,7 +147,7 @@ def test_the_broker_down_then_back(board, persistent_broker, make_world, make_du
     world = make_world(persistent_broker)
     world.start_vendor()
     dut = make_dut(world)
-    assert dut.run_until(dut.in_state(lifecycle.QUOTING, lifecycle.DECIDING, lifecycle.ORDERING,
+    assert dut.run_until(dut.reached(lifecycle.QUOTING, lifecycle.DECIDING, lifecycle.ORDERING,
                                       lifecycle.PLACED)), dut.need()
     persistent_broker.stop()
     for _ in range(3):  # the board goes on without its broker: nothing is lost or sent twice
@@ -160,8 +155,8 @@ def test_the_broker_down_then_back(board, persistent_broker, make_world, make_du
         out = dut.run()
         assert "error in a turn" not in out, out
     persistent_broker.start()
-    assert dut.run_until(dut.in_state(lifecycle.CLOSED)), dut.need()
-    dut.assert_one_order_delivered()
+    assert dut.run_until(dut.reached(lifecycle.CLOSED)), dut.need()
+    assert_one_order_delivered(world, dut)
 
 
 def test_a_board_clock_ahead_is_refused_then_recovers(board, rig, broker, make_world, make_dut):
@@ -177,5 +172,5 @@ def test_a_board_clock_ahead_is_refused_then_recovers(board, rig, broker, make_w
     assert world.server.service.refusals.get("from-future", 0) >= 1, world.server.service.refusals
     assert world.orders() == []
     rig.skew_clock(0)
-    assert dut.run_until(dut.in_state(lifecycle.CLOSED)), dut.need()
-    dut.assert_one_order_delivered()
+    assert dut.run_until(dut.reached(lifecycle.CLOSED)), dut.need()
+    assert_one_order_delivered(world, dut)

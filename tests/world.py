@@ -51,7 +51,20 @@ ADC_PIN = {"esp32": 34, "pico_w": 26}  # where a board's tank sensor is wired (h
 FULL = 65535  # the ADC's reading of a full tank
 
 
-class World:
+class Needs:
+    """need() and reached() over `records()`, a device's need records: the first need is the
+    one the scenarios follow."""
+
+    def need(self):
+        """The first need, or None."""
+        records = sorted(self.records(), key=lambda r: r["at"])
+        return records[0] if records else None
+
+    def reached(self, *states):
+        return lambda: (self.need() or {}).get("state") in states
+
+
+class World(Needs):
     """Keys, a mandate (vendors: this world's; a budget of 200.00 EUR a month; and `rules`), the
     reference vendor (its own thread, on the broker's TLS listener as the `vendor` user) and a
     device's config file, all on one accelerated clock."""
@@ -199,14 +212,6 @@ interval = %r
         return [codec.loads((folder / name).read_bytes()) for name in sorted(os.listdir(folder))
                 if name.endswith(".cbor")]
 
-    def need(self):
-        """The first need (the one these scenarios follow), or None."""
-        records = sorted(self.records(), key=lambda r: r["at"])
-        return records[0] if records else None
-
-    def reached(self, *states):
-        return lambda: (self.need() or {}).get("state") in states
-
     def close(self):
         for stop, thread in self.devices:
             stop.set()
@@ -261,13 +266,14 @@ class Tap:
         self.transport.close()
 
 
-def assert_one_order_delivered(world):
-    """Exactly one order at the vendor, for this need, and delivered."""
-    need = world.need()
+def assert_one_order_delivered(world, device=None):
+    """Exactly one order at the vendor, for the need `device` follows (Needs; by default the
+    world's own device), delivered and refilled."""
+    need = (device or world).need()
     orders = world.orders()
     assert [o["id"] for o in orders] == [need["oid"]], orders
     assert orders[0]["status"] == "delivered"
-    assert need["state"] == lifecycle.CLOSED and need["reason"] == "refilled"
+    assert need["state"] == lifecycle.CLOSED and need["reason"] == "refilled", need
     assert need["delivered"][1] == orders[0]["qty"]
 
 
