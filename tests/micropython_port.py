@@ -24,3 +24,18 @@ def run(script, args=(), extra_mounts=(), vectors=None, heap=2 * 1024 * 1024, ti
         cmd += ["--mount", f"{host}:{target}"]
     cmd += [str(script), *args]
     return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, cwd=ROOT)
+
+
+def run_portable(modules, vectors, scratch, port="wasm", heap=None):
+    """Run portable scenario modules with tests/mpy/portable_runner.py on a port: "wasm" (the
+    WebAssembly port) or the path of a unix port binary (tests/unix_port.py)."""
+    script = ROOT / "tests" / "mpy" / "portable_runner.py"
+    if port == "wasm":
+        args = ["--path", "/lib/portable", "--vectors", "/vectors", "--scratch", "/", *modules]
+        return run(script, args, vectors=vectors, **({"heap": heap} if heap else {}))
+    import unix_port
+
+    args = ["--path", ROOT / "tests" / "portable", "--vectors", vectors, "--scratch", scratch,
+            *modules]
+    return unix_port.run(port, script, args, heap=heap or "2m",
+                         path=[ROOT, ROOT / "firmware" / "lib"])

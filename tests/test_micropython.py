@@ -1,4 +1,5 @@
-"""The portable scenarios, run again on real MicroPython (the WebAssembly port)."""
+"""The portable scenarios, run again on real MicroPython: the WebAssembly port, and the unix port
+built as a board is (32-bit, single-precision floats; tests/unix_port.py)."""
 
 import re
 from pathlib import Path
@@ -13,14 +14,14 @@ MODULES = sorted(p.stem for p in PORTABLE.glob("test_*.py"))
 
 
 @pytest.mark.parametrize("module", MODULES)
-def test_portable_scenarios_pass_on_micropython(module):
+@pytest.mark.parametrize("port", ["wasm", "unix32"])
+def test_portable_scenarios_pass_on_micropython(module, port, request, tmp_path):
     source = (PORTABLE / f"{module}.py").read_text()
     expected = len(re.findall(r"^def test_", source, re.M))
-    proc = mp.run(mp.ROOT / "tests" / "mpy" / "portable_runner.py", [module], vectors=vectors_dir())
+    binary = "wasm" if port == "wasm" else request.getfixturevalue("unix32")
+    proc = mp.run_portable([module], vectors_dir(), tmp_path, binary)
     assert proc.returncode == 0, proc.stderr + proc.stdout
     assert f"micropython: {expected} passed, 0 failed" in proc.stdout, proc.stdout + proc.stderr
-
-
 def test_signatures_cross_between_cpython_and_micropython(tmp_path):
     import os
 

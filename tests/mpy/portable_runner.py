@@ -1,10 +1,26 @@
-# Runs every test_* function of the portable scenario modules given in ARGV on MicroPython and
-# prints one line per test: "PASS name" or "FAIL name: error". The last line is the tally.
+# Runs every test_* function of the portable scenario modules named on its command line, on
+# MicroPython, and prints one line per test: "PASS name" or "FAIL name: error"; the last line is
+# the tally. The harness says where things are, as options before the module names:
+#   --path DIR      the portable scenarios (added to sys.path)
+#   --vectors DIR   the shared third-party test vectors
+#   --scratch DIR   a folder the scenarios may make their own folders in
+# The WebAssembly port's harness passes its words as the global ARGV (its sys has no argv).
 import sys
 
-sys.path.insert(0, "/lib/portable")
+try:
+    words = list(ARGV)  # noqa: F821 (set by the WebAssembly harness)
+except NameError:
+    words = sys.argv[1:]
+roots = {}
+while words and words[0].startswith("--"):
+    roots[words[0][2:]] = words[1]
+    words = words[2:]
+sys.path.insert(0, roots.pop("path"))
+import check  # noqa: E402
+
+check.ROOTS.update(roots)
 passed = failed = 0
-for module_name in ARGV:  # noqa: F821 (set by the harness)
+for module_name in words:
     module = __import__(module_name)
     for name in sorted(dir(module)):
         if not name.startswith("test_"):

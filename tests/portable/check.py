@@ -3,6 +3,9 @@
 import sys
 
 ON_MICROPYTHON = sys.implementation.name == "micropython"
+# Where things are on MicroPython, set by the harness (tests/mpy/portable_runner.py): "vectors",
+# the shared test vectors, and "scratch", a folder scenarios may make folders in.
+ROOTS = {}
 
 
 def raises(exc_type, fn, *args, **kwargs):
@@ -15,9 +18,9 @@ def raises(exc_type, fn, *args, **kwargs):
 
 
 def vectors_dir():
-    """The shared third-party test vectors: mounted at /vectors on MicroPython."""
+    """The shared third-party test vectors: where the harness says on MicroPython."""
     if ON_MICROPYTHON:
-        return "/vectors"
+        return ROOTS["vectors"]
     from pathlib import Path
     import os
 
@@ -42,3 +45,20 @@ def unhex(text):
     import binascii
 
     return binascii.unhexlify(text)
+
+
+_made = [0]
+
+
+def scratch(prefix):
+    """A new, empty folder for one scenario: under the harness's scratch root on MicroPython."""
+    if ON_MICROPYTHON:
+        import os
+
+        _made[0] += 1
+        path = "%s/%s%d" % (ROOTS["scratch"].rstrip("/"), prefix, _made[0])
+        os.mkdir(path)
+        return path
+    import tempfile
+
+    return tempfile.mkdtemp(prefix=prefix)

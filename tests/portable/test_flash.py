@@ -4,22 +4,13 @@ import os
 import struct
 
 import flash
-from check import ON_MICROPYTHON, raises
+from check import raises, scratch
 from thingsdk.core import cbor
-
-_made = [0]
 
 
 def _fresh():
     """A new, empty folder for one test."""
-    if ON_MICROPYTHON:
-        _made[0] += 1
-        root = "/flash-test-%d" % _made[0]
-        os.mkdir(root)
-        return root + "/state"
-    import tempfile
-
-    return tempfile.mkdtemp(prefix="flash-test-") + "/state"
+    return scratch("flash-test-") + "/state"
 
 
 def _rmtree(path):
