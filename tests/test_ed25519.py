@@ -101,6 +101,13 @@ def test_sha512_agrees_with_hashlib(data):
     assert sha512(data) == hashlib.sha512(data).digest()
 
 
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.binary(max_size=300), max_size=5))
+def test_sha512_of_parts_is_that_of_their_concatenation(parts):
+    assert sha512(*parts) == hashlib.sha512(b"".join(parts)).digest()
+    assert sha512(*map(bytearray, parts)) == sha512(b"".join(parts))
+
+
 @pytest.mark.parametrize("length", [*range(0, 20), *range(104, 136), *range(232, 264), 1000])
 def test_sha512_around_padding_boundaries(length):
     data = bytes((i * 31 + length) & 255 for i in range(length))
@@ -124,9 +131,9 @@ def test_signer_keeps_the_expanded_key(monkeypatch):
     expected = {m: ed25519.sign(seed, m) for m in (b"one", b"two")}
     hashed = []
 
-    def counting_sha512(data):
-        hashed.append(bytes(data))
-        return sha512(data)
+    def counting_sha512(*parts):
+        hashed.append(b"".join(parts))
+        return sha512(*parts)
 
     monkeypatch.setattr(ed25519, "sha512", counting_sha512)
     for message, signature in expected.items():

@@ -6,8 +6,9 @@ recomputed R must encode to exactly the R of the signature. This is not constant
 protects messages, not against an attacker who can time the device.
 
 Points are in extended twisted-Edwards coordinates (X, Y, Z, T) with x = X/Z, y = Y/Z, xy = T/Z.
-Signing multiplies the base point with a radix-16 comb over a table built on first use; verifying
-adds a signed radix-16 window of the public key (its multiples are cached in a `Verifier`).
+Signing multiplies the base point with a radix-16 comb over a table built on first use (or frozen
+into flash); verifying adds a signed radix-16 window of the public key (its multiples are kept,
+affine and packed in bytes, by a `Verifier`).
 """
 
 from thingsdk.core.keys import key_id
@@ -27,10 +28,11 @@ _IDENTITY = (0, 1, 1, 0)
 
 # The base-point comb: entry 8j + m - 1 of the table is m * 16**(_SPACING * j) * B for m = 1..8,
 # stored as the affine (y + x, y - x, 2dxy) in 3 * 32 little-endian bytes. With _SPACING = 4 it
-# is one 12,288-byte bytearray (128 points; ints would take ~29 KB of MicroPython heap), built on
-# first use in ~30 ms on the WebAssembly MicroPython; a base-point multiplication is then
-# 64 additions and 12 doublings. _SPACING 2 or 8 trades twice or half the RAM for 8 doublings
-# fewer or 16 more.
+# is 12,288 bytes (128 points; ints would take ~29 KB of MicroPython heap): a constant in flash
+# when the firmware is frozen, else built on first use (~30 ms on the WebAssembly MicroPython);
+# a base-point multiplication is then 64 additions and 12 doublings. _SPACING 2 or 8 trades
+# twice or half the RAM for 8 doublings fewer or 16 more. A Verifier keeps its key's multiples
+# in the same layout (one row, 768 bytes).
 _SPACING = 4
 _ROWS = 64 // _SPACING
 _table = None
@@ -108,26 +110,26 @@ def _inverses(values):
 
 
 def _base_table():
-    """The comb table of the base point, built on first use."""
+    """The comb table of the base point: frozen into a firmware image it is a constant in flash
+    (thingsdk.core.ed25519_comb, written by `thingsdk firmware build --frozen`); otherwise it is
+    built on first use."""
     global _table
     if _table is None:
-        table = bytearray(96 * 8 * _ROWS)
-        i = 0
-        p = _BASE
-        for _ in range(_ROWS):
-            q = _cached(p)
-            row = [p]
-            for _ in range(7):
-                row.append(_add(row[-1], q))
-            for (x, y, _, _), zi in zip(row, _inverses([m[2] for m in row])):
-                x = x * zi % _P
-                y = y * zi % _P
-                for v in ((y + x) % _P, (y - x) % _P, x * y % _P * _D2 % _P):
-                    table[i:i + 32] = v.to_bytes(32, "little")
-                    i += 32
-            p = _double(p, 4 * _SPACING)
-        _table = table
+        try:
+            from thingsdk.core.ed25519_comb import TABLE
+        except ImportError:
+            TABLE = _make_table()
+        _table = TABLE
     return _table
+
+
+def _make_table():
+    table = bytearray(96 * 8 * _ROWS)
+    p = _BASE
+    for j in range(_ROWS):
+        table[768 * j:768 * j + 768] = _multiples(p)
+        p = _double(p, 4 * _SPACING)
+    return table
 
 
 def _table_point(table, index):
@@ -168,14 +170,26 @@ def _base_mult(k):
 
 
 def _multiples(p):
-    """p, 2p, ..., 8p, cached for _add."""
+    """p, 2p, ..., 8p as affine (y + x, y - x, 2dxy) in one 768-byte string, laid out as a comb
+    table row (a Verifier keeps this: 0.8 KB of heap where the points as ints took 2.6 KB)."""
     q = _cached(p)
-    out = [q]
-    m = p
+    row = [p]
     for _ in range(7):
-        m = _add(m, q)
-        out.append(_cached(m))
-    return out
+        row.append(_add(row[-1], q))
+    return _affine_row(row)
+
+
+def _affine_row(row):
+    """Points in extended coordinates as affine (y + x, y - x, 2dxy), 96 bytes each."""
+    out = bytearray(96 * len(row))
+    i = 0
+    for (x, y, _, _), zi in zip(row, _inverses([m[2] for m in row])):
+        x = x * zi % _P
+        y = y * zi % _P
+        for v in ((y + x) % _P, (y - x) % _P, x * y % _P * _D2 % _P):
+            out[i:i + 32] = v.to_bytes(32, "little")
+            i += 32
+    return bytes(out)
 
 
 def _window_mult(multiples, k):
@@ -185,7 +199,7 @@ def _window_mult(multiples, k):
     for i in range(63, -1, -1):
         d = digits[i]
         if d:
-            p = _add(p, multiples[abs(d) - 1], d < 0)
+            p = _add_affine(p, _table_point(multiples, abs(d) - 1), d < 0)
         if i:
             p = _double(p, 4)
     return p
@@ -249,11 +263,10 @@ class Signer:
         self.kid = key_id(self.public_key)
 
     def sign(self, data):
-        """The 64-byte signature of data."""
-        data = bytes(data)
-        r = _scalar(sha512(self._prefix + data))
+        """The 64-byte signature of data (bytes-like)."""
+        r = _scalar(sha512(self._prefix, data))
         big_r = _encode(_base_mult(r))
-        k = _scalar(sha512(big_r + self.public_key + data))
+        k = _scalar(sha512(big_r, self.public_key, data))
         return big_r + ((r + k * self._a) % _L).to_bytes(32, "little")
 
 
@@ -281,7 +294,7 @@ class Verifier:
         if s >= _L:
             return False
         big_r = signature[:32]
-        k = _scalar(sha512(big_r + self.public_key + bytes(data)))
+        k = _scalar(sha512(big_r, self.public_key, data))
         # R == s*B - k*A, checked on the encoding, as RFC 8032 section 5.1.7 allows.
         p = _add(_base_mult(s), _cached(_window_mult(self._multiples, k)), True)
         return _encode(p) == big_r

@@ -41,14 +41,16 @@ _TWICE = 0x10000000000000001  # x * _TWICE is x twice: rotr(x, n) == (x * _TWICE
 
 
 def _schedule(block):
-    """The 80 message words of one 128-byte block."""
-    w = list(struct.unpack(">16Q", block))
+    """The 80 message words of one 128-byte block (in a list made whole at once: grown word by
+    word it would ask a board's fragmented heap for ever larger blocks)."""
+    w = [0] * 80
+    w[:16] = struct.unpack(">16Q", block)
     for t in range(16, 80):
         x = w[t - 15] * _TWICE
         y = w[t - 2] * _TWICE
         s0 = (x >> 1) ^ (x >> 8) ^ (x >> 71)  # rotr 1, rotr 8, shr 7
         s1 = (y >> 19) ^ (y >> 61) ^ (y >> 70)  # rotr 19, rotr 61, shr 6
-        w.append((s1 + w[t - 7] + s0 + w[t - 16]) & _MASK)
+        w[t] = (s1 + w[t - 7] + s0 + w[t - 16]) & _MASK
     return w
 
 
@@ -81,11 +83,31 @@ def _compress(state, block):
     )
 
 
-def sha512(data):
-    """The 64-byte SHA-512 digest of data."""
-    n = len(data)
-    data = bytes(data) + b"\x80" + bytes((111 - n) % 128) + (n * 8).to_bytes(16, "big")
+def sha512(*parts):
+    """The 64-byte SHA-512 digest of the concatenated parts (bytes-like), hashed where they lie:
+    no copy of the message is made, only one 128-byte block buffer."""
     state = _IV
-    for i in range(0, len(data), 128):
-        state = _compress(state, data[i:i + 128])
-    return struct.pack(">8Q", *state)
+    block = bytearray(128)
+    used = n = 0
+    for part in parts:
+        view = memoryview(part)
+        size = len(view)
+        n += size
+        i = 0
+        while i < size:
+            take = min(128 - used, size - i)
+            block[used:used + take] = view[i:i + take]
+            used += take
+            i += take
+            if used == 128:
+                state = _compress(state, block)
+                used = 0
+    block[used] = 0x80
+    used += 1
+    if used > 112:
+        block[used:] = bytes(128 - used)
+        state = _compress(state, block)
+        used = 0
+    block[used:112] = bytes(112 - used)
+    block[112:] = (n * 8).to_bytes(16, "big")
+    return struct.pack(">8Q", *_compress(state, block))
