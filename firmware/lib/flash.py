@@ -69,9 +69,40 @@ def _sync():
 
 def _put(path, data):
     """Replace path with data: a reader finds the old or the new content, never part of it."""
+    _replace(path, lambda f: f.write(data))
+
+
+def _put_sealed(path, body):
+    """Replace path with body and its trailer, written one after the other."""
+    _replace(path, lambda f: _write_sealed(f, body))
+
+
+def _write_sealed(f, body):
+    f.write(body)
+    f.write(struct.pack(_FRAME, len(body), binascii.crc32(body) & 0xFFFFFFFF))
+
+
+def _put_encoded(path, obj):
+    """Replace path with obj's CBOR and its trailer, written as it is encoded: the encoding is
+    never held whole, so saving a record asks a fragmented heap for no large block."""
+    def fill(f):
+        sums = [0, 0]  # length, CRC-32 of what was written
+
+        def write(piece):
+            f.write(piece)
+            sums[0] += len(piece)
+            sums[1] = binascii.crc32(piece, sums[1])
+
+        cbor.dump(obj, write)
+        f.write(struct.pack(_FRAME, sums[0], sums[1] & 0xFFFFFFFF))
+
+    _replace(path, fill)
+
+
+def _replace(path, fill):
     tmp = path + ".tmp"
     with open(tmp, "wb") as f:
-        f.write(data)
+        fill(f)
         f.flush()
     _sync()
     _rename(tmp, path)
@@ -84,10 +115,6 @@ def _rename(src, dst):
     except OSError:  # FAT refuses to rename onto an existing file
         _remove(dst)
         os.rename(src, dst)
-
-
-def _seal(body):
-    return body + struct.pack(_FRAME, len(body), binascii.crc32(body) & 0xFFFFFFFF)
 
 
 def _unseal(data):
@@ -166,14 +193,14 @@ class FlashState:
         return default
 
     def save(self, name, obj):
-        _put(self._path(name + ".cbor"), _seal(cbor.dumps(obj)))
+        _put_encoded(self._path(name + ".cbor"), obj)
 
     def mandate(self):
         """The mandate token held, or None."""
         return self._body(self._path("mandate.cwt"))
 
     def save_mandate(self, token):
-        _put(self._path("mandate.cwt"), _seal(token))
+        _put_sealed(self._path("mandate.cwt"), token)
 
     # Lifecycle records.
 
@@ -195,7 +222,7 @@ class FlashState:
         return found
 
     def save_record(self, record):
-        _put(self._record_path(record["need"]), _seal(cbor.dumps(record)))
+        _put_encoded(self._record_path(record["need"]), record)
 
     def drop_record(self, need_id):
         _drop(self._record_path(need_id))
@@ -211,7 +238,7 @@ class FlashState:
 
     def keep_sealed(self, msg_id, exp, data):
         """Keep sealed bytes (before they are published) until `exp`."""
-        _put(self._sealed_path(msg_id, exp), _seal(data))
+        _put_sealed(self._sealed_path(msg_id, exp), data)
 
     def _sealed_path(self, msg_id, exp):
         return self._path(OUTBOX, "%s-%d.cose" % (_hex(msg_id), exp))
@@ -253,7 +280,7 @@ class Sequence(StoredSequence):
             raise CheckpointError("sequence checkpoint %s: %s" % (self.path, exc))
 
     def save(self, checkpoint):
-        _put(self.path, _seal(cbor.dumps(checkpoint)))
+        _put_encoded(self.path, checkpoint)
 
 
 class AuditLog:

@@ -1,11 +1,17 @@
 """The firmware's flash state store (firmware/lib/flash.py): the StateFolder contract, crash safety."""
 
+import binascii
 import os
 import struct
 
 import flash
 from check import raises, scratch
 from thingsdk.core import cbor
+
+
+def _sealed(body):
+    """body as the store writes it: with its trailer (length, CRC-32)."""
+    return body + struct.pack(">II", len(body), binascii.crc32(body) & 0xFFFFFFFF)
 
 
 def _fresh():
@@ -197,7 +203,7 @@ def test_corrupt_data_reads_as_missing_and_is_counted():
         assert state.sealed(b"\x03", 9) is None
         assert state.corrupt == 3
         # A CRC-valid file that is not CBOR is corrupt too.
-        _write(root + "/ledger.cbor", flash._seal(b"\xff"))
+        _write(root + "/ledger.cbor", _sealed(b"\xff"))
         assert state.load("ledger") is None and state.corrupt == 4
     _scenario(run)
 
@@ -233,7 +239,7 @@ def test_a_corrupt_sequence_checkpoint_stops_the_device():
         state.sequence.take()
         good = _bytes(root + "/seq")
         for bad in (good[:-1], b"", good[:-4] + b"\x00\x00\x00\x00",
-                    flash._seal(cbor.dumps(-1)), flash._seal(cbor.dumps("64"))):
+                    _sealed(cbor.dumps(-1)), _sealed(cbor.dumps("64"))):
             _write(root + "/seq", bad)
             exc = raises(flash.CheckpointError, flash.FlashState, root)
             assert "seq" in str(exc)

@@ -110,12 +110,18 @@ def decode_bignum(data, tag, pos):
 
 def dumps(obj):
     """obj in the core deterministic encoding."""
-    out = []
+    out = bytearray()
+    dump(obj, out.extend)
+    return bytes(out)
+
+
+def dump(obj, write):
+    """Encode obj, handing the encoding to write() piece by piece (heads, strings, small items)
+    as it goes: a board can write a record to a file without ever holding its encoding whole."""
     try:
-        _encode(obj, out)
+        _encode(obj, write)
     except RuntimeError:  # RecursionError on CPython; MicroPython raises RuntimeError itself
         raise CBORError("nesting too deep to encode")
-    return b"".join(out)
 
 
 def loads(data, max_depth=16):
@@ -130,53 +136,60 @@ def loads(data, max_depth=16):
     return value
 
 
-def _encode(obj, out):
+def _encode(obj, write):
     if obj is None:
-        out.append(b"\xf6")
+        write(b"\xf6")
     elif obj is False or obj is True:
-        out.append(b"\xf5" if obj else b"\xf4")
+        write(b"\xf5" if obj else b"\xf4")
     elif isinstance(obj, int):
-        _encode_int(obj, out)
+        _encode_int(obj, write)
     elif isinstance(obj, str):
         try:
             raw = obj.encode()
         except UnicodeError:
             raise CBORError("text is not valid Unicode")
-        out.append(encode_head(3, len(raw)))
-        out.append(raw)
+        write(encode_head(3, len(raw)))
+        write(raw)
     elif isinstance(obj, (bytes, bytearray)):
-        out.append(encode_head(2, len(obj)))
-        out.append(bytes(obj))
+        write(encode_head(2, len(obj)))
+        write(obj)
     elif isinstance(obj, list):
-        out.append(encode_head(4, len(obj)))
+        write(encode_head(4, len(obj)))
         for item in obj:
-            _encode(item, out)
+            _encode(item, write)
     elif isinstance(obj, dict):
-        # Sorting whole entries sorts by key: an encoded key is never a prefix of another.
-        out.append(encode_head(5, len(obj)))
-        out.extend(sorted([dumps(k) + dumps(v) for k, v in obj.items()]))
+        # Entries sort by their encoded keys: an encoded key is never a prefix of another, so
+        # this is the bytewise order of whole entries.
+        write(encode_head(5, len(obj)))
+        for key, value in sorted([(dumps(k), v) for k, v in obj.items()], key=_first):
+            write(key)
+            _encode(value, write)
     elif isinstance(obj, float):
-        out.append(_encode_float(obj))
+        write(_encode_float(obj))
     elif isinstance(obj, Tag):
-        out.append(encode_head(6, obj.tag))
-        _encode(obj.value, out)
+        write(encode_head(6, obj.tag))
+        _encode(obj.value, write)
     elif obj is UNDEFINED:
-        out.append(b"\xf7")
+        write(b"\xf7")
     else:
         raise CBORError("cannot encode %s" % type(obj).__name__)
 
 
-def _encode_int(n, out):
+def _first(pair):
+    return pair[0]
+
+
+def _encode_int(n, write):
     major, tag = (0, 2) if n >= 0 else (1, 3)
     if n < 0:
         n = -1 - n
     if n < _UINT64_LIMIT:
-        out.append(encode_head(major, n))
+        write(encode_head(major, n))
         return
     raw = n.to_bytes((len("%x" % n) + 1) // 2, "big")  # MicroPython ints lack bit_length()
-    out.append(encode_head(6, tag))
-    out.append(encode_head(2, len(raw)))
-    out.append(raw)
+    write(encode_head(6, tag))
+    write(encode_head(2, len(raw)))
+    write(raw)
 
 
 def _encode_float(x):
