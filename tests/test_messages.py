@@ -112,16 +112,17 @@ def strategy(spec):
     if kind == "|":
         return st.one_of(*map(strategy, spec[1]))
     if kind == "k":
-        known = [st.tuples(st.just(k), strategy(p)).map(list) for k, p in spec[1].items()]
+        known = [st.tuples(st.just(k), strategy(p)).map(list) for k, p in spec[1]]
         return st.one_of(*known, st.just(["acme:eco-mode", {"level": 2}]))
     assert kind == "m", spec
     _, fields, optional, one, tag, variants, _, _ = spec
+    fields = dict(fields)
     required = [k for k in fields if k not in optional and k not in one]
     maps = []
     for choice in [[k] for k in one] or [[]]:
-        for value, extra in (variants or {None: {}}).items():
+        for value, extra in variants or ((None, ()),):
             keys = {k: strategy(fields[k]) for k in required + choice}
-            keys.update({k: strategy(s) for k, s in extra.items()})
+            keys.update({k: strategy(s) for k, s in extra})
             if tag is not None:
                 keys[tag] = st.just(value)
             maps.append(st.fixed_dictionaries(keys, optional={k: strategy(fields[k])
@@ -335,4 +336,4 @@ def test_spec_and_parser_refuse_the_same_constraints(index, mutate, expected):
         m.check_claims(claims)
     assert caught.value.code == expected
     kind = constraint[0]
-    assert not spec_accepts(constraint, kind if kind in m.CONSTRAINTS else "unknown-constraint")
+    assert not spec_accepts(constraint, kind if m.lookup(m.CONSTRAINTS, kind) else "unknown-constraint")

@@ -12,3 +12,11 @@ def int_in(value, low, high, name, error):
     if not (is_int(value) and low <= value <= high):
         raise error("%s must be an int in %d..%d" % (name, low, high))
     return value
+
+
+def const(value):
+    """MicroPython's compile-time constant marker, for CPython: `X = const((...))` makes a tuple
+    of constants that MicroPython's compiler substitutes where X is named, so tables built from
+    such tuples stay in flash when frozen. MicroPython never calls this: its compiler handles
+    const() itself."""
+    return value

@@ -1,10 +1,10 @@
 """The message catalog: build, parse and validate every protocol message.
 
-Mirrors spec/thingsdk.cddl. Validation is table-driven: each body has a compact schema (tuples
-and dicts below) interpreted by one small validator, `_check`. Portable: runs on MicroPython.
+Mirrors spec/thingsdk.cddl. Validation is table-driven: each body has a compact schema (constant
+tuples below) interpreted by one small validator, `_check`. Portable: runs on MicroPython.
 """
 
-from thingsdk.core.check import is_int
+from thingsdk.core.check import const, is_int
 
 VERSION = 1
 (STATUS, QUOTE_REQUEST, OFFER, ORDER, RECEIPT, SHIPMENT, DELIVERY, CANCEL, APPROVAL_REQUEST,
@@ -18,10 +18,6 @@ ID_SIZE = 16
 KID_SIZE = 8
 MAX_INT53 = 9007199254740991
 MAX_LIFETIME = 30 * 86400  # seconds from ts to exp
-HEADER_NAMES = {1: "v", 2: "t", 3: "id", 4: "kid", 5: "seq", 6: "ts", 7: "exp", 8: "to",
-                9: "re", 10: "b"}
-CLAIM_NAMES = {1: "iss", 2: "sub", 4: "exp", 5: "nbf", 6: "iat", 8: "cnf", -65537: "ver",
-               -65538: "con"}
 
 
 class MessageError(ValueError):
@@ -38,123 +34,144 @@ class MessageError(ValueError):
 # ("y",) bool              ("e", values) one of the values  ("a", specs) fixed-length array
 # ("l", spec, lo, hi) list ("d", key, value, lo, hi) map of any keys    ("|", specs) any of
 # ("*",) anything          ("k", kinds) constraint [kind, params], unknown kinds allowed
-# ("m", fields, optional, one, tag, variants, rules, names) map, see _map below
+# ("m", fields, optional, one, tag, variants, rules, names) a map:
+#   fields: ((key, spec), ...); optional: keys that may be absent; one: keys of which exactly one
+#   must be present; tag: a key whose value picks extra fields from variants ((value, fields),
+#   ...); rules, checked across fields: ("<=", a, b, gap) m[a] + gap <= m[b] when both are
+#   present, ("lifetime",) exp - ts within MAX_LIFETIME, ("total",) an offer's total is
+#   price * qty + ship in one currency; names: ((key, name), ...) for keys that are numbers.
+# Every table is a const() of constants only, so MicroPython's compiler builds it as one constant:
+# frozen into firmware it stays in flash and costs no heap.
 
+LOWER = const("abcdefghijklmnopqrstuvwxyz0123456789")
+ID16 = const(("b", 16, 16))
+KID = const(("b", 8, 8))
+TIME = const(("i", 0, 253402300799))
+DURATION = const(("i", 0, 31622400))
+DAYS = const(("i", 0, 3660))
+COUNT = const(("i", 1, 1000000))
+AMOUNT = const(("i", 0, 1000000000000))
+BOOL = const(("y",))
+ANY = const(("*",))
+TOKEN = const(("s", 1, 32, "abcdefghijklmnopqrstuvwxyz0123456789._-",
+               "abcdefghijklmnopqrstuvwxyz0123456789"))
+LABEL = const(("s", 1, 64))
+SENTENCE = const(("s", 1, 280))
+TEXT = const(("s", 0, 9007199254740991))
+CURRENCY = const(("s", 3, 3, "ABCDEFGHIJKLMNOPQRSTUVWXYZ"))
+MONEY = const(("a", (AMOUNT, CURRENCY)))
+KID_HEX = const(("s", 16, 16, "0123456789abcdef"))
+WINDOW = const(("i", 1, 31622400))
+VERSION32 = const(("i", 1, 4294967295))
+NO_RULES = const(())
 
-def _map(fields, optional=(), one=(), tag=None, variants=None, rules=(), names=None):
-    """A map schema: `one` lists keys of which exactly one must be present; `tag` is a key whose
-    value picks extra required fields from `variants`; `rules` check across fields."""
-    return ("m", fields, optional, one, tag, variants, rules, names)
+PERIODS = const((("month", ()), ("rolling", (("window", WINDOW),))))
+ITEM_RULE = const(("m", (("sku", LABEL), ("cat", TOKEN), ("max-price", MONEY), ("max-qty", COUNT)),
+                   (), ("sku", "cat"), None, None, NO_RULES, None))
+CONSTRAINTS = const((
+    ("amount-range", ("m", (("cur", CURRENCY), ("min", AMOUNT), ("max", AMOUNT)), (), (), None,
+                      None, (("<=", "min", "max", 0),), None)),
+    ("budget", ("m", (("cur", CURRENCY), ("max", AMOUNT)), (), (), "period", PERIODS, NO_RULES,
+                None)),
+    ("recurrence", ("m", (("max", COUNT),), (), (), "period", PERIODS, NO_RULES, None)),
+    ("vendors", ("m", (("kids", ("l", KID, 1, 16)),), (), (), None, None, NO_RULES, None)),
+    ("items", ("m", (("allow", ("l", ITEM_RULE, 1, 32)),), (), (), None, None, NO_RULES, None)),
+    ("approval-above", ("m", (("cur", CURRENCY), ("amount", AMOUNT)), (), (), None, None,
+                        NO_RULES, None)),
+    ("cancel-window", ("m", (("seconds", DURATION),), (), (), None, None, NO_RULES, None)),
+    ("quiet-hours", ("m", (("tz", ("i", -720, 840)), ("zone", LABEL), ("start", ("i", 0, 1439)),
+                           ("end", ("i", 0, 1439))), (), ("tz", "zone"), None, None, NO_RULES,
+                     None)),
+    ("test-mode", ("m", (), (), (), None, None, NO_RULES, None)),
+))
 
+SLOT = const(("m", (("slot", TOKEN), ("sku", LABEL), ("unit", TOKEN), ("level", ("i", 0, 1000000000)),
+                    ("cap", ("i", 1, 1000000000)), ("rate", ("i", 0, 1000000000000)),
+                    ("empty", ("m", (("est", DAYS), ("lo", DAYS), ("hi", DAYS)), (), (), None,
+                               None, (("<=", "lo", "est", 0), ("<=", "est", "hi", 0)), None)),
+                    ("spare", ("i", 0, 1000))),
+              ("sku", "empty", "spare"), (), None, None, (("<=", "level", "cap", 0),), None))
+ORDER_SUMMARY = const(("m", (("vendor", KID), ("offer", ID16), ("sku", LABEL), ("title", SENTENCE),
+                             ("qty", COUNT), ("total", MONEY), ("arrive", TIME), ("test", BOOL)),
+                       ("arrive",), (), None, None, NO_RULES, None))
+DIAG_VALUE = const(("|", (("i", -9007199254740991, 9007199254740991), ("s", 0, 128), BOOL)))
 
-def _before(a, b, gap=0):
-    """Rule: m[a] + gap <= m[b], when both are present."""
-    def rule(m, path, names):
-        if a in m and b in m and m[a] + gap > m[b]:
-            raise MessageError("out-of-range", path + _label(a, names),
-                               "not %s %s" % ("<" if gap else "<=", _label(b, names)))
-    return rule
-
-
-def _lifetime(m, path, names):
-    if m[7] - m[6] > MAX_LIFETIME:
-        raise MessageError("out-of-range", "exp", "more than %d s after ts" % MAX_LIFETIME)
-
-
-def _offer_total(m, path, names):
-    price, ship, total = m["price"], m["ship"], m["total"]
-    if not price[1] == ship[1] == total[1]:
-        raise MessageError("bad-value", path + "total", "currencies differ")
-    if price[0] * m["qty"] + ship[0] != total[0]:
-        raise MessageError("bad-value", path + "total", "is not price * qty + ship")
-
-
-_LOWER = "abcdefghijklmnopqrstuvwxyz0123456789"
-ID16 = ("b", ID_SIZE, ID_SIZE)
-KID = ("b", KID_SIZE, KID_SIZE)
-TIME = ("i", 0, 253402300799)
-DURATION = ("i", 0, 31622400)
-DAYS = ("i", 0, 3660)
-COUNT = ("i", 1, 1000000)
-AMOUNT = ("i", 0, 10 ** 12)
-BOOL = ("y",)
-TOKEN = ("s", 1, 32, _LOWER + "._-", _LOWER)
-LABEL = ("s", 1, 64)
-SENTENCE = ("s", 1, 280)
-TEXT = ("s", 0, MAX_INT53)
-CURRENCY = ("s", 3, 3, "ABCDEFGHIJKLMNOPQRSTUVWXYZ")
-MONEY = ("a", (AMOUNT, CURRENCY))
-KID_HEX = ("s", 16, 16, "0123456789abcdef")
-WINDOW = ("i", 1, 31622400)
-
-_PERIODS = {"month": {}, "rolling": {"window": WINDOW}}
-_ITEM_RULE = _map({"sku": LABEL, "cat": TOKEN, "max-price": MONEY, "max-qty": COUNT},
-                  one=("sku", "cat"))
-CONSTRAINTS = {
-    "amount-range": _map({"cur": CURRENCY, "min": AMOUNT, "max": AMOUNT},
-                         rules=(_before("min", "max"),)),
-    "budget": _map({"cur": CURRENCY, "max": AMOUNT}, tag="period", variants=_PERIODS),
-    "recurrence": _map({"max": COUNT}, tag="period", variants=_PERIODS),
-    "vendors": _map({"kids": ("l", KID, 1, 16)}),
-    "items": _map({"allow": ("l", _ITEM_RULE, 1, 32)}),
-    "approval-above": _map({"cur": CURRENCY, "amount": AMOUNT}),
-    "cancel-window": _map({"seconds": DURATION}),
-    "quiet-hours": _map({"tz": ("i", -720, 840), "zone": LABEL, "start": ("i", 0, 1439),
-                         "end": ("i", 0, 1439)}, one=("tz", "zone")),
-    "test-mode": _map({}),
-}
-
-_SLOT = _map({"slot": TOKEN, "sku": LABEL, "unit": TOKEN, "level": ("i", 0, 10 ** 9),
-              "cap": ("i", 1, 10 ** 9), "rate": ("i", 0, 10 ** 12),
-              "empty": _map({"est": DAYS, "lo": DAYS, "hi": DAYS},
-                            rules=(_before("lo", "est"), _before("est", "hi"))),
-              "spare": ("i", 0, 1000)},
-             ("sku", "empty", "spare"), rules=(_before("level", "cap"),))
-_ORDER_SUMMARY = _map({"vendor": KID, "offer": ID16, "sku": LABEL, "title": SENTENCE,
-                       "qty": COUNT, "total": MONEY, "arrive": TIME, "test": BOOL}, ("arrive",))
-_DIAG_VALUE = ("|", (("i", -MAX_INT53, MAX_INT53), ("s", 0, 128), BOOL))
-
-BODIES = (
-    _map({"slots": ("l", _SLOT, 1, 16)}),
-    _map({"slot": TOKEN, "sku": LABEL, "cat": TOKEN, "qty": COUNT, "need": TIME, "promo": ID16,
-          "test": BOOL}, ("need", "promo", "test"), ("sku", "cat")),
-    _map({"offer": ID16, "sku": LABEL, "title": SENTENCE, "qty": COUNT, "price": MONEY,
-          "ship": MONEY, "total": MONEY, "lead": DURATION, "arrive": TIME, "until": TIME,
-          "test": BOOL}, rules=(_offer_total,)),
-    _map({"order": ID16, "offer": ID16, "sku": LABEL, "qty": COUNT, "total": MONEY,
-          "mandate": ("i", 1, 4294967295), "test": BOOL, "appr": ID16}, ("appr",)),
-    _map({"order": ID16, "text": SENTENCE}, ("text",), tag="status",
-         variants={"accepted": {"ref": LABEL}, "duplicate": {"ref": LABEL},
-                   "rejected": {"reason": TOKEN}}),
-    _map({"order": ID16, "carrier": LABEL, "track": LABEL, "eta": TIME, "qty": COUNT}, ("qty",)),
-    _map({"order": ID16, "at": TIME, "qty": COUNT}),
-    _map({"order": ID16, "by": ("e", ("owner", "vendor", "device")), "reason": TOKEN,
-          "text": SENTENCE}, ("text",)),
-    _map({"req": ID16, "order": _ORDER_SUMMARY, "why": SENTENCE, "until": TIME}),
-    _map({"req": ID16, "decision": ("e", ("approve", "decline"))}),
-    _map({"cwt": ("b", 1, 2048)}),
-    _map({"case": ID16, "fault": TOKEN, "diag": ("d", TEXT, _DIAG_VALUE, 0, 32),
-          "text": SENTENCE}, ("text",)),
-    _map({"case": ID16, "steps": ("l", SENTENCE, 1, 16),
-          "visit": _map({"price": MONEY, "until": TIME})}, ("visit",)),
-    _map({"promo": ID16, "sku": LABEL, "title": SENTENCE, "price": MONEY, "until": TIME,
-          "max": COUNT}, ("title", "max")),
-    _map({"code": TOKEN, "text": SENTENCE, "ref": ID16}, ("ref",)),
-)
+BODIES = const((
+    ("m", (("slots", ("l", SLOT, 1, 16)),), (), (), None, None, NO_RULES, None),
+    ("m", (("slot", TOKEN), ("sku", LABEL), ("cat", TOKEN), ("qty", COUNT), ("need", TIME),
+           ("promo", ID16), ("test", BOOL)),
+     ("need", "promo", "test"), ("sku", "cat"), None, None, NO_RULES, None),
+    ("m", (("offer", ID16), ("sku", LABEL), ("title", SENTENCE), ("qty", COUNT), ("price", MONEY),
+           ("ship", MONEY), ("total", MONEY), ("lead", DURATION), ("arrive", TIME),
+           ("until", TIME), ("test", BOOL)),
+     (), (), None, None, (("total",),), None),
+    ("m", (("order", ID16), ("offer", ID16), ("sku", LABEL), ("qty", COUNT), ("total", MONEY),
+           ("mandate", VERSION32), ("test", BOOL), ("appr", ID16)),
+     ("appr",), (), None, None, NO_RULES, None),
+    ("m", (("order", ID16), ("text", SENTENCE)), ("text",), (), "status",
+     (("accepted", (("ref", LABEL),)), ("duplicate", (("ref", LABEL),)),
+      ("rejected", (("reason", TOKEN),))), NO_RULES, None),
+    ("m", (("order", ID16), ("carrier", LABEL), ("track", LABEL), ("eta", TIME), ("qty", COUNT)),
+     ("qty",), (), None, None, NO_RULES, None),
+    ("m", (("order", ID16), ("at", TIME), ("qty", COUNT)), (), (), None, None, NO_RULES, None),
+    ("m", (("order", ID16), ("by", ("e", ("owner", "vendor", "device"))), ("reason", TOKEN),
+           ("text", SENTENCE)),
+     ("text",), (), None, None, NO_RULES, None),
+    ("m", (("req", ID16), ("order", ORDER_SUMMARY), ("why", SENTENCE), ("until", TIME)), (), (),
+     None, None, NO_RULES, None),
+    ("m", (("req", ID16), ("decision", ("e", ("approve", "decline")))), (), (), None, None,
+     NO_RULES, None),
+    ("m", (("cwt", ("b", 1, 2048)),), (), (), None, None, NO_RULES, None),
+    ("m", (("case", ID16), ("fault", TOKEN), ("diag", ("d", TEXT, DIAG_VALUE, 0, 32)),
+           ("text", SENTENCE)),
+     ("text",), (), None, None, NO_RULES, None),
+    ("m", (("case", ID16), ("steps", ("l", SENTENCE, 1, 16)),
+           ("visit", ("m", (("price", MONEY), ("until", TIME)), (), (), None, None, NO_RULES,
+                      None))),
+     ("visit",), (), None, None, NO_RULES, None),
+    ("m", (("promo", ID16), ("sku", LABEL), ("title", SENTENCE), ("price", MONEY),
+           ("until", TIME), ("max", COUNT)),
+     ("title", "max"), (), None, None, NO_RULES, None),
+    ("m", (("code", TOKEN), ("text", SENTENCE), ("ref", ID16)), ("ref",), (), None, None,
+     NO_RULES, None),
+))
 ANSWERS = (OFFER, RECEIPT, APPROVAL, SUPPORT_REPLY)  # types whose `re` is required
 
 # v and t are checked first, for their own error codes; the body by BODIES[t - 1].
-_HEADER = _map({1: ("*",), 2: ("*",), 3: ID16, 4: KID, 5: ("i", 0, MAX_INT53), 6: TIME, 7: TIME,
-                8: KID, 9: ID16, 10: ("*",)},
-               (9,), rules=(_before(6, 7, 1), _lifetime), names=HEADER_NAMES)
-_COSE_KEY = _map({1: ("e", (1,)), -1: ("e", (6,)), -2: ("b", 32, 32)})
-CLAIMS = _map({1: KID_HEX, 2: KID_HEX, 4: TIME, 5: TIME, 6: TIME, 8: _map({1: _COSE_KEY}),
-               -65537: ("i", 1, 4294967295), -65538: ("l", ("k", CONSTRAINTS), 0, 32)},
-              rules=(_before(5, 4, 1), _before(6, 4, 1)), names=CLAIM_NAMES)
+HEADER_NAMES = const(((1, "v"), (2, "t"), (3, "id"), (4, "kid"), (5, "seq"), (6, "ts"),
+                      (7, "exp"), (8, "to"), (9, "re"), (10, "b")))
+HEADER = const(("m", ((1, ANY), (2, ANY), (3, ID16), (4, KID), (5, ("i", 0, 9007199254740991)),
+                      (6, TIME), (7, TIME), (8, KID), (9, ID16), (10, ANY)),
+                (9,), (), None, None, (("<=", 6, 7, 1), ("lifetime",)), HEADER_NAMES))
+CLAIM_NAMES = const(((1, "iss"), (2, "sub"), (4, "exp"), (5, "nbf"), (6, "iat"), (8, "cnf"),
+                     (-65537, "ver"), (-65538, "con")))
+COSE_KEY = const(("m", ((1, ("e", (1,))), (-1, ("e", (6,))), (-2, ("b", 32, 32))), (), (), None,
+                  None, NO_RULES, None))
+CLAIMS = const(("m", ((1, KID_HEX), (2, KID_HEX), (4, TIME), (5, TIME), (6, TIME),
+                      (8, ("m", ((1, COSE_KEY),), (), (), None, None, NO_RULES, None)),
+                      (-65537, VERSION32), (-65538, ("l", ("k", CONSTRAINTS), 0, 32))),
+                (), (), None, None, (("<=", 5, 4, 1), ("<=", 6, 4, 1)), CLAIM_NAMES))
+
+
+def lookup(pairs, key):
+    """The value paired with key in a table of (key, value) pairs, or None. Keys match by value
+    and type, so True is not 1."""
+    for k, v in pairs:
+        if k == key and type(k) is type(key):
+            return v
+    return None
 
 
 def _label(key, names):
-    return names[key] if names and key in names else str(key)
+    name = lookup(names, key) if names else None
+    return name if name is not None else _show(key)
+
+
+def _show(v):
+    """v for an error message, never unbounded: a number past 64 bits is not spelled out."""
+    if is_int(v) and not -2**63 <= v < 2**64:
+        return "(a number past 64 bits)"
+    return "%s" % (v,)
 
 
 def _size(v, lo, hi, path):
@@ -169,7 +186,8 @@ def _check(spec, v, path):
         if not is_int(v):
             raise MessageError("bad-type", path, "expected int")
         if not spec[1] <= v <= spec[2]:
-            raise MessageError("out-of-range", path, "%d not in %d..%d" % (v, spec[1], spec[2]))
+            raise MessageError("out-of-range", path,
+                               "%s not in %d..%d" % (_show(v), spec[1], spec[2]))
     elif kind == "b":
         if not isinstance(v, bytes):
             raise MessageError("bad-type", path, "expected bytes")
@@ -200,14 +218,14 @@ def _check(spec, v, path):
         else:
             _size(v, 2, 2, path)
             _check(TEXT, v[0], path + "[0]")
-            params = spec[1].get(v[0])
+            params = lookup(spec[1], v[0])
             if params is None:  # an extension kind, "namespace:name"
                 parts = v[0].split(":")
                 if len(parts) != 2:
                     raise MessageError("bad-value", path + "[0]", "unknown kind, not namespaced")
                 for part in parts:
                     _check(TOKEN, part, path + "[0]")
-                params = ("d", TEXT, ("*",), 0, MAX_INT53)
+                params = ("d", TEXT, ANY, 0, 9007199254740991)
             _check(params, v[1], "%s[%s]" % (path, v[0]))
     elif kind in "dm":
         if not isinstance(v, dict):
@@ -231,30 +249,47 @@ def _check(spec, v, path):
 
 def _check_map(spec, m, prefix):
     _, fields, optional, one, tag, variants, rules, names = spec
-    required = [k for k in fields if k not in optional and k not in one]
+    extra = ()
     if tag is not None:
         if tag not in m:
             raise MessageError("missing-field", prefix + _label(tag, names))
-        if not isinstance(m[tag], str) or m[tag] not in variants:
+        extra = lookup(variants, m[tag]) if isinstance(m[tag], str) else None
+        if extra is None:
             raise MessageError("bad-value", prefix + _label(tag, names),
-                               "expected one of %r" % (tuple(variants),))
-        fields = dict(fields)
-        fields[tag] = ("*",)
-        fields.update(variants[m[tag]])
-        required = required + [k for k in fields if k not in required and k not in optional]
+                               "expected one of %r" % (tuple(v for v, _ in variants),))
     for key in m:
-        if key not in fields:
+        if key != tag and lookup(fields, key) is None and lookup(extra, key) is None:
             raise MessageError("unknown-field", prefix + _label(key, names))
-    for key in required:
-        if key not in m:
+    for key, _ in fields + extra:
+        if key not in m and key not in optional and key not in one:
             raise MessageError("missing-field", prefix + _label(key, names))
     if one and len([k for k in one if k in m]) != 1:
         raise MessageError("missing-field" if all(k not in m for k in one) else "exclusive",
                            prefix + "/".join(one), "exactly one is required")
     for key, item in m.items():
-        _check(fields[key], item, prefix + _label(key, names))
+        if key != tag:
+            field = lookup(fields, key)
+            _check(field if field is not None else lookup(extra, key), item,
+                   prefix + _label(key, names))
     for rule in rules:
-        rule(m, prefix, names)
+        _rule(rule, m, prefix, names)
+
+
+def _rule(rule, m, prefix, names):
+    if rule[0] == "<=":
+        _, a, b, gap = rule
+        if a in m and b in m and m[a] + gap > m[b]:
+            raise MessageError("out-of-range", prefix + _label(a, names),
+                               "not %s %s" % ("<" if gap else "<=", _label(b, names)))
+    elif rule[0] == "lifetime":
+        if m[7] - m[6] > MAX_LIFETIME:
+            raise MessageError("out-of-range", "exp", "more than %d s after ts" % MAX_LIFETIME)
+    else:  # "total"
+        price, ship, total = m["price"], m["ship"], m["total"]
+        if not price[1] == ship[1] == total[1]:
+            raise MessageError("bad-value", prefix + "total", "currencies differ")
+        if price[0] * m["qty"] + ship[0] != total[0]:
+            raise MessageError("bad-value", prefix + "total", "is not price * qty + ship")
 
 
 class Message:
@@ -277,7 +312,7 @@ def check(obj):
         raise MessageError("bad-type", "message", "expected map")
     for key in (1, 2):
         if key not in obj:
-            raise MessageError("missing-field", HEADER_NAMES[key])
+            raise MessageError("missing-field", _label(key, HEADER_NAMES))
     if obj[1] != VERSION or not is_int(obj[1]):
         raise MessageError("bad-version", "v", "expected %d" % VERSION)
     t = obj[2]
@@ -285,7 +320,7 @@ def check(obj):
         raise MessageError("bad-type", "t", "expected int")
     if not 1 <= t <= len(NAMES):
         raise MessageError("unknown-type", "t", str(t))
-    _check_map(_HEADER, obj, "")
+    _check_map(HEADER, obj, "")
     if t in ANSWERS and 9 not in obj:
         raise MessageError("missing-field", "re", "required in a %s" % NAMES[t - 1])
     check_body(t, obj[10])
