@@ -17,7 +17,7 @@ it caused were carried out, so a crash in between lets a redelivery be processed
 
 import binascii
 
-from thingsdk.core import approval, envelope, lifecycle, policy
+from thingsdk.core import envelope, lifecycle, policy
 from thingsdk.core import messages as m
 from thingsdk.core.consumable import DAY, Consumable
 from thingsdk.core.decide import ASK, decide, judge, mandate_problem
@@ -327,6 +327,8 @@ class Agent:
             decision = decide(consumable, consumable.forecast(now), self.mandate, self.ledger,
                               offers, now, category=slot.category, zones=self.zones)
         if appr is not None and decision.action == ASK:
+            from thingsdk.core import approval  # only with an owner's answer: spares board heap
+
             decision = approval.resolve(decision, record["areq"], self._approvals.get(appr),
                                         self.mandate, self.ledger, now, zones=self.zones)
         result = decision.to_record()
