@@ -193,3 +193,25 @@ def test_wrong_key_lengths_raise_value_error():
         ed25519.Signer(bytes(31))
     with pytest.raises(ValueError):
         ed25519.Verifier(bytes(33))
+
+
+@pytest.mark.parametrize("spacing", [1, 2, 4, 8, 16])
+def test_every_comb_spacing_signs_as_openssl_does(spacing, monkeypatch):
+    monkeypatch.setattr(ed25519, "_comb", (ed25519.make_table(spacing), spacing))
+    for seed in (bytes(32), bytes(range(32))):
+        private, public = openssl_pair(seed)
+        message = b"comb spacing %d" % spacing
+        signer = ed25519.Signer(seed)
+        assert signer.public_key == public
+        assert signer.sign(message) == private.sign(message)
+        assert ed25519.Verifier(public).verify(private.sign(message), message)
+
+
+def test_the_frozen_comb_module_holds_the_table_it_names():
+    from thingsdk.firmware_build import comb_module
+
+    namespace = {}
+    exec(comb_module(), namespace)
+    assert namespace["SPACING"] == 4
+    assert namespace["TABLE"] == bytes(ed25519.make_table(4))
+    assert len(namespace["TABLE"]) == 12288

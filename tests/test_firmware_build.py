@@ -57,7 +57,7 @@ def mpy_files(folder):
 
 @pytest.mark.parametrize("board", sorted(boards.BOARDS))
 def test_build_compiles_every_module_and_converts_the_identity(tmp_path, bundle, board, capsys):
-    assert build(tmp_path, bundle, board) == 0
+    assert build(tmp_path, bundle, board, "--force") == 0
     out, folder = capsys.readouterr().out, tmp_path / board
     unused = ("seriallink", "frames")  # the board reaches its broker over WiFi, not a gateway
     expected = (["lib/%s.mpy" % p.stem for p in FIRMWARE.glob("*.py") if p.stem not in unused]
@@ -99,11 +99,18 @@ def test_build_compiles_every_module_and_converts_the_identity(tmp_path, bundle,
                                            "empty": 2000, "full": 60000}}]}
 
     total = sum(p.stat().st_size for p in folder.rglob("*") if p.is_file())
+    code = sum(p.stat().st_size for p in folder.rglob("*") if p.suffix in (".mpy", ".py"))
     profile = boards.BOARDS[board]
     assert "-march=%s" % profile.march in out
     verdict = ("OVER the target by %d B" % (total - boards.TARGET) if total > boards.TARGET
                else "within the target, %d B to spare" % (boards.TARGET - total))
-    assert "total        %d B vs the 61440 B (60 KB) target: %s" % (total, verdict) in out
+    assert "total        %d B with the identity vs the 61440 B (60 KB) target: %s" % (
+        total, verdict) in out
+    loaded, order = boards.heap_needed(code)
+    assert ("heap         the code takes about %d KB once imported; a whole order needs about "
+            "%d KB in all" % (loaded // 1024, order // 1024)) in out
+    assert re.search(r"^fits         (yes|NO): about %d KB free on this board"
+                     % (profile.heap // 1024), out, re.M)
 
 
 def test_exclude_leaves_a_module_out_unless_another_needs_it(tmp_path, bundle, capsys):
@@ -150,13 +157,56 @@ def test_a_board_without_a_broker_links_over_its_uart(tmp_path, bundle, capsys):
     text = toml.read_text()
     start = text.index("[broker]")
     toml.write_text(text[:start] + text[text.index("[[consumables]]"):])
-    assert build(tmp_path, bundle, "esp32") == 0
+    assert build(tmp_path, bundle, "esp32", "--force") == 0
     config = json.loads((tmp_path / "esp32" / "identity" / "config.json").read_text())
     assert config["broker"] is None
     assert config["link"] == {"type": "serial", "uart": 2, "tx": 17, "rx": 16, "baudrate": 115200}
     built = mpy_files(tmp_path / "esp32")
     assert "lib/seriallink.mpy" in built and "lib/thingsdk/core/frames.mpy" in built
     assert "lib/mqtt.mpy" not in built and "lib/thingsdk/core/backoff.mpy" not in built
+
+
+def test_a_build_that_would_not_load_is_refused_with_how_far_it_is_short(tmp_path, bundle,
+                                                                           capsys):
+    assert build(tmp_path, bundle, "esp32") == 2
+    err = capsys.readouterr().err
+    match = re.match(r"thingsdk firmware: error: this build would not load on the ESP32 \(generic, "
+                     r"no PSRAM\): its code takes about (\d+) KB of heap once imported and the "
+                     r"board has about 110 KB free \((\d+) KB short\)\. Build with --frozen", err)
+    assert match and int(match[1]) - 110 <= int(match[2]) <= int(match[1]) - 109, err
+    assert err.count("\n") == 1
+    assert not (tmp_path / "esp32" / "lib").exists()  # nothing half-written stays
+    assert build(tmp_path, bundle, "esp32", "--force") == 0
+    out = capsys.readouterr().out
+    assert re.search(r"^fits         NO: about 110 KB free on this board, \d+ KB short of an order; "
+                     r"--frozen runs the code from flash$", out, re.M)
+
+
+@pytest.mark.parametrize("board", sorted(boards.BOARDS))
+def test_a_frozen_build_writes_a_manifest_and_the_make_lines(tmp_path, bundle, board, capsys):
+    assert build(tmp_path, bundle, board, "--frozen") == 0
+    out, folder = capsys.readouterr().out, tmp_path / board
+    assert not (folder / "lib").exists() and mpy_files(folder) == []
+    manifest = folder / "firmware" / "manifest.py"
+    lines = manifest.read_text().splitlines()
+    profile = boards.BOARDS[board]
+    includes = [line for line in lines if line.startswith("include(")]
+    assert includes == ['include("%s")' % profile.port_manifest]  # the port's own modules stay
+    frozen = sorted(re.findall(r'^module\("([^"]+)"\)$', manifest.read_text(), re.M))
+    unused = ("seriallink", "frames")
+    assert frozen == sorted(["%s.py" % p.stem for p in FIRMWARE.glob("*.py") if p.stem not in unused]
+                            + ["thingsdk/__init__.py", "thingsdk/core/ed25519_comb.py"]
+                            + ["thingsdk/core/%s.py" % n for n in CORE if n not in unused])
+    for name in frozen:  # self-contained: every file named is beside the manifest
+        assert (manifest.parent / name).is_file(), name
+    assert (manifest.parent / "app.py").read_text() == (FIRMWARE / "app.py").read_text()
+    assert (folder / "main.py").is_file() and (folder / "identity" / "config.json").is_file()
+    assert "make -C ports/%s BOARD=%s FROZEN_MANIFEST=%s" % (
+        profile.port, profile.make_board, manifest.resolve()) in out
+    assert re.search(r"^fits         yes: about %d KB free" % (profile.heap // 1024), out, re.M)
+    from thingsdk.rig.deploy import local_files
+
+    assert all(not path.startswith("/firmware") for path, _ in local_files(folder))
 
 
 def test_out_must_be_new_or_empty(tmp_path, bundle, capsys):
@@ -171,7 +221,7 @@ def test_built_modules_run_on_micropython(tmp_path, bundle, capsys):
     """The esp32 build's lib/ alone, mounted at /lib, seals and opens a message on the
     WebAssembly port; -march changes nothing in bytecode-only modules (the bytes equal a build
     without it), so this is the very code a board gets."""
-    assert build(tmp_path, bundle, "esp32") == 0
+    assert build(tmp_path, bundle, "esp32", "--force") == 0
     capsys.readouterr()
     folder = tmp_path / "esp32"
     compile_lib(tmp_path / "plain")

@@ -158,7 +158,7 @@ def build(tmp_path, capsys):
                  "--consumable", "slot=water-filter,sku=WF-300,unit=ml,capacity=300000,"
                                  "sensor=adc,pin=34,empty=2000,full=60000"]) == 0
     assert main(["firmware", "build", "--board", "esp32", "--identity",
-                 str(tmp_path / "bundle"), "--out", str(tmp_path / "build")]) == 0
+                 str(tmp_path / "bundle"), "--out", str(tmp_path / "build"), "--force"]) == 0
     capsys.readouterr()
     return tmp_path / "build"
 

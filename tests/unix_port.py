@@ -12,11 +12,10 @@ binary is missing or, for a frozen build, when a frozen file changed (make decid
 needs gcc with 32-bit support (Debian: gcc-multilib); .ci/setup installs it.
 
 Two builds: `stock()` freezes only asyncio (as ESP32 and RP2 firmware do), so the SDK is loaded
-from .py or .mpy files as on a board flashed with stock MicroPython; `frozen(manifest)` freezes
-what a `thingsdk firmware build --frozen` manifest names, as a device maker's firmware would.
+from .py or .mpy files as on a board flashed with stock MicroPython; `firmware()` freezes what a
+`thingsdk firmware build --frozen` manifest names, as a device maker's firmware image would.
 """
 
-import hashlib
 import os
 import shutil
 import subprocess
@@ -111,20 +110,23 @@ def stock(log=False):
     return _make("stock", PORT_MANIFEST, log)
 
 
-def frozen(manifest_text, log=False):
-    """A 32-bit float32 port with `manifest_text` frozen in; one cached build per distinct
-    manifest (make redoes what a changed source needs)."""
-    tag = hashlib.sha256(manifest_text.encode()).hexdigest()[:12]
-    return _make("frozen-" + tag, manifest_text, log)
+def firmware(board="esp32", link="mqtt", extra=(), log=False):
+    """The port with the SDK frozen in as `thingsdk firmware build --frozen` makes a board's
+    firmware: the manifest it writes, for `board` and `link`, including the stock port's own
+    manifest instead of the board's; `extra` names more modules to freeze, as (base folder,
+    file). Rebuilt when a frozen source changes."""
+    from thingsdk import boards
+    from thingsdk.firmware_build import LINKS, write_manifest
 
-
-def port_manifest_file():
-    """A file holding the stock port's own manifest, for a firmware manifest to include."""
-    path = CACHE / "port-manifest.py"
-    CACHE.mkdir(parents=True, exist_ok=True)
-    if not path.is_file() or path.read_text() != PORT_MANIFEST:
-        path.write_text(PORT_MANIFEST)
-    return path
+    port_manifest = CACHE / "port-manifest.py"
+    port_manifest.parent.mkdir(parents=True, exist_ok=True)
+    port_manifest.write_text(PORT_MANIFEST)
+    folder = CACHE / "firmware"  # the manifest names the sources beside it
+    manifest = write_manifest(folder, boards.board(board), LINKS[link], port_manifest)
+    text = manifest.read_text()
+    for base, name in extra:
+        text += "module(%r, base_path=%r)\n" % (str(name), str(base))
+    return _make("firmware", text.replace("'", '"'), log)
 
 
 def run(prog, script, args=(), heap="2m", path=(), timeout=600, cwd=None):
@@ -142,3 +144,21 @@ if __name__ == "__main__":
     except Unavailable as exc:
         print("thingsdk: %s" % exc, file=sys.stderr)
         sys.exit(0 if os.environ.get("CI") is None else 1)
+
+
+def smallest_heap(prog, script, args=(), path=(), lo=16, hi=512, done="order complete"):
+    """The smallest `-X heapsize`, in KB (1 KB steps, bisected between lo and hi), at which
+    `script` prints `done`; None if it does not at `hi`."""
+    def fits(kb):
+        out = run(prog, script, args, heap="%dk" % kb, path=path)
+        return out.returncode == 0 and done in out.stdout
+
+    if not fits(hi):
+        return None
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        if fits(mid):
+            hi = mid
+        else:
+            lo = mid
+    return hi

@@ -474,11 +474,19 @@ def add_demo_command(sub):
 
 
 def cmd_firmware_build(args):
-    from thingsdk.firmware_build import build, report
+    from thingsdk.boards import board
+    from thingsdk.firmware_build import FROZEN, build, make_lines, report
 
-    code, ident = build(args.board, args.identity, args.out, args.exclude)
-    print(report(args.board, code, ident))
+    code, ident = build(args.board, args.identity, args.out, args.exclude, args.frozen,
+                        args.lines, args.force)
+    print(report(args.board, code, ident, args.frozen))
     print("written to   %s" % args.out)
+    if args.frozen:
+        manifest = Path(args.out) / FROZEN / "manifest.py"
+        print("firmware     freeze %s into the board's MicroPython image, then flash that image "
+              "and deploy the folder (firmware/ stays here):" % manifest)
+        for line in make_lines(board(args.board), manifest):
+            print("  " + line)
     return 0
 
 
@@ -511,6 +519,16 @@ def add_firmware_commands(sub):
     p.add_argument("--exclude", action="append", default=[], metavar="MODULE",
                    help="leave out this module of the core or the firmware (no module kept may "
                         "import it; the unused link's are left out anyway); repeatable")
+    p.add_argument("--frozen", action="store_true",
+                   help="write a MicroPython manifest (firmware/manifest.py) that freezes the "
+                        "code into the board's firmware image, where it runs from flash instead "
+                        "of the heap, and print the make lines; lib/ is then not written")
+    p.add_argument("--force", action="store_true",
+                   help="write a .mpy build even when its code would not load into the board's "
+                        "heap")
+    p.add_argument("--lines", action="store_true",
+                   help="keep line numbers in the .mpy files, for tracebacks (about 5 %% more "
+                        "code and heap)")
     p.set_defaults(func=cmd_firmware_build)
     p = verbs.add_parser("deploy", help="copy a built folder to a board's flash over its raw "
                                         "REPL (files already there unchanged are skipped), "

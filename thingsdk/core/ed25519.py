@@ -26,16 +26,14 @@ _BY = 0x6666666666666666666666666666666666666666666666666666666666666658
 _BASE = (_BX, _BY, 1, _BX * _BY % _P)
 _IDENTITY = (0, 1, 1, 0)
 
-# The base-point comb: entry 8j + m - 1 of the table is m * 16**(_SPACING * j) * B for m = 1..8,
-# stored as the affine (y + x, y - x, 2dxy) in 3 * 32 little-endian bytes. With _SPACING = 4 it
-# is 12,288 bytes (128 points; ints would take ~29 KB of MicroPython heap): a constant in flash
-# when the firmware is frozen, else built on first use (~30 ms on the WebAssembly MicroPython);
-# a base-point multiplication is then 64 additions and 12 doublings. _SPACING 2 or 8 trades
-# twice or half the RAM for 8 doublings fewer or 16 more. A Verifier keeps its key's multiples
-# in the same layout (one row, 768 bytes).
-_SPACING = 4
-_ROWS = 64 // _SPACING
-_table = None
+# The base-point comb: entry 8j + m - 1 of a table of spacing S is m * 16**(S * j) * B for
+# m = 1..8, stored as the affine (y + x, y - x, 2dxy) in 3 * 32 little-endian bytes; a base-point
+# multiplication is then 64 additions and 4 * (S - 1) doublings. Frozen into firmware, a table of
+# spacing 4 (12,288 bytes, 12 doublings) is a constant in flash; built in the heap on first use,
+# it has spacing 8 (6,144 bytes, 28 doublings: about 15 % slower signing for half the RAM). A
+# Verifier keeps its key's multiples in the same layout (one row, 768 bytes).
+BUILT_SPACING = 8
+_comb = None  # (table, spacing)
 
 
 def _add(p, q, negate=False):
@@ -110,25 +108,28 @@ def _inverses(values):
 
 
 def _base_table():
-    """The comb table of the base point: frozen into a firmware image it is a constant in flash
-    (thingsdk.core.ed25519_comb, written by `thingsdk firmware build --frozen`); otherwise it is
-    built on first use."""
-    global _table
-    if _table is None:
+    """(table, spacing) of the base-point comb: the frozen constant module's
+    (thingsdk.core.ed25519_comb, written by `thingsdk firmware build --frozen`), else one built on
+    first use."""
+    global _comb
+    if _comb is None:
         try:
-            from thingsdk.core.ed25519_comb import TABLE
+            from thingsdk.core.ed25519_comb import SPACING, TABLE
         except ImportError:
-            TABLE = _make_table()
-        _table = TABLE
-    return _table
+            SPACING = BUILT_SPACING
+            TABLE = make_table(SPACING)
+        _comb = (TABLE, SPACING)
+    return _comb
 
 
-def _make_table():
-    table = bytearray(96 * 8 * _ROWS)
+def make_table(spacing):
+    """The comb table of the base point with this spacing (1, 2, 4, 8 or 16)."""
+    rows = 64 // spacing
+    table = bytearray(768 * rows)
     p = _BASE
-    for j in range(_ROWS):
+    for j in range(rows):
         table[768 * j:768 * j + 768] = _multiples(p)
-        p = _double(p, 4 * _SPACING)
+        p = _double(p, 4 * spacing)
     return table
 
 
@@ -156,12 +157,12 @@ def _radix16(k):
 
 def _base_mult(k):
     """k * B for 0 <= k < L."""
-    table = _base_table()
+    table, spacing = _base_table()
     digits = _radix16(k)
     p = _IDENTITY
-    for s in range(_SPACING - 1, -1, -1):
-        for j in range(_ROWS):
-            d = digits[j * _SPACING + s]
+    for s in range(spacing - 1, -1, -1):
+        for j in range(64 // spacing):
+            d = digits[j * spacing + s]
             if d:
                 p = _add_affine(p, _table_point(table, 8 * j + abs(d) - 1), d < 0)
         if s:
@@ -189,7 +190,7 @@ def _affine_row(row):
         for v in ((y + x) % _P, (y - x) % _P, x * y % _P * _D2 % _P):
             out[i:i + 32] = v.to_bytes(32, "little")
             i += 32
-    return bytes(out)
+    return out
 
 
 def _window_mult(multiples, k):

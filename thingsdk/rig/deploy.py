@@ -31,13 +31,15 @@ def _rig_hashes(paths):
 
 
 def local_files(folder):
-    """[(path on the board, local file)] of every file in a build folder, sorted."""
+    """[(path on the board, local file)] of every file in a build folder, sorted; a --frozen
+    build's firmware/ folder is for the firmware image, not for the board's filesystem."""
     folder = Path(folder)
     if not folder.is_dir() or not ((folder / "lib").is_dir() or (folder / "identity").is_dir()):
         raise ValueError("%s is not a folder made by `thingsdk firmware build` (no lib/ or "
                          "identity/)" % folder)
     return [("/" + p.relative_to(folder).as_posix(), p)
-            for p in sorted(folder.rglob("*")) if p.is_file()]
+            for p in sorted(folder.rglob("*"))
+            if p.is_file() and p.relative_to(folder).parts[0] != "firmware"]
 
 
 def board_hashes(board, paths):

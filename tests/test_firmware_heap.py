@@ -1,0 +1,72 @@
+"""A whole order on a board's heap, on MicroPython's unix port built as the boards are (32-bit,
+single-precision floats; tests/unix_port.py), with the firmware application and its MQTT link
+loaded as at boot (tests/mpy/order_heap.py runs tests/portable/order_flow.py):
+
+- frozen: the port built with the manifest `thingsdk firmware build --frozen` writes completes
+  an order in a 64 KB heap;
+- stock: the .mpy files `thingsdk firmware build` compiles, loaded from the file system,
+  complete an order in the heap the build's report says they need.
+"""
+
+import subprocess
+
+import pytest
+
+from micropython_port import ROOT
+from thingsdk import boards
+from thingsdk.firmware_build import LINKS, compile_lib, find_mpy_cross
+
+ORDER = ROOT / "tests" / "mpy" / "order_heap.py"
+PORTABLE = ROOT / "tests" / "portable"
+
+
+@pytest.fixture(scope="module")
+def firmware_port():
+    import unix_port
+
+    try:
+        # The test's vendor (order_flow) is frozen too: it stands for the world, not the board.
+        return unix_port.firmware(extra=[(PORTABLE, "order_flow.py")], log=True)
+    except unix_port.Unavailable as exc:
+        import os
+
+        if os.environ.get("CI"):
+            pytest.fail(str(exc))
+        pytest.skip(str(exc))
+
+
+def order(prog, heap, tmp_path, path=()):
+    import unix_port
+
+    return unix_port.run(prog, ORDER, [tmp_path], heap=heap, path=path, timeout=300)
+
+
+def figures(out):
+    return {k: int(v) for k, v in (line.split() for line in out.splitlines() if " " in line
+                                   and line.split()[-1].isdigit())}
+
+
+def test_a_frozen_firmware_completes_an_order_in_64_kb(firmware_port, tmp_path):
+    done = order(firmware_port, "64k", tmp_path)
+    assert done.returncode == 0 and "order complete" in done.stdout, done.stdout + done.stderr
+    # Each turn keeps the order's state on flash and its messages signed and checked.
+    assert figures(done.stdout)["turns"] > 10
+
+
+def test_a_frozen_firmware_cannot_complete_one_in_a_quarter_of_that(firmware_port, tmp_path):
+    """The heap limit is real: far too little ends in MemoryError, as on a board."""
+    done = order(firmware_port, "16k", tmp_path)
+    assert done.returncode != 0 and "MemoryError" in done.stdout + done.stderr
+
+
+def test_stock_mpy_files_complete_an_order_in_the_heap_the_build_reports(unix32, tmp_path):
+    lib = tmp_path / "build"
+    code = sum(n for _, n in compile_lib(lib, "xtensawin", LINKS["mqtt"]))
+    subprocess.run([find_mpy_cross(), "-o", str(lib / "order_flow.mpy"),
+                    str(PORTABLE / "order_flow.py")], check=True)
+    _, needed = boards.heap_needed(code)
+    scratch = tmp_path / "state"
+    scratch.mkdir()
+    done = order(unix32, "%dk" % (needed // 1024), scratch, path=[lib / "lib", lib])
+    assert done.returncode == 0 and "order complete" in done.stdout, done.stdout + done.stderr
+    assert figures(done.stdout)["code_bytes"] <= code * boards.LOAD_FACTOR
