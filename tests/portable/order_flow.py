@@ -33,7 +33,8 @@ class Tank:
 
 class Vendor:
     """The vendor's side of one order, with the core alone: offers, then receipt, shipment and
-    delivery once the order comes. Refuses (counts) what does not open."""
+    delivery once the order comes. Refuses (counts) what does not open; a duplicate (the device
+    sending a message again, after a restart say) gets the answers the first one got."""
 
     def __init__(self, signer, device):
         self.signer = signer
@@ -43,6 +44,7 @@ class Vendor:
         self.refused = 0
         self.got = []
         self.later = []  # (when, type, body, in reply to) of news still to send
+        self.answered = {}  # message id -> the sealed answers it got
 
     def _seal(self, msg_type, body, now, reply_to):
         self.seq += 1
@@ -54,12 +56,19 @@ class Vendor:
     def answer(self, data, now):
         """The vendor's sealed answers to one uplink."""
         opened = self.inbox.open(data, now)
+        if opened.status == envelope.DUPLICATE:
+            return self.answered.get(opened.message.id, [])
         if opened.status != envelope.ACCEPT:
-            self.refused += opened.status == envelope.REJECT
+            self.refused += 1
             return []
         self.inbox.commit(opened)
-        msg, body = opened.message, opened.message.body
-        self.got.append(msg.type)
+        self.got.append(opened.message.type)
+        answers = self._answer(opened.message, now)
+        self.answered[opened.message.id] = answers
+        return answers
+
+    def _answer(self, msg, now):
+        body = msg.body
         if msg.type == m.QUOTE_REQUEST:
             qty = body["qty"]
             return [self._seal(m.OFFER, {
@@ -97,7 +106,8 @@ class Flow:
         self.tank = Tank()
         consumable = Consumable("coffee", "g", 1000, sku="BEANS-1KG", lead_time=DAY,
                                 lead_spread=DAY // 2)
-        self.uplinks = []
+        self.uplinks, self.downlinks = [], []
+        self.root = root
         self.serial, self.started = 0, now
         self.agent = Agent(device, ed25519.Verifier(vendor.public_key),
                            ed25519.Verifier(owner.public_key), FlashState(root),
@@ -117,18 +127,30 @@ class Flow:
 
     def turn(self):
         """An hour on: the tank is used (and refilled once delivered), the agent steps, the
-        vendor answers what the device sent and the device receives the answers."""
+        vendor answers what the device sent and the device receives the answers. A downlink
+        stays in `downlinks` until the agent has taken it whole, as a broker keeps a QoS 1
+        message its subscriber has not acknowledged: a device restarted after an error gets it
+        again."""
         self.now += HOUR
         need = self.need()
         if need is not None and need["state"] == lifecycle.DELIVERED:
             self.tank.refill()
         self.tank.level = max(0, self.tank.level - self.tank.per_hour)
         self.agent.step(self.now)
-        answers = self.vendor.due(self.now)
+        self.downlinks += self.vendor.due(self.now)
         while self.uplinks:
-            answers += self.vendor.answer(self.uplinks.pop(0), self.now)
-        for answer in answers:
-            self.agent.receive(answer, self.now)
+            self.downlinks += self.vendor.answer(self.uplinks.pop(0), self.now)
+        while self.downlinks:
+            self.agent.receive(self.downlinks[0], self.now)
+            self.downlinks.pop(0)
+
+    def restarted(self):
+        """The device restarted on the same flash, an agent anew, in the same world: the vendor,
+        the tank, and the messages in flight either way."""
+        again = Flow(self.root, self.now)
+        again.vendor, again.tank.level = self.vendor, self.tank.level
+        again.uplinks, again.downlinks = self.uplinks, self.downlinks
+        return again
 
     def run(self, turns=200):
         """Turn until the need closes; the number of turns taken."""
