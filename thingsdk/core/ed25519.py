@@ -114,7 +114,7 @@ def _base_table():
     global _comb
     if _comb is None:
         try:
-            from thingsdk.core.ed25519_comb import SPACING, TABLE
+            from thingsdk.core.ed25519_comb import SPACING, TABLE  # pyright: ignore (frozen only)
         except ImportError:
             SPACING = BUILT_SPACING
             TABLE = make_table(SPACING)
