@@ -62,11 +62,12 @@ def test_a_frozen_firmware_cannot_complete_one_in_a_quarter_of_that(firmware_por
 def test_stock_mpy_files_complete_an_order_in_the_heap_the_build_reports(unix32, tmp_path):
     lib = tmp_path / "build"
     code = sum(n for _, n in compile_lib(lib, "xtensawin", LINKS["mqtt"]))
-    subprocess.run([find_mpy_cross(), "-o", str(lib / "order_flow.mpy"),
+    subprocess.run([find_mpy_cross(), "-O3", "-o", str(lib / "order_flow.mpy"),
                     str(PORTABLE / "order_flow.py")], check=True)
     _, needed = boards.heap_needed(code)
     scratch = tmp_path / "state"
     scratch.mkdir()
     done = order(unix32, "%dk" % (needed // 1024), scratch, path=[lib / "lib", lib])
     assert done.returncode == 0 and "order complete" in done.stdout, done.stdout + done.stderr
-    assert figures(done.stdout)["code_bytes"] <= code * boards.LOAD_FACTOR
+    # The code alone took more than its .mpy bytes: what the report's estimate is made of.
+    assert figures(done.stdout)["code_bytes"] > code

@@ -125,8 +125,8 @@ def firmware(board="esp32", link="mqtt", extra=(), log=False):
     manifest = write_manifest(folder, boards.board(board), LINKS[link], port_manifest)
     text = manifest.read_text()
     for base, name in extra:
-        text += "module(%r, base_path=%r)\n" % (str(name), str(base))
-    return _make("firmware", text.replace("'", '"'), log)
+        text += 'module("%s", base_path="%s")\n' % (name, base)
+    return _make("firmware", text, log)
 
 
 def run(prog, script, args=(), heap="2m", path=(), timeout=600, cwd=None):

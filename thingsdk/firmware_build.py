@@ -248,10 +248,10 @@ def write_manifest(out, board, exclude=(), port_manifest=None):
     lines = ["# Freezes thingsdk's portable core and the firmware's library into %s firmware"
              % board.title,
              "# (thingsdk firmware build --frozen): the code then runs from flash, not the heap.",
-             "include(%r)" % str(port_manifest or board.port_manifest).replace("'", '"')]
-    lines += ["module(%r)" % name for name in names]
+             'include("%s")' % (port_manifest or board.port_manifest)]
+    lines += ['module("%s")' % name for name in names]
     manifest = out / "manifest.py"
-    manifest.write_text("\n".join(line.replace("'", '"') for line in lines) + "\n")
+    manifest.write_text("\n".join(lines) + "\n")
     return manifest
 
 
@@ -259,7 +259,7 @@ def make_lines(board, manifest):
     """The shell lines that build the board's MicroPython firmware with `manifest` frozen in,
     from a MicroPython source checkout with the port's toolchain set up."""
     port = "ports/" + board.port
-    return ["cd micropython  # a MicroPython 1.2x checkout with the %s toolchain set up" % board.port,
+    return ["cd micropython  # MicroPython 1.28 or later, with the %s toolchain set up" % board.port,
             "make -C %s BOARD=%s submodules" % (port, board.make_board),
             "make -C %s BOARD=%s FROZEN_MANIFEST=%s" % (port, board.make_board,
                                                         Path(manifest).resolve())]
