@@ -10,6 +10,7 @@ import json
 import shutil
 import subprocess
 import tomllib
+from fractions import Fraction
 from pathlib import Path
 
 from cryptography import x509
@@ -124,6 +125,16 @@ def _broker(table):
     return {"host": host, "port": port, "tls": tls}
 
 
+def _clock(table):
+    """config.json's clock: device.toml's [clock] with each number an int or [numerator,
+    denominator] (to the millisecond), as a board's 24-bit float would move time in 128 s steps."""
+    if not table:
+        return None
+    exact = {k: Fraction(v).limit_denominator(1000) for k, v in table.items()}
+    return {k: f.numerator if f.denominator == 1 else [f.numerator, f.denominator]
+            for k, f in exact.items()}
+
+
 def _der_certificate(path):
     certs = x509.load_pem_x509_certificates(path.read_bytes())
     if len(certs) != 1:
@@ -193,7 +204,7 @@ def identity(bundle, board_name):
     config = {"board": board_name, "broker": _broker(broker), "link": _link(broker, profile),
               "device_kid": topics.kid_hex(signer.kid), "vendor_kid": key_id(vendor).hex(),
               "owner_kid": key_id(owner).hex(), "consumables": _board_consumables(top, profile),
-              "lifecycle": top.get("lifecycle", {}), "clock": top.get("clock")}
+              "lifecycle": top.get("lifecycle", {}), "clock": _clock(top.get("clock"))}
     for key in ("interval", "heartbeat"):
         if key in device:
             config[key] = device[key]

@@ -9,6 +9,7 @@ asyncio loop, so sampling, the network and decisions interleave and nothing bloc
 Files on the board's flash (`thingsdk firmware build` writes them):
     identity/config.json  the device: key ids, broker, consumables and their sensors, `link`,
                           `interval` and `heartbeat` (seconds), `lifecycle` overrides, `clock`
+                          ({speed, start}: ints or [num, den], see ticks.clock_from)
     identity/device.seed, vendor.pub, owner.pub, mandate.cwt, ca.der, device.der, device-tls.der
     wifi.json             {"ssid": ..., "key": ...}: written on the board by its owner, not built
     state/                the device's state (flash.FlashState)
@@ -26,7 +27,6 @@ import asyncio
 import json
 import os
 import random
-import time
 
 from drivers import AdcLevel, HX711, PulseUsage, ScaleLevel
 from flash import CheckpointError, FlashState, read
@@ -34,26 +34,10 @@ from thingsdk.core import cbor, ed25519, topics
 from thingsdk.core import messages as m
 from thingsdk.core.agent import Agent, Slot
 from thingsdk.core.consumable import DAY, SETTINGS, configured
-from ticks import ticks_diff, ticks_ms
+from ticks import clock_from, ticks_diff, ticks_ms
 
-# time.time() counts from 2000 on some ports and from 1970 on others; the protocol uses unix time.
-EPOCH = 946684800 if time.gmtime(0)[0] == 2000 else 0
 OUTGOING = 16  # sealed messages waiting for the link; the lifecycle re-sends what is dropped
 NEEDED = ("device_kid", "link", "broker", "consumables")  # in config.json
-
-
-
-def unix_now():
-    return int(time.time()) + EPOCH
-
-
-def clock_from(table):
-    """Unix seconds, or with a `clock` table {speed, start} (demos and tests, as on CPython)
-    time running `speed` times faster from the real unix time `start` on."""
-    if not table:
-        return unix_now
-    speed, start = table["speed"], table["start"]
-    return lambda: int(start + (time.time() + EPOCH - start) * speed)
 
 
 def new_id():
