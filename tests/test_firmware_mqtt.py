@@ -2,9 +2,12 @@
 the paho-based thingsdk.mqtt.Transport as the vendor on the other side."""
 
 import asyncio
+import importlib.util
 import socket
+import sys
 import threading
 import time
+import types
 from pathlib import Path
 
 import pytest
@@ -409,3 +412,64 @@ def test_the_broker_name_is_resolved_again_after_a_streak_of_failures(lookups):
         assert not client.connected and isinstance(client.last_error, OSError)
         await client.close()
     asyncio.run(scenario())
+
+
+@pytest.fixture
+def network(monkeypatch):
+    """The virtual board's fake `network` (hil/virtual/lib/network.py) on a stand-in for the rig:
+    a joined station is connected while net["up"]; the test drops it with wlan.disconnect()."""
+    net = {"up": True}
+    monkeypatch.setitem(sys.modules, "_vboard_js", types.SimpleNamespace(net_up=lambda: net["up"]))
+    path = Path(__file__).resolve().parent.parent / "hil" / "virtual" / "lib" / "network.py"
+    spec = importlib.util.spec_from_file_location("network", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    monkeypatch.setitem(sys.modules, "network", module)
+    return net
+
+
+def test_wifi_is_joined_again_when_it_drops_and_the_link_comes_back(broker, network, lookups,
+                                                                    capsys):
+    import app
+
+    proxy = Proxy(broker.port)
+
+    async def scenario():
+        transport, vendor_inbox = vendor(broker.url)
+        transport.subscribe("thingsdk/v1/up/+").wait(10)
+        notes = []
+        wifi = app.Wifi({"ssid": "site", "key": "secret"}, timeout=1)
+        client = device(proxy.port, host="localhost", wifi=wifi, note=notes.append, keepalive=4)
+        client.start()  # joins the WiFi first
+        await until(lambda: client.connected)
+        assert wifi.joins == 1 and lookups == ["localhost"]
+        # The access point goes away: the station is dropped and the TCP link dies silently.
+        network["up"], proxy.frozen = False, True
+        wifi.wlan.disconnect()
+        await until(lambda: not client.connected)
+        assert "WiFi lost" in str(client.last_error)
+        await client.publish(topics.uplink(KID), b"during the outage")  # kept in flight
+        await until(lambda: any("not joined within 1 s" in n for n in notes))  # tried, and again
+        network["up"], proxy.frozen = True, False  # the station joins by itself, or when asked
+        proxy.cut()
+        await until(lambda: client.connected and client.unacked == 0, 30)
+        await until(lambda: (topics.uplink(KID), b"during the outage") in vendor_inbox)
+        assert wifi.joins == 2 and client.reconnects == 1
+        assert lookups == ["localhost"] * 2  # once per join of the network
+        # Dropped with the network up and no station trying on its own: the client joins it.
+        wifi.wlan.disconnect()
+        await until(lambda: client.reconnects == 2 and client.connected)
+        assert wifi.joins == 3 and wifi.wlan.isconnected() and lookups == ["localhost"] * 3
+        await client.close()
+        transport.close()
+        return notes
+    try:
+        notes = asyncio.run(scenario())
+    finally:
+        proxy.close()
+    out = capsys.readouterr().out.splitlines()
+    assert out == ["thingsdk: WiFi site joined"] + ["thingsdk: WiFi site lost",
+                                                     "thingsdk: WiFi site re-joined"] * 2
+    assert notes.count("connected to localhost:%d" % proxy.port) == 3
+    lost = [n for n in notes if n.startswith("disconnected from")]
+    assert len(lost) == 2 and all("WiFi lost" in n and "; retrying in" in n for n in lost)

@@ -97,8 +97,9 @@ def slot(table, machine, root):
                 table.get("category"))
 
 
-def link(config, identity, on_message):
-    """The way to the broker: the firmware's MQTT client, or a serial link to a gateway."""
+def link(config, root, on_message):
+    """The way to the broker: the firmware's MQTT client (over the WiFi of wifi.json, if there is
+    one), or a serial link to a gateway."""
     kind = config.get("link", {"type": "mqtt"})
     if kind["type"] == "serial":
         import machine
@@ -109,14 +110,50 @@ def link(config, identity, on_message):
         return Link(uart, on_message)
     from mqtt import Client, tls_context
 
-    broker = config["broker"]
+    broker, identity = config["broker"], root + "identity/"
     ssl = None
     if broker["tls"]:
         ssl = tls_context(read(identity + "device.der"), read(identity + "device-tls.der"),
                           read(identity + "ca.der"))
+    wifi = read(root + "wifi.json")
     kid = bytes.fromhex(config["device_kid"])
     return Client(broker["host"], broker["port"], config["device_kid"], ssl=ssl,
-                  presence=topics.presence(kid), on_message=on_message)
+                  presence=topics.presence(kid), on_message=on_message, note=say,
+                  wifi=wifi and Wifi(json.loads(wifi)))
+
+
+class Wifi:
+    """The WiFi station of wifi.json ({"ssid": ..., "key": ...}); the MQTT client watches
+    isconnected() and awaits join() when it is down. Each change is said once."""
+
+    def __init__(self, settings, timeout=30):
+        import network
+
+        self.ssid, self.key, self.timeout = settings["ssid"], settings["key"], timeout
+        self.wlan = network.WLAN(network.STA_IF)
+        self.up, self.joins = False, 0
+
+    def isconnected(self):
+        up = self.wlan.isconnected()
+        if up != self.up:
+            self.up = up
+            self.joins += up
+            say("WiFi %s %s" % (self.ssid, "re-joined" if self.joins > 1 else "joined")
+                if up else "WiFi %s lost" % self.ssid)
+        return up
+
+    async def join(self):
+        """Join (again); OSError if not joined within `timeout` seconds."""
+        wlan = self.wlan
+        wlan.active(True)
+        if not wlan.isconnected():
+            wlan.disconnect()  # a station still trying on its own refuses connect()
+            wlan.connect(self.ssid, self.key)
+        for _ in range(self.timeout * 10):
+            if self.isconnected():
+                return
+            await asyncio.sleep(0.1)
+        raise OSError("WiFi %s not joined within %d s" % (self.ssid, self.timeout))
 
 
 class App:
@@ -153,7 +190,7 @@ class App:
                            config=config.get("lifecycle"),
                            heartbeat=config.get("heartbeat", DAY), note=say)
         self.mandate = read(identity + "mandate.cwt")
-        self.link = link(config, identity, self._on_message)
+        self.link = link(config, root, self._on_message)
 
     def _on_message(self, topic, payload):
         if topic == self.downlink:
@@ -168,8 +205,7 @@ class App:
         self.outgoing.append(data)
 
     async def start(self):
-        """Connect (in the background) and carry on what the state holds."""
-        await join_wifi(self.root)
+        """Connect (in the background, joining the WiFi first) and carry on what the state holds."""
         self.link.start()
         await self.link.subscribe(self.downlink)
         self.agent.start(self.clock(), self.mandate)
@@ -206,25 +242,6 @@ class App:
         finally:
             await self.link.close()
             say("stopped")
-
-
-async def join_wifi(root, timeout=30):
-    """Join the WiFi named in wifi.json, if there is one (a serial board has none)."""
-    settings = read(root + "wifi.json")
-    if settings is None:
-        return
-    import network
-
-    settings = json.loads(settings)
-    wlan = network.WLAN(network.STA_IF)
-    wlan.active(True)
-    if not wlan.isconnected():
-        wlan.connect(settings["ssid"], settings["key"])
-    for _ in range(timeout * 10):
-        if wlan.isconnected():
-            return
-        await asyncio.sleep(0.1)
-    say("WiFi %s not joined yet: the link keeps trying" % settings["ssid"])
 
 
 def boot(root="/"):
