@@ -118,11 +118,16 @@ def compile_lib(out, march=None, exclude=()):
 
 
 def _broker(table):
-    """config.json's broker from device.toml's [broker] table (None: the device stays offline)."""
+    """config.json's broker from device.toml's [broker] table (None: the device stays offline),
+    with the MQTT client settings it tunes (checked on the board: firmware/lib/app.py)."""
     if not table:
         return None
     host, port, tls = broker_address(table.get("url", ""))
-    return {"host": host, "port": port, "tls": tls}
+    broker = {"host": host, "port": port, "tls": tls}
+    for key in ("keepalive", "retry", "backoff", "limit", "max_size"):
+        if key in table:
+            broker[key] = table[key]
+    return broker
 
 
 def _clock(table):

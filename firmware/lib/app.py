@@ -9,7 +9,9 @@ asyncio loop, so sampling, the network and decisions interleave and nothing bloc
 Files on the board's flash (`thingsdk firmware build` writes them):
     identity/config.json  the device: key ids, broker, consumables and their sensors, `link`,
                           `interval` and `heartbeat` (seconds), `lifecycle` overrides, `clock`
-                          ({speed, start}: ints or [num, den], see ticks.clock_from)
+                          ({speed, start}: ints or [num, den], see ticks.clock_from); the
+                          broker may tune the MQTT client (TUNED: keepalive, retry, backoff
+                          [first, most], limit, max_size)
     identity/device.seed, vendor.pub, owner.pub, mandate.cwt, ca.der, device.der, device-tls.der
     wifi.json             {"ssid": ..., "key": ...}: written on the board by its owner, not built
     state/                the device's state (flash.FlashState)
@@ -38,6 +40,30 @@ from ticks import clock_from, ticks_diff, ticks_ms
 
 OUTGOING = 16  # sealed messages waiting for the link; the lifecycle re-sends what is dropped
 NEEDED = ("device_kid", "link", "broker", "consumables")  # in config.json
+# The MQTT client's settings config.json's broker may set: (name, least, most, whole numbers only)
+TUNED = (("keepalive", 1, 65535, 1), ("retry", 0.1, 3600, 0), ("backoff", 0.1, 86400, 0),
+         ("limit", 1, 256, 1), ("max_size", 64, 65536, 1))
+
+
+def tuned(broker, where):
+    """The Client keywords the broker table sets, each checked (ValueError saying which)."""
+    options = {}
+    for key, least, most, whole in TUNED:
+        if key in broker:
+            value = options[key] = broker[key]
+            pair = key == "backoff"
+            values = value if pair else [value]
+            kinds = (int,) if whole else (int, float)
+            if not (type(values) is list and len(values) == 1 + pair and all(
+                    type(v) in kinds and least <= v <= most for v in values)
+                    and values[0] <= values[-1]):
+                raise ValueError("%sconfig.json: broker %s is %r, not %s from %s to %s: set it in "
+                                 "device.toml's [broker] and build again" % (
+                                     where, key, value, "[first, most]" if pair else
+                                     "a whole number" if whole else "a number", least, most))
+    if "backoff" in options:
+        options["backoff"], options["backoff_cap"] = options["backoff"]
+    return options
 
 
 def new_id():
@@ -111,6 +137,7 @@ def link(config, root, on_message):
     from mqtt import Client, tls_context
 
     broker, identity = config["broker"], root + "identity/"
+    options = tuned(broker, identity)
     ssl = None
     if broker["tls"]:
         ssl = tls_context(read(identity + "device.der"), read(identity + "device-tls.der"),
@@ -119,7 +146,7 @@ def link(config, root, on_message):
     kid = bytes.fromhex(config["device_kid"])
     return Client(broker["host"], broker["port"], config["device_kid"], ssl=ssl,
                   presence=topics.presence(kid), on_message=on_message, note=say,
-                  wifi=wifi and Wifi(json.loads(wifi)))
+                  wifi=wifi and Wifi(json.loads(wifi)), **options)
 
 
 class Wifi:
