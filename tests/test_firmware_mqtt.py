@@ -183,6 +183,8 @@ def test_messages_published_while_the_broker_is_down_arrive_after_it_restarts(pe
         sent += [b"overflow"] * (client.unacked - len(sent))
         broker.start()
         await until(lambda: client.unacked == 0, 30)
+        # the broker has them all; the vendor gets them once its own reconnection is through
+        await until(lambda: len([t for t, _ in vendor_inbox if t == topics.uplink(KID)]) >= len(sent))
         got = sorted(p for t, p in vendor_inbox if t == topics.uplink(KID))
         # QoS 1 allows a duplicate only when a PUBACK is lost; nothing was acknowledged before the
         # broker went down, so here each message arrives exactly once.
