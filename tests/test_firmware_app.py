@@ -7,15 +7,17 @@ The same application on MicroPython itself is tests/test_firmware_wasm.py.
 """
 
 import asyncio
+import json
 import sys
 
 import pytest
-from world import ADC_PIN, SLOT, TIMEOUT, Tank, Tap
+from world import ADC_PIN, SLOT, SPEED, TIMEOUT, Tank, Tap
 
 from thingsdk import codec, topics
 from thingsdk.core import envelope, lifecycle
 from thingsdk.core import messages as m
 from thingsdk.crypto import Ed25519Verifier
+from thingsdk.firmware_build import build
 
 
 class Machine:
@@ -98,3 +100,92 @@ def test_a_broken_config_is_refused_with_what_to_do(tmp_path, app_module):
     (tmp_path / "identity" / "config.json").write_text('{"device_kid": "00"}')
     with pytest.raises(ValueError, match="config.json has no link, broker, consumables: build"):
         app_module.App(str(tmp_path) + "/", machine=Machine(None))
+
+
+TUNING = """[broker]
+keepalive = 30
+retry = 2.5
+backoff = [0.2, 1.0]
+limit = 3
+max_size = 4096
+"""
+
+
+def tuned_board(world):
+    """The world's board built again from a device.toml whose [broker] tunes the MQTT client."""
+    world.build_board(tls=False)
+    bundle = world.folder / "bundle"
+    toml = bundle / "device.toml"
+    toml.write_text(toml.read_text().replace("[broker]\n", TUNING))
+    build("pico_w", bundle, world.folder / "tuned")
+    return world.folder / "tuned"
+
+
+def test_the_build_passes_the_broker_settings_and_an_exact_clock_to_the_board(world, app_module):
+    folder = tuned_board(world)
+    config = json.loads((folder / "identity" / "config.json").read_text())
+    assert {k: config["broker"][k] for k in ("keepalive", "retry", "backoff", "limit", "max_size")} \
+        == {"keepalive": 30, "retry": 2.5, "backoff": [0.2, 1.0], "limit": 3, "max_size": 4096}
+    # no float reaches the board's clock: start to the millisecond, speed an int
+    start = config["clock"]["start"]
+    num, den = (start, 1) if type(start) is int else start
+    assert type(num) is int and type(den) is int and 0 < den <= 1000
+    assert abs(num / den - world.clock.start) <= 0.001 and config["clock"]["speed"] == SPEED
+
+    async def scenario():
+        device = app_module.App(str(folder) + "/", machine=Machine(None))
+        assert abs(device.clock() - world.clock()) <= SPEED  # within one real second
+        client = device.link
+        assert (client.keepalive, client.retry, client.limit, client.max_size) == (30, 2.5, 3, 4096)
+        assert (client._backoff.base, client._backoff.cap) == (0.2, 1.0)
+        for i in range(3):  # not connected yet: in flight until the broker is there
+            await client.publish(device.uplink, b"%d" % i)
+        with pytest.raises(sys.modules[type(client).__module__].QueueFull):
+            await client.publish(device.uplink, b"one too many")
+        await client.connect()
+        await until(lambda: client.unacked == 0)
+        await client.close()
+    asyncio.run(scenario())
+    assert "as %s (p2, c0, k30)" % topics.kid_hex(world.kid) in world.broker.log()
+
+
+async def until(condition, timeout=15.0):
+    for _ in range(int(timeout / 0.02)):
+        if condition():
+            return
+        await asyncio.sleep(0.02)
+    raise AssertionError("timed out")
+
+
+@pytest.mark.parametrize("key, value, why", [
+    ("keepalive", 0, "not a whole number from 1 to 65535"),
+    ("keepalive", 30.5, "not a whole number from 1 to 65535"),
+    ("keepalive", True, "not a whole number from 1 to 65535"),
+    ("retry", "10", "not a number from 0.1 to 3600"),
+    ("backoff", [5, 1], "not [first, most] from 0.1 to 86400"),
+    ("backoff", 5, "not [first, most] from 0.1 to 86400"),
+    ("backoff", [1, "x"], "not [first, most] from 0.1 to 86400"),
+    ("limit", 0, "not a whole number from 1 to 256"),
+    ("max_size", 10 ** 9, "not a whole number from 64 to 65536"),
+])
+def test_a_bad_broker_setting_is_refused_with_what_to_do(world, app_module, key, value, why):
+    folder = world.build_board(tls=False)
+    path = folder / "identity" / "config.json"
+    config = json.loads(path.read_text())
+    config["broker"][key] = value
+    path.write_text(json.dumps(config))
+    with pytest.raises(ValueError) as error:
+        app_module.App(str(folder) + "/", machine=Machine(None))
+    assert str(error.value) == "%s/identity/config.json: broker %s is %r, %s: set it in " \
+        "device.toml's [broker] and build again" % (folder, key, value, why)
+
+
+def test_a_float_in_the_clock_is_refused_with_what_to_do(world, app_module):
+    folder = world.build_board(tls=False)
+    path = folder / "identity" / "config.json"
+    config = json.loads(path.read_text())
+    config["clock"]["speed"] = 2000.0  # as builds wrote it before: 128 s steps on a board
+    path.write_text(json.dumps(config))
+    with pytest.raises(ValueError, match=r"clock speed is 2000.0: a whole number or \[numerator, "
+                                         r"denominator\] \(build it again with `thingsdk firmware"):
+        app_module.App(str(folder) + "/", machine=Machine(None))

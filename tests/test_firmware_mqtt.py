@@ -2,16 +2,19 @@
 the paho-based thingsdk.mqtt.Transport as the vendor on the other side."""
 
 import asyncio
+import importlib.util
 import socket
+import sys
 import threading
 import time
+import types
 from pathlib import Path
 
 import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.x509 import load_pem_x509_certificate
 
-from broker import HOST, VENDOR
+from broker import HOST, VENDOR, free_port
 from thingsdk import topics
 from thingsdk.mqtt import Backoff, Transport
 
@@ -41,12 +44,12 @@ def der_identity(pki, common_name):
             ca.public_bytes(der))
 
 
-def device(port, inbox=None, **kw):
+def device(port, inbox=None, host=HOST, **kw):
     kw.setdefault("presence", topics.presence(KID))
     kw.setdefault("backoff", 0.2)
     kw.setdefault("backoff_cap", 1)
     on_message = (lambda topic, payload: inbox.append((topic, payload))) if inbox is not None else None
-    return mqtt.Client(HOST, port, DEVICE, on_message=on_message, **kw)
+    return mqtt.Client(host, port, DEVICE, on_message=on_message, **kw)
 
 
 def vendor(url, pki=None, **kw):
@@ -180,6 +183,8 @@ def test_messages_published_while_the_broker_is_down_arrive_after_it_restarts(pe
         sent += [b"overflow"] * (client.unacked - len(sent))
         broker.start()
         await until(lambda: client.unacked == 0, 30)
+        # the broker has them all; the vendor gets them once its own reconnection is through
+        await until(lambda: len([t for t, _ in vendor_inbox if t == topics.uplink(KID)]) >= len(sent))
         got = sorted(p for t, p in vendor_inbox if t == topics.uplink(KID))
         # QoS 1 allows a duplicate only when a PUBACK is lost; nothing was acknowledged before the
         # broker went down, so here each message arrives exactly once.
@@ -289,3 +294,184 @@ def test_a_persistent_session_delivers_downlinks_queued_while_offline(persistent
         assert inbox == [(topics.downlink(KID), b"queued %d" % i) for i in range(3)]
         await client.close()
     asyncio.run(scenario())
+
+
+def test_a_big_payload_is_written_as_it_is_after_a_small_header(broker, monkeypatch):
+    writes = []
+    write = asyncio.StreamWriter.write
+
+    def spy(self, data):
+        writes.append(data)
+        write(self, data)
+
+    monkeypatch.setattr(asyncio.StreamWriter, "write", spy)
+
+    async def scenario():
+        transport, vendor_inbox = vendor(broker.url)
+        transport.subscribe("thingsdk/v1/up/+").wait(10)
+        client = device(broker.port)
+        await client.connect()
+        await until(lambda: client.unacked == 0)
+        payload = bytes(range(256)) * 64  # 16 KiB
+        del writes[:]
+        await client.publish(topics.uplink(KID), payload)
+        await until(lambda: (topics.uplink(KID), payload) in vendor_inbox)
+        # two writes: the fixed header, topic and packet id, then the caller's payload object itself
+        assert len(writes) == 2 and writes[1] is payload
+        topic = topics.uplink(KID).encode()
+        assert bytes(writes[0]) == b"\x32" + mqtt.encode_length(2 + len(topic) + 2 + len(payload)) \
+            + len(topic).to_bytes(2, "big") + topic + b"\x00\x02"
+        await client.close()
+        transport.close()
+    asyncio.run(scenario())
+
+
+def test_a_packet_over_max_size_is_refused_without_being_held(persistent_broker, monkeypatch):
+    broker = persistent_broker
+    asked = []  # what the client asked the stream for (CPython's readexactly allocates that much)
+    readexactly = asyncio.StreamReader.readexactly
+
+    async def spy(self, n):
+        asked.append(n)
+        return await readexactly(self, n)
+
+    monkeypatch.setattr(asyncio.StreamReader, "readexactly", spy)
+    proxy = Proxy(broker.port)
+
+    async def scenario():
+        transport, _ = vendor(broker.url)
+        inbox = []
+        client = device(proxy.port, inbox, max_size=1024)
+        await client.connect()
+        await client.subscribe(topics.downlink(KID))
+        for payload in (b"x" * 900, b"y" * 65536, b"after"):
+            assert transport.publish(topics.downlink(KID), payload).wait(10)
+        await until(lambda: len(inbox) == 2)
+        assert inbox == [(topics.downlink(KID), b"x" * 900), (topics.downlink(KID), b"after")]
+        assert client.refused == 1 and "65" in str(client.last_error)
+        assert len(client._mv) <= 1024 and max(asked) <= len(client._mv)  # grown within max_size
+        assert client.connected and client.reconnects == 0  # refused, not a reason to drop the link
+        proxy.cut()  # the refused message was acknowledged: the session does not send it again
+        await until(lambda: client.reconnects == 1 and client.connected)
+        assert transport.publish(topics.downlink(KID), b"later").wait(10)
+        await until(lambda: len(inbox) == 3)
+        assert inbox[2] == (topics.downlink(KID), b"later") and client.refused == 1
+        await client.close()
+        transport.close()
+    try:
+        asyncio.run(scenario())
+    finally:
+        proxy.close()
+
+
+@pytest.fixture
+def lookups(monkeypatch):
+    """The broker names the firmware's client looked up (socket.getaddrinfo, which blocks)."""
+    names = []
+    getaddrinfo = socket.getaddrinfo
+
+    def spy(host, *args, **kw):
+        if host == "localhost":
+            names.append(host)
+        return getaddrinfo(host, *args, **kw)
+
+    monkeypatch.setattr(mqtt.socket, "getaddrinfo", spy)
+    return names
+
+
+def test_the_broker_name_is_resolved_once_while_the_network_stays(broker, lookups):
+    proxy = Proxy(broker.port)
+
+    async def scenario():
+        notes = []
+        client = device(proxy.port, host="localhost", note=notes.append)
+        await client.connect()
+        for cut in range(1, 4):
+            proxy.cut()
+            await until(lambda: client.reconnects == cut and client.connected)
+        assert lookups == ["localhost"]
+        assert notes.count("connected to localhost:%d" % proxy.port) == 4
+        assert len([n for n in notes if n.startswith("disconnected from localhost:%d (" % proxy.port)
+                    and "; retrying in " in n]) == 3
+        await client.close()
+    try:
+        asyncio.run(scenario())
+    finally:
+        proxy.close()
+
+
+def test_the_broker_name_is_resolved_again_after_a_streak_of_failures(lookups):
+    async def scenario():
+        notes = []
+        port = free_port()  # nothing listens: every connection is refused
+        client = device(port, host="localhost", note=notes.append, backoff=0.2, backoff_cap=0.2)
+        client.start()
+        failed = lambda: [n for n in notes if n.startswith("cannot connect to localhost:%d" % port)]
+        await until(lambda: len(failed()) >= 9)
+        # attempts 0, 4 and 8 resolved it (mqtt.STREAK = 4 failures in a row)
+        assert len(failed()) <= 12 and lookups == ["localhost"] * 3, (notes, lookups)
+        assert "retrying in 0.1 s" in failed()[0] or "retrying in 0.2 s" in failed()[0]
+        assert not client.connected and isinstance(client.last_error, OSError)
+        await client.close()
+    asyncio.run(scenario())
+
+
+@pytest.fixture
+def network(monkeypatch):
+    """The virtual board's fake `network` (hil/virtual/lib/network.py) on a stand-in for the rig:
+    a joined station is connected while net["up"]; the test drops it with wlan.disconnect()."""
+    net = {"up": True}
+    monkeypatch.setitem(sys.modules, "_vboard_js", types.SimpleNamespace(net_up=lambda: net["up"]))
+    path = Path(__file__).resolve().parent.parent / "hil" / "virtual" / "lib" / "network.py"
+    spec = importlib.util.spec_from_file_location("network", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    monkeypatch.setitem(sys.modules, "network", module)
+    return net
+
+
+def test_wifi_is_joined_again_when_it_drops_and_the_link_comes_back(broker, network, lookups,
+                                                                    capsys):
+    import app
+
+    proxy = Proxy(broker.port)
+
+    async def scenario():
+        transport, vendor_inbox = vendor(broker.url)
+        transport.subscribe("thingsdk/v1/up/+").wait(10)
+        notes = []
+        wifi = app.Wifi({"ssid": "site", "key": "secret"}, timeout=1)
+        client = device(proxy.port, host="localhost", wifi=wifi, note=notes.append, keepalive=4)
+        client.start()  # joins the WiFi first
+        await until(lambda: client.connected)
+        assert wifi.joins == 1 and lookups == ["localhost"]
+        # The access point goes away: the station is dropped and the TCP link dies silently.
+        network["up"], proxy.frozen = False, True
+        wifi.wlan.disconnect()
+        await until(lambda: not client.connected)
+        assert "WiFi lost" in str(client.last_error)
+        await client.publish(topics.uplink(KID), b"during the outage")  # kept in flight
+        await until(lambda: any("not joined within 1 s" in n for n in notes))  # tried, and again
+        network["up"], proxy.frozen = True, False  # the station joins by itself, or when asked
+        proxy.cut()
+        await until(lambda: client.connected and client.unacked == 0, 30)
+        await until(lambda: (topics.uplink(KID), b"during the outage") in vendor_inbox)
+        assert wifi.joins == 2 and client.reconnects == 1
+        assert lookups == ["localhost"] * 2  # once per join of the network
+        # Dropped with the network up and no station trying on its own: the client joins it.
+        wifi.wlan.disconnect()
+        await until(lambda: client.reconnects == 2 and client.connected)
+        assert wifi.joins == 3 and wifi.wlan.isconnected() and lookups == ["localhost"] * 3
+        await client.close()
+        transport.close()
+        return notes
+    try:
+        notes = asyncio.run(scenario())
+    finally:
+        proxy.close()
+    out = capsys.readouterr().out.splitlines()
+    assert out == ["thingsdk: WiFi site joined"] + ["thingsdk: WiFi site lost",
+                                                     "thingsdk: WiFi site re-joined"] * 2
+    assert notes.count("connected to localhost:%d" % proxy.port) == 3
+    lost = [n for n in notes if n.startswith("disconnected from")]
+    assert len(lost) == 2 and all("WiFi lost" in n and "; retrying in" in n for n in lost)

@@ -11,6 +11,7 @@ import re
 import shutil
 import subprocess
 import tomllib
+from fractions import Fraction
 from pathlib import Path
 
 from cryptography import x509
@@ -132,11 +133,26 @@ def compile_lib(out, march=None, exclude=(), lines=False):
 
 
 def _broker(table):
-    """config.json's broker from device.toml's [broker] table (None: the device stays offline)."""
+    """config.json's broker from device.toml's [broker] table (None: the device stays offline),
+    with the MQTT client settings it tunes (checked on the board: firmware/lib/app.py)."""
     if not table:
         return None
     host, port, tls = broker_address(table.get("url", ""))
-    return {"host": host, "port": port, "tls": tls}
+    broker = {"host": host, "port": port, "tls": tls}
+    for key in ("keepalive", "retry", "backoff", "limit", "max_size"):
+        if key in table:
+            broker[key] = table[key]
+    return broker
+
+
+def _clock(table):
+    """config.json's clock: device.toml's [clock] with each number an int or [numerator,
+    denominator] (to the millisecond), as a board's 24-bit float would move time in 128 s steps."""
+    if not table:
+        return None
+    exact = {k: Fraction(v).limit_denominator(1000) for k, v in table.items()}
+    return {k: f.numerator if f.denominator == 1 else [f.numerator, f.denominator]
+            for k, f in exact.items()}
 
 
 def _der_certificate(path):
@@ -208,7 +224,7 @@ def identity(bundle, board_name):
     config = {"board": board_name, "broker": _broker(broker), "link": _link(broker, profile),
               "device_kid": topics.kid_hex(signer.kid), "vendor_kid": key_id(vendor).hex(),
               "owner_kid": key_id(owner).hex(), "consumables": _board_consumables(top, profile),
-              "lifecycle": top.get("lifecycle", {}), "clock": top.get("clock")}
+              "lifecycle": top.get("lifecycle", {}), "clock": _clock(top.get("clock"))}
     for key in ("interval", "heartbeat"):
         if key in device:
             config[key] = device[key]

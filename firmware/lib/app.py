@@ -9,6 +9,9 @@ asyncio loop, so sampling, the network and decisions interleave and nothing bloc
 Files on the board's flash (`thingsdk firmware build` writes them):
     identity/config.json  the device: key ids, broker, consumables and their sensors, `link`,
                           `interval` and `heartbeat` (seconds), `lifecycle` overrides, `clock`
+                          ({speed, start}: ints or [num, den], see ticks.clock_from); the
+                          broker may tune the MQTT client (TUNED: keepalive, retry, backoff
+                          [first, most], limit, max_size)
     identity/device.seed, vendor.pub, owner.pub, mandate.cwt, ca.der, device.der, device-tls.der
     wifi.json             {"ssid": ..., "key": ...}: written on the board by its owner, not built
     state/                the device's state (flash.FlashState)
@@ -26,7 +29,6 @@ import asyncio
 import json
 import os
 import random
-import time
 
 from drivers import AdcLevel, HX711, PulseUsage, ScaleLevel
 from flash import CheckpointError, FlashState, read
@@ -34,26 +36,34 @@ from thingsdk.core import cbor, ed25519, topics
 from thingsdk.core import messages as m
 from thingsdk.core.agent import Agent, Slot
 from thingsdk.core.consumable import DAY, SETTINGS, configured
-from ticks import ticks_diff, ticks_ms
+from ticks import clock_from, ticks_diff, ticks_ms
 
-# time.time() counts from 2000 on some ports and from 1970 on others; the protocol uses unix time.
-EPOCH = 946684800 if time.gmtime(0)[0] == 2000 else 0
 OUTGOING = 16  # sealed messages waiting for the link; the lifecycle re-sends what is dropped
 NEEDED = ("device_kid", "link", "broker", "consumables")  # in config.json
+# The MQTT client's settings config.json's broker may set: (name, least, most, whole numbers only)
+TUNED = (("keepalive", 1, 65535, 1), ("retry", 0.1, 3600, 0), ("backoff", 0.1, 86400, 0),
+         ("limit", 1, 256, 1), ("max_size", 64, 65536, 1))
 
 
-
-def unix_now():
-    return int(time.time()) + EPOCH
-
-
-def clock_from(table):
-    """Unix seconds, or with a `clock` table {speed, start} (demos and tests, as on CPython)
-    time running `speed` times faster from the real unix time `start` on."""
-    if not table:
-        return unix_now
-    speed, start = table["speed"], table["start"]
-    return lambda: int(start + (time.time() + EPOCH - start) * speed)
+def tuned(broker, where):
+    """The Client keywords the broker table sets, each checked (ValueError saying which)."""
+    options = {}
+    for key, least, most, whole in TUNED:
+        if key in broker:
+            value = options[key] = broker[key]
+            pair = key == "backoff"
+            values = value if pair else [value]
+            kinds = (int,) if whole else (int, float)
+            if not (type(values) is list and len(values) == 1 + pair and all(
+                    type(v) in kinds and least <= v <= most for v in values)
+                    and values[0] <= values[-1]):
+                raise ValueError("%sconfig.json: broker %s is %r, not %s from %s to %s: set it in "
+                                 "device.toml's [broker] and build again" % (
+                                     where, key, value, "[first, most]" if pair else
+                                     "a whole number" if whole else "a number", least, most))
+    if "backoff" in options:
+        options["backoff"], options["backoff_cap"] = options["backoff"]
+    return options
 
 
 def new_id():
@@ -113,8 +123,9 @@ def slot(table, machine, root):
                 table.get("category"))
 
 
-def link(config, identity, on_message):
-    """The way to the broker: the firmware's MQTT client, or a serial link to a gateway."""
+def link(config, root, on_message):
+    """The way to the broker: the firmware's MQTT client (over the WiFi of wifi.json, if there is
+    one), or a serial link to a gateway."""
     kind = config.get("link", {"type": "mqtt"})
     if kind["type"] == "serial":
         import machine
@@ -125,14 +136,51 @@ def link(config, identity, on_message):
         return Link(uart, on_message)
     from mqtt import Client, tls_context
 
-    broker = config["broker"]
+    broker, identity = config["broker"], root + "identity/"
+    options = tuned(broker, identity)
     ssl = None
     if broker["tls"]:
         ssl = tls_context(read(identity + "device.der"), read(identity + "device-tls.der"),
                           read(identity + "ca.der"))
+    wifi = read(root + "wifi.json")
     kid = bytes.fromhex(config["device_kid"])
     return Client(broker["host"], broker["port"], config["device_kid"], ssl=ssl,
-                  presence=topics.presence(kid), on_message=on_message)
+                  presence=topics.presence(kid), on_message=on_message, note=say,
+                  wifi=wifi and Wifi(json.loads(wifi)), **options)
+
+
+class Wifi:
+    """The WiFi station of wifi.json ({"ssid": ..., "key": ...}); the MQTT client watches
+    isconnected() and awaits join() when it is down. Each change is said once."""
+
+    def __init__(self, settings, timeout=30):
+        import network
+
+        self.ssid, self.key, self.timeout = settings["ssid"], settings["key"], timeout
+        self.wlan = network.WLAN(network.STA_IF)
+        self.up, self.joins = False, 0
+
+    def isconnected(self):
+        up = self.wlan.isconnected()
+        if up != self.up:
+            self.up = up
+            self.joins += up
+            say("WiFi %s %s" % (self.ssid, "re-joined" if self.joins > 1 else "joined")
+                if up else "WiFi %s lost" % self.ssid)
+        return up
+
+    async def join(self):
+        """Join (again); OSError if not joined within `timeout` seconds."""
+        wlan = self.wlan
+        wlan.active(True)
+        if not wlan.isconnected():
+            wlan.disconnect()  # a station still trying on its own refuses connect()
+            wlan.connect(self.ssid, self.key)
+        for _ in range(self.timeout * 10):
+            if self.isconnected():
+                return
+            await asyncio.sleep(0.1)
+        raise OSError("WiFi %s not joined within %d s" % (self.ssid, self.timeout))
 
 
 class App:
@@ -169,7 +217,7 @@ class App:
                            config=config.get("lifecycle"),
                            heartbeat=config.get("heartbeat", DAY), note=say)
         self.mandate = read(identity + "mandate.cwt")
-        self.link = link(config, identity, self._on_message)
+        self.link = link(config, root, self._on_message)
 
     def _on_message(self, topic, payload):
         if topic == self.downlink:
@@ -184,8 +232,7 @@ class App:
         self.outgoing.append(data)
 
     async def start(self):
-        """Connect (in the background) and carry on what the state holds."""
-        await join_wifi(self.root)
+        """Connect (in the background, joining the WiFi first) and carry on what the state holds."""
         self.link.start()
         await self.link.subscribe(self.downlink)
         self.agent.start(self.clock(), self.mandate)
@@ -222,25 +269,6 @@ class App:
         finally:
             await self.link.close()
             say("stopped")
-
-
-async def join_wifi(root, timeout=30):
-    """Join the WiFi named in wifi.json, if there is one (a serial board has none)."""
-    settings = read(root + "wifi.json")
-    if settings is None:
-        return
-    import network
-
-    settings = json.loads(settings)
-    wlan = network.WLAN(network.STA_IF)
-    wlan.active(True)
-    if not wlan.isconnected():
-        wlan.connect(settings["ssid"], settings["key"])
-    for _ in range(timeout * 10):
-        if wlan.isconnected():
-            return
-        await asyncio.sleep(0.1)
-    say("WiFi %s not joined yet: the link keeps trying" % settings["ssid"])
 
 
 def boot(root="/"):

@@ -5,22 +5,39 @@ Runs unmodified on MicroPython and CPython (asyncio streams, which MicroPython r
   `offline` as the last will (QoS 1, retained).
 - QoS 1 publishes wait in a bounded in-flight list until their PUBACK: re-sent with DUP after
   `retry` seconds, and first of all, in order, after a reconnect. QoS 0 is sent only when connected.
+  A PUBLISH goes out as two writes, its header (with the topic) and the caller's payload object:
+  the payload is never copied into a packet.
+- Incoming packets are read into one input buffer through a memoryview; it grows only for a
+  bigger packet within `max_size`. A packet over `max_size` is read through that buffer piece by
+  piece and dropped (a QoS 1 PUBLISH is acknowledged, so the broker does not send it again):
+  counted in `refused`, never held whole.
 - Incoming PUBLISH (QoS 0/1) goes to `on_message(topic, payload)`, then is acknowledged: MQTT's
   at-least-once, so a message can come twice if the connection drops before its PUBACK left.
 - PINGREQ every keepalive/2 seconds; no PINGRESP within `ping_timeout` seconds is a lost link.
 - Lost connections come back with exponential backoff and jitter (`rand` injectable), and every
   filter is subscribed again. `clock()` (milliseconds, injectable) measures retries and pings.
+- The broker's name is resolved once (getaddrinfo blocks the whole asyncio loop, sensors and agent
+  included) and again only after the network was joined again or STREAK connections in a row
+  failed. `wifi` (optional: `isconnected()`, `async join()`, see app.Wifi) is watched while
+  connected and joined again before connecting when it is down.
+- `note(text)` hears each change a person cares about: connected, lost and why, retrying in N s.
 """
 
 import asyncio
 import random
 import struct
 
+try:
+    import socket
+except ImportError:  # the WebAssembly port: its open_connection is the host's
+    socket = None
+
 from thingsdk.core.backoff import Backoff
 from thingsdk.core.topics import OFFLINE, ONLINE
 from ticks import MICROPYTHON, ticks_diff, ticks_ms
 
 PUBLISH, PUBACK, SUBACK, PINGRESP = 3, 4, 9, 13
+STREAK = 4  # failed connections in a row after which the broker's name is resolved again
 REFUSED = {1: "unacceptable protocol version", 2: "identifier rejected", 3: "server unavailable",
            4: "bad user name or password", 5: "not authorized"}
 
@@ -64,8 +81,9 @@ def string(s):
     return struct.pack("!H", len(b)) + b
 
 
-def packet(first, body):
-    return bytearray((first,)) + encode_length(len(body)) + body
+def packet(first, body, more=0):
+    """Fixed header and body; `more` bytes (a payload written after it) count in its length."""
+    return bytearray((first,)) + encode_length(len(body) + more) + body
 
 
 def connect_packet(client_id, keepalive, will=None, user=None, password=None):
@@ -83,9 +101,10 @@ def connect_packet(client_id, keepalive, will=None, user=None, password=None):
     return packet(0x10, string("MQTT") + struct.pack("!BBH", 4, flags, keepalive) + payload)
 
 
-def publish_packet(topic, payload, qos=0, retain=False, pid=0, dup=False):
-    body = string(topic) + (struct.pack("!H", pid) if qos else b"") + bytes(payload)
-    return packet(0x30 | dup << 3 | qos << 1 | bool(retain), body)
+def publish_head(topic, size, qos=0, retain=False, pid=0, dup=False):
+    """A PUBLISH of a `size`-byte payload up to the payload: fixed header, topic, packet id."""
+    body = string(topic) + (struct.pack("!H", pid) if qos else b"")
+    return packet(0x30 | dup << 3 | qos << 1 | bool(retain), body, size)
 
 
 def subscribe_packet(pid, topic_filter, qos=1):
@@ -102,18 +121,16 @@ def parse_publish(first, body):
     return bytes(body[2:2 + n]).decode(), qos, pid, bytes(body[end:])
 
 
-async def read_packet(reader, limit):
-    """(first byte, body) of the next packet; a body over limit bytes is an MQTTError."""
-    first = (await reader.readexactly(1))[0]
-    head = b""
-    while True:
-        head += await reader.readexactly(1)
-        if not head[-1] & 128 or len(head) == 4:
-            break
-    n = decode_length(head)[0]
-    if n > limit:
-        raise MQTTError("packet of %d bytes over the %d-byte limit" % (n, limit))
-    return first, (await reader.readexactly(n) if n else b"")
+async def fill(reader, view):
+    """Read exactly len(view) bytes into the memoryview (EOFError if the stream ends first)."""
+    if not hasattr(reader, "readinto"):  # CPython's and the WebAssembly port's streams
+        view[:] = await reader.readexactly(len(view))
+        return
+    while len(view):
+        n = await reader.readinto(view)
+        if not n:
+            raise EOFError
+        view = view[n:]
 
 
 def tls_context(cert, key, ca):
@@ -148,30 +165,33 @@ class Client:
     """One MQTT 3.1.1 connection, kept up by a background task (`connect()` or `start()`).
 
     `ssl` is an SSL context (see `tls_context`) or None. Counters: `sent` (QoS 1 acknowledged),
-    `received`, `reconnects`; `last_error` is the latest failure (connect, link or handler).
+    `received`, `refused` (packets over `max_size`), `reconnects`; `last_error` is the latest
+    failure (connect, link, handler or a refused packet).
     """
 
     def __init__(self, host, port, client_id, ssl=None, user=None, password=None, keepalive=60,
                  presence=None, on_message=None, limit=16, retry=10, ping_timeout=10, timeout=15,
-                 max_size=2048, backoff=1, backoff_cap=120, rand=None, clock=None):
+                 max_size=2048, backoff=1, backoff_cap=120, rand=None, clock=None, wifi=None,
+                 note=None):
         if keepalive <= 0:
             raise ValueError("keepalive must be positive: pings detect a dead link")
         self.host, self.port, self.client_id, self.ssl = host, port, client_id, ssl
         self.user, self.password, self.keepalive, self.presence = user, password, keepalive, presence
         self.on_message, self.limit, self.retry, self.ping_timeout = on_message, limit, retry, ping_timeout
-        self.timeout, self.max_size = timeout, max_size
+        self.timeout, self.max_size, self.wifi, self.note = timeout, max_size, wifi, note or print
         self._backoff = Backoff(backoff, backoff_cap, rand or random.random)
         self.clock = clock or ticks_ms
         self.connected = False
         self.last_error = None
-        self.sent = self.received = self.reconnects = 0
+        self.sent = self.received = self.refused = self.reconnects = 0
         self._subs = []  # filters, subscribed again on every connection
-        self._flight = []  # [pid, packet, last sent (ms) or None], oldest first
+        self._flight = []  # [pid, header, payload, last sent (ms) or None], oldest first
         self._waiters = {}  # SUBSCRIBE pid -> [Event, SUBACK code, filter]
         self._pid = self._attempt = 0
-        self._writer = self._lost = self._task = None
+        self._writer = self._lost = self._task = self._ip = None
         self._tasks = ()
         self._lock = asyncio.Lock()
+        self._mv = memoryview(bytearray(64))  # the input buffer, grown up to max_size
 
     @property
     def unacked(self):
@@ -194,10 +214,11 @@ class Client:
 
     async def publish(self, topic, payload, retain=False, qos=1):
         """QoS 1: queue until PUBACK (sent now if connected) and return the packet id; QueueFull
-        when `limit` wait. QoS 0: send if connected and return True, else drop it and return False."""
+        when `limit` wait. QoS 0: send if connected and return True, else drop it and return False.
+        The payload (bytes) is kept and written as it is, not copied."""
         if qos == 0:
             if self.connected:
-                await self._send(publish_packet(topic, payload, 0, retain))
+                await self._send(publish_head(topic, len(payload), 0, retain), payload)
             return self.connected
         if len(self._flight) >= self.limit:
             raise QueueFull("%d QoS 1 messages wait for their PUBACK" % self.limit)
@@ -233,19 +254,31 @@ class Client:
 
     # The connection.
 
+    def _address(self):
+        """The broker's address: resolved once and kept (see the module's docstring)."""
+        if self._ip is None:
+            ip = self.host
+            if socket:
+                addr = socket.getaddrinfo(self.host, self.port, 0, socket.SOCK_STREAM)[0][-1]
+                if isinstance(addr, tuple):  # the unix port's is a raw sockaddr: keep the name
+                    ip = addr[0]
+            self._ip = ip
+        return self._ip
+
     async def _open(self):
         kw = {"ssl": self.ssl, "server_hostname": self.host} if self.ssl else {}
-        reader, writer = await asyncio.wait_for(asyncio.open_connection(self.host, self.port, **kw),
-                                                self.timeout)
+        reader, writer = await asyncio.wait_for(
+            asyncio.open_connection(self._address(), self.port, **kw), self.timeout)
         try:
             will = (self.presence, OFFLINE, True) if self.presence else None
             writer.write(connect_packet(self.client_id, self.keepalive, will, self.user, self.password))
             await writer.drain()
-            first, body = await asyncio.wait_for(read_packet(reader, 2), self.timeout)
-            if first != 0x20 or len(body) != 2:
+            first, n = await asyncio.wait_for(self._take(reader), self.timeout)
+            if first != 0x20 or n != 2:
                 raise MQTTError("expected CONNACK, got packet type %d" % (first >> 4))
-            if body[1]:
-                raise MQTTError("connection refused: %s (%d)" % (REFUSED.get(body[1], "?"), body[1]))
+            code = self._mv[1]
+            if code:
+                raise MQTTError("connection refused: %s (%d)" % (REFUSED.get(code, "?"), code))
         except BaseException:
             writer.close()
             raise
@@ -254,9 +287,11 @@ class Client:
         async with self._lock:  # unacknowledged messages first, in order, nothing in between
             for entry in self._flight:
                 self._mark(entry)
-                writer.write(bytes(entry[1]))
+                writer.write(entry[1])
+                writer.write(entry[2])
             self.connected = True
             await writer.drain()
+        self.note("connected to %s:%d" % (self.host, self.port))
         self._tasks = (asyncio.create_task(self._guard(self._read(reader))),
                        asyncio.create_task(self._guard(self._tend())))
         for topic_filter in self._subs:
@@ -268,21 +303,28 @@ class Client:
         while True:
             if not self.connected:
                 try:
+                    if self.wifi and not self.wifi.isconnected():
+                        self._ip = None  # the network joined again may resolve it elsewhere
+                        await self.wifi.join()
                     await self._open()
                 except Exception as exc:
                     self.last_error = exc
                     self._drop()
-                    await asyncio.sleep(self._delay())
+                    if self._attempt % STREAK == STREAK - 1:
+                        self._ip = None
+                    await self._pause("cannot connect to", exc)
                     continue
             await self._lost.wait()
             self._drop()
             self.reconnects += 1
-            await asyncio.sleep(self._delay())
+            await self._pause("disconnected from", self.last_error)
 
-    def _delay(self):
-        """The wait before the next connection attempt (thingsdk.core.backoff)."""
+    async def _pause(self, what, why):
+        """Say what happened, then wait before the next connection attempt (core.backoff)."""
         self._attempt += 1
-        return self._backoff.delay(self._attempt - 1)
+        delay = self._backoff.delay(self._attempt - 1)
+        self.note("%s %s:%d (%r); retrying in %.1f s" % (what, self.host, self.port, why, delay))
+        await asyncio.sleep(delay)
 
     def _drop(self):
         self.connected = False
@@ -301,12 +343,13 @@ class Client:
         finally:
             self._lost.set()
 
-    async def _send(self, data):
+    async def _send(self, *parts):
         async with self._lock:
             if not self.connected:
                 raise MQTTError("not connected")
             try:
-                self._writer.write(bytes(data))
+                for part in parts:
+                    self._writer.write(part)
                 await asyncio.wait_for(self._writer.drain(), self.timeout)
             except Exception:
                 self._lost.set()  # the keeper reconnects
@@ -314,18 +357,18 @@ class Client:
 
     def _mark(self, entry):
         """Stamp an in-flight entry as sent now; DUP if it was sent before."""
-        if entry[2] is not None:
+        if entry[3] is not None:
             entry[1][0] |= 0x08
-        entry[2] = self.clock()
+        entry[3] = self.clock()
 
     async def _queue(self, topic, payload, retain):
         pid = self._next_pid()
-        entry = [pid, publish_packet(topic, payload, 1, retain, pid), None]
+        entry = [pid, publish_head(topic, len(payload), 1, retain, pid), payload, None]
         self._flight.append(entry)
         if self.connected:
             self._mark(entry)
             try:
-                await self._send(entry[1])
+                await self._send(entry[1], payload)
             except Exception:  # stays in flight: re-sent after the reconnect
                 pass
         return pid
@@ -342,11 +385,46 @@ class Client:
             if self._pid not in self._waiters and all(e[0] != self._pid for e in self._flight):
                 return self._pid
 
+    async def _take(self, reader):
+        """(first byte, remaining length) of the next packet; its body is read into the input
+        buffer, grown if need be, unless it is over max_size."""
+        mv = self._mv
+        await fill(reader, mv[:2])
+        i = 1
+        while mv[i] & 128 and i < 4:
+            i += 1
+            await fill(reader, mv[i:i + 1])
+        first, n = mv[0], decode_length(mv[1:i + 1])[0]
+        if n <= self.max_size:
+            if n > len(mv):
+                self._mv = mv = memoryview(bytearray(n))
+            await fill(reader, mv[:n])
+        return first, n
+
+    async def _refuse(self, reader, first, n):
+        """Read a packet over max_size through the input buffer and drop it; acknowledge it if it
+        is a QoS 1 PUBLISH, or the broker sends it again on every connection."""
+        self.refused += 1
+        self.last_error = MQTTError("refused a %d-byte packet (max_size %d)" % (n, self.max_size))
+        mv, left, pid = self._mv, n, 0
+        while left:
+            size = min(left, len(mv))
+            await fill(reader, mv[:size])
+            if left == n and first & 0xF6 == 0x32:  # the start of a QoS 1 PUBLISH
+                end = 4 + (mv[0] << 8 | mv[1])
+                if end <= size:
+                    pid = mv[end - 2] << 8 | mv[end - 1]
+            left -= size
+        if pid:
+            await self._send(struct.pack("!BBH", 0x40, 2, pid))
+
     async def _read(self, reader):
         while True:
-            first, body = await read_packet(reader, self.max_size)
-            kind = first >> 4
-            if kind == PUBLISH:
+            first, n = await self._take(reader)
+            kind, body = first >> 4, self._mv[:n]
+            if n > self.max_size:
+                await self._refuse(reader, first, n)
+            elif kind == PUBLISH:
                 topic, qos, pid, payload = parse_publish(first, body)
                 self.received += 1
                 try:
@@ -356,14 +434,14 @@ class Client:
                     self.last_error = exc
                 if qos:
                     await self._send(struct.pack("!BBH", 0x40, 2, pid))
-            elif kind in (PUBACK, SUBACK) and len(body) >= 2:
-                pid = struct.unpack_from("!H", body)[0]
+            elif kind in (PUBACK, SUBACK) and n >= 2:
+                pid = body[0] << 8 | body[1]
                 if kind == PUBACK:
                     self.sent += any(e[0] == pid for e in self._flight)
                     self._flight = [e for e in self._flight if e[0] != pid]
                 elif pid in self._waiters:
                     waiter = self._waiters.pop(pid)
-                    waiter[1] = body[2] if len(body) > 2 else 0x80
+                    waiter[1] = body[2] if n > 2 else 0x80
                     if waiter[1] == 0x80:
                         self.last_error = MQTTError("subscription to %s refused" % waiter[2])
                         if waiter[2] in self._subs:
@@ -375,9 +453,11 @@ class Client:
                 raise MQTTError("unexpected packet type %d" % kind)
 
     async def _tend(self):
-        """Ping, watch for the PINGRESP, re-send QoS 1 messages left without a PUBACK."""
+        """Ping, watch for the PINGRESP and the WiFi, re-send QoS 1 messages left without a PUBACK."""
         while True:
             await asyncio.sleep(min(1, self.keepalive / 4))
+            if self.wifi and not self.wifi.isconnected():
+                raise MQTTError("WiFi lost")
             now = self.clock()
             if self._ping_at is not None and ticks_diff(now, self._ping_at) > self.ping_timeout * 1000:
                 raise MQTTError("no PINGRESP within %s s" % self.ping_timeout)
@@ -385,6 +465,6 @@ class Client:
                 self._ping_at = self._pinged = now
                 await self._send(b"\xc0\x00")
             for entry in list(self._flight):
-                if entry[2] is not None and ticks_diff(now, entry[2]) >= self.retry * 1000:
+                if entry[3] is not None and ticks_diff(now, entry[3]) >= self.retry * 1000:
                     self._mark(entry)
-                    await self._send(entry[1])
+                    await self._send(entry[1], entry[2])

@@ -17,7 +17,7 @@ body = {"slots": [{"slot": "water-filter", "unit": "ml", "level": 48, "cap": 300
 data = envelope.seal(messages.STATUS, body, device, vendor_kid, 1, 1767225600, b"\x01" * 16, cbor)
 inbox = envelope.Inbox(vendor_kid, {device.kid: ed25519.Verifier(device.public_key)}, cbor)
 assert inbox.open(data, 1767225601).status == envelope.ACCEPT
-wire = mqtt.publish_packet("thingsdk/test", data, qos=1, pid=7)
+wire = mqtt.publish_head("thingsdk/test", len(data), qos=1, pid=7) + data
 length, used = mqtt.decode_length(wire[1:])
 assert mqtt.parse_publish(wire[0], wire[1 + used:]) == ("thingsdk/test", 1, 7, data)
 print("mpy", sys.implementation._mpy)

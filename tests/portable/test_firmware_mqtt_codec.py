@@ -29,15 +29,16 @@ def test_connect_packet_with_will_and_user():
 
 def test_publish_round_trips_through_the_parser():
     payload = bytes(range(256)) * 4  # ~1 KiB, the firmware's message size
-    pkt = mqtt.publish_packet("thingsdk/v1/up/x", payload, qos=1, retain=True, pid=513)
+    pkt = mqtt.publish_head("thingsdk/v1/up/x", len(payload), qos=1, retain=True, pid=513) + payload
     assert pkt[0] == 0x33
     length, used = mqtt.decode_length(bytes(pkt[1:5]))
     body = bytes(pkt[1 + used:])
     assert length == len(body)
     assert mqtt.parse_publish(pkt[0], body) == ("thingsdk/v1/up/x", 1, 513, payload)
-    dup = mqtt.publish_packet("t", b"x", qos=1, pid=1, dup=True)
+    assert mqtt.parse_publish(pkt[0], memoryview(body)) == ("thingsdk/v1/up/x", 1, 513, payload)
+    dup = mqtt.publish_head("t", 1, qos=1, pid=1, dup=True)
     assert dup[0] == 0x3a
-    zero = mqtt.publish_packet("t", b"hi")
+    zero = mqtt.publish_head("t", 2) + b"hi"
     assert bytes(zero) == b"\x30\x05\x00\x01thi"
     assert mqtt.parse_publish(zero[0], bytes(zero[2:])) == ("t", 0, 0, b"hi")
 
