@@ -1,6 +1,7 @@
 """The vendor service's handler, with real keys, the real codec and a real SQLite file."""
 
 import os
+import queue
 import threading
 from pathlib import Path
 
@@ -470,3 +471,22 @@ def test_the_limiter_keeps_a_bounded_number_of_topics():
     assert [limiter.refusals(t) for t in (b"b", b"c")] == [1, 1]
     with pytest.raises(ValueError):
         RefusalLimiter(rate=0)
+
+
+def test_uplinks_are_served_in_turn_and_a_flooded_topic_is_capped():
+    from thingsdk.vendor.serve import FairQueue
+
+    q = FairQueue(per_topic=3)
+    for i in range(5):
+        q.put("up/flood", b"f%d" % i)
+    q.put("up/a", b"a0")
+    q.put("up/a", b"a1")
+    assert q.dropped == 2
+    got = [q.get(0) for _ in range(5)]
+    assert got == [("up/flood", b"f0"), ("up/a", b"a0"), ("up/flood", b"f1"), ("up/a", b"a1"),
+                   ("up/flood", b"f2")]
+    with pytest.raises(queue.Empty):
+        q.get(0.01)
+    waiter = threading.Timer(0.05, q.put, ("up/b", b"b0"))
+    waiter.start()
+    assert q.get(5) == ("up/b", b"b0")
