@@ -1,0 +1,82 @@
+"""Messages that anyone who can publish to an uplink can send without a key, and a seeded
+mutator of genuine ones: for the fuzz test (test_hostile.py) and bench/hostile.py."""
+
+import random
+
+from thingsdk.core import cbor, cose
+
+MAX = cose.MAX_MESSAGE_BYTES
+
+
+def _bstr(data):
+    return cbor.encode_head(2, len(data)) + data
+
+
+def _sign1(protected, unprotected, payload, signature=bytes(64)):
+    """A COSE_Sign1 with these raw parts (unprotected already encoded)."""
+    return b"\xd2\x84" + _bstr(protected) + unprotected + _bstr(payload) + _bstr(signature)
+
+
+def _colliding_keys(count):
+    """A map of `count` big-integer keys that CPython hashes alike (n mod 2**61-1)."""
+    step = (1 << 61) - 1
+    return cbor.encode_head(5, count) + b"".join(
+        cbor.dumps(2**64 + i * step) + b"\xf6" for i in range(count))
+
+
+def crafted(kid, seed=1):
+    """{kind: [messages]}: unauthenticated messages of each kind, naming `kid` (a key the
+    receiver knows) where that makes them cost more."""
+    rnd = random.Random(seed)
+    protected = cbor.dumps({1: -8, 4: kid})
+    unknown = cbor.dumps({1: -8, 4: b"\xee" * 8})
+    keys = _colliding_keys(4000)
+    nested = b"\x81" * 2000 + b"\x00"
+    tags = b"\xc1" * 4000 + b"\x00"
+    return {
+        "garbage": [bytes(rnd.getrandbits(8) for _ in range(1024)) for _ in range(8)],
+        "oversized": [b"\xd2" + bytes(MAX)],
+        "max size, known kid": [_sign1(protected, b"\xa0", bytes(MAX - 100))],
+        "max size, unknown kid": [_sign1(unknown, b"\xa0", bytes(MAX - 100))],
+        "crafted keys, unprotected": [_sign1(protected, keys, b"")],
+        "crafted keys, protected": [_sign1(_colliding_keys(20), b"\xa0", b"x")],
+        "crafted keys, payload": [_sign1(protected, b"\xa0", keys)],
+        "invalid UTF-8": [bytes.fromhex("d28440a10061ff4040"),
+                          _sign1(b"\xa2\x01\x27\x04\x61\xff", b"\xa0", b""),
+                          _sign1(protected, b"\xa0", b"\xa1\x01\x61\xff")],
+        "deep nesting": [_sign1(nested[:200], b"\xa0", b""), b"\xd2\x84" + nested,
+                         _sign1(protected, b"\xa1\x00" + nested, b"")],
+        "tag floods": [b"\xd2" * 4000, _sign1(tags[:200], b"\xa0", b""),
+                       _sign1(protected, b"\xa0", tags)],
+        "long heads": [b"\xd2\x84\x58" + bytes((len(protected),)) + protected + b"\xa0\x40\x58\x40"
+                       + bytes(64), b"\xd8\x12" + _sign1(protected, b"\xa0", b"")[1:]],
+    }
+
+
+FRAGMENTS = [b"\xa1\x18\x63\x61x", b"\xa1\x04\x48" + bytes(8), b"\xa1\x01\x27", b"\x9f",
+             b"\xff", b"\xc1", b"\xd2", b"\x7b" + b"\xff" * 8, b"\x61\xff", b"\x18", b"\xf6",
+             b"\xa0", b"\x40", b"\x81" * 20]
+
+
+def mutate(data, rnd):
+    """One random change to data: bit flips, byte changes, insertions, deletions, truncation,
+    duplication, or a fragment of CBOR spliced in."""
+    data = bytearray(data)
+    for _ in range(rnd.randint(1, 3)):
+        how = rnd.randrange(7)
+        i = rnd.randrange(len(data) + 1) if data else 0
+        if how == 0 and data:
+            data[min(i, len(data) - 1)] ^= 1 << rnd.randrange(8)
+        elif how == 1 and data:
+            data[min(i, len(data) - 1)] = rnd.randrange(256)
+        elif how == 2:
+            data[i:i] = bytes(rnd.randrange(256) for _ in range(rnd.randint(1, 4)))
+        elif how == 3 and data:
+            del data[i : i + rnd.randint(1, 8)]
+        elif how == 4:
+            del data[i:]
+        elif how == 5:
+            data[i:i] = data[rnd.randrange(len(data) + 1):][: rnd.randint(1, 64)]
+        else:
+            data[i:i] = rnd.choice(FRAGMENTS)
+    return bytes(data)
