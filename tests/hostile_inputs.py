@@ -58,9 +58,54 @@ FRAGMENTS = [b"\xa1\x18\x63\x61x", b"\xa1\x04\x48" + bytes(8), b"\xa1\x01\x27", 
              b"\xa0", b"\x40", b"\x81" * 20]
 
 
+UNPROTECTED = [b"\xa1\x18\x63\x61x", b"\xa1\x04\x48" + bytes(8), b"\xa1\x01\x27",
+               b"\xbf\xff", b"\xb8\x00", b"\xa1\x02\x81\x01", b"\xa2\x03\x00\x18\x63\xf6"]
+
+
+def _parts(data):
+    """The raw items of a tagged COSE array of four (heads included), or None."""
+    if data[:2] != b"\xd2\x84":
+        return None
+    parts, pos = [], 2
+    try:
+        for _ in range(4):
+            major, _, arg, start = cbor.decode_head(data, pos)
+            end = start + arg if major in (2, 3) else start if major != 5 else None
+            if end is None:  # a map: skip it with the decoder
+                end = start
+                for _ in range(2 * arg):
+                    end = cbor.decode_head(data, end)[3]
+            parts.append(data[pos:end])
+            pos = end
+    except ValueError:
+        return None
+    return parts if pos == len(data) else None
+
+
+def _longer(item):
+    """The item with its head one size longer."""
+    major, info = item[0] >> 5, item[0] & 0x1F
+    if info < 24:
+        return bytes((major << 5 | 24, info)) + item[1:]
+    if info < 27:
+        return bytes((major << 5 | (info + 1),)) + bytes(1 << (info - 24)) + item[1:]
+    return item
+
+
 def mutate(data, rnd):
     """One random change to data: bit flips, byte changes, insertions, deletions, truncation,
-    duplication, or a fragment of CBOR spliced in."""
+    duplication, a fragment of CBOR spliced in, or, for a COSE_Sign1, the same parts with another
+    unprotected header, a longer head, or another tag head."""
+    parts = _parts(data) if rnd.random() < 0.3 else None
+    if parts:
+        how = rnd.randrange(3)
+        if how == 0:
+            parts[1] = rnd.choice(UNPROTECTED)
+        elif how == 1:
+            i = rnd.randrange(4)
+            parts[i] = _longer(parts[i])
+        return (b"\xd8\x12\x84", b"\xd2\x98\x04", b"\xd2\x84")[rnd.randrange(3) if how == 2
+                                                                  else 2] + b"".join(parts)
     data = bytearray(data)
     for _ in range(rnd.randint(1, 3)):
         how = rnd.randrange(7)
