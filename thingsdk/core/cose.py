@@ -106,67 +106,37 @@ def _open(data, tag, keys, codec):
     """Vet the raw bytes and everything but the proof: (key, protected bytes, payload, proof,
     Verified)."""
     if len(data) > MAX_MESSAGE_BYTES:
-        raise CoseError("too-large", "message of %d bytes exceeds %d" % (len(data), MAX_MESSAGE_BYTES))
+        raise CoseError("too-large", "more than %d bytes" % MAX_MESSAGE_BYTES)
     data = bytes(data)
-    if data[:1] != bytes((0xC0 | tag,)):
+    if data[0:1] != bytes((0xC0 | tag,)):
         raise CoseError("bad-tag", "COSE tag %d is required" % tag)
     if data[1:2] != b"\x84":
-        raise CoseError("malformed", "a COSE message is an array of four items")
+        raise CoseError("malformed", "not an array of four")
     protected_bytes, pos = _bstr(data, 2)
     unprotected = {}
     if data[pos : pos + 2] == b"\xa1\x04":
         unprotected[KID], pos = _bstr(data, pos + 2)
-    elif data[pos : pos + 1] != b"\xa0":
-        raise CoseError("bad-header", "the unprotected header may hold a kid and nothing else")
-    else:
+    elif data[pos : pos + 1] == b"\xa0":
         pos += 1
+    else:
+        raise CoseError("bad-header", "only a kid may be unprotected")
     payload, pos = _bstr(data, pos)
     proof, pos = _bstr(data, pos)
     if pos != len(data):
-        raise CoseError("malformed", "trailing bytes after the message")
+        raise CoseError("malformed", "trailing bytes")
     if len(protected_bytes) > MAX_PROTECTED:
-        raise CoseError("bad-header", "protected header longer than %d bytes" % MAX_PROTECTED)
-    protected = _decode_protected(protected_bytes, codec)
-    _check_headers(protected, unprotected)
-    alg = protected.get(ALG)
-    if alg is None:
-        raise CoseError("unprotected-alg", "the algorithm must be in the protected header")
-    kid = protected.get(KID, unprotected.get(KID))
-    key = keys.get(kid) if hasattr(keys, "get") else keys(kid)
-    if key is None:
-        raise CoseError("unknown-key", "no key for this kid")
-    if _SAME_ALG.get(alg, alg) != key.alg:
-        raise CoseError("bad-alg", "algorithm %d is not the key's" % alg)
-    return key, protected_bytes, payload, proof, Verified(payload, alg, kid, protected, unprotected)
-
-
-def _bstr(data, pos):
-    """The byte string whose head, in its shortest form, is at data[pos]; the position after it."""
-    try:
-        major, _, length, start = decode_head(data, pos)
-    except ValueError:
-        major = None
-    if major != 2 or data[pos:start] != encode_head(2, length):
-        raise CoseError("malformed", "headers, payload and proof must be byte strings, shortest "
-                        "heads, definite lengths (no detached payloads)")
-    return data[start : start + length], start + length
-
-
-def _decode_protected(protected_bytes, codec):
-    if not protected_bytes:
-        return {}
-    try:
-        protected = codec.loads(protected_bytes, max_depth=4)
-    except ValueError as exc:
-        raise CoseError("malformed", "protected header is not well-formed CBOR: %s" % exc)
+        raise CoseError("bad-header", "protected header too long")
+    protected = {}
+    if protected_bytes:
+        try:
+            protected = codec.loads(protected_bytes, max_depth=4)
+        except ValueError as exc:
+            raise CoseError("malformed", "protected header: %s" % exc)
     if not isinstance(protected, dict):
         raise CoseError("malformed", "protected header must be a map")
-    return protected
-
-
-def _check_headers(protected, unprotected):
-    if KID in protected and KID in unprotected:
-        raise CoseError("bad-header", "the kid is in both header buckets")
+    kid = protected.get(KID, unprotected.get(KID))
+    if KID in protected and unprotected or not isinstance(kid, (bytes, type(None))):
+        raise CoseError("bad-header", "kid must be a byte string, in one bucket")
     if CRIT in protected:
         crit = protected[CRIT]
         if not isinstance(crit, list) or not crit:
@@ -175,8 +145,22 @@ def _check_headers(protected, unprotected):
             if label not in UNDERSTOOD or label == CRIT or label not in protected:
                 raise CoseError("unknown-crit", "a critical header is not understood")
     alg = protected.get(ALG)
-    if alg is not None and not (isinstance(alg, int) and -65536 <= alg <= 65535):
-        raise CoseError("bad-alg", "unsupported algorithm")
-    kid = protected.get(KID, unprotected.get(KID))
-    if kid is not None and not isinstance(kid, bytes):
-        raise CoseError("bad-header", "kid must be a byte string")
+    if alg is None:
+        raise CoseError("unprotected-alg", "the algorithm must be protected")
+    key = keys.get(kid) if hasattr(keys, "get") else keys(kid)
+    if key is None:
+        raise CoseError("unknown-key", "no key for this kid")
+    if not isinstance(alg, int) or _SAME_ALG.get(alg, alg) != key.alg:
+        raise CoseError("bad-alg", "not the key's algorithm")
+    return key, protected_bytes, payload, proof, Verified(payload, alg, kid, protected, unprotected)
+
+
+def _bstr(data, pos):
+    """The byte string whose head, in its shortest form, is at data[pos]; the position after it."""
+    try:
+        major, _, length, start = decode_head(data, pos)
+    except ValueError:
+        major = start = length = 0
+    if major != 2 or data[pos:start] != encode_head(2, length):
+        raise CoseError("malformed", "expected a byte string, shortest head (no detached payload)")
+    return data[start : start + length], start + length

@@ -1,8 +1,8 @@
 """Messages on the wire: sealed as COSE_Sign1 over the catalog payload, opened with every check.
 
 Opening checks, in order: the COSE signature (strict, see cose: the raw structure is vetted and the
-signature verified before the payload is decoded), an empty unprotected header (the kid is
-protected), the message against the catalog, that the payload's sender is the key that signed and
+signature verified before the payload is decoded), the message against the catalog, an empty
+unprotected header (the kid is protected), that the payload's sender is the key that signed and
 its recipient is us, then the replay guard. Every refusal is returned with a reason and counted;
 bad input never raises. `check` makes every check but the replay guard's and reads no state, so
 a receiver can run it before it takes a lock; `admit` then asks the guard.
@@ -61,11 +61,11 @@ class Inbox:
         """Every check but the replay guard's: a refusal, or an Opened (status None) for admit."""
         try:
             verified = cose.verify_sign1(data, self.keys, self.codec)
-            if verified.unprotected:
-                raise cose.CoseError("bad-header", "the unprotected header must be empty")
             message = messages.parse(self.codec.loads(verified.payload, max_depth=8))
         except ValueError as exc:  # CoseError, MessageError and CBORError are all ValueErrors
             return self._refuse(data, getattr(exc, "code", "malformed"), str(exc))
+        if verified.unprotected:
+            return self._refuse(data, "bad-header", "the kid must be protected")
         if message.kid != verified.kid:
             return self._refuse(data, "kid-mismatch", "payload sender is not the signing key")
         if message.to != self.own_kid:
@@ -78,7 +78,8 @@ class Inbox:
         outcome, reason = self.guard.check(m.kid, m.seq, m.id, m.ts, m.exp, opened.data, now)
         if outcome == REJECT:
             return self._refuse(opened.data, reason, "replay guard")
-        return Opened(outcome, opened.data, m)
+        opened.status = outcome
+        return opened
 
     def commit(self, opened):
         """Record an accepted message once it has been acted on (a crash before this lets a
