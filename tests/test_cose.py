@@ -146,7 +146,8 @@ def test_python_cwt_verifies_ours_and_we_verify_python_cwt(peer, codec):
     assert peer.verify(signer.public_key, signer.kid, forged) is None
 
     keys = {signer.kid: signer.verifier()}
-    for kid_protected in (True, False):  # python-cwt puts the kid in the unprotected header by default
+    # python-cwt puts the kid in the unprotected header by default, which COSE itself allows.
+    for kid_protected in (True, False):
         theirs = peer.sign(signer.seed(), signer.kid, b"offer 7", kid_protected)
         got = cose.verify_sign1(theirs, keys, codec)
         assert got.payload == b"offer 7" and got.kid == signer.kid
