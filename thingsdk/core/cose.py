@@ -26,7 +26,7 @@ ALG_EDDSA = -8
 ALG_ED25519 = -19  # RFC 9864's fully specified name for the same signatures as EdDSA on Ed25519
 _SAME_ALG = {ALG_ED25519: ALG_EDDSA}
 
-MAX_MESSAGE_BYTES = 65536
+MAX_MESSAGE_BYTES = 16384  # the protocol's largest message, a support request, is under 13 KB
 MAX_PROTECTED = 256
 
 
