@@ -30,26 +30,43 @@ def crafted(kid, seed=1):
     rnd = random.Random(seed)
     protected = cbor.dumps({1: -8, 4: kid})
     unknown = cbor.dumps({1: -8, 4: b"\xee" * 8})
-    keys = _colliding_keys(MAX // 13)  # as many as fit
-    nested = b"\x81" * 2000 + b"\x00"
-    tags = b"\xc1" * 4000 + b"\x00"
+    most = MAX - 100  # payload bytes that still fit
+    fit = MAX // 13  # colliding keys that fit
+    distinct = cbor.encode_head(5, 1000) + b"".join(cbor.dumps(i) + b"\xf6" for i in range(1000))
     return {
-        "garbage": [bytes(rnd.getrandbits(8) for _ in range(1024)) for _ in range(8)],
-        "oversized": [b"\xd2" + bytes(MAX)],
-        "max size, known kid": [_sign1(protected, b"\xa0", bytes(MAX - 100))],
-        "max size, unknown kid": [_sign1(unknown, b"\xa0", bytes(MAX - 100))],
-        "crafted keys, unprotected": [_sign1(protected, keys, b"")],
-        "crafted keys, protected": [_sign1(_colliding_keys(20), b"\xa0", b"x")],
-        "crafted keys, payload": [_sign1(protected, b"\xa0", keys)],
+        "garbage": [rnd.randbytes(rnd.randint(1, MAX)) for _ in range(16)],
+        "oversized": [b"\xd2" + bytes(MAX), b"\xd2\x84" + rnd.randbytes(100000),
+                      _sign1(protected, b"\xa0", bytes(MAX))],
+        "max size, known kid": [_sign1(protected, b"\xa0", bytes(n))
+                                for n in (most, most // 2, most // 4, 1000)],
+        "max size, unknown kid": [_sign1(unknown, b"\xa0", bytes(n)) for n in (most, most // 2)],
+        "crafted keys, unprotected": [_sign1(protected, _colliding_keys(n), b"")
+                                      for n in (fit, 100, 2)] + [_sign1(protected, distinct, b"")],
+        "crafted keys, protected": [  # colliding, a byte-string key, a duplicate, too many
+            _sign1(_colliding_keys(20), b"\xa0", b"x"), _sign1(b"\xa1\x41\x00\x00", b"\xa0", b"x"),
+            _sign1(b"\xa3\x01\x27\x04\x48" + kid + b"\x01\x27", b"\xa0", b"x"),
+            _sign1(distinct[:250], b"\xa0", b"x")],
+        "crafted keys, payload": [_sign1(protected, b"\xa0", _colliding_keys(n))
+                                  for n in (fit, fit // 2)]
+        + [_sign1(protected, b"\xa0", distinct)],
         "invalid UTF-8": [bytes.fromhex("d28440a10061ff4040"),
                           _sign1(b"\xa2\x01\x27\x04\x61\xff", b"\xa0", b""),
-                          _sign1(protected, b"\xa0", b"\xa1\x01\x61\xff")],
-        "deep nesting": [_sign1(nested[:200], b"\xa0", b""), b"\xd2\x84" + nested,
-                         _sign1(protected, b"\xa1\x00" + nested, b"")],
-        "tag floods": [b"\xd2" * 4000, _sign1(tags[:200], b"\xa0", b""),
-                       _sign1(protected, b"\xa0", tags)],
+                          _sign1(protected, b"\xa0", b"\xa1\x01\x61\xff"),
+                          _sign1(protected, b"\xa0", b"\x62\xc0\x80"),
+                          _sign1(protected, b"\xa0", b"\x63\xed\xa0\x80"),
+                          _sign1(protected, b"\xa1\x04\x63\xed\xa0\x80", b"")],
+        "deep nesting": [_sign1(b"\x81" * 200 + b"\x00", b"\xa0", b""),
+                         b"\xd2\x84" + b"\x81" * 2000 + b"\x00",
+                         _sign1(protected, b"\xa1\x00" + b"\x81" * 2000 + b"\x00", b""),
+                         _sign1(protected, b"\xa0", b"\x81" * most + b"\x00"),
+                         _sign1(protected, b"\xa0", b"\xa1\x00" * (most // 2) + b"\x00")],
+        "tag floods": [b"\xd2" * 4000, b"\xd8\x12" * 4000,
+                       _sign1(b"\xc1" * 200 + b"\x00", b"\xa0", b""),
+                       _sign1(protected, b"\xa0", b"\xc1" * most + b"\x00")],
         "long heads": [b"\xd2\x84\x58" + bytes((len(protected),)) + protected + b"\xa0\x40\x58\x40"
-                       + bytes(64), b"\xd8\x12" + _sign1(protected, b"\xa0", b"")[1:]],
+                       + bytes(64), b"\xd8\x12" + _sign1(protected, b"\xa0", b"")[1:],
+                       b"\xd2\x84" + _bstr(protected) + b"\xa0\x58\x00\x58\x40" + bytes(64),
+                       b"\xd2\x84" + _bstr(protected) + b"\xa0\x40\x59\x00\x40" + bytes(64)],
     }
 
 
