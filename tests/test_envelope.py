@@ -1,10 +1,11 @@
 """Opening messages on CPython: mutated, truncated and random input is always refused and counted."""
 
+import pytest
 from hypothesis import given, strategies as st
 
 from samples import TS, example_bodies
 from thingsdk import codec
-from thingsdk.core import envelope, messages
+from thingsdk.core import cose, envelope, messages
 from thingsdk.crypto import Ed25519Signer
 
 DEVICE = Ed25519Signer.from_seed(bytes(range(32)))
@@ -38,3 +39,16 @@ def test_random_and_truncated_input_is_refused(blob):
     box = inbox()
     assert box.open(blob, TS).status == envelope.REJECT
     assert sum(box.rejections.values()) == 1
+
+
+def test_the_largest_message_the_catalog_allows_fits_the_size_limit():
+    """A support request with 32 diagnostics of the longest keys and texts: under 16 KiB."""
+    diag = {("k%03d" % i) + "x" * 251: "v" * 128 for i in range(32)}
+    body = {"case": bytes(16), "fault": "a" * 32, "diag": diag, "text": "\u00e9" * 140}
+    data = envelope.seal(messages.SUPPORT_REQUEST, body, DEVICE, VENDOR.kid, 2**53 - 1, TS,
+                         b"\x0a" * 16, codec)
+    assert 12000 < len(data) < cose.MAX_MESSAGE_BYTES
+    assert inbox().open(data, TS + 5).status == envelope.ACCEPT
+    too_long = dict(body, diag=dict(diag, **{"k" + "y" * 255: "v"}))
+    with pytest.raises(ValueError):  # a 256-byte key: the decoder would refuse it
+        codec.loads(codec.dumps(too_long))

@@ -11,8 +11,9 @@ import samples
 from hypothesis import given
 from hypothesis import strategies as st
 
+from cose_peer import Peer
 from thingsdk import codec
-from thingsdk.core import cbor, ed25519, policy
+from thingsdk.core import cbor, cose, ed25519, envelope, messages, policy
 from thingsdk.core import mandate as md
 from thingsdk.core.ledger import Ledger
 from thingsdk.crypto import Ed25519Signer
@@ -60,6 +61,49 @@ def test_any_change_to_a_token_is_refused(data):
     with pytest.raises(md.MandateError) as exc:
         md.verify(bad, OWNER.verifier(), codec, DEVICE.kid, NOW)
     assert exc.value.code in ("bad-signature", "malformed", "wrong-owner")
+
+
+def test_python_cwt_mandates_need_the_kid_protected_as_envelopes_do():
+    """One rule for mandates and envelopes: the kid is protected. python-cwt's default (the kid in
+    the unprotected header) is refused by both with the same code; with the kid protected its CWT
+    is accepted, and it verifies ours."""
+    peer = Peer()
+    try:
+        payload = codec.dumps(example())
+        good = peer.sign(OWNER.seed(), OWNER.kid, payload, kid_protected=True)
+        assert md.verify(good, OWNER.verifier(), codec, DEVICE.kid, NOW).version == 7
+        assert peer.verify(OWNER.public_key, OWNER.kid, TOKEN) == payload
+        loose = peer.sign(OWNER.seed(), OWNER.kid, payload, kid_protected=False)
+        with pytest.raises(md.MandateError) as exc:
+            md.verify(loose, OWNER.verifier(), codec, DEVICE.kid, NOW)
+        assert exc.value.code == "malformed" and "protected" in str(exc.value)
+        order = messages.build(messages.ORDER, samples.example_bodies()[messages.ORDER],
+                               DEVICE.kid, OWNER.kid, 1, samples.TS, samples.TS + 60, bytes(16))
+        box = envelope.Inbox(OWNER.kid, {DEVICE.kid: DEVICE.verifier()}, codec)
+        loose_order = peer.sign(DEVICE.seed(), DEVICE.kid, codec.dumps(order), kid_protected=False)
+        assert box.open(loose_order, samples.TS).reason == "bad-header"
+        strict_order = peer.sign(DEVICE.seed(), DEVICE.kid, codec.dumps(order))
+        assert box.open(strict_order, samples.TS).status == envelope.ACCEPT
+    finally:
+        peer.close()
+
+
+def test_an_owner_signed_version_too_big_for_text_is_a_mandate_error():
+    """4302 digits: more than CPython turns into text; refused as malformed, never a ValueError
+    of another kind."""
+    claims = example(constraints=[])
+    claims[md.VERSION] = 10**4301
+    token = cose.sign1(codec.dumps(claims), OWNER, codec)
+    assert len(token) <= md.MAX_TOKEN
+    for c in (codec, cbor):
+        with pytest.raises(md.MandateError) as exc:
+            md.verify(token, OWNER.verifier(), c, DEVICE.kid, NOW)
+        assert exc.value.code == "malformed" and "128 bytes" in str(exc.value)
+    claims[md.VERSION] = 2**1000  # small enough to decode, refused by the catalog
+    token = cose.sign1(codec.dumps(claims), OWNER, codec)
+    with pytest.raises(md.MandateError) as exc:
+        md.verify(token, OWNER.verifier(), codec, DEVICE.kid, NOW)
+    assert exc.value.code == "malformed"
 
 
 def test_a_resigned_mandate_from_another_key_is_refused():

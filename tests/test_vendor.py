@@ -1,6 +1,7 @@
 """The vendor service's handler, with real keys, the real codec and a real SQLite file."""
 
 import os
+import queue
 import threading
 from pathlib import Path
 
@@ -12,6 +13,7 @@ from thingsdk.core import envelope, mandate
 from thingsdk.core import messages as m
 from thingsdk.crypto import Ed25519Signer
 from thingsdk.vendor import catalog
+from thingsdk.vendor.limiter import RefusalLimiter
 from thingsdk.vendor.service import REMIND_DAYS, Service, register, revoke
 from thingsdk.vendor.store import Store
 
@@ -376,3 +378,115 @@ def test_a_status_brings_fulfilment_news_again(world):
     assert delivery.body == {"order": body["order"], "at": T + 72 * HOUR, "qty": 1}
     later = T + 72 * HOUR + REMIND_DAYS * DAY
     assert world.send(world.a, m.STATUS, {"slots": slots}, later, ttl=600)[1] == []
+
+
+def test_messages_are_parsed_and_verified_without_the_write_lock(world):
+    """Another worker holds the database's write lock: refusals still come at once (a handler
+    that wanted the lock would wait for it), and the payload of an order is decoded and its
+    signature verified before the lock is taken."""
+    service = world.service
+    service.store.db.execute("PRAGMA busy_timeout = 200")
+    holder = Store(world.path)
+    holder.db.execute("BEGIN IMMEDIATE")
+    try:
+        request = {"slot": "s", "sku": "WF-300", "qty": 1}
+        tampered = bytearray(world.a.seal(m.QUOTE_REQUEST, request, T))
+        tampered[-1] ^= 1
+        crafted = b"\xd2\x84\x40\xa1\x00\x61\xff\x40\x40"  # invalid UTF-8 in the unprotected header
+        for data in (bytes(tampered), crafted, b"\x00" * 1000):
+            assert service.handle(data, world.a.kid, T) == []
+        assert service.refusals == {"bad-signature": 1, "bad-header": 1, "bad-tag": 1}
+        with pytest.raises(Exception, match="locked"):  # a valid message does need the lock
+            service.handle(world.a.seal(m.QUOTE_REQUEST, request, T), world.a.kid, T)
+    finally:
+        holder.db.execute("ROLLBACK")
+
+    offer = world.quote(world.a, "WF-300")
+    calls = []
+    real_transaction, real_loads = service.store.transaction, service.codec.loads
+
+    class Spy:
+        dumps = staticmethod(codec.dumps)
+
+        @staticmethod
+        def loads(data, max_depth=16):
+            calls.append(("loads", len(data)))
+            return real_loads(data, max_depth)
+
+    def transaction():
+        calls.append(("lock",))
+        return real_transaction()
+
+    service.codec, service.store.transaction = Spy, transaction
+    body, _, receipt = world.order(world.a, offer)
+    assert receipt.body["status"] == "accepted"
+    assert calls[-1] == ("lock",) and any(c[0] == "loads" for c in calls[:-1])
+
+
+def test_an_uplink_that_keeps_sending_refused_messages_is_throttled(world):
+    clock = [0.0]
+    service = world.service
+    service.limiter = RefusalLimiter(rate=1.0, burst=3, clock=lambda: clock[0])
+    garbage = b"\xd2\x84\x40\xa0\x40\x40"
+    for _ in range(3):
+        assert service.handle(garbage, world.b.kid, T) == []
+    assert service.refusals == {"unprotected-alg": 3} and service.limiter.refusals(world.b.kid) == 3
+    good = world.b.seal(m.QUOTE_REQUEST, {"slot": "s", "sku": "WF-300", "qty": 1}, T)
+    assert service.handle(good, world.b.kid, T) == []  # dropped unread while the bucket is empty
+    assert service.handle(garbage, world.b.kid, T) == []
+    assert service.refusals == {"unprotected-alg": 3, "rate-limited": 2}
+    # Another uplink is not affected, and valid messages take no tokens.
+    for _ in range(5):
+        world.quote(world.a, "WF-300")
+    clock[0] = 1.0  # one token back
+    assert len(service.handle(good, world.b.kid, T)) == 1
+    assert service.limiter.refusals(world.b.kid) == 3
+
+
+def test_a_changed_copy_cannot_spoil_the_genuine_redelivery(world):
+    """Someone adds {99: "x"} to the unprotected header of a genuine order and publishes it first:
+    it is refused, and the device's own message is accepted, then answered again as a duplicate."""
+    offer = world.quote(world.a, "WF-300")
+    data = world.a.seal(m.ORDER, m.order_body(offer, os.urandom(16), 1), T)
+    assert data[16:17] == b"\xa0"
+    changed = data[:16] + b"\xa1\x18\x63\x61x" + data[17:]
+    assert world.service.handle(changed, world.a.kid, T) == []
+    assert world.service.refusals == {"bad-header": 1}
+    first = world.service.handle(data, world.a.kid, T)
+    [receipt] = world.a.receive(first, T)
+    assert receipt.body["status"] == "accepted"
+    assert world.service.handle(data, world.a.kid, T + 1) == first
+
+
+def test_the_limiter_keeps_a_bounded_number_of_topics():
+    clock = [0.0]
+    limiter = RefusalLimiter(rate=0.5, burst=2, max_topics=3, clock=lambda: clock[0])
+    for topic in (b"a", b"a", b"b", b"c"):
+        limiter.charge(topic)
+    assert not limiter.allows(b"a") and limiter.allows(b"b") and limiter.refusals(b"a") == 2
+    clock[0] = 2.0
+    assert limiter.allows(b"a")
+    limiter.charge(b"d")  # forgets the least recently charged: a
+    assert limiter.refusals(b"a") == 0 and limiter.refusals(b"d") == 1
+    assert [limiter.refusals(t) for t in (b"b", b"c")] == [1, 1]
+    with pytest.raises(ValueError):
+        RefusalLimiter(rate=0)
+
+
+def test_uplinks_are_served_in_turn_and_a_flooded_topic_is_capped():
+    from thingsdk.vendor.serve import FairQueue
+
+    q = FairQueue(per_topic=3)
+    for i in range(5):
+        q.put("up/flood", b"f%d" % i)
+    q.put("up/a", b"a0")
+    q.put("up/a", b"a1")
+    assert q.dropped == 2
+    got = [q.get(0) for _ in range(5)]
+    assert got == [("up/flood", b"f0"), ("up/a", b"a0"), ("up/flood", b"f1"), ("up/a", b"a1"),
+                   ("up/flood", b"f2")]
+    with pytest.raises(queue.Empty):
+        q.get(0.01)
+    waiter = threading.Timer(0.05, q.put, ("up/b", b"b0"))
+    waiter.start()
+    assert q.get(5) == ("up/b", b"b0")

@@ -58,3 +58,36 @@ def test_hmac_01_vector():
     bad = load_json("cose/mac0-tests/mac-fail-02.json")
     assert raises(cose.CoseError, cose.verify_mac0, unhex(bad["output"]["cbor"]), {None: key},
                   cbor).code == "bad-mac"
+
+
+def test_only_the_one_encoding_is_opened():
+    """Additions to the unprotected header, longer heads, crit null, long protected headers and
+    signatures of another length are refused before the signature is checked."""
+    _, signer = _eddsa_vector()
+    out = cose.sign1(b"order", signer, cbor)
+
+    class Untouchable:
+        alg = -8
+
+        def verify(self, *_):
+            raise AssertionError("the signature was checked")
+
+    keys = {signer.kid: Untouchable()}
+    head = out[2:16]  # the protected header: 4d a2 01 27 04 48 <kid>
+    rest = out[17:]  # after the empty unprotected map: payload, signature
+    assert out[:2] + head + b"\xa0" + rest == out
+    cases = {
+        out[:2] + head + b"\xa1\x18\x63\x61x" + rest: "bad-header",
+        out[:2] + head + b"\xa1\x01\x27" + rest: "bad-header",
+        out[:2] + b"\x58\x0d" + head[1:] + b"\xa0" + rest: "malformed",
+        out[:2] + head + b"\xa0\x58\x05" + rest[1:]: "malformed",
+        b"\xd8\x12" + out[1:]: "bad-tag",
+        b"\xd2\x98\x04" + out[2:]: "malformed",
+        out + b"\x00": "malformed",
+        cose.sign1(b"x", signer, cbor, protected={1: -8, 4: signer.kid, 2: None}): "bad-header",
+        cose.sign1(b"x", signer, cbor, protected={1: -8, 4: signer.kid, 9: "x" * 250}):
+            "bad-header",
+        cbor.dumps(cbor.Tag(18, [head[1:], {}, b"x", bytes(63)])): "bad-signature",
+    }
+    for data, code in cases.items():
+        assert raises(cose.CoseError, cose.verify_sign1, data, keys, cbor).code == code, data

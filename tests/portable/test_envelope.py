@@ -66,3 +66,38 @@ def test_payload_sender_must_be_the_signing_key():
                              VENDOR.kid, 7, TS, TS + 60, b"\x07" * 16)
     got = inbox.open(cose.sign1(cbor.dumps(claimed), STRANGER, cbor), TS)
     assert (got.status, got.reason) == (envelope.REJECT, "kid-mismatch")
+
+
+def test_changed_unsigned_bytes_cannot_take_a_messages_place():
+    """A copy with a label added to the unprotected header is refused, so the device's genuine
+    redelivery still gets the answer of a duplicate, not an id conflict."""
+    inbox = _inbox()
+    data = _order(seq=8, msg_id=b"\x08" * 16)
+    changed = data[:16] + b"\xa1\x18\x63\x61x" + data[17:]
+    assert data[16:17] == b"\xa0"
+    got = inbox.open(changed, TS)
+    assert (got.status, got.reason) == (envelope.REJECT, "bad-header")
+    first = inbox.open(data, TS)
+    assert first.status == envelope.ACCEPT
+    inbox.commit(first)
+    assert inbox.open(data, TS + 1).status == envelope.DUPLICATE
+    unprotected_kid = cose.sign1(cbor.dumps(_payload(9)), DEVICE,
+                                 cbor, protected={1: -8}, unprotected={4: DEVICE.kid})
+    got = inbox.open(unprotected_kid, TS)
+    assert (got.status, got.reason) == (envelope.REJECT, "bad-header")
+    assert inbox.rejections == {"bad-header": 2}
+
+
+def _payload(seq):
+    return messages.build(messages.ORDER, example_bodies()[messages.ORDER], DEVICE.kid,
+                          VENDOR.kid, seq, TS, TS + 600, bytes([seq]) * 16)
+
+
+def test_check_reads_no_replay_state_and_admit_decides():
+    inbox = _inbox()
+    data = _order(seq=11, msg_id=b"\x0b" * 16)
+    checked = inbox.check(data)
+    assert checked.status is None and checked.message.seq == 11
+    inbox.commit(inbox.admit(checked, TS))
+    assert inbox.admit(inbox.check(data), TS).status == envelope.DUPLICATE
+    assert inbox.check(data[:-1]).status == envelope.REJECT

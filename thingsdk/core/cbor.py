@@ -5,9 +5,13 @@ Data model: int, bytes (bytearray encodes as bytes), str, list, dict, bool, None
 tags 2/3 and decode back to int. `dumps` writes the core deterministic encoding; `loads` accepts
 any well-formed definite-length encoding of the data model (it does not insist on the shortest
 forms) and raises `CBORError` for everything else: indefinite lengths, simple values other than
-false/true/null/undefined, duplicate or unhashable map keys, invalid UTF-8, nesting deeper than
-`max_depth` (arrays, maps and tags other than bignums each add a level), truncated input and
-trailing bytes. Decoded maps keep the encoded key order on CPython; MicroPython dicts keep none.
+false/true/null/undefined, invalid UTF-8, nesting deeper than `max_depth` (arrays, maps and tags
+other than bignums each add a level), truncated input and trailing bytes. Limits keep the cost of
+hostile input linear in its length: a map holds at most 256 entries, its keys are integers
+(-2**64 ... 2**64-1) or text of at most 255 bytes, each key once (other keys, such as big integers
+that all hash alike, are refused before they are hashed); a bignum has at most 128 bytes of
+content. Error messages never quote decoded values. Decoded maps keep the encoded key order on
+CPython; MicroPython dicts keep none.
 
 Floats: on boards whose MicroPython has single-precision floats, float64 and float32 items decode
 rounded to the board's float (float64 values may become inf or 0), and `dumps` never needs more
@@ -29,7 +33,7 @@ class Tag:
 
     def __init__(self, tag, value):
         if not isinstance(tag, int) or not 0 <= tag < _UINT64_LIMIT or tag == 2 or tag == 3:
-            raise CBORError("invalid tag number %r (bignums are ints)" % (tag,))
+            raise CBORError("invalid tag number (bignums are ints)")
         self.tag = tag
         self.value = value
 
@@ -102,8 +106,8 @@ def decode_head(data, pos):
 def decode_bignum(data, tag, pos):
     """The int of bignum tag 2 or 3 whose content starts at data[pos]: (int, position after it)."""
     major, _, length, pos = decode_head(data, pos)
-    if major != 2:
-        raise CBORError("bignum content must be a byte string")
+    if major != 2 or length > 128:
+        raise CBORError("bignum content must be a byte string of at most 128 bytes")
     n = int.from_bytes(data[pos : pos + length], "big")
     return (n if tag == 2 else -1 - n), pos + length
 
@@ -259,6 +263,8 @@ def _decode(data, pos, depth):
             items.append(item)
         return items, pos
     if major == 5:
+        if arg > 256:
+            raise CBORError("map of more than 256 entries")
         return _decode_map(data, arg, pos, depth - 1)
     value, pos = _decode(data, pos, depth - 1)
     return Tag(arg, value), pos
@@ -277,13 +283,12 @@ def _decode_simple(data, info, arg, pos):
 def _decode_map(data, count, pos, depth):
     result = {}
     for _ in range(count):
+        # Heads of ints (major 0 and 1, up to 64 bits) and of text shorter than 256 bytes.
+        if pos < len(data) and not (data[pos] < 0x40 or 0x60 <= data[pos] <= 0x78):
+            raise CBORError("map keys must be integers or short text")
         key, pos = _decode(data, pos, depth)
-        try:
-            hash(key)
-        except TypeError:
-            raise CBORError("map key is an array or a map")
         if key in result:
-            raise CBORError("duplicate map key %r" % (key,))
+            raise CBORError("duplicate map key")
         result[key], pos = _decode(data, pos, depth)
     return result, pos
 

@@ -1,12 +1,16 @@
 """COSE_Sign1 and COSE_Mac0 (RFC 9052): build, and verify strictly.
 
-Keys and the CBOR codec come in as arguments (see docs/architecture.md). Verification is strict:
-the COSE tag is required, the algorithm is read from the protected header only, a `crit` label this
-module does not understand is refused, a label may not stand in both header buckets, and the
-protected header is used exactly as received.
+Keys and the CBOR codec come in as arguments (see docs/architecture.md). Verification is strict
+and cheap for what is refused: before anything is decoded the raw bytes must be exactly the
+tag, an array of four, the protected header as a byte string (at most MAX_PROTECTED bytes), an
+unprotected header that is empty or holds only a kid, and the payload and proof as byte strings,
+every head in its shortest form and nothing after them. Then the protected header alone is
+decoded: the algorithm is read from it only, a `crit` label this module does not understand is
+refused, the kid may not stand in both buckets, and the header is used exactly as received. The
+key is looked up and the proof checked before the caller decodes the payload.
 """
 
-from thingsdk.core.cbor import Tag, encode_head
+from thingsdk.core.cbor import Tag, decode_head, encode_head
 from thingsdk.core.mac import equal
 
 SIGN1_TAG = 18
@@ -22,7 +26,8 @@ ALG_EDDSA = -8
 ALG_ED25519 = -19  # RFC 9864's fully specified name for the same signatures as EdDSA on Ed25519
 _SAME_ALG = {ALG_ED25519: ALG_EDDSA}
 
-MAX_MESSAGE_BYTES = 65536
+MAX_MESSAGE_BYTES = 16384  # the protocol's largest message, a support request, is under 13 KB
+MAX_PROTECTED = 256
 
 
 class CoseError(ValueError):
@@ -65,7 +70,7 @@ def verify_sign1(data, keys, codec, external_aad=b""):
     opened = _open(data, SIGN1_TAG, keys, codec)
     key, protected_bytes, payload, signature = opened[0], opened[1], opened[2], opened[3]
     to_check = _structure("Signature1", protected_bytes, external_aad, payload)
-    if not key.verify(signature, to_check):
+    if len(signature) != 64 or not key.verify(signature, to_check):
         raise CoseError("bad-signature", "the signature does not verify")
     return opened[4]
 
@@ -98,69 +103,64 @@ def _structure(context, protected_bytes, external_aad, payload):
 
 
 def _open(data, tag, keys, codec):
-    """Parse and vet everything but the proof: (key, protected bytes, payload, proof, Verified)."""
+    """Vet the raw bytes and everything but the proof: (key, protected bytes, payload, proof,
+    Verified)."""
     if len(data) > MAX_MESSAGE_BYTES:
-        raise CoseError("too-large", "message of %d bytes exceeds %d" % (len(data), MAX_MESSAGE_BYTES))
-    try:
-        item = codec.loads(data)
-    except ValueError as exc:
-        raise CoseError("malformed", "not well-formed CBOR: %s" % exc)
-    if not isinstance(item, Tag):
+        raise CoseError("too-large", "more than %d bytes" % MAX_MESSAGE_BYTES)
+    data = bytes(data)
+    if data[0:1] != bytes((0xC0 | tag,)):
         raise CoseError("bad-tag", "COSE tag %d is required" % tag)
-    if item.tag != tag:
-        raise CoseError("bad-tag", "expected COSE tag %d, got %d" % (tag, item.tag))
-    parts = item.value
-    if not isinstance(parts, list) or len(parts) != 4:
-        raise CoseError("malformed", "a COSE message is an array of four items")
-    protected_bytes, unprotected, payload, proof = parts
-    if not isinstance(protected_bytes, bytes) or not isinstance(unprotected, dict):
-        raise CoseError("malformed", "headers must be a byte string and a map")
-    if payload is None:
-        raise CoseError("malformed", "detached payloads are not supported")
-    if not isinstance(payload, bytes) or not isinstance(proof, bytes):
-        raise CoseError("malformed", "payload and signature must be byte strings")
-    protected = _decode_protected(protected_bytes, codec)
-    _check_headers(protected, unprotected)
-    alg = protected.get(ALG)
-    if alg is None:
-        raise CoseError("unprotected-alg", "the algorithm must be in the protected header")
-    kid = protected.get(KID, unprotected.get(KID))
-    key = keys.get(kid) if hasattr(keys, "get") else keys(kid)
-    if key is None:
-        raise CoseError("unknown-key", "no key for kid %r" % (kid,))
-    if _SAME_ALG.get(alg, alg) != key.alg:
-        raise CoseError("bad-alg", "algorithm %r is not the key's (%r)" % (alg, key.alg))
-    return key, protected_bytes, payload, proof, Verified(payload, alg, kid, protected, unprotected)
-
-
-def _decode_protected(protected_bytes, codec):
-    if not protected_bytes:
-        return {}
-    try:
-        protected = codec.loads(protected_bytes, max_depth=4)
-    except ValueError as exc:
-        raise CoseError("malformed", "protected header is not well-formed CBOR: %s" % exc)
+    if data[1:2] != b"\x84":
+        raise CoseError("malformed", "not an array of four")
+    protected_bytes, pos = _bstr(data, 2)
+    unprotected = {}
+    if data[pos : pos + 2] == b"\xa1\x04":
+        unprotected[KID], pos = _bstr(data, pos + 2)
+    elif data[pos : pos + 1] == b"\xa0":
+        pos += 1
+    else:
+        raise CoseError("bad-header", "only a kid may be unprotected")
+    payload, pos = _bstr(data, pos)
+    proof, pos = _bstr(data, pos)
+    if pos != len(data):
+        raise CoseError("malformed", "trailing bytes")
+    if len(protected_bytes) > MAX_PROTECTED:
+        raise CoseError("bad-header", "protected header too long")
+    protected = {}
+    if protected_bytes:
+        try:
+            protected = codec.loads(protected_bytes, max_depth=4)
+        except ValueError as exc:
+            raise CoseError("malformed", "protected header: %s" % exc)
     if not isinstance(protected, dict):
         raise CoseError("malformed", "protected header must be a map")
-    return protected
-
-
-def _check_headers(protected, unprotected):
-    for label in unprotected:
-        if label in protected:
-            raise CoseError("bad-header", "label %r is in both header buckets" % (label,))
-    if CRIT in unprotected:
-        raise CoseError("bad-header", "crit must be protected")
-    crit = protected.get(CRIT)
-    if crit is not None:
+    kid = protected.get(KID, unprotected.get(KID))
+    if KID in protected and unprotected or not isinstance(kid, (bytes, type(None))):
+        raise CoseError("bad-header", "kid must be a byte string, in one bucket")
+    if CRIT in protected:
+        crit = protected[CRIT]
         if not isinstance(crit, list) or not crit:
             raise CoseError("bad-header", "crit must be a non-empty array")
         for label in crit:
             if label not in UNDERSTOOD or label == CRIT or label not in protected:
-                raise CoseError("unknown-crit", "critical header %r is not understood" % (label,))
+                raise CoseError("unknown-crit", "a critical header is not understood")
     alg = protected.get(ALG)
-    if alg is not None and not isinstance(alg, int):
-        raise CoseError("bad-alg", "unsupported algorithm %r" % (alg,))
-    kid = protected.get(KID, unprotected.get(KID))
-    if kid is not None and not isinstance(kid, bytes):
-        raise CoseError("bad-header", "kid must be a byte string")
+    if alg is None:
+        raise CoseError("unprotected-alg", "the algorithm must be protected")
+    key = keys.get(kid) if hasattr(keys, "get") else keys(kid)
+    if key is None:
+        raise CoseError("unknown-key", "no key for this kid")
+    if not isinstance(alg, int) or _SAME_ALG.get(alg, alg) != key.alg:
+        raise CoseError("bad-alg", "not the key's algorithm")
+    return key, protected_bytes, payload, proof, Verified(payload, alg, kid, protected, unprotected)
+
+
+def _bstr(data, pos):
+    """The byte string whose head, in its shortest form, is at data[pos]; the position after it."""
+    try:
+        major, _, length, start = decode_head(data, pos)
+    except ValueError:
+        major = start = length = 0
+    if major != 2 or data[pos:start] != encode_head(2, length):
+        raise CoseError("malformed", "expected a byte string, shortest head (no detached payload)")
+    return data[start : start + length], start + length

@@ -1,8 +1,15 @@
 """Messages on the wire: sealed as COSE_Sign1 over the catalog payload, opened with every check.
 
-Opening checks, in order: the COSE signature (strict, see cose), the message against the catalog,
-that the payload's sender is the key that signed and its recipient is us, then the replay guard.
-Every refusal is returned with a reason and counted; bad input never raises.
+Opening checks, in order: the COSE signature (strict, see cose: the raw structure is vetted and the
+signature verified before the payload is decoded), the message against the catalog, an empty
+unprotected header (the kid is protected), that the payload's sender is the key that signed and
+its recipient is us, then the replay guard. Every refusal is returned with a reason and counted;
+bad input never raises. `check` makes every check but the replay guard's and reads no state, so
+a receiver can run it before it takes a lock; `admit` then asks the guard.
+
+The replay guard keeps a digest of the message bytes. Those that pass `check` are determined by
+the protected header, payload and signature (fixed structure, shortest heads, nothing
+unprotected), so no third party can change them and keep the message valid.
 """
 
 from thingsdk.core import cose, messages, replay
@@ -47,20 +54,32 @@ class Inbox:
 
     def open(self, data, now):
         """Check data completely; never raises for bad input."""
+        opened = self.check(data)
+        return opened if opened.status == REJECT else self.admit(opened, now)
+
+    def check(self, data):
+        """Every check but the replay guard's: a refusal, or an Opened (status None) for admit."""
         try:
             verified = cose.verify_sign1(data, self.keys, self.codec)
             message = messages.parse(self.codec.loads(verified.payload, max_depth=8))
         except ValueError as exc:  # CoseError, MessageError and CBORError are all ValueErrors
             return self._refuse(data, getattr(exc, "code", "malformed"), str(exc))
+        if verified.unprotected:
+            return self._refuse(data, "bad-header", "the kid must be protected")
         if message.kid != verified.kid:
             return self._refuse(data, "kid-mismatch", "payload sender is not the signing key")
         if message.to != self.own_kid:
             return self._refuse(data, "not-for-us", "addressed to another recipient")
-        outcome, reason = self.guard.check(message.kid, message.seq, message.id, message.ts,
-                                           message.exp, data, now)
+        return Opened(None, data, message)
+
+    def admit(self, opened, now):
+        """The replay guard's verdict on a message that passed check."""
+        m = opened.message
+        outcome, reason = self.guard.check(m.kid, m.seq, m.id, m.ts, m.exp, opened.data, now)
         if outcome == REJECT:
-            return self._refuse(data, reason, "replay guard")
-        return Opened(outcome, data, message)
+            return self._refuse(opened.data, reason, "replay guard")
+        opened.status = outcome
+        return opened
 
     def commit(self, opened):
         """Record an accepted message once it has been acted on (a crash before this lets a

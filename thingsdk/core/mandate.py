@@ -95,7 +95,7 @@ def verify(token, owner_verifier, codec, device_kid, now):
     except ValueError as exc:
         raise MandateError(_COSE_CODES.get(getattr(exc, "code", None), "malformed"), str(exc))
     if signed.alg != cose.ALG_EDDSA or len(signed.protected) != 2 or signed.unprotected:
-        raise MandateError("malformed", "headers must be exactly {alg: EdDSA, kid}")
+        raise MandateError("malformed", "headers must be protected {alg: EdDSA, kid}")
     _checked(claims)
     if claims[ISS] != kid_hex(owner_verifier.kid):
         raise MandateError("wrong-owner", "iss is not the owner")

@@ -10,10 +10,15 @@ serialises their work): with a plain subscription each of them sees every messag
 the first find it already handled and re-send its recorded answers.
 
 The device is the last level of the uplink topic; the Service refuses a message not signed by it.
+Uplinks wait in a FairQueue: one queue per topic, served in turn, so a client that floods its
+uplink gets its turn like every other and no more, and a topic that already has PER_TOPIC
+messages waiting loses the next (a device waits for answers and never has that many); what is
+refused is then throttled per uplink by the Service's RefusalLimiter.
 Each worker needs its own MQTT client id: the session is persistent, so uplinks sent while the
 worker was away are delivered when it comes back.
 """
 
+import collections
 import logging
 import queue
 import threading
@@ -22,7 +27,44 @@ import time
 from thingsdk import topics
 
 UPLINKS = topics.every(topics.UP)
+PER_TOPIC = 256
 log = logging.getLogger(__name__)
+
+
+class FairQueue:
+    """Messages waiting for the handler, one queue per topic, the topics served in turn: `put`
+    from the transport's thread, `get` from the server's. `dropped` counts messages refused
+    because their topic had `per_topic` waiting."""
+
+    def __init__(self, per_topic=PER_TOPIC):
+        self.per_topic = per_topic
+        self.dropped = 0
+        self._topics = collections.OrderedDict()  # topic -> deque of payloads, in turn order
+        self._ready = threading.Condition()
+
+    def put(self, topic, payload):
+        """Queue payload; False if its topic's queue is full."""
+        with self._ready:
+            waiting = self._topics.get(topic)
+            if waiting is None:
+                waiting = self._topics[topic] = collections.deque()
+            if len(waiting) >= self.per_topic:
+                self.dropped += 1
+                return False
+            waiting.append(payload)
+            self._ready.notify()
+            return True
+
+    def get(self, timeout=None):
+        """(topic, payload) of the topic whose turn it is; queue.Empty after timeout seconds."""
+        with self._ready:
+            if not self._ready.wait_for(lambda: self._topics, timeout):
+                raise queue.Empty
+            topic, waiting = self._topics.popitem(last=False)
+            payload = waiting.popleft()
+            if waiting:
+                self._topics[topic] = waiting  # to the back of the line
+            return topic, payload
 
 
 def uplink_filter(share=None):
@@ -40,10 +82,10 @@ class Server:
         self.filter = uplink_filter(share)
         self.interval = interval
         self.clock = clock
-        self._uplinks = queue.Queue()
+        self.uplinks = FairQueue()
         self._stop = threading.Event()
         self.ready = threading.Event()
-        transport.on_message = lambda topic, payload: self._uplinks.put((topic, payload))
+        transport.on_message = self.uplinks.put
 
     def stop(self):
         """Ask run() to return (safe from a signal handler or another thread)."""
@@ -63,7 +105,7 @@ class Server:
                             "REFUSED by" if subscribed.refused else "serving",
                             self.transport.host, self.transport.port, self.filter)
                 try:
-                    topic, payload = self._uplinks.get(timeout=min(0.2, self.interval))
+                    topic, payload = self.uplinks.get(timeout=min(0.2, self.interval))
                 except queue.Empty:
                     pass
                 else:
@@ -74,7 +116,8 @@ class Server:
                     self._publish(self._guarded(self.service.advance, now))
         finally:
             self.transport.close()
-            log.info("vendor stopped; refused messages by reason: %s", self.service.refusals)
+            log.info("vendor stopped; refused messages by reason: %s; dropped from full queues: "
+                     "%d", self.service.refusals, self.uplinks.dropped)
 
     def _answer(self, topic, payload):
         try:

@@ -2,9 +2,13 @@
 answers out, every step recorded in the Store inside one transaction.
 
 `handle(data, device_kid, now)` opens a device's message with an Inbox that trusts the registered
-device keys and holds that device's persisted replay state; refusals are counted in `refusals`
-(reason -> count) and not answered. A message must be signed by the device whose uplink it came
-on (`topic-mismatch` otherwise). A redelivered message (same id, same bytes) gets the answers
+device keys: the message is parsed and its signature verified before the Store's write lock is
+taken, and only the replay guard (the device's persisted state) and the answer run inside the
+transaction. Refusals are counted in `refusals` (reason -> count) and not answered, and each
+takes a token from the uplink's bucket in `limiter` (a RefusalLimiter): an uplink that keeps
+sending what is refused has its messages dropped unread (`rate-limited`) until its bucket
+refills. A message must be signed by the device whose uplink it came on (`topic-mismatch`
+otherwise). A redelivered message (same id, same bytes) gets the answers
 sent the first time, byte for byte. Then, by type:
 
 - quote-request: a signed offer (recorded, so an order can be checked against it), or an error;
@@ -44,11 +48,13 @@ from thingsdk.core.lifecycle import VISIT_SKU
 from thingsdk.core.replay import ReplayGuard
 from thingsdk.crypto import Ed25519Verifier
 from thingsdk.vendor import ordering
+from thingsdk.vendor.limiter import RefusalLimiter
 from thingsdk.vendor.ordering import error
 from thingsdk.zones import zone_offset
 
 TTL = 6 * 3600  # lifetime of the messages the vendor sends
 CARRIER = "thingsdk-sim"
+MANDATE_CACHE = 1024  # verified mandates remembered
 REMIND_DAYS = 3  # deliveries are repeated on a device's status for this long after arrival
 log = logging.getLogger(__name__)
 
@@ -73,7 +79,7 @@ class Service:
     """The vendor: its `store`, `catalog` and `signer` (the key devices address as `to`)."""
 
     def __init__(self, store, catalog, signer, codec=default_codec, ttl=TTL, new_id=None,
-                 zones=zone_offset):
+                 zones=zone_offset, limiter=None):
         self.store = store
         self.catalog = catalog
         self.signer = signer
@@ -83,39 +89,59 @@ class Service:
         self.new_id = new_id or (lambda: os.urandom(m.ID_SIZE))
         self.zones = zones
         self.refusals = {}
+        self.limiter = limiter if limiter is not None else RefusalLimiter()
+        self._mandates = {}  # (token, owner key, device kid) -> Mandate verified; oldest first
 
     def held_mandate(self, device):
-        """The device's newest accepted Mandate, or None."""
+        """The device's newest accepted Mandate, or None. Verified once and then remembered (for
+        the last MANDATE_CACHE tokens), so handling an order verifies no mandate inside the lock."""
         if device.mandate is None:
             return None
-        return mandate.verify(device.mandate, Ed25519Verifier(device.owner_key), self.codec,
-                              device.kid, device.mandate_nbf)
+        key = (device.mandate, device.owner_key, device.kid)
+        held = self._mandates.get(key)
+        if held is None:
+            held = mandate.verify(device.mandate, Ed25519Verifier(device.owner_key), self.codec,
+                                  device.kid, device.mandate_nbf)
+            if len(self._mandates) >= MANDATE_CACHE:
+                del self._mandates[next(iter(self._mandates))]
+            self._mandates[key] = held
+        return held
 
     # Messages.
 
     def handle(self, data, device_kid, now):
         """The (topic, bytes) answers to one message from the uplink of device_kid."""
+        if not self.limiter.allows(device_kid):
+            self.refusals["rate-limited"] = self.refusals.get("rate-limited", 0) + 1
+            return []
+        # Reading, parsing and verifying need no lock: only the replay guard and what follows do.
+        public_key = self.store.public_key(device_kid)
+        if public_key is None:
+            return self._refuse("unknown-device", device_kid)
+        own = Ed25519Verifier(public_key)
+        inbox = envelope.Inbox(self.kid, lambda kid: own if kid == device_kid else
+                               self._verifier(kid), self.codec)
+        opened = inbox.check(data)
+        if opened.status == envelope.REJECT:
+            return self._refused(inbox, device_kid)
+        msg = opened.message
+        if msg.kid != device_kid:
+            return self._refuse("topic-mismatch", device_kid)
+        if msg.type == m.ORDER:  # verify the mandate an order is checked against, lock not held
+            self.held_mandate(self.store.device(device_kid))
         with self.store.transaction():
-            device = self.store.device(device_kid)
-            if device is None:
-                return self._refuse("unknown-device", device_kid)
-            guard = ReplayGuard.from_state(device.replay) if device.replay else ReplayGuard()
-            inbox = envelope.Inbox(self.kid, self._verifier, self.codec, guard)
-            opened = inbox.open(data, now)
-            for reason, count in inbox.rejections.items():
-                self._refuse(reason, device_kid, count)
+            device = self.store.device(device_kid)  # devices are never deleted
+            inbox.guard = ReplayGuard.from_state(device.replay) if device.replay else ReplayGuard()
+            opened = inbox.admit(opened, now)
             if opened.status == envelope.REJECT:
-                return []
-            msg = opened.message
-            if msg.kid != device_kid:
-                return self._refuse("topic-mismatch", device_kid)
+                return self._refused(inbox, device_kid)
             if opened.status == envelope.DUPLICATE:
                 sent = self.store.replies(device_kid, msg.id)
             else:
                 sent = [self._seal(device_kid, t, body, now, msg.id)
                         for t, body in self._answer(device, msg, now)]
                 inbox.commit(opened)
-                self.store.save_replay(device_kid, guard.to_state())
+                self.store.save_replay(device_kid, inbox.guard.to_state())
                 self.store.save_replies(device_kid, msg.id, sent, now)
         return [(topics.downlink(device_kid), reply) for reply in sent]
 
@@ -123,8 +149,14 @@ class Service:
         public_key = self.store.public_key(kid)
         return Ed25519Verifier(public_key) if public_key else None
 
-    def _refuse(self, reason, device_kid, count=1):
-        self.refusals[reason] = self.refusals.get(reason, 0) + count
+    def _refused(self, inbox, device_kid):
+        for reason in inbox.rejections:
+            self._refuse(reason, device_kid)
+        return []
+
+    def _refuse(self, reason, device_kid):
+        self.refusals[reason] = self.refusals.get(reason, 0) + 1
+        self.limiter.charge(device_kid)
         log.info("refused a message on the uplink of %s: %s", device_kid.hex(), reason)
         return []
 
