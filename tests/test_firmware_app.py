@@ -189,3 +189,46 @@ def test_a_float_in_the_clock_is_refused_with_what_to_do(world, app_module):
     with pytest.raises(ValueError, match=r"clock speed is 2000.0: a whole number or \[numerator, "
                                          r"denominator\] \(build it again with `thingsdk firmware"):
         app_module.App(str(folder) + "/", machine=Machine(None))
+
+
+def test_a_message_the_board_has_no_heap_for_comes_again_and_the_order_completes(world,
+                                                                                  app_module):
+    """A MemoryError while taking in a downlink: the board says so and asks `machine.reset()`
+    (here a stand-in that only records the call), the message is left unacknowledged, the link
+    drops, and the broker sends it again on the persistent session: nothing is lost."""
+    folder = world.build_board()
+    world.start_vendor()
+    tank = Tank(world)
+    resets = []
+    machine = Machine(tank)
+    machine.reset = lambda: resets.append(True)
+
+    async def scenario():
+        device = app_module.App(str(folder) + "/", machine=machine)
+        receive, calls = device.agent.receive, []
+
+        def short_of_heap(data, now):
+            calls.append(data)
+            if len(calls) == 2:  # the second downlink: the vendor's receipt
+                raise MemoryError("memory allocation failed, allocating 768 bytes")
+            return receive(data, now)
+
+        device.agent.receive = short_of_heap
+        task = asyncio.create_task(device.run())
+        for _ in range(int(TIMEOUT / 0.05)):
+            records = board_records(folder)
+            if records and records[0]["state"] == lifecycle.CLOSED:
+                break
+            await asyncio.sleep(0.05)
+        task.cancel()
+        await device.link.close()
+        return device, calls
+
+    device, calls = asyncio.run(scenario())
+    need = board_records(folder)[0]
+    assert need["state"] == lifecycle.CLOSED and need["reason"] == "refilled"
+    assert resets == [True] and device.errors == 1
+    assert calls[2] == calls[1]  # the very message, sent again by the broker
+    assert device.link.reconnects >= 1
+    assert [o["status"] for o in world.orders()] == ["delivered"]
+    assert device.agent.refusals == {}

@@ -26,6 +26,7 @@ Lines starting "thingsdk:" on the console say what the device does ("decided buy
 """
 
 import asyncio
+import gc
 import json
 import os
 import random
@@ -190,6 +191,7 @@ class App:
     def __init__(self, root="/", machine=None, clock=None):
         if machine is None:
             import machine
+        self.machine = machine
         identity = root + "identity/"
         config = read(identity + "config.json")
         if config is None:
@@ -204,8 +206,8 @@ class App:
         self.kid = bytes.fromhex(config["device_kid"])
         self.uplink, self.downlink = topics.uplink(self.kid), topics.downlink(self.kid)
         self.interval = config.get("interval", 5)
-        self.received, self.outgoing = [], []
-        self.errors = 0
+        self.outgoing = []
+        self.errors, self.fatal = 0, None
         self.hook = rig_hook(root)
         self.frozen = False
         slots = [slot(t, machine, root) for t in config.get("consumables", ())]
@@ -220,8 +222,32 @@ class App:
         self.link = link(config, root, self._on_message)
 
     def _on_message(self, topic, payload):
-        if topic == self.downlink:
-            self.received.append(payload)
+        """Take a downlink in at once: the link acknowledges it only after this returns, so only
+        once what it caused is kept on flash (a message acknowledged but still waiting in memory
+        would be lost to a restart). Out of heap, it is left unacknowledged: the link drops and
+        the broker sends it again."""
+        if topic != self.downlink:
+            return
+        try:
+            self.agent.receive(payload, self.clock())
+        except MemoryError:
+            self._out_of_memory("taking in a message")
+            raise
+        except CheckpointError as exc:
+            self.fatal = exc  # the next turn stops the device
+        except Exception as exc:  # a bug, not bad input (that is counted): do not loop on it
+            self.errors += 1
+            say("error taking in a message: %r" % exc)
+
+    def _out_of_memory(self, where):
+        """After a MemoryError the heap is fragmented and a step may have stopped halfway:
+        restart the board (its state on flash is whole, and the order goes on from there)."""
+        self.errors += 1
+        say("out of memory %s: restarting; what is on flash carries on" % where)
+        gc.collect()
+        reset = getattr(self.machine, "reset", None)
+        if reset is not None:
+            reset()
 
     def _queue(self, data, msg_type):
         if self.hook.get("cut_before") == m.NAMES[msg_type - 1]:
@@ -239,17 +265,19 @@ class App:
         say("started, device %s" % self.config["device_kid"])
 
     async def turn(self):
-        """One step: what arrived, the agent's step, what to send."""
-        now = self.clock()
+        """One step: the agent's step (messages are taken in as they arrive), what to send."""
+        if self.fatal is not None:
+            raise self.fatal  # sequence numbers cannot be trusted: stop rather than risk reuse
         try:
-            while self.received:
-                self.agent.receive(self.received.pop(0), now)
-            self.agent.step(now)
+            self.agent.step(self.clock())
         except CheckpointError:
-            raise  # sequence numbers cannot be trusted: stop rather than risk reuse
+            raise
+        except MemoryError:
+            self._out_of_memory("in a step")
         except Exception as exc:  # one bad turn must not stop the device
             self.errors += 1
             say("error in a turn: %r" % exc)
+        gc.collect()  # between turns, so long-lived data does not settle among the garbage
         while self.outgoing and not self.frozen:
             try:
                 await self.link.publish(self.uplink, self.outgoing[0])

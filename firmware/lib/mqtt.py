@@ -11,7 +11,8 @@ Runs unmodified on MicroPython and CPython (asyncio streams, which MicroPython r
   bigger packet within `max_size`. A packet over `max_size` is read through that buffer piece by
   piece and dropped (a QoS 1 PUBLISH is acknowledged, so the broker does not send it again):
   counted in `refused`, never held whole.
-- Incoming PUBLISH (QoS 0/1) goes to `on_message(topic, payload)`, then is acknowledged: MQTT's
+- Incoming PUBLISH (QoS 0/1) goes to `on_message(topic, payload)`, then is acknowledged (not when
+  the handler ran out of heap: the link then drops and the broker sends it again): MQTT's
   at-least-once, so a message can come twice if the connection drops before its PUBACK left.
 - PINGREQ every keepalive/2 seconds; no PINGRESP within `ping_timeout` seconds is a lost link.
 - Lost connections come back with exponential backoff and jitter (`rand` injectable), and every
@@ -430,6 +431,8 @@ class Client:
                 try:
                     if self.on_message:
                         self.on_message(topic, payload)
+                except MemoryError:
+                    raise  # not taken in: unacknowledged, the link drops, the broker sends it again
                 except Exception as exc:  # the handler's fault: the message is still acknowledged
                     self.last_error = exc
                 if qos:

@@ -7,7 +7,8 @@ frames of thingsdk.core.frames, with the same at-least-once contract:
   the broker acknowledged them (PUBACK). They are re-sent every `retry` seconds, and all of them,
   oldest first, when the gateway answers again after a silence. A refusal (NAK: a topic that is
   not the board's own) drops the message and counts it in `refused`.
-- Downlinks go to `on_message`, then are ACKed: one can come twice if its ACK was lost.
+- Downlinks go to `on_message`, then are ACKed (not when the handler ran out of heap): one can
+  come twice if its ACK was lost.
 - A PING every `keepalive` seconds; the gateway answers with its broker connection's state.
   `linked` is true while the gateway answered within `timeout` seconds, `connected` while,
   besides, its broker connection is up.
@@ -176,6 +177,9 @@ class Link:
         try:
             if self.on_message:
                 self.on_message(topic, data)
+        except MemoryError as exc:  # not taken in: no ACK, so the frame comes again
+            self.last_error = exc
+            return
         except Exception as exc:  # the handler's fault: the message is still acknowledged
             self.last_error = exc
         self._write(frames.encode(frames.ACK, seq))
