@@ -145,6 +145,50 @@ def test_order_quantity_in_whole_items():
     assert beans.reorder(T0) == 1
 
 
+def test_quantity_balances_shipping_against_stock_held():
+    c = Consumable("beans", "g", 1000, pack=250, safety=100, lead_time=2 * DAY, lead_spread=0)
+    for h in range(0, 49, 4):
+        c.read(T0 + h * HOUR, 540 - 5 * h)  # 120 g a day: reorder point 240 + 100 g
+    now = T0 + 48 * HOUR
+    assert c.reorder_point() == 340
+    assert c.reorder(now) == 3 and c.why is None  # up to capacity without costs
+    c.ship_cost, c.hold_cost = 400, 2  # sqrt(2 x 0.48 bags a day x 400 / 2) = 13 bags
+    assert c.reorder(now) == 13 and c.why == "13 balance shipping against stock held"
+    c.hold_cost = 400  # dear to hold: just enough to get above the reorder point
+    assert c.reorder(now) == 1
+
+
+def test_a_perishable_is_never_bought_to_go_stale():
+    c = Consumable("beans", "g", 1000, pack=250, safety=100, lead_time=2 * DAY, lead_spread=0,
+                   ship_cost=400, hold_cost=2, shelf_life=10 * DAY)
+    for h in range(0, 49, 4):
+        c.read(T0 + h * HOUR, 540 - 5 * h)
+    now = T0 + 48 * HOUR
+    # 12 days of use (1440 g) less the 300 g ahead of it: 4 bags, not the 13 shipping would want
+    assert c.reorder(now) == 4 and c.why == "4, as more would go stale before use"
+    c.shelf_life = DAY  # not even one bag keeps: one all the same, to avoid running out
+    assert c.reorder(now) == 1
+    raises(ConsumableError, Consumable, "beans", "g", 1000, shelf_life=60)
+    raises(ConsumableError, Consumable, "beans", "g", 1000, ship_cost=-1)
+
+
+def test_late_deliveries_raise_the_reorder_point_until_they_stop():
+    c = Consumable("water", "ml", 10000, lead_time=2 * DAY, lead_spread=DAY, safety=100)
+    for h in range(0, 49, 4):
+        c.read(T0 + h * HOUR, 9000 - 50 * h)  # 1200 ml a day
+    assert c.reorder_point() == 2400 + 1200
+    c.add_order(b"late", 1)
+    assert c.receive(b"late", late=3 * DAY) and c.late == 3 * DAY
+    assert c.reorder_point() == 2400 + 3600
+    for n in range(2):
+        c.add_order(b"on time", 1)
+        c.receive(b"on time")
+    assert c.late == 3 * DAY // 4 and c.reorder_point() == 2400 + 1200
+    c.add_order(b"bad", 1)
+    raises(ConsumableError, c.receive, b"bad", 1, -1)
+    assert Consumable.from_state(c.to_state()).late == c.late
+
+
 def test_state_round_trip():
     c = Consumable("beans", "g", 1000, pack=250, sku="house-blend")
     use_hourly(c, 100, 60, seed=4)
