@@ -81,6 +81,29 @@ def test_at_the_reorder_point_without_offers_it_asks_vendors():
     assert d.text == "Filter has ~4 days left; at its reorder point, asking vendors for 1."
 
 
+def test_asks_for_no_more_than_the_mandate_allows_and_says_why():
+    c = slot(48)
+    c.order_qty = 31  # a heavy user's need: 31 filters
+    item = ["items", {"allow": [{"sku": "WF-300", "max-price": [2990, "EUR"], "max-qty": 12}]}]
+    d = run(c, mandate(item))
+    assert (d.reason, d.quantity) == ("reorder-point-reached", 12)
+    assert d.text.endswith("asking vendors for 12; 12 of the 31 needed, as the mandate allows "
+                           "12 per order.")
+    per_order = ["amount-range", {"cur": "EUR", "min": 100, "max": 20000}]
+    d = run(c, mandate(item, per_order, MONTHLY))  # (50.00 - 3.90) / 29.90 at most
+    assert d.quantity == 1 and "as 1 fit the 50.00 EUR left this month" in d.text
+    ledger = Ledger(mandate(MONTHLY).limits())
+    ledger.reserve(b"\x01" * 16, 4500, "EUR", NOW - DAY)
+    d = run(c, mandate(item, per_order, MONTHLY), ledger=ledger)  # nothing fits: one is asked,
+    assert d.quantity == 1 and "5.00 EUR left this month" in d.text  # the offer decides
+    c.ship_cost = 390
+    d = run(c, mandate(item, per_order), usual_price=[2490, "EUR"])
+    assert d.quantity == 7 and d.text.endswith("as 7 fit the 200.00 EUR limit per order.")
+    m = mandate(item, per_order)
+    d = run(c, m, [(VENDOR, offer(qty=7, total=7 * 2490 + 390))], usual_price=[2490, "EUR"])
+    assert (d.action, d.reason, d.quantity) == ("buy", "within-policy", 7)
+
+
 def test_no_order_without_a_mandate_that_holds_now():
     c, offers = slot(48), [(VENDOR, offer())]
     assert run(c, None, offers).reason == "no-mandate"

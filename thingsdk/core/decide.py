@@ -63,7 +63,7 @@ class Decision:
 
 def sentence(parts):
     """Fragments joined into one sentence of at most MAX_SENTENCE bytes."""
-    text = "; ".join(parts)
+    text = "; ".join([p for p in parts if p])
     text = text[:1].upper() + text[1:] + "."
     while len(text.encode()) > MAX_SENTENCE:
         text = text[:-4] + "..."
@@ -146,6 +146,25 @@ def _arrival(judged):
     return judged[0].offer["arrive"], judged[0].offer["total"][0]
 
 
+def quantity(consumable, mandate, ledger, now, category=None, usual_price=None):
+    """(items, why): what to ask vendors for now, 0 when above the reorder point. The
+    consumable's reorder quantity, capped to the most the mandate lets one order hold at the
+    usual unit price [amount, currency] or, without one, at the highest its items rule allows;
+    `why` explains a chosen or capped quantity, or is None."""
+    need, why, price = consumable.reorder(now), consumable.why, usual_price
+    if need and mandate is not None:
+        for params in mandate.of_kind("items"):
+            rules = policy._rules(params, consumable.sku, category)
+            price = price or (rules[0]["max-price"] if rules else None)
+        if price is not None:
+            most, limit = policy.most(mandate, ledger, consumable.sku, category, price,
+                                      consumable.ship_cost, now)
+            if most is not None and most < need:
+                why = "%d of the %d needed, as %s" % (max(1, most), need, limit)
+                need = max(1, most)
+    return need, why
+
+
 def decide(consumable, forecast, mandate, ledger, offers, now, category=None, names=None,
            usual_price=None, holding_cost=0, zones=None):
     """The Decision for one consumable now.
@@ -165,7 +184,7 @@ def decide(consumable, forecast, mandate, ledger, offers, now, category=None, na
                    "an order is already on its way, so not ordering again", now)
     if consumable.level(now) is None:
         return say(WAIT, "no-reading", lead, "no level reading yet", now)
-    need = consumable.reorder(now)
+    need, why = quantity(consumable, mandate, ledger, now, category, usual_price)
     problem = mandate_problem(mandate, now, lead)
     if not need:
         early = None if problem else _promotion(consumable, mandate, ledger, offers, now, category,
@@ -175,8 +194,8 @@ def decide(consumable, forecast, mandate, ledger, offers, now, category=None, na
     if problem:
         return problem
     if not offers:
-        return say(WAIT, "reorder-point-reached", lead,
-                   "at its reorder point, asking vendors for %d" % need, now, quantity=need)
+        ask = "at its reorder point, asking vendors for %d" % need
+        return say(WAIT, "reorder-point-reached", lead + [ask], why or "", now, quantity=need)
     test_mode = bool(mandate.of_kind("test-mode"))
     proposals = [policy.Proposal(vendor, offer, category) for vendor, offer in offers
                  if _valid(offer, consumable, category, test_mode, now)]
