@@ -141,12 +141,15 @@ class RateEstimator:
         _check_int(level, -MAX_INT, MAX_INT, "level")
         rise = 0
         if len(self._recent) > 1:
-            rise = level - _upper_median([r[1] for r in self._recent])
+            base = _upper_median([r[1] for r in self._recent])
+            rise = level - base
             if rise <= self.noise:
                 rise = 0
             elif self._pending is None:
                 self._pending = [t, level]
                 return 0
+            else:  # measured at the first high reading, before use eats into it
+                rise = max(rise, self._pending[1] - base)
         held, self._pending = self._pending, None
         if self._recent and (rise or t - self._recent[-1][0] > self.max_gap):
             self._new_segment()
@@ -346,7 +349,7 @@ class Consumable:
     `lead_time` and `lead_spread` are the expected order-to-delivery time and how much later it
     may be, in seconds (deliveries seen later than promised widen the spread: `late`); `safety` is
     the least safety stock in units; `order_qty` is the least number of items per order.
-    `ship_cost` (per order) and `hold_cost` (per item and day) are minor units of one currency:
+    `ship_cost` (per order) and `hold_cost` (per item and year) are minor units of one currency:
     with both, an order holds the items that balance the two, else it fills up to capacity.
     `shelf_life`: seconds an item keeps after delivery (None: it keeps); no more is ordered than
     the pessimistic use empties before then.
@@ -374,7 +377,7 @@ class Consumable:
         _require(shelf_life is None or is_int(shelf_life) and DAY <= shelf_life <= MAX_DAYS * DAY,
                  "shelf_life must be None or an int in %d..%d seconds" % (DAY, MAX_DAYS * DAY))
         self.shelf_life = shelf_life
-        self.late = 0  # seconds: how late deliveries came lately (each halves the older ones)
+        self.late = 0  # seconds: how late deliveries came lately (each takes a quarter off)
         self.why = None  # how reorder() chose its quantity, a sentence fragment
         if estimator is None:
             estimator = RateEstimator(noise=max(1, capacity // 50))
@@ -384,9 +387,18 @@ class Consumable:
 
     # -- readings
     def read(self, now, level):
-        """A level reading from the sensor; a refill it reveals uses up spares. Returns the rise."""
-        rise = self.estimator.add_level(now, level)
+        """A level reading from the sensor; a refill it reveals uses up spares. Returns the rise.
+
+        A slot read empty (within a quarter of the noise) twice, half a day apart or more, while
+        spares are counted has none: they went in unseen (a sensor offline at the refill) or
+        elsewhere, and counting them would stop reordering."""
+        est = self.estimator
+        rise = est.add_level(now, level)
         self._use_spares(rise)
+        last = est._recent[-2:]
+        if self.spares and len(last) > 1 and last[1][0] - last[0][0] >= DAY // 2 and \
+                max(last[0][1], last[1][1]) <= est.noise // 4:
+            self.spares = 0
         return rise
 
     def use(self, now, used):
@@ -401,7 +413,7 @@ class Consumable:
 
     def _use_spares(self, rise):
         if rise > 0:
-            self.spares = max(0, self.spares - _ceil_div(rise, self.pack))
+            self.spares = max(0, self.spares - max(1, (rise + self.pack // 2) // self.pack))
 
     # -- orders
     def add_order(self, order_id, items):
@@ -419,7 +431,7 @@ class Consumable:
         repeated delivery)."""
         if order_id not in self._orders:
             return False
-        self.late = max(_check_int(late, 0, MAX_DAYS * DAY, "late"), self.late // 2)
+        self.late = max(_check_int(late, 0, MAX_DAYS * DAY, "late"), self.late * 3 // 4)
         ordered = self._orders.pop(order_id)
         delivered = ordered if items is None else _check_int(items, 0, MAX_ITEMS, "items")
         self.spares = min(MAX_SPARES, self.spares + delivered)
@@ -484,7 +496,7 @@ class Consumable:
         least = max(_ceil_div(point + 1 - position, pack), self.order_qty or 1)
         items = _ceil_div(self.capacity - position, pack)
         if self.ship_cost and self.hold_cost:
-            items = _isqrt(2 * rate * self.ship_cost // (1000 * pack * self.hold_cost))
+            items = _isqrt(2 * rate * 365 * self.ship_cost // (1000 * pack * self.hold_cost))
             self.why = "%d balance shipping against stock held" % max(items, least)
         items = max(items, least)
         if self.shelf_life and rate:

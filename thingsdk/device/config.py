@@ -28,7 +28,7 @@ optional:
     [[consumables]]
     slot = "water-filter"         # and unit, capacity; sku or category; optionally pack,
     unit = "ml"                   # lead_time, lead_spread, safety, order_qty, ship_cost and
-    capacity = 300000             # hold_cost (minor units per order, per item and day),
+    capacity = 300000             # hold_cost (minor units per order, per item and year),
     sku = "WF-300"                # shelf_life (seconds after delivery; see
     sensor = {type = "simulated", daily_use = 1500}  # core.consumable.Consumable) and
                                   # min_interval (seconds between readings the rate keeps)
