@@ -5,13 +5,18 @@ with a sentence a person can read. Portable and sans-IO.
 Offer choice: among valid offers (not expired, for this item, test only under a test mandate)
 that the mandate does not refuse, the lowest total that arrives before the pessimistic run-out
 (`forecast.low`); when none arrives in time, the soonest to arrive, and the sentence says so.
-Before the reorder point an offer is taken only as a promotion: when its saving against the
-usual price beats the cost of holding the items for the time they come early, within policy.
+An offer that would still arrive in time if ordered a day later waits ("in-time-later"): stock
+bought early only sits on the shelf. Before the reorder point an offer is taken only as a
+promotion: when its saving against the usual price beats the cost of holding the items for the
+time they come early, within policy, and never for a perishable (one with a shelf life).
+The quantity asked for (`quantity`) is the consumable's, made to last the period when the
+mandate allows only a few more orders in it, and capped to what the mandate allows.
 """
 
 from thingsdk.core import messages, policy
-from thingsdk.core.consumable import DAY, MILLI_DAY
+from thingsdk.core.consumable import DAY, MILLI_DAY, Forecast, _ceil_div
 from thingsdk.core.keys import kid_hex
+from thingsdk.core.ledger import month_start
 from thingsdk.core.money import text as money_text
 
 BUY, WAIT, ASK, REFUSE = "buy", "wait", "ask", "refuse"
@@ -153,6 +158,15 @@ def quantity(consumable, mandate, ledger, now, category=None, usual_price=None):
     `why` explains a chosen or capped quantity, or is None."""
     need, why, price = consumable.reorder(now), consumable.why, usual_price
     if need and mandate is not None:
+        rate = consumable.estimator.rate() or 0
+        for params in mandate.of_kind("recurrence"):  # the orders left must last the period
+            left = max(1, params["max"] - ledger.usage(params, now)[0])
+            end = month_start(month_start(now) + 32 * DAY) if params["period"] == "month" else \
+                now + params["window"]
+            items = _ceil_div(rate * (end - now) // (left * DAY), 1000 * consumable.pack)
+            if items > need:
+                need, why = items, "%d, to last with %s left %s" % (
+                    items, policy._count(left, "order"), policy._span(params))
         for params in mandate.of_kind("items"):
             rules = policy._rules(params, consumable.sku, category)
             price = price or (rules[0]["max-price"] if rules else None)
@@ -211,17 +225,32 @@ def decide(consumable, forecast, mandate, ledger, offers, now, category=None, na
     in_time = [j for j in acceptable if runout is None or j[0].offer["arrive"] <= runout]
     if in_time:
         choice = min(in_time, key=_cost)
+        slack = _slack(consumable, now, choice[0].offer)
+        if slack > DAY and policy.outcome(choice[1]) == policy.OK:
+            why = "in time if ordered tomorrow too, so not yet"
+            return say(WAIT, "in-time-later", lead + [_offer_text(choice[0], now, names)], why,
+                       now, quantity=need, until=now + slack - DAY,
+                       mandate_version=mandate.version)
     else:
         choice = min(acceptable, key=_arrival)
         lead = lead + ["no offer arrives before it may run out, so the soonest"]
     return judge(choice[0], choice[1], now, lead, names, mandate.version)
 
 
+def _slack(consumable, now, offer):
+    """Seconds an order of the offer may wait and still arrive, as late as deliveries came
+    lately (`late`), before the stock at hand less the safety stock may run out; 0 when unknown.
+    """
+    units = consumable.level(now) + consumable.spares * consumable.pack - consumable.safety
+    low = Forecast(max(0, units), consumable.estimator).low
+    return 0 if low is None else now + low - offer["arrive"] - consumable.late
+
+
 def _promotion(consumable, mandate, ledger, offers, now, category, names, usual, holding_cost,
                zones, lead):
     """A buy decision for the best promotion worth taking before the reorder point, or None."""
     rate = consumable.estimator.rate()
-    if not offers or usual is None or not rate:
+    if not offers or usual is None or not rate or consumable.shelf_life:
         return None
     early = (consumable.position(now) - consumable.reorder_point()) * MILLI_DAY // rate
     test_mode = bool(mandate.of_kind("test-mode"))
