@@ -190,8 +190,8 @@ def test_a_perishable_is_never_bought_to_go_stale():
     for h in range(0, 49, 4):
         c.read(T0 + h * HOUR, 540 - 5 * h)
     now = T0 + 48 * HOUR
-    # 12 days of use (1440 g) less the 300 g ahead of it: 4 bags, not the 13 shipping would want
-    assert c.reorder(now) == 4 and c.why == "4, as more would go stale before use"
+    # 10 days of use (1200 g) less the 300 g ahead of it: 3 bags, not the 13 shipping would want
+    assert c.reorder(now) == 3 and c.why == "3, as more would go stale before use"
     c.shelf_life = DAY  # not even one bag keeps: one all the same, to avoid running out
     assert c.reorder(now) == 1
     raises(ConsumableError, Consumable, "beans", "g", 1000, shelf_life=60)

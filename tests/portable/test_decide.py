@@ -121,13 +121,14 @@ def test_the_last_orders_a_month_allows_last_until_the_month_ends():
 
 def test_an_offer_that_would_still_arrive_in_time_tomorrow_waits():
     m = mandate(MONTHLY)
-    d = run(slot(60), m, [(VENDOR, offer(days=1))])  # 5 days left, 2.5 above the safety stock
+    c = slot(60)
+    c.lead_spread = 0  # deliveries come when promised
+    d = run(c, m, [(VENDOR, offer(days=1))])  # 5 days left, 2.5 above the safety stock
     assert (d.action, d.reason, d.quantity, d.until) == ("wait", "in-time-later", 1,
                                                           NOW + DAY // 2)
     assert d.text == ("Filter has ~5 days left; vendor A delivers in 1 day for 24.90 EUR; in "
                       "time if ordered tomorrow too, so not yet.")
-    assert run(slot(48), m, [(VENDOR, offer(days=1))]).action == "buy"
-    c = slot(60)
+    assert run(slot(60), m, [(VENDOR, offer(days=1))]).action == "buy"  # up to 3 days late
     c.add_order(b"\x07" * 16, 1)
     c.receive(b"\x07" * 16, 0, late=2 * DAY)  # deliveries came two days late lately
     assert run(c, m, [(VENDOR, offer(days=1))]).action == "buy"

@@ -352,7 +352,7 @@ class Consumable:
     `ship_cost` (per order) and `hold_cost` (per item and year) are minor units of one currency:
     with both, an order holds the items that balance the two, else it fills up to capacity.
     `shelf_life`: seconds an item keeps after delivery (None: it keeps); no more is ordered than
-    the pessimistic use empties before then.
+    the pessimistic use empties before then, even if it came at once.
     """
 
     def __init__(self, slot, unit, capacity, pack=None, sku=None, lead_time=3 * DAY,
@@ -484,8 +484,9 @@ class Consumable:
 
         Always enough to get above the reorder point (so the next check does not order again), and
         at least `order_qty`; beyond that the economic order quantity, sqrt(2 x use x ship_cost /
-        hold_cost), when both costs are set, else up to capacity; never more than is used before
-        `shelf_life` ends (at least one item). `why` says what chose the quantity, or is None.
+        hold_cost), when both costs are set, else up to capacity; never more than the pessimistic
+        use empties within `shelf_life` after the stock ahead of it, counted from now (at least
+        one item). `why` says what chose the quantity, or is None.
         """
         self.why = None
         position = self.position(now)
@@ -500,7 +501,7 @@ class Consumable:
             self.why = "%d balance shipping against stock held" % max(items, least)
         items = max(items, least)
         if self.shelf_life and rate:
-            use = self.estimator.use_over(self.lead_time + self.shelf_life)
+            use = self.estimator.use_over(self.shelf_life)
             fresh = max(1, ((use[0] - Z * use[1]) // 1000 - position) // pack)
             if fresh < items:
                 items = fresh

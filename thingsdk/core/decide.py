@@ -5,8 +5,8 @@ with a sentence a person can read. Portable and sans-IO.
 Offer choice: among valid offers (not expired, for this item, test only under a test mandate)
 that the mandate does not refuse, the lowest total that arrives before the pessimistic run-out
 (`forecast.low`); when none arrives in time, the soonest to arrive, and the sentence says so.
-An offer that would still arrive in time if ordered a day later waits ("in-time-later"): stock
-bought early only sits on the shelf. Before the reorder point an offer is taken only as a
+An offer that would still arrive in time if ordered a day later, however late within the
+consumable's `lead_spread`, waits ("in-time-later"): stock bought early only sits on the shelf. Before the reorder point an offer is taken only as a
 promotion: when its saving against the usual price beats the cost of holding the items for the
 time they come early, within policy, and never for a perishable (one with a shelf life).
 The quantity asked for (`quantity`) is the consumable's, made to last the period when the
@@ -238,12 +238,13 @@ def decide(consumable, forecast, mandate, ledger, offers, now, category=None, na
 
 
 def _slack(consumable, now, offer):
-    """Seconds an order of the offer may wait and still arrive, as late as deliveries came
-    lately (`late`), before the stock at hand less the safety stock may run out; 0 when unknown.
-    """
+    """Seconds an order of the offer may wait and still arrive, as late as a delivery may come
+    (`lead_spread`, or `late` when deliveries came later lately), before the stock at hand less
+    the safety stock may run out; 0 when unknown."""
     units = consumable.level(now) + consumable.spares * consumable.pack - consumable.safety
     low = Forecast(max(0, units), consumable.estimator).low
-    return 0 if low is None else now + low - offer["arrive"] - consumable.late
+    late = max(consumable.late, consumable.lead_spread)
+    return 0 if low is None else now + low - offer["arrive"] - late
 
 
 def _promotion(consumable, mandate, ledger, offers, now, category, names, usual, holding_cost,
