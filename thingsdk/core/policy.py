@@ -214,24 +214,22 @@ def most(mandate, ledger, sku, category, price, ship, now):
     """(items, fragment): the most items of sku the mandate lets one order hold now, at unit
     `price` [amount, currency] plus `ship` (amount): per item, per order amount, budget left.
     The fragment names the tightest limit; (None, None) when nothing limits the quantity."""
-    best, why = None, None
+    best = why = None
+    cur = price[1]
     for kind, params in mandate.constraints:
+        n = None
         if kind == "items":
-            rules = _rules(params, sku, category)
-            n = max([r["max-qty"] for r in rules if r["max-price"][1] == price[1]] or [None])
+            n = max([r["max-qty"] for r in _rules(params, sku, category)
+                     if r["max-price"][1] == cur] or [None])
             text = "the mandate allows %d per order"
-        elif kind in ("amount-range", "budget") and params["cur"] == price[1]:
-            room, text = params["max"], "%d fit the " + money.text(params["max"], price[1])
+        elif kind in ("amount-range", "budget") and params["cur"] == cur and price[0] > 0:
+            room, text = params["max"], " limit per order"
             if kind == "budget":
                 usage = ledger.usage(params, now)
                 room -= usage[1] + usage[2]
-                text = "%d fit the " + money.text(max(0, room), price[1]) + " left " + \
-                    _span(params)
-            else:
-                text += " limit per order"
-            n = max(0, (room - ship) // price[0]) if price[0] > 0 else None
-        else:
-            continue
+                text = " left " + _span(params)
+            n = max(0, (room - ship) // price[0])
+            text = "%d fit the " + money.text(max(0, room), cur) + text
         if n is not None and (best is None or n < best):
             best, why = n, text % n
     return best, why
