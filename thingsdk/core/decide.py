@@ -10,7 +10,9 @@ consumable's `lead_spread`, waits ("in-time-later"): stock bought early only sit
 promotion: when its saving against the usual price beats the cost of holding the items for the
 time they come early, within policy, and never for a perishable (one with a shelf life).
 The quantity asked for (`quantity`) is the consumable's, made to last the period when the
-mandate allows only a few more orders in it, and capped to what the mandate allows.
+mandate allows only a few more orders in it, and capped to what the mandate allows. An offer the
+mandate refuses for its quantity, when fewer items would fit, waits to ask again for that many
+("fewer-fit"): only what cannot be helped is refused.
 """
 
 from thingsdk.core import messages, policy
@@ -22,6 +24,7 @@ from thingsdk.core.money import text as money_text
 BUY, WAIT, ASK, REFUSE = "buy", "wait", "ask", "refuse"
 ACTIONS = {policy.OK: BUY, policy.ASK: ASK, policy.WAIT: WAIT, policy.REFUSE: REFUSE}
 MAX_SENTENCE = 280  # bytes, the protocol's bound on a sentence
+QUANTITY = ("amount-out-of-range", "over-budget", "item-qty-too-high")  # fewer items may fit
 
 
 class Decision:
@@ -220,6 +223,14 @@ def decide(consumable, forecast, mandate, ledger, offers, now, category=None, na
     acceptable = [j for j in judged if policy.outcome(j[1]) != policy.REFUSE]
     if not acceptable:
         choice = min(judged, key=_cost)
+        offer = choice[0].offer
+        if policy.deciding(choice[1]).reason in QUANTITY and offer["qty"] > 1:
+            most, limit = policy.most(mandate, ledger, offer["sku"], category, offer["price"],
+                                      offer["ship"][0], now)
+            if most and most < offer["qty"]:
+                why = "asking for %d instead, as %s" % (most, limit)
+                return say(WAIT, "fewer-fit", lead + [_offer_text(choice[0], now, names)], why,
+                           now, quantity=most, until=now, mandate_version=mandate.version)
         return judge(choice[0], choice[1], now, lead, names, mandate.version)
     runout = None if forecast.low is None else now + forecast.low
     in_time = [j for j in acceptable if runout is None or j[0].offer["arrive"] <= runout]

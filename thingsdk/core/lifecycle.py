@@ -363,7 +363,11 @@ def _on_decided(s, decision):
     elif action == "ask":
         _ask(s, decision)
     elif action == "wait":
-        until = decision.get("until")
+        until, qty = decision.get("until"), decision.get("qty")
+        if rec["kind"] == BUY and is_int(qty) and 0 < qty < rec["ask"]["qty"]:
+            ask = dict(rec["ask"])  # fewer, as the mandate allows: asked anew
+            ask["qty"] = qty
+            rec["ask"] = ask
         rec.update({"state": WAITING, "due": s.now + s.cfg["wait"] if until is None else until})
     else:
         _close(s, decision.get("reason") or "refused")
