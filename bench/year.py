@@ -401,8 +401,8 @@ def report(runs, days):
         lines.append("  %-18s stockout days %s, orders %s, on hand %s EUR, spend %s EUR" % (
             label, _cell("n", median([x["stockout"] for x in t]), max(x["stockout"] for x in t)),
             _cell("n", median([x["orders"] for x in t]), max(x["orders"] for x in t)),
-            _cell("value", median([x["value"] for x in t]), max(x["value"] for x in t))[:-1],
-            _cell("value", median([x["spend"] for x in t]), max(x["spend"] for x in t))[:-1]))
+            _cell("value", median([x["value"] for x in t]), max(x["value"] for x in t)),
+            _cell("value", median([x["spend"] for x in t]), max(x["spend"] for x in t))))
     held = {}
     waits = 0
     for seed in seeds:
