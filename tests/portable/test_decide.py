@@ -117,6 +117,10 @@ def test_the_last_orders_a_month_allows_last_until_the_month_ends():
     d = run(c, mandate(monthly), ledger=ledger)
     assert d.quantity == 3 and d.text.endswith(
         "asking vendors for 3; 3, to last with 1 order left this month.")
+    c.pack = 1  # absurdly small items: never more than an order may hold
+    assert run(c, mandate(monthly), ledger=ledger).quantity == 738
+    c.estimator = slot(48, per_day=10 ** 9).estimator
+    assert run(c, mandate(monthly), ledger=ledger).quantity == 1000000
 
 
 def test_an_offer_that_would_still_arrive_in_time_tomorrow_waits():

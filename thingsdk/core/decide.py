@@ -16,7 +16,7 @@ mandate refuses for its quantity, when fewer items would fit, waits to ask again
 """
 
 from thingsdk.core import messages, policy
-from thingsdk.core.consumable import DAY, MILLI_DAY, Forecast, _ceil_div
+from thingsdk.core.consumable import DAY, MAX_ITEMS, MILLI_DAY, Forecast, _ceil_div
 from thingsdk.core.keys import kid_hex
 from thingsdk.core.ledger import month_start
 from thingsdk.core.money import text as money_text
@@ -167,6 +167,7 @@ def quantity(consumable, mandate, ledger, now, category=None, usual_price=None):
             end = month_start(month_start(now) + 32 * DAY) if params["period"] == "month" else \
                 now + params["window"]
             items = _ceil_div(rate * (end - now) // (left * DAY), 1000 * consumable.pack)
+            items = min(items, MAX_ITEMS)
             if items > need:
                 need, why = items, "%d, to last with %s left %s" % (
                     items, policy._count(left, "order"), policy._span(params))
