@@ -1,5 +1,6 @@
-"""The simulated year (bench/year.py) keeps its books: both policies face the same demand, stock
-never goes negative or appears from nowhere, and spend is what the orders placed cost."""
+"""The simulated years (bench/year.py) keep their books: both policies face the same demand, stock
+never goes negative or appears from nowhere, spend is what the orders placed cost, the forecast
+policy keeps to its mandate, and the report states every target as met or NOT met."""
 
 import importlib.util
 from pathlib import Path
@@ -9,7 +10,8 @@ import pytest
 from thingsdk.core.ledger import month_start
 
 ROOT = Path(__file__).resolve().parent.parent
-DAYS = 60
+DAYS = 120
+SEEDS = (7, 8)
 
 
 def load_year():
@@ -23,55 +25,83 @@ year = load_year()
 
 
 @pytest.fixture(scope="module")
-def results():
-    return year.simulate(seed=7, days=DAYS)
+def runs():
+    return {seed: year.simulate(seed=seed, days=DAYS) for seed in SEEDS}
 
 
 @pytest.mark.parametrize("spec", year.SPECS, ids=lambda s: s.slot)
-def test_both_policies_face_the_same_demand(results, spec):
-    forecast, threshold = results[spec.slot]["forecast"], results[spec.slot]["threshold"]
-    use, _ = year.demand(spec, 7, DAYS, year.household(7))
+def test_both_policies_face_the_same_demand(runs, spec):
+    forecast, threshold = runs[7][spec.slot]["forecast"], runs[7][spec.slot]["threshold"]
+    home = year.household(7, spec)
+    use, _ = year.demand(spec, 7, DAYS, home)
     assert forecast.demand == threshold.demand == use and len(use) == DAYS and sum(use) > 0
-    common = min(len(forecast.orders), len(threshold.orders))
-    if not forecast.held_back:  # every lead time draw became an order: the n-th ones match
-        assert [o[3] for o in forecast.orders[:common]] == [o[3] for o in threshold.orders[:common]]
+    assert all(use[day] == 0 for day in home.away if day < DAYS)
+    draws = year.leads(spec, 7, DAYS, home)
+    for out in (forecast, threshold):  # an order placed on a day takes that day's draw
+        assert all(days == draws[day][vendor][1] for day, _, _, days, vendor in out.orders)
 
 
 @pytest.mark.parametrize("policy", ["forecast", "threshold"])
 @pytest.mark.parametrize("spec", year.SPECS, ids=lambda s: s.slot)
-def test_stock_is_never_negative_and_adds_up(results, spec, policy):
-    out = results[spec.slot][policy]
-    assert all(0 <= got <= asked for got, asked in zip(out.served, out.demand))
-    assert min(out.on_hand) >= 0 and out.left >= out.on_hand[-1]
-    # the slot starts full; every unit bought is used, or is still here or on its way
-    assert spec.capacity + out.bought(spec.capacity) == sum(out.served) + out.left
+def test_stock_is_never_negative_and_adds_up(runs, spec, policy):
+    for seed in SEEDS:
+        out = runs[seed][spec.slot][policy]
+        assert all(0 <= got <= asked for got, asked in zip(out.served, out.demand))
+        assert min(out.on_hand) >= 0 and out.left >= out.on_hand[-1]
+        # the slot starts full; every unit bought is used, thrown away stale, or still here
+        assert spec.capacity + out.bought(spec.pack) == sum(out.served) + out.expired + out.left
 
 
 @pytest.mark.parametrize("policy", ["forecast", "threshold"])
 @pytest.mark.parametrize("spec", year.SPECS, ids=lambda s: s.slot)
-def test_spend_is_the_sum_of_the_orders_placed(results, spec, policy):
-    out = results[spec.slot][policy]
-    assert out.orders, "60 days see at least one order of each consumable"
-    assert out.spend == sum(spec.price * items + spec.ship for _, items, _, _ in out.orders)
-    assert all(total == spec.price * items + spec.ship for _, items, total, _ in out.orders)
+def test_spend_is_the_sum_of_the_orders_placed(runs, spec, policy):
+    out = runs[7][spec.slot][policy]
+    assert out.orders, "120 days see at least one order of each consumable"
+    prices = (spec.price, spec.price * (100 - year.B_DISCOUNT) // 100)
+    assert all(total == prices[vendor] * items + spec.ship
+               for _, items, total, _, vendor in out.orders)
+    assert out.spend == sum(order[2] for order in out.orders)
+    if policy == "threshold":
+        assert {order[4] for order in out.orders} == {0}  # vendor A only
 
 
 @pytest.mark.parametrize("spec", year.SPECS, ids=lambda s: s.slot)
-def test_the_forecast_policy_keeps_to_its_mandate(results, spec):
-    months = {}
-    for day, _, total, _ in results[spec.slot]["forecast"].orders:
-        month = months.setdefault(month_start(year.START + day * year.DAY), [0, 0])
-        month[0] += total
-        month[1] += 1
-    assert all(spend <= spec.budget and count <= spec.orders for spend, count in months.values())
+def test_the_forecast_policy_keeps_to_its_mandate(runs, spec):
+    for seed in SEEDS:
+        out = runs[seed][spec.slot]["forecast"]
+        months = {}
+        for day, items, total, _, _ in out.orders:
+            month = months.setdefault(month_start(year.START + day * year.DAY), [0, 0])
+            month[0] += total
+            month[1] += 1
+            assert items <= spec.most
+        assert all(spend <= spec.budget and n <= spec.orders for spend, n in months.values())
+        assert out.quantity_refused == 0
 
 
-def test_the_run_is_deterministic_and_reported(results):
+def test_the_run_is_deterministic_and_reported(runs):
     again = year.simulate(seed=7, days=DAYS)
     for spec in year.SPECS:
         for policy in ("forecast", "threshold"):
-            a, b = results[spec.slot][policy], again[spec.slot][policy]
-            assert (a.served, a.on_hand, a.orders) == (b.served, b.on_hand, b.orders)
-    text, met = year.report(results, 7, DAYS)
+            a, b = runs[7][spec.slot][policy], again[spec.slot][policy]
+            assert (a.served, a.on_hand, a.orders, a.expired) == (b.served, b.on_hand, b.orders,
+                                                                  b.expired)
+    text, met = year.report(runs, DAYS)
     assert "thingsdk forecast" in text and "20 % threshold" in text
-    assert text.splitlines()[-1].endswith("met" if met else "NOT met")
+    assert "2 seeds (7..8)" in text
+    targets = [line for line in text.splitlines() if line.startswith("  ") and ": " in line
+               and line.endswith("met")]
+    assert len(targets) == len(met) and sum(t.endswith("NOT met") for t in targets) == \
+        len(met) - sum(met.values())
+    assert len(met) == 3 * 3 + 1 + 2  # three per consumable, expiry of the perishable, totals
+    verdict = text.splitlines()[-1]
+    assert verdict.startswith("%d of %d targets met" % (sum(met.values()), len(met)))
+    assert verdict.endswith(": met" if all(met.values()) else ": NOT met")
+
+
+def test_bad_arguments_are_refused_without_a_traceback(capsys, monkeypatch):
+    for argv in (["--days", "0"], ["--seeds", "0"], ["--days", "x"]):
+        monkeypatch.setattr("sys.argv", ["year.py"] + argv)
+        with pytest.raises(SystemExit) as exc:
+            year.main()
+        assert exc.value.code == 2 and "Traceback" not in capsys.readouterr().err

@@ -72,6 +72,10 @@ def test_the_choice_is_the_cheapest_in_time_else_the_soonest(level, specs, spent
             assert d.total[0] == min(o["total"][0] for o in in_time)
         else:
             assert d.offer["arrive"] == min(o["arrive"] for o in fine)
+    elif d.reason == "in-time-later":  # the cheapest in time could be ordered a day later
+        in_time = [o for o in fine if o["arrive"] <= NOW + forecast.low]
+        cheapest = min(in_time, key=lambda o: (o["total"][0], o["arrive"]))
+        assert cheapest["arrive"] + DAY < NOW + c.forecast(NOW).low and d.until > NOW
     else:
         assert not fine or not c.reorder(NOW)
 

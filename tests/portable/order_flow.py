@@ -98,14 +98,14 @@ class Flow:
     """The device (an Agent on a FlashState under `root`) and its vendor, one hour a turn from
     `now`."""
 
-    def __init__(self, root, now=START):
+    def __init__(self, root, now=START, order_qty=None):
         device, vendor, owner = (ed25519.Signer(bytes([n]) * 32) for n in (1, 2, 3))
         claims = mandate.make_claims(owner.kid, device.public_key, 1, START - 60, START + 365 * DAY,
                                      [["vendors", {"kids": [vendor.kid]}],
                                       ["budget", {"cur": "EUR", "max": 10000, "period": "month"}]])
         self.tank = Tank()
         consumable = Consumable("coffee", "g", 1000, sku="BEANS-1KG", lead_time=DAY,
-                                lead_spread=DAY // 2)
+                                lead_spread=DAY // 2, order_qty=order_qty)
         self.uplinks, self.downlinks = [], []
         self.root = root
         self.serial, self.started = 0, now

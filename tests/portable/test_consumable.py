@@ -66,6 +66,32 @@ def test_refills_keep_the_rate_and_use_spares():
     assert near(c.estimator.rate(), 2000000, 0.08)
 
 
+def test_a_refill_seen_a_day_late_counts_every_bag_that_went_in():
+    c = Consumable("beans", "g", 1000, pack=250)
+    c.spares = 3
+    for day in range(4):
+        c.read(T0 + day * DAY, 300 - 60 * day)  # 60 g a day down to 120 g
+    c.read(T0 + 4 * DAY, 870)  # three bags went in: held back, it may be a spike
+    assert c.spares == 3
+    c.read(T0 + 5 * DAY, 810)  # confirmed; the rise counts from the first high reading
+    assert c.spares == 0
+
+
+def test_spares_a_slot_read_empty_for_half_a_day_does_not_have():
+    c = Consumable("ink", "page", 400, pack=400)
+    c.refill(T0)
+    c.spares = 1  # went into another printer, or in unseen
+    for hour in range(0, 48, 6):
+        c.read(T0 + hour * HOUR, 400 - 8 * hour)
+    c.read(T0 + 50 * HOUR, 2)  # a quarter of the noise (8 pages) or less: empty
+    assert c.spares == 1
+    c.read(T0 + 62 * HOUR, 0)
+    assert c.spares == 0 and c.reorder(T0 + 62 * HOUR) > 0
+    c.spares = 1
+    c.read(T0 + 63 * HOUR, 0)  # an hour apart is not enough to be sure
+    assert c.spares == 1
+
+
 def test_a_gap_that_hides_a_refill_is_not_a_slope():
     c = Consumable("water", "ml", 10000)
     for h in range(48):
@@ -143,6 +169,54 @@ def test_order_quantity_in_whole_items():
     beans = Consumable("beans", "g", 250, pack=1000, safety=50)
     beans.read(T0, 40)
     assert beans.reorder(T0) == 1
+
+
+def test_quantity_balances_shipping_against_stock_held():
+    c = Consumable("beans", "g", 1000, pack=250, safety=100, lead_time=2 * DAY, lead_spread=0)
+    for h in range(0, 49, 4):
+        c.read(T0 + h * HOUR, 540 - 5 * h)  # 120 g a day: reorder point 240 + 100 g
+    now = T0 + 48 * HOUR
+    assert c.reorder_point() == 340
+    assert c.reorder(now) == 3 and c.why is None  # up to capacity without costs
+    c.ship_cost, c.hold_cost = 400, 730  # sqrt(2 x 175 bags a year x 400 / 730) = 13 bags
+    assert c.reorder(now) == 13 and c.why == "13 balance shipping against stock held"
+    c.hold_cost = 146000  # dear to hold: just enough to get above the reorder point
+    assert c.reorder(now) == 1
+
+
+def test_a_perishable_is_never_bought_to_go_stale():
+    c = Consumable("beans", "g", 1000, pack=250, safety=100, lead_time=2 * DAY, lead_spread=0,
+                   ship_cost=400, hold_cost=730, shelf_life=10 * DAY)
+    for h in range(0, 49, 4):
+        c.read(T0 + h * HOUR, 540 - 5 * h)
+    now = T0 + 48 * HOUR
+    # 10 days of use (1200 g) less the 300 g ahead of it: 3 bags, not the 13 shipping would want
+    assert c.reorder(now) == 3 and c.why == "3, as more would go stale before use"
+    c.shelf_life = DAY  # not even one bag keeps: one all the same, to avoid running out
+    assert c.reorder(now) == 1
+    raises(ConsumableError, Consumable, "beans", "g", 1000, shelf_life=60)
+    raises(ConsumableError, Consumable, "beans", "g", 1000, ship_cost=-1)
+
+
+def test_late_deliveries_raise_the_reorder_point_until_on_time_ones_wear_it_down():
+    c = Consumable("water", "ml", 10000, lead_time=2 * DAY, lead_spread=DAY, safety=100)
+    for h in range(0, 49, 4):
+        c.read(T0 + h * HOUR, 9000 - 50 * h)  # 1200 ml a day
+    assert c.reorder_point() == 2400 + 1200
+    c.add_order(b"late", 1)
+    assert c.receive(b"late", late=3 * DAY) and c.late == 3 * DAY
+    assert c.reorder_point() == 2400 + 3600
+    for n in range(2):
+        c.add_order(b"on time", 1)
+        c.receive(b"on time")
+    assert c.late == 3 * DAY * 9 // 16 and c.reorder_point() == 2400 + 2025  # 1.6875 days
+    for n in range(3):
+        c.add_order(b"on time", 1)
+        c.receive(b"on time")
+    assert c.late < DAY and c.reorder_point() == 2400 + 1200  # lead_spread again
+    c.add_order(b"bad", 1)
+    raises(ConsumableError, c.receive, b"bad", 1, -1)
+    assert Consumable.from_state(c.to_state()).late == c.late
 
 
 def test_state_round_trip():

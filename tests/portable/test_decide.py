@@ -81,6 +81,63 @@ def test_at_the_reorder_point_without_offers_it_asks_vendors():
     assert d.text == "Filter has ~4 days left; at its reorder point, asking vendors for 1."
 
 
+def test_asks_for_no_more_than_the_mandate_allows_and_says_why():
+    c = slot(48)
+    c.order_qty = 31  # a heavy user's need: 31 filters
+    item = ["items", {"allow": [{"sku": "WF-300", "max-price": [2990, "EUR"], "max-qty": 12}]}]
+    d = run(c, mandate(item))
+    assert (d.reason, d.quantity) == ("reorder-point-reached", 12)
+    assert d.text.endswith("asking vendors for 12; 12 of the 31 needed, as the mandate allows "
+                           "12 per order.")
+    per_order = ["amount-range", {"cur": "EUR", "min": 100, "max": 20000}]
+    d = run(c, mandate(item, per_order, MONTHLY))  # (50.00 - 3.90) / 29.90 at most
+    assert d.quantity == 1 and "as 1 fit the 50.00 EUR left this month" in d.text
+    ledger = Ledger(mandate(MONTHLY).limits())
+    ledger.reserve(b"\x01" * 16, 4500, "EUR", NOW - DAY)
+    d = run(c, mandate(item, per_order, MONTHLY), ledger=ledger)  # nothing fits: one is asked,
+    assert d.quantity == 1 and "5.00 EUR left this month" in d.text  # the offer decides
+    c.ship_cost = 390
+    d = run(c, mandate(item, per_order), usual_price=[2490, "EUR"])
+    assert d.quantity == 7 and d.text.endswith("as 7 fit the 200.00 EUR limit per order.")
+    m = mandate(item, per_order)
+    d = run(c, m, [(VENDOR, offer(qty=7, total=7 * 2490 + 390))], usual_price=[2490, "EUR"])
+    assert (d.action, d.reason, d.quantity) == ("buy", "within-policy", 7)
+
+
+def test_the_last_orders_a_month_allows_last_until_the_month_ends():
+    monthly = ["recurrence", {"max": 3, "period": "month"}]
+    c = slot(48)  # 12 l a day; 1 filter of 300 l needed
+    assert run(c, mandate(monthly)).quantity == 1
+    ledger = Ledger(mandate(monthly).limits())
+    for n in range(2):
+        ledger.reserve(bytes([n + 1]) * 16, 100, "EUR", NOW - DAY)
+    d = run(c, mandate(monthly), ledger=ledger)  # 20.5 days of the month left, one order
+    assert d.quantity == 1  # 246 l: one filter covers it
+    c.estimator = slot(48, per_day=36).estimator  # 36 l a day: 738 l to the month's end
+    d = run(c, mandate(monthly), ledger=ledger)
+    assert d.quantity == 3 and d.text.endswith(
+        "asking vendors for 3; 3, to last with 1 order left this month.")
+    c.pack = 1  # absurdly small items: never more than an order may hold
+    assert run(c, mandate(monthly), ledger=ledger).quantity == 738
+    c.estimator = slot(48, per_day=10 ** 9).estimator
+    assert run(c, mandate(monthly), ledger=ledger).quantity == 1000000
+
+
+def test_an_offer_that_would_still_arrive_in_time_tomorrow_waits():
+    m = mandate(MONTHLY)
+    c = slot(60)
+    c.lead_spread = 0  # deliveries come when promised
+    d = run(c, m, [(VENDOR, offer(days=1))])  # 5 days left, 2.5 above the safety stock
+    assert (d.action, d.reason, d.quantity, d.until) == ("wait", "in-time-later", 1,
+                                                          NOW + DAY // 2)
+    assert d.text == ("Filter has ~5 days left; vendor A delivers in 1 day for 24.90 EUR; in "
+                      "time if ordered tomorrow too, so not yet.")
+    assert run(slot(60), m, [(VENDOR, offer(days=1))]).action == "buy"  # up to 3 days late
+    c.add_order(b"\x07" * 16, 1)
+    c.receive(b"\x07" * 16, 0, late=2 * DAY)  # deliveries came two days late lately
+    assert run(c, m, [(VENDOR, offer(days=1))]).action == "buy"
+
+
 def test_no_order_without_a_mandate_that_holds_now():
     c, offers = slot(48), [(VENDOR, offer())]
     assert run(c, None, offers).reason == "no-mandate"
@@ -194,6 +251,8 @@ def test_a_promotion_is_taken_early_only_when_it_saves_more_than_holding_costs()
     assert run(c, m, promo).reason == "enough-stock"  # no usual price: nothing to compare
     tight = mandate(["budget", {"cur": "EUR", "max": 1000, "period": "month"}])
     assert run(c, tight, promo, usual_price=[2490, "EUR"]).reason == "enough-stock"
+    c.shelf_life = 30 * DAY  # a perishable is not bought early
+    assert run(c, m, promo, usual_price=[2490, "EUR"], holding_cost=50).reason == "enough-stock"
 
 
 def test_money_is_shown_with_the_currencys_decimals():

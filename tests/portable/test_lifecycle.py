@@ -118,8 +118,9 @@ class Device:
         return self.msg(m.SHIPMENT, {"order": self.record["oid"], "carrier": "DHL",
                                      "track": track, "eta": self.now + 86400})
 
-    def delivery(self):
-        return self.msg(m.DELIVERY, {"order": self.record["oid"], "at": self.now, "qty": 2})
+    def delivery(self, at=None):
+        at = self.now if at is None else at
+        return self.msg(m.DELIVERY, {"order": self.record["oid"], "at": at, "qty": 2})
 
     def tick(self, at=None):
         self.now = self.record["due"] if at is None else at
@@ -149,8 +150,8 @@ def test_happy_path_from_need_to_refill():
     assert d.record["receipt"] == ["accepted", "ACME-1"]
     d.shipment()
     assert d.state() == lc.SHIPPED
-    fx = d.delivery()
-    assert d.state() == lc.DELIVERED and only(fx, "received")[2:] == (SLOT, oid, 2)
+    fx = d.delivery(offer_body()["arrive"] + 2 * 86400)  # two days later than offered
+    assert d.state() == lc.DELIVERED and only(fx, "received")[2:] == (SLOT, oid, 2, 2 * 86400)
     fx = d.feed(d.orders.refilled(SLOT, d.now))
     assert d.state() == lc.CLOSED and d.record["reason"] == "refilled"
     assert d.record["money"] == "committed" and d.orders.open_for(SLOT) is None
@@ -255,7 +256,7 @@ def test_a_refill_seen_before_the_delivery_news_closes_the_need_when_it_comes():
     fx = d.delivery()
     assert (d.state(), d.record["reason"], d.record["stock"]) == (lc.CLOSED, "refilled",
                                                                   "received")
-    assert only(fx, "received")[2:] == (SLOT, d.record["oid"], 2)
+    assert only(fx, "received")[2:5] == (SLOT, d.record["oid"], 2)
     assert lc.from_state(lc.to_state(d.record)) == d.record
 
 

@@ -46,3 +46,30 @@ def _resumes(root):
 
 def test_a_power_cut_mid_order_resumes_from_flash():
     _scenario(_resumes)
+
+
+def _fewer_fit(root):
+    flow = Flow(root, order_qty=31)  # a heavy user's need: 31 bags, the budget is 100.00 EUR
+    asked = []
+    answer = flow.vendor._answer
+
+    def _answer(msg, now):
+        if msg.type == m.QUOTE_REQUEST:
+            asked.append(msg.body["qty"])
+        return answer(msg, now)
+
+    flow.vendor._answer = _answer
+    flow.run()
+    need = flow.need()
+    assert asked == [31, 5]  # (100.00 - 4.90) / 18.90: 5 bags fit, asked for anew
+    assert need["state"] == lifecycle.CLOSED and need["order"]["qty"] == 5
+    assert need["reason"] == "refilled" and flow.vendor.got.count(m.ORDER) == 1
+    decisions = [r for r in flow.agent.state.audit.records() if r.get("action")]
+    assert [(d["action"], d["reason"], d["qty"]) for d in decisions] == [
+        ("wait", "fewer-fit", 5), ("buy", "within-policy", 5)]
+    assert decisions[0]["text"].endswith("asking for 5 instead, as 5 fit the 100.00 EUR left "
+                                         "this month.")
+
+
+def test_an_offer_for_more_than_the_mandate_allows_is_asked_again_for_fewer():
+    _scenario(_fewer_fit)

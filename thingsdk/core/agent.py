@@ -20,7 +20,7 @@ import binascii
 from thingsdk.core import envelope, lifecycle, policy
 from thingsdk.core import messages as m
 from thingsdk.core.consumable import DAY, Consumable
-from thingsdk.core.decide import ASK, decide, judge, mandate_problem
+from thingsdk.core.decide import ASK, decide, judge, mandate_problem, quantity
 from thingsdk.core.ledger import Ledger
 from thingsdk.core.mandate import MandateError, accept
 from thingsdk.core.replay import EXPIRED, FROM_FUTURE, ReplayGuard
@@ -208,7 +208,7 @@ class Agent:
         for name, slot in self.slots.items():
             if self.orders.open_for(name) is not None or self._resting(name, now):
                 continue
-            qty = slot.consumable.reorder(now)
+            qty = quantity(slot.consumable, self.mandate, self.ledger, now, slot.category)[0]
             if qty:
                 self._run(self.orders.need(name, slot.ask(qty), self.vendor.kid, self.owner.kid,
                                            now), now)
@@ -274,7 +274,7 @@ class Agent:
             if kind == "incoming":
                 consumable.add_order(args[1], args[2])
             elif kind == "received":
-                consumable.receive(args[1], args[2])
+                consumable.receive(args[1], args[2], args[3])
             else:
                 consumable.cancel(args[1])
             self._save_consumables()

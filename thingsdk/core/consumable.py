@@ -141,12 +141,15 @@ class RateEstimator:
         _check_int(level, -MAX_INT, MAX_INT, "level")
         rise = 0
         if len(self._recent) > 1:
-            rise = level - _upper_median([r[1] for r in self._recent])
+            base = _upper_median([r[1] for r in self._recent])
+            rise = level - base
             if rise <= self.noise:
                 rise = 0
             elif self._pending is None:
                 self._pending = [t, level]
                 return 0
+            else:  # measured at the first high reading, before use eats into it
+                rise = max(rise, self._pending[1] - base)
         held, self._pending = self._pending, None
         if self._recent and (rise or t - self._recent[-1][0] > self.max_gap):
             self._new_segment()
@@ -344,12 +347,17 @@ class Consumable:
     is triggered. A delivered order becomes spares; a refill the sensor sees uses them up.
 
     `lead_time` and `lead_spread` are the expected order-to-delivery time and how much later it
-    may be, in seconds; `safety` is the least safety stock in units; `order_qty` is the least
-    number of items per order (None: order up to capacity).
+    may be, in seconds (deliveries seen later than promised widen the spread: `late`); `safety` is
+    the least safety stock in units; `order_qty` is the least number of items per order.
+    `ship_cost` (per order) and `hold_cost` (per item and year) are minor units of one currency:
+    with both, an order holds the items that balance the two, else it fills up to capacity.
+    `shelf_life`: seconds an item keeps after delivery (None: it keeps); no more is ordered than
+    the pessimistic use empties before then, even if it came at once.
     """
 
     def __init__(self, slot, unit, capacity, pack=None, sku=None, lead_time=3 * DAY,
-                 lead_spread=2 * DAY, safety=None, order_qty=None, estimator=None):
+                 lead_spread=2 * DAY, safety=None, order_qty=None, estimator=None, ship_cost=0,
+                 hold_cost=0, shelf_life=None):
         self.slot = _check_token(slot, "slot")
         self.unit = _check_token(unit, "unit")
         self.capacity = _check_int(capacity, 1, MAX_UNITS, "capacity")
@@ -364,6 +372,13 @@ class Consumable:
         _require(order_qty is None or is_int(order_qty) and 0 < order_qty <= MAX_ITEMS,
                  "order_qty must be None or an int in 1..%d" % MAX_ITEMS)
         self.order_qty = order_qty
+        self.ship_cost = _check_int(ship_cost, 0, MAX_UNITS, "ship_cost")
+        self.hold_cost = _check_int(hold_cost, 0, MAX_UNITS, "hold_cost")
+        _require(shelf_life is None or is_int(shelf_life) and DAY <= shelf_life <= MAX_DAYS * DAY,
+                 "shelf_life must be None or an int in %d..%d seconds" % (DAY, MAX_DAYS * DAY))
+        self.shelf_life = shelf_life
+        self.late = 0  # seconds: how late deliveries came lately (each takes a quarter off)
+        self.why = None  # how reorder() chose its quantity, a sentence fragment
         if estimator is None:
             estimator = RateEstimator(noise=max(1, capacity // 50))
         self.estimator = estimator
@@ -372,9 +387,18 @@ class Consumable:
 
     # -- readings
     def read(self, now, level):
-        """A level reading from the sensor; a refill it reveals uses up spares. Returns the rise."""
-        rise = self.estimator.add_level(now, level)
+        """A level reading from the sensor; a refill it reveals uses up spares. Returns the rise.
+
+        A slot read empty (within a quarter of the noise) twice, half a day apart or more, while
+        spares are counted has none: they went in unseen (a sensor offline at the refill) or
+        elsewhere, and counting them would stop reordering."""
+        est = self.estimator
+        rise = est.add_level(now, level)
         self._use_spares(rise)
+        last = est._recent[-2:]
+        if self.spares and len(last) > 1 and last[1][0] - last[0][0] >= DAY // 2 and \
+                max(last[0][1], last[1][1]) <= est.noise // 4:
+            self.spares = 0
         return rise
 
     def use(self, now, used):
@@ -389,7 +413,7 @@ class Consumable:
 
     def _use_spares(self, rise):
         if rise > 0:
-            self.spares = max(0, self.spares - _ceil_div(rise, self.pack))
+            self.spares = max(0, self.spares - max(1, (rise + self.pack // 2) // self.pack))
 
     # -- orders
     def add_order(self, order_id, items):
@@ -401,13 +425,13 @@ class Consumable:
         _require(known is not None or len(self._orders) < MAX_ORDERS, "too many open orders")
         self._orders[order_id] = items
 
-    def receive(self, order_id, items=None):
-        """The order was delivered (`items` of it, default all): it becomes spares.
-
-        Returns False, changing nothing, if the order is not open (say, a repeated delivery).
-        """
+    def receive(self, order_id, items=None, late=0):
+        """The order was delivered (`items` of it, default all), `late` seconds after the promised
+        time: it becomes spares. Returns False, changing nothing, if the order is not open (say, a
+        repeated delivery)."""
         if order_id not in self._orders:
             return False
+        self.late = max(_check_int(late, 0, MAX_DAYS * DAY, "late"), self.late * 3 // 4)
         ordered = self._orders.pop(order_id)
         delivered = ordered if items is None else _check_int(items, 0, MAX_ITEMS, "items")
         self.spares = min(MAX_SPARES, self.spares + delivered)
@@ -444,29 +468,44 @@ class Consumable:
         """Units: expected use over the lead time plus safety stock.
 
         The safety stock is Z standard deviations of the use over the lead time (day-to-day
-        variability and the rate's own error) plus the expected use over `lead_spread` (a late
-        delivery), and never below `safety`. While the rate is unknown it is `safety`.
+        variability and the rate's own error, which shrinks as data accrues) plus the expected use
+        over `lead_spread` or `late`, the longer (a late delivery), and never below `safety`.
+        While the rate is unknown it is `safety`.
         """
         use = self.estimator.use_over(self.lead_time)
         if use is None:
             return self.safety
         expected, deviation = use
-        late = self.estimator.rate() * self.lead_spread // DAY
+        late = self.estimator.rate() * max(self.lead_spread, self.late) // DAY
         return _ceil_div(expected, 1000) + max(self.safety, _ceil_div(Z * deviation + late, 1000))
 
     def reorder(self, now):
         """Items to order now: 0 unless the inventory position is at or below the reorder point.
 
-        Orders up to capacity (and always above the reorder point, so the next check does not
-        order again), in whole items, at least `order_qty`.
+        Always enough to get above the reorder point (so the next check does not order again), and
+        at least `order_qty`; beyond that the economic order quantity, sqrt(2 x use x ship_cost /
+        hold_cost), when both costs are set, else up to capacity; never more than the pessimistic
+        use empties within `shelf_life` after the stock ahead of it, counted from now (at least
+        one item). `why` says what chose the quantity, or is None.
         """
+        self.why = None
         position = self.position(now)
         point = self.reorder_point()
         if position is None or position > point:
             return 0
-        items = _ceil_div(max(self.capacity, point + 1) - position, self.pack)
-        if self.order_qty is not None:
-            items = max(items, self.order_qty)
+        pack, rate = self.pack, self.estimator.rate() or 0
+        least = max(_ceil_div(point + 1 - position, pack), self.order_qty or 1)
+        items = _ceil_div(self.capacity - position, pack)
+        if self.ship_cost and self.hold_cost:
+            items = _isqrt(2 * rate * 365 * self.ship_cost // (1000 * pack * self.hold_cost))
+            self.why = "%d balance shipping against stock held" % max(items, least)
+        items = max(items, least)
+        if self.shelf_life and rate:
+            use = self.estimator.use_over(self.shelf_life)
+            fresh = max(1, ((use[0] - Z * use[1]) // 1000 - position) // pack)
+            if fresh < items:
+                items = fresh
+                self.why = "%d, as more would go stale before use" % items
         return min(items, MAX_ITEMS)
 
     def status(self, now):
@@ -496,6 +535,10 @@ class Consumable:
             "lead_spread": self.lead_spread,
             "safety": self.safety,
             "order_qty": self.order_qty,
+            "ship": self.ship_cost,
+            "hold": self.hold_cost,
+            "shelf": self.shelf_life,
+            "late": self.late,
             "spares": self.spares,
             "orders": [[order_id, items] for order_id, items in self._orders.items()],
             "estimator": self.estimator.to_state(),
@@ -509,7 +552,9 @@ class Consumable:
         try:
             c = cls(state["slot"], state["unit"], state["cap"], state["pack"], state["sku"],
                     state["lead"], state["lead_spread"], state["safety"], state["order_qty"],
-                    RateEstimator.from_state(state["estimator"]))
+                    RateEstimator.from_state(state["estimator"]), state.get("ship", 0),
+                    state.get("hold", 0), state.get("shelf"))
+            c.late = _check_int(state.get("late", 0), 0, MAX_DAYS * DAY, "late")
             spares = state["spares"]
             orders = state["orders"]
         except KeyError as exc:
@@ -523,7 +568,8 @@ class Consumable:
 
 
 # The optional settings of a consumable in a device's config (Consumable's own, and min_interval).
-SETTINGS = ("pack", "lead_time", "lead_spread", "safety", "order_qty", "min_interval")
+SETTINGS = ("pack", "lead_time", "lead_spread", "safety", "order_qty", "ship_cost", "hold_cost",
+            "shelf_life", "min_interval")
 
 
 def configured(slot, unit, capacity, sku=None, min_interval=3 * 3600, **settings):

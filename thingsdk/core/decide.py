@@ -5,18 +5,26 @@ with a sentence a person can read. Portable and sans-IO.
 Offer choice: among valid offers (not expired, for this item, test only under a test mandate)
 that the mandate does not refuse, the lowest total that arrives before the pessimistic run-out
 (`forecast.low`); when none arrives in time, the soonest to arrive, and the sentence says so.
-Before the reorder point an offer is taken only as a promotion: when its saving against the
-usual price beats the cost of holding the items for the time they come early, within policy.
+An offer that would still arrive in time if ordered a day later, however late within the
+consumable's `lead_spread`, waits ("in-time-later"): stock bought early only sits on the shelf. Before the reorder point an offer is taken only as a
+promotion: when its saving against the usual price beats the cost of holding the items for the
+time they come early, within policy, and never for a perishable (one with a shelf life).
+The quantity asked for (`quantity`) is the consumable's, made to last the period when the
+mandate allows only a few more orders in it, and capped to what the mandate allows. An offer the
+mandate refuses for its quantity, when fewer items would fit, waits to ask again for that many
+("fewer-fit"): only what cannot be helped is refused.
 """
 
 from thingsdk.core import messages, policy
-from thingsdk.core.consumable import DAY, MILLI_DAY
+from thingsdk.core.consumable import DAY, MAX_ITEMS, MILLI_DAY, Forecast, _ceil_div
 from thingsdk.core.keys import kid_hex
+from thingsdk.core.ledger import month_start
 from thingsdk.core.money import text as money_text
 
 BUY, WAIT, ASK, REFUSE = "buy", "wait", "ask", "refuse"
 ACTIONS = {policy.OK: BUY, policy.ASK: ASK, policy.WAIT: WAIT, policy.REFUSE: REFUSE}
 MAX_SENTENCE = 280  # bytes, the protocol's bound on a sentence
+QUANTITY = ("amount-out-of-range", "over-budget", "item-qty-too-high")  # fewer items may fit
 
 
 class Decision:
@@ -63,7 +71,7 @@ class Decision:
 
 def sentence(parts):
     """Fragments joined into one sentence of at most MAX_SENTENCE bytes."""
-    text = "; ".join(parts)
+    text = "; ".join([p for p in parts if p])
     text = text[:1].upper() + text[1:] + "."
     while len(text.encode()) > MAX_SENTENCE:
         text = text[:-4] + "..."
@@ -146,6 +154,35 @@ def _arrival(judged):
     return judged[0].offer["arrive"], judged[0].offer["total"][0]
 
 
+def quantity(consumable, mandate, ledger, now, category=None, usual_price=None):
+    """(items, why): what to ask vendors for now, 0 when above the reorder point. The
+    consumable's reorder quantity, capped to the most the mandate lets one order hold at the
+    usual unit price [amount, currency] or, without one, at the highest its items rule allows;
+    `why` explains a chosen or capped quantity, or is None."""
+    need, why, price = consumable.reorder(now), consumable.why, usual_price
+    if need and mandate is not None:
+        rate = consumable.estimator.rate() or 0
+        for params in mandate.of_kind("recurrence"):  # the orders left must last the period
+            left = max(1, params["max"] - ledger.usage(params, now)[0])
+            end = month_start(month_start(now) + 32 * DAY) if params["period"] == "month" else \
+                now + params["window"]
+            items = _ceil_div(rate * (end - now) // (left * DAY), 1000 * consumable.pack)
+            items = min(items, MAX_ITEMS)
+            if items > need:
+                need, why = items, "%d, to last with %s left %s" % (
+                    items, policy._count(left, "order"), policy._span(params))
+        for params in mandate.of_kind("items"):
+            rules = policy._rules(params, consumable.sku, category)
+            price = price or (rules[0]["max-price"] if rules else None)
+        if price is not None:
+            most, limit = policy.most(mandate, ledger, consumable.sku, category, price,
+                                      consumable.ship_cost, now)
+            if most is not None and most < need:
+                why = "%d of the %d needed, as %s" % (max(1, most), need, limit)
+                need = max(1, most)
+    return need, why
+
+
 def decide(consumable, forecast, mandate, ledger, offers, now, category=None, names=None,
            usual_price=None, holding_cost=0, zones=None):
     """The Decision for one consumable now.
@@ -165,7 +202,7 @@ def decide(consumable, forecast, mandate, ledger, offers, now, category=None, na
                    "an order is already on its way, so not ordering again", now)
     if consumable.level(now) is None:
         return say(WAIT, "no-reading", lead, "no level reading yet", now)
-    need = consumable.reorder(now)
+    need, why = quantity(consumable, mandate, ledger, now, category, usual_price)
     problem = mandate_problem(mandate, now, lead)
     if not need:
         early = None if problem else _promotion(consumable, mandate, ledger, offers, now, category,
@@ -175,8 +212,8 @@ def decide(consumable, forecast, mandate, ledger, offers, now, category=None, na
     if problem:
         return problem
     if not offers:
-        return say(WAIT, "reorder-point-reached", lead,
-                   "at its reorder point, asking vendors for %d" % need, now, quantity=need)
+        ask = "at its reorder point, asking vendors for %d" % need
+        return say(WAIT, "reorder-point-reached", lead + [ask], why or "", now, quantity=need)
     test_mode = bool(mandate.of_kind("test-mode"))
     proposals = [policy.Proposal(vendor, offer, category) for vendor, offer in offers
                  if _valid(offer, consumable, category, test_mode, now)]
@@ -187,22 +224,46 @@ def decide(consumable, forecast, mandate, ledger, offers, now, category=None, na
     acceptable = [j for j in judged if policy.outcome(j[1]) != policy.REFUSE]
     if not acceptable:
         choice = min(judged, key=_cost)
+        offer = choice[0].offer
+        if policy.deciding(choice[1]).reason in QUANTITY and offer["qty"] > 1:
+            most, limit = policy.most(mandate, ledger, offer["sku"], category, offer["price"],
+                                      offer["ship"][0], now)
+            if most and most < offer["qty"]:
+                why = "asking for %d instead, as %s" % (most, limit)
+                return say(WAIT, "fewer-fit", lead + [_offer_text(choice[0], now, names)], why,
+                           now, quantity=most, until=now, mandate_version=mandate.version)
         return judge(choice[0], choice[1], now, lead, names, mandate.version)
     runout = None if forecast.low is None else now + forecast.low
     in_time = [j for j in acceptable if runout is None or j[0].offer["arrive"] <= runout]
     if in_time:
         choice = min(in_time, key=_cost)
+        slack = _slack(consumable, now, choice[0].offer)
+        if slack > DAY and policy.outcome(choice[1]) == policy.OK:
+            why = "in time if ordered tomorrow too, so not yet"
+            return say(WAIT, "in-time-later", lead + [_offer_text(choice[0], now, names)], why,
+                       now, quantity=need, until=now + slack - DAY,
+                       mandate_version=mandate.version)
     else:
         choice = min(acceptable, key=_arrival)
         lead = lead + ["no offer arrives before it may run out, so the soonest"]
     return judge(choice[0], choice[1], now, lead, names, mandate.version)
 
 
+def _slack(consumable, now, offer):
+    """Seconds an order of the offer may wait and still arrive, as late as a delivery may come
+    (`lead_spread`, or `late` when deliveries came later lately), before the stock at hand less
+    the safety stock may run out; 0 when unknown."""
+    units = consumable.level(now) + consumable.spares * consumable.pack - consumable.safety
+    low = Forecast(max(0, units), consumable.estimator).low
+    late = max(consumable.late, consumable.lead_spread)
+    return 0 if low is None else now + low - offer["arrive"] - late
+
+
 def _promotion(consumable, mandate, ledger, offers, now, category, names, usual, holding_cost,
                zones, lead):
     """A buy decision for the best promotion worth taking before the reorder point, or None."""
     rate = consumable.estimator.rate()
-    if not offers or usual is None or not rate:
+    if not offers or usual is None or not rate or consumable.shelf_life:
         return None
     early = (consumable.position(now) - consumable.reorder_point()) * MILLI_DAY // rate
     test_mode = bool(mandate.of_kind("test-mode"))

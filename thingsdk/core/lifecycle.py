@@ -14,8 +14,9 @@ tuples `(kind, need_id, ...)` that the runtime carries out in the order given:
   ("reserve", need, order_id, total)   ledger; the one effect that may fail: then skip the
                               rest of this need's effects in the list and feed `refused`
   ("commit", need, order_id) / ("release", need, order_id)                  ledger
-  ("incoming", need, slot, order_id, qty) / ("received", need, slot, order_id, qty) /
-  ("cancelled", need, slot, order_id)        the consumable's inventory position
+  ("incoming", need, slot, order_id, qty) / ("received", need, slot, order_id, qty, late) /
+  ("cancelled", need, slot, order_id)        the consumable's inventory position (`late`:
+                              seconds the delivery came after the offer's promise, 0..30 days)
   ("decide", need, offers, approval)  run the decision over offers ([vendor kid, offer body]
                               pairs; `approval`: the owner's approval message id or None) and
                               feed back `decided`
@@ -231,7 +232,9 @@ def _stock_effect(rec):
     if stock == "incoming":
         return [("incoming", need, slot, oid, rec["order"]["qty"])]
     if stock == "received":
-        return [("received", need, slot, oid, rec["delivered"][1])]
+        offer = _offer(rec, rec["order"]["offer"])
+        late = rec["delivered"][0] - offer["arrive"] if offer else 0
+        return [("received", need, slot, oid, rec["delivered"][1], max(0, min(late, 30 * DAY)))]
     return [("cancelled", need, slot, oid)]
 
 
@@ -360,7 +363,11 @@ def _on_decided(s, decision):
     elif action == "ask":
         _ask(s, decision)
     elif action == "wait":
-        until = decision.get("until")
+        until, qty = decision.get("until"), decision.get("qty")
+        if rec["kind"] == BUY and is_int(qty) and 0 < qty < rec["ask"]["qty"]:
+            ask = dict(rec["ask"])  # fewer, as the mandate allows: asked anew
+            ask["qty"] = qty
+            rec["ask"] = ask
         rec.update({"state": WAITING, "due": s.now + s.cfg["wait"] if until is None else until})
     else:
         _close(s, decision.get("reason") or "refused")

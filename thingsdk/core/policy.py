@@ -109,15 +109,15 @@ def _vendors(kind, params, p, ledger, now, zones):
     return Check(kind, REFUSE, "vendor-not-allowed", "this vendor is not one the owner allowed")
 
 
-def _matches(rule, p):
-    if "sku" in rule:
-        return rule["sku"] == p.offer["sku"]
-    return rule["cat"] == p.category
+def _rules(params, sku, category):
+    """The rules of an items constraint that cover the sku (or, without one, the category)."""
+    return [r for r in params["allow"] if (r["sku"] == sku if "sku" in r else
+                                           r["cat"] == category)]
 
 
 def _items(kind, params, p, ledger, now, zones):
     price, qty = p.offer["price"], p.offer["qty"]
-    rules = [rule for rule in params["allow"] if _matches(rule, p)]
+    rules = _rules(params, p.offer["sku"], p.category)
     if not rules:
         return Check(kind, REFUSE, "item-not-allowed", "%s is not an allowed item" % p.offer["sku"])
     for rule in rules:
@@ -208,3 +208,28 @@ def outcome(checks):
     """The outcome of a proposal: its deciding check's, OK when every check holds."""
     worst = deciding(checks)
     return OK if worst is None else worst.outcome
+
+
+def most(mandate, ledger, sku, category, price, ship, now):
+    """(items, fragment): the most items of sku the mandate lets one order hold now, at unit
+    `price` [amount, currency] plus `ship` (amount): per item, per order amount, budget left.
+    The fragment names the tightest limit; (None, None) when nothing limits the quantity."""
+    best = why = None
+    cur = price[1]
+    for kind, params in mandate.constraints:
+        n = None
+        if kind == "items":
+            n = max([r["max-qty"] for r in _rules(params, sku, category)
+                     if r["max-price"][1] == cur] or [None])
+            text = "the mandate allows %d per order"
+        elif kind in ("amount-range", "budget") and params["cur"] == cur and price[0] > 0:
+            room, text = params["max"], " limit per order"
+            if kind == "budget":
+                usage = ledger.usage(params, now)
+                room -= usage[1] + usage[2]
+                text = " left " + _span(params)
+            n = max(0, (room - ship) // price[0])
+            text = "%d fit the " + money.text(max(0, room), cur) + text
+        if n is not None and (best is None or n < best):
+            best, why = n, text % n
+    return best, why

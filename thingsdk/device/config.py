@@ -27,10 +27,11 @@ optional:
 
     [[consumables]]
     slot = "water-filter"         # and unit, capacity; sku or category; optionally pack,
-    unit = "ml"                   # lead_time, lead_spread, safety, order_qty (see
-    capacity = 300000             # core.consumable.Consumable) and min_interval (seconds
-    sku = "WF-300"                # between readings the rate estimate keeps)
-    sensor = {type = "simulated", daily_use = 1500}
+    unit = "ml"                   # lead_time, lead_spread, safety, order_qty, ship_cost and
+    capacity = 300000             # hold_cost (minor units per order, per item and year),
+    sku = "WF-300"                # shelf_life (seconds after delivery; see
+    sensor = {type = "simulated", daily_use = 1500}  # core.consumable.Consumable) and
+                                  # min_interval (seconds between readings the rate keeps)
 
 Sensors (`type` and its parameters): simulated (daily_use, noise, variability, refill_below,
 seed, capacity; thingsdk.sensors.simulated, starting full at the state folder's first start),
