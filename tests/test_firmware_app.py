@@ -43,6 +43,18 @@ def board_records(folder):
     return FlashState(str(folder / "state")).records()
 
 
+async def run_until_closed(device, folder):
+    """Run the app until the board's first need is closed (or the time is up), then stop it."""
+    task = asyncio.create_task(device.run())
+    for _ in range(int(TIMEOUT / 0.05)):
+        records = board_records(folder)
+        if records and records[0]["state"] == lifecycle.CLOSED:
+            break
+        await asyncio.sleep(0.05)
+    task.cancel()
+    await device.link.close()
+
+
 @pytest.fixture
 def app_module(monkeypatch):
     """firmware/lib's app, imported as a board would (its modules are top-level there)."""
@@ -61,14 +73,7 @@ def test_the_firmware_buys_a_filter_through_the_vendor(world, app_module):
 
     async def scenario():
         device = app_module.App(str(folder) + "/", machine=Machine(tank))
-        task = asyncio.create_task(device.run())
-        for _ in range(int(TIMEOUT / 0.05)):
-            records = board_records(folder)
-            if records and records[0]["state"] == lifecycle.CLOSED:
-                break
-            await asyncio.sleep(0.05)
-        task.cancel()
-        await device.link.close()
+        await run_until_closed(device, folder)
         return device
 
     device = asyncio.run(scenario())
@@ -214,14 +219,7 @@ def test_a_message_the_board_has_no_heap_for_comes_again_and_the_order_completes
             return receive(data, now)
 
         device.agent.receive = short_of_heap
-        task = asyncio.create_task(device.run())
-        for _ in range(int(TIMEOUT / 0.05)):
-            records = board_records(folder)
-            if records and records[0]["state"] == lifecycle.CLOSED:
-                break
-            await asyncio.sleep(0.05)
-        task.cancel()
-        await device.link.close()
+        await run_until_closed(device, folder)
         return device, calls
 
     device, calls = asyncio.run(scenario())
