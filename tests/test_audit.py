@@ -7,7 +7,8 @@ import textwrap
 
 import pytest
 
-from thingsdk.audit import AuditLog, AuditLogCorrupt
+from thingsdk import codec
+from thingsdk.audit import AuditLog
 
 
 def test_records_come_back_in_order(tmp_path):
@@ -33,18 +34,34 @@ def test_a_torn_last_frame_is_skipped_then_cut_off(tmp_path, cut):
     assert log.records() == [{"n": 0}, {"n": 2}] and log.state() == "intact"
 
 
-def test_corruption_in_the_middle_refuses_to_append(tmp_path):
+def test_a_damaged_record_is_skipped_and_the_log_goes_on(tmp_path):
     path = tmp_path / "audit.log"
     log = AuditLog(path)
-    for i in range(3):
+    for i in range(5):
         log.append({"n": i})
     data = bytearray(path.read_bytes())
-    data[len(data) // 2] ^= 0xFF
+    second = 8 + len(codec.dumps({"n": 0}))
+    data[second + 9] ^= 0xFF  # the body of record 1
     path.write_bytes(bytes(data))
-    assert log.state() == "corrupt"
-    with pytest.raises(AuditLogCorrupt):
-        log.append({"n": 3})
-    assert path.read_bytes() == bytes(data)
+    assert log.records() == [{"n": 0}, {"n": 2}, {"n": 3}, {"n": 4}]
+    assert log.damaged() == 1 and log.state() == "intact"
+    log.append({"n": 5})  # the device keeps deciding: the damaged bytes stay, the new one follows
+    assert path.read_bytes().startswith(bytes(data))
+    assert log.records() == [{"n": 0}, {"n": 2}, {"n": 3}, {"n": 4}, {"n": 5}]
+
+
+def test_a_damaged_length_is_read_past_not_taken_for_a_torn_tail(tmp_path):
+    path = tmp_path / "audit.log"
+    log = AuditLog(path)
+    for i in range(4):
+        log.append({"n": i})
+    data = bytearray(path.read_bytes())
+    second = 8 + len(codec.dumps({"n": 0}))
+    data[second:second + 4] = (10 ** 6).to_bytes(4, "big")  # claims more than the file holds
+    path.write_bytes(bytes(data))
+    assert log.records() == [{"n": 0}, {"n": 2}, {"n": 3}] and log.damaged() == 1
+    log.append({"n": 4})  # not cut off as if torn: the records after the damage stay
+    assert log.records() == [{"n": 0}, {"n": 2}, {"n": 3}, {"n": 4}]
 
 
 def test_killed_writer_loses_nothing_it_acknowledged(tmp_path):

@@ -265,6 +265,20 @@ def test_log_says_when_it_is_corrupt(tmp_path, capsys):
     path.write_bytes(bytes(data))
     assert main(["log", str(path)]) == 1
     out = capsys.readouterr().out.splitlines()
-    assert out[0].endswith("Record 0.") and out[-1].startswith("CORRUPT: record 2")
+    assert out[0].endswith("Record 0.") and out[1].endswith("Record 2.")
+    assert out[-1] == ("WARNING: %s: 1 damaged record failed its check and was skipped; the 2 "
+                       "others are shown" % path)
     assert main(["log", str(tmp_path / "missing.log")]) == 2
     assert "no such file" in capsys.readouterr().err
+
+
+def test_log_shows_ids_in_hex_and_times_in_utc(tmp_path, capsys):
+    path = tmp_path / "audit.log"
+    log = AuditLog(path)
+    need = bytes.fromhex("879a7900") + bytes(12)
+    log.append({"at": 1767225600, "need": need, "from": "placed", "state": "shipped",
+                "due": 1767312000, "ids": [need, 2], "share": 0.125})
+    assert main(["log", str(path)]) == 0
+    line = capsys.readouterr().out.strip()
+    assert line == ("2026-01-01T00:00:00Z  due=2026-01-02T00:00:00Z ids=[879a7900, 2] "
+                    "from=placed need=879a7900 share=0.125 state=shipped")

@@ -3,8 +3,9 @@
 Each record is a frame: 4-byte big-endian length, 4-byte CRC-32 of the body, then the body (one
 CBOR map). Appends are written with O_APPEND and fsynced before `append` returns. A power cut can
 only tear the last frame; reading stops there, and the next append first cuts the torn tail off.
-A complete frame that fails its CRC is corruption, not a power cut: reading stops there too, but
-appending refuses (AuditLogCorrupt) rather than cut off what follows it.
+A complete frame that fails its CRC is damage, not a power cut: readers skip it (and say how many
+they skipped) and read on at the next good frame; appends keep it and go on after it, so one bad
+record neither hides the decisions after it nor stops the device keeping new ones.
 """
 
 import os
@@ -13,10 +14,6 @@ from thingsdk import codec
 from thingsdk.core import journal
 
 MAX_RECORD = 64 * 1024
-
-
-class AuditLogCorrupt(ValueError):
-    """A complete frame in the middle of the log fails its check."""
 
 
 class AuditLog:
@@ -40,10 +37,8 @@ class AuditLog:
             if (info.st_size, info.st_mtime_ns) == self._known:
                 good_end, state = info.st_size, "intact"
             else:
-                _, good_end, state = self._scan()
-            if state == "corrupt":
-                raise AuditLogCorrupt("%s: corrupt record at byte %d" % (self.path, good_end))
-            if state == "torn":
+                _, good_end, state, _ = self._scan()
+            if state == journal.TORN:
                 os.ftruncate(fd, good_end)
             os.lseek(fd, 0, os.SEEK_END)
             os.write(fd, journal.frame(body))
@@ -58,19 +53,24 @@ class AuditLog:
         return self._scan()[0]
 
     def read(self):
-        """(every intact record, the log's state()), from one reading of the file."""
-        records, _, state = self._scan()
-        return records, state
+        """(every intact record, the tail's state(), how many damaged records were skipped), from
+        one reading of the file."""
+        records, _, state, damaged = self._scan()
+        return records, state, damaged
 
     def state(self):
-        """"intact", "torn" (a partial last frame, as a power cut leaves) or "corrupt"."""
+        """"intact", or "torn" (a partial last frame, as a power cut leaves)."""
         return self._scan()[2]
 
+    def damaged(self):
+        """How many damaged records reading skips."""
+        return self._scan()[3]
+
     def _scan(self):
-        """(intact records, where they end, state)."""
+        """(intact records, where they end, the tail's state, damaged records skipped)."""
         try:
             with open(self.path, "rb") as f:
                 data = f.read()
         except FileNotFoundError:
-            return [], 0, "intact"
+            return [], 0, journal.INTACT, 0
         return journal.scan(data, codec.loads, MAX_RECORD)

@@ -447,9 +447,26 @@ def new_id():
 
 # ---- the audit log --------------------------------------------------------------------------
 
+TIMES = ("at", "until", "hold_until", "due")  # audit record keys that hold unix times
+
+
+def _shown(value, key=None):
+    """A record's value as people read it: ids (bytes) as their first 4 bytes in hex, as the
+    device's console names messages; times as UTC; lists item by item."""
+    if isinstance(value, (bytes, bytearray)):
+        return bytes(value[:4]).hex()
+    if key in TIMES and isinstance(value, int) and not isinstance(value, bool):
+        return utc_text(value)
+    if isinstance(value, (list, tuple)):
+        return "[%s]" % ", ".join(_shown(v) for v in value)
+    if isinstance(value, float):
+        return "%.4g" % value
+    return str(value)
+
+
 def _field(record, key):
     value = record.get(key)
-    return "-" if value is None else str(value)
+    return "-" if value is None else _shown(value, key)
 
 
 def _record_line(record):
@@ -458,23 +475,25 @@ def _record_line(record):
     if "action" in record:
         return "%-20s  %-6s  %-24s  %s" % (when, _field(record, "action"),
                                             _field(record, "reason"), _field(record, "text"))
-    rest = " ".join("%s=%s" % (k, record[k]) for k in record if k != "at")
+    rest = " ".join("%s=%s" % (k, _field(record, k)) for k in record if k != "at")
     return "%-20s  %s" % (when, rest)
 
 
 def log_report(path, last=None):
     """The audit log at path, one record per line (the last `last` only), with a closing note
-    when its tail is torn or it is corrupt; and whether it is intact or merely torn."""
+    when its tail is torn or damaged records were skipped; and whether none was."""
     if not os.path.exists(path):
         raise ValueError("%s: no such file" % path)
     log = AuditLog(path)
-    records, state = log.read()
+    records, state, damaged = log.read()
     shown = records if last is None else records[max(0, len(records) - last):]
     lines = [_record_line(r) for r in shown]
     if state == "torn":
         lines.append("(the last record is torn, as a power cut leaves it: %d intact records "
                      "before it)" % len(records))
-    elif state == "corrupt":
-        lines.append("CORRUPT: record %d fails its check; the records after it cannot be read"
-                     % (len(records) + 1))
-    return "\n".join(lines or ["(no records)"]), state != "corrupt"
+    if damaged:
+        lines.append("WARNING: %s: %d damaged record%s failed %s check and %s skipped; the %d "
+                     "others are shown" % (path, damaged, "s" if damaged > 1 else "",
+                                           "their" if damaged > 1 else "its",
+                                           "were" if damaged > 1 else "was", len(records)))
+    return "\n".join(lines or ["(no records)"]), not damaged

@@ -30,10 +30,6 @@ NEEDS, OUTBOX, FROM_OWNER = "needs", "outbox", "from-owner"
 _FRAME = ">II"  # length, CRC-32: the trailer of a file, the header of an audit record
 
 
-class AuditLogCorrupt(ValueError):
-    """A complete record in the middle of the audit log fails its check."""
-
-
 def _exists(path):
     try:
         os.stat(path)
@@ -288,8 +284,8 @@ class AuditLog:
 
     When a record would take `path` past limit/2 bytes, `path` becomes `<path without .log>.old`
     (replacing the older half) and a new file starts: the log keeps about the last `limit` bytes.
-    A torn last record (a power cut) is cut off by the next append; a corrupt one in the middle
-    makes appending refuse (AuditLogCorrupt).
+    A torn last record (a power cut) is cut off by the next append; a damaged one is skipped by
+    readers (counted in `damaged`) and kept by appends, which go on after it.
     """
 
     def __init__(self, path, limit=16384):
@@ -297,6 +293,7 @@ class AuditLog:
         self.old = (path[:-4] if path.endswith(".log") else path) + ".old"
         self.half = limit // 2
         self._end = None  # the size of `path` as this object last left it
+        self.damaged = 0  # damaged records skipped by the last reading
 
     def append(self, record):
         """Append one record (a CBOR-encodable map) and sync it to flash."""
@@ -310,10 +307,8 @@ class AuditLog:
             end = None
         if end is None or end != self._end:
             data = self._data()
-            _, end, state = self._scan(data)
-            if state == "corrupt":
-                raise AuditLogCorrupt("%s: corrupt record at byte %d" % (self.path, end))
-            if state == "torn":
+            _, end, state, _ = self._scan(data)
+            if state == journal.TORN:
                 _put(self.path, data[:end])
         if end and end + len(frame) > self.half:
             _rename(self.path, self.old)
@@ -325,9 +320,14 @@ class AuditLog:
         self._end = end + len(frame)
 
     def records(self):
-        """Every intact record, oldest first."""
+        """Every intact record, oldest first; damaged ones are skipped and counted."""
         old = read(self.old)
-        return (self._scan(old)[0] if old else []) + self._scan(self._data())[0]
+        found, self.damaged = [], 0
+        for data in (old or b"", self._data()):
+            records, _, _, skipped = self._scan(data)
+            found += records
+            self.damaged += skipped
+        return found
 
     def _scan(self, data):
         return journal.scan(data, cbor.loads, self.half - journal.HEADER)

@@ -265,12 +265,15 @@ def test_audit_log_is_framed_and_cuts_a_torn_tail():
                                             {"at": 3}]
         assert _bytes(root + "/audit.log").startswith(data)
         assert len(_bytes(root + "/audit.log")) == len(data) + 8 + len(cbor.dumps({"at": 3}))
-        # A complete record that fails its CRC is corruption: appending refuses.
+        # A complete record that fails its CRC is damage: skipped and counted, appends go on.
         bad = bytearray(_bytes(root + "/audit.log"))
         bad[10] ^= 1
         _write(root + "/audit.log", bytes(bad))
-        assert state.audit.records() == []
-        raises(flash.AuditLogCorrupt, state.audit.append, {"at": 4})
+        assert state.audit.records() == [{"at": 2, "mandate": 3}, {"at": 3}]
+        assert state.audit.damaged == 1
+        state.audit.append({"at": 4})
+        assert state.audit.records() == [{"at": 2, "mandate": 3}, {"at": 3}, {"at": 4}]
+        assert _bytes(root + "/audit.log").startswith(bytes(bad))
         raises(ValueError, state.audit.append, {"big": b"x" * 9000})
     _scenario(run)
 
