@@ -6,9 +6,10 @@ Offer choice: among valid offers (not expired, for this item, test only under a 
 that the mandate does not refuse, the lowest total that arrives before the pessimistic run-out
 (`forecast.low`); when none arrives in time, the soonest to arrive, and the sentence says so.
 An offer that would still arrive in time if ordered a day later, however late within the
-consumable's `lead_spread`, waits ("in-time-later"): stock bought early only sits on the shelf. Before the reorder point an offer is taken only as a
-promotion: when its saving against the usual price beats the cost of holding the items for the
-time they come early, within policy, and never for a perishable (one with a shelf life).
+consumable's `lead_spread`, waits ("in-time-later"): stock bought early only sits on the shelf.
+Before the reorder point an offer is taken only as a promotion: when its saving against the
+usual price beats the cost of holding the items for the time they come early, within policy,
+and never for a perishable (one with a shelf life).
 The quantity asked for (`quantity`) is the consumable's, made to last the period when the
 mandate allows only a few more orders in it, and capped to what the mandate allows. An offer the
 mandate refuses for its quantity, when fewer items would fit, waits to ask again for that many
