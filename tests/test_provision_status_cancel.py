@@ -135,6 +135,18 @@ def test_status_refuses_a_folder_that_is_no_state_folder(tmp_path, capsys):
     assert os.listdir(tmp_path) == []  # read-only: nothing created
 
 
+def test_a_corrupt_sequence_checkpoint_is_one_line_naming_the_file(tmp_path, capsys):
+    folder = tmp_path / "state"
+    StateFolder(folder).sequence.take()
+    (folder / "seq").write_bytes(b"\x00not a checkpoint")
+    assert main(["status", "--state", str(folder)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("thingsdk status: error: sequence checkpoint %s: " % (folder / "seq"))
+    assert err.rstrip().endswith("restore that file from a backup of the state folder")
+    assert err.count("\n") == 1  # no traceback
+    assert (folder / "seq").read_bytes() == b"\x00not a checkpoint"  # never restarted at 0
+
+
 # ---- a provisioned device at work --------------------------------------------------------------
 
 def state_of(folder):

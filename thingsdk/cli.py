@@ -580,9 +580,16 @@ def build_parser():
 
 
 def main(argv=None):
+    from thingsdk.storage import CheckpointError
+
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
+    except CheckpointError as exc:
+        print("thingsdk %s: error: %s: the device will not sign again with sequence numbers it "
+              "cannot trust; restore that file from a backup of the state folder"
+              % (args.command, exc), file=sys.stderr)
+        return 2
     except (CliError, OSError, ValueError) as exc:
         print("thingsdk %s: error: %s" % (args.command, exc), file=sys.stderr)
         return 2
