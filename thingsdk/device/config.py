@@ -82,14 +82,19 @@ class _Table:
         raise ConfigError("%s: %s: %s" % (self.source, ".".join(
             p for p in (self.where, key) if p) or "top level", text))
 
-    def get(self, key, kind, default=...):
+    def get(self, key, kind, default=..., above=None):
+        """The setting's value, of `kind` (a type or a tuple of types) and, for a number, more
+        than `above` if given."""
         if key not in self.table:
             if default is ...:
                 self.fail(key, "missing")
             return default
         value = self.table[key]
         if isinstance(value, bool) and kind is not bool or not isinstance(value, kind):
-            self.fail(key, "expected %s" % getattr(kind, "__name__", kind))
+            kinds = kind if isinstance(kind, tuple) else (kind,)
+            self.fail(key, "expected %s, not %r" % (" or ".join(k.__name__ for k in kinds), value))
+        if above is not None and not value > above:
+            self.fail(key, "must be more than %s, not %r" % (above, value))
         return value
 
     def sub(self, key, optional=True):
@@ -144,8 +149,8 @@ def load(path):
     return Device(signer, _public_key(base, dev.get("vendor", str)),
                   _public_key(base, dev.get("owner", str)), state, slots,
                   _transport(top.sub("broker"), base, signer.kid), clock,
-                  top.get("lifecycle", dict, None), dev.get("heartbeat", int, 86400),
-                  dev.get("interval", (int, float), 60),
+                  top.get("lifecycle", dict, None), dev.get("heartbeat", int, 86400, above=0),
+                  dev.get("interval", (int, float), 60, above=0),
                   (base / mandate).read_bytes() if mandate else None)
 
 
