@@ -279,3 +279,16 @@ def test_a_bad_device_setting_is_one_line_naming_the_file(tmp_path, setting, mes
     with pytest.raises(config.ConfigError) as caught:
         config.load(path)
     assert str(caught.value) == "%s: %s" % (path, message)
+
+
+@pytest.mark.parametrize("name", ["consumables.cbor", "needs/0011.cbor"])
+def test_a_damaged_state_file_is_one_line_naming_it_and_left_as_it_is(tmp_path, capsys, name):
+    folder = tmp_path / "state"
+    StateFolder(folder).sequence.take()
+    damaged = b"\xa1\x01\x02\xff"  # a map, then a byte that belongs to nothing
+    (folder / name).write_bytes(damaged)
+    assert main(["status", "--state", str(folder)]) == 2
+    err = capsys.readouterr().err
+    assert err == ("thingsdk status: error: %s: damaged (trailing bytes after the data item): "
+                   "restore it from a backup of the state folder\n" % (folder / name))
+    assert (folder / name).read_bytes() == damaged

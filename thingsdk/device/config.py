@@ -44,14 +44,13 @@ import time
 import tomllib
 from pathlib import Path
 
-from thingsdk import codec, topics
+from thingsdk import topics
 from thingsdk.core.consumable import SETTINGS, configured
 from thingsdk.crypto import load_signer
 from thingsdk.device.runtime import Device, Slot
-from thingsdk.device.state import StateFolder
+from thingsdk.device.state import StateFolder, read_data
 from thingsdk.inspect import is_file
 from thingsdk.owner import read_public_key
-from thingsdk.storage import read_bytes
 
 
 
@@ -127,8 +126,8 @@ def locate(path):
     top, dev = _read(path)
     base = path.parent
     state = base / dev.get("state", str)
-    facts = read_bytes(state / "device.cbor")
-    kept = codec.loads(facts).get("clock") if facts else None
+    facts = read_data(state / "device.cbor")
+    kept = facts.get("clock") if isinstance(facts, dict) else None
     clock = _clock(top.sub("clock"), lambda: time.time() if kept is None else kept)
     return (state, load_signer(base / dev.get("key", str)).kid,
             _public_key(base, dev.get("owner", str)), clock)

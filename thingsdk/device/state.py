@@ -21,6 +21,23 @@ from thingsdk.storage import SequenceStore, atomic_write, read_bytes
 NEEDS, OUTBOX, FROM_OWNER = "needs", "outbox", "from-owner"
 
 
+class StateError(ValueError):
+    """A file of the state folder that cannot be read; the message names it."""
+
+
+def read_data(path):
+    """The data in the file at path (None if there is none), or StateError naming it: a damaged
+    file is never taken for a missing one, which could undo what it kept (the ledger's spend)."""
+    data = read_bytes(path)
+    if data is None:
+        return None
+    try:
+        return codec.loads(data)
+    except ValueError as exc:
+        raise StateError("%s: damaged (%s): restore it from a backup of the state folder"
+                         % (path, exc)) from exc
+
+
 class StateFolder:
     """One device's state folder (created if missing)."""
 
@@ -35,8 +52,8 @@ class StateFolder:
 
     def load(self, name, default=None):
         """The data saved under name, or default."""
-        data = read_bytes(self.path / (name + ".cbor"))
-        return default if data is None else codec.loads(data)
+        data = read_data(self.path / (name + ".cbor"))
+        return default if data is None else data
 
     def save(self, name, obj):
         atomic_write(self.path / (name + ".cbor"), codec.dumps(obj))
@@ -53,7 +70,7 @@ class StateFolder:
     def records(self):
         """Every need record kept, as plain data."""
         folder = self.path / NEEDS
-        return [codec.loads(read_bytes(folder / name)) for name in sorted(os.listdir(folder))
+        return [read_data(folder / name) for name in sorted(os.listdir(folder))
                 if name.endswith(".cbor")]
 
     def save_record(self, record):
