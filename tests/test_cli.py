@@ -88,3 +88,26 @@ def test_installed_command_runs():
     proc = subprocess.run([sys.executable, "-m", "thingsdk.cli", "--help"], capture_output=True,
                           text=True, check=True)
     assert "keygen" in proc.stdout and "inspect" in proc.stdout
+
+
+def test_a_private_key_others_may_read_is_refused_unless_allowed(tmp_path, monkeypatch, capsys):
+    assert main(["keygen", "--out", str(tmp_path), "--name", "owner"]) == 0
+    key = tmp_path / "owner.key"
+    assert load_signer(key).kid  # as written: mode 0600
+    key.chmod(0o644)
+    with pytest.raises(ValueError) as caught:
+        load_signer(key)
+    assert str(caught.value) == ("%s: a private key that others may read (mode 0644): chmod 600 "
+                                 "it, or set THINGSDK_ALLOW_SHARED_KEYS=1 to use it anyway" % key)
+    monkeypatch.setenv("THINGSDK_ALLOW_SHARED_KEYS", "1")
+    assert load_signer(key).kid
+
+
+@pytest.mark.parametrize("content", [b"not a key at all\n", b"-----BEGIN PRIVATE KEY-----\n!!\n"])
+def test_a_garbage_key_file_is_named(tmp_path, content):
+    key = tmp_path / "device.key"
+    key.write_bytes(content)
+    key.chmod(0o600)
+    with pytest.raises(ValueError) as caught:
+        load_signer(key)
+    assert str(caught.value).startswith("%s: not a usable private key (" % key)

@@ -1,8 +1,9 @@
 """CPython signing keys on `cryptography`, with the core's signer/verifier interface, and key files."""
 
+import os
 from pathlib import Path
 
-from cryptography.exceptions import InvalidSignature
+from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519
 from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
@@ -100,9 +101,22 @@ def save_keypair(signer, private_path, public_path):
     atomic_write(Path(public_path), public_pem, mode=0o644)
 
 
+ALLOW_SHARED_KEYS = "THINGSDK_ALLOW_SHARED_KEYS"  # set to 1 to use keys others may read
+
+
 def load_signer(path):
-    """An Ed25519Signer from a PKCS#8 PEM private key file."""
-    key = serialization.load_pem_private_key(Path(path).read_bytes(), password=None)
+    """An Ed25519Signer from a PKCS#8 PEM private key file. A key file that its group or others
+    may read or write is refused (chmod 600 it), unless the environment sets
+    THINGSDK_ALLOW_SHARED_KEYS=1; errors name the file."""
+    path = Path(path)
+    mode = path.stat().st_mode & 0o777
+    if mode & 0o077 and os.name == "posix" and os.environ.get(ALLOW_SHARED_KEYS) != "1":
+        raise ValueError("%s: a private key that others may read (mode %04o): chmod 600 it, or "
+                         "set %s=1 to use it anyway" % (path, mode, ALLOW_SHARED_KEYS))
+    try:
+        key = serialization.load_pem_private_key(path.read_bytes(), password=None)
+    except (TypeError, ValueError, UnsupportedAlgorithm) as exc:  # TypeError: encrypted
+        raise ValueError("%s: not a usable private key (%s)" % (path, exc)) from exc
     if not isinstance(key, ed25519.Ed25519PrivateKey):
         raise ValueError("%s is not an Ed25519 private key" % path)
     return Ed25519Signer(key)
