@@ -73,3 +73,24 @@ def _fewer_fit(root):
 
 def test_an_offer_for_more_than_the_mandate_allows_is_asked_again_for_fewer():
     _scenario(_fewer_fit)
+
+
+def _wrong_owner(root):
+    from thingsdk.core import cbor, ed25519, mandate
+    from thingsdk.core.consumable import DAY
+
+    flow = Flow(root)
+    notes = []
+    flow.agent.note = notes.append
+    stranger = ed25519.Signer(bytes([9]) * 32)
+    device = flow.agent.signer
+    claims = mandate.make_claims(stranger.kid, device.public_key, 7, flow.now - 60,
+                                 flow.now + DAY, [])
+    assert not flow.agent.take_mandate(mandate.issue(claims, stranger, cbor), flow.now)
+    assert [n for n in notes if n.startswith("mandate refused: ")] == [notes[-1]]
+    assert "wrong-owner" in notes[-1] or "bad-signature" in notes[-1]
+    assert flow.agent.mandate.version == 1  # the owner's mandate stays
+
+
+def test_a_mandate_from_another_key_is_refused_out_loud():
+    _scenario(_wrong_owner)

@@ -147,6 +147,7 @@ class Agent:
             new = accept(self.mandate, token, self.owner, self.codec, self.kid, now)
         except MandateError as exc:
             self.state.audit.append({"at": now, "mandate": "refused", "reason": exc.code})
+            self.note("mandate refused: %s" % exc)
             return False
         if new is self.mandate:
             return False
