@@ -94,3 +94,19 @@ def _wrong_owner(root):
 
 def test_a_mandate_from_another_key_is_refused_out_loud():
     _scenario(_wrong_owner)
+
+
+def _deregistered(root):
+    flow = Flow(root)
+    notes = []
+    flow.agent.note = notes.append
+    error = flow.vendor._seal(m.ERROR, {"code": "device-deregistered",
+                                        "text": "The owner deregistered this device."},
+                              flow.now, None)
+    flow.agent.receive(error, flow.now)
+    assert notes == ["the vendor refused this device: device-deregistered: The owner "
+                     "deregistered this device."]
+
+
+def test_a_device_the_vendor_deregistered_says_so():
+    _scenario(_deregistered)

@@ -27,6 +27,7 @@ from thingsdk.core.replay import EXPIRED, FROM_FUTURE, ReplayGuard
 
 MAX_SLOTS = 16  # the protocol's bound on the slots of one status message
 CLOCK = (FROM_FUTURE, EXPIRED)  # refusals that a wrong clock on this side would explain
+DEREGISTERED = "device-deregistered"  # the vendor's error once its operator revoked the device
 # A sensor source has `kind` and `read(now) -> int` in the consumable's unit: LEVEL sources return
 # what is left now, USAGE sources what was used since their last read.
 LEVEL, USAGE = "level", "usage"
@@ -186,6 +187,11 @@ class Agent:
         else:
             if msg.type == m.APPROVAL:
                 self._approvals[msg.id] = msg
+            elif msg.type == m.ERROR:
+                code = msg.body["code"]
+                self.note("the vendor refused %s: %s%s" % (
+                    "this device" if code == DEREGISTERED else "a message", code,
+                    ": " + msg.body["text"] if msg.body.get("text") else ""))
             self._run(self.orders.message(lifecycle.from_message(msg), now), now)
         self.inbox.commit(opened)
         self.state.save("inbox", self.inbox.guard.to_state())
