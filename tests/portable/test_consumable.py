@@ -253,3 +253,26 @@ def test_malformed_state_is_rejected():
     del state["safety"]
     raises(ConsumableError, Consumable.from_state, state)
     raises(ConsumableError, Consumable.from_state, [1])
+
+
+def test_changed_settings_take_effect_on_what_was_learnt():
+    from thingsdk.core.consumable import carry_on, configured
+
+    kept = configured("coffee", "g", 1000, sku="BEANS-1KG", order_qty=1, min_interval=3600)
+    for hour in range(6):
+        kept.read(hour * 3600, 1000 - 50 * hour)
+    points = kept.estimator.to_state()["points"]
+    stored = Consumable.from_state(kept.to_state())
+    now = configured("coffee", "g", 1000, sku="BEANS-2KG", order_qty=3, min_interval=600,
+                     lead_time=2 * 86400, safety=250)
+    carried = carry_on(stored, now)
+    assert (carried.sku, carried.order_qty, carried.lead_time, carried.safety) == (
+        "BEANS-2KG", 3, 2 * 86400, 250)
+    assert carried.estimator.min_interval == 600
+    assert carried.estimator.to_state()["points"] == points  # what was learnt stays
+    other_unit = configured("coffee", "kg", 1000, sku="BEANS-1KG")
+    exc = raises(ConsumableError, carry_on, Consumable.from_state(kept.to_state()), other_unit)
+    assert "slot coffee: its unit was g and the config now says kg" in str(exc)
+    bigger = configured("coffee", "g", 2000, sku="BEANS-1KG")
+    exc = raises(ConsumableError, carry_on, Consumable.from_state(kept.to_state()), bigger)
+    assert "its capacity was 1000 and the config now says 2000" in str(exc)

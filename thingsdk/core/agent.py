@@ -19,7 +19,7 @@ import binascii
 
 from thingsdk.core import envelope, lifecycle, policy
 from thingsdk.core import messages as m
-from thingsdk.core.consumable import DAY, Consumable
+from thingsdk.core.consumable import DAY, Consumable, carry_on
 from thingsdk.core.decide import ASK, decide, judge, mandate_problem, quantity
 from thingsdk.core.ledger import Ledger
 from thingsdk.core.mandate import MandateError, accept
@@ -95,8 +95,8 @@ class Agent:
         self.facts = state.load("device", {})
         stored = state.load("consumables", {})
         for name, slot in self.slots.items():
-            if name in stored:
-                slot.consumable = Consumable.from_state(stored[name])
+            if name in stored:  # what was learnt, with the settings the config gives now
+                slot.consumable = carry_on(Consumable.from_state(stored[name]), slot.consumable)
         self.mandate = self._held_mandate(now)
         limits = self.mandate.limits() if self.mandate else ()
         ledger = state.load("ledger")

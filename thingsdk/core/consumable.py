@@ -567,6 +567,23 @@ class Consumable:
         return c
 
 
+def carry_on(stored, configured):
+    """The consumable a device keeps (`stored`, from its state) with the settings its config now
+    gives (`configured`): a changed sku, pack, lead time, safety stock, order quantity, costs,
+    shelf life or reading interval takes effect; a changed unit or capacity, which the stored
+    readings are measured in, is refused (ConsumableError says what to do)."""
+    for name in ("unit", "capacity"):
+        was, now = getattr(stored, name), getattr(configured, name)
+        _require(was == now, "slot %s: its %s was %s and the config now says %s: the state kept "
+                             "is measured in the old one; set it back, or start this slot afresh "
+                             "(move the state folder aside)" % (stored.slot, name, was, now))
+    for name in ("sku", "pack", "lead_time", "lead_spread", "safety", "order_qty", "ship_cost",
+                 "hold_cost", "shelf_life"):
+        setattr(stored, name, getattr(configured, name))
+    stored.estimator.min_interval = configured.estimator.min_interval
+    return stored
+
+
 # The optional settings of a consumable in a device's config (Consumable's own, and min_interval).
 SETTINGS = ("pack", "lead_time", "lead_spread", "safety", "order_qty", "ship_cost", "hold_cost",
             "shelf_life", "min_interval")
