@@ -93,8 +93,8 @@ def strategy(spec):
     if kind == "b":
         return st.binary(min_size=spec[1], max_size=min(spec[2], 64))
     if kind == "s" and len(spec) > 3:
-        rest = st.text(spec[3], min_size=spec[1] - 1, max_size=spec[2] - 1)
-        return st.builds(str.__add__, st.sampled_from(spec[-1]), rest)
+        rest = st.text(spec[3].decode(), min_size=spec[1] - 1, max_size=spec[2] - 1)
+        return st.builds(str.__add__, st.sampled_from(spec[-1].decode()), rest)
     if kind == "s":
         size_ok = lambda s: spec[1] <= len(s.encode()) <= spec[2]  # noqa: E731
         return st.text(_CHARACTERS, min_size=spec[1], max_size=min(spec[2], 40)).filter(size_ok)

@@ -31,6 +31,7 @@ class MessageError(ValueError):
 
 # ---- schema language: one tuple per type, interpreted by _check -----------------------------
 # ("i", lo, hi) int        ("b", lo, hi) bytes by length    ("s", lo, hi, chars, first) text
+#   (chars and first: the ASCII characters allowed, anywhere and first, as bytes)
 # ("y",) bool              ("e", values) one of the values  ("a", specs) fixed-length array
 # ("l", spec, lo, hi) list ("d", key, value, lo, hi) map of any keys    ("|", specs) any of
 # ("*",) anything          ("k", kinds) constraint [kind, params], unknown kinds allowed
@@ -43,7 +44,7 @@ class MessageError(ValueError):
 # Every table is a const() of constants only, so MicroPython's compiler builds it as one constant:
 # frozen into firmware it stays in flash and costs no heap.
 
-LOWER = const("abcdefghijklmnopqrstuvwxyz0123456789")
+LOWER = const(b"abcdefghijklmnopqrstuvwxyz0123456789")
 ID16 = const(("b", 16, 16))
 KID = const(("b", 8, 8))
 TIME = const(("i", 0, 253402300799))
@@ -53,14 +54,14 @@ COUNT = const(("i", 1, 1000000))
 AMOUNT = const(("i", 0, 1000000000000))
 BOOL = const(("y",))
 ANY = const(("*",))
-TOKEN = const(("s", 1, 32, "abcdefghijklmnopqrstuvwxyz0123456789._-",
-               "abcdefghijklmnopqrstuvwxyz0123456789"))
+TOKEN = const(("s", 1, 32, b"abcdefghijklmnopqrstuvwxyz0123456789._-",
+               b"abcdefghijklmnopqrstuvwxyz0123456789"))
 LABEL = const(("s", 1, 64))
 SENTENCE = const(("s", 1, 280))
 TEXT = const(("s", 0, 9007199254740991))
-CURRENCY = const(("s", 3, 3, "ABCDEFGHIJKLMNOPQRSTUVWXYZ"))
+CURRENCY = const(("s", 3, 3, b"ABCDEFGHIJKLMNOPQRSTUVWXYZ"))
 MONEY = const(("a", (AMOUNT, CURRENCY)))
-KID_HEX = const(("s", 16, 16, "0123456789abcdef"))
+KID_HEX = const(("s", 16, 16, b"0123456789abcdef"))
 WINDOW = const(("i", 1, 31622400))
 VERSION32 = const(("i", 1, 4294967295))
 NO_RULES = const(())
@@ -174,6 +175,23 @@ def _show(v):
     return "%s" % (v,)
 
 
+def _outside(raw, chars):
+    """Whether the UTF-8 bytes raw hold a byte not in chars (bytes: the allowed characters are
+    ASCII). Bytes, not characters: on MicroPython each character of a str taken out of it can
+    intern a new name, and growing the name pool asks the heap for a block of over 1 KB."""
+    for byte in raw:
+        if byte not in chars:
+            return True
+    return False
+
+
+def _one_of(v, values):
+    for x in values:
+        if v == x and type(v) is type(x):
+            return True
+    return False
+
+
 def _size(v, lo, hi, path):
     if not lo <= len(v) <= hi:
         raise MessageError("bad-size", path, "length %d not in %d..%d" % (len(v), lo, hi))
@@ -195,14 +213,15 @@ def _check(spec, v, path):
     elif kind == "s":
         if not isinstance(v, str):
             raise MessageError("bad-type", path, "expected text")
-        _size(v.encode(), spec[1], spec[2], path)
-        if len(spec) > 3 and v and not (v[0] in spec[-1] and all(c in spec[3] for c in v)):
+        raw = v.encode()
+        _size(raw, spec[1], spec[2], path)
+        if len(spec) > 3 and raw and (raw[0] not in spec[-1] or _outside(raw, spec[3])):
             raise MessageError("bad-value", path, "bad character")
     elif kind == "y":
         if not isinstance(v, bool):
             raise MessageError("bad-type", path, "expected bool")
     elif kind == "e":
-        if not any(v == x and type(v) is type(x) for x in spec[1]):
+        if not _one_of(v, spec[1]):
             raise MessageError("bad-value", path, "expected one of %r" % (spec[1],))
     elif kind in "alk":
         if not isinstance(v, (list, tuple)):
