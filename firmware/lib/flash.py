@@ -70,29 +70,30 @@ def _put(path, data):
 
 def _put_sealed(path, body):
     """Replace path with body and its trailer, written one after the other."""
-    _replace(path, lambda f: _write_sealed(f, body))
-
-
-def _write_sealed(f, body):
-    f.write(body)
-    f.write(struct.pack(_FRAME, len(body), binascii.crc32(body) & 0xFFFFFFFF))
+    _replace(path, _sealing(lambda write: write(body)))
 
 
 def _put_encoded(path, obj):
     """Replace path with obj's CBOR and its trailer, written as it is encoded: the encoding is
     never held whole, so saving a record asks a fragmented heap for no large block."""
+    _replace(path, _sealing(lambda write: cbor.dump(obj, write)))
+
+
+def _sealing(body):
+    """A fill for _replace: `body(write)` writes the content piece by piece, then the trailer
+    (length, CRC-32) of what it wrote follows."""
     def fill(f):
-        sums = [0, 0]  # length, CRC-32 of what was written
+        sums = [0, 0]
 
         def write(piece):
             f.write(piece)
             sums[0] += len(piece)
             sums[1] = binascii.crc32(piece, sums[1])
 
-        cbor.dump(obj, write)
+        body(write)
         f.write(struct.pack(_FRAME, sums[0], sums[1] & 0xFFFFFFFF))
 
-    _replace(path, fill)
+    return fill
 
 
 def _replace(path, fill):
