@@ -12,17 +12,10 @@ settings.register_profile("dev", deadline=None)
 settings.load_profile("ci" if os.environ.get("CI") else "dev")
 
 
-
 @pytest.fixture(scope="session")
 def unix32():
-    """The stock MicroPython unix port built as a board is (tests/unix_port.py). Without the
-    MicroPython source the tests that need it are skipped with the reason, except in CI, where
-    the source is always there and its absence is a failure."""
+    """The stock MicroPython unix port built as a board is (tests/unix_port.py; skipped without
+    the MicroPython source, except in CI)."""
     import unix_port
 
-    try:
-        return unix_port.stock(log=True)
-    except unix_port.Unavailable as exc:
-        if os.environ.get("CI"):
-            pytest.fail(str(exc))
-        pytest.skip(str(exc))
+    return unix_port.for_tests(unix_port.stock, log=True)

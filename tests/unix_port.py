@@ -138,14 +138,6 @@ def run(prog, script, args=(), heap="2m", path=(), timeout=600, cwd=None):
                           cwd=cwd or ROOT)
 
 
-if __name__ == "__main__":
-    try:
-        print(stock(log=True))
-    except Unavailable as exc:
-        print("thingsdk: %s" % exc, file=sys.stderr)
-        sys.exit(0 if os.environ.get("CI") is None else 1)
-
-
 def smallest_heap(prog, script, args=(), path=(), lo=16, hi=512, done="order complete"):
     """The smallest `-X heapsize`, in KB (1 KB steps, bisected between lo and hi), at which
     `script` prints `done`; None if it does not at `hi`."""
@@ -162,3 +154,25 @@ def smallest_heap(prog, script, args=(), path=(), lo=16, hi=512, done="order com
         else:
             lo = mid
     return hi
+
+
+def for_tests(build, *args, **kwargs):
+    """`build(*args, **kwargs)` for a test fixture: without the MicroPython source the test is
+    skipped with the reason, except in CI, where the source is always there and its absence is
+    a failure."""
+    import pytest
+
+    try:
+        return build(*args, **kwargs)
+    except Unavailable as exc:
+        if os.environ.get("CI"):
+            pytest.fail(str(exc))
+        pytest.skip(str(exc))
+
+
+if __name__ == "__main__":
+    try:
+        print(stock(log=True))
+    except Unavailable as exc:
+        print("thingsdk: %s" % exc, file=sys.stderr)
+        sys.exit(0 if os.environ.get("CI") is None else 1)
