@@ -106,6 +106,12 @@ class Proxy:
         self._listener.close()
         self.cut()
 
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
 
 def test_qos1_round_trip_both_ways_with_the_paho_transport(broker):
     async def scenario():
@@ -215,10 +221,8 @@ def test_qos1_is_retransmitted_with_dup_until_acknowledged_on_a_dead_link(broker
         await until(lambda: (topics.uplink(KID), b"stuck") in vendor_inbox)
         await client.close()
         transport.close()
-    try:
+    with proxy:
         asyncio.run(scenario())
-    finally:
-        proxy.close()
 
 
 def test_the_last_will_fires_when_the_socket_is_cut(broker):
@@ -237,10 +241,8 @@ def test_the_last_will_fires_when_the_socket_is_cut(broker):
         await client.close()  # a clean close says `offline` itself
         await until(lambda: vendor_inbox[-1] == (topics.presence(KID), b"offline"))
         transport.close()
-    try:
+    with proxy:
         asyncio.run(scenario())
-    finally:
-        proxy.close()
 
 
 def test_keepalive_pings_keep_an_idle_connection_alive(broker):
@@ -358,10 +360,8 @@ def test_a_packet_over_max_size_is_refused_without_being_held(persistent_broker,
         assert inbox[2] == (topics.downlink(KID), b"later") and client.refused == 1
         await client.close()
         transport.close()
-    try:
+    with proxy:
         asyncio.run(scenario())
-    finally:
-        proxy.close()
 
 
 @pytest.fixture
@@ -394,10 +394,8 @@ def test_the_broker_name_is_resolved_once_while_the_network_stays(broker, lookup
         assert len([n for n in notes if n.startswith("disconnected from localhost:%d (" % proxy.port)
                     and "; retrying in " in n]) == 3
         await client.close()
-    try:
+    with proxy:
         asyncio.run(scenario())
-    finally:
-        proxy.close()
 
 
 def test_the_broker_name_is_resolved_again_after_a_streak_of_failures(lookups):
@@ -465,10 +463,8 @@ def test_wifi_is_joined_again_when_it_drops_and_the_link_comes_back(broker, netw
         await client.close()
         transport.close()
         return notes
-    try:
+    with proxy:
         notes = asyncio.run(scenario())
-    finally:
-        proxy.close()
     out = capsys.readouterr().out.splitlines()
     assert out == ["thingsdk: WiFi site joined"] + ["thingsdk: WiFi site lost",
                                                      "thingsdk: WiFi site re-joined"] * 2
