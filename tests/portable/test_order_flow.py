@@ -75,13 +75,18 @@ def test_an_offer_for_more_than_the_mandate_allows_is_asked_again_for_fewer():
     _scenario(_fewer_fit)
 
 
+def _heard(root):
+    """A Flow whose agent's notes (what a console would show) are kept in a list."""
+    flow, notes = Flow(root), []
+    flow.agent.note = notes.append
+    return flow, notes
+
+
 def _wrong_owner(root):
     from thingsdk.core import cbor, ed25519, mandate
     from thingsdk.core.consumable import DAY
 
-    flow = Flow(root)
-    notes = []
-    flow.agent.note = notes.append
+    flow, notes = _heard(root)
     stranger = ed25519.Signer(bytes([9]) * 32)
     device = flow.agent.signer
     claims = mandate.make_claims(stranger.kid, device.public_key, 7, flow.now - 60,
@@ -97,9 +102,7 @@ def test_a_mandate_from_another_key_is_refused_out_loud():
 
 
 def _deregistered(root):
-    flow = Flow(root)
-    notes = []
-    flow.agent.note = notes.append
+    flow, notes = _heard(root)
     error = flow.vendor._seal(m.ERROR, {"code": "device-deregistered",
                                         "text": "The owner deregistered this device."},
                               flow.now, None)
