@@ -77,9 +77,7 @@ def verdict(kb, target):
     return "target %d KB: NOT met, %d KB over" % (target, kb - target)
 
 
-def heap_section(tmp):
-    stock = unix_port.stock()
-    frozen = unix_port.firmware(extra=[(PORTABLE, "order_flow.py")])
+def heap_section(tmp, stock, frozen):
     build = tmp / "stock"
     code_size = sum(n for _, n in compile_lib(build, BOARDS["esp32"].march, LINKS["mqtt"]))
     subprocess.run([find_mpy_cross(), "-O3", "-o", str(build / "order_flow.mpy"),
@@ -132,11 +130,10 @@ def wasm_order(build, tmp):
           % (heap["step_allocated_bytes"], heap["turns"]))
 
 
-def crypto():
+def crypto(stock, frozen):
     script = ROOT / "bench" / "mpy_ed25519.py"
-    runs = [("unix port 32-bit, stock", on_unix(unix_port.stock(), script, path=[ROOT])),
-            ("unix port 32-bit, frozen", on_unix(unix_port.firmware(
-                extra=[(PORTABLE, "order_flow.py")]), script)),
+    runs = [("unix port 32-bit, stock", on_unix(stock, script, path=[ROOT])),
+            ("unix port 32-bit, frozen", on_unix(frozen, script)),
             ("WebAssembly", on_wasm(script, [(ROOT / "thingsdk", "/lib/thingsdk")]))]
     print("Ed25519 (pure Python, thingsdk.core), ms:")
     print("  %-26s %8s %8s %14s %8s" % ("", "sign", "verify", "first Signer", "comb"))
@@ -158,9 +155,11 @@ def main():
                 size = sum(n for _, n in built)
                 print("  %-7s %-7s %6d B  %5.1f %% of target   (%d .mpy files, -O3)"
                       % (name, link, size, 100 * size / TARGET, len(built)))
-        build = heap_section(tmp)
+        stock = unix_port.stock()
+        frozen = unix_port.firmware(extra=[(PORTABLE, "order_flow.py")])
+        build = heap_section(tmp, stock, frozen)
         wasm_order(build, tmp)
-    crypto()
+    crypto(stock, frozen)
 
 
 if __name__ == "__main__":
