@@ -171,7 +171,7 @@ def _base_mult(k):
 
 
 def _multiples(p):
-    """p, 2p, ..., 8p as affine (y + x, y - x, 2dxy) in one 768-byte string, laid out as a comb
+    """p, 2p, ..., 8p as affine (y + x, y - x, 2dxy) in one 768-byte bytearray, laid out as a comb
     table row (a Verifier keeps this: 0.8 KB of heap where the points as ints took 2.6 KB)."""
     q = _cached(p)
     row = [p]
