@@ -1,43 +1,6 @@
-"""A Device from a TOML file (`thingsdk device run --config FILE`). Paths are relative to the
-file; keys are PEM files or 64 hex digits. Every table but [device] and [[consumables]] is
-optional:
-
-    [device]
-    key = "device.key"            # the device's Ed25519 private key (PKCS#8 PEM)
-    state = "state"               # the state folder (created if missing)
-    vendor = "vendor.pub"         # the vendor's public key, pinned
-    owner = "owner.pub"           # the owner's public key: mandates and approvals
-    mandate = "mandate.cwt"       # a mandate token to offer at start
-    interval = 60                 # seconds between steps
-    heartbeat = 86400             # seconds between status messages
-
-    [broker]                      # none: the device stays offline
-    url = "mqtts://broker.example:8883"
-    ca = "ca.pem"                 # CA, client certificate (CN = the device's key id) and key
-    cert = "device.pem"
-    key = "device-tls.key"
-    backoff = [1.0, 120.0]        # reconnect wait: first, at most (seconds)
-
-    [clock]                       # demos and tests: time runs `speed` times faster from the
-    speed = 600.0                 # real unix time `start` on (default: the first start)
-    start = 1767225600.0
-
-    [lifecycle]                   # overrides of thingsdk.core.lifecycle.DEFAULTS
-    quote_wait = 300
-
-    [[consumables]]
-    slot = "water-filter"         # and unit, capacity; sku or category; optionally pack,
-    unit = "ml"                   # lead_time, lead_spread, safety, order_qty, ship_cost and
-    capacity = 300000             # hold_cost (minor units per order, per item and year),
-    sku = "WF-300"                # shelf_life (seconds after delivery; see
-    sensor = {type = "simulated", daily_use = 1500}  # core.consumable.Consumable) and
-                                  # min_interval (seconds between readings the rate keeps)
-
-Sensors (`type` and its parameters): simulated (daily_use, noise, variability, refill_below,
-seed, capacity; thingsdk.sensors.simulated, starting full at the state folder's first start),
-flow (pin, pulses_per_litre, pull_up), hx711 (data_pin, clock_pin, gain, counts_per_unit, offset,
-samples), tank (shape = vertical-cylinder | box | horizontal-cylinder with its sizes in mm, echo,
-trigger, max_distance, offset).
+"""A Device from its TOML file (`thingsdk device run --config FILE`): docs/configuration.md
+documents every table and setting. Paths are relative to the file; keys are PEM files or 64 hex
+digits. Every error is a ConfigError naming the file and the setting.
 """
 
 import time
@@ -46,12 +9,33 @@ from pathlib import Path
 
 from thingsdk import topics
 from thingsdk.core.consumable import SETTINGS, configured
+from thingsdk.core.lifecycle import DEFAULTS, LifecycleError, make_config
 from thingsdk.crypto import load_signer
 from thingsdk.device.runtime import Device, Slot
 from thingsdk.device.state import StateFolder, read_data
 from thingsdk.inspect import is_file
 from thingsdk.owner import read_public_key
 
+
+
+# Every setting device.toml may hold, table by table; docs/configuration.md documents each one (a
+# test checks the two against each other). [lifecycle] takes thingsdk.core.lifecycle.DEFAULTS.
+TABLES = {
+    "device": ("key", "state", "vendor", "owner", "mandate", "interval", "heartbeat"),
+    "broker": ("url", "ca", "cert", "key", "backoff", "keepalive", "limit", "retry", "max_size"),
+    "clock": ("speed", "start"),
+    "lifecycle": tuple(DEFAULTS),
+    "consumables": ("slot", "unit", "capacity", "sku", "category", "sensor") + SETTINGS,
+}
+BOARD_ONLY = ("retry", "max_size")  # [broker] settings only a board's MQTT client takes
+# A Pi's sensor types and their parameters (a board's: thingsdk.firmware_build.BOARD_SENSORS).
+SENSORS = {
+    "simulated": ("daily_use", "noise", "variability", "refill_below", "seed", "capacity"),
+    "flow": ("pin", "pulses_per_litre", "pull_up"),
+    "hx711": ("data_pin", "clock_pin", "gain", "counts_per_unit", "offset", "samples"),
+    "tank": ("shape", "diameter", "height", "width", "depth", "length", "echo", "trigger",
+             "max_distance", "offset"),
+}
 
 
 class ConfigError(ValueError):
@@ -113,9 +97,9 @@ def _read(path):
             top = _Table(str(path), tomllib.load(f), "")
         except tomllib.TOMLDecodeError as exc:
             raise ConfigError("%s: not TOML: %s" % (path, exc)) from exc
-    top.only(("device", "broker", "clock", "lifecycle", "consumables"))
+    top.only(tuple(TABLES))
     dev = top.sub("device", optional=False)
-    dev.only(("key", "state", "vendor", "owner", "mandate", "interval", "heartbeat"))
+    dev.only(TABLES["device"])
     return top, dev
 
 
@@ -148,9 +132,18 @@ def load(path):
     return Device(signer, _public_key(base, dev.get("vendor", str)),
                   _public_key(base, dev.get("owner", str)), state, slots,
                   _transport(top.sub("broker"), base, signer.kid), clock,
-                  top.get("lifecycle", dict, None), dev.get("heartbeat", int, 86400, above=0),
+                  _lifecycle(top.sub("lifecycle")), dev.get("heartbeat", int, 86400, above=0),
                   dev.get("interval", (int, float), 60, above=0),
                   (base / mandate).read_bytes() if mandate else None)
+
+
+def _lifecycle(table):
+    table.only(TABLES["lifecycle"])
+    try:
+        make_config(table.table)
+    except LifecycleError as exc:
+        table.fail("", str(exc))
+    return table.table or None
 
 
 def _public_key(base, text):
@@ -158,7 +151,7 @@ def _public_key(base, text):
 
 
 def _clock(table, kept_start):
-    table.only(("speed", "start"))
+    table.only(TABLES["clock"])
     if not table.table:
         return time.time
     start = table.get("start", (int, float), None)
@@ -181,16 +174,25 @@ def _transport(table, base, kid):
         return None
     from thingsdk.mqtt import Backoff, Transport
 
-    table.only(("url", "ca", "cert", "key", "backoff"))
+    table.only(TABLES["broker"])
+    for key in BOARD_ONLY:
+        if key in table.table:
+            table.fail(key, "tunes a board's own MQTT client (the board's config.json); on a Pi "
+                            "paho re-sends and sizes packets itself: remove it from this file")
     files = {name: str(base / table.get(key, str)) if key in table.table else None
              for name, key in (("ca_file", "ca"), ("cert_file", "cert"), ("key_file", "key"))}
     backoff = table.get("backoff", list, [1.0, 120.0])
+    if not (len(backoff) == 2 and all(isinstance(v, (int, float)) and not isinstance(v, bool)
+                                      and v > 0 for v in backoff) and backoff[0] <= backoff[1]):
+        table.fail("backoff", "expected [first, most]: two numbers of seconds above 0, first "
+                              "not above most, not %r" % (backoff,))
     return Transport(table.get("url", str), topics.kid_hex(kid), presence=topics.presence(kid),
-                     backoff=Backoff(*backoff), **files)
+                     backoff=Backoff(*backoff), keepalive=table.get("keepalive", int, 60, above=0),
+                     queue_limit=table.get("limit", int, 1000, above=0), **files)
 
 
 def _slot(table, born):
-    table.only(("slot", "unit", "capacity", "sku", "category", "sensor") + SETTINGS)
+    table.only(TABLES["consumables"])
     capacity = table.get("capacity", int)
     try:
         consumable = configured(table.get("slot", str), table.get("unit", str), capacity,
@@ -204,6 +206,9 @@ def _slot(table, born):
 
 def _sensor(table, capacity, born):
     kind = table.get("type", str)
+    if kind not in SENSORS:
+        table.fail("type", "unknown sensor type %r (a Pi has %s)" % (kind, ", ".join(SENSORS)))
+    table.only(("type",) + SENSORS[kind])
     params = {k: v for k, v in table.table.items() if k != "type"}
     try:
         if kind == "simulated":
@@ -219,20 +224,24 @@ def _sensor(table, capacity, born):
 
             adc = HX711(params.pop("data_pin"), params.pop("clock_pin"), params.pop("gain", 128))
             return LoadCell(adc, params.pop("counts_per_unit"), **params)
-        if kind == "tank":
-            return _tank(params)
+        return _tank(table, params)
     except (KeyError, TypeError) as exc:
         table.fail("", "bad or missing parameter: %s" % exc)
-    table.fail("type", "unknown sensor type %r" % kind)
 
 
-def _tank(params):
+def _tank(table, params):
     from thingsdk.sensors import level
 
     shapes = {"vertical-cylinder": (level.VerticalCylinder, ("diameter", "height")),
               "box": (level.Box, ("width", "depth", "height")),
               "horizontal-cylinder": (level.HorizontalCylinder, ("diameter", "length"))}
-    shape, sizes = shapes[params.pop("shape")]
+    name = params.pop("shape")
+    if name not in shapes:
+        table.fail("shape", "expected %s, not %r" % (" or ".join(shapes), name))
+    shape, sizes = shapes[name]
+    for size in ("diameter", "height", "width", "depth", "length"):
+        if size in params and size not in sizes:
+            table.fail(size, "a %s tank has no %s (its sizes: %s)" % (name, size, ", ".join(sizes)))
     distance = level.UltrasonicDistance(params.pop("echo"), params.pop("trigger"),
                                         params.pop("max_distance", 2.0))
     return level.TankLevel(shape(*[params.pop(size) for size in sizes]), distance,
