@@ -565,7 +565,8 @@ def cmd_gateway(args):
     import serial
 
     from thingsdk import topics
-    from thingsdk.gateway import Gateway, board_transport
+    from thingsdk.gateway import Gateway
+    from thingsdk.mqtt import device_transport
 
     try:
         kid = bytes.fromhex(args.kid)
@@ -579,7 +580,9 @@ def cmd_gateway(args):
     except serial.SerialException as exc:
         raise CliError(str(exc))
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
-    gateway = Gateway(port, board_transport(args.broker, kid, args.ca, args.cert, args.key), kid)
+    transport = device_transport(args.broker, kid, ca_file=args.ca, cert_file=args.cert,
+                                 key_file=args.key)
+    gateway = Gateway(port, transport, kid)
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: gateway.stop())
     try:

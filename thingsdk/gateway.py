@@ -5,7 +5,7 @@ The gateway is not trusted with the messages: it passes opaque signed bytes, whi
 forge nor alter unnoticed (each receiver checks the signature against the key it pinned). It does
 confine the board: it publishes only to the board's own uplink and presence topics (any other
 topic is refused with a NAK) and hands the board only its downlink. Its broker connection speaks
-in the board's name (see `board_transport`): on a mutual-TLS broker it holds the board's
+in the board's name (see `thingsdk.mqtt.device_transport`): on a mutual-TLS broker it holds the board's
 certificate.
 
 - An uplink is ACKed to the board once the broker acknowledged it (PUBACK); until then the board
@@ -34,20 +34,10 @@ import serial
 from thingsdk import topics
 from thingsdk.core import frames
 from thingsdk.core.topics import OFFLINE, ONLINE
-from thingsdk.mqtt import Transport
 
 _REMEMBERED = 256  # acknowledged uplinks remembered, to answer a re-send without publishing it
 
 log = logging.getLogger(__name__)
-
-
-def board_transport(url, kid, ca_file=None, cert_file=None, key_file=None, **options):
-    """The gateway's broker connection (not started), in the board's name: its kid as client id,
-    its presence topic with `offline` as the last will. With mqtts://, pass the board's client
-    certificate (its CN is the kid): the broker's ACL then confines the gateway to the board's
-    topics, too."""
-    return Transport(url, topics.kid_hex(kid), presence=topics.presence(kid), ca_file=ca_file,
-                     cert_file=cert_file, key_file=key_file, **options)
 
 
 class Gateway:
