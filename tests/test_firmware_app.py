@@ -230,3 +230,27 @@ def test_a_message_the_board_has_no_heap_for_comes_again_and_the_order_completes
     assert device.link.reconnects >= 1
     assert [o["status"] for o in world.orders()] == ["delivered"]
     assert device.agent.refusals == {}
+
+
+class Beans:
+    """A board program's own sensor (README: examples/board_main.py)."""
+
+    kind = "level"
+
+    def read(self, now):
+        return 420
+
+
+def test_a_custom_sensor_comes_from_the_program_and_is_named_when_missing(world, app_module):
+    folder = world.build_board()
+    path = folder / "identity" / "config.json"
+    config = json.loads(path.read_text())
+    config["consumables"][0]["sensor"] = {"type": "custom"}
+    path.write_text(json.dumps(config))
+    slot = config["consumables"][0]["slot"]
+    with pytest.raises(ValueError, match="consumable %s: its sensor is custom: pass it, "
+                                         r"app.boot\(sources=\{slot: source\}\)" % slot):
+        app_module.App(str(folder) + "/", machine=Machine(None))
+    source = Beans()
+    device = app_module.App(str(folder) + "/", machine=Machine(None), sources={slot: source})
+    assert device.agent.slots[slot].source is source

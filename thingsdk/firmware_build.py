@@ -33,7 +33,8 @@ SECRET, PUBLIC = 0o600, 0o644
 # A board's sensor types and their parameters (firmware/lib/app.py reads them).
 BOARD_SENSORS = {"adc": ("pin", "empty", "full"), "flow": ("pin", "pulses_per_unit", "units"),
                  "hx711": ("data_pin", "clock_pin", "gain", "tare", "scale_num", "scale_den",
-                           "zero")}
+                           "zero"),
+                 "custom": ()}  # the program's own: app.boot(sources={slot: source})
 # The modules a board leaves out for its link: MQTT over WiFi, or a UART to a gateway.
 LINKS = {"mqtt": ("seriallink", "frames"), "serial": ("mqtt", "backoff")}
 FROZEN = "firmware"  # a --frozen build's folder for the firmware image (not copied to the board)
@@ -102,7 +103,9 @@ def sources(exclude=()):
         needed = _imports(path, local) & set(exclude)
         if needed:
             raise ValueError("--exclude %s: %s imports it" % (sorted(needed)[0], path.name))
-    return [(PACKAGE / "__init__.py", "lib/thingsdk/__init__"),
+    # A board's `thingsdk` package is only the namespace of its core: it gets the core's empty
+    # package module for its own, not the CPython one, which exports the Pi's API.
+    return [(PACKAGE / "core" / "__init__.py", "lib/thingsdk/__init__"),
             (PACKAGE / "core" / "__init__.py", "lib/thingsdk/core/__init__")] + kept
 
 

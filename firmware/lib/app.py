@@ -93,9 +93,14 @@ class RigADC:
         return rig_hook(self.root)["adc"][self.pin]
 
 
-def sensor(table, capacity, machine, root):
-    """A sensor source from its config table (type adc, flow or hx711) on the board's pins."""
+def sensor(table, capacity, machine, root, source=None):
+    """A sensor source from its config table (type adc, flow or hx711) on the board's pins; type
+    custom is `source`, the program's own (main.py: `app.boot(sources={slot: source})`)."""
     kind = table["type"]
+    if kind == "custom":
+        if source is None:
+            raise ValueError("its sensor is custom: pass it, app.boot(sources={slot: source})")
+        return source
     if kind == "adc":
         pin = table["pin"]
         hooked = str(pin) in rig_hook(root).get("adc", {})
@@ -109,19 +114,23 @@ def sensor(table, capacity, machine, root):
                      machine.Pin(table["clock_pin"], machine.Pin.OUT), table.get("gain", 128))
         return ScaleLevel(cell, table.get("tare", 0), table["scale_num"], table["scale_den"],
                           table.get("zero", 0))
-    raise ValueError("unknown sensor type %r (a board has adc, flow, hx711)" % kind)
+    raise ValueError("unknown sensor type %r (a board has adc, flow, hx711, custom)" % kind)
 
 
-def slot(table, machine, root):
-    """A Slot from a consumables entry of config.json."""
+def slot(table, machine, root, sources=None):
+    """A Slot from a consumables entry of config.json (`sources`: the custom sensors by slot)."""
     settings = {}
     for key in SETTINGS:
         if key in table:
             settings[key] = table[key]
     consumable = configured(table["slot"], table["unit"], table["capacity"], sku=table.get("sku"),
                             **settings)
-    return Slot(consumable, sensor(table["sensor"], table["capacity"], machine, root),
-                table.get("category"))
+    try:
+        source = sensor(table["sensor"], table["capacity"], machine, root,
+                        (sources or {}).get(table["slot"]))
+    except ValueError as exc:
+        raise ValueError("consumable %s: %s" % (table["slot"], exc))
+    return Slot(consumable, source, table.get("category"))
 
 
 def link(config, root, on_message):
@@ -186,9 +195,11 @@ class Wifi:
 
 class App:
     """The device on a board whose flash is mounted at `root`; `machine` is the board's machine
-    module (a rig's may stand in), `clock()` unix seconds."""
+    module (a rig's may stand in), `clock()` unix seconds, `sources` the program's own sensors
+    by slot (for config.json's sensors of type custom): objects with `kind` (LEVEL or USAGE, of
+    thingsdk.core.agent) and `read(now) -> int`, in the consumable's unit."""
 
-    def __init__(self, root="/", machine=None, clock=None):
+    def __init__(self, root="/", machine=None, clock=None, sources=None):
         if machine is None:
             import machine
         self.machine = machine
@@ -210,7 +221,7 @@ class App:
         self.errors, self.fatal = 0, None
         self.hook = rig_hook(root)
         self.frozen = False
-        slots = [slot(t, machine, root) for t in config.get("consumables", ())]
+        slots = [slot(t, machine, root, sources) for t in config.get("consumables", ())]
         self.state = FlashState(root + "state")
         self.agent = Agent(ed25519.Signer(read(identity + "device.seed")),
                            ed25519.Verifier(read(identity + "vendor.pub")),
@@ -299,19 +310,20 @@ class App:
             say("stopped")
 
 
-def boot(root="/"):
-    """main.py's: run the device, unless a test rig holds it (rig.json)."""
+def boot(root="/", sources=None):
+    """main.py's: run the device, unless a test rig holds it (rig.json). `sources`: the
+    program's own sensors by slot, see App."""
     if rig_hook(root).get("hold"):
         say("held by the test rig: not started")
         return None
-    return main(root)
+    return main(root, sources=sources)
 
 
-def main(root="/", seconds=None):
+def main(root="/", seconds=None, sources=None):
     """Run the device, for `seconds` or for ever: from boot(), or from a rig's REPL. On a port
     whose asyncio has no run() (the WebAssembly one: its loop is the host's), the device runs in
     the background and this returns at once."""
-    app = App(root)
+    app = App(root, sources=sources)
     if hasattr(asyncio, "run"):
         asyncio.run(app.run(seconds))
     else:

@@ -52,9 +52,10 @@ def _short(msg_id):
 
 class Slot:
     """A consumable slot: its Consumable (the state store's copy replaces it once there is one),
-    its sensor `source` and what to ask vendors for: the consumable's `sku`, or else `category`."""
+    its sensor `source` (kind and read(now): thingsdk.sensors.Sensor) and what to ask vendors
+    for: the consumable's `sku`, or else `category`."""
 
-    def __init__(self, consumable, source, category=None):
+    def __init__(self, consumable: "Consumable", source, category: "str | None" = None) -> None:
         if consumable.sku is None and category is None:
             raise ValueError("slot %s needs a sku or a category" % consumable.slot)
         self.consumable = consumable

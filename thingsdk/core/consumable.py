@@ -118,7 +118,8 @@ class RateEstimator:
     (the rate needs spread in time, not density); at most `window` readings are kept.
     """
 
-    def __init__(self, window=32, min_interval=3 * 3600, max_gap=2 * DAY, noise=0):
+    def __init__(self, window: int = 32, min_interval: int = 3 * 3600, max_gap: int = 2 * DAY,
+                 noise: int = 0) -> None:
         self.window = _check_int(window, 2, MAX_WINDOW, "window")
         self.min_interval = _check_int(min_interval, 0, MAX_INT, "min_interval")
         self.max_gap = _check_int(max_gap, 1, MAX_INT, "max_gap")
@@ -355,9 +356,11 @@ class Consumable:
     the pessimistic use empties before then, even if it came at once.
     """
 
-    def __init__(self, slot, unit, capacity, pack=None, sku=None, lead_time=3 * DAY,
-                 lead_spread=2 * DAY, safety=None, order_qty=None, estimator=None, ship_cost=0,
-                 hold_cost=0, shelf_life=None):
+    def __init__(self, slot: str, unit: str, capacity: int, pack: "int | None" = None,
+                 sku: "str | None" = None, lead_time: int = 3 * DAY, lead_spread: int = 2 * DAY,
+                 safety: "int | None" = None, order_qty: "int | None" = None,
+                 estimator: "RateEstimator | None" = None, ship_cost: int = 0,
+                 hold_cost: int = 0, shelf_life: "int | None" = None) -> None:
         self.slot = _check_token(slot, "slot")
         self.unit = _check_token(unit, "unit")
         self.capacity = _check_int(capacity, 1, MAX_UNITS, "capacity")

@@ -3,11 +3,12 @@ documents every table and setting. Paths are relative to the file; keys are PEM 
 digits. Every error is a ConfigError naming the file and the setting.
 """
 
+import os
 import time
 import tomllib
+from collections.abc import Mapping
 from pathlib import Path
 
-from thingsdk import topics
 from thingsdk.core.consumable import SETTINGS, configured
 from thingsdk.core.lifecycle import DEFAULTS, LifecycleError, make_config
 from thingsdk.crypto import load_signer
@@ -15,6 +16,7 @@ from thingsdk.device.runtime import Device, Slot
 from thingsdk.device.state import StateFolder, read_data
 from thingsdk.inspect import is_file
 from thingsdk.owner import read_public_key
+from thingsdk.sensors import Sensor
 
 
 
@@ -35,6 +37,7 @@ SENSORS = {
     "hx711": ("data_pin", "clock_pin", "gain", "counts_per_unit", "offset", "samples"),
     "tank": ("shape", "diameter", "height", "width", "depth", "length", "echo", "trigger",
              "max_distance", "offset"),
+    "custom": (),  # the program's own: load(path, sources={slot: source})
 }
 
 
@@ -117,8 +120,11 @@ def locate(path):
             _public_key(base, dev.get("owner", str)), clock)
 
 
-def load(path):
-    """The Device a config file describes (not started)."""
+def load(path: "str | os.PathLike[str]",
+         sources: Mapping[str, Sensor] | None = None) -> Device:
+    """The Device a config file describes (not started). `sources` are the program's own sensors
+    by slot, for the file's sensors of type custom: objects with `kind` (thingsdk.LEVEL or
+    USAGE) and `read(now) -> int` in the consumable's unit."""
     path = Path(path)
     top, dev = _read(path)
     base = path.parent
@@ -126,8 +132,12 @@ def load(path):
     state = StateFolder(base / dev.get("state", str))
     clock = _clock(top.sub("clock"), lambda: _fact(state, "clock", time.time))
     born = _fact(state, "born", lambda: int(clock()))
-    slots = [_slot(_Table(str(path), table, "consumables[%d]" % i), born)
+    sources = dict(sources or {})
+    slots = [_slot(_Table(str(path), table, "consumables[%d]" % i), born, sources)
              for i, table in enumerate(top.get("consumables", list))]
+    if sources:
+        raise ConfigError("%s: no consumable with a custom sensor is named %s"
+                          % (path, ", ".join(sorted(sources))))
     mandate = dev.get("mandate", str, None)
     return Device(signer, _public_key(base, dev.get("vendor", str)),
                   _public_key(base, dev.get("owner", str)), state, slots,
@@ -172,7 +182,7 @@ def _fact(state, key, make):
 def _transport(table, base, kid):
     if not table.table:
         return None
-    from thingsdk.mqtt import Backoff, Transport
+    from thingsdk.mqtt import Backoff, device_transport
 
     table.only(TABLES["broker"])
     for key in BOARD_ONLY:
@@ -186,21 +196,30 @@ def _transport(table, base, kid):
                                       and v > 0 for v in backoff) and backoff[0] <= backoff[1]):
         table.fail("backoff", "expected [first, most]: two numbers of seconds above 0, first "
                               "not above most, not %r" % (backoff,))
-    return Transport(table.get("url", str), topics.kid_hex(kid), presence=topics.presence(kid),
-                     backoff=Backoff(*backoff), keepalive=table.get("keepalive", int, 60, above=0),
-                     queue_limit=table.get("limit", int, 1000, above=0), **files)
+    return device_transport(table.get("url", str), kid, backoff=Backoff(*backoff),
+                            keepalive=table.get("keepalive", int, 60, above=0),
+                            queue_limit=table.get("limit", int, 1000, above=0), **files)
 
 
-def _slot(table, born):
+def _slot(table, born, sources):
     table.only(TABLES["consumables"])
     capacity = table.get("capacity", int)
     try:
         consumable = configured(table.get("slot", str), table.get("unit", str), capacity,
                                 sku=table.get("sku", str, None),
                                 **{k: table.get(k, int) for k in SETTINGS if k in table.table})
-        return Slot(consumable, _sensor(table.sub("sensor", optional=False), capacity, born),
-                    table.get("category", str, None))
-    except ValueError as exc:
+        sensor = table.sub("sensor", optional=False)
+        if sensor.get("type", str) == "custom":
+            source = sources.pop(consumable.slot, None)
+            if source is None:
+                sensor.fail("type", "custom: the program that loads this file passes the sensor "
+                                    "(load_device(path, sources={%r: ...}))" % consumable.slot)
+        else:
+            source = _sensor(sensor, capacity, born)
+        return Slot(consumable, source, table.get("category", str, None))
+    except ConfigError:
+        raise
+    except ValueError as exc:  # the consumable's own checks
         table.fail("", str(exc))
 
 
