@@ -36,10 +36,11 @@ from flash import CheckpointError, FlashState, read
 from thingsdk.core import cbor, ed25519, topics
 from thingsdk.core import messages as m
 from thingsdk.core.agent import Agent, Slot
+from thingsdk.core.check import const
 from thingsdk.core.consumable import DAY, SETTINGS, configured
 from ticks import clock_from, ticks_diff, ticks_ms
 
-OUTGOING = 16  # sealed messages waiting for the link; the lifecycle re-sends what is dropped
+_OUTGOING = const(16)  # sealed messages waiting for the link; the lifecycle re-sends the rest
 NEEDED = ("device_kid", "link", "broker", "consumables")  # in config.json
 # The MQTT client's settings config.json's broker may set: (name, least, most, whole numbers only)
 TUNED = (("keepalive", 1, 65535, 1), ("retry", 0.1, 3600, 0), ("backoff", 0.1, 86400, 0),
@@ -65,6 +66,24 @@ def tuned(broker, where):
     if "backoff" in options:
         options["backoff"], options["backoff_cap"] = options["backoff"]
     return options
+
+
+def set_clock(clock):
+    """Set the board's clock from NTP (MicroPython's ntptime, on the ports with a network) and
+    say how far off it was, or why it could not be set: the vendor's signed time then tells how
+    far off it is (thingsdk.core.agent: "this device's clock is N s behind")."""
+    try:
+        import ntptime
+    except ImportError:
+        say("clock: this port has no ntptime; it stays as it is")
+        return
+    before = clock()
+    try:
+        ntptime.settime()
+    except (OSError, OverflowError, IndexError) as exc:
+        say("clock not set from NTP (%s): %r" % (ntptime.host, exc))
+        return
+    say("clock set from NTP (%s): it was off by %d s" % (ntptime.host, clock() - before))
 
 
 def new_id():
@@ -133,9 +152,9 @@ def slot(table, machine, root, sources=None):
     return Slot(consumable, source, table.get("category"))
 
 
-def link(config, root, on_message):
+def link(config, root, on_message, on_join=None):
     """The way to the broker: the firmware's MQTT client (over the WiFi of wifi.json, if there is
-    one), or a serial link to a gateway."""
+    one, calling `on_join()` each time it is joined), or a serial link to a gateway."""
     kind = config.get("link", {"type": "mqtt"})
     if kind["type"] == "serial":
         import machine
@@ -156,17 +175,18 @@ def link(config, root, on_message):
     kid = bytes.fromhex(config["device_kid"])
     return Client(broker["host"], broker["port"], config["device_kid"], ssl=ssl,
                   presence=topics.presence(kid), on_message=on_message, note=say,
-                  wifi=wifi and Wifi(json.loads(wifi)), **options)
+                  wifi=wifi and Wifi(json.loads(wifi), on_join=on_join), **options)
 
 
 class Wifi:
     """The WiFi station of wifi.json ({"ssid": ..., "key": ...}); the MQTT client watches
     isconnected() and awaits join() when it is down. Each change is said once."""
 
-    def __init__(self, settings, timeout=30):
+    def __init__(self, settings, timeout=30, on_join=None):
         import network
 
         self.ssid, self.key, self.timeout = settings["ssid"], settings["key"], timeout
+        self.on_join = on_join
         self.wlan = network.WLAN(network.STA_IF)
         self.up, self.joins = False, 0
 
@@ -177,6 +197,8 @@ class Wifi:
             self.joins += up
             say("WiFi %s %s" % (self.ssid, "re-joined" if self.joins > 1 else "joined")
                 if up else "WiFi %s lost" % self.ssid)
+            if up and self.on_join:
+                self.on_join()
         return up
 
     async def join(self):
@@ -230,7 +252,9 @@ class App:
                            config=config.get("lifecycle"),
                            heartbeat=config.get("heartbeat", DAY), note=say)
         self.mandate = read(identity + "mandate.cwt")
-        self.link = link(config, root, self._on_message)
+        # A demo's or a rig's clock (config.json's `clock`) is its own; a real one is set by NTP.
+        self.link = link(config, root, self._on_message,
+                         None if config.get("clock") else lambda: set_clock(self.clock))
 
     def _on_message(self, topic, payload):
         """Take a downlink in at once: the link acknowledges it only after this returns, so only
@@ -264,7 +288,7 @@ class App:
         if self.hook.get("cut_before") == m.NAMES[msg_type - 1]:
             self.frozen = True
             say("holding the %s for the rig: cut the power now" % m.NAMES[msg_type - 1])
-        if len(self.outgoing) >= OUTGOING:
+        if len(self.outgoing) >= _OUTGOING:
             self.outgoing.pop(0)
         self.outgoing.append(data)
 
