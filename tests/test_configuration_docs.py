@@ -5,6 +5,7 @@ code's, and the page's example loads."""
 import re
 from pathlib import Path
 
+import device_toml
 import pytest
 
 from thingsdk.core.lifecycle import DEFAULTS
@@ -80,6 +81,10 @@ def test_the_page_s_example_loads(tmp_path):
 
 
 @pytest.mark.parametrize("setting, message", [
+    ('interval = "five"', "device.interval: expected int or float, not 'five'"),
+    ("interval = 0", "device.interval: must be more than 0, not 0"),
+    ("heartbeat = -60", "device.heartbeat: must be more than 0, not -60"),
+    ("heartbeat = 1.5", "device.heartbeat: expected int, not 1.5"),
     ("[broker]\nurl = \"mqtt://127.0.0.1:1883\"\nretry = 5\n",
      "broker.retry: tunes a board's own MQTT client"),
     ("[broker]\nurl = \"mqtt://127.0.0.1:1883\"\nbackoff = [5, 1]\n",
@@ -90,26 +95,15 @@ def test_the_page_s_example_loads(tmp_path):
     ("[lifecycle]\nquote_wait = -1\n", "lifecycle: quote_wait must be an int >= 0"),
 ])
 def test_a_wrong_setting_names_the_file_and_the_setting(tmp_path, setting, message):
-    key = Ed25519Signer.generate()
-    save_keypair(key, tmp_path / "device.key", tmp_path / "device.pub")
-    path = tmp_path / "device.toml"
-    path.write_text('[device]\nkey = "device.key"\nstate = "state"\nvendor = "%s"\nowner = "%s"\n'
-                    '%s\n[[consumables]]\nslot = "water-filter"\nunit = "ml"\ncapacity = 1000\n'
-                    'sku = "WF-300"\nsensor = {type = "simulated", daily_use = 100}\n'
-                    % (key.public_key.hex(), key.public_key.hex(), setting))
+    path = device_toml.write(tmp_path, setting)
     with pytest.raises(config.ConfigError) as caught:
         config.load(path)
     assert str(caught.value).startswith("%s: %s" % (path, message))
+    assert "\n" not in str(caught.value)
 
 
 def test_the_pi_takes_the_broker_settings_it_documents(tmp_path):
-    key = Ed25519Signer.generate()
-    save_keypair(key, tmp_path / "device.key", tmp_path / "device.pub")
-    path = tmp_path / "device.toml"
-    path.write_text('[device]\nkey = "device.key"\nstate = "state"\nvendor = "%s"\nowner = "%s"\n'
-                    '[broker]\nurl = "mqtt://127.0.0.1:1883"\nkeepalive = 15\nlimit = 7\n'
-                    'backoff = [0.5, 8]\n[[consumables]]\nslot = "water-filter"\nunit = "ml"\n'
-                    'capacity = 1000\nsku = "WF-300"\nsensor = {type = "simulated", '
-                    'daily_use = 100}\n' % (key.public_key.hex(), key.public_key.hex()))
+    path = device_toml.write(tmp_path, '[broker]\nurl = "mqtt://127.0.0.1:1883"\nkeepalive = 15\n'
+                                       'limit = 7\nbackoff = [0.5, 8]\n')
     transport = config.load(path).transport
     assert (transport.keepalive, transport.queue_limit) == (15, 7)

@@ -10,6 +10,7 @@ import sys
 import time
 from pathlib import Path
 
+import device_toml
 import pytest
 from world import TIMEOUT, Tap
 
@@ -108,12 +109,9 @@ def test_the_pi_example_runs_with_its_own_sensor_on_the_broker(tmp_path, broker)
 
 
 def test_a_custom_sensor_the_program_does_not_pass_is_named(tmp_path):
-    key = Ed25519Signer.generate()
-    save_keypair(key, tmp_path / "device.key", tmp_path / "device.pub")
-    path = tmp_path / "device.toml"
-    path.write_text('[device]\nkey = "device.key"\nstate = "state"\nvendor = "device.pub"\n'
-                    'owner = "device.pub"\n[[consumables]]\nslot = "coffee-beans"\nunit = "g"\n'
-                    'capacity = 1000\nsku = "BEANS-250"\nsensor = {type = "custom"}\n')
+    path = device_toml.write(tmp_path, consumable='[[consumables]]\nslot = "coffee-beans"\n'
+                             'unit = "g"\ncapacity = 1000\nsku = "BEANS-250"\n'
+                             'sensor = {type = "custom"}\n')
     with pytest.raises(thingsdk.ConfigError) as caught:
         thingsdk.load_device(path)
     assert str(caught.value) == (
