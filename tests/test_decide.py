@@ -138,3 +138,26 @@ def test_every_check_of_a_decision_is_in_its_record():
     d = decide(c, c.forecast(NOW), MANDATE, Ledger(MANDATE.limits()),
                [(VENDOR.kid, offer(3, 2490, 2))], NOW)
     assert d.to_record()["checks"] == [[k, policy.OK, policy.OK] for k, _ in RULES]
+
+
+def test_a_decision_and_the_owner_name_the_vendor_as_its_offer_signed_it():
+    from thingsdk.owner import request_report
+
+    token = md.issue(md.make_claims(OWNER.kid, DEVICE.public_key, 3, samples.TS,
+                                    samples.TS + 365 * DAY, RULES), OWNER, codec)
+    held = md.accept(None, token, OWNER.verifier(), codec, DEVICE.kid, NOW)
+    c = slot(48)
+    named = dict(offer(3, 5398, 2), **{"from": "AquaPure"})
+    asked = decide(c, c.forecast(NOW), held, Ledger(held.limits()), [(VENDOR.kid, named)], NOW)
+    assert "AquaPure delivers in 2 days for 53.98 EUR" in asked.text
+    assert VENDOR.kid.hex()[:8] not in asked.text
+    body = approval.request(asked, b"\x09" * 16, NOW)
+    cddl("approval-request-body", body)
+    sent = envelope.seal(messages.APPROVAL_REQUEST, body, DEVICE, OWNER.kid, 1, NOW,
+                         b"\x0a" * 16, codec)
+    request = envelope.Inbox(OWNER.kid, {DEVICE.kid: DEVICE.verifier()}, codec).open(sent, NOW)
+    assert "for 53.98 EUR from AquaPure (vendor %s)" % VENDOR.kid.hex() in request_report(
+        request.message, True)
+    unnamed = decide(c, c.forecast(NOW), held, Ledger(held.limits()),
+                     [(VENDOR.kid, offer(3, 5398, 2))], NOW)
+    assert "vendor %s delivers" % VENDOR.kid.hex() in unnamed.text

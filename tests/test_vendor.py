@@ -118,6 +118,7 @@ def test_quote_gets_a_signed_offer_and_an_order_an_accepted_receipt(world):
     assert offer.body["ship"] == eur(498) and offer.body["total"] == eur(2 * 2450 + 498)
     assert offer.body["lead"] == 72 * HOUR and offer.body["arrive"] == T + 72 * HOUR
     assert offer.body["until"] == T + 24 * HOUR and offer.body["test"] is False
+    assert offer.body["from"] == CATALOG.name == "Acme Home Supplies"  # signed with the offer
 
     body, _, receipt = world.order(world.a, offer.body)
     assert receipt.type == m.RECEIPT and receipt.body["status"] == "accepted"
@@ -360,6 +361,9 @@ def test_a_broken_catalog_is_refused_with_the_place_named(tmp_path):
         catalog.parse(text, "shop.toml")
     with pytest.raises(catalog.CatalogError, match="shop.toml: not valid TOML"):
         catalog.parse("[skus", "shop.toml")
+    text = EXAMPLE.read_text().replace('name = "Acme Home Supplies"', 'name = "%s"' % ("x" * 65))
+    with pytest.raises(catalog.CatalogError, match=r"shop.toml: vendor\.name: 1 to 64 bytes"):
+        catalog.parse(text, "shop.toml")
 
 
 def test_a_status_brings_fulfilment_news_again(world):

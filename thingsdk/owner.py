@@ -422,14 +422,21 @@ def request_report(msg, checked):
     lines = ["approval request %s from device %s (signature %s)" % (
                  msg.body["req"].hex(), msg.kid.hex(),
                  "valid" if checked else "not checked: pass --device-pub"),
-             "  order      %d x %s (%s) for %s from vendor %s%s" % (
-                 order["qty"], order["title"], order["sku"], total, order["vendor"].hex(),
+             "  order      %d x %s (%s) for %s from %s%s" % (
+                 order["qty"], order["title"], order["sku"], total, _vendor(order),
                  ", a TEST order" if order["test"] else ""),
              "  why        " + msg.body["why"],
              "  answer by  " + utc_text(msg.body["until"])]
     if "arrive" in order:
         lines.insert(2, "  arrives    " + utc_text(order["arrive"]))
     return "\n".join(lines)
+
+
+def _vendor(order):
+    """The vendor of an order summary as the owner reads it: the name it signed into its offer
+    (as the device passed it on) with its key id, or the key id alone."""
+    kid = order["vendor"].hex()
+    return "%s (vendor %s)" % (order["from"], kid) if "from" in order else "vendor " + kid
 
 
 def answer(msg, decision, owner_signer, seq, now, msg_id):

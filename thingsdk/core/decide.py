@@ -104,7 +104,8 @@ def _head(consumable, forecast, names):
 
 def _offer_text(proposal, now, names):
     offer = proposal.offer
-    vendor = _name(names, proposal.vendor, "vendor " + kid_hex(proposal.vendor))
+    signed = offer.get("from")  # the name the vendor signed into its offer, else its key id
+    vendor = _name(names, proposal.vendor, signed or "vendor " + kid_hex(proposal.vendor))
     days = max(1, (offer["arrive"] - now + DAY - 1) // DAY)
     return "%s delivers in %s for %s" % (vendor, policy.duration(days * DAY),
                                          money_text(offer["total"][0], offer["total"][1]))

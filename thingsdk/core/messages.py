@@ -93,8 +93,9 @@ SLOT = const(("m", (("slot", TOKEN), ("sku", LABEL), ("unit", TOKEN), ("level", 
                     ("spare", ("i", 0, 1000))),
               ("sku", "empty", "spare"), (), None, None, (("<=", "level", "cap", 0),), None))
 ORDER_SUMMARY = const(("m", (("vendor", KID), ("offer", ID16), ("sku", LABEL), ("title", SENTENCE),
-                             ("qty", COUNT), ("total", MONEY), ("arrive", TIME), ("test", BOOL)),
-                       ("arrive",), (), None, None, NO_RULES, None))
+                             ("qty", COUNT), ("total", MONEY), ("arrive", TIME), ("test", BOOL),
+                             ("from", LABEL)),
+                       ("arrive", "from"), (), None, None, NO_RULES, None))
 DIAG_VALUE = const(("|", (("i", -9007199254740991, 9007199254740991), ("s", 0, 128), BOOL)))
 
 BODIES = const((
@@ -104,8 +105,8 @@ BODIES = const((
      ("need", "promo", "test"), ("sku", "cat"), None, None, NO_RULES, None),
     ("m", (("offer", ID16), ("sku", LABEL), ("title", SENTENCE), ("qty", COUNT), ("price", MONEY),
            ("ship", MONEY), ("total", MONEY), ("lead", DURATION), ("arrive", TIME),
-           ("until", TIME), ("test", BOOL)),
-     (), (), None, None, (("total",),), None),
+           ("until", TIME), ("test", BOOL), ("from", LABEL)),
+     ("from",), (), None, None, (("total",),), None),
     ("m", (("order", ID16), ("offer", ID16), ("sku", LABEL), ("qty", COUNT), ("total", MONEY),
            ("mandate", VERSION32), ("test", BOOL), ("appr", ID16)),
      ("appr",), (), None, None, NO_RULES, None),
@@ -382,6 +383,8 @@ def approval_request_body(req_id, vendor, offer, why, until):
     summary = {"vendor": vendor, "offer": offer["offer"], "sku": offer["sku"],
                "title": offer["title"], "qty": offer["qty"], "total": offer["total"],
                "arrive": offer["arrive"], "test": offer["test"]}
+    if "from" in offer:
+        summary["from"] = offer["from"]
     return {"req": req_id, "order": summary, "why": why, "until": until}
 
 

@@ -50,7 +50,8 @@ class Promotion:
 class Catalog:
     """Skus by name, promotions by id, support steps by fault code, and how long quotes last."""
 
-    def __init__(self, skus, promotions, faults, default_steps, offer_ttl, visit_ttl):
+    def __init__(self, skus, promotions, faults, default_steps, offer_ttl, visit_ttl, name=None):
+        self.name = name  # how people know this vendor: signed into every offer
         self.skus = skus
         self.promotions = promotions
         self.faults = faults  # fault code -> (steps, visit: bool)
@@ -165,7 +166,10 @@ def parse(text, source="catalog"):
     top = _Reader(source, data, "")
     top.unknown(("vendor", "skus", "promotions", "support"))
     settings = top.sub("vendor", {})
-    settings.unknown(("offer_hours", "visit_hours"))
+    settings.unknown(("name", "offer_hours", "visit_hours"))
+    name = settings.get("name", str) if "name" in settings.table else None
+    if name is not None and not 0 < len(name.encode()) <= 64:
+        settings.fail("name", "1 to 64 bytes of UTF-8: it is signed into every offer")
     offer_ttl = settings.get("offer_hours", int, 24) * HOUR
     visit_ttl = settings.get("visit_hours", int, 7 * 24) * HOUR
     if offer_ttl <= 0 or visit_ttl <= 0:
@@ -192,7 +196,7 @@ def parse(text, source="catalog"):
         faults[fault] = (_steps(r), r.get("visit", bool, False))
         if faults[fault][1] and VISIT_SKU not in skus:
             r.fail("visit", "quoting a visit needs a %r sku in the catalog" % VISIT_SKU)
-    return Catalog(skus, promotions, faults, _steps(support), offer_ttl, visit_ttl)
+    return Catalog(skus, promotions, faults, _steps(support), offer_ttl, visit_ttl, name)
 
 
 def load(path):

@@ -203,6 +203,8 @@ class Service:
             price = promo.price
         offer = _offer(item, self.new_id(), b["qty"], price, item.shipping,
                        now + self.catalog.offer_ttl, test or item.test, now)
+        if self.catalog.name:
+            offer["from"] = self.catalog.name
         if offer["total"][0] > MAX_AMOUNT:
             return [error("too-large", "That quantity is more than one order can hold.")]
         self.store.add_offer(device.kid, offer, now)
