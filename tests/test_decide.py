@@ -114,21 +114,24 @@ def test_ask_approve_and_order_over_signed_messages():
                              b"\x0a" * 16, codec)
     owner_inbox = envelope.Inbox(OWNER.kid, {DEVICE.kid: DEVICE.verifier()}, codec)
     request = owner_inbox.open(to_owner, NOW + 5).message
-    reply = envelope.seal(messages.APPROVAL, {"req": request.body["req"], "decision": "approve"},
-                          OWNER, DEVICE.kid, 1, NOW + 60, b"\x0c" * 16, codec,
-                          reply_to=request.id)
+    approve = dict(messages.approval_terms(request.body["order"]), req=request.body["req"],
+                   decision="approve")
+    cddl("approval-body", approve)
+    reply = envelope.seal(messages.APPROVAL, approve, OWNER, DEVICE.kid, 1, NOW + 60,
+                          b"\x0c" * 16, codec, reply_to=request.id)
     device_inbox = envelope.Inbox(DEVICE.kid, {OWNER.kid: OWNER.verifier()}, codec)
     answer = device_inbox.open(reply, NOW + 61).message
     final = approval.resolve(asked, body, answer, held, ledger, NOW + 61)
     assert (final.action, final.reason, final.approval) == ("buy", "approved", b"\x0c" * 16)
     order_id = b"\x04" * 16
     assert ledger.reserve(order_id, final.total[0], final.total[1], NOW + 61) == "reserved"
-    order = final.order(order_id)
+    order = final.order(order_id, reply)
     cddl("order-body", order)
     sent = envelope.seal(messages.ORDER, order, DEVICE, VENDOR.kid, 2, NOW + 61, b"\x0d" * 16,
                          codec)
     vendor_inbox = envelope.Inbox(VENDOR.kid, {DEVICE.kid: DEVICE.verifier()}, codec)
     assert vendor_inbox.open(sent, NOW + 62).message.body == order
+    assert order["appr"] == reply  # the owner's approval itself, for the vendor to verify
     again = decide(c, c.forecast(NOW), held, ledger, [(VENDOR.kid, offer(3, 2000, 2))], NOW + 62)
     assert (again.action, again.reason) == ("refuse", "over-budget")  # 53.98 of 60.00 reserved
 

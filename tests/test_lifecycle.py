@@ -126,11 +126,14 @@ class World:
             assert known[0] == body, "idempotency conflict"
             self.reply(m.RECEIPT, known[1], msg["id"])
         elif t == m.APPROVAL_REQUEST:
-            decision = ("approve", "decline")[pick % 2]
-            self.reply(m.APPROVAL, {"req": body["req"], "decision": decision}, msg["id"], OWNER)
+            answer = {"req": body["req"], "decision": ("approve", "decline")[pick % 2]}
+            if answer["decision"] == "approve":
+                answer.update(m.approval_terms(body["order"]))
+            self.reply(m.APPROVAL, answer, msg["id"], OWNER)
 
     def reply(self, t, body, re=None, sender=VENDOR):
-        self.to_device.append({"from": sender, "id": self.ids(), "t": t, "re": re, "b": body})
+        self.to_device.append({"from": sender, "id": self.ids(), "t": t, "re": re, "b": body,
+                               "data": b"\xd2sealed %d" % len(self.to_device)})
 
     def vendor_event(self, pick):
         placed = sorted(o for o, (_, r) in self.vendor_orders.items() if r["status"] != "rejected")

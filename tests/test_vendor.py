@@ -11,6 +11,7 @@ import thingsdk.vendor
 from thingsdk import codec, topics
 from thingsdk.core import envelope, mandate
 from thingsdk.core import messages as m
+from thingsdk.core.lifecycle import visit_offer
 from thingsdk.crypto import Ed25519Signer
 from thingsdk.vendor import catalog
 from thingsdk.vendor.limiter import RefusalLimiter
@@ -92,6 +93,16 @@ class World:
         assert len(answers) == 1
         return body, data, answers[0]
 
+    def approval(self, device, offer, now=T, signer=None, to=None, ttl=HOUR, **terms):
+        """The owner's approval of `offer` (a body the device holds) for `device`, sealed as the
+        owner sends it; `terms` override what it names."""
+        body = {"req": os.urandom(16), "decision": "approve", "vendor": self.vendor.kid,
+                "offer": offer["offer"], "total": offer["total"],
+                "digest": m.offer_digest(offer)}
+        body.update(terms)
+        return envelope.seal(m.APPROVAL, body, signer or self.owner, to or device.kid, 1, now,
+                             os.urandom(16), codec, ttl, reply_to=os.urandom(16))
+
     def buy(self, device, sku, qty=1, now=T, **extra):
         body, _, answer = self.order(device, self.quote(device, sku, qty, now), now, **extra)
         return body, answer
@@ -151,13 +162,39 @@ def test_the_same_order_id_with_other_content_is_a_conflict(world):
 def test_the_vendor_rechecks_the_budget_with_its_own_ledger(world):
     _, first = world.buy(world.a, "BEANS-1KG", qty=2)  # 41.70 EUR of the 150.00 EUR budget
     assert first.body["status"] == "accepted"
-    # A device that forgot its spending (or lies) claims the owner's approval, too.
-    _, second = world.buy(world.a, "INK-XL-BK", qty=4, appr=os.urandom(16))  # 127.60 EUR
+    # A device that forgot its spending (or lies), with the owner's approval of the order, too.
+    ink = world.quote(world.a, "INK-XL-BK", qty=4)  # 127.60 EUR
+    _, _, second = world.order(world.a, ink, appr=world.approval(world.a, ink))
     assert second.body["status"] == "rejected" and second.body["reason"] == "over-budget"
     assert "150.00 EUR budget" in second.body["text"]
     _, third = world.buy(world.a, "INK-XL-BK", qty=3)  # 95.70 EUR: within the budget
     assert third.body["status"] == "rejected"
     assert third.body["reason"] == "above-approval-threshold"
+
+
+def test_an_order_above_the_threshold_needs_the_owner_s_own_approval_of_that_offer(world):
+    offer = world.quote(world.a, "INK-XL-BK", qty=3)  # 95.70 EUR: above the 80.00 EUR threshold
+    other = world.quote(world.a, "INK-XL-BK", qty=3)
+    forged = {  # what a compromised device might carry instead -> why the vendor refuses it
+        bytes(16): "it does not verify with the owner's key (bad-tag)",  # an id, say
+        world.approval(world.a, offer, signer=world.b.signer): "owner's key (unknown-key)",
+        world.approval(world.a, offer, to=world.b.kid): "owner's key (not-for-us)",
+        world.approval(world.a, other): "it approves another offer",
+        world.approval(world.a, offer, total=eur(100)): "it approves another offer",
+        world.approval(world.a, offer, vendor=world.b.kid): "it approves another offer",
+        world.approval(world.a, offer, now=T - 2 * HOUR): "it is not valid at this time",
+        world.approval(world.a, offer, now=T + HOUR): "it is not valid at this time",
+        envelope.seal(m.APPROVAL, {"req": os.urandom(16), "decision": "decline"}, world.owner,
+                      world.a.kid, 1, T, os.urandom(16), codec, reply_to=os.urandom(16)):
+            "it is not an approval",
+    }
+    for appr, why in forged.items():
+        _, _, receipt = world.order(world.a, offer, appr=appr)
+        assert receipt.body["reason"] == "approval-invalid", why
+        assert receipt.body["text"].startswith("The owner's approval does not count: "), why
+        assert why in receipt.body["text"], receipt.body["text"]
+    _, _, receipt = world.order(world.a, offer, appr=world.approval(world.a, offer))
+    assert receipt.body["status"] == "accepted"
 
 
 def test_an_offer_made_to_another_device_cannot_be_ordered(world):
@@ -260,7 +297,9 @@ def test_a_support_request_is_answered_from_the_catalog_with_a_visit_to_order(wo
     assert reply.body["visit"] == {"price": eur(8900), "until": T + 168 * HOUR}
     # The device orders the visit as the lifecycle does: offer = case id, sku service-visit.
     visit = {"offer": case, "sku": "service-visit", "qty": 1, "total": eur(8900), "test": False}
-    _, _, receipt = world.order(world.a, visit, appr=os.urandom(16))
+    # 89.00 EUR is above the owner's approval threshold: approved as the device decided it
+    approved = world.approval(world.a, visit_offer(case, reply.body["visit"]))
+    _, _, receipt = world.order(world.a, visit, appr=approved)
     assert receipt.body["status"] == "accepted"
     _, [generic] = world.send(world.a, m.SUPPORT_REQUEST, {
         "case": os.urandom(16), "fault": "e99-unheard-of", "diag": {}})

@@ -441,10 +441,15 @@ def _vendor(order):
 
 def answer(msg, decision, owner_signer, seq, now, msg_id):
     """The owner's signed approval message (decision "approve" or "decline") answering the
-    request `msg`, addressed to its device; it lives until the request lapses, a day at most."""
+    request `msg`, addressed to its device; it lives until the request lapses, a day at most.
+    An approval names the vendor, the offer (id and digest) and the total it approves: the
+    device carries it in its order and the vendor verifies it with the owner's key."""
     ttl = min(msg.body["until"] - now, DAY)
-    return envelope.seal(messages.APPROVAL, {"req": msg.body["req"], "decision": decision},
-                         owner_signer, msg.kid, seq, now, msg_id, codec, ttl, reply_to=msg.id)
+    body = {"req": msg.body["req"], "decision": decision}
+    if decision == "approve":  # what it approves, for the vendor to check as well
+        body.update(messages.approval_terms(msg.body["order"]))
+    return envelope.seal(messages.APPROVAL, body, owner_signer, msg.kid, seq, now, msg_id, codec,
+                         ttl, reply_to=msg.id)
 
 
 def new_id():

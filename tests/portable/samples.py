@@ -22,7 +22,7 @@ def example_bodies():
     """A realistic body for every message type, fresh on each call: {type code: body}."""
     summary = {"vendor": VENDOR, "offer": _id(3), "sku": "WF-300", "qty": 2, "test": False,
                "title": "Fridge water filter WF-300, 2-pack", "total": _eur(5398),
-               "arrive": TS + 3 * 86400}
+               "arrive": TS + 3 * 86400, "digest": bytes(range(32))}
     return {
         m.STATUS: {"slots": [
             {"slot": "water-filter", "sku": "WF-300", "unit": "l", "level": 48, "cap": 300,
@@ -35,7 +35,8 @@ def example_bodies():
                   "lead": 3 * 86400, "arrive": TS + 3 * 86400, "until": TS + 86400,
                   "test": False},
         m.ORDER: {"order": _id(4), "offer": _id(3), "sku": "WF-300", "qty": 2,
-                  "total": _eur(5398), "mandate": 7, "test": False, "appr": _id(10)},
+                  "total": _eur(5398), "mandate": 7, "test": False,
+                  "appr": unhex("d28443a10127a0") + bytes(200)},  # stand-in approval bytes
         m.RECEIPT: {"order": _id(4), "status": "accepted", "ref": "ACME-2026-000417",
                     "text": "Thank you, your filters ship tomorrow."},
         m.SHIPMENT: {"order": _id(4), "carrier": "DHL", "track": "JD014600003829",
@@ -46,7 +47,8 @@ def example_bodies():
         m.APPROVAL_REQUEST: {"req": _id(9), "order": summary, "until": TS + 12 * 3600,
                              "why": "The water filter runs out in about 29 days and this "
                                     "order is above your 40.00 EUR approval limit."},
-        m.APPROVAL: {"req": _id(9), "decision": "approve"},
+        m.APPROVAL: {"req": _id(9), "decision": "approve", "vendor": VENDOR, "offer": _id(3),
+                     "total": _eur(5398), "digest": bytes(range(32))},
         m.MANDATE: {"cwt": unhex("d28443a10127a0") + bytes(70)},  # stand-in token bytes
         m.SUPPORT_REQUEST: {"case": _id(12), "fault": "e21-flow-sensor",
                             "diag": {"flow-ml-min": 0, "fw": "2.4.1", "valve-open": True,

@@ -194,8 +194,12 @@ def test_above_the_approval_limit_it_asks_the_owner():
     raises(ValueError, approval.request, run(slot(48), mandate(), [(VENDOR, offer())]), b"", NOW)
 
 
-def answer(decision, sender=OWNER):
+def answer(decision, sender=OWNER, terms=None):
+    """The owner's approval message (parsed) answering request `terms` (an approval request
+    body: an approval names what it approves)."""
     body = {"req": b"\x09" * 16, "decision": decision}
+    if decision == "approve":
+        body.update(messages.approval_terms(terms["order"]))
     return messages.parse(messages.build(messages.APPROVAL, body, sender, DEVICE, 3, NOW, NOW + 60,
                                          b"\x0c" * 16, b"\x0a" * 16))
 
@@ -205,20 +209,24 @@ def test_the_owners_answer_turns_the_question_into_a_decision():
     ledger = Ledger(m.limits())
     asked = run(slot(48), m, [(VENDOR, offer())], ledger)
     req = approval.request(asked, b"\x09" * 16, NOW, ttl=3600)
-    d = approval.resolve(asked, req, answer("approve"), m, ledger, NOW + 60, NAMES)
+    d = approval.resolve(asked, req, answer("approve", terms=req), m, ledger, NOW + 60, NAMES)
     assert (d.action, d.reason, d.approval) == ("buy", "approved", b"\x0c" * 16)
     assert d.text.startswith("The owner approved; vendor A delivers in 3 days for 24.90 EUR")
-    assert d.order(b"\x04" * 16)["appr"] == b"\x0c" * 16
+    assert d.order(b"\x04" * 16, b"\xd2sealed")["appr"] == b"\xd2sealed"
+    other = dict(req, order=dict(req["order"], total=[2400, "EUR"]))  # not what was asked
+    raises(ValueError, approval.resolve, asked, req, answer("approve", terms=other), m, ledger,
+           NOW + 60)
     assert approval.resolve(asked, req, answer("decline"), m, ledger, NOW).reason == "declined"
     waiting = approval.resolve(asked, req, None, m, ledger, NOW + 60)
     assert (waiting.action, waiting.reason, waiting.until) == ("wait", "awaiting-approval",
                                                                NOW + 3600)
-    for late in (None, answer("approve")):
+    for late in (None, answer("approve", terms=req)):
         d = approval.resolve(asked, req, late, m, ledger, NOW + 3600)
         assert (d.action, d.reason) == ("refuse", "approval-timeout")
-    raises(ValueError, approval.resolve, asked, req, answer("approve", VENDOR), m, ledger, NOW)
+    raises(ValueError, approval.resolve, asked, req, answer("approve", VENDOR, req), m, ledger,
+           NOW)
     ledger.reserve(b"\x01" * 16, 4000, "EUR", NOW)  # the budget was spent meanwhile
-    d = approval.resolve(asked, req, answer("approve"), m, ledger, NOW + 60)
+    d = approval.resolve(asked, req, answer("approve", terms=req), m, ledger, NOW + 60)
     assert (d.action, d.reason) == ("refuse", "over-budget")
 
 

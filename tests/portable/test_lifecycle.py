@@ -83,8 +83,8 @@ class Device:
     def state(self):
         return self.record["state"]
 
-    def msg(self, t, body, re=None, sender=VENDOR):
-        event = {"from": sender, "id": self.ids(), "t": t, "re": re, "b": body}
+    def msg(self, t, body, re=None, sender=VENDOR, data=None):
+        event = {"from": sender, "id": self.ids(), "t": t, "re": re, "b": body, "data": data}
         return self.feed(self.orders.message(event, self.now))
 
     def last_sent(self, t):
@@ -158,7 +158,14 @@ def test_happy_path_from_need_to_refill():
     assert d.orders.ignored == {}
 
 
-def test_approval_approved_orders_with_the_approval_id():
+def approve(request):
+    """An owner's approval body answering the approval request (an event dict)."""
+    body = {"req": request["b"]["req"], "decision": "approve"}
+    body.update(m.approval_terms(request["b"]["order"]))
+    return body
+
+
+def test_approval_approved_orders_carrying_the_approval_itself():
     d = Device()
     d.need()
     d.offer()
@@ -167,12 +174,12 @@ def test_approval_approved_orders_with_the_approval_id():
     assert request["to"] == OWNER and d.state() == lc.APPROVING
     assert request["b"]["order"]["offer"] == offer_body()["offer"]
     assert request["b"]["until"] == TS + 12 * 3600 and only(fx, "timer")[2] == TS + 12 * 3600
-    fx = d.msg(m.APPROVAL, {"req": request["b"]["req"], "decision": "approve"},
-               re=request["id"], sender=OWNER)
-    approval_id = d.record["appr"]
-    assert d.state() == lc.DECIDING and only(fx, "decide")[3] == approval_id
+    sealed = b"\xd2the owner's approval, as it came"
+    fx = d.msg(m.APPROVAL, approve(request), re=request["id"], sender=OWNER, data=sealed)
+    assert d.record["appr"] == sealed
+    assert d.state() == lc.DECIDING and only(fx, "decide")[3] == sealed
     d.decide("buy")
-    assert d.last_sent(m.ORDER)["b"]["appr"] == approval_id
+    assert d.last_sent(m.ORDER)["b"]["appr"] == sealed
 
 
 def test_approval_declined_closes_the_need():
@@ -192,8 +199,7 @@ def test_approval_from_someone_else_does_not_count():
     d.offer()
     d.decide("ask")
     request = d.last_sent(m.APPROVAL_REQUEST)
-    fx = d.msg(m.APPROVAL, {"req": request["b"]["req"], "decision": "approve"},
-               re=request["id"], sender=VENDOR)
+    fx = d.msg(m.APPROVAL, approve(request), re=request["id"], sender=VENDOR, data=b"\xd2")
     assert d.state() == lc.APPROVING and kinds(fx) == ["audit"]
     assert d.orders.ignored == {"wrong-sender": 1}
 
@@ -591,9 +597,9 @@ def test_an_opened_message_becomes_an_event():
     quote = d.record["out"]
     opened = m.parse(build(m.OFFER, offer_body(), reply_to=quote["id"], sender_kid=VENDOR,
                            recipient_kid=b"D" * 8))
-    event = lc.from_message(opened)
+    event = lc.from_message(opened, b"\xd2as it came")
     assert event == {"from": VENDOR, "id": opened.id, "t": m.OFFER, "re": quote["id"],
-                     "b": offer_body()}
+                     "b": offer_body(), "data": b"\xd2as it came"}
     d.feed(d.orders.message(event, d.now))
     assert d.state() == lc.DECIDING
 

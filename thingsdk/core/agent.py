@@ -92,7 +92,6 @@ class Agent:
         self.note = note or (lambda text: None)
         self.duplicates = 0
         self.clock_behind = None  # seconds, once a signed message from the future showed it
-        self._approvals = {}  # approval message id -> the opened approval (this run only)
         self.facts = state.load("device", {})
         stored = state.load("consumables", {})
         for name, slot in self.slots.items():
@@ -186,14 +185,12 @@ class Agent:
         if msg.type == m.MANDATE:
             self.take_mandate(msg.body["cwt"], now)
         else:
-            if msg.type == m.APPROVAL:
-                self._approvals[msg.id] = msg
-            elif msg.type == m.ERROR:
+            if msg.type == m.ERROR:
                 code = msg.body["code"]
                 self.note("the vendor refused %s: %s%s" % (
                     "this device" if code == DEREGISTERED else "a message", code,
                     ": " + msg.body["text"] if msg.body.get("text") else ""))
-            self._run(self.orders.message(lifecycle.from_message(msg), now), now)
+            self._run(self.orders.message(lifecycle.from_message(msg, opened.data), now), now)
         self.inbox.commit(opened)
         self.state.save("inbox", self.inbox.guard.to_state())
 
@@ -356,8 +353,11 @@ class Agent:
         if appr is not None and decision.action == ASK:
             from thingsdk.core import approval  # only with an owner's answer: spares board heap
 
-            decision = approval.resolve(decision, record["areq"], self._approvals.get(appr),
-                                        self.mandate, self.ledger, now, zones=self.zones)
+            # the owner's approval, kept whole in the record (the order carries it to the
+            # vendor): verified again here, so it counts after a restart too
+            answer = self.inbox.check(appr).message
+            decision = approval.resolve(decision, record["areq"], answer, self.mandate,
+                                        self.ledger, now, zones=self.zones)
         result = decision.to_record()
         self.note("decided %s for %s: %s" % (result["action"], record["slot"], result["reason"]))
         entry = dict(result)

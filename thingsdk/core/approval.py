@@ -32,6 +32,10 @@ def resolve(decision, sent, answer, mandate, ledger, now, names=None, zones=None
             raise ValueError("not an answer to this approval request")
         if mandate is None or kid_hex(answer.kid) != mandate.owner:
             raise ValueError("the approval is not signed by the mandate's owner")
+        terms = messages.approval_terms(sent["order"])
+        if answer.body["decision"] == "approve" and any(
+                answer.body[k] != v for k, v in terms.items()):
+            raise ValueError("the approval names another offer than the one asked about")
     if now >= until:
         return say(REFUSE, "approval-timeout", [],
                    "the owner did not answer in time, so nothing was ordered", now, proposal)

@@ -63,11 +63,12 @@ class Decision:
                 "mandate": self.mandate_version, "approval": self.approval,
                 "checks": [[c.kind, c.outcome, c.reason] for c in self.checks]}
 
-    def order(self, order_id):
-        """The order body that carries out a buy: the offer's sku, qty, total and test."""
+    def order(self, order_id, approval=None):
+        """The order body that carries out a buy: the offer's sku, qty, total and test, and the
+        owner's approval message as it came (`approval`), when one was needed."""
         if self.action != BUY:
             raise ValueError("only a buy decision places an order")
-        return messages.order_body(self.offer, order_id, self.mandate_version, self.approval)
+        return messages.order_body(self.offer, order_id, self.mandate_version, approval)
 
 
 def sentence(parts):

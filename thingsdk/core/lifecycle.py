@@ -18,8 +18,8 @@ tuples `(kind, need_id, ...)` that the runtime carries out in the order given:
   ("cancelled", need, slot, order_id)        the consumable's inventory position (`late`:
                               seconds the delivery came after the offer's promise, 0..30 days)
   ("decide", need, offers, approval)  run the decision over offers ([vendor kid, offer body]
-                              pairs; `approval`: the owner's approval message id or None) and
-                              feed back `decided`
+                              pairs; `approval`: the owner's approval message as it came, or
+                              None) and feed back `decided`
   ("timer", need, at)         call `tick` at or after `at`
   ("audit", need, entry)      append to the audit log; entries with "ignored" name a message or
                               event that did not fit (the Orders container counts them; its
@@ -122,9 +122,11 @@ def make_config(overrides=None):
     return cfg
 
 
-def from_message(msg):
-    """The event data of an opened messages.Message."""
-    return {"from": msg.kid, "id": msg.id, "t": msg.type, "re": msg.re, "b": msg.body}
+def from_message(msg, data=None):
+    """The event data of an opened messages.Message; `data`: the message as it came (an
+    owner's approval is kept whole, for the order to carry to the vendor)."""
+    return {"from": msg.kid, "id": msg.id, "t": msg.type, "re": msg.re, "b": msg.body,
+            "data": data}
 
 
 # ---- starting a need ---------------------------------------------------------------------------
@@ -492,12 +494,17 @@ def _on_support_reply(s, msg):
     visit = body.get("visit")
     if visit is None:
         return _close(s, "answered")
-    price = visit["price"]
-    rec["offers"] = [[msg["from"], {
-        "offer": body["case"], "sku": VISIT_SKU, "title": "Service visit", "qty": 1,
-        "price": price, "ship": [0, price[1]], "total": price, "lead": 0,
-        "arrive": visit["until"], "until": visit["until"], "test": False}]]
+    rec["offers"] = [[msg["from"], visit_offer(body["case"], visit)]]
     rec.update({"state": DECIDING, "due": None, "out": None})
+
+
+def visit_offer(case, visit):
+    """The offer a support reply's quoted `visit` ({price, until}) makes for the case: decided,
+    approved and ordered like any offer (the vendor rebuilds it to check an approval of it)."""
+    price = visit["price"]
+    return {"offer": case, "sku": VISIT_SKU, "title": "Service visit", "qty": 1, "price": price,
+            "ship": [0, price[1]], "total": price, "lead": 0, "arrive": visit["until"],
+            "until": visit["until"], "test": False}
 
 
 def _on_approval(s, msg):
@@ -506,7 +513,8 @@ def _on_approval(s, msg):
         return s.ignore("late-approval", "approval")
     if msg["b"]["decision"] != "approve":
         return _close(s, "declined")
-    rec.update({"state": DECIDING, "appr": msg["id"], "due": None, "out": None})
+    _require(isinstance(msg.get("data"), bytes), "an approval is kept as it came")
+    rec.update({"state": DECIDING, "appr": msg["data"], "due": None, "out": None})
 
 
 def _on_receipt(s, msg):

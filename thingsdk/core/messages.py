@@ -4,6 +4,8 @@ Mirrors spec/thingsdk.cddl. Validation is table-driven: each body has a compact 
 tuples below) interpreted by one small validator, `_check`. Portable: runs on MicroPython.
 """
 
+import hashlib
+
 from thingsdk.core.check import const, is_int
 
 VERSION = 1
@@ -94,7 +96,7 @@ SLOT = const(("m", (("slot", TOKEN), ("sku", LABEL), ("unit", TOKEN), ("level", 
               ("sku", "empty", "spare"), (), None, None, (("<=", "level", "cap", 0),), None))
 ORDER_SUMMARY = const(("m", (("vendor", KID), ("offer", ID16), ("sku", LABEL), ("title", SENTENCE),
                              ("qty", COUNT), ("total", MONEY), ("arrive", TIME), ("test", BOOL),
-                             ("from", LABEL)),
+                             ("from", LABEL), ("digest", ("b", 32, 32))),
                        ("arrive", "from"), (), None, None, NO_RULES, None))
 DIAG_VALUE = const(("|", (("i", -9007199254740991, 9007199254740991), ("s", 0, 128), BOOL)))
 
@@ -108,7 +110,7 @@ BODIES = const((
            ("until", TIME), ("test", BOOL), ("from", LABEL)),
      ("from",), (), None, None, (("total",),), None),
     ("m", (("order", ID16), ("offer", ID16), ("sku", LABEL), ("qty", COUNT), ("total", MONEY),
-           ("mandate", VERSION32), ("test", BOOL), ("appr", ID16)),
+           ("mandate", VERSION32), ("test", BOOL), ("appr", ("b", 1, 1024))),
      ("appr",), (), None, None, NO_RULES, None),
     ("m", (("order", ID16), ("text", SENTENCE)), ("text",), (), "status",
      (("accepted", (("ref", LABEL),)), ("duplicate", (("ref", LABEL),)),
@@ -121,8 +123,9 @@ BODIES = const((
      ("text",), (), None, None, NO_RULES, None),
     ("m", (("req", ID16), ("order", ORDER_SUMMARY), ("why", SENTENCE), ("until", TIME)), (), (),
      None, None, NO_RULES, None),
-    ("m", (("req", ID16), ("decision", ("e", ("approve", "decline")))), (), (), None, None,
-     NO_RULES, None),
+    ("m", (("req", ID16),), (), (), "decision",
+     (("approve", (("vendor", KID), ("offer", ID16), ("total", MONEY), ("digest", ("b", 32, 32)))),
+      ("decline", ())), NO_RULES, None),
     ("m", (("cwt", ("b", 1, 2048)),), (), (), None, None, NO_RULES, None),
     ("m", (("case", ID16), ("fault", TOKEN), ("diag", ("d", TEXT, DIAG_VALUE, 0, 32)),
            ("text", SENTENCE)),
@@ -370,7 +373,7 @@ def build(msg_type, body, sender_kid, recipient_kid, seq, ts, exp, msg_id, reply
 
 def order_body(offer, order_id, mandate_version, approval=None):
     """The body of an order that buys an offer (an offer body) as it stands, decided under
-    mandate_version; approval is the id of the owner's approval message, if one was needed."""
+    mandate_version; approval is the owner's approval message (its bytes), if one was needed."""
     body = {"order": order_id, "offer": offer["offer"], "sku": offer["sku"], "qty": offer["qty"],
             "total": offer["total"], "mandate": mandate_version, "test": offer["test"]}
     if approval is not None:
@@ -382,10 +385,25 @@ def approval_request_body(req_id, vendor, offer, why, until):
     """The body asking the owner to approve buying an offer (an offer body) from vendor."""
     summary = {"vendor": vendor, "offer": offer["offer"], "sku": offer["sku"],
                "title": offer["title"], "qty": offer["qty"], "total": offer["total"],
-               "arrive": offer["arrive"], "test": offer["test"]}
+               "arrive": offer["arrive"], "test": offer["test"], "digest": offer_digest(offer)}
     if "from" in offer:
         summary["from"] = offer["from"]
     return {"req": req_id, "order": summary, "why": why, "until": until}
+
+
+def offer_digest(offer):
+    """SHA-256 of an offer body's deterministic CBOR: what an owner's approval names, so that the
+    vendor can tell it approves this very offer."""
+    from thingsdk.core.cbor import dumps
+
+    return hashlib.sha256(dumps(offer)).digest()
+
+
+def approval_terms(summary):
+    """What an owner's approval of an approval request's order summary names (with `req` and
+    `decision`: "approve", its body)."""
+    return {"vendor": summary["vendor"], "offer": summary["offer"], "total": summary["total"],
+            "digest": summary["digest"]}
 
 
 def check_claims(claims):

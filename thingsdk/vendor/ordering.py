@@ -8,12 +8,15 @@ service's transaction, and returns the (type, body) answers.
 
 import hashlib
 
+from thingsdk.core import envelope, policy
 from thingsdk.core import messages as m
-from thingsdk.core import policy
 from thingsdk.core.decide import mandate_problem, sentence
 from thingsdk.core.ledger import Ledger
+from thingsdk.core.lifecycle import VISIT_SKU, visit_offer
+from thingsdk.crypto import Ed25519Verifier
 
 REF = "ORD-%06d"
+SKEW = 300  # seconds an approval may be stamped ahead of the vendor's clock
 
 
 def error(code, text, ref=None):
@@ -30,6 +33,29 @@ def _ledger(device, limits=()):
 
 def _rejected(reason, text):
     return {"status": "rejected", "reason": reason, "text": text}, ()
+
+
+def _approval_problem(service, device, data, offer, now):
+    """Why the owner's approval an order carries (`data`, the message as the owner sent it) does
+    not count, or None when it does: it must verify with the device's registered owner key, be
+    addressed to this device, be in its lifetime, and approve this vendor, this offer (its id and
+    the digest of its body) and its total."""
+    owner = Ed25519Verifier(device.owner_key)
+    opened = envelope.Inbox(device.kid, {owner.kid: owner}, service.codec).check(data)
+    if opened.status == envelope.REJECT:
+        return "it does not verify with the owner's key (%s)" % opened.reason
+    approval = opened.message
+    if approval.type != m.APPROVAL or approval.body["decision"] != "approve":
+        return "it is not an approval"
+    if approval.ts > now + SKEW or now >= approval.exp:
+        return "it is not valid at this time (it lapsed, or comes from the future)"
+    if offer["sku"] == VISIT_SKU:  # the device approves the visit as its support reply quoted it
+        offer = visit_offer(offer["offer"], offer)
+    approved = {"vendor": service.kid, "offer": offer["offer"], "total": offer["total"],
+                "digest": m.offer_digest(offer)}
+    if any(approval.body[k] != v for k, v in approved.items()):
+        return "it approves another offer"
+    return None
 
 
 def _verdict(service, device, body, offer, now):
@@ -60,7 +86,11 @@ def _verdict(service, device, body, offer, now):
     if body["mandate"] > mandate.version:
         return _rejected("unknown-mandate", "The order was decided under mandate version %d, "
                          "which we have not received." % body["mandate"])
-    # The owner's approval cannot be checked here: see Service's docstring.
+    if "appr" in body:
+        problem = _approval_problem(service, device, body["appr"], offer, now)
+        if problem:
+            return _rejected("approval-invalid", sentence(["the owner's approval does not "
+                                                            "count: " + problem]))
     proposal = policy.Proposal(service.kid, offer, item.category, approved="appr" in body)
     ledger = _ledger(device, mandate.limits())
     checks = policy.evaluate(mandate, proposal, ledger, now, service.zones)

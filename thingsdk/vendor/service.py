@@ -22,11 +22,11 @@ sent the first time, byte for byte. Then, by type:
 A deregistered (revoked) device's orders are rejected (`device-deregistered`) and its other
 requests answered with an error of that code.
 
-Gaps: the `approval-above` constraint is satisfied at the vendor by the order's `appr` field,
-but `appr` is only the id of the owner's approval message, which goes from the owner to the device
-and never reaches the vendor, so the vendor cannot verify that the owner approved: a compromised
-device can skip approvals (not budgets, items, amounts or recurrence: those the vendor re-checks).
-And the vendor's ledger holds only its own orders: budgets and recurrence are enforced per vendor.
+The `approval-above` constraint is met at the vendor only by the owner's approval message the
+order carries (`appr`), verified with the owner's key and naming this device, this vendor, the
+offer (id and digest) and its total, within its lifetime (`thingsdk.vendor.ordering`): a
+compromised device cannot claim an approval it never got. Gap: the vendor's ledger holds only its
+own orders, so budgets and recurrence are enforced per vendor.
 
 `register` and `revoke` manage the device registry. `advance(now)` simulates fulfilment: accepted
 non-test orders ship halfway through their lead time and are delivered at its end.
