@@ -4,7 +4,8 @@ answers out, every step recorded in the Store inside one transaction.
 `handle(data, device_kid, now)` opens a device's message with an Inbox that trusts the registered
 device keys: the message is parsed and its signature verified before the Store's write lock is
 taken, and only the replay guard (the device's persisted state) and the answer run inside the
-transaction. Refusals are counted in `refusals` (reason -> count) and not answered, and each
+transaction. `handle_batch` does the same for many messages in one transaction (one commit), each
+in its own savepoint. Device keys and verified mandates are remembered between messages. Refusals are counted in `refusals` (reason -> count) and not answered, and each
 takes a token from the uplink's bucket in `limiter` (a RefusalLimiter): an uplink that keeps
 sending what is refused has its messages dropped unread (`rate-limited`) until its bucket
 refills. A message must be signed by the device whose uplink it came on (`topic-mismatch`
@@ -55,6 +56,7 @@ from thingsdk.zones import zone_offset
 TTL = 6 * 3600  # lifetime of the messages the vendor sends
 CARRIER = "thingsdk-sim"
 MANDATE_CACHE = 1024  # verified mandates remembered
+KEY_CACHE = 65536  # device keys remembered
 REMIND_DAYS = 3  # deliveries are repeated on a device's status for this long after arrival
 log = logging.getLogger(__name__)
 
@@ -90,6 +92,7 @@ class Service:
         self.zones = zones
         self.refusals = {}
         self.limiter = limiter if limiter is not None else RefusalLimiter()
+        self._keys = {}  # device kid -> its key's verifier; oldest first
         self._mandates = {}  # (token, owner key, device kid) -> Mandate verified; oldest first
 
     def held_mandate(self, device):
@@ -111,14 +114,38 @@ class Service:
 
     def handle(self, data, device_kid, now):
         """The (topic, bytes) answers to one message from the uplink of device_kid."""
+        return self.handle_batch([(data, device_kid)], now)[0]
+
+    def handle_batch(self, uplinks, now):
+        """The answers to each (data, device kid) in order, as `handle` gives them, from one
+        transaction (one commit). Every message is read, parsed and verified before the write lock
+        is taken; inside it each runs in its own savepoint, so one that fails is logged and
+        answered with nothing while the others are kept. Messages of one device are acted on in
+        the order given."""
+        answers = [[] for _ in uplinks]
+        checked = [(i, kid, self._check(data, kid)) for i, (data, kid) in enumerate(uplinks)]
+        checked = [(i, kid, inbox_opened) for i, kid, inbox_opened in checked if inbox_opened]
+        if not checked:
+            return answers
+        with self.store.transaction():
+            for i, kid, (inbox, opened) in checked:
+                try:
+                    with self.store.savepoint():
+                        answers[i] = self._act(kid, inbox, opened, now)
+                except Exception:  # rolled back to the savepoint; the batch goes on
+                    log.exception("vendor work failed on a message from device %s", kid.hex())
+        return [[(topics.downlink(kid), reply) for reply in sent]
+                for sent, (_, kid) in zip(answers, uplinks)]
+
+    def _check(self, data, device_kid):
+        """(inbox, opened) for a message that passed every check needing no lock, or None if it
+        was refused (counted)."""
         if not self.limiter.allows(device_kid):
             self.refusals["rate-limited"] = self.refusals.get("rate-limited", 0) + 1
-            return []
-        # Reading, parsing and verifying need no lock: only the replay guard and what follows do.
-        public_key = self.store.public_key(device_kid)
-        if public_key is None:
+            return None
+        own = self._device_key(device_kid)
+        if own is None:
             return self._refuse("unknown-device", device_kid)
-        own = Ed25519Verifier(public_key)
         inbox = envelope.Inbox(self.kid, lambda kid: own if kid == device_kid else
                                self._verifier(kid), self.codec)
         opened = inbox.check(data)
@@ -129,21 +156,39 @@ class Service:
             return self._refuse("topic-mismatch", device_kid)
         if msg.type == m.ORDER:  # verify the mandate an order is checked against, lock not held
             self.held_mandate(self.store.device(device_kid))
-        with self.store.transaction():
-            device = self.store.device(device_kid)  # devices are never deleted
-            inbox.guard = ReplayGuard.from_state(device.replay) if device.replay else ReplayGuard()
-            opened = inbox.admit(opened, now)
-            if opened.status == envelope.REJECT:
-                return self._refused(inbox, device_kid)
-            if opened.status == envelope.DUPLICATE:
-                sent = self.store.replies(device_kid, msg.id)
-            else:
-                sent = [self._seal(device_kid, t, body, now, msg.id)
-                        for t, body in self._answer(device, msg, now)]
-                inbox.commit(opened)
-                self.store.save_replay(device_kid, inbox.guard.to_state())
-                self.store.save_replies(device_kid, msg.id, sent, now)
-        return [(topics.downlink(device_kid), reply) for reply in sent]
+        return inbox, opened
+
+    def _act(self, device_kid, inbox, opened, now):
+        """The sealed answers to a checked message, inside the transaction: the replay guard's
+        verdict, then the recorded answers of a redelivery or the new ones, kept."""
+        msg = opened.message
+        device = self.store.device(device_kid)  # devices are never deleted
+        inbox.guard = ReplayGuard.from_state(device.replay) if device.replay else ReplayGuard()
+        opened = inbox.admit(opened, now)
+        if opened.status == envelope.REJECT:
+            self._refused(inbox, device_kid)
+            return []
+        if opened.status == envelope.DUPLICATE:
+            return self.store.replies(device_kid, msg.id)
+        sent = [self._seal(device_kid, t, body, now, msg.id)
+                for t, body in self._answer(device, msg, now)]
+        inbox.commit(opened)
+        self.store.save_replay(device_kid, inbox.guard.to_state())
+        self.store.save_replies(device_kid, msg.id, sent, now)
+        return sent
+
+    def _device_key(self, kid):
+        """The verifier of a registered device's key, remembered (a kid names one key for
+        good), or None for a kid not registered (not remembered: it may be registered later)."""
+        own = self._keys.get(kid)
+        if own is None:
+            public_key = self.store.public_key(kid)
+            if public_key is None:
+                return None
+            if len(self._keys) >= KEY_CACHE:
+                del self._keys[next(iter(self._keys))]
+            own = self._keys[kid] = Ed25519Verifier(public_key)
+        return own
 
     def _verifier(self, kid):
         public_key = self.store.public_key(kid)
@@ -152,13 +197,11 @@ class Service:
     def _refused(self, inbox, device_kid):
         for reason in inbox.rejections:
             self._refuse(reason, device_kid)
-        return []
 
     def _refuse(self, reason, device_kid):
         self.refusals[reason] = self.refusals.get(reason, 0) + 1
         self.limiter.charge(device_kid)
         log.info("refused a message on the uplink of %s: %s", device_kid.hex(), reason)
-        return []
 
     def _seal(self, device_kid, msg_type, body, now, reply_to=None):
         return envelope.seal(msg_type, body, self.signer, device_kid, self.store.next_seq(), now,

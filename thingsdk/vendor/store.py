@@ -104,6 +104,18 @@ class Store:
             raise
         self.db.execute("COMMIT")
 
+    @contextlib.contextmanager
+    def savepoint(self):
+        """Inside a transaction: all or nothing of what the block does, the rest kept."""
+        self.db.execute("SAVEPOINT work")
+        try:
+            yield self
+        except BaseException:
+            self.db.execute("ROLLBACK TO work")
+            self.db.execute("RELEASE work")
+            raise
+        self.db.execute("RELEASE work")
+
     def _one(self, sql, *args):
         return self.db.execute(sql, args).fetchone()
 
