@@ -9,7 +9,11 @@ in its own savepoint. Device keys and verified mandates are remembered between m
 takes a token from the uplink's bucket in `limiter` (a RefusalLimiter): an uplink that keeps
 sending what is refused has its messages dropped unread (`rate-limited`) until its bucket
 refills. A message must be signed by the device whose uplink it came on (`topic-mismatch`
-otherwise). A redelivered message (same id, same bytes) gets the answers
+otherwise). Each signed message then takes a token from its device's bucket in `rates` (a
+DeviceLimiter): one over the device's rate is refused `rate-limited`, answered with an error of
+that code at most once per `rates.answer_every` seconds and otherwise dropped, and neither acted
+on nor remembered, so the device may send it again later; these refusals are counted and logged
+once per RATE_LOG_EVERY seconds at most. A redelivered message (same id, same bytes) gets the answers
 sent the first time, byte for byte. Then, by type:
 
 - quote-request: a signed offer (recorded, so an order can be checked against it), or an error;
@@ -36,6 +40,7 @@ non-test orders ship halfway through their lead time and are delivered at its en
 
 import logging
 import os
+import time
 
 from thingsdk import codec as default_codec
 from thingsdk import topics
@@ -49,7 +54,7 @@ from thingsdk.core.lifecycle import VISIT_SKU
 from thingsdk.core.replay import ReplayGuard
 from thingsdk.crypto import Ed25519Verifier
 from thingsdk.vendor import ordering
-from thingsdk.vendor.limiter import RefusalLimiter
+from thingsdk.vendor.limiter import DeviceLimiter, RefusalLimiter
 from thingsdk.vendor.ordering import error
 from thingsdk.zones import zone_offset
 
@@ -57,6 +62,8 @@ TTL = 6 * 3600  # lifetime of the messages the vendor sends
 CARRIER = "thingsdk-sim"
 MANDATE_CACHE = 1024  # verified mandates remembered
 KEY_CACHE = 65536  # device keys remembered
+RATE_LOG_EVERY = 10.0  # seconds between reports of rate-limited messages
+OVER_RATE = "over-rate"  # the status of a checked message its device sent over its rate
 REMIND_DAYS = 3  # deliveries are repeated on a device's status for this long after arrival
 log = logging.getLogger(__name__)
 
@@ -81,7 +88,7 @@ class Service:
     """The vendor: its `store`, `catalog` and `signer` (the key devices address as `to`)."""
 
     def __init__(self, store, catalog, signer, codec=default_codec, ttl=TTL, new_id=None,
-                 zones=zone_offset, limiter=None):
+                 zones=zone_offset, limiter=None, rates=None):
         self.store = store
         self.catalog = catalog
         self.signer = signer
@@ -92,7 +99,9 @@ class Service:
         self.zones = zones
         self.refusals = {}
         self.limiter = limiter if limiter is not None else RefusalLimiter()
+        self.rates = rates if rates is not None else DeviceLimiter()
         self._keys = {}  # device kid -> its key's verifier; oldest first
+        self._unsaid, self._say_at = 0, 0.0  # rate-limited refusals not yet logged; when next
         self._mandates = {}  # (token, owner key, device kid) -> Mandate verified; oldest first
 
     def held_mandate(self, device):
@@ -139,7 +148,8 @@ class Service:
 
     def _check(self, data, device_kid):
         """(inbox, opened) for a message that passed every check needing no lock, or None if it
-        was refused (counted)."""
+        was refused (counted). A message that exceeds its device's rate is given as opened with
+        status OVER_RATE, to be answered `rate-limited` (see DeviceLimiter), or refused unanswered."""
         if not self.limiter.allows(device_kid):
             self.refusals["rate-limited"] = self.refusals.get("rate-limited", 0) + 1
             return None
@@ -154,6 +164,12 @@ class Service:
         msg = opened.message
         if msg.kid != device_kid:
             return self._refuse("topic-mismatch", device_kid)
+        if not self.rates.take(device_kid):
+            self._rate_limited(device_kid)
+            if not self.rates.answer_due(device_kid):
+                return None
+            opened.status = OVER_RATE
+            return inbox, opened
         if msg.type == m.ORDER:  # verify the mandate an order is checked against, lock not held
             self.held_mandate(self.store.device(device_kid))
         return inbox, opened
@@ -162,6 +178,11 @@ class Service:
         """The sealed answers to a checked message, inside the transaction: the replay guard's
         verdict, then the recorded answers of a redelivery or the new ones, kept."""
         msg = opened.message
+        if opened.status == OVER_RATE:  # answered, neither acted on nor kept (sent again later)
+            ref = msg.body.get("order") if msg.type in (m.ORDER, m.CANCEL) else None
+            code, body = error("rate-limited", "Too many messages from this device; send again "
+                               "in a while.", ref)
+            return [self._seal(device_kid, code, body, now, msg.id)]
         device = self.store.device(device_kid)  # devices are never deleted
         inbox.guard = ReplayGuard.from_state(device.replay) if device.replay else ReplayGuard()
         opened = inbox.admit(opened, now)
@@ -189,6 +210,18 @@ class Service:
                 del self._keys[next(iter(self._keys))]
             own = self._keys[kid] = Ed25519Verifier(public_key)
         return own
+
+    def _rate_limited(self, device_kid):
+        """Count a refusal for rate; say so at most once per RATE_LOG_EVERY seconds."""
+        self.refusals["rate-limited"] = self.refusals.get("rate-limited", 0) + 1
+        self._unsaid += 1
+        now = time.monotonic()
+        if now >= self._say_at:
+            self._say_at = now + RATE_LOG_EVERY
+            log.warning("rate-limited %d signed messages since the last report; the latest from "
+                        "device %s (%d refused while its bucket was kept)", self._unsaid,
+                        device_kid.hex(), self.rates.refusals(device_kid))
+            self._unsaid = 0
 
     def _verifier(self, kid):
         public_key = self.store.public_key(kid)
