@@ -60,7 +60,7 @@ from thingsdk.zones import zone_offset
 
 TTL = 6 * 3600  # lifetime of the messages the vendor sends
 CARRIER = "thingsdk-sim"
-MANDATE_CACHE = 1024  # verified mandates remembered
+MANDATE_CACHE = 65536  # verified mandates remembered
 KEY_CACHE = 65536  # device keys remembered
 RATE_LOG_EVERY = 10.0  # seconds between reports of rate-limited messages
 OVER_RATE = "over-rate"  # the status of a checked message its device sent over its rate
@@ -105,8 +105,9 @@ class Service:
         self._mandates = {}  # (token, owner key, device kid) -> Mandate verified; oldest first
 
     def held_mandate(self, device):
-        """The device's newest accepted Mandate, or None. Verified once and then remembered (for
-        the last MANDATE_CACHE tokens), so handling an order verifies no mandate inside the lock."""
+        """The device's newest accepted Mandate, or None. Verified once and then remembered (the
+        last MANDATE_CACHE tokens, those accepted here among them), so handling an order verifies
+        no mandate inside the lock."""
         if device.mandate is None:
             return None
         key = (device.mandate, device.owner_key, device.kid)
@@ -114,10 +115,13 @@ class Service:
         if held is None:
             held = mandate.verify(device.mandate, Ed25519Verifier(device.owner_key), self.codec,
                                   device.kid, device.mandate_nbf)
-            if len(self._mandates) >= MANDATE_CACHE:
-                del self._mandates[next(iter(self._mandates))]
-            self._mandates[key] = held
+            self._remember_mandate(key, held)
         return held
+
+    def _remember_mandate(self, key, held):
+        if len(self._mandates) >= MANDATE_CACHE:
+            del self._mandates[next(iter(self._mandates))]
+        self._mandates[key] = held
 
     # Messages.
 
@@ -293,6 +297,7 @@ class Service:
             return [error(exc.code, sentence(["mandate refused: " + str(exc).split(": ", 1)[1]]))]
         if new is not current:
             self.store.save_mandate(device.kid, new)
+            self._remember_mandate((new.token, device.owner_key, device.kid), new)
         return []
 
     def _support(self, device, msg, now):

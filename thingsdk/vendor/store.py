@@ -9,7 +9,10 @@ kept as deterministic CBOR.
 """
 
 import contextlib
+import functools
 import sqlite3
+
+import cbor2
 
 from thingsdk import codec
 
@@ -48,6 +51,8 @@ CREATE TABLE IF NOT EXISTS orders (
     PRIMARY KEY (device, id)
 );
 CREATE INDEX IF NOT EXISTS orders_open ON orders (status, ships_at);
+CREATE INDEX IF NOT EXISTS orders_held ON orders (sku, status, test, qty);  -- covers held()
+CREATE INDEX IF NOT EXISTS orders_open_of ON orders (device, sku, test, status);
 CREATE TABLE IF NOT EXISTS cases (
     device BLOB NOT NULL, id BLOB NOT NULL, fault TEXT NOT NULL, diag BLOB NOT NULL, text TEXT,
     opened INTEGER NOT NULL,
@@ -71,15 +76,28 @@ CREATE INDEX IF NOT EXISTS offers_until ON offers (until);
 KEEP = 30 * 86400  # answers and offers are kept as long as a message can be valid
 
 
+def _loads(data):
+    """A value the store wrote (with codec.dumps): read back with cbor2's C decoder, as bytes
+    that never came from outside need none of the core decoder's checks."""
+    return cbor2.loads(data)
+
+
 class Device:
-    """A registered device: keys, mandate, revocation, replay and spend state (decoded)."""
+    """A registered device: keys, mandate, revocation, replay and spend state (decoded when
+    first read)."""
 
     def __init__(self, row):
         (self.kid, self.public_key, self.owner_key, self.mandate, self.mandate_version,
-         self.mandate_nbf, revoked, replay, ledger, self.registered) = row
+         self.mandate_nbf, revoked, self._replay, self._ledger, self.registered) = row
         self.revoked = bool(revoked)
-        self.replay = codec.loads(replay) if replay else None
-        self.ledger = codec.loads(ledger) if ledger else None
+
+    @functools.cached_property
+    def replay(self):
+        return _loads(self._replay) if self._replay else None
+
+    @functools.cached_property
+    def ledger(self):
+        return _loads(self._ledger) if self._ledger else None
 
 
 class Store:
@@ -172,7 +190,7 @@ class Store:
     def offer(self, device, offer_id):
         """The offer body issued to this device under that id, or None."""
         row = self._one("SELECT body FROM offers WHERE device = ? AND id = ?", device, offer_id)
-        return codec.loads(row[0]) if row else None
+        return _loads(row[0]) if row else None
 
     # Orders.
 
@@ -180,7 +198,7 @@ class Store:
         """(digest, status, receipt body) of an order, or None."""
         row = self._one("SELECT digest, status, receipt FROM orders WHERE device = ? AND id = ?",
                         device, order_id)
-        return (row[0], row[1], codec.loads(row[2])) if row else None
+        return (row[0], row[1], _loads(row[2])) if row else None
 
     def add_order(self, device, body, digest, now):
         """Insert an order (status "new") and return its row id, the base of its reference."""
@@ -211,7 +229,7 @@ class Store:
         """The receipt reference of this device's open order for sku, or None."""
         row = self._one("SELECT receipt FROM orders WHERE device = ? AND sku = ? AND test = ? "
                         "AND status IN ('accepted', 'shipped')", device, sku, int(test))
-        return codec.loads(row[0])["ref"] if row else None
+        return _loads(row[0])["ref"] if row else None
 
     def held(self, sku):
         """Units of sku held for accepted orders that have not shipped (test orders hold none)."""
@@ -227,7 +245,7 @@ class Store:
 
     def order_ref(self, device, order_id):
         """The order's own reference (accepted orders carry it in their receipt)."""
-        return codec.loads(self._one("SELECT receipt FROM orders WHERE device = ? AND id = ?",
+        return _loads(self._one("SELECT receipt FROM orders WHERE device = ? AND id = ?",
                                      device, order_id)[0]).get("ref")
 
     def news(self, device, delivered_since):
@@ -249,7 +267,7 @@ class Store:
 
     def case_reply(self, device, case_id):
         row = self._one("SELECT reply FROM cases WHERE device = ? AND id = ?", device, case_id)
-        return codec.loads(row[0]) if row else None
+        return _loads(row[0]) if row else None
 
     def add_case(self, device, body, reply, now):
         self.db.execute("INSERT INTO cases VALUES (?, ?, ?, ?, ?, ?, ?)",
@@ -276,7 +294,7 @@ class Store:
 
     def replies(self, device, msg_id):
         row = self._one("SELECT data FROM replies WHERE device = ? AND msg = ?", device, msg_id)
-        return codec.loads(row[0]) if row else []
+        return _loads(row[0]) if row else []
 
     def prune(self, now):
         """Forget answers and offers older than KEEP (orders and cases are kept)."""
