@@ -101,6 +101,7 @@ class Service:
         self.limiter = limiter if limiter is not None else RefusalLimiter()
         self.rates = rates if rates is not None else DeviceLimiter()
         self._keys = {}  # device kid -> its key's verifier; oldest first
+        self._guards = {}  # device kid -> (replay state bytes saved, its ReplayGuard)
         self._unsaid, self._say_at = 0, 0.0  # rate-limited refusals not yet logged; when next
         self._mandates = {}  # (token, owner key, device kid) -> Mandate verified; oldest first
 
@@ -188,7 +189,7 @@ class Service:
                                "in a while.", ref)
             return [self._seal(device_kid, code, body, now, msg.id)]
         device = self.store.device(device_kid)  # devices are never deleted
-        inbox.guard = ReplayGuard.from_state(device.replay) if device.replay else ReplayGuard()
+        inbox.guard = self._replay_guard(device)
         opened = inbox.admit(opened, now)
         if opened.status == envelope.REJECT:
             self._refused(inbox, device_kid)
@@ -198,9 +199,22 @@ class Service:
         sent = [self._seal(device_kid, t, body, now, msg.id)
                 for t, body in self._answer(device, msg, now)]
         inbox.commit(opened)
-        self.store.save_replay(device_kid, inbox.guard.to_state())
+        kept = self.store.save_replay(device_kid, inbox.guard.to_state())
+        if len(self._guards) >= KEY_CACHE:
+            del self._guards[next(iter(self._guards))]
+        self._guards[device_kid] = (kept, inbox.guard)
         self.store.save_replies(device_kid, msg.id, sent, now)
         return sent
+
+    def _replay_guard(self, device):
+        """The device's replay guard: the one this service last saved for it if the store still
+        holds those very bytes (no other worker has written since, no rollback undid it), else
+        decoded from the store. Taken out of memory until saved again, so a guard changed by a
+        message whose work is rolled back is never used again."""
+        kept = self._guards.pop(device.kid, None)
+        if kept is not None and kept[0] == device.replay_bytes:
+            return kept[1]
+        return ReplayGuard.from_state(device.replay) if device.replay else ReplayGuard()
 
     def _device_key(self, kid):
         """The verifier of a registered device's key, remembered (a kid names one key for

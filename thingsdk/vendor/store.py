@@ -5,7 +5,7 @@ Several workers (threads or processes, each with its own Store) may share the fi
 does each message's work inside `transaction()`, a `BEGIN IMMEDIATE` that holds SQLite's one write
 lock from the first read, so two workers never act on the same message or order at once, and the
 second one finds what the first recorded. Structured state (replay guard, spend ledger, bodies) is
-kept as deterministic CBOR.
+kept as CBOR, encoded and decoded with cbor2's C codec (see `_dumps`).
 """
 
 import contextlib
@@ -15,6 +15,7 @@ import sqlite3
 import cbor2
 
 from thingsdk import codec
+
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL);
@@ -76,9 +77,17 @@ CREATE INDEX IF NOT EXISTS offers_until ON offers (until);
 KEEP = 30 * 86400  # answers and offers are kept as long as a message can be valid
 
 
+def _dumps(value):
+    """A value (state, bodies, answers) as the store keeps it: plain CBOR from cbor2's C encoder.
+    Nothing the store keeps is signed or compared as bytes (messages are sealed anew from the
+    values), so it needs neither the deterministic encoding nor the core decoder's checks. (A
+    case's `diag`, as the device sent it, goes through the core codec, which can hold anything a
+    message may.)"""
+    return cbor2.dumps(value)
+
+
 def _loads(data):
-    """A value the store wrote (with codec.dumps): read back with cbor2's C decoder, as bytes
-    that never came from outside need none of the core decoder's checks."""
+    """A value the store wrote, read back with cbor2's C decoder."""
     return cbor2.loads(data)
 
 
@@ -88,12 +97,12 @@ class Device:
 
     def __init__(self, row):
         (self.kid, self.public_key, self.owner_key, self.mandate, self.mandate_version,
-         self.mandate_nbf, revoked, self._replay, self._ledger, self.registered) = row
+         self.mandate_nbf, revoked, self.replay_bytes, self._ledger, self.registered) = row
         self.revoked = bool(revoked)
 
     @functools.cached_property
     def replay(self):
-        return _loads(self._replay) if self._replay else None
+        return _loads(self.replay_bytes) if self.replay_bytes else None
 
     @functools.cached_property
     def ledger(self):
@@ -168,10 +177,13 @@ class Store:
         return row[0] if row else None
 
     def save_replay(self, kid, state):
-        self.db.execute("UPDATE devices SET replay = ? WHERE kid = ?", (codec.dumps(state), kid))
+        """Keep a device's replay guard state; the bytes kept (Device.replay_bytes)."""
+        data = _dumps(state)
+        self.db.execute("UPDATE devices SET replay = ? WHERE kid = ?", (data, kid))
+        return data
 
     def save_ledger(self, kid, state):
-        self.db.execute("UPDATE devices SET ledger = ? WHERE kid = ?", (codec.dumps(state), kid))
+        self.db.execute("UPDATE devices SET ledger = ? WHERE kid = ?", (_dumps(state), kid))
 
     def save_mandate(self, kid, mandate):
         self.db.execute("UPDATE devices SET mandate = ?, mandate_version = ?, mandate_nbf = ? "
@@ -184,7 +196,7 @@ class Store:
         return self.db.execute(
             "INSERT OR IGNORE INTO offers VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (device, body["offer"], body["sku"], body["qty"], body["price"][0], body["total"][0],
-             body["total"][1], body["until"], int(body["test"]), codec.dumps(body),
+             body["total"][1], body["until"], int(body["test"]), _dumps(body),
              now)).rowcount == 1
 
     def offer(self, device, offer_id):
@@ -214,7 +226,7 @@ class Store:
         self.db.execute(
             "UPDATE orders SET status = ?, reason = ?, receipt = ?, cancel_until = ?, ships_at = ?,"
             " arrives_at = ? WHERE device = ? AND id = ?",
-            (status, reason, codec.dumps(receipt)) + tuple(schedule) + (device, order_id))
+            (status, reason, _dumps(receipt)) + tuple(schedule) + (device, order_id))
 
     def set_status(self, device, order_id, status):
         self.db.execute("UPDATE orders SET status = ? WHERE device = ? AND id = ?",
@@ -272,7 +284,7 @@ class Store:
     def add_case(self, device, body, reply, now):
         self.db.execute("INSERT INTO cases VALUES (?, ?, ?, ?, ?, ?, ?)",
                         (device, body["case"], body["fault"], codec.dumps(body["diag"]),
-                         body.get("text"), now, codec.dumps(reply)))
+                         body.get("text"), now, _dumps(reply)))
 
     def save_levels(self, device, slots, now):
         for s in slots:
@@ -290,7 +302,7 @@ class Store:
 
     def save_replies(self, device, msg_id, replies, now):
         self.db.execute("INSERT OR REPLACE INTO replies VALUES (?, ?, ?, ?)",
-                        (device, msg_id, codec.dumps(list(replies)), now))
+                        (device, msg_id, _dumps(list(replies)), now))
 
     def replies(self, device, msg_id):
         row = self._one("SELECT data FROM replies WHERE device = ? AND msg = ?", device, msg_id)
