@@ -34,6 +34,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
 
 from broker import Broker, Pki, wait_for  # noqa: E402
+from world import CATALOG, LIFECYCLE, SIMULATED  # noqa: E402 (the device scenarios' world)
+
 from thingsdk import codec  # noqa: E402
 from thingsdk.core import lifecycle, mandate  # noqa: E402
 from thingsdk.core.ledger import COMMITTED, Ledger  # noqa: E402
@@ -43,20 +45,6 @@ from thingsdk.vendor.store import Store  # noqa: E402
 
 SPEED = 2000  # simulated seconds per real second
 HOUR, DAY = 3600, 86400
-LEAD = 2 * HOUR
-CATALOG = """
-[vendor]
-offer_hours = 24
-[skus.WF-300]
-title = "Fridge water filter WF-300"
-category = "water-filter"
-price = [2450, "EUR"]
-shipping = [498, "EUR"]
-lead_hours = %d
-stock = 100000
-[support]
-steps = ["We opened a case."]
-""" % (LEAD // HOUR)
 DEVICE = """
 [device]
 key = "device.key"
@@ -74,12 +62,7 @@ backoff = [0.05, 0.5]
 speed = %(speed)r
 start = %(start)r
 
-[lifecycle]
-ttl = 43200
-quote_wait = 1800
-order_wait = 1800
-order_wait_max = 14400
-
+%(lifecycle)s
 [[consumables]]
 slot = "water-filter"
 unit = "ml"
@@ -88,7 +71,7 @@ sku = "WF-300"
 lead_time = %(lead)d
 lead_spread = 3600
 min_interval = 600
-sensor = {type = "simulated", daily_use = 4800, noise = 0.0, variability = 0.0, refill_below = 60}
+sensor = %(sensor)s
 """
 STUCK = 4 * HOUR  # a need not ordered yet this long after it began is stuck, once all is quiet
 
@@ -181,7 +164,8 @@ def make_devices(folder, n, vendor, owner, url, start):
         (home / "mandate.cwt").write_bytes(mandate.issue(claims, owner, codec))
         (home / "device.toml").write_text(DEVICE % {
             "vendor": vendor.public_key.hex(), "owner": owner.public_key.hex(), "url": url,
-            "speed": SPEED, "start": start, "lead": 4 * HOUR})
+            "speed": SPEED, "start": start, "lead": 4 * HOUR, "lifecycle": LIFECYCLE,
+            "sensor": SIMULATED})
         register(store, key.public_key, owner.public_key, now)
         devices.append((key.kid, home))
     store.db.close()
