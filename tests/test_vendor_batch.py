@@ -3,7 +3,7 @@ in order, with what is remembered between messages never standing in for the dat
 
 import os
 
-from test_vendor import T, world  # noqa: F401 (the fixture)
+from test_vendor import T, backend, postgres, world  # noqa: F401 (the fixtures)
 from thingsdk.core import messages as m
 from thingsdk.vendor import service as service_module
 from thingsdk.vendor.service import Service

@@ -14,7 +14,7 @@ import threading
 import time
 
 from broker import wait_for
-from test_vendor import Device
+from test_vendor import Device, backend, postgres  # noqa: F401 (the fixtures: both stores)
 from thingsdk import codec, topics
 from thingsdk.core import envelope, mandate
 from thingsdk.core import messages as m
@@ -22,7 +22,7 @@ from thingsdk.core.ledger import Ledger
 from thingsdk.crypto import Ed25519Signer, save_keypair
 from thingsdk.mqtt import Backoff, Transport
 from thingsdk.vendor.service import register
-from thingsdk.vendor.store import Store
+from thingsdk.vendor.store import open_store
 
 DEVICES = 120
 SKUS = ("INK-XL-BK", "BEANS-1KG")
@@ -88,13 +88,13 @@ class Fleet:
         return out
 
 
-def start_vendor(folder, url):
+def start_vendor(folder, url, db):
     log = open(folder / "vendor.log", "a")
     log.write("--- started\n")
     log.flush()
     process = subprocess.Popen(
         [sys.executable, "-m", "thingsdk.cli", "vendor", "serve", "--broker", url,
-         "--db", str(folder / "vendor.db"), "--catalog", str(folder / "catalog.toml"),
+         "--db", str(db), "--catalog", str(folder / "catalog.toml"),
          "--key", str(folder / "vendor.key"), "--client-id", "vendor-under-test",
          "--interval", "3600"], stdout=subprocess.DEVNULL, stderr=log)
     log.close()
@@ -105,16 +105,16 @@ def start_vendor(folder, url):
     return process
 
 
-def test_a_vendor_killed_mid_burst_loses_nothing_it_acknowledged(broker, tmp_path):
+def test_a_vendor_killed_mid_burst_loses_nothing_it_acknowledged(broker, tmp_path, backend):
     vendor, owner = Ed25519Signer.generate(), Ed25519Signer.generate()
     save_keypair(vendor, tmp_path / "vendor.key", tmp_path / "vendor.pub")
     (tmp_path / "catalog.toml").write_text(CATALOG)
     devices = [Device(seed, vendor) for seed in range(10, 10 + DEVICES)]
-    store = Store(tmp_path / "vendor.db")
+    store = open_store(backend)
     now = int(time.time())
     for device in devices:
         register(store, device.signer.public_key, owner.public_key, now)
-    process = start_vendor(tmp_path, broker.url)
+    process = start_vendor(tmp_path, broker.url, backend)
     fleet = Fleet(broker.url, devices)
     try:
         # Mandates and offers first: an order needs the vendor's offer.
@@ -160,7 +160,7 @@ def test_a_vendor_killed_mid_burst_loses_nothing_it_acknowledged(broker, tmp_pat
         assert all(ack.wait(TIMEOUT) and not ack.refused for ack in sent)
         assert answered_before < len(orders), "the burst was over before the kill"
 
-        process = start_vendor(tmp_path, broker.url)
+        process = start_vendor(tmp_path, broker.url, backend)
         assert wait_for(lambda: len(receipts_in()) == len(orders), TIMEOUT), \
             "%d of %d orders never answered" % (len(orders) - len(receipts), len(orders))
         assert all(r["status"] == "accepted" for rs in receipts.values() for r in rs), receipts

@@ -6,7 +6,7 @@ import os
 import time
 
 from broker import wait_for
-from test_vendor import T, world  # noqa: F401 (the fixture)
+from test_vendor import T, backend, postgres, world  # noqa: F401 (the fixtures)
 from test_vendor_mqtt import TIMEOUT, order_for, running  # noqa: F401 (the fixture)
 from thingsdk.core import messages as m
 from thingsdk.vendor.limiter import DeviceLimiter

@@ -1,10 +1,12 @@
-"""The vendor's state in one SQLite file (WAL): devices, offers, orders, support cases, last levels,
-the answers sent, and the counter its messages are numbered by.
+"""The vendor's state: devices, offers, orders, support cases, last levels, the answers sent, and
+the counter its messages are numbered by. In one SQLite file (WAL), the embedded default, or in
+PostgreSQL (PostgresStore, psycopg 3) for workers on several hosts: one interface, the same SQL.
 
-Several workers (threads or processes, each with its own Store) may share the file: the service
-does each message's work inside `transaction()`, a `BEGIN IMMEDIATE` that holds SQLite's one write
-lock from the first read, so two workers never act on the same message or order at once, and the
-second one finds what the first recorded. Structured state (replay guard, spend ledger, bodies) is
+Several workers (threads or processes, each with its own Store) may share the database: the
+service does each message's work inside `transaction()`, which holds the one write lock from the
+first read (SQLite's `BEGIN IMMEDIATE`; on PostgreSQL an advisory lock), so two workers never act
+on the same message or order at once, and the second one finds what the first recorded. The
+schema's version is kept in `meta`; a database from a newer vendor is refused. Structured state (replay guard, spend ledger, bodies) is
 kept as CBOR, encoded and decoded with cbor2's C codec (see `_dumps`).
 """
 
@@ -49,7 +51,7 @@ CREATE TABLE IF NOT EXISTS orders (
     offer BLOB NOT NULL, sku TEXT NOT NULL, qty INTEGER NOT NULL,
     total INTEGER NOT NULL, currency TEXT NOT NULL, test INTEGER NOT NULL,
     placed INTEGER NOT NULL, cancel_until INTEGER, ships_at INTEGER, arrives_at INTEGER,
-    PRIMARY KEY (device, id)
+    {row_column}PRIMARY KEY (device, id)
 );
 CREATE INDEX IF NOT EXISTS orders_open ON orders (status, ships_at);
 CREATE INDEX IF NOT EXISTS orders_held ON orders (sku, status, test, qty);  -- covers held()
@@ -75,6 +77,12 @@ CREATE INDEX IF NOT EXISTS replies_at ON replies (at);
 CREATE INDEX IF NOT EXISTS offers_until ON offers (until);
 """
 KEEP = 30 * 86400  # answers and offers are kept as long as a message can be valid
+SCHEMA_VERSION = 1  # of the tables above, recorded in meta; a change adds a step to _migrate
+WRITE_LOCK = 0x7468696E  # PostgreSQL advisory lock key that serialises the vendor's writers
+
+
+class StoreError(Exception):
+    """A database this vendor cannot use."""
 
 
 def _dumps(value):
@@ -110,15 +118,28 @@ class Device:
 
 
 class Store:
-    """One connection to the vendor's database file (created if missing)."""
+    """The vendor's state: the SQL both backends run, written once. This class is SQLite's: one
+    connection to the vendor's database file (created if missing); PostgresStore is the other
+    backend. `db.execute(sql, args)` takes `?` placeholders and gives a DB-API cursor; rows are
+    numbered by the `rowid` column (PostgreSQL's is called `n`: PostgresStore translates)."""
 
     def __init__(self, path, timeout=30.0):
         self.db = sqlite3.connect(str(path), timeout=timeout, isolation_level=None,
                                   check_same_thread=False)
         self.db.execute("PRAGMA journal_mode=WAL")
         self.db.execute("PRAGMA synchronous=FULL")
-        self.db.executescript(SCHEMA)
-        self.db.execute("INSERT OR IGNORE INTO meta VALUES ('seq', 0)")
+        self.db.executescript(SCHEMA.format(row_column=""))
+        self._migrate()
+
+    def _migrate(self):
+        """Bring the schema to SCHEMA_VERSION (recorded in `meta`); refuse a newer database."""
+        self.db.execute("INSERT INTO meta VALUES ('seq', 0) ON CONFLICT DO NOTHING")
+        self.db.execute("INSERT INTO meta VALUES ('schema', ?) ON CONFLICT DO NOTHING",
+                        (SCHEMA_VERSION,))
+        found = self._one("SELECT value FROM meta WHERE key = 'schema'")[0]
+        if found > SCHEMA_VERSION:
+            raise StoreError("the database has schema version %d; this vendor knows up to %d"
+                             % (found, SCHEMA_VERSION))
 
     @contextlib.contextmanager
     def transaction(self):
@@ -158,9 +179,11 @@ class Store:
         self.db.execute(
             "INSERT INTO devices (kid, public_key, owner_key, registered) VALUES (?, ?, ?, ?) "
             "ON CONFLICT (kid) DO UPDATE SET revoked = 0, registered = excluded.registered, "
-            "mandate = CASE WHEN owner_key = excluded.owner_key THEN mandate END, "
-            "mandate_version = CASE WHEN owner_key = excluded.owner_key THEN mandate_version END, "
-            "mandate_nbf = CASE WHEN owner_key = excluded.owner_key THEN mandate_nbf END, "
+            "mandate = CASE WHEN devices.owner_key = excluded.owner_key THEN devices.mandate END, "
+            "mandate_version = CASE WHEN devices.owner_key = excluded.owner_key "
+            "THEN devices.mandate_version END, "
+            "mandate_nbf = CASE WHEN devices.owner_key = excluded.owner_key "
+            "THEN devices.mandate_nbf END, "
             "owner_key = excluded.owner_key", (kid, public_key, owner_key, now))
 
     def revoke(self, kid):
@@ -194,7 +217,7 @@ class Store:
     def add_offer(self, device, body, now):
         """Record an offer issued to device; False if it already has an offer of that id."""
         return self.db.execute(
-            "INSERT OR IGNORE INTO offers VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            "INSERT INTO offers VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
             (device, body["offer"], body["sku"], body["qty"], body["price"][0], body["total"][0],
              body["total"][1], body["until"], int(body["test"]), _dumps(body),
              now)).rowcount == 1
@@ -216,9 +239,10 @@ class Store:
         """Insert an order (status "new") and return its row id, the base of its reference."""
         return self.db.execute(
             "INSERT INTO orders (device, id, digest, status, receipt, offer, sku, qty, total, "
-            "currency, test, placed) VALUES (?, ?, ?, 'new', x'', ?, ?, ?, ?, ?, ?, ?)",
-            (device, body["order"], digest, body["offer"], body["sku"], body["qty"],
-             body["total"][0], body["total"][1], int(body["test"]), now)).lastrowid
+            "currency, test, placed) VALUES (?, ?, ?, 'new', ?, ?, ?, ?, ?, ?, ?, ?) "
+            "RETURNING rowid",
+            (device, body["order"], digest, b"", body["offer"], body["sku"], body["qty"],
+             body["total"][0], body["total"][1], int(body["test"]), now)).fetchone()[0]
 
     def settle_order(self, device, order_id, status, reason, receipt, schedule=(None, None, None)):
         """Record how an order was first answered; `schedule` is (cancel_until, ships_at,
@@ -245,8 +269,8 @@ class Store:
 
     def held(self, sku):
         """Units of sku held for accepted orders that have not shipped (test orders hold none)."""
-        return self._one("SELECT COALESCE(SUM(qty), 0) FROM orders WHERE sku = ? AND test = 0 "
-                         "AND status = 'accepted'", sku)[0]
+        return self._one("SELECT CAST(COALESCE(SUM(qty), 0) AS BIGINT) FROM orders "
+                         "WHERE sku = ? AND test = 0 AND status = 'accepted'", sku)[0]
 
     def due(self, status, column, now):
         """(device, order id, qty, arrives_at) of the non-test orders in status whose `column`
@@ -273,7 +297,7 @@ class Store:
         """Every order of a device as dicts, oldest first (for tools and tests)."""
         cursor = self.db.execute("SELECT * FROM orders WHERE device = ? ORDER BY rowid", (device,))
         names = [c[0] for c in cursor.description]
-        return [dict(zip(names, row)) for row in cursor.fetchall()]
+        return [{k: v for k, v in zip(names, row) if k != "n"} for row in cursor.fetchall()]
 
     # Support cases and levels.
 
@@ -288,7 +312,10 @@ class Store:
 
     def save_levels(self, device, slots, now):
         for s in slots:
-            self.db.execute("INSERT OR REPLACE INTO levels VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            self.db.execute("INSERT INTO levels VALUES (?, ?, ?, ?, ?, ?, ?, ?) "
+                            "ON CONFLICT (device, slot) DO UPDATE SET sku = excluded.sku, "
+                            "unit = excluded.unit, level = excluded.level, cap = excluded.cap, "
+                            "rate = excluded.rate, at = excluded.at",
                             (device, s["slot"], s.get("sku"), s["unit"], s["level"], s["cap"],
                              s["rate"], now))
 
@@ -301,7 +328,8 @@ class Store:
     # Answers, for redeliveries.
 
     def save_replies(self, device, msg_id, replies, now):
-        self.db.execute("INSERT OR REPLACE INTO replies VALUES (?, ?, ?, ?)",
+        self.db.execute("INSERT INTO replies VALUES (?, ?, ?, ?) ON CONFLICT (device, msg) "
+                        "DO UPDATE SET data = excluded.data, at = excluded.at",
                         (device, msg_id, _dumps(list(replies)), now))
 
     def replies(self, device, msg_id):
@@ -312,3 +340,61 @@ class Store:
         """Forget answers and offers older than KEEP (orders and cases are kept)."""
         self.db.execute("DELETE FROM replies WHERE at < ?", (now - KEEP,))
         self.db.execute("DELETE FROM offers WHERE until < ?", (now - KEEP,))
+
+
+def open_store(where):
+    """The Store for `where`: a postgresql:// URL (or a libpq "key=value" string naming a
+    `dbname`) opens PostgresStore, anything else is a SQLite file."""
+    text = str(where)
+    if text.startswith(("postgresql://", "postgres://")) or "dbname=" in text:
+        return PostgresStore(text)
+    return Store(where)
+
+
+class _Translating:
+    """A psycopg connection that takes the store's SQL: `?` placeholders become `%s` and the
+    `rowid` column `n` (translations kept)."""
+
+    def __init__(self, connection):
+        self.connection = connection
+        self._sql = {}
+
+    def execute(self, sql, args=()):
+        translated = self._sql.get(sql)
+        if translated is None:
+            translated = self._sql[sql] = sql.replace("?", "%s").replace("rowid", "n")
+        return self.connection.execute(translated, args)
+
+    def close(self):
+        self.connection.close()
+
+
+class PostgresStore(Store):
+    """The same store on PostgreSQL (psycopg 3), for a vendor whose workers run on several
+    hosts. Writers are serialised as SQLite's are: each transaction first takes one advisory lock
+    (WRITE_LOCK), so two workers never act on the same message or order at once."""
+
+    def __init__(self, conninfo):
+        try:
+            import psycopg
+        except ImportError:
+            raise StoreError("PostgreSQL needs psycopg: pip install 'thingsdk[postgres]'")
+
+        self.db = _Translating(psycopg.connect(conninfo, autocommit=True))
+        schema = SCHEMA.format(row_column="n BIGSERIAL UNIQUE, ")
+        schema = schema.replace("BLOB", "BYTEA").replace("INTEGER", "BIGINT")
+        with self.transaction():
+            self.db.connection.execute(schema)
+            self._migrate()
+
+    @contextlib.contextmanager
+    def transaction(self):
+        """All or nothing, holding the vendor's write lock throughout."""
+        self.db.execute("BEGIN")
+        try:
+            self.db.execute("SELECT pg_advisory_xact_lock(?)", (WRITE_LOCK,))
+            yield self
+        except BaseException:
+            self.db.execute("ROLLBACK")
+            raise
+        self.db.execute("COMMIT")
