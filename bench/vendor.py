@@ -1,6 +1,6 @@
 """The vendor's handler alone (no MQTT, a real SQLite file) against the crypto-only ceiling.
 
-    python bench/vendor.py [--devices 400] [--batch 64] [--rounds 3]
+    python bench/vendor.py [--devices 400] [--batch 64] [--rounds 3] [--postgres]
 
 A fleet of devices is registered, sends its owners' mandates and asks for two offers each (not
 timed); then every device's two orders are handled, timed, in batches of 1 (one transaction and
@@ -9,7 +9,8 @@ fresh database. An order costs the vendor one Ed25519 verify (the device's signa
 sign (its receipt): the ceiling is the same verifies and signs with raw `cryptography` on
 messages of the same size, measured in the same run. Prints orders per second for each batch
 size, the ceiling, their ratio, and the target (the handler >= 50 % of the ceiling on one core)
-as met or NOT met. Everything runs on one thread, so both figures are per core.
+as met or NOT met. Everything runs on one thread, so both figures are per core. With
+`--postgres`, the batches run on a PostgreSQL server (on this machine, over its Unix socket) too.
 """
 
 import argparse
@@ -22,7 +23,7 @@ from pathlib import Path
 from cryptography.hazmat.primitives.asymmetric import ed25519
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path[:0] = [str(ROOT)]
+sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
 
 from thingsdk import codec  # noqa: E402
 from thingsdk.core import envelope, mandate  # noqa: E402
@@ -30,7 +31,7 @@ from thingsdk.core import messages as m  # noqa: E402
 from thingsdk.crypto import Ed25519Signer  # noqa: E402
 from thingsdk.vendor import catalog  # noqa: E402
 from thingsdk.vendor.service import Service, register  # noqa: E402
-from thingsdk.vendor.store import Store  # noqa: E402
+from thingsdk.vendor.store import open_store  # noqa: E402
 
 TARGET = 0.5
 DAY = 86400
@@ -76,9 +77,10 @@ class BenchDevice:
                              os.urandom(16), codec, 3600)
 
 
-def prepared(folder, n_devices, now):
-    """A Service on a fresh database whose devices hold offers, and their sealed orders."""
-    service = Service(Store(folder / "vendor.db"), catalog.parse(CATALOG), VENDOR)
+def prepared(where, n_devices, now):
+    """A Service on a fresh database (see open_store) whose devices hold offers, and their
+    sealed orders."""
+    service = Service(open_store(where), catalog.parse(CATALOG), VENDOR)
     devices = [BenchDevice(i) for i in range(1, n_devices + 1)]
     constraints = [["vendors", {"kids": [VENDOR.kid]}],
                    ["budget", {"cur": "EUR", "max": 10 ** 7, "period": "month"}]]
@@ -104,10 +106,12 @@ def prepared(folder, n_devices, now):
     return service, orders
 
 
-def handler_rate(n_devices, batch, now):
-    """Orders per second through Service.handle_batch in batches of `batch`, and the order size."""
+def handler_rate(n_devices, batch, now, postgres=None):
+    """Orders per second through Service.handle_batch in batches of `batch`, and the order size;
+    on a fresh SQLite file, or a fresh database of the `postgres` server (tests/postgres.py)."""
     with tempfile.TemporaryDirectory() as folder:
-        service, orders = prepared(Path(folder), n_devices, now)
+        where = postgres.database() if postgres else Path(folder) / "vendor.db"
+        service, orders = prepared(where, n_devices, now)
         start = time.perf_counter()
         accepted = 0
         for i in range(0, len(orders), batch):
@@ -134,15 +138,17 @@ def crypto_ceiling(n, size):
     return n / (time.perf_counter() - start)
 
 
-def run(n_devices, batch, rounds):
-    """Each figure is the best of `rounds`, the three measured in turn in every round, so that
-    other work on the machine slows them alike."""
+def run(n_devices, batch, rounds, postgres=None):
+    """Each figure is the best of `rounds`, all measured in turn in every round, so that other
+    work on the machine slows them alike. With a `postgres` server, batches on PostgreSQL too."""
     now = int(time.time())
-    single = batched = ceiling = 0.0
+    single = batched = ceiling = on_postgres = 0.0
     for _ in range(rounds):
         rate, size = handler_rate(n_devices, 1, now)
         single = max(single, rate)
         batched = max(batched, handler_rate(n_devices, batch, now)[0])
+        if postgres:
+            on_postgres = max(on_postgres, handler_rate(n_devices, batch, now, postgres)[0])
         ceiling = max(ceiling, crypto_ceiling(2 * n_devices, size))
     ratio = batched / ceiling
     print("vendor handler, %d orders from %d devices (one thread), an order %d bytes, best of %d"
@@ -151,6 +157,9 @@ def run(n_devices, batch, rounds):
           % (single, 100 * single / ceiling))
     print("  batch of %-3d (group commit)       %7.0f orders/s   %5.1f %% of the ceiling"
           % (batch, batched, 100 * ratio))
+    if postgres:
+        print("  batch of %-3d on PostgreSQL        %7.0f orders/s   %5.1f %% of the ceiling"
+              % (batch, on_postgres, 100 * on_postgres / ceiling))
     print("  crypto-only ceiling (raw cryptography: 1 verify + 1 sign per order)  %7.0f orders/s"
           % ceiling)
     print("  group commit / a commit per order %.2fx" % (batched / single))
@@ -164,8 +173,20 @@ def main():
     parser.add_argument("--devices", type=int, default=400)
     parser.add_argument("--batch", type=int, default=64)
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--postgres", action="store_true",
+                        help="measure the batches on PostgreSQL too (a server started from "
+                             "Debian's binaries, see tests/postgres.py)")
     args = parser.parse_args()
-    run(args.devices, args.batch, args.rounds)
+    if not args.postgres:
+        run(args.devices, args.batch, args.rounds)
+        return
+    from postgres import Postgres
+
+    server = Postgres()
+    try:
+        run(args.devices, args.batch, args.rounds, server)
+    finally:
+        server.stop()
 
 
 if __name__ == "__main__":
