@@ -1,11 +1,17 @@
 """Service.handle_batch: many messages in one transaction, each kept or not on its own, acted on
-in order, with what is remembered between messages never standing in for the database."""
+in order, with what is remembered between messages never standing in for the database; and the
+server's side of it: batches taken in turn, acknowledged in order once kept and answered."""
 
 import os
+import queue
+
+import pytest
 
 from test_vendor import T, backend, postgres, world  # noqa: F401 (the fixtures)
 from thingsdk.core import messages as m
+from thingsdk.mqtt import Ack
 from thingsdk.vendor import service as service_module
+from thingsdk.vendor.serve import AckLine, FairQueue
 from thingsdk.vendor.service import Service
 
 WF = {"slot": "s", "sku": "WF-300", "qty": 1}
@@ -64,3 +70,28 @@ def test_a_worker_sees_what_another_recorded_since_its_last_message(world):
     assert one.handle(second, world.a.kid, T) == answered
     assert len(one.store.replies(world.a.kid, world.a.inbox.open(answered[0][1], T).message.re)
                ) == 1
+
+
+def test_uplinks_are_acknowledged_in_the_order_they_came_once_kept_and_answered():
+    acknowledged = []
+    line = AckLine(acknowledged.append)
+    first, second, third = (line.arrived(delivery) for delivery in ("1st", "2nd", "3rd"))
+    third.handled = True
+    assert line.release() == 0 and acknowledged == []  # the first is not handled yet
+    answer = Ack()
+    first.acks, first.handled = [answer], True
+    assert line.release() == 0  # handled, but the broker has not taken its answer
+    answer._answer([0])
+    assert line.release() == 1 and acknowledged == ["1st"]
+    second.handled = True
+    assert line.release() == 2 and acknowledged == ["1st", "2nd", "3rd"] and len(line) == 0
+
+
+def test_a_batch_is_taken_from_the_uplinks_in_turn():
+    uplinks = FairQueue()
+    for topic, payload in (("a", 1), ("a", 2), ("a", 3), ("b", 1), ("c", 1), ("c", 2)):
+        uplinks.put(topic, payload)
+    assert uplinks.take(4) == [("a", 1), ("b", 1), ("c", 1), ("a", 2)]
+    assert uplinks.take(4) == [("c", 2), ("a", 3)]
+    with pytest.raises(queue.Empty):
+        uplinks.take(4, timeout=0.01)
