@@ -22,7 +22,9 @@ handles them in batches (one transaction and one commit per batch), publishes th
 the commit and acknowledges each uplink once the broker has its answers, in the order the uplinks
 came. A worker killed at any point leaves the broker holding every uplink it had not finished;
 they are delivered again when a worker with the same client id connects, and one already handled
-is answered again with the answers recorded the first time.
+is answered again with the answers recorded the first time. What is refused unread (a full
+topic queue, a throttled uplink, a device over its rate) is acknowledged as it is refused: that
+is the refusal, and a message left unacknowledged would hold up every acknowledgement after it.
 """
 
 import collections
