@@ -67,17 +67,12 @@ class FairQueue:
 
     def get(self, timeout=None):
         """(topic, payload) of the topic whose turn it is; queue.Empty after timeout seconds."""
-        with self._ready:
-            if not self._ready.wait_for(lambda: self._topics, timeout):
-                raise queue.Empty
-            topic, waiting = self._topics.popitem(last=False)
-            payload = waiting.popleft()
-            if waiting:
-                self._topics[topic] = waiting  # to the back of the line
-            return topic, payload
+        return self.take(1, timeout)[0]
 
     def take(self, limit, timeout=None):
-        """Up to `limit` (topic, payload) in turn order: waits only for the first."""
+        """Up to `limit` (topic, payload), the topics taken in turn (a topic goes to the back of
+        the line after each of its messages); waits only for the first, queue.Empty after
+        timeout seconds."""
         with self._ready:
             if not self._ready.wait_for(lambda: self._topics, timeout):
                 raise queue.Empty
