@@ -38,7 +38,7 @@ from thingsdk import codec  # noqa: E402
 from thingsdk.core import envelope, mandate, messages  # noqa: E402
 from thingsdk.crypto import Ed25519Signer  # noqa: E402
 from thingsdk.vendor import catalog  # noqa: E402
-from thingsdk.vendor.limiter import RefusalLimiter  # noqa: E402
+from thingsdk.vendor.limiter import DeviceLimiter, RefusalLimiter  # noqa: E402
 from thingsdk.vendor.serve import FairQueue  # noqa: E402
 from thingsdk.vendor.service import Service, register  # noqa: E402
 from thingsdk.vendor.store import Store  # noqa: E402
@@ -129,11 +129,13 @@ def memory_figures(count):
 
 
 class Vendor:
-    """A Service on a fresh database with DEVICE (mandate held) and FLOODER registered."""
+    """A Service on a fresh database with DEVICE (mandate held) and FLOODER registered. DEVICE
+    orders as fast as the handler goes, far above a device's rate: its limit is lifted."""
 
     def __init__(self, folder, limiter):
         self.store = Store(Path(folder) / "vendor.db")
-        self.service = Service(self.store, catalog.load(CATALOG), VENDOR, limiter=limiter)
+        self.service = Service(self.store, catalog.load(CATALOG), VENDOR, limiter=limiter,
+                               rates=DeviceLimiter(rate=1e9, burst=1e9))
         for signer in (DEVICE, FLOODER):
             register(self.store, signer.public_key, OWNER.public_key, TS)
         self.device_inbox = envelope.Inbox(DEVICE.kid, {VENDOR.kid: VENDOR.verifier()}, codec)

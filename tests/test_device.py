@@ -147,7 +147,7 @@ class TwiceServer(Server):
     """A vendor whose every answer the broker delivers twice."""
 
     def _publish(self, answers):
-        super()._publish(answers + answers)
+        return super()._publish(answers + answers)
 
 
 def payload(data):
@@ -235,12 +235,12 @@ class CrashOnOrder(Server):
         super().__init__(*args, **kwargs)
         self.crashed = threading.Event()
 
-    def _answer(self, topic, data):
-        if payload(data)[2] == m.ORDER and not self.crashed.is_set():
+    def _answer_batch(self, messages):
+        if any(payload(data)[2] == m.ORDER for _, data in messages) and not self.crashed.is_set():
             self.crashed.set()
             self.stop()
-            return []
-        return super()._answer(topic, data)
+            raise RuntimeError("down before handling the order")
+        return super()._answer_batch(messages)
 
 
 def test_the_vendor_down_for_a_while_gets_the_order_once_it_is_back(world):

@@ -15,7 +15,7 @@ from thingsdk import codec
 from thingsdk.core import mandate
 from thingsdk.core import messages as m
 from thingsdk.crypto import Ed25519Signer
-from thingsdk.vendor.limiter import RefusalLimiter
+from thingsdk.vendor.limiter import DeviceLimiter, RefusalLimiter
 from thingsdk.vendor.service import Service, register
 from thingsdk.vendor.store import Store
 
@@ -76,10 +76,12 @@ def test_a_device_refuses_every_changed_message(tmp_path):
 
 
 def vendor_and_device(folder):
-    """A Service (refusals never throttled) on a fresh database, and a registered Device."""
+    """A Service (neither refusals nor signed messages throttled) on a fresh database, and a
+    registered Device."""
     vendor_key = Ed25519Signer.from_seed(b"\x01" * 32)
     service = Service(Store(folder / "vendor.db"), CATALOG, vendor_key,
-                      limiter=RefusalLimiter(rate=1e9, burst=1e9))
+                      limiter=RefusalLimiter(rate=1e9, burst=1e9),
+                      rates=DeviceLimiter(rate=1e9, burst=1e9))
     device = Device(3, vendor_key)
     register(service.store, device.signer.public_key, OWNER.public_key, T)
     return service, device

@@ -16,7 +16,7 @@ from thingsdk.crypto import Ed25519Signer
 from thingsdk.vendor import catalog
 from thingsdk.vendor.limiter import RefusalLimiter
 from thingsdk.vendor.service import REMIND_DAYS, Service, register, revoke
-from thingsdk.vendor.store import Store
+from thingsdk.vendor.store import WRITE_LOCK, PostgresStore, open_store
 
 T = 1767225600  # 2026-01-01T00:00:00Z
 HOUR, DAY = 3600, 86400
@@ -57,10 +57,11 @@ class Device:
 
 
 class World:
-    """A vendor Service on a fresh database, an owner, and devices A (with a mandate) and B."""
+    """A vendor Service on a fresh database (a SQLite file in folder, or `where`: see
+    open_store), an owner, and devices A (with a mandate) and B."""
 
-    def __init__(self, folder):
-        self.path = folder / "vendor.db"
+    def __init__(self, folder, where=None):
+        self.where = where or folder / "vendor.db"
         self.vendor = Ed25519Signer.from_seed(b"\x01" * 32)
         self.owner = Ed25519Signer.from_seed(b"\x02" * 32)
         self.service = self.new_service()
@@ -69,7 +70,7 @@ class World:
             register(self.service.store, device.signer.public_key, self.owner.public_key, T)
 
     def new_service(self):
-        return Service(Store(self.path), CATALOG, self.vendor)
+        return Service(open_store(self.where), CATALOG, self.vendor)
 
     def mandate(self, device, version, constraints, now=T):
         claims = mandate.make_claims(self.owner.kid, device.signer.public_key, version, now,
@@ -108,9 +109,29 @@ class World:
         return body, answer
 
 
+@pytest.fixture(scope="session")
+def postgres():
+    """A PostgreSQL server for the session (tests/postgres.py)."""
+    from postgres import Postgres
+
+    server = Postgres()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def backend(request, tmp_path):
+    """Where a World keeps its store: each test that takes a world runs on both backends."""
+    if request.param == "sqlite":
+        return tmp_path / "vendor.db"
+    return request.getfixturevalue("postgres").database()
+
+
 @pytest.fixture
-def world(tmp_path):
-    w = World(tmp_path)
+def world(tmp_path, backend):
+    w = World(tmp_path, backend)
     constraints = [["vendors", {"kids": [w.vendor.kid]}],
                    ["budget", {"cur": "EUR", "max": 15000, "period": "month"}],
                    ["approval-above", {"cur": "EUR", "amount": 8000}],
@@ -428,9 +449,14 @@ def test_messages_are_parsed_and_verified_without_the_write_lock(world):
     that wanted the lock would wait for it), and the payload of an order is decoded and its
     signature verified before the lock is taken."""
     service = world.service
-    service.store.db.execute("PRAGMA busy_timeout = 200")
-    holder = Store(world.path)
-    holder.db.execute("BEGIN IMMEDIATE")
+    holder = open_store(world.where)
+    if isinstance(holder, PostgresStore):
+        service.store.db.execute("SET lock_timeout = '200ms'")
+        holder.db.execute("BEGIN")
+        holder.db.execute("SELECT pg_advisory_xact_lock(?)", (WRITE_LOCK,))
+    else:
+        service.store.db.execute("PRAGMA busy_timeout = 200")
+        holder.db.execute("BEGIN IMMEDIATE")
     try:
         request = {"slot": "s", "sku": "WF-300", "qty": 1}
         tampered = bytearray(world.a.seal(m.QUOTE_REQUEST, request, T))
@@ -439,7 +465,7 @@ def test_messages_are_parsed_and_verified_without_the_write_lock(world):
         for data in (bytes(tampered), crafted, b"\x00" * 1000):
             assert service.handle(data, world.a.kid, T) == []
         assert service.refusals == {"bad-signature": 1, "bad-header": 1, "bad-tag": 1}
-        with pytest.raises(Exception, match="locked"):  # a valid message does need the lock
+        with pytest.raises(Exception, match="lock"):  # a valid message does need the lock
             service.handle(world.a.seal(m.QUOTE_REQUEST, request, T), world.a.kid, T)
     finally:
         holder.db.execute("ROLLBACK")

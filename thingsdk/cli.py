@@ -189,11 +189,18 @@ def add_owner_commands(sub):
 def _vendor_store(path):
     import sqlite3
 
-    from thingsdk.vendor.store import Store
+    from thingsdk.vendor.store import StoreError, open_store
 
+    errors = (sqlite3.Error, StoreError)
     try:
-        return Store(path)
-    except sqlite3.Error as exc:
+        import psycopg
+    except ImportError:  # PostgreSQL is optional: open_store says so if it is asked for
+        pass
+    else:
+        errors += (psycopg.Error,)
+    try:
+        return open_store(path)
+    except errors as exc:
         raise CliError("database %s: %s" % (path, exc))
 
 
@@ -246,7 +253,8 @@ def add_vendor_commands(sub):
     verbs = group.add_subparsers(dest="verb", required=True, metavar="VERB")
     p = verbs.add_parser("serve", help="answer devices over MQTT until SIGINT or SIGTERM")
     p.add_argument("--broker", required=True, help="mqtt://host:port or mqtts://host:port")
-    p.add_argument("--db", required=True, help="the SQLite database file (created if missing)")
+    p.add_argument("--db", required=True, help="the SQLite database file (created if missing), "
+                                                "or a postgresql:// URL")
     p.add_argument("--catalog", required=True, help="the catalog TOML file "
                                                     "(see thingsdk/vendor/catalog.example.toml)")
     p.add_argument("--key", required=True, help="the vendor's Ed25519 private key file")

@@ -84,11 +84,17 @@ class Transport:
     to V311 if the broker refuses MQTT 5 and `fallback` is on. `session_expiry` (seconds) keeps
     the session (MQTT 5); 3.1.1 connects with clean_session off. Counters: `received`, `sent`
     (acknowledged publishes) and `reconnects`.
+
+    With `manual_ack` (set before `start`), a message is not acknowledged when `on_message`
+    returns: `on_message(topic, payload, delivery)` gets a third argument to hand to `ack` once
+    what the message caused is kept. Until then the broker holds the message for the session and
+    delivers it again after a reconnect, to this client id or its next process.
     """
 
     def __init__(self, url, client_id, *, on_message=None, presence=None, version=V5,
                  fallback=True, ca_file=None, cert_file=None, key_file=None,
-                 session_expiry=7 * 24 * 3600, keepalive=60, backoff=None, queue_limit=1000):
+                 session_expiry=7 * 24 * 3600, keepalive=60, backoff=None, queue_limit=1000,
+                 manual_ack=False):
         self.host, self.port, tls = broker_address(url)
         if version not in _PROTOCOLS:
             raise ValueError("version is %r or %r" % (V5, V311))
@@ -102,6 +108,7 @@ class Transport:
         self.keepalive = keepalive
         self.backoff = backoff or Backoff()
         self.queue_limit = queue_limit
+        self.manual_ack = manual_ack
         self.received = self.sent = self.reconnects = 0
         self._lock = threading.Lock()  # never held while calling paho
         self._up = threading.Event()
@@ -135,6 +142,14 @@ class Transport:
         with self._lock:
             self._filters[topic_filter] = None
         return self._submit(self._subscribe, topic_filter)
+
+    def ack(self, delivery):
+        """Acknowledge a message given to on_message with manual_ack (the `delivery` it came
+        with). A message that came on a connection since lost is delivered again and needs no ack,
+        but one that came on this client's current session is acknowledged there."""
+        client, mid, qos = delivery
+        if qos and client is self._client:
+            client.ack(mid, qos)
 
     def close(self, timeout=5.0):
         """Publish `offline` (if online, with presence), disconnect, stop the network thread."""
@@ -192,7 +207,8 @@ class Transport:
     def _start_client(self):
         protocol = _PROTOCOLS[self.version]
         client = paho.Client(CallbackAPIVersion.VERSION2, client_id=self.client_id, protocol=protocol,
-                             clean_session=None if protocol == paho.MQTTv5 else False)
+                             clean_session=None if protocol == paho.MQTTv5 else False,
+                             manual_ack=self.manual_ack)
         client.enable_logger(logging.getLogger(__name__ + ".paho"))
         if self._tls:
             ca_file, cert_file, key_file = self._tls
@@ -264,7 +280,11 @@ class Transport:
         if self.on_message is None:
             return
         try:
-            self.on_message(message.topic, bytes(message.payload))
+            if self.manual_ack:
+                self.on_message(message.topic, bytes(message.payload),
+                                (client, message.mid, message.qos))
+            else:
+                self.on_message(message.topic, bytes(message.payload))
         except Exception:  # a failing handler must not stop the network thread
             log.exception("on_message failed for a message on %s", message.topic)
 

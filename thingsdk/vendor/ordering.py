@@ -7,6 +7,7 @@ service's transaction, and returns the (type, body) answers.
 """
 
 import hashlib
+import logging
 
 from thingsdk.core import envelope, policy
 from thingsdk.core import messages as m
@@ -17,6 +18,7 @@ from thingsdk.crypto import Ed25519Verifier
 
 REF = "ORD-%06d"
 SKEW = 300  # seconds an approval may be stamped ahead of the vendor's clock
+log = logging.getLogger(__name__)
 
 
 def error(code, text, ref=None):
@@ -132,6 +134,9 @@ def order(service, device, msg, now):
         lead = offer["lead"]
         holds = [c.until for c in checks if c.kind == "cancel-window"]
         schedule = (max(holds + [now]), now + lead // 2, now + lead)
+        log.info("accepted order %s from device %s: %d x %s, total %d %s in minor units%s",
+                 receipt["ref"], device.kid.hex(), offer["qty"], offer["sku"],
+                 offer["total"][0], offer["total"][1], " (test)" if offer["test"] else "")
     service.store.settle_order(device.kid, body["order"], receipt["status"],
                                receipt.get("reason"), receipt, schedule)
     return [(m.RECEIPT, receipt)]

@@ -16,6 +16,15 @@ messages waiting loses the next (a device waits for answers and never has that m
 refused is then throttled per uplink by the Service's RefusalLimiter.
 Each worker needs its own MQTT client id: the session is persistent, so uplinks sent while the
 worker was away are delivered when it comes back.
+
+Nothing is acknowledged before it is kept: the server takes uplinks with manual acknowledgement,
+handles them in batches (one transaction and one commit per batch), publishes the answers after
+the commit and acknowledges each uplink once the broker has its answers, in the order the uplinks
+came. A worker killed at any point leaves the broker holding every uplink it had not finished;
+they are delivered again when a worker with the same client id connects, and one already handled
+is answered again with the answers recorded the first time. What is refused unread (a full
+topic queue, a throttled uplink, a device over its rate) is acknowledged as it is refused: that
+is the refusal, and a message left unacknowledged would hold up every acknowledgement after it.
 """
 
 import collections
@@ -28,6 +37,7 @@ from thingsdk import topics
 
 UPLINKS = topics.every(topics.UP)
 PER_TOPIC = 256
+BATCH = 64  # uplinks handled per transaction, at most
 log = logging.getLogger(__name__)
 
 
@@ -57,14 +67,69 @@ class FairQueue:
 
     def get(self, timeout=None):
         """(topic, payload) of the topic whose turn it is; queue.Empty after timeout seconds."""
+        return self.take(1, timeout)[0]
+
+    def take(self, limit, timeout=None):
+        """Up to `limit` (topic, payload), the topics taken in turn (a topic goes to the back of
+        the line after each of its messages); waits only for the first, queue.Empty after
+        timeout seconds."""
         with self._ready:
             if not self._ready.wait_for(lambda: self._topics, timeout):
                 raise queue.Empty
-            topic, waiting = self._topics.popitem(last=False)
-            payload = waiting.popleft()
-            if waiting:
-                self._topics[topic] = waiting  # to the back of the line
-            return topic, payload
+            out = []
+            while self._topics and len(out) < limit:
+                topic, waiting = self._topics.popitem(last=False)
+                out.append((topic, waiting.popleft()))
+                if waiting:
+                    self._topics[topic] = waiting
+            return out
+
+
+class Pending:
+    """One delivered uplink on its way to acknowledgement: `handled` once its effects and answers
+    are committed, settled once the broker has also taken every answer (`acks`)."""
+
+    __slots__ = ("delivery", "handled", "acks")
+
+    def __init__(self, delivery):
+        self.delivery = delivery
+        self.handled = False
+        self.acks = ()
+
+    @property
+    def settled(self):
+        return self.handled and all(ack.done for ack in self.acks)
+
+
+class AckLine:
+    """Deliveries in the order they came, acknowledged with `ack(delivery)` in that order (as MQTT
+    asks of a receiver) as soon as each one at the front of the line is settled."""
+
+    def __init__(self, ack):
+        self._ack = ack
+        self._line = collections.deque()
+        self._lock = threading.Lock()
+        self.acknowledged = 0
+
+    def arrived(self, delivery):
+        pending = Pending(delivery)
+        with self._lock:
+            self._line.append(pending)
+        return pending
+
+    def __len__(self):
+        return len(self._line)
+
+    def release(self):
+        """Acknowledge the settled deliveries at the front of the line; how many were."""
+        released = []
+        with self._lock:
+            while self._line and self._line[0].settled:
+                released.append(self._line.popleft().delivery)
+        for delivery in released:
+            self._ack(delivery)
+        self.acknowledged += len(released)
+        return len(released)
 
 
 def uplink_filter(share=None):
@@ -74,22 +139,41 @@ def uplink_filter(share=None):
 
 class Server:
     """Runs a Service on a Transport (not yet started) until `stop()`; fulfilment is advanced
-    every `interval` seconds. `ready` is set once the broker confirmed the subscription."""
+    every `interval` seconds. `ready` is set once the broker confirmed the subscription.
 
-    def __init__(self, service, transport, share=None, interval=1.0, clock=time.time):
+    Acknowledgement: the Server turns the transport's `manual_ack` on. Uplinks are handled in
+    batches of up to `batch` (one transaction, one commit each: Service.handle_batch); a batch's
+    answers are published after its commit, and each uplink is acknowledged to the broker once
+    the broker has taken its answers, in the order the uplinks came. A vendor killed at any point
+    has acknowledged only what it kept; the broker delivers the rest again to the same client id
+    (persistent session), and a redelivery that was already handled gets its recorded answers. A
+    batch whose transaction fails is tried again (after `retry` seconds, doubling up to a
+    minute), never acknowledged unhandled."""
+
+    def __init__(self, service, transport, share=None, interval=1.0, clock=time.time,
+                 batch=BATCH, retry=0.5):
         self.service = service
         self.transport = transport
         self.filter = uplink_filter(share)
         self.interval = interval
         self.clock = clock
+        self.batch = batch
+        self.retry = retry
         self.uplinks = FairQueue()
+        self.acks = AckLine(transport.ack)
         self._stop = threading.Event()
         self.ready = threading.Event()
-        transport.on_message = self.uplinks.put
+        transport.manual_ack = True
+        transport.on_message = self._arrived
 
     def stop(self):
         """Ask run() to return (safe from a signal handler or another thread)."""
         self._stop.set()
+
+    def _arrived(self, topic, payload, delivery=None):
+        pending = self.acks.arrived(delivery)
+        if not self.uplinks.put(topic, (payload, pending)):
+            pending.handled = True  # refused unread (counted in `dropped`): nothing to keep
 
     def run(self):
         """Serve until stopped, then close the connection."""
@@ -104,30 +188,62 @@ class Server:
                             "vendor %s %s %s:%d on %s", self.service.kid.hex(),
                             "REFUSED by" if subscribed.refused else "serving",
                             self.transport.host, self.transport.port, self.filter)
+                self.acks.release()
+                # Poll briefly while acknowledgements wait on the broker's PUBACKs for answers.
+                wait = 0.005 if len(self.acks) else min(0.2, self.interval)
                 try:
-                    topic, payload = self.uplinks.get(timeout=min(0.2, self.interval))
+                    batch = self.uplinks.take(self.batch, timeout=wait)
                 except queue.Empty:
                     pass
                 else:
-                    self._publish(self._answer(topic, payload))
+                    self._serve(batch)
                 now = int(self.clock())
                 if now >= next_advance:
                     next_advance = now + self.interval
                     self._publish(self._guarded(self.service.advance, now))
+            self.acks.release()
         finally:
             self.transport.close()
             log.info("vendor stopped; refused messages by reason: %s; dropped from full queues: "
                      "%d", self.service.refusals, self.uplinks.dropped)
 
-    def _answer(self, topic, payload):
-        try:
-            kind, kid = topics.parse(topic)
-        except ValueError:
-            kind = None
-        if kind != topics.UP:
-            log.warning("ignored a message on %s", topic)
-            return []
-        return self._guarded(self.service.handle, payload, kid, int(self.clock()))
+    def _serve(self, batch):
+        """Handle a batch (trying again while its transaction fails), publish the answers after
+        the commit, and mark each uplink handled."""
+        messages = [(topic, payload) for topic, (payload, _) in batch]
+        delay = self.retry
+        while True:
+            try:
+                answers = self._answer_batch(messages)
+                break
+            except Exception:
+                log.exception("vendor work failed on a batch of %d uplinks; trying it again in "
+                              "%.1f s", len(messages), delay)
+                if self._stop.wait(delay):
+                    return  # unacknowledged: the broker delivers the batch again
+                delay = min(60.0, delay * 2)
+        for (_, (_, pending)), out in zip(batch, answers):
+            pending.acks = self._publish(out) or ()
+            pending.handled = True
+
+    def _answer_batch(self, messages):
+        """The answers to each (topic, payload), in order, from one transaction."""
+        work, answers = [], [[] for _ in messages]
+        for i, (topic, payload) in enumerate(messages):
+            try:
+                kind, kid = topics.parse(topic)
+            except ValueError:
+                kind = None
+            if kind != topics.UP:
+                log.warning("ignored a message on %s", topic)
+                continue
+            work.append((i, payload, kid))
+        if work:
+            done = self.service.handle_batch([(payload, kid) for _, payload, kid in work],
+                                             int(self.clock()))
+            for (i, _, _), out in zip(work, done):
+                answers[i] = out
+        return answers
 
     @staticmethod
     def _guarded(work, *args):
@@ -138,5 +254,12 @@ class Server:
             return []
 
     def _publish(self, answers):
+        """Publish (topic, bytes) answers; the transport's Acks."""
+        acks = []
         for topic, data in answers:
-            self.transport.publish(topic, data)
+            try:
+                acks.append(self.transport.publish(topic, data))
+            except OverflowError:  # kept all the same: a device asking again gets it
+                log.warning("an answer on %s waits in the database, not on the broker: the "
+                            "transport's offline queue is full", topic)
+        return acks

@@ -4,11 +4,16 @@ answers out, every step recorded in the Store inside one transaction.
 `handle(data, device_kid, now)` opens a device's message with an Inbox that trusts the registered
 device keys: the message is parsed and its signature verified before the Store's write lock is
 taken, and only the replay guard (the device's persisted state) and the answer run inside the
-transaction. Refusals are counted in `refusals` (reason -> count) and not answered, and each
+transaction. `handle_batch` does the same for many messages in one transaction (one commit), each
+in its own savepoint. Device keys and verified mandates are remembered between messages. Refusals are counted in `refusals` (reason -> count) and not answered, and each
 takes a token from the uplink's bucket in `limiter` (a RefusalLimiter): an uplink that keeps
 sending what is refused has its messages dropped unread (`rate-limited`) until its bucket
 refills. A message must be signed by the device whose uplink it came on (`topic-mismatch`
-otherwise). A redelivered message (same id, same bytes) gets the answers
+otherwise). Each signed message then takes a token from its device's bucket in `rates` (a
+DeviceLimiter): one over the device's rate is refused `rate-limited`, answered with an error of
+that code at most once per `rates.answer_every` seconds and otherwise dropped, and neither acted
+on nor remembered, so the device may send it again later; these refusals are counted and logged
+once per RATE_LOG_EVERY seconds at most. A redelivered message (same id, same bytes) gets the answers
 sent the first time, byte for byte. Then, by type:
 
 - quote-request: a signed offer (recorded, so an order can be checked against it), or an error;
@@ -35,6 +40,7 @@ non-test orders ship halfway through their lead time and are delivered at its en
 
 import logging
 import os
+import time
 
 from thingsdk import codec as default_codec
 from thingsdk import topics
@@ -48,13 +54,16 @@ from thingsdk.core.lifecycle import VISIT_SKU
 from thingsdk.core.replay import ReplayGuard
 from thingsdk.crypto import Ed25519Verifier
 from thingsdk.vendor import ordering
-from thingsdk.vendor.limiter import RefusalLimiter
+from thingsdk.vendor.limiter import DeviceLimiter, RefusalLimiter
 from thingsdk.vendor.ordering import error
 from thingsdk.zones import zone_offset
 
 TTL = 6 * 3600  # lifetime of the messages the vendor sends
 CARRIER = "thingsdk-sim"
-MANDATE_CACHE = 1024  # verified mandates remembered
+MANDATE_CACHE = 65536  # verified mandates remembered
+KEY_CACHE = 65536  # device keys remembered
+RATE_LOG_EVERY = 10.0  # seconds between reports of rate-limited messages
+OVER_RATE = "over-rate"  # the status of a checked message its device sent over its rate
 REMIND_DAYS = 3  # deliveries are repeated on a device's status for this long after arrival
 log = logging.getLogger(__name__)
 
@@ -79,7 +88,7 @@ class Service:
     """The vendor: its `store`, `catalog` and `signer` (the key devices address as `to`)."""
 
     def __init__(self, store, catalog, signer, codec=default_codec, ttl=TTL, new_id=None,
-                 zones=zone_offset, limiter=None):
+                 zones=zone_offset, limiter=None, rates=None):
         self.store = store
         self.catalog = catalog
         self.signer = signer
@@ -90,11 +99,16 @@ class Service:
         self.zones = zones
         self.refusals = {}
         self.limiter = limiter if limiter is not None else RefusalLimiter()
+        self.rates = rates if rates is not None else DeviceLimiter()
+        self._keys = {}  # device kid -> its key's verifier; oldest first
+        self._guards = {}  # device kid -> (replay state bytes saved, its ReplayGuard)
+        self._unsaid, self._say_at = 0, 0.0  # rate-limited refusals not yet logged; when next
         self._mandates = {}  # (token, owner key, device kid) -> Mandate verified; oldest first
 
     def held_mandate(self, device):
-        """The device's newest accepted Mandate, or None. Verified once and then remembered (for
-        the last MANDATE_CACHE tokens), so handling an order verifies no mandate inside the lock."""
+        """The device's newest accepted Mandate, or None. Verified once and then remembered (the
+        last MANDATE_CACHE tokens, those accepted here among them), so handling an order verifies
+        no mandate inside the lock."""
         if device.mandate is None:
             return None
         key = (device.mandate, device.owner_key, device.kid)
@@ -102,23 +116,51 @@ class Service:
         if held is None:
             held = mandate.verify(device.mandate, Ed25519Verifier(device.owner_key), self.codec,
                                   device.kid, device.mandate_nbf)
-            if len(self._mandates) >= MANDATE_CACHE:
-                del self._mandates[next(iter(self._mandates))]
-            self._mandates[key] = held
+            self._remember_mandate(key, held)
         return held
+
+    def _remember_mandate(self, key, held):
+        if len(self._mandates) >= MANDATE_CACHE:
+            del self._mandates[next(iter(self._mandates))]
+        self._mandates[key] = held
 
     # Messages.
 
     def handle(self, data, device_kid, now):
         """The (topic, bytes) answers to one message from the uplink of device_kid."""
+        return self.handle_batch([(data, device_kid)], now)[0]
+
+    def handle_batch(self, uplinks, now):
+        """The answers to each (data, device kid) in order, as `handle` gives them, from one
+        transaction (one commit). Every message is read, parsed and verified before the write lock
+        is taken; inside it each runs in its own savepoint, so one that fails is logged and
+        answered with nothing while the others are kept. Messages of one device are acted on in
+        the order given."""
+        answers = [[] for _ in uplinks]
+        checked = [(i, kid, self._check(data, kid)) for i, (data, kid) in enumerate(uplinks)]
+        checked = [(i, kid, inbox_opened) for i, kid, inbox_opened in checked if inbox_opened]
+        if not checked:
+            return answers
+        with self.store.transaction():
+            for i, kid, (inbox, opened) in checked:
+                try:
+                    with self.store.savepoint():
+                        answers[i] = self._act(kid, inbox, opened, now)
+                except Exception:  # rolled back to the savepoint; the batch goes on
+                    log.exception("vendor work failed on a message from device %s", kid.hex())
+        return [[(topics.downlink(kid), reply) for reply in sent]
+                for sent, (_, kid) in zip(answers, uplinks)]
+
+    def _check(self, data, device_kid):
+        """(inbox, opened) for a message that passed every check needing no lock, or None if it
+        was refused (counted). A message that exceeds its device's rate is given as opened with
+        status OVER_RATE, to be answered `rate-limited` (see DeviceLimiter), or refused unanswered."""
         if not self.limiter.allows(device_kid):
             self.refusals["rate-limited"] = self.refusals.get("rate-limited", 0) + 1
-            return []
-        # Reading, parsing and verifying need no lock: only the replay guard and what follows do.
-        public_key = self.store.public_key(device_kid)
-        if public_key is None:
+            return None
+        own = self._device_key(device_kid)
+        if own is None:
             return self._refuse("unknown-device", device_kid)
-        own = Ed25519Verifier(public_key)
         inbox = envelope.Inbox(self.kid, lambda kid: own if kid == device_kid else
                                self._verifier(kid), self.codec)
         opened = inbox.check(data)
@@ -127,23 +169,77 @@ class Service:
         msg = opened.message
         if msg.kid != device_kid:
             return self._refuse("topic-mismatch", device_kid)
+        if not self.rates.take(device_kid):
+            self._rate_limited(device_kid)
+            if not self.rates.answer_due(device_kid):
+                return None
+            opened.status = OVER_RATE
+            return inbox, opened
         if msg.type == m.ORDER:  # verify the mandate an order is checked against, lock not held
             self.held_mandate(self.store.device(device_kid))
-        with self.store.transaction():
-            device = self.store.device(device_kid)  # devices are never deleted
-            inbox.guard = ReplayGuard.from_state(device.replay) if device.replay else ReplayGuard()
-            opened = inbox.admit(opened, now)
-            if opened.status == envelope.REJECT:
-                return self._refused(inbox, device_kid)
-            if opened.status == envelope.DUPLICATE:
-                sent = self.store.replies(device_kid, msg.id)
-            else:
-                sent = [self._seal(device_kid, t, body, now, msg.id)
-                        for t, body in self._answer(device, msg, now)]
-                inbox.commit(opened)
-                self.store.save_replay(device_kid, inbox.guard.to_state())
-                self.store.save_replies(device_kid, msg.id, sent, now)
-        return [(topics.downlink(device_kid), reply) for reply in sent]
+        return inbox, opened
+
+    def _act(self, device_kid, inbox, opened, now):
+        """The sealed answers to a checked message, inside the transaction: the replay guard's
+        verdict, then the recorded answers of a redelivery or the new ones, kept."""
+        msg = opened.message
+        if opened.status == OVER_RATE:  # answered, neither acted on nor kept (sent again later)
+            ref = msg.body.get("order") if msg.type in (m.ORDER, m.CANCEL) else None
+            code, body = error("rate-limited", "Too many messages from this device; send again "
+                               "in a while.", ref)
+            return [self._seal(device_kid, code, body, now, msg.id)]
+        device = self.store.device(device_kid)  # devices are never deleted
+        inbox.guard = self._replay_guard(device)
+        opened = inbox.admit(opened, now)
+        if opened.status == envelope.REJECT:
+            self._refused(inbox, device_kid)
+            return []
+        if opened.status == envelope.DUPLICATE:
+            return self.store.replies(device_kid, msg.id)
+        sent = [self._seal(device_kid, t, body, now, msg.id)
+                for t, body in self._answer(device, msg, now)]
+        inbox.commit(opened)
+        kept = self.store.save_replay(device_kid, inbox.guard.to_state())
+        if len(self._guards) >= KEY_CACHE:
+            del self._guards[next(iter(self._guards))]
+        self._guards[device_kid] = (kept, inbox.guard)
+        self.store.save_replies(device_kid, msg.id, sent, now)
+        return sent
+
+    def _replay_guard(self, device):
+        """The device's replay guard: the one this service last saved for it if the store still
+        holds those very bytes (no other worker has written since, no rollback undid it), else
+        decoded from the store. Taken out of memory until saved again, so a guard changed by a
+        message whose work is rolled back is never used again."""
+        kept = self._guards.pop(device.kid, None)
+        if kept is not None and kept[0] == device.replay_bytes:
+            return kept[1]
+        return ReplayGuard.from_state(device.replay) if device.replay else ReplayGuard()
+
+    def _device_key(self, kid):
+        """The verifier of a registered device's key, remembered (a kid names one key for
+        good), or None for a kid not registered (not remembered: it may be registered later)."""
+        own = self._keys.get(kid)
+        if own is None:
+            public_key = self.store.public_key(kid)
+            if public_key is None:
+                return None
+            if len(self._keys) >= KEY_CACHE:
+                del self._keys[next(iter(self._keys))]
+            own = self._keys[kid] = Ed25519Verifier(public_key)
+        return own
+
+    def _rate_limited(self, device_kid):
+        """Count a refusal for rate; say so at most once per RATE_LOG_EVERY seconds."""
+        self.refusals["rate-limited"] = self.refusals.get("rate-limited", 0) + 1
+        self._unsaid += 1
+        now = time.monotonic()
+        if now >= self._say_at:
+            self._say_at = now + RATE_LOG_EVERY
+            log.warning("rate-limited %d signed messages since the last report; the latest from "
+                        "device %s (%d refused while its bucket was kept)", self._unsaid,
+                        device_kid.hex(), self.rates.refusals(device_kid))
+            self._unsaid = 0
 
     def _verifier(self, kid):
         public_key = self.store.public_key(kid)
@@ -152,13 +248,11 @@ class Service:
     def _refused(self, inbox, device_kid):
         for reason in inbox.rejections:
             self._refuse(reason, device_kid)
-        return []
 
     def _refuse(self, reason, device_kid):
         self.refusals[reason] = self.refusals.get(reason, 0) + 1
         self.limiter.charge(device_kid)
         log.info("refused a message on the uplink of %s: %s", device_kid.hex(), reason)
-        return []
 
     def _seal(self, device_kid, msg_type, body, now, reply_to=None):
         return envelope.seal(msg_type, body, self.signer, device_kid, self.store.next_seq(), now,
@@ -219,6 +313,7 @@ class Service:
             return [error(exc.code, sentence(["mandate refused: " + str(exc).split(": ", 1)[1]]))]
         if new is not current:
             self.store.save_mandate(device.kid, new)
+            self._remember_mandate((new.token, device.owner_key, device.kid), new)
         return []
 
     def _support(self, device, msg, now):

@@ -1,17 +1,23 @@
-"""The vendor's state in one SQLite file (WAL): devices, offers, orders, support cases, last levels,
-the answers sent, and the counter its messages are numbered by.
+"""The vendor's state: devices, offers, orders, support cases, last levels, the answers sent, and
+the counter its messages are numbered by. In one SQLite file (WAL), the embedded default, or in
+PostgreSQL (PostgresStore, psycopg 3) for workers on several hosts: one interface, the same SQL.
 
-Several workers (threads or processes, each with its own Store) may share the file: the service
-does each message's work inside `transaction()`, a `BEGIN IMMEDIATE` that holds SQLite's one write
-lock from the first read, so two workers never act on the same message or order at once, and the
-second one finds what the first recorded. Structured state (replay guard, spend ledger, bodies) is
-kept as deterministic CBOR.
+Several workers (threads or processes, each with its own Store) may share the database: the
+service does each message's work inside `transaction()`, which holds the one write lock from the
+first read (SQLite's `BEGIN IMMEDIATE`; on PostgreSQL an advisory lock), so two workers never act
+on the same message or order at once, and the second one finds what the first recorded. The
+schema's version is kept in `meta`; a database from a newer vendor is refused. Structured state (replay guard, spend ledger, bodies) is
+kept as CBOR, encoded and decoded with cbor2's C codec (see `_dumps`).
 """
 
 import contextlib
+import functools
 import sqlite3
 
+import cbor2
+
 from thingsdk import codec
+
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL);
@@ -45,9 +51,11 @@ CREATE TABLE IF NOT EXISTS orders (
     offer BLOB NOT NULL, sku TEXT NOT NULL, qty INTEGER NOT NULL,
     total INTEGER NOT NULL, currency TEXT NOT NULL, test INTEGER NOT NULL,
     placed INTEGER NOT NULL, cancel_until INTEGER, ships_at INTEGER, arrives_at INTEGER,
-    PRIMARY KEY (device, id)
+    {row_column}PRIMARY KEY (device, id)
 );
 CREATE INDEX IF NOT EXISTS orders_open ON orders (status, ships_at);
+CREATE INDEX IF NOT EXISTS orders_held ON orders (sku, status, test, qty);  -- covers held()
+CREATE INDEX IF NOT EXISTS orders_open_of ON orders (device, sku, test, status);
 CREATE TABLE IF NOT EXISTS cases (
     device BLOB NOT NULL, id BLOB NOT NULL, fault TEXT NOT NULL, diag BLOB NOT NULL, text TEXT,
     opened INTEGER NOT NULL,
@@ -69,29 +77,69 @@ CREATE INDEX IF NOT EXISTS replies_at ON replies (at);
 CREATE INDEX IF NOT EXISTS offers_until ON offers (until);
 """
 KEEP = 30 * 86400  # answers and offers are kept as long as a message can be valid
+SCHEMA_VERSION = 1  # of the tables above, recorded in meta; a change adds a step to _migrate
+WRITE_LOCK = 0x7468696E  # PostgreSQL advisory lock key that serialises the vendor's writers
+
+
+class StoreError(Exception):
+    """A database this vendor cannot use."""
+
+
+def _dumps(value):
+    """A value (state, bodies, answers) as the store keeps it: plain CBOR from cbor2's C encoder.
+    Nothing the store keeps is signed or compared as bytes (messages are sealed anew from the
+    values), so it needs neither the deterministic encoding nor the core decoder's checks. (A
+    case's `diag`, as the device sent it, goes through the core codec, which can hold anything a
+    message may.)"""
+    return cbor2.dumps(value)
+
+
+def _loads(data):
+    """A value the store wrote, read back with cbor2's C decoder."""
+    return cbor2.loads(data)
 
 
 class Device:
-    """A registered device: keys, mandate, revocation, replay and spend state (decoded)."""
+    """A registered device: keys, mandate, revocation, replay and spend state (decoded when
+    first read)."""
 
     def __init__(self, row):
         (self.kid, self.public_key, self.owner_key, self.mandate, self.mandate_version,
-         self.mandate_nbf, revoked, replay, ledger, self.registered) = row
+         self.mandate_nbf, revoked, self.replay_bytes, self._ledger, self.registered) = row
         self.revoked = bool(revoked)
-        self.replay = codec.loads(replay) if replay else None
-        self.ledger = codec.loads(ledger) if ledger else None
+
+    @functools.cached_property
+    def replay(self):
+        return _loads(self.replay_bytes) if self.replay_bytes else None
+
+    @functools.cached_property
+    def ledger(self):
+        return _loads(self._ledger) if self._ledger else None
 
 
 class Store:
-    """One connection to the vendor's database file (created if missing)."""
+    """The vendor's state: the SQL both backends run, written once. This class is SQLite's: one
+    connection to the vendor's database file (created if missing); PostgresStore is the other
+    backend. `db.execute(sql, args)` takes `?` placeholders and gives a DB-API cursor; rows are
+    numbered by the `rowid` column (PostgreSQL's is called `n`: PostgresStore translates)."""
 
     def __init__(self, path, timeout=30.0):
         self.db = sqlite3.connect(str(path), timeout=timeout, isolation_level=None,
                                   check_same_thread=False)
         self.db.execute("PRAGMA journal_mode=WAL")
         self.db.execute("PRAGMA synchronous=FULL")
-        self.db.executescript(SCHEMA)
-        self.db.execute("INSERT OR IGNORE INTO meta VALUES ('seq', 0)")
+        self.db.executescript(SCHEMA.format(row_column=""))
+        self._migrate()
+
+    def _migrate(self):
+        """Bring the schema to SCHEMA_VERSION (recorded in `meta`); refuse a newer database."""
+        self.db.execute("INSERT INTO meta VALUES ('seq', 0) ON CONFLICT DO NOTHING")
+        self.db.execute("INSERT INTO meta VALUES ('schema', ?) ON CONFLICT DO NOTHING",
+                        (SCHEMA_VERSION,))
+        found = self._one("SELECT value FROM meta WHERE key = 'schema'")[0]
+        if found > SCHEMA_VERSION:
+            raise StoreError("the database has schema version %d; this vendor knows up to %d"
+                             % (found, SCHEMA_VERSION))
 
     @contextlib.contextmanager
     def transaction(self):
@@ -103,6 +151,18 @@ class Store:
             self.db.execute("ROLLBACK")
             raise
         self.db.execute("COMMIT")
+
+    @contextlib.contextmanager
+    def savepoint(self):
+        """Inside a transaction: all or nothing of what the block does, the rest kept."""
+        self.db.execute("SAVEPOINT work")
+        try:
+            yield self
+        except BaseException:
+            self.db.execute("ROLLBACK TO work")
+            self.db.execute("RELEASE work")
+            raise
+        self.db.execute("RELEASE work")
 
     def _one(self, sql, *args):
         return self.db.execute(sql, args).fetchone()
@@ -119,9 +179,11 @@ class Store:
         self.db.execute(
             "INSERT INTO devices (kid, public_key, owner_key, registered) VALUES (?, ?, ?, ?) "
             "ON CONFLICT (kid) DO UPDATE SET revoked = 0, registered = excluded.registered, "
-            "mandate = CASE WHEN owner_key = excluded.owner_key THEN mandate END, "
-            "mandate_version = CASE WHEN owner_key = excluded.owner_key THEN mandate_version END, "
-            "mandate_nbf = CASE WHEN owner_key = excluded.owner_key THEN mandate_nbf END, "
+            "mandate = CASE WHEN devices.owner_key = excluded.owner_key THEN devices.mandate END, "
+            "mandate_version = CASE WHEN devices.owner_key = excluded.owner_key "
+            "THEN devices.mandate_version END, "
+            "mandate_nbf = CASE WHEN devices.owner_key = excluded.owner_key "
+            "THEN devices.mandate_nbf END, "
             "owner_key = excluded.owner_key", (kid, public_key, owner_key, now))
 
     def revoke(self, kid):
@@ -138,10 +200,13 @@ class Store:
         return row[0] if row else None
 
     def save_replay(self, kid, state):
-        self.db.execute("UPDATE devices SET replay = ? WHERE kid = ?", (codec.dumps(state), kid))
+        """Keep a device's replay guard state; the bytes kept (Device.replay_bytes)."""
+        data = _dumps(state)
+        self.db.execute("UPDATE devices SET replay = ? WHERE kid = ?", (data, kid))
+        return data
 
     def save_ledger(self, kid, state):
-        self.db.execute("UPDATE devices SET ledger = ? WHERE kid = ?", (codec.dumps(state), kid))
+        self.db.execute("UPDATE devices SET ledger = ? WHERE kid = ?", (_dumps(state), kid))
 
     def save_mandate(self, kid, mandate):
         self.db.execute("UPDATE devices SET mandate = ?, mandate_version = ?, mandate_nbf = ? "
@@ -152,15 +217,15 @@ class Store:
     def add_offer(self, device, body, now):
         """Record an offer issued to device; False if it already has an offer of that id."""
         return self.db.execute(
-            "INSERT OR IGNORE INTO offers VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            "INSERT INTO offers VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
             (device, body["offer"], body["sku"], body["qty"], body["price"][0], body["total"][0],
-             body["total"][1], body["until"], int(body["test"]), codec.dumps(body),
+             body["total"][1], body["until"], int(body["test"]), _dumps(body),
              now)).rowcount == 1
 
     def offer(self, device, offer_id):
         """The offer body issued to this device under that id, or None."""
         row = self._one("SELECT body FROM offers WHERE device = ? AND id = ?", device, offer_id)
-        return codec.loads(row[0]) if row else None
+        return _loads(row[0]) if row else None
 
     # Orders.
 
@@ -168,15 +233,16 @@ class Store:
         """(digest, status, receipt body) of an order, or None."""
         row = self._one("SELECT digest, status, receipt FROM orders WHERE device = ? AND id = ?",
                         device, order_id)
-        return (row[0], row[1], codec.loads(row[2])) if row else None
+        return (row[0], row[1], _loads(row[2])) if row else None
 
     def add_order(self, device, body, digest, now):
         """Insert an order (status "new") and return its row id, the base of its reference."""
         return self.db.execute(
             "INSERT INTO orders (device, id, digest, status, receipt, offer, sku, qty, total, "
-            "currency, test, placed) VALUES (?, ?, ?, 'new', x'', ?, ?, ?, ?, ?, ?, ?)",
-            (device, body["order"], digest, body["offer"], body["sku"], body["qty"],
-             body["total"][0], body["total"][1], int(body["test"]), now)).lastrowid
+            "currency, test, placed) VALUES (?, ?, ?, 'new', ?, ?, ?, ?, ?, ?, ?, ?) "
+            "RETURNING rowid",
+            (device, body["order"], digest, b"", body["offer"], body["sku"], body["qty"],
+             body["total"][0], body["total"][1], int(body["test"]), now)).fetchone()[0]
 
     def settle_order(self, device, order_id, status, reason, receipt, schedule=(None, None, None)):
         """Record how an order was first answered; `schedule` is (cancel_until, ships_at,
@@ -184,7 +250,7 @@ class Store:
         self.db.execute(
             "UPDATE orders SET status = ?, reason = ?, receipt = ?, cancel_until = ?, ships_at = ?,"
             " arrives_at = ? WHERE device = ? AND id = ?",
-            (status, reason, codec.dumps(receipt)) + tuple(schedule) + (device, order_id))
+            (status, reason, _dumps(receipt)) + tuple(schedule) + (device, order_id))
 
     def set_status(self, device, order_id, status):
         self.db.execute("UPDATE orders SET status = ? WHERE device = ? AND id = ?",
@@ -199,12 +265,12 @@ class Store:
         """The receipt reference of this device's open order for sku, or None."""
         row = self._one("SELECT receipt FROM orders WHERE device = ? AND sku = ? AND test = ? "
                         "AND status IN ('accepted', 'shipped')", device, sku, int(test))
-        return codec.loads(row[0])["ref"] if row else None
+        return _loads(row[0])["ref"] if row else None
 
     def held(self, sku):
         """Units of sku held for accepted orders that have not shipped (test orders hold none)."""
-        return self._one("SELECT COALESCE(SUM(qty), 0) FROM orders WHERE sku = ? AND test = 0 "
-                         "AND status = 'accepted'", sku)[0]
+        return self._one("SELECT CAST(COALESCE(SUM(qty), 0) AS BIGINT) FROM orders "
+                         "WHERE sku = ? AND test = 0 AND status = 'accepted'", sku)[0]
 
     def due(self, status, column, now):
         """(device, order id, qty, arrives_at) of the non-test orders in status whose `column`
@@ -215,7 +281,7 @@ class Store:
 
     def order_ref(self, device, order_id):
         """The order's own reference (accepted orders carry it in their receipt)."""
-        return codec.loads(self._one("SELECT receipt FROM orders WHERE device = ? AND id = ?",
+        return _loads(self._one("SELECT receipt FROM orders WHERE device = ? AND id = ?",
                                      device, order_id)[0]).get("ref")
 
     def news(self, device, delivered_since):
@@ -231,22 +297,25 @@ class Store:
         """Every order of a device as dicts, oldest first (for tools and tests)."""
         cursor = self.db.execute("SELECT * FROM orders WHERE device = ? ORDER BY rowid", (device,))
         names = [c[0] for c in cursor.description]
-        return [dict(zip(names, row)) for row in cursor.fetchall()]
+        return [{k: v for k, v in zip(names, row) if k != "n"} for row in cursor.fetchall()]
 
     # Support cases and levels.
 
     def case_reply(self, device, case_id):
         row = self._one("SELECT reply FROM cases WHERE device = ? AND id = ?", device, case_id)
-        return codec.loads(row[0]) if row else None
+        return _loads(row[0]) if row else None
 
     def add_case(self, device, body, reply, now):
         self.db.execute("INSERT INTO cases VALUES (?, ?, ?, ?, ?, ?, ?)",
                         (device, body["case"], body["fault"], codec.dumps(body["diag"]),
-                         body.get("text"), now, codec.dumps(reply)))
+                         body.get("text"), now, _dumps(reply)))
 
     def save_levels(self, device, slots, now):
         for s in slots:
-            self.db.execute("INSERT OR REPLACE INTO levels VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            self.db.execute("INSERT INTO levels VALUES (?, ?, ?, ?, ?, ?, ?, ?) "
+                            "ON CONFLICT (device, slot) DO UPDATE SET sku = excluded.sku, "
+                            "unit = excluded.unit, level = excluded.level, cap = excluded.cap, "
+                            "rate = excluded.rate, at = excluded.at",
                             (device, s["slot"], s.get("sku"), s["unit"], s["level"], s["cap"],
                              s["rate"], now))
 
@@ -259,14 +328,73 @@ class Store:
     # Answers, for redeliveries.
 
     def save_replies(self, device, msg_id, replies, now):
-        self.db.execute("INSERT OR REPLACE INTO replies VALUES (?, ?, ?, ?)",
-                        (device, msg_id, codec.dumps(list(replies)), now))
+        self.db.execute("INSERT INTO replies VALUES (?, ?, ?, ?) ON CONFLICT (device, msg) "
+                        "DO UPDATE SET data = excluded.data, at = excluded.at",
+                        (device, msg_id, _dumps(list(replies)), now))
 
     def replies(self, device, msg_id):
         row = self._one("SELECT data FROM replies WHERE device = ? AND msg = ?", device, msg_id)
-        return codec.loads(row[0]) if row else []
+        return _loads(row[0]) if row else []
 
     def prune(self, now):
         """Forget answers and offers older than KEEP (orders and cases are kept)."""
         self.db.execute("DELETE FROM replies WHERE at < ?", (now - KEEP,))
         self.db.execute("DELETE FROM offers WHERE until < ?", (now - KEEP,))
+
+
+def open_store(where):
+    """The Store for `where`: a postgresql:// URL (or a libpq "key=value" string naming a
+    `dbname`) opens PostgresStore, anything else is a SQLite file."""
+    text = str(where)
+    if text.startswith(("postgresql://", "postgres://")) or "dbname=" in text:
+        return PostgresStore(text)
+    return Store(where)
+
+
+class _Translating:
+    """A psycopg connection that takes the store's SQL: `?` placeholders become `%s` and the
+    `rowid` column `n` (translations kept)."""
+
+    def __init__(self, connection):
+        self.connection = connection
+        self._sql = {}
+
+    def execute(self, sql, args=()):
+        translated = self._sql.get(sql)
+        if translated is None:
+            translated = self._sql[sql] = sql.replace("?", "%s").replace("rowid", "n")
+        return self.connection.execute(translated, args)
+
+    def close(self):
+        self.connection.close()
+
+
+class PostgresStore(Store):
+    """The same store on PostgreSQL (psycopg 3), for a vendor whose workers run on several
+    hosts. Writers are serialised as SQLite's are: each transaction first takes one advisory lock
+    (WRITE_LOCK), so two workers never act on the same message or order at once."""
+
+    def __init__(self, conninfo):
+        try:
+            import psycopg
+        except ImportError:
+            raise StoreError("PostgreSQL needs psycopg: pip install 'thingsdk[postgres]'")
+
+        self.db = _Translating(psycopg.connect(conninfo, autocommit=True))
+        schema = SCHEMA.format(row_column="n BIGSERIAL UNIQUE, ")
+        schema = schema.replace("BLOB", "BYTEA").replace("INTEGER", "BIGINT")
+        with self.transaction():
+            self.db.connection.execute(schema)
+            self._migrate()
+
+    @contextlib.contextmanager
+    def transaction(self):
+        """All or nothing, holding the vendor's write lock throughout."""
+        self.db.execute("BEGIN")
+        try:
+            self.db.execute("SELECT pg_advisory_xact_lock(?)", (WRITE_LOCK,))
+            yield self
+        except BaseException:
+            self.db.execute("ROLLBACK")
+            raise
+        self.db.execute("COMMIT")

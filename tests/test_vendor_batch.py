@@ -1,0 +1,97 @@
+"""Service.handle_batch: many messages in one transaction, each kept or not on its own, acted on
+in order, with what is remembered between messages never standing in for the database; and the
+server's side of it: batches taken in turn, acknowledged in order once kept and answered."""
+
+import os
+import queue
+
+import pytest
+
+from test_vendor import T, backend, postgres, world  # noqa: F401 (the fixtures)
+from thingsdk.core import messages as m
+from thingsdk.mqtt import Ack
+from thingsdk.vendor import service as service_module
+from thingsdk.vendor.serve import AckLine, FairQueue
+from thingsdk.vendor.service import Service
+
+WF = {"slot": "s", "sku": "WF-300", "qty": 1}
+LEVEL = {"slots": [{"slot": "s", "unit": "pcs", "level": 1, "cap": 4, "rate": 0}]}
+
+
+def test_a_batch_answers_each_message_as_one_at_a_time_would(world):
+    offer = world.quote(world.a, "WF-300")
+    order = m.order_body(offer, os.urandom(16), 1)
+    sealed = [(world.a.seal(m.ORDER, order, T), world.a.kid),
+              (world.b.seal(m.QUOTE_REQUEST, WF, T), world.b.kid),
+              (b"\xd2\x84\x40\xa0\x40\x40", world.b.kid),  # refused, unanswered
+              (world.a.seal(m.CANCEL, {"order": order["order"], "by": "owner", "reason": "x"}, T),
+               world.a.kid)]
+    sealed.append(sealed[0])  # the same order again, after its cancel: the first receipt
+    answers = world.service.handle_batch(sealed, T)
+    receipt, offer_b, cancelled, again = (world.a.receive(answers[0], T),
+                                          world.b.receive(answers[1], T),
+                                          world.a.receive(answers[3], T), answers[4])
+    assert answers[2] == []
+    assert receipt[0].body["status"] == "accepted" and offer_b[0].type == m.OFFER
+    assert cancelled[0].type == m.CANCEL  # the order before it in the batch was kept first
+    assert again == answers[0]  # a duplicate: the answers sent the first time
+    assert [o["status"] for o in world.service.store.orders(world.a.kid)] == ["cancelled"]
+
+
+def test_a_message_whose_work_fails_is_rolled_back_alone(world, monkeypatch):
+    service = world.service
+    calls = []
+
+    def failing_once(service, device, msg, now):
+        calls.append(device.kid)
+        if len(calls) == 1:
+            service.store.save_levels(device.kid, LEVEL["slots"], now)
+            raise RuntimeError("a bug")
+        return Service._quote(service, device, msg, now)
+
+    monkeypatch.setitem(service_module._HANDLERS, m.QUOTE_REQUEST, failing_once)
+    first = world.a.seal(m.QUOTE_REQUEST, WF, T)
+    batch = [(first, world.a.kid), (world.b.seal(m.QUOTE_REQUEST, WF, T), world.b.kid)]
+    answers = service.handle_batch(batch, T)
+    assert answers[0] == [] and len(world.b.receive(answers[1], T)) == 1
+    assert service.store.levels(world.a.kid) == {}  # its writes undone
+    # Nothing of it was kept, not even in memory: sent again it is handled as new.
+    [offer] = world.a.receive(service.handle(first, world.a.kid, T), T)
+    assert offer.type == m.OFFER
+
+
+def test_a_worker_sees_what_another_recorded_since_its_last_message(world):
+    one, other = world.service, world.new_service()
+    first = world.a.seal(m.QUOTE_REQUEST, WF, T)
+    second = world.a.seal(m.QUOTE_REQUEST, WF, T)
+    one.handle(first, world.a.kid, T)  # `one` remembers the device's replay guard
+    answered = other.handle(second, world.a.kid, T)
+    # `one` must not take its guard from memory: the store's says `second` was handled.
+    assert one.handle(second, world.a.kid, T) == answered
+    assert len(one.store.replies(world.a.kid, world.a.inbox.open(answered[0][1], T).message.re)
+               ) == 1
+
+
+def test_uplinks_are_acknowledged_in_the_order_they_came_once_kept_and_answered():
+    acknowledged = []
+    line = AckLine(acknowledged.append)
+    first, second, third = (line.arrived(delivery) for delivery in ("1st", "2nd", "3rd"))
+    third.handled = True
+    assert line.release() == 0 and acknowledged == []  # the first is not handled yet
+    answer = Ack()
+    first.acks, first.handled = [answer], True
+    assert line.release() == 0  # handled, but the broker has not taken its answer
+    answer._answer([0])
+    assert line.release() == 1 and acknowledged == ["1st"]
+    second.handled = True
+    assert line.release() == 2 and acknowledged == ["1st", "2nd", "3rd"] and len(line) == 0
+
+
+def test_a_batch_is_taken_from_the_uplinks_in_turn():
+    uplinks = FairQueue()
+    for topic, payload in (("a", 1), ("a", 2), ("a", 3), ("b", 1), ("c", 1), ("c", 2)):
+        uplinks.put(topic, payload)
+    assert uplinks.take(4) == [("a", 1), ("b", 1), ("c", 1), ("a", 2)]
+    assert uplinks.take(4) == [("c", 2), ("a", 3)]
+    with pytest.raises(queue.Empty):
+        uplinks.take(4, timeout=0.01)
