@@ -7,7 +7,7 @@ import threading
 
 import pytest
 
-from broker import VENDOR, Mqtt311Only, wait_for
+from broker import VENDOR, VENDOR_2, Mqtt311Only, wait_for
 from thingsdk import topics
 from thingsdk.mqtt import V5, V311, Backoff, Transport
 
@@ -69,10 +69,22 @@ def device(connect, url, kid, **options):
 
 def vendor(connect, url, **options):
     """A connected vendor worker, taking uplinks through the shared subscription."""
-    transport = connect(url, VENDOR + "-1", cn=VENDOR, **options)
+    transport = connect(url, VENDOR, cn=VENDOR, **options)
     ack = transport.subscribe(topics.vendor_uplinks())
     assert ack.wait(TIMEOUT) and not ack.refused
     return transport
+
+
+def test_the_vendor_reads_every_device_and_nothing_else(broker, connect):
+    server = connect(broker.tls_url, VENDOR, cn=VENDOR)
+    for allowed in (topics.every(topics.UP), topics.presence(DEVICE_A), topics.uplink(DEVICE_B),
+                    topics.vendor_uplinks()):
+        ack = server.subscribe(allowed)
+        assert ack.wait(TIMEOUT) and ack.reasons == [1], allowed
+    for refused in ("#", "thingsdk/v1/up/#", "thingsdk/v1/+/+", topics.every(topics.DOWN),
+                    topics.vendor_uplinks("elsewhere")):
+        ack = server.subscribe(refused)
+        assert ack.wait(TIMEOUT) and ack.reasons == [NOT_AUTHORIZED], refused
 
 
 def test_topic_layout_and_acl():
@@ -89,12 +101,13 @@ def test_topic_layout_and_acl():
             topics.parse(bad)
     with pytest.raises(ValueError):
         topics.uplink(b"short")
-    acl = topics.mosquitto_acl(["vendor", "billing"])
-    assert "pattern write thingsdk/v1/up/%u" in acl and "%c" not in acl.split("\n", 2)[2]
-    assert acl.count("topic write thingsdk/v1/down/+") == 2
-    for bad in ("a1" * 8, "two words", "x/y", ""):
-        with pytest.raises(ValueError):
-            topics.mosquitto_acl([bad])
+    assert topics.device_access(DEVICE_A) == [
+        (topics.WRITE, topics.uplink(DEVICE_A)), (topics.WRITE, topics.presence(DEVICE_A)),
+        (topics.READ, topics.downlink(DEVICE_A))]
+    assert (topics.READ, "$share/workers/thingsdk/v1/up/+") in topics.vendor_access("workers")
+    assert {t for _, t in topics.owner_access([DEVICE_B])} == {
+        topics.uplink(DEVICE_B), topics.downlink(DEVICE_B), topics.presence(DEVICE_B)}
+    assert topics.shared_filter("$share/g/thingsdk/v1/up/+") == "thingsdk/v1/up/+"
 
 
 def test_backoff_grows_with_jitter_up_to_the_cap():
@@ -140,9 +153,11 @@ def test_a_device_is_confined_to_its_own_topics(broker, connect):
     forged = a.publish(topics.uplink(DEVICE_B), b"forged order")
     assert forged.wait(TIMEOUT) and forged.reasons == [NOT_AUTHORIZED]
     assert a.publish(topics.downlink(DEVICE_B), b"forged offer").wait(TIMEOUT)
-    # mosquitto's acl_file grants any SUBSCRIBE and checks reads at delivery instead.
-    for topic_filter in (topics.downlink(DEVICE_B), "thingsdk/v1/down/+", "#"):
-        assert a.subscribe(topic_filter).wait(TIMEOUT)
+    # The dynamic-security plugin refuses a SUBSCRIBE to anything but its own downlink.
+    for topic_filter in (topics.downlink(DEVICE_B), "thingsdk/v1/down/+", "#",
+                         topics.uplink(DEVICE_A)):
+        refused = a.subscribe(topic_filter)
+        assert refused.wait(TIMEOUT) and refused.reasons == [NOT_AUTHORIZED]
     assert server.publish(topics.downlink(DEVICE_B), b"offer for b").wait(TIMEOUT)
     assert b.on_message.wait(topics.downlink(DEVICE_B), b"offer for b")
 
@@ -158,18 +173,44 @@ def test_a_device_is_confined_to_its_own_topics(broker, connect):
     assert "Denied PUBLISH from %s" % topics.kid_hex(DEVICE_A) in broker.log()
 
 
-@pytest.mark.xfail(strict=True, reason="mosquitto's acl_file does not check SUBSCRIBE (see "
-                   "docs/topics.md): a device that joins the vendor's share group takes its turn "
-                   "of every uplink, and the broker then drops it as a denied read")
 def test_a_device_cannot_join_the_vendors_share_group(broker, connect):
     server = vendor(connect, broker.tls_url)
     intruder = device(connect, broker.tls_url, DEVICE_A)
-    assert intruder.subscribe(topics.vendor_uplinks()).wait(TIMEOUT)
+    for group in ("vendor", "intruders"):
+        joined = intruder.subscribe(topics.vendor_uplinks(group))
+        assert joined.wait(TIMEOUT) and joined.reasons == [NOT_AUTHORIZED]
     b = device(connect, broker.tls_url, DEVICE_B)
     sent = [b"order %d" % i for i in range(4)]
     for payload in sent:
         assert b.publish(topics.uplink(DEVICE_B), payload).wait(TIMEOUT)
-    assert wait_for(lambda: server.on_message.payloads(topics.uplink(DEVICE_B)) == sent, 2.0)
+    assert wait_for(lambda: server.on_message.payloads(topics.uplink(DEVICE_B)) == sent, TIMEOUT)
+    assert intruder.on_message.messages == []
+
+
+def test_a_device_cannot_take_another_devices_client_id(broker, connect):
+    server = vendor(connect, broker.tls_url)
+    a = device(connect, broker.tls_url, DEVICE_A)
+    # B's certificate is valid, but the broker makes its CN the client id: B connects as itself.
+    intruder = connect(broker.tls_url, topics.kid_hex(DEVICE_A), cn=topics.kid_hex(DEVICE_B))
+    assert intruder.wait_connected(TIMEOUT)
+    assert "as %s (" % topics.kid_hex(DEVICE_B) in broker.log()
+    refused = intruder.subscribe(topics.downlink(DEVICE_A))
+    assert refused.wait(TIMEOUT) and refused.reasons == [NOT_AUTHORIZED]
+    # A is still connected, in the same session, and alone on its downlink.
+    assert server.publish(topics.downlink(DEVICE_A), b"offer for a").wait(TIMEOUT)
+    assert a.on_message.wait(topics.downlink(DEVICE_A), b"offer for a")
+    assert a.connected and a.reconnects == 0 and "taken over" not in broker.log()
+    assert intruder.on_message.messages == []
+
+
+def test_a_certificate_the_rules_do_not_name_can_do_nothing(broker, connect):
+    stranger = connect(broker.tls_url, "stranger", cn="stranger")
+    assert stranger.wait_connected(TIMEOUT)
+    for topic_filter in ("#", topics.every(topics.UP)):
+        refused = stranger.subscribe(topic_filter)
+        assert refused.wait(TIMEOUT) and refused.reasons == [NOT_AUTHORIZED]
+    denied = stranger.publish(topics.uplink(DEVICE_A), b"forged")
+    assert denied.wait(TIMEOUT) and denied.reasons == [NOT_AUTHORIZED]
 
 
 DEVICE_PROCESS = """
@@ -204,7 +245,7 @@ def test_a_device_that_dies_is_announced_offline_by_its_last_will(broker, connec
         process.wait()
         process.stdout.close()
     assert watcher.on_message.wait(presence, topics.OFFLINE)
-    late = connect(broker.tls_url, VENDOR + "-2", cn=VENDOR)  # the state is retained
+    late = connect(broker.tls_url, VENDOR_2, cn=VENDOR_2)  # the state is retained
     late.subscribe(presence)
     assert late.on_message.wait(presence, topics.OFFLINE)
 
@@ -257,7 +298,7 @@ def test_broker_restart_reconnects_resubscribes_and_sends_what_was_queued(broker
 def test_the_session_keeps_messages_for_an_offline_device(persistent_broker, connect, version):
     broker = persistent_broker
     device(connect, broker.tls_url, DEVICE_A, version=version).close()
-    server = connect(broker.tls_url, VENDOR + "-1", cn=VENDOR)
+    server = connect(broker.tls_url, VENDOR, cn=VENDOR)
     assert server.publish(topics.downlink(DEVICE_A), b"while you were away").wait(TIMEOUT)
     server.close()
     broker.restart()  # the session and its queued message are in the persistence file
