@@ -605,6 +605,18 @@ def _print_written(files):
         print("wrote        %s" % path)
 
 
+def _print_device_files(folder, device_pubs):
+    """Each device's TLS files, as `thingsdk provision` takes them."""
+    from thingsdk import broker_setup
+    from thingsdk.core.keys import key_id
+    from thingsdk.owner import read_public_key
+
+    for pub in device_pubs:
+        ca, cert, key = broker_setup.client_files(folder, "device",
+                                                  key_id(read_public_key(pub)).hex())
+        print("provision    %s: --ca %s --cert %s --key %s" % (pub, ca, cert, key))
+
+
 def cmd_broker_init(args):
     from thingsdk import broker_setup
     from thingsdk.owner import read_public_key
@@ -622,9 +634,12 @@ def cmd_broker_init(args):
         written += broker_setup.add(args.dir, read_public_key(args.owner_pub),
                                     [read_public_key(d) for d in args.device_pub], days=args.days)
     _print_written(dict.fromkeys(written))
+    _print_device_files(args.dir, args.device_pub or [])
     conf = Path(args.dir) / broker_setup.CONF
     ca, cert, key = broker_setup.client_files(args.dir, "vendor", 1)
     print("start        mosquitto -c %s" % conf)
+    print("             (as the folder's owner; mosquitto started as root runs as %s, who must "
+          "own the folder)" % ("the user " + args.user if args.user else "the user mosquitto"))
     print("vendor       thingsdk vendor serve --broker mqtts://%s:%d --ca %s --cert %s "
           "--keyfile %s ..." % (args.host[0], args.port, ca, cert, key))
     print("devices      thingsdk broker add %s --owner-pub OWNER.pub --device-pub DEVICE.pub"
@@ -639,6 +654,7 @@ def cmd_broker_add(args):
     written = broker_setup.add(args.dir, read_public_key(args.owner_pub),
                                [read_public_key(d) for d in args.device_pub], days=args.days)
     _print_written(written)
+    _print_device_files(args.dir, args.device_pub)
     print("next         restart mosquitto: it reads %s when it starts" % broker_setup.DYNSEC)
     return 0
 
