@@ -1,5 +1,7 @@
 """The MQTT transport and topic layout against a real mosquitto (tests/broker.py)."""
 
+import logging
+import re
 import signal
 import subprocess
 import sys
@@ -7,9 +9,10 @@ import threading
 
 import pytest
 
-from broker import VENDOR, VENDOR_2, Mqtt311Only, wait_for
+from broker import VENDOR, VENDOR_2, Mqtt311Only, free_port, wait_for
 from thingsdk import topics
-from thingsdk.mqtt import V5, V311, Backoff, Transport
+from thingsdk.mqtt import (V5, V311, Backoff, ConnectionRefused, MqttError, QueueFull,
+                           TlsFileError, Transport, TransportClosed)
 
 DEVICE_A = bytes.fromhex("a1a2a3a4a5a6a7a8")
 DEVICE_B = bytes.fromhex("b1b2b3b4b5b6b7b8")
@@ -325,3 +328,103 @@ def test_mqtt_311_works_and_is_chosen_when_the_broker_refuses_5(broker, connect)
         Transport(broker.url, "x", version="4")
     with pytest.raises(ValueError):
         Transport("http://127.0.0.1:1883", "x")
+
+
+# Saying what happens, and errors a caller can act on.
+
+def said(caplog, text):
+    """The transport's log lines that contain text."""
+    return [r.getMessage() for r in caplog.records
+            if r.name == "thingsdk.mqtt" and text in r.getMessage()]
+
+
+@pytest.fixture
+def loud(caplog):
+    caplog.set_level(logging.DEBUG, logger="thingsdk.mqtt")
+    return caplog
+
+
+def test_a_broker_that_is_down_is_said_once_with_its_address_and_the_next_try(loud):
+    address = "127.0.0.1:%d" % free_port()
+    with Transport("mqtt://" + address, "nobody", backoff=Backoff(0.05, 0.1)) as t:
+        assert not t.wait_connected(0.6)
+        published = t.publish(topics.uplink(DEVICE_A), b"while down")
+        assert published.queued and not published.done
+        assert isinstance(t.last_error, ConnectionRefusedError)
+    warned = [r for r in loud.records if r.levelno == logging.WARNING]
+    assert len(warned) == 1, warned  # tried several times, said once
+    assert re.fullmatch(r"cannot connect to %s \(Connection refused\) - retrying in 0\.\d+ s"
+                        % re.escape(address), warned[0].getMessage())
+    assert len(said(loud, "cannot connect to")) >= 3  # the repeats are there, at DEBUG
+    assert not [r for r in loud.records if r.name == "thingsdk.mqtt.paho" and r.levelno > 10]
+
+
+def test_connected_lost_and_connected_again_are_said_once_each(broker, connect, loud):
+    thing = connect(broker.url, "thing", backoff=Backoff(0.05, 0.1))
+    assert thing.wait_connected(TIMEOUT)
+    assert said(loud, "connected to") == ["connected to " + broker.url[7:]]
+    broker.stop()
+    assert wait_for(lambda: said(loud, "disconnected from"), TIMEOUT)
+    assert wait_for(lambda: len(said(loud, "cannot connect")) >= 2, TIMEOUT)
+    broker.start()
+    assert thing.wait_connected(TIMEOUT)
+    (lost,) = said(loud, "disconnected from")
+    assert re.fullmatch(r"disconnected from %s \(connection lost\) - retrying in 0\.\d+ s"
+                        % re.escape(broker.url[7:]), lost)
+    warnings = [r.getMessage() for r in loud.records if r.levelno == logging.WARNING]
+    assert warnings == [lost, "cannot connect to %s (Connection refused) - retrying in %s"
+                        % (broker.url[7:], warnings[1].rsplit(" in ", 1)[1])]
+    assert said(loud, "connected to " + broker.url[7:]) == ["connected to " + broker.url[7:]] * 2
+    assert thing.last_error is None and thing.reconnects == 1
+
+
+@pytest.mark.parametrize("version", [V5, V311])  # (3.1.1's code 5 is given as MQTT 5's 0x87)
+def test_a_refused_connection_is_an_error_with_the_brokers_reason(broker, loud, version):
+    reason, code = "Not authorized", NOT_AUTHORIZED
+    t = Transport(broker.refusing_url, "nobody", version=version, backoff=Backoff(0.05, 0.1))
+    with t:
+        with pytest.raises(ConnectionRefused) as refused:
+            t.wait_connected(TIMEOUT)
+        assert wait_for(lambda: len(said(loud, "refused the connection")) >= 3, TIMEOUT)
+    address = broker.refusing_url[7:]
+    assert str(refused.value) == "the broker at %s refused the connection: %s" % (address, reason)
+    assert (refused.value.reason, refused.value.code) == (reason, code)
+    assert str(t.last_error) == str(refused.value) and not t.connected
+    errors = [r.getMessage() for r in loud.records if r.levelno == logging.ERROR]
+    assert len(errors) == 1 and errors[0].startswith(str(refused.value) + " - retrying in ")
+    assert not said(loud, "disconnected from")  # it never was connected
+
+
+def test_the_transport_is_a_context_manager_and_its_errors_can_be_told_apart(broker):
+    with Transport(broker.url, "ctx", backoff=Backoff(0.05, 0.1)) as t:
+        assert t.wait_connected(TIMEOUT)
+        assert not t.publish(topics.uplink(DEVICE_A), b"now").queued
+    assert not t.connected
+    with pytest.raises(TransportClosed, match="closed"):
+        t.publish(topics.uplink(DEVICE_A), b"after close")
+    offline = Transport("mqtt://127.0.0.1:%d" % free_port(), "full", queue_limit=1)
+    offline.publish(topics.uplink(DEVICE_A), b"one")
+    with pytest.raises(QueueFull, match="1 messages waiting"):
+        offline.publish(topics.uplink(DEVICE_A), b"two")
+    assert issubclass(QueueFull, MqttError) and issubclass(ConnectionRefused, MqttError)
+
+
+def test_a_missing_or_bad_tls_file_is_named(pki, tmp_path):
+    cert, key = pki.client(topics.kid_hex(DEVICE_A))
+    _, other_key = pki.client(topics.kid_hex(DEVICE_B))
+    garbage = tmp_path / "garbage.pem"
+    garbage.write_text("not PEM at all")
+    url, ca = "mqtts://127.0.0.1:8883", str(pki.ca_file)
+    for files, message in [
+            ((ca, cert, str(tmp_path / "gone.key")), "client key %s: No such file or directory"
+             % (tmp_path / "gone.key")),
+            ((ca, cert, str(garbage)), "client key %s: not a PEM key" % garbage),
+            ((ca, str(garbage), key), "client certificate %s: not a PEM certificate" % garbage),
+            ((str(garbage), cert, key), "CA certificate %s: not a PEM certificate" % garbage),
+            ((ca, cert, None), "a client certificate needs its key"),
+            ((ca, cert, other_key), "client certificate %s and key %s: KEY_VALUES_MISMATCH"
+             % (cert, other_key))]:
+        with pytest.raises(TlsFileError) as error:
+            Transport(url, "x", ca_file=files[0], cert_file=files[1], key_file=files[2])
+        assert str(error.value).startswith(message), str(error.value)
+        assert isinstance(error.value, ValueError)  # the command line prints it in one line
