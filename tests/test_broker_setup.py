@@ -14,7 +14,7 @@ from broker import HOST, find_mosquitto, free_port, wait_for
 from thingsdk import topics
 from thingsdk.cli import main
 from thingsdk.crypto import Ed25519Signer, save_keypair
-from thingsdk.mqtt import Backoff, Transport
+from thingsdk.mqtt import Backoff, MessageTooLarge, Transport
 
 TIMEOUT = 10.0
 NOT_AUTHORIZED = 0x87
@@ -128,6 +128,12 @@ def test_the_written_conf_runs_and_confines_devices_owners_and_vendor(tmp_path, 
         assert wait_for(lambda: (topics.uplink(fridge), b"order") in seen, TIMEOUT)
         denied = owner.publish(topics.downlink(fridge), b"forged offer")
         assert denied.wait(TIMEOUT) and denied.reasons == [NOT_AUTHORIZED]
+        # The broker takes no packet over the protocol's largest message, and says so in its
+        # CONNACK: the transport refuses a bigger one instead of being dropped by the broker.
+        with pytest.raises(MessageTooLarge, match="over the 17408-byte packets"):
+            device.publish(topics.uplink(fridge), b"x" * 17400)
+        assert device.publish(topics.uplink(fridge), b"x" * 16384).wait(TIMEOUT)
+        assert device.connected and device.reconnects == 0
     finally:
         for transport in made:
             transport.close(timeout=1)

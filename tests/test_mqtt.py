@@ -11,8 +11,9 @@ import pytest
 
 from broker import VENDOR, VENDOR_2, Mqtt311Only, free_port, wait_for
 from thingsdk import topics
-from thingsdk.mqtt import (V5, V311, Backoff, ConnectionRefused, MqttError, QueueFull,
-                           TlsFileError, Transport, TransportClosed)
+from thingsdk.mqtt import (PACKET_TOO_LARGE, V5, V311, Backoff, ConnectionRefused,
+                           MessageTooLarge, MqttError, QueueFull, TlsFileError, Transport,
+                           TransportClosed)
 
 DEVICE_A = bytes.fromhex("a1a2a3a4a5a6a7a8")
 DEVICE_B = bytes.fromhex("b1b2b3b4b5b6b7b8")
@@ -407,6 +408,20 @@ def test_the_transport_is_a_context_manager_and_its_errors_can_be_told_apart(bro
     with pytest.raises(QueueFull, match="1 messages waiting"):
         offline.publish(topics.uplink(DEVICE_A), b"two")
     assert issubclass(QueueFull, MqttError) and issubclass(ConnectionRefused, MqttError)
+
+
+def test_a_message_over_the_brokers_limit_queued_offline_is_refused_not_sent(broker, loud):
+    t = Transport(broker.url, "big", backoff=Backoff(0.05, 0.1))
+    big = t.publish(topics.uplink(DEVICE_A), b"x" * 20000)  # the limit is not known yet
+    small = t.publish(topics.uplink(DEVICE_A), b"small")
+    with t:
+        assert small.wait(TIMEOUT) and not small.refused
+        assert big.done and big.refused and big.reasons == [PACKET_TOO_LARGE]
+        assert t.max_packet == 17408 and t.connected and t.reconnects == 0
+        with pytest.raises(MessageTooLarge):
+            t.publish(topics.uplink(DEVICE_A), b"x" * 20000)
+    assert said(loud, "not sent: a 20000-byte message on %s is over the 17408-byte packets"
+                % topics.uplink(DEVICE_A))
 
 
 def test_a_missing_or_bad_tls_file_is_named(pki, tmp_path):

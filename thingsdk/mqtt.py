@@ -10,7 +10,8 @@ It says what a person running it needs to know, once, naming the broker's addres
 host:port`, `disconnected from host:port (cause) - retrying in N s`, `cannot connect to host:port
 (cause) - retrying in N s` (the same cause again is not repeated), and a refused connection as an
 error with the broker's reason. Errors a caller can act on are MqttError's: ConnectionRefused
-(raised by `wait_connected`, kept in `last_error`), QueueFull, TransportClosed, and TlsFileError
+(raised by `wait_connected`, kept in `last_error`), QueueFull, TransportClosed, MessageTooLarge
+(over the largest packet the broker's CONNACK announced), and TlsFileError
 for a TLS file that is missing or not what it should be (named; raised when the Transport is
 made). paho's own log goes to `thingsdk.mqtt.paho` at DEBUG.
 """
@@ -39,6 +40,7 @@ V5, V311 = "5", "3.1.1"
 _PROTOCOLS = {V5: paho.MQTTv5, V311: paho.MQTTv311}
 # CONNACK "Unsupported Protocol Version"; paho also reports a 3.1.1 broker's refusal (code 1) so.
 _UNSUPPORTED_PROTOCOL = 0x84
+PACKET_TOO_LARGE = 0x95
 QOS = 1
 
 log = logging.getLogger(__name__)
@@ -64,6 +66,11 @@ class QueueFull(MqttError, OverflowError):
 
 class TransportClosed(MqttError, RuntimeError):
     """The transport was closed: nothing more can be sent."""
+
+
+class MessageTooLarge(MqttError, ValueError):
+    """A publish bigger than the broker's largest packet (its CONNACK says it): sent, the
+    broker would drop the connection, and the session would send it again on every one."""
 
 
 class TlsFileError(MqttError, ValueError):
@@ -195,6 +202,7 @@ class Transport:
         self.manual_ack = manual_ack
         self.received = self.sent = self.reconnects = 0
         self.last_error = None
+        self.max_packet = None  # the broker's largest packet, once its CONNACK said it (MQTT 5)
         self._lock = threading.Lock()  # never held while calling paho
         self._up = threading.Event()
         self._changed = threading.Condition()  # notified on every connect and refusal
@@ -242,8 +250,24 @@ class Transport:
             return False
 
     def publish(self, topic, payload, retain=False):
-        """Publish at QoS 1; the returned Ack completes on the broker's PUBACK."""
-        return self._submit(self._send, topic, bytes(payload), retain)
+        """Publish at QoS 1; the returned Ack completes on the broker's PUBACK. MessageTooLarge
+        if it is over the broker's largest packet; one queued while offline that turns out to be
+        is answered PACKET_TOO_LARGE instead of sent."""
+        payload = bytes(payload)
+        too_large = self._too_large(topic, payload)
+        if too_large:
+            raise MessageTooLarge(too_large)
+        return self._submit(self._send, topic, payload, retain)
+
+    def _too_large(self, topic, payload):
+        """Why the PUBLISH would be over the broker's limit, or None."""
+        limit = self.max_packet
+        # fixed header (<= 5), topic length (2) and topic, packet id (2), properties (1)
+        size = 10 + len(topic.encode()) + len(payload)
+        if limit and size > limit:
+            return ("a %d-byte message on %s is over the %d-byte packets the broker at %s takes"
+                    % (len(payload), topic, limit, self.address))
+        return None
 
     def subscribe(self, topic_filter):
         """Subscribe at QoS 1 now and after every reconnect; the Ack completes on the SUBACK."""
@@ -291,6 +315,11 @@ class Transport:
         return ack
 
     def _send(self, client, topic, payload, retain, ack):
+        too_large = self._too_large(topic, payload)
+        if too_large:  # queued before the broker said its limit
+            log.error("not sent: %s", too_large)
+            ack._answer([PACKET_TOO_LARGE])
+            return
         self._track(client.publish(topic, payload, qos=QOS, retain=retain).mid, ack)
 
     def _subscribe(self, client, topic_filter, ack):
@@ -354,6 +383,7 @@ class Transport:
                 self._refused = self.last_error = refused
                 self._changed.notify_all()
             return  # paho closes the connection: _on_disconnect says it and retries
+        self.max_packet = getattr(properties, "MaximumPacketSize", None)
         with self._lock:
             self._attempt = 0
             self.reconnects += self._connections > 0
