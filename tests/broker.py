@@ -77,7 +77,8 @@ class Pki:
     def client(self, common_name):
         """(cert_file, key_file) of a client certificate whose CN is common_name."""
         with self._lock:
-            cert_file, key_file = self.folder / (common_name + ".pem"), self.folder / (common_name + ".key")
+            cert_file = self.folder / (common_name + ".pem")
+            key_file = self.folder / (common_name + ".key")
             if not cert_file.exists():
                 self._authority.issue(common_name, common_name, ExtendedKeyUsageOID.CLIENT_AUTH, 2)
                 if topics._KID_HEX.match(common_name):
@@ -169,11 +170,13 @@ class Broker:
         """Send commands to the dynamic-security plugin; raises if one fails."""
         with self._answered:
             first = len(self._responses)
-        assert self._admin.publish(CONTROL, json.dumps({"commands": list(commands)}).encode()).wait(10)
+        request = json.dumps({"commands": list(commands)}).encode()
+        assert self._admin.publish(CONTROL, request).wait(10)
+        last = first + len(commands)
         with self._answered:
-            if not self._answered.wait_for(lambda: len(self._responses) >= first + len(commands), 10):
+            if not self._answered.wait_for(lambda: len(self._responses) >= last, 10):
                 raise RuntimeError("no answer from the dynamic-security plugin")
-            failed = [r for r in self._responses[first:] if "error" in r]
+            failed = [r for r in self._responses[first:last] if "error" in r]
         if failed:
             raise RuntimeError("dynamic-security refused: %r" % failed)
 

@@ -63,7 +63,8 @@ def test_init_and_add_write_certificates_named_by_key_id_and_the_rules(tmp_path,
                  "plugin_opt_config_file %s" % (setup.resolve() / "dynamic-security.json")):
         assert line + "\n" in conf
     access = json.loads((setup / "dynamic-security.json").read_text())
-    roles = {r["rolename"]: {(a["acltype"], a["topic"]) for a in r["acls"]} for r in access["roles"]}
+    roles = {r["rolename"]: {(a["acltype"], a["topic"]) for a in r["acls"]}
+             for r in access["roles"]}
     assert roles["device-" + fridge] == {
         ("publishClientSend", "thingsdk/v1/up/" + fridge),
         ("publishClientSend", "thingsdk/v1/presence/" + fridge),
