@@ -137,7 +137,7 @@ def test_qos1_round_trip_through_the_broker(broker, connect):
     assert thing.sent >= 2 and server.received >= 1 and thing.reconnects == 0  # + "online"
 
 
-def test_mutual_tls_works_and_a_client_without_certificate_is_refused(broker, connect):
+def test_mutual_tls_works_and_a_client_without_certificate_is_refused(broker, connect, loud):
     server = vendor(connect, broker.tls_url)
     thing = device(connect, broker.tls_url, DEVICE_A)
     assert thing.publish(topics.uplink(DEVICE_A), b"over tls").wait(TIMEOUT)
@@ -146,6 +146,8 @@ def test_mutual_tls_works_and_a_client_without_certificate_is_refused(broker, co
     anonymous = connect(broker.tls_url, "nobody", cn=None)
     assert wait_for(lambda: "peer did not return a certificate" in broker.log(), TIMEOUT)
     assert not anonymous.connected
+    assert wait_for(lambda: said(loud, "cannot connect to %s (" % broker.tls_url[8:]), TIMEOUT)
+    assert "certificate required" in said(loud, "cannot connect to")[0]
 
 
 def test_a_device_is_confined_to_its_own_topics(broker, connect):

@@ -18,6 +18,7 @@ made). paho's own log goes to `thingsdk.mqtt.paho` at DEBUG.
 
 import logging
 import random
+import re
 import socket
 import ssl
 import threading
@@ -348,7 +349,6 @@ class Transport:
         client = _Client(CallbackAPIVersion.VERSION2, client_id=self.client_id, protocol=protocol,
                          clean_session=None if protocol == paho.MQTTv5 else False,
                          manual_ack=self.manual_ack)
-        client.on_log = _paho_to_debug
         if self._tls:
             client.tls_set_context(self._tls)
         if self.presence:
@@ -424,14 +424,16 @@ class Transport:
         refused, was_up, self._was_up = self._refused, self._was_up, False
         if refused is not None:
             self._say(log.error, str(refused), delay)
-        elif was_up:
+        else:
             cause = str(reason)
             if reason.value == 0x80 and not flags.is_disconnect_packet_from_server:
-                cause = "connection lost"
-            self._said = None
-            self._say(log.warning, "disconnected from %s (%s)" % (self.address, cause), delay)
-        else:
-            self._say(log.warning, "cannot connect to %s (%s)" % (self.address, reason), delay)
+                cause = client.socket_error or "connection lost"
+            client.socket_error = None
+            if was_up:
+                self._said = None
+                self._say(log.warning, "disconnected from %s (%s)" % (self.address, cause), delay)
+            else:  # before the CONNACK: e.g. the broker refused the certificate
+                self._say(log.warning, "cannot connect to %s (%s)" % (self.address, cause), delay)
 
     def _say(self, level, trouble, delay):
         """Say `trouble` and when the next attempt is, unless it is what was said last."""
@@ -481,10 +483,22 @@ def device_transport(url: str, kid: bytes, *, ca_file: str | None = None,
 
 
 class _Client(paho.Client):
-    """paho's client, keeping why the latest attempt to connect failed (paho's
-    on_connect_fail is not told)."""
+    """paho's client, keeping why the latest attempt to connect failed and why its socket
+    failed (paho's on_connect_fail and on_disconnect are not told), and sending its own log to
+    `thingsdk.mqtt.paho` at DEBUG."""
 
-    connect_error = None
+    connect_error = socket_error = None
+    _SOCKET_ERRORS = ("failed to receive on socket: ", "timeout on socket: ")
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.on_log = self._log
+
+    def _log(self, client, userdata, level, text):
+        _paho_log.debug(text)
+        for prefix in self._SOCKET_ERRORS:
+            if text.startswith(prefix):
+                self.socket_error = re.sub(r" \(_ssl\.c:\d+\)$", "", text[len(prefix):])
 
     def reconnect(self):
         try:
@@ -505,10 +519,6 @@ def _cause(error):
 
 def _seconds(delay):
     return "%.2g" % delay if delay < 10 else "%d" % round(delay)
-
-
-def _paho_to_debug(client, userdata, level, text):
-    _paho_log.debug(text)
 
 
 def _no_delay(client, userdata, sock):
