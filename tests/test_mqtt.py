@@ -256,6 +256,22 @@ def test_a_device_that_dies_is_announced_offline_by_its_last_will(broker, connec
     assert late.on_message.wait(presence, topics.OFFLINE)
 
 
+def test_a_subscription_made_before_connecting_is_sent_once(broker, connect, loud):
+    retained = topics.presence(DEVICE_B)
+    setter = connect(broker.url, "setter")
+    assert setter.publish(retained, topics.ONLINE, retain=True).wait(TIMEOUT)
+    watcher = Transport(broker.url, "watcher", on_message=Received())
+    subscribed = watcher.subscribe(retained)
+    with watcher:
+        assert subscribed.wait(TIMEOUT) and subscribed.reasons == [1]
+        assert watcher.on_message.wait(retained, topics.ONLINE)
+        assert setter.publish(topics.uplink(DEVICE_B), b"after").wait(TIMEOUT)  # a marker
+        assert not wait_for(lambda: len(watcher.on_message.messages) > 1, 0.5)
+    sent = [r.getMessage() for r in loud.records if r.name == "thingsdk.mqtt.paho"
+            and r.getMessage().startswith("Sending SUBSCRIBE") and retained in r.getMessage()]
+    assert len(sent) == 1, sent
+
+
 def test_a_clean_close_says_offline_too(broker, connect):
     watcher = connect(broker.url, "watcher")
     watcher.subscribe(topics.presence(DEVICE_A))

@@ -211,6 +211,7 @@ class Transport:
         self._said = None  # the last trouble said, so the same is not said on every retry
         self._was_up = False  # whether the connection that ends was up (lost, not failed)
         self._filters = {}  # filter -> None, in order: subscribed again on every connection
+        self._queued_filters = set()  # filters whose SUBSCRIBE waits in the queue
         self._queue = deque()  # (send, args) waiting for a connection
         self._acks = {}  # mid -> Ack waiting for the broker
         self._early = {}  # mid -> reasons that came before publish() returned the mid
@@ -310,6 +311,8 @@ class Transport:
                                     % (self.address, self.queue_limit))
                 ack.queued = True
                 self._queue.append((send, args + (ack,)))
+                if send == self._subscribe:  # it goes out with the queue, not again before it
+                    self._queued_filters.add(args[0])
                 return ack
             client = self._client
         send(client, *args, ack)
@@ -388,7 +391,8 @@ class Transport:
             self._attempt = 0
             self.reconnects += self._connections > 0
             self._connections += 1
-            filters = list(self._filters)
+            filters = [f for f in self._filters if f not in self._queued_filters]
+            self._queued_filters.clear()
         log.info("connected to %s%s", self.address, " (MQTT 3.1.1)" if self.version == V311 else "")
         self._said = None
         for topic_filter in filters:
