@@ -3,8 +3,12 @@
 import json
 import os
 import pwd
+import re
+import socket
 import stat
 import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 from cryptography import x509
@@ -13,9 +17,11 @@ from cryptography.x509.oid import NameOID
 from broker import HOST, find_mosquitto, free_port, wait_for
 from thingsdk import topics
 from thingsdk.cli import main
-from thingsdk.crypto import Ed25519Signer, save_keypair
+from thingsdk.crypto import Ed25519Signer, load_signer, save_keypair
 from thingsdk.mqtt import Backoff, MessageTooLarge, Transport
+from thingsdk.vendor.store import Store
 
+ROOT = Path(__file__).resolve().parent.parent
 TIMEOUT = 10.0
 NOT_AUTHORIZED = 0x87
 
@@ -164,3 +170,77 @@ def test_broker_errors_are_one_line_naming_the_file(tmp_path, keys, capsys):
                  "--host", "localhost", "--plugin", str(tmp_path / "none.so")]) == 2
     assert "--plugin %s: no such file" % (tmp_path / "none.so") in capsys.readouterr().err
     assert not (tmp_path / "other").exists()
+
+
+def test_the_readme_walk_from_keys_to_a_device_the_vendor_hears(tmp_path, capsys):
+    """keygen, `broker init`, mosquitto on the written conf, provision, vendor register and serve,
+    device run: each a process of its own, as the README walks it."""
+    if find_mosquitto() is None:
+        pytest.fail("mosquitto is not installed (Debian: apt-get install mosquitto)")
+    for name in ("vendor", "owner", "fridge"):
+        assert main(["keygen", "--out", str(tmp_path), "--name", name]) == 0
+    kid = load_signer(tmp_path / "fridge.key").kid.hex()
+    port = free_port()
+    setup, url = tmp_path / "broker", "mqtts://localhost:%d" % port
+    assert main(["broker", "init", str(setup), "--vendor-pub", str(tmp_path / "vendor.pub"),
+                 "--host", "localhost", "--port", str(port), "--bind", HOST,
+                 "--user", pwd.getpwuid(os.getuid()).pw_name,
+                 "--owner-pub", str(tmp_path / "owner.pub"),
+                 "--device-pub", str(tmp_path / "fridge.pub")]) == 0
+    out = capsys.readouterr().out
+    tls = ["--ca", str(setup / "ca.pem"), "--cert", str(setup / ("device-%s.pem" % kid)),
+           "--key", str(setup / ("device-%s.key" % kid))]
+    assert "provision    %s: %s" % (tmp_path / "fridge.pub", " ".join(tls)) in out
+    assert main(["provision", "--out", str(tmp_path / "fridge"),
+                 "--vendor-pub", str(tmp_path / "vendor.pub"),
+                 "--owner-key", str(tmp_path / "owner.key"),
+                 "--device-key", str(tmp_path / "fridge.key"), "--broker", url, *tls,
+                 "--consumable", "slot=water-filter,sku=WF-300,unit=ml,capacity=300000,"
+                                 "lead_time=3d", "--interval", "0.2"]) == 0
+    db = str(tmp_path / "vendor.db")
+    assert main(["vendor", "register", "--db", db, "--device-pub", str(tmp_path / "fridge.pub"),
+                 "--owner-pub", str(tmp_path / "owner.pub")]) == 0
+    logs = {name: tmp_path / (name + ".log") for name in ("mosquitto", "vendor", "device")}
+    commands = {
+        "mosquitto": [find_mosquitto(), "-c", str(setup / "mosquitto.conf")],
+        "vendor": [sys.executable, "-m", "thingsdk.cli", "vendor", "serve", "--broker", url,
+                   "--db", db, "--catalog", str(ROOT / "thingsdk/vendor/catalog.example.toml"),
+                   "--key", str(tmp_path / "vendor.key"), "--ca", str(setup / "ca.pem"),
+                   "--cert", str(setup / "vendor-1.pem"), "--keyfile", str(setup / "vendor-1.key"),
+                   "--interval", "0.2"],
+        "device": [sys.executable, "-m", "thingsdk.cli", "device", "run", "--config",
+                   str(tmp_path / "fridge" / "device.toml")]}
+    processes = []
+    try:
+        # Each waits for the one before: the broker listening, the vendor subscribed (what a
+        # device sends before the vendor's first subscription has nobody to go to).
+        ready = {"mosquitto": "mosquitto version 2", "vendor": "serving localhost:%d" % port}
+        for name, command in commands.items():
+            with logs[name].open("wb") as log:
+                processes.append(subprocess.Popen(command, cwd=ROOT, stdout=log, stderr=log))
+            if name in ready:
+                assert wait_for(lambda: ready[name] in logs[name].read_text()
+                                and (name != "mosquitto" or _listening(port)), TIMEOUT), \
+                    logs[name].read_text()
+        store = Store(db)
+        assert wait_for(lambda: store.device(bytes.fromhex(kid)).mandate is not None
+                        and store.levels(bytes.fromhex(kid)), 30.0), {
+            name: path.read_text() for name, path in logs.items()}
+    finally:
+        for process in reversed(processes):
+            process.terminate()
+            process.wait(TIMEOUT)
+    said = {name: path.read_text() for name, path in logs.items()}
+    for name in ("vendor", "device"):
+        assert "connected to localhost:%d" % port in said[name], said[name]
+        assert "Traceback" not in said[name]
+    assert re.search(r"sent mandate [0-9a-f]+ \(\d+ B\)", said["device"]), said["device"]
+    assert "as %s (" % kid in said["mosquitto"] and "as vendor-1 (" in said["mosquitto"]
+
+
+def _listening(port):
+    try:
+        socket.create_connection((HOST, port), timeout=1).close()
+    except OSError:
+        return False
+    return True
