@@ -372,7 +372,7 @@ def test_a_broker_that_is_down_is_said_once_with_its_address_and_the_next_try(lo
         assert isinstance(t.last_error, ConnectionRefusedError)
     warned = [r for r in loud.records if r.levelno == logging.WARNING]
     assert len(warned) == 1, warned  # tried several times, said once
-    assert re.fullmatch(r"cannot connect to %s \(Connection refused\) - retrying in 0\.\d+ s"
+    assert re.fullmatch(r"cannot connect to %s \(Connection refused\); retrying in 0\.\d+ s"
                         % re.escape(address), warned[0].getMessage())
     assert len(said(loud, "cannot connect to")) >= 3  # the repeats are there, at DEBUG
     assert not [r for r in loud.records if r.name == "thingsdk.mqtt.paho" and r.levelno > 10]
@@ -388,10 +388,10 @@ def test_connected_lost_and_connected_again_are_said_once_each(broker, connect, 
     broker.start()
     assert thing.wait_connected(TIMEOUT)
     (lost,) = said(loud, "disconnected from")
-    assert re.fullmatch(r"disconnected from %s \(connection lost\) - retrying in 0\.\d+ s"
+    assert re.fullmatch(r"disconnected from %s \(connection lost\); retrying in 0\.\d+ s"
                         % re.escape(broker.url[7:]), lost)
     warnings = [r.getMessage() for r in loud.records if r.levelno == logging.WARNING]
-    assert warnings == [lost, "cannot connect to %s (Connection refused) - retrying in %s"
+    assert warnings == [lost, "cannot connect to %s (Connection refused); retrying in %s"
                         % (broker.url[7:], warnings[1].rsplit(" in ", 1)[1])]
     assert said(loud, "connected to " + broker.url[7:]) == ["connected to " + broker.url[7:]] * 2
     assert thing.last_error is None and thing.reconnects == 1
@@ -410,7 +410,7 @@ def test_a_refused_connection_is_an_error_with_the_brokers_reason(broker, loud, 
     assert (refused.value.reason, refused.value.code) == (reason, code)
     assert str(t.last_error) == str(refused.value) and not t.connected
     errors = [r.getMessage() for r in loud.records if r.levelno == logging.ERROR]
-    assert len(errors) == 1 and errors[0].startswith(str(refused.value) + " - retrying in ")
+    assert len(errors) == 1 and errors[0].startswith(str(refused.value) + "; retrying in ")
     assert not said(loud, "disconnected from")  # it never was connected
 
 

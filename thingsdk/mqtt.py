@@ -7,8 +7,8 @@ exponential backoff and jitter, and subscribes again on every connection. It kno
 messages it carries.
 
 It says what a person running it needs to know, once, naming the broker's address: `connected to
-host:port`, `disconnected from host:port (cause) - retrying in N s`, `cannot connect to host:port
-(cause) - retrying in N s` (the same cause again is not repeated), and a refused connection as an
+host:port`, `disconnected from host:port (cause); retrying in N s`, `cannot connect to host:port
+(cause); retrying in N s` (the same cause again is not repeated), and a refused connection as an
 error with the broker's reason. Errors a caller can act on are MqttError's: ConnectionRefused
 (raised by `wait_connected`, kept in `last_error`), QueueFull, TransportClosed, MessageTooLarge
 (over the largest packet the broker's CONNACK announced), and TlsFileError
@@ -443,7 +443,7 @@ class Transport:
         """Say `trouble` and when the next attempt is, unless it is what was said last."""
         level = log.debug if trouble == self._said else level
         self._said = trouble
-        level("%s - retrying in %s s", trouble, _seconds(delay))
+        level("%s; retrying in %s s", trouble, _seconds(delay))
 
     def _retry_later(self, client):
         """Set paho's next reconnect wait (it has no jitter of its own) from our backoff."""
