@@ -170,6 +170,11 @@ def test_broker_errors_are_one_line_naming_the_file(tmp_path, keys, capsys):
                  "--host", "localhost", "--plugin", str(tmp_path / "none.so")]) == 2
     assert "--plugin %s: no such file" % (tmp_path / "none.so") in capsys.readouterr().err
     assert not (tmp_path / "other").exists()
+    assert main(["broker", "init", str(tmp_path / "other"), "--vendor-pub", keys["vendor"][0],
+                 "--host", "localhost", "--owner-pub", keys["owner"][0],
+                 "--device-pub", keys["owner"][0]]) == 2
+    assert "need keys of their own" in capsys.readouterr().err
+    assert not (tmp_path / "other").exists()
 
 
 def test_the_readme_walk_from_keys_to_a_device_the_vendor_hears(tmp_path, capsys):

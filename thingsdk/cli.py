@@ -626,13 +626,16 @@ def cmd_broker_init(args):
     if bool(args.device_pub) != bool(args.owner_pub):
         raise CliError("--device-pub and --owner-pub go together: the owner reads its devices' "
                        "topics")
-    written = broker_setup.init(args.dir, read_public_key(args.vendor_pub), args.host,
-                                workers=args.workers, share=args.share, port=args.port,
-                                bind=args.bind, plugin=args.plugin, user=args.user,
-                                days=args.days)
-    if args.device_pub:
-        written += broker_setup.add(args.dir, read_public_key(args.owner_pub),
-                                    [read_public_key(d) for d in args.device_pub], days=args.days)
+    vendor = read_public_key(args.vendor_pub)  # every key read before anything is written
+    owner = read_public_key(args.owner_pub) if args.owner_pub else None
+    devices = [read_public_key(d) for d in args.device_pub or []]
+    if owner in devices or vendor in devices or vendor == owner:
+        raise CliError("the vendor, the owner and each device need keys of their own")
+    written = broker_setup.init(args.dir, vendor, args.host, workers=args.workers,
+                                share=args.share, port=args.port, bind=args.bind,
+                                plugin=args.plugin, user=args.user, days=args.days)
+    if devices:
+        written += broker_setup.add(args.dir, owner, devices, days=args.days)
     _print_written(dict.fromkeys(written))
     _print_device_files(args.dir, args.device_pub or [])
     conf = Path(args.dir) / broker_setup.CONF
