@@ -7,7 +7,8 @@ Each Broker runs that set-up's mosquitto.conf (mutual TLS, the CN as username an
 dynamic-security plugin) on a free loopback port, with its own sessions and rules file, and adds
 two plain listeners for tests that need them: `url` (anonymous, no ACL) and `refusing_url`
 (refuses every client: allow_anonymous false). A device enrolled while a broker runs is added to
-it through the plugin's control topic by a test-only `admin` client. THINGSDK_BROKER_HOST binds
+it live, as `thingsdk broker add --live` does (the set-up's admin client, through the plugin's
+control topic). THINGSDK_BROKER_HOST binds
 the broker to a rig's LAN address for a real board (hil/README.md).
 """
 
@@ -28,9 +29,7 @@ from thingsdk.crypto import Ed25519Signer
 # A real board on a test rig reaches the broker over the LAN: hil/README.md.
 HOST = os.environ.get("THINGSDK_BROKER_HOST", "127.0.0.1")
 VENDOR, VENDOR_2 = "vendor-1", "vendor-2"
-ADMIN = "admin"  # test only: adds clients to a running broker
 VENDOR_KEY = Ed25519Signer.from_seed(bytes(range(40, 72)))
-CONTROL = "$CONTROL/dynamic-security/v1"
 find_mosquitto = broker_setup.mosquitto_binary
 
 
@@ -48,14 +47,6 @@ def wait_for(condition, timeout=10.0, interval=0.02):
         if value or time.monotonic() > deadline:
             return value
         time.sleep(interval)
-
-
-def _admin_access(access):
-    """`access` with the test-only admin client, who may use the plugin's control topic."""
-    access = json.loads(json.dumps(access))
-    broker_setup.set_client(access, ADMIN, ADMIN, [(topics.WRITE, CONTROL),
-                                                   (topics.READ, CONTROL + "/response")], ADMIN)
-    return access
 
 
 class Pki:
@@ -86,13 +77,11 @@ class Pki:
         return str(cert_file), str(key_file)
 
     def _enrol(self, kid_hex):
-        name = "device-" + kid_hex
-        rules = topics.device_access(bytes.fromhex(kid_hex))
-        broker_setup.set_client(self.access, kid_hex, name, rules, name)
-        for broker in self.brokers:
-            broker.control({"command": "createRole", **broker_setup.role(name, rules)},
-                           {"command": "createClient", "username": kid_hex,
-                            "roles": [{"rolename": name}]})
+        broker_setup.set_client(self.access, kid_hex, "device-" + kid_hex,
+                                topics.device_access(bytes.fromhex(kid_hex)), "test device")
+        for broker in self.brokers:  # as `thingsdk broker add --live` does
+            broker_setup.apply_live(self.folder, broker.tls_url,
+                                    broker_setup.commands_for(self.access, [kid_hex]))
 
 
 class Broker:
@@ -108,9 +97,6 @@ class Broker:
         self.refusing_url = "mqtt://%s:%d" % (HOST, self.refusing_port)
         self.log_file = folder / "mosquitto.log"
         self._process = None
-        self._admin = None
-        self._responses = []
-        self._answered = threading.Condition()
         (folder / "data").mkdir()
         self._config = self._write_config()
 
@@ -136,7 +122,7 @@ class Broker:
     def start(self):
         assert self._process is None, "already running"
         # The rules as the session has them: devices enrolled while this broker was stopped too.
-        broker_setup.write_access(self.folder, _admin_access(self.pki.access))
+        broker_setup.write_access(self.folder, self.pki.access)
         self._process = subprocess.Popen([find_mosquitto(), "-c", str(self._config)],
                                          stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         if not wait_for(self._accepting) or self._process.poll() is not None:
@@ -144,41 +130,7 @@ class Broker:
             error = self._process.stderr.read().decode(errors="replace") if exited else "timed out"
             self.stop()
             raise RuntimeError("mosquitto did not start: %s\n%s" % (error, self.log()))
-        self._connect_admin()
         self.pki.brokers.append(self)
-
-    def _connect_admin(self):
-        from thingsdk.mqtt import Backoff, Transport
-
-        cert_file, key_file = self.pki.client(ADMIN)
-        admin = Transport(self.tls_url, ADMIN, on_message=self._on_response,
-                          ca_file=str(self.pki.ca_file), cert_file=cert_file, key_file=key_file,
-                          session_expiry=0, backoff=Backoff(0.05, 0.5))
-        subscribed = admin.subscribe(CONTROL + "/response")
-        admin.start()
-        if not (subscribed.wait(10) and not subscribed.refused):
-            admin.close()
-            raise RuntimeError("the admin client cannot use the control topic:\n" + self.log())
-        self._admin = admin
-
-    def _on_response(self, topic, payload):
-        with self._answered:
-            self._responses.extend(json.loads(payload)["responses"])
-            self._answered.notify_all()
-
-    def control(self, *commands):
-        """Send commands to the dynamic-security plugin; raises if one fails."""
-        with self._answered:
-            first = len(self._responses)
-        request = json.dumps({"commands": list(commands)}).encode()
-        assert self._admin.publish(CONTROL, request).wait(10)
-        last = first + len(commands)
-        with self._answered:
-            if not self._answered.wait_for(lambda: len(self._responses) >= last, 10):
-                raise RuntimeError("no answer from the dynamic-security plugin")
-            failed = [r for r in self._responses[first:last] if "error" in r]
-        if failed:
-            raise RuntimeError("dynamic-security refused: %r" % failed)
 
     def _accepting(self):
         if self._process.poll() is not None:
@@ -193,9 +145,6 @@ class Broker:
         """Stop mosquitto (SIGTERM: it saves its persistence file first) and wait for it."""
         if self in self.pki.brokers:
             self.pki.brokers.remove(self)
-        admin, self._admin = self._admin, None
-        if admin is not None:
-            admin.close(timeout=1)
         process, self._process = self._process, None
         if process is None:
             return

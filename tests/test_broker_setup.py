@@ -60,6 +60,7 @@ def test_init_and_add_write_certificates_named_by_key_id_and_the_rules(tmp_path,
     assert cn_of(setup / ("device-%s.pem" % fridge)) == fridge
     assert cn_of(setup / ("owner-%s.pem" % owner)) == owner
     assert [cn_of(setup / ("vendor-%d.pem" % n)) for n in (1, 2)] == ["vendor-1", "vendor-2"]
+    assert cn_of(setup / "admin.pem") == "admin"
     for key in ("ca.key", "server.key", "vendor-1.key", "device-%s.key" % fridge):
         assert stat.S_IMODE((setup / key).stat().st_mode) == 0o600
     conf = (setup / "mosquitto.conf").read_text()
@@ -135,6 +136,27 @@ def test_the_written_conf_runs_and_confines_devices_owners_and_vendor(tmp_path, 
         assert wait_for(lambda: (topics.uplink(fridge), b"order") in seen, TIMEOUT)
         denied = owner.publish(topics.downlink(fridge), b"forged offer")
         assert denied.wait(TIMEOUT) and denied.reasons == [NOT_AUTHORIZED]
+
+        # A device added while the broker runs: refused until `add --live` gives it its rules.
+        kettle = Ed25519Signer.generate()
+        save_keypair(kettle, tmp_path / "kettle.key", tmp_path / "kettle.pub")
+        assert main(["broker", "add", str(setup), "--owner-pub", keys["owner"][0],
+                     "--device-pub", str(tmp_path / "kettle.pub")]) == 0
+        newcomer, _ = connect("device", kettle.kid.hex())
+        assert answer(newcomer, topics.downlink(kettle.kid)) == [NOT_AUTHORIZED]
+        assert answer(owner, topics.uplink(kettle.kid)) == [NOT_AUTHORIZED]
+        assert main(["broker", "add", str(setup), "--owner-pub", keys["owner"][0],
+                     "--device-pub", str(tmp_path / "kettle.pub"),
+                     "--live", "mqtts://%s:%d" % (HOST, port)]) == 0
+        assert answer(newcomer, topics.downlink(kettle.kid)) == [1]
+        assert answer(owner, topics.uplink(kettle.kid)) == [1]  # its owner reads it too
+        assert answer(owner, topics.uplink(doorbell)) == [NOT_AUTHORIZED]
+        # Forty at once: the owner's rules no longer fit one control message of the broker's.
+        fleet = [Ed25519Signer.generate() for _ in range(40)]
+        extra = [arg for signer in fleet for arg in ("--device-pub", signer.public_key.hex())]
+        assert main(["broker", "add", str(setup), "--owner-pub", keys["owner"][0], *extra,
+                     "--live", "mqtts://%s:%d" % (HOST, port)]) == 0
+        assert answer(owner, topics.presence(fleet[-1].kid)) == [1]
         # The broker takes no packet over the protocol's largest message, and says so in its
         # CONNACK: the transport refuses a bigger one instead of being dropped by the broker.
         with pytest.raises(MessageTooLarge, match="over the 17408-byte packets"):

@@ -15,8 +15,9 @@ made, where the older `acl_file` grants any SUBSCRIBE and filters only at delive
 join the vendor's share group). Its rules come from thingsdk.topics' access rules: one role per
 device and per owner (the plugin in mosquitto 2.0 has no %u patterns), one for the vendor. The
 plugin refuses what no rule allows; a client whose CN the file does not name may connect but do
-nothing. The plugin reads the file at start and rewrites it itself when changed through its
-control topic: after `thingsdk broker add`, restart mosquitto.
+nothing. The plugin reads the file at start (a SIGHUP does not reload it) and rewrites it itself
+when changed through its control topic: `thingsdk broker add --live URL` makes the same change
+there, as the set-up's `admin` client, so the broker need not restart.
 """
 
 import datetime
@@ -25,6 +26,7 @@ import ipaddress
 import json
 import os
 import shutil
+import threading
 from pathlib import Path
 
 from cryptography import x509
@@ -44,6 +46,10 @@ PLUGIN = "mosquitto_dynamic_security.so"
 PLUGIN_DIRS = ("/usr/lib/*-linux-gnu", "/usr/lib", "/usr/local/lib", "/usr/lib/mosquitto",
                "/opt/homebrew/lib", "/usr/local/opt/mosquitto/lib")
 VENDOR_ROLE = "vendor"
+# The operator's client: it may use the plugin's control topic, to change the rules live.
+ADMIN = "admin"
+CONTROL = "$CONTROL/dynamic-security/v1"
+ADMIN_ACCESS = [(topics.WRITE, CONTROL), (topics.READ, CONTROL + "/response")]
 # A vendor worker taking a fleet's burst needs more room than mosquitto's default of 1000 queued
 # QoS 1 messages per client (beyond it they are dropped); the bytes bound what one client can hold.
 MAX_QUEUED_MESSAGES = 100_000
@@ -314,15 +320,18 @@ def init(folder, vendor_pub, hosts, *, workers=1, share="vendor", port=8883, bin
         set_client(access, cn, VENDOR_ROLE, topics.vendor_access(share),
                    "vendor %s, worker %d" % (_kid_of(vendor_pub), n))
         written += ca.issue(cn, cn, ExtendedKeyUsageOID.CLIENT_AUTH, days, now=now)
+    set_client(access, ADMIN, ADMIN, ADMIN_ACCESS, "the operator: changes the rules live")
+    written += ca.issue(ADMIN, ADMIN, ExtendedKeyUsageOID.CLIENT_AUTH, days, now=now)
     write_access(folder, access)
     (folder / CONF).write_text(conf_text(folder, plugin, port, bind, user))
     return written + [folder / CONF, folder / DYNSEC]
 
 
-def add(folder, owner_pub, device_pubs, *, days=825, now=None):
+def add(folder, owner_pub, device_pubs, *, days=825, now=None, live=None):
     """Enrol devices and their owner into the set-up in `folder`: a certificate for each device
     (CN = its key id) and the owner (once), a role for each; the owner's role reads its devices'
-    topics (with those it had). Returns the files written."""
+    topics (with those it had). With `live` (the running broker's mqtts:// URL) the new rules
+    also take effect there at once. Returns the files written."""
     folder = Path(folder)
     ca = Authority.load(folder)
     access = read_access(folder)
@@ -347,15 +356,91 @@ def add(folder, owner_pub, device_pubs, *, days=825, now=None):
     if not (folder / (_client_stem("owner", owner) + ".pem")).exists():
         written += ca.issue(_client_stem("owner", owner), owner, ExtendedKeyUsageOID.CLIENT_AUTH,
                             days, now=now)
+    if live:
+        apply_live(folder, live, commands_for(access, [owner] + devices))
     write_access(folder, access)
     return written + [folder / DYNSEC]
 
 
+def commands_for(access, usernames):
+    """Dynamic-security commands that give a running broker these clients of `access` with
+    their roles and every rule of those roles, whatever of it the broker has already."""
+    roles = {r["rolename"]: r for r in access["roles"]}
+    commands = []
+    for client in access["clients"]:
+        if client["username"] not in usernames:
+            continue
+        for name in (r["rolename"] for r in client["roles"]):
+            commands.append({"command": "createRole", "rolename": name})
+            commands += [dict(acl, command="addRoleACL", rolename=name)
+                         for acl in roles[name]["acls"]]
+        # (a client's roles never change: one that exists already has them)
+        commands.append({"command": "createClient", "username": client["username"],
+                         "textname": client["textName"], "roles": client["roles"]})
+    return commands
+
+
+def _batches(commands, limit=MAX_MESSAGE_BYTES):
+    """The commands as control messages of at most `limit` bytes (the broker's packet limit
+    holds for its operator too)."""
+    batch, size = [], 20
+    for command in commands:
+        length = len(json.dumps(command)) + 2
+        if batch and size + length > limit:
+            yield batch
+            batch, size = [], 20
+        batch.append(command)
+        size += length
+    if batch:
+        yield batch
+
+
+def apply_live(folder, url, commands, timeout=10.0):
+    """Send `commands` to the running broker at `url` as the set-up's admin client; what the
+    broker has already (it restarted since, or an earlier call) is no error. Raises SetupError
+    otherwise."""
+    from thingsdk.mqtt import MqttError, Transport
+
+    answers, answered = [], threading.Condition()
+
+    def on_message(topic, payload):
+        with answered:
+            answers.extend(json.loads(payload).get("responses", []))
+            answered.notify_all()
+
+    ca, cert, key = (str(path) for path in client_files(folder, ADMIN, None))
+    try:
+        with Transport(url, ADMIN, on_message=on_message, ca_file=ca, cert_file=cert,
+                       key_file=key, session_expiry=0) as admin:
+            subscribed = admin.subscribe(CONTROL + "/response")
+            if not subscribed.wait(timeout) or subscribed.refused:
+                raise SetupError("the broker at %s did not let %s use its control topic "
+                                 "(is it this set-up's broker?)" % (url, ADMIN))
+            for batch in _batches(commands):
+                expected = len(answers) + len(batch)
+                admin.publish(CONTROL, json.dumps({"commands": batch}).encode())
+                with answered:
+                    if not answered.wait_for(lambda: len(answers) >= expected, timeout):
+                        raise SetupError("no answer from the dynamic-security plugin of the "
+                                         "broker at %s in %g s" % (url, timeout))
+    except MqttError as exc:
+        raise SetupError(str(exc)) from None
+    failed = ["%s: %s" % (a.get("command"), a["error"]) for a in answers
+              if "error" in a and "already exists" not in a["error"]]
+    if failed:
+        raise SetupError("the broker at %s refused: %s" % (url, "; ".join(failed)))
+
+
 def client_files(folder, kind, cn):
-    """(ca, cert, key) paths of a client of the set-up: kind is "device", "owner" or "vendor"
-    (cn then is the worker's number)."""
+    """(ca, cert, key) paths of a client of the set-up: kind is "device", "owner", "vendor"
+    (cn then is the worker's number) or "admin"."""
     folder = Path(folder)
-    stem = "%s-%s" % (VENDOR_ROLE, cn) if kind == VENDOR_ROLE else _client_stem(kind, cn)
+    if kind == ADMIN:
+        stem = ADMIN
+    elif kind == VENDOR_ROLE:
+        stem = "%s-%s" % (VENDOR_ROLE, cn)
+    else:
+        stem = _client_stem(kind, cn)
     return folder / CA_CERT, folder / (stem + ".pem"), folder / (stem + ".key")
 
 

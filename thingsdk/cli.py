@@ -645,8 +645,8 @@ def cmd_broker_init(args):
           "own the folder)" % ("the user " + args.user if args.user else "the user mosquitto"))
     print("vendor       thingsdk vendor serve --broker mqtts://%s:%d --ca %s --cert %s "
           "--keyfile %s ..." % (args.host[0], args.port, ca, cert, key))
-    print("devices      thingsdk broker add %s --owner-pub OWNER.pub --device-pub DEVICE.pub"
-          % args.dir)
+    print("devices      thingsdk broker add %s --owner-pub OWNER.pub --device-pub DEVICE.pub "
+          "--live mqtts://%s:%d" % (args.dir, args.host[0], args.port))
     return 0
 
 
@@ -655,10 +655,15 @@ def cmd_broker_add(args):
     from thingsdk.owner import read_public_key
 
     written = broker_setup.add(args.dir, read_public_key(args.owner_pub),
-                               [read_public_key(d) for d in args.device_pub], days=args.days)
+                               [read_public_key(d) for d in args.device_pub], days=args.days,
+                               live=args.live)
     _print_written(written)
     _print_device_files(args.dir, args.device_pub)
-    print("next         restart mosquitto: it reads %s when it starts" % broker_setup.DYNSEC)
+    if args.live:
+        print("live         the broker at %s has the new rules" % args.live)
+    else:
+        print("next         restart mosquitto (it reads %s when it starts), or pass --live URL "
+              "next time" % broker_setup.DYNSEC)
     return 0
 
 
@@ -700,6 +705,9 @@ def add_broker_commands(sub):
                    help="the devices' owner (PEM file or 64 hex digits): may read their topics")
     p.add_argument("--device-pub", action="append", required=True,
                    help="a device's public key (PEM file or 64 hex digits); repeatable")
+    p.add_argument("--live", metavar="URL",
+                   help="also give the running broker at URL (mqtts://host:port) the new rules, "
+                        "as the set-up's admin client, instead of restarting it")
     p.add_argument("--days", type=int, default=825,
                    help="validity of the certificates issued (default: 825)")
     p.set_defaults(func=cmd_broker_add)
