@@ -115,7 +115,7 @@ class Device(Agent):
         if topic == topics.downlink(self.kid):
             self._downlinks.put(payload)
 
-    def _publish(self, data, msg_type):
+    def _publish(self, data: bytes, msg_type: int) -> bool:
         """Publish now (True), or leave it queued until the transport connects (False)."""
         if self.transport is None:
             return False
