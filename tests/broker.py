@@ -12,7 +12,6 @@ control topic). THINGSDK_BROKER_HOST binds
 the broker to a rig's LAN address for a real board (hil/README.md).
 """
 
-import json
 import os
 import pwd
 import signal
