@@ -182,6 +182,14 @@ def test_broker_errors_are_one_line_naming_the_file(tmp_path, keys, capsys):
     assert main(["broker", "add", str(setup), "--owner-pub", keys["fridge"][0],
                  "--device-pub", keys["fridge"][0]]) == 2
     assert "each needs its own key" in capsys.readouterr().err
+    nowhere = "mqtts://%s:%d" % (HOST, free_port())
+    before = (setup / "dynamic-security.json").read_bytes()
+    newcomer = Ed25519Signer.generate().public_key.hex()
+    assert main(["broker", "add", str(setup), "--owner-pub", keys["owner"][0],
+                 "--device-pub", newcomer, "--live", nowhere]) == 2
+    assert capsys.readouterr().err == ("thingsdk broker: error: cannot reach the broker at %s: "
+                                       "[Errno 111] Connection refused\n" % nowhere)
+    assert (setup / "dynamic-security.json").read_bytes() == before  # nothing recorded
     (setup / "ca.key").write_text("not a key")
     assert main(["broker", "add", str(setup), "--owner-pub", keys["owner"][0],
                  "--device-pub", keys["fridge"][0]]) == 2

@@ -27,6 +27,7 @@ import json
 import os
 import shutil
 import threading
+import time
 from pathlib import Path
 
 from cryptography import x509
@@ -412,6 +413,11 @@ def apply_live(folder, url, commands, timeout=10.0):
     try:
         with Transport(url, ADMIN, on_message=on_message, ca_file=ca, cert_file=cert,
                        key_file=key, session_expiry=0) as admin:
+            deadline = time.monotonic() + timeout
+            while not admin.wait_connected(0.05):  # the first failure is the answer
+                if admin.last_error is not None or time.monotonic() > deadline:
+                    raise SetupError("cannot reach the broker at %s: %s"
+                                     % (url, admin.last_error or "no answer"))
             subscribed = admin.subscribe(CONTROL + "/response")
             if not subscribed.wait(timeout) or subscribed.refused:
                 raise SetupError("the broker at %s did not let %s use its control topic "
