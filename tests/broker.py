@@ -1,36 +1,35 @@
-"""A real mosquitto broker for tests, with a test PKI and the thingsdk ACL.
+"""A real mosquitto broker for tests, set up by `thingsdk broker` (thingsdk.broker_setup).
 
-The broker listens on 127.0.0.1 only (THINGSDK_BROKER_HOST for a rig's real board): a plain
-listener (anonymous, no ACL) for simple tests, and a mutual-TLS listener where the client certificate's CN is the username and the ACL from
-`thingsdk.topics.mosquitto_acl` confines each device to its own topics.
+The session's Pki is a `thingsdk broker init` folder: its CA, the broker's certificate for
+127.0.0.1/localhost and the vendor's workers VENDOR and VENDOR_2. `pki.client(cn)` issues a
+client certificate from that CA and, for a device's key id, gives it the device's access rules.
+Each Broker runs that set-up's mosquitto.conf (mutual TLS, the CN as username and client id, the
+dynamic-security plugin) on a free loopback port, with its own sessions and rules file, and adds
+two plain listeners for tests that need them: `url` (anonymous, no ACL) and `refusing_url`
+(refuses every client: allow_anonymous false). A device enrolled while a broker runs is added to
+it live, as `thingsdk broker add --live` does (the set-up's admin client, through the plugin's
+control topic). THINGSDK_BROKER_HOST binds
+the broker to a rig's LAN address for a real board (hil/README.md).
 """
 
-import datetime
-import ipaddress
 import os
 import pwd
-import shutil
 import signal
 import socket
 import subprocess
 import threading
 import time
 
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+from cryptography.x509.oid import ExtendedKeyUsageOID
 
-from thingsdk import topics
+from thingsdk import broker_setup, topics
+from thingsdk.crypto import Ed25519Signer
 
 # A real board on a test rig reaches the broker over the LAN: hil/README.md.
 HOST = os.environ.get("THINGSDK_BROKER_HOST", "127.0.0.1")
-VENDOR = "vendor"
-
-
-def find_mosquitto():
-    """The mosquitto binary (Debian puts it in /usr/sbin, which is not always on PATH)."""
-    return shutil.which("mosquitto") or shutil.which("mosquitto", path="/usr/sbin:/usr/local/sbin")
+VENDOR, VENDOR_2 = "vendor-1", "vendor-2"
+VENDOR_KEY = Ed25519Signer.from_seed(bytes(range(40, 72)))
+find_mosquitto = broker_setup.mosquitto_binary
 
 
 def free_port():
@@ -50,51 +49,38 @@ def wait_for(condition, timeout=10.0, interval=0.02):
 
 
 class Pki:
-    """A test CA with a server certificate for 127.0.0.1/localhost and client certificates."""
+    """The `thingsdk broker init` folder of the test session, and client certificates from its
+    CA for any CN (`client(cn)`); devices' CNs get their access rules in `access`."""
 
     def __init__(self, folder):
         self.folder = folder
-        self._ca_key = ec.generate_private_key(ec.SECP256R1())
-        ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "thingsdk test CA")])
-        self._ca_name = ca_name
-        self._ca_cert = (
-            self._builder(ca_name, self._ca_key.public_key())
-            .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
-            .add_extension(x509.KeyUsage(False, False, False, False, False, True, True, False, False),
-                           critical=True)
-            .sign(self._ca_key, hashes.SHA256())
-        )
-        self.ca_file = folder / "ca.pem"
-        self.ca_file.write_bytes(self._ca_cert.public_bytes(serialization.Encoding.PEM))
-        self.server = self._issue("server", ExtendedKeyUsageOID.SERVER_AUTH, x509.SubjectAlternativeName(
-            [x509.IPAddress(ipaddress.ip_address(HOST)), x509.DNSName("localhost")]))
+        # The plugin's path goes into the conf; tests of files alone run where mosquitto is not.
+        broker_setup.init(folder, VENDOR_KEY.public_key, [HOST, "localhost"], workers=2,
+                          plugin=broker_setup.find_plugin() or broker_setup.PLUGIN)
+        self.ca_file = folder / broker_setup.CA_CERT
+        self.server = tuple(str(folder / (broker_setup.SERVER + ext)) for ext in (".pem", ".key"))
+        self.access = broker_setup.read_access(folder)
+        self.brokers = []  # running brokers, told of each device enrolled
+        self._authority = broker_setup.Authority.load(folder)
+        self._lock = threading.Lock()
 
     def client(self, common_name):
         """(cert_file, key_file) of a client certificate whose CN is common_name."""
-        return self._issue(common_name, ExtendedKeyUsageOID.CLIENT_AUTH)
-
-    def _builder(self, subject, public_key):
-        now = datetime.datetime.now(datetime.timezone.utc)
-        return (x509.CertificateBuilder().subject_name(subject).issuer_name(self._ca_name)
-                .public_key(public_key).serial_number(x509.random_serial_number())
-                .not_valid_before(now - datetime.timedelta(minutes=5))
-                .not_valid_after(now + datetime.timedelta(days=2)))
-
-    def _issue(self, common_name, usage, *extensions):
-        cert_file, key_file = self.folder / (common_name + ".pem"), self.folder / (common_name + ".key")
-        if not cert_file.exists():
-            key = ec.generate_private_key(ec.SECP256R1())
-            builder = self._builder(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)]),
-                                    key.public_key())
-            builder = builder.add_extension(x509.ExtendedKeyUsage([usage]), critical=False)
-            for extension in extensions:
-                builder = builder.add_extension(extension, critical=False)
-            cert = builder.sign(self._ca_key, hashes.SHA256())
-            key_file.write_bytes(key.private_bytes(serialization.Encoding.PEM,
-                                                   serialization.PrivateFormat.PKCS8,
-                                                   serialization.NoEncryption()))
-            cert_file.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+        with self._lock:
+            cert_file = self.folder / (common_name + ".pem")
+            key_file = self.folder / (common_name + ".key")
+            if not cert_file.exists():
+                self._authority.issue(common_name, common_name, ExtendedKeyUsageOID.CLIENT_AUTH, 2)
+                if topics._KID_HEX.match(common_name):
+                    self._enrol(common_name)
         return str(cert_file), str(key_file)
+
+    def _enrol(self, kid_hex):
+        broker_setup.set_client(self.access, kid_hex, "device-" + kid_hex,
+                                topics.device_access(bytes.fromhex(kid_hex)), "test device")
+        for broker in self.brokers:  # as `thingsdk broker add --live` does
+            broker_setup.apply_live(self.folder, broker.tls_url,
+                                    broker_setup.commands_for(self.access, [kid_hex]))
 
 
 class Broker:
@@ -104,46 +90,38 @@ class Broker:
         self.folder = folder
         self.pki = pki
         self.persistence = persistence
-        self.port, self.tls_port = free_port(), free_port()
+        self.port, self.tls_port, self.refusing_port = free_port(), free_port(), free_port()
         self.url = "mqtt://%s:%d" % (HOST, self.port)
         self.tls_url = "mqtts://%s:%d" % (HOST, self.tls_port)
+        self.refusing_url = "mqtt://%s:%d" % (HOST, self.refusing_port)
         self.log_file = folder / "mosquitto.log"
         self._process = None
+        (folder / "data").mkdir()
         self._config = self._write_config()
 
     def _write_config(self):
-        acl = self.folder / "acl"
-        acl.write_text(topics.mosquitto_acl([VENDOR]))
-        cert_file, key_file = self.pki.server
+        # mosquitto started as root drops to the `mosquitto` user, which cannot read our files
+        conf = broker_setup.conf_text(self.pki.folder, broker_setup.find_plugin(), self.tls_port,
+                                      HOST, pwd.getpwuid(os.getuid()).pw_name, self.persistence,
+                                      state=self.folder)
         lines = [
-            # mosquitto started as root drops to the `mosquitto` user, which cannot read our files
-            "user %s" % pwd.getpwuid(os.getuid()).pw_name,
-            "per_listener_settings true",
             "log_dest file %s" % self.log_file,
             "log_type all",
-            "persistence %s" % ("true" if self.persistence else "false"),
-            "persistence_location %s/" % self.folder,
-            # The default (1000) drops QoS 1 messages queued for a slow subscriber: a vendor
-            # taking a burst from a whole fleet needs more room.
-            "max_queued_messages 100000",
             "",
             "listener %d %s" % (self.port, HOST),
             "allow_anonymous true",
             "",
-            "listener %d %s" % (self.tls_port, HOST),
-            "cafile %s" % self.pki.ca_file,
-            "certfile %s" % cert_file,
-            "keyfile %s" % key_file,
-            "require_certificate true",
-            "use_identity_as_username true",
-            "acl_file %s" % acl,
+            "listener %d %s" % (self.refusing_port, HOST),
+            "allow_anonymous false",
         ]
         config = self.folder / "mosquitto.conf"
-        config.write_text("\n".join(lines) + "\n")
+        config.write_text(conf + "\n".join(lines) + "\n")
         return config
 
     def start(self):
         assert self._process is None, "already running"
+        # The rules as the session has them: devices enrolled while this broker was stopped too.
+        broker_setup.write_access(self.folder, self.pki.access)
         self._process = subprocess.Popen([find_mosquitto(), "-c", str(self._config)],
                                          stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         if not wait_for(self._accepting) or self._process.poll() is not None:
@@ -151,6 +129,7 @@ class Broker:
             error = self._process.stderr.read().decode(errors="replace") if exited else "timed out"
             self.stop()
             raise RuntimeError("mosquitto did not start: %s\n%s" % (error, self.log()))
+        self.pki.brokers.append(self)
 
     def _accepting(self):
         if self._process.poll() is not None:
@@ -163,6 +142,8 @@ class Broker:
 
     def stop(self):
         """Stop mosquitto (SIGTERM: it saves its persistence file first) and wait for it."""
+        if self in self.pki.brokers:
+            self.pki.brokers.remove(self)
         process, self._process = self._process, None
         if process is None:
             return

@@ -7,6 +7,7 @@ that it was delivered.
 
 import hashlib
 import json
+import logging
 import os
 import signal
 import subprocess
@@ -14,7 +15,7 @@ import sys
 import threading
 import time
 
-from broker import wait_for
+from broker import HOST, wait_for
 
 from thingsdk import codec, topics
 from thingsdk.core import envelope, lifecycle, mandate
@@ -51,6 +52,46 @@ def test_a_simulated_filter_is_reordered_delivered_and_refilled(world):
     assert levels[SLOT][1:3] == (1000, "ml")
     assert device.ledger.state_of(need["oid"]) == "committed"
     assert device.refusals == {} and world.server.service.refusals == {}
+
+
+def test_a_device_without_its_broker_says_it_queues_and_then_that_it_connected(world, caplog):
+    caplog.set_level(logging.INFO)
+    path = world.config(SIMULATED)  # (enrols the device at the running broker)
+    world.broker.stop()
+    device = config.load(path)
+    device.start()
+    try:
+        lines = [r.getMessage() for r in caplog.records]
+        assert any(line.startswith("queued mandate ") and line.endswith(
+            " until the broker is reached") for line in lines), lines
+        assert not [line for line in lines if line.startswith("sent ")]
+        assert wait_for(lambda: any(r.getMessage().startswith("cannot connect to %s:%d ("
+                                                              % (HOST, world.broker.tls_port))
+                                    for r in caplog.records), TIMEOUT)
+        world.broker.start()
+        assert device.transport.wait_connected(TIMEOUT)
+        assert wait_for(lambda: "connected to %s:%d" % (HOST, world.broker.tls_port)
+                        in [r.getMessage() for r in caplog.records], TIMEOUT)
+    finally:
+        device.close()
+
+
+def test_a_missing_or_garbage_tls_key_stops_device_run_in_one_line_naming_it(world, capsys):
+    from thingsdk.cli import main
+
+    path = world.config(SIMULATED)
+    _, key = world.broker.pki.client(topics.kid_hex(world.kid))
+    text = path.read_text()
+    path.write_text(text.replace(key, key + ".gone"))
+    assert main(["device", "run", "--config", str(path)]) == 2
+    assert capsys.readouterr().err == (
+        "thingsdk device: error: client key %s.gone: No such file or directory\n" % key)
+    garbage = world.folder / "garbage.key"
+    garbage.write_text("-----BEGIN PRIVATE KEY-----\nnonsense\n")
+    path.write_text(text.replace(key, str(garbage)))
+    assert main(["device", "run", "--config", str(path)]) == 2
+    assert capsys.readouterr().err == (
+        "thingsdk device: error: client key %s: not a PEM key\n" % garbage)
 
 
 def test_a_fault_report_gets_the_vendors_steps(world):

@@ -1,5 +1,7 @@
 """The MQTT transport and topic layout against a real mosquitto (tests/broker.py)."""
 
+import logging
+import re
 import signal
 import subprocess
 import sys
@@ -7,9 +9,11 @@ import threading
 
 import pytest
 
-from broker import VENDOR, Mqtt311Only, wait_for
+from broker import VENDOR, VENDOR_2, Mqtt311Only, free_port, wait_for
 from thingsdk import topics
-from thingsdk.mqtt import V5, V311, Backoff, Transport
+from thingsdk.mqtt import (PACKET_TOO_LARGE, V5, V311, Backoff, ConnectionRefused,
+                           MessageTooLarge, MqttError, QueueFull, TlsFileError, Transport,
+                           TransportClosed)
 
 DEVICE_A = bytes.fromhex("a1a2a3a4a5a6a7a8")
 DEVICE_B = bytes.fromhex("b1b2b3b4b5b6b7b8")
@@ -69,10 +73,22 @@ def device(connect, url, kid, **options):
 
 def vendor(connect, url, **options):
     """A connected vendor worker, taking uplinks through the shared subscription."""
-    transport = connect(url, VENDOR + "-1", cn=VENDOR, **options)
+    transport = connect(url, VENDOR, cn=VENDOR, **options)
     ack = transport.subscribe(topics.vendor_uplinks())
     assert ack.wait(TIMEOUT) and not ack.refused
     return transport
+
+
+def test_the_vendor_reads_every_device_and_nothing_else(broker, connect):
+    server = connect(broker.tls_url, VENDOR, cn=VENDOR)
+    for allowed in (topics.every(topics.UP), topics.presence(DEVICE_A), topics.uplink(DEVICE_B),
+                    topics.vendor_uplinks()):
+        ack = server.subscribe(allowed)
+        assert ack.wait(TIMEOUT) and ack.reasons == [1], allowed
+    for refused in ("#", "thingsdk/v1/up/#", "thingsdk/v1/+/+", topics.every(topics.DOWN),
+                    topics.vendor_uplinks("elsewhere")):
+        ack = server.subscribe(refused)
+        assert ack.wait(TIMEOUT) and ack.reasons == [NOT_AUTHORIZED], refused
 
 
 def test_topic_layout_and_acl():
@@ -89,12 +105,13 @@ def test_topic_layout_and_acl():
             topics.parse(bad)
     with pytest.raises(ValueError):
         topics.uplink(b"short")
-    acl = topics.mosquitto_acl(["vendor", "billing"])
-    assert "pattern write thingsdk/v1/up/%u" in acl and "%c" not in acl.split("\n", 2)[2]
-    assert acl.count("topic write thingsdk/v1/down/+") == 2
-    for bad in ("a1" * 8, "two words", "x/y", ""):
-        with pytest.raises(ValueError):
-            topics.mosquitto_acl([bad])
+    assert topics.device_access(DEVICE_A) == [
+        (topics.WRITE, topics.uplink(DEVICE_A)), (topics.WRITE, topics.presence(DEVICE_A)),
+        (topics.READ, topics.downlink(DEVICE_A))]
+    assert (topics.READ, "$share/workers/thingsdk/v1/up/+") in topics.vendor_access("workers")
+    assert {t for _, t in topics.owner_access([DEVICE_B])} == {
+        topics.uplink(DEVICE_B), topics.downlink(DEVICE_B), topics.presence(DEVICE_B)}
+    assert topics.shared_filter("$share/g/thingsdk/v1/up/+") == "thingsdk/v1/up/+"
 
 
 def test_backoff_grows_with_jitter_up_to_the_cap():
@@ -120,7 +137,7 @@ def test_qos1_round_trip_through_the_broker(broker, connect):
     assert thing.sent >= 2 and server.received >= 1 and thing.reconnects == 0  # + "online"
 
 
-def test_mutual_tls_works_and_a_client_without_certificate_is_refused(broker, connect):
+def test_mutual_tls_works_and_a_client_without_certificate_is_refused(broker, connect, loud):
     server = vendor(connect, broker.tls_url)
     thing = device(connect, broker.tls_url, DEVICE_A)
     assert thing.publish(topics.uplink(DEVICE_A), b"over tls").wait(TIMEOUT)
@@ -129,6 +146,8 @@ def test_mutual_tls_works_and_a_client_without_certificate_is_refused(broker, co
     anonymous = connect(broker.tls_url, "nobody", cn=None)
     assert wait_for(lambda: "peer did not return a certificate" in broker.log(), TIMEOUT)
     assert not anonymous.connected
+    assert wait_for(lambda: said(loud, "cannot connect to %s (" % broker.tls_url[8:]), TIMEOUT)
+    assert "certificate required" in said(loud, "cannot connect to")[0]
 
 
 def test_a_device_is_confined_to_its_own_topics(broker, connect):
@@ -140,9 +159,11 @@ def test_a_device_is_confined_to_its_own_topics(broker, connect):
     forged = a.publish(topics.uplink(DEVICE_B), b"forged order")
     assert forged.wait(TIMEOUT) and forged.reasons == [NOT_AUTHORIZED]
     assert a.publish(topics.downlink(DEVICE_B), b"forged offer").wait(TIMEOUT)
-    # mosquitto's acl_file grants any SUBSCRIBE and checks reads at delivery instead.
-    for topic_filter in (topics.downlink(DEVICE_B), "thingsdk/v1/down/+", "#"):
-        assert a.subscribe(topic_filter).wait(TIMEOUT)
+    # The dynamic-security plugin refuses a SUBSCRIBE to anything but its own downlink.
+    for topic_filter in (topics.downlink(DEVICE_B), "thingsdk/v1/down/+", "#",
+                         topics.uplink(DEVICE_A)):
+        refused = a.subscribe(topic_filter)
+        assert refused.wait(TIMEOUT) and refused.reasons == [NOT_AUTHORIZED]
     assert server.publish(topics.downlink(DEVICE_B), b"offer for b").wait(TIMEOUT)
     assert b.on_message.wait(topics.downlink(DEVICE_B), b"offer for b")
 
@@ -158,18 +179,44 @@ def test_a_device_is_confined_to_its_own_topics(broker, connect):
     assert "Denied PUBLISH from %s" % topics.kid_hex(DEVICE_A) in broker.log()
 
 
-@pytest.mark.xfail(strict=True, reason="mosquitto's acl_file does not check SUBSCRIBE (see "
-                   "docs/topics.md): a device that joins the vendor's share group takes its turn "
-                   "of every uplink, and the broker then drops it as a denied read")
 def test_a_device_cannot_join_the_vendors_share_group(broker, connect):
     server = vendor(connect, broker.tls_url)
     intruder = device(connect, broker.tls_url, DEVICE_A)
-    assert intruder.subscribe(topics.vendor_uplinks()).wait(TIMEOUT)
+    for group in ("vendor", "intruders"):
+        joined = intruder.subscribe(topics.vendor_uplinks(group))
+        assert joined.wait(TIMEOUT) and joined.reasons == [NOT_AUTHORIZED]
     b = device(connect, broker.tls_url, DEVICE_B)
     sent = [b"order %d" % i for i in range(4)]
     for payload in sent:
         assert b.publish(topics.uplink(DEVICE_B), payload).wait(TIMEOUT)
-    assert wait_for(lambda: server.on_message.payloads(topics.uplink(DEVICE_B)) == sent, 2.0)
+    assert wait_for(lambda: server.on_message.payloads(topics.uplink(DEVICE_B)) == sent, TIMEOUT)
+    assert intruder.on_message.messages == []
+
+
+def test_a_device_cannot_take_another_devices_client_id(broker, connect):
+    server = vendor(connect, broker.tls_url)
+    a = device(connect, broker.tls_url, DEVICE_A)
+    # B's certificate is valid, but the broker makes its CN the client id: B connects as itself.
+    intruder = connect(broker.tls_url, topics.kid_hex(DEVICE_A), cn=topics.kid_hex(DEVICE_B))
+    assert intruder.wait_connected(TIMEOUT)
+    assert "as %s (" % topics.kid_hex(DEVICE_B) in broker.log()
+    refused = intruder.subscribe(topics.downlink(DEVICE_A))
+    assert refused.wait(TIMEOUT) and refused.reasons == [NOT_AUTHORIZED]
+    # A is still connected, in the same session, and alone on its downlink.
+    assert server.publish(topics.downlink(DEVICE_A), b"offer for a").wait(TIMEOUT)
+    assert a.on_message.wait(topics.downlink(DEVICE_A), b"offer for a")
+    assert a.connected and a.reconnects == 0 and "taken over" not in broker.log()
+    assert intruder.on_message.messages == []
+
+
+def test_a_certificate_the_rules_do_not_name_can_do_nothing(broker, connect):
+    stranger = connect(broker.tls_url, "stranger", cn="stranger")
+    assert stranger.wait_connected(TIMEOUT)
+    for topic_filter in ("#", topics.every(topics.UP)):
+        refused = stranger.subscribe(topic_filter)
+        assert refused.wait(TIMEOUT) and refused.reasons == [NOT_AUTHORIZED]
+    denied = stranger.publish(topics.uplink(DEVICE_A), b"forged")
+    assert denied.wait(TIMEOUT) and denied.reasons == [NOT_AUTHORIZED]
 
 
 DEVICE_PROCESS = """
@@ -204,9 +251,25 @@ def test_a_device_that_dies_is_announced_offline_by_its_last_will(broker, connec
         process.wait()
         process.stdout.close()
     assert watcher.on_message.wait(presence, topics.OFFLINE)
-    late = connect(broker.tls_url, VENDOR + "-2", cn=VENDOR)  # the state is retained
+    late = connect(broker.tls_url, VENDOR_2, cn=VENDOR_2)  # the state is retained
     late.subscribe(presence)
     assert late.on_message.wait(presence, topics.OFFLINE)
+
+
+def test_a_subscription_made_before_connecting_is_sent_once(broker, connect, loud):
+    retained = topics.presence(DEVICE_B)
+    setter = connect(broker.url, "setter")
+    assert setter.publish(retained, topics.ONLINE, retain=True).wait(TIMEOUT)
+    watcher = Transport(broker.url, "watcher", on_message=Received())
+    subscribed = watcher.subscribe(retained)
+    with watcher:
+        assert subscribed.wait(TIMEOUT) and subscribed.reasons == [1]
+        assert watcher.on_message.wait(retained, topics.ONLINE)
+        assert setter.publish(topics.uplink(DEVICE_B), b"after").wait(TIMEOUT)  # a marker
+        assert not wait_for(lambda: len(watcher.on_message.messages) > 1, 0.5)
+    sent = [r.getMessage() for r in loud.records if r.name == "thingsdk.mqtt.paho"
+            and r.getMessage().startswith("Sending SUBSCRIBE") and retained in r.getMessage()]
+    assert len(sent) == 1, sent
 
 
 def test_a_clean_close_says_offline_too(broker, connect):
@@ -257,7 +320,7 @@ def test_broker_restart_reconnects_resubscribes_and_sends_what_was_queued(broker
 def test_the_session_keeps_messages_for_an_offline_device(persistent_broker, connect, version):
     broker = persistent_broker
     device(connect, broker.tls_url, DEVICE_A, version=version).close()
-    server = connect(broker.tls_url, VENDOR + "-1", cn=VENDOR)
+    server = connect(broker.tls_url, VENDOR, cn=VENDOR)
     assert server.publish(topics.downlink(DEVICE_A), b"while you were away").wait(TIMEOUT)
     server.close()
     broker.restart()  # the session and its queued message are in the persistence file
@@ -284,3 +347,117 @@ def test_mqtt_311_works_and_is_chosen_when_the_broker_refuses_5(broker, connect)
         Transport(broker.url, "x", version="4")
     with pytest.raises(ValueError):
         Transport("http://127.0.0.1:1883", "x")
+
+
+# Saying what happens, and errors a caller can act on.
+
+def said(caplog, text):
+    """The transport's log lines that contain text."""
+    return [r.getMessage() for r in caplog.records
+            if r.name == "thingsdk.mqtt" and text in r.getMessage()]
+
+
+@pytest.fixture
+def loud(caplog):
+    caplog.set_level(logging.DEBUG, logger="thingsdk.mqtt")
+    return caplog
+
+
+def test_a_broker_that_is_down_is_said_once_with_its_address_and_the_next_try(loud):
+    address = "127.0.0.1:%d" % free_port()
+    with Transport("mqtt://" + address, "nobody", backoff=Backoff(0.05, 0.1)) as t:
+        assert not t.wait_connected(0.6)
+        published = t.publish(topics.uplink(DEVICE_A), b"while down")
+        assert published.queued and not published.done
+        assert isinstance(t.last_error, ConnectionRefusedError)
+    warned = [r for r in loud.records if r.levelno == logging.WARNING]
+    assert len(warned) == 1, warned  # tried several times, said once
+    assert re.fullmatch(r"cannot connect to %s \(Connection refused\); retrying in 0\.\d+ s"
+                        % re.escape(address), warned[0].getMessage())
+    assert len(said(loud, "cannot connect to")) >= 3  # the repeats are there, at DEBUG
+    assert not [r for r in loud.records if r.name == "thingsdk.mqtt.paho" and r.levelno > 10]
+
+
+def test_connected_lost_and_connected_again_are_said_once_each(broker, connect, loud):
+    thing = connect(broker.url, "thing", backoff=Backoff(0.05, 0.1))
+    assert thing.wait_connected(TIMEOUT)
+    assert said(loud, "connected to") == ["connected to " + broker.url[7:]]
+    broker.stop()
+    assert wait_for(lambda: said(loud, "disconnected from"), TIMEOUT)
+    assert wait_for(lambda: len(said(loud, "cannot connect")) >= 2, TIMEOUT)
+    broker.start()
+    assert thing.wait_connected(TIMEOUT)
+    (lost,) = said(loud, "disconnected from")
+    assert re.fullmatch(r"disconnected from %s \(connection lost\); retrying in 0\.\d+ s"
+                        % re.escape(broker.url[7:]), lost)
+    warnings = [r.getMessage() for r in loud.records if r.levelno == logging.WARNING]
+    assert warnings == [lost, "cannot connect to %s (Connection refused); retrying in %s"
+                        % (broker.url[7:], warnings[1].rsplit(" in ", 1)[1])]
+    assert said(loud, "connected to " + broker.url[7:]) == ["connected to " + broker.url[7:]] * 2
+    assert thing.last_error is None and thing.reconnects == 1
+
+
+@pytest.mark.parametrize("version", [V5, V311])  # (3.1.1's code 5 is given as MQTT 5's 0x87)
+def test_a_refused_connection_is_an_error_with_the_brokers_reason(broker, loud, version):
+    reason, code = "Not authorized", NOT_AUTHORIZED
+    t = Transport(broker.refusing_url, "nobody", version=version, backoff=Backoff(0.05, 0.1))
+    with t:
+        with pytest.raises(ConnectionRefused) as refused:
+            t.wait_connected(TIMEOUT)
+        assert wait_for(lambda: len(said(loud, "refused the connection")) >= 3, TIMEOUT)
+    address = broker.refusing_url[7:]
+    assert str(refused.value) == "the broker at %s refused the connection: %s" % (address, reason)
+    assert (refused.value.reason, refused.value.code) == (reason, code)
+    assert str(t.last_error) == str(refused.value) and not t.connected
+    errors = [r.getMessage() for r in loud.records if r.levelno == logging.ERROR]
+    assert len(errors) == 1 and errors[0].startswith(str(refused.value) + "; retrying in ")
+    assert not said(loud, "disconnected from")  # it never was connected
+
+
+def test_the_transport_is_a_context_manager_and_its_errors_can_be_told_apart(broker):
+    with Transport(broker.url, "ctx", backoff=Backoff(0.05, 0.1)) as t:
+        assert t.wait_connected(TIMEOUT)
+        assert not t.publish(topics.uplink(DEVICE_A), b"now").queued
+    assert not t.connected
+    with pytest.raises(TransportClosed, match="closed"):
+        t.publish(topics.uplink(DEVICE_A), b"after close")
+    offline = Transport("mqtt://127.0.0.1:%d" % free_port(), "full", queue_limit=1)
+    offline.publish(topics.uplink(DEVICE_A), b"one")
+    with pytest.raises(QueueFull, match="1 messages waiting"):
+        offline.publish(topics.uplink(DEVICE_A), b"two")
+    assert issubclass(QueueFull, MqttError) and issubclass(ConnectionRefused, MqttError)
+
+
+def test_a_message_over_the_brokers_limit_queued_offline_is_refused_not_sent(broker, loud):
+    t = Transport(broker.url, "big", backoff=Backoff(0.05, 0.1))
+    big = t.publish(topics.uplink(DEVICE_A), b"x" * 20000)  # the limit is not known yet
+    small = t.publish(topics.uplink(DEVICE_A), b"small")
+    with t:
+        assert small.wait(TIMEOUT) and not small.refused
+        assert big.done and big.refused and big.reasons == [PACKET_TOO_LARGE]
+        assert t.max_packet == 17408 and t.connected and t.reconnects == 0
+        with pytest.raises(MessageTooLarge):
+            t.publish(topics.uplink(DEVICE_A), b"x" * 20000)
+    assert said(loud, "not sent: a 20000-byte message on %s is over the 17408-byte packets"
+                % topics.uplink(DEVICE_A))
+
+
+def test_a_missing_or_bad_tls_file_is_named(pki, tmp_path):
+    cert, key = pki.client(topics.kid_hex(DEVICE_A))
+    _, other_key = pki.client(topics.kid_hex(DEVICE_B))
+    garbage = tmp_path / "garbage.pem"
+    garbage.write_text("not PEM at all")
+    url, ca = "mqtts://127.0.0.1:8883", str(pki.ca_file)
+    for files, message in [
+            ((ca, cert, str(tmp_path / "gone.key")), "client key %s: No such file or directory"
+             % (tmp_path / "gone.key")),
+            ((ca, cert, str(garbage)), "client key %s: not a PEM key" % garbage),
+            ((ca, str(garbage), key), "client certificate %s: not a PEM certificate" % garbage),
+            ((str(garbage), cert, key), "CA certificate %s: not a PEM certificate" % garbage),
+            ((ca, cert, None), "a client certificate needs its key"),
+            ((ca, cert, other_key), "client certificate %s and key %s: KEY_VALUES_MISMATCH"
+             % (cert, other_key))]:
+        with pytest.raises(TlsFileError) as error:
+            Transport(url, "x", ca_file=files[0], cert_file=files[1], key_file=files[2])
+        assert str(error.value).startswith(message), str(error.value)
+        assert isinstance(error.value, ValueError)  # the command line prints it in one line

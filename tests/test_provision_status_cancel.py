@@ -127,6 +127,12 @@ def test_provision_checks_the_client_certificate_names_the_device(tmp_path, keys
         assert "the client certificate's CN is 'a04be1f2c3d49587': it must be the device's " \
                "key id" in capsys.readouterr().err
     assert not (tmp_path / "fridge").exists()
+    (tmp_path / "garbage.pem").write_text("not a certificate")
+    assert provision(tmp_path, "--broker", "mqtts://127.0.0.1:8883", "--cert",
+                     str(tmp_path / "garbage.pem"), "--key", key, "--device-key",
+                     str(tmp_path / "fridge.key")) == 2
+    assert capsys.readouterr().err == ("thingsdk provision: error: client certificate %s: not a "
+                                       "PEM certificate\n" % (tmp_path / "garbage.pem"))
 
 
 def test_status_refuses_a_folder_that_is_no_state_folder(tmp_path, capsys):

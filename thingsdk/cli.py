@@ -600,6 +600,119 @@ def cmd_gateway(args):
     return 0
 
 
+def _print_written(files):
+    for path in files:
+        print("wrote        %s" % path)
+
+
+def _print_device_files(folder, device_pubs):
+    """Each device's TLS files, as `thingsdk provision` takes them."""
+    from thingsdk import broker_setup
+    from thingsdk.core.keys import key_id
+    from thingsdk.owner import read_public_key
+
+    for pub in device_pubs:
+        ca, cert, key = broker_setup.client_files(folder, "device",
+                                                  key_id(read_public_key(pub)).hex())
+        print("provision    %s: --ca %s --cert %s --key %s" % (pub, ca, cert, key))
+
+
+def cmd_broker_init(args):
+    from thingsdk import broker_setup
+    from thingsdk.owner import read_public_key
+
+    if args.plugin and not Path(args.plugin).is_file():
+        raise CliError("--plugin %s: no such file" % args.plugin)
+    if bool(args.device_pub) != bool(args.owner_pub):
+        raise CliError("--device-pub and --owner-pub go together: the owner reads its devices' "
+                       "topics")
+    vendor = read_public_key(args.vendor_pub)  # every key read before anything is written
+    owner = read_public_key(args.owner_pub) if args.owner_pub else None
+    devices = [read_public_key(d) for d in args.device_pub or []]
+    if owner in devices or vendor in devices or vendor == owner:
+        raise CliError("the vendor, the owner and each device need keys of their own")
+    written = broker_setup.init(args.dir, vendor, args.host, workers=args.workers,
+                                share=args.share, port=args.port, bind=args.bind,
+                                plugin=args.plugin, user=args.user, days=args.days)
+    if devices:
+        written += broker_setup.add(args.dir, owner, devices, days=args.days)
+    _print_written(dict.fromkeys(written))
+    _print_device_files(args.dir, args.device_pub or [])
+    conf = Path(args.dir) / broker_setup.CONF
+    ca, cert, key = broker_setup.client_files(args.dir, "vendor", 1)
+    print("start        mosquitto -c %s" % conf)
+    print("             (as the folder's owner; mosquitto started as root runs as %s, who must "
+          "own the folder)" % ("the user " + args.user if args.user else "the user mosquitto"))
+    print("vendor       thingsdk vendor serve --broker mqtts://%s:%d --ca %s --cert %s "
+          "--keyfile %s ..." % (args.host[0], args.port, ca, cert, key))
+    print("devices      thingsdk broker add %s --owner-pub OWNER.pub --device-pub DEVICE.pub "
+          "--live mqtts://%s:%d" % (args.dir, args.host[0], args.port))
+    return 0
+
+
+def cmd_broker_add(args):
+    from thingsdk import broker_setup
+    from thingsdk.owner import read_public_key
+
+    written = broker_setup.add(args.dir, read_public_key(args.owner_pub),
+                               [read_public_key(d) for d in args.device_pub], days=args.days,
+                               live=args.live)
+    _print_written(written)
+    _print_device_files(args.dir, args.device_pub)
+    if args.live:
+        print("live         the broker at %s has the new rules" % args.live)
+    else:
+        print("next         restart mosquitto (it reads %s when it starts), or pass --live URL "
+              "next time" % broker_setup.DYNSEC)
+    return 0
+
+
+def add_broker_commands(sub):
+    """`broker init|add`: a mosquitto set-up for a deployment (thingsdk.broker_setup)."""
+    group = sub.add_parser("broker", help="write a mosquitto set-up: CA, certificates, "
+                                          "mosquitto.conf with mutual TLS, access rules")
+    verbs = group.add_subparsers(dest="verb", required=True, metavar="VERB")
+    p = verbs.add_parser("init", help="a new set-up in a folder: CA, broker and vendor worker "
+                                      "certificates, mosquitto.conf, dynamic-security.json")
+    p.add_argument("dir", help="the folder to write (new or empty)")
+    p.add_argument("--vendor-pub", required=True,
+                   help="the vendor's public key (PEM file or 64 hex digits)")
+    p.add_argument("--host", action="append", required=True,
+                   help="a name or IP address clients reach the broker by (in its "
+                        "certificate); repeatable")
+    p.add_argument("--port", type=int, default=8883, help="the TLS port (default: 8883)")
+    p.add_argument("--bind", metavar="ADDRESS", help="listen on this address only "
+                                                     "(default: all)")
+    p.add_argument("--workers", type=int, default=1,
+                   help="vendor workers, each with its certificate vendor-N (default: 1)")
+    p.add_argument("--share", default="vendor", metavar="GROUP",
+                   help="the share group the vendor's workers may join (default: vendor)")
+    p.add_argument("--plugin", metavar="FILE",
+                   help="mosquitto's dynamic-security plugin (default: found where mosquitto "
+                        "installs it)")
+    p.add_argument("--user", help="the user mosquitto runs as when started as root (it must "
+                                  "read the folder)")
+    p.add_argument("--days", type=int, default=825,
+                   help="validity of the certificates issued (default: 825)")
+    p.add_argument("--owner-pub", help="the owner of the devices given (as in `broker add`)")
+    p.add_argument("--device-pub", action="append", help="a device to enrol; repeatable")
+    p.set_defaults(func=cmd_broker_init)
+
+    p = verbs.add_parser("add", help="enrol devices and their owner: a certificate each (CN = "
+                                     "key id) and their access rules")
+    p.add_argument("dir", help="the folder `broker init` wrote")
+    p.add_argument("--owner-pub", required=True,
+                   help="the devices' owner (PEM file or 64 hex digits): may read their topics")
+    p.add_argument("--device-pub", action="append", required=True,
+                   help="a device's public key (PEM file or 64 hex digits); repeatable")
+    p.add_argument("--live", metavar="URL",
+                   help="also give the running broker at URL (mqtts://host:port) the new rules, "
+                        "as the set-up's admin client, instead of restarting it")
+    p.add_argument("--days", type=int, default=825,
+                   help="validity of the certificates issued (default: 825)")
+    p.set_defaults(func=cmd_broker_add)
+
+
 def build_parser():
     parser = argparse.ArgumentParser(
         prog="thingsdk", description="An SDK for things that buy for themselves."
@@ -630,6 +743,7 @@ def build_parser():
     add_vendor_commands(sub)
     add_device_commands(sub)
     add_provision_commands(sub)
+    add_broker_commands(sub)
     add_firmware_commands(sub)
     add_gateway_commands(sub)
     return parser

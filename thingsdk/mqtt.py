@@ -5,16 +5,29 @@ fallen back to when the broker refuses 5) with a persistent session, publishes a
 QoS 1, keeps a retained presence (`online`, and `offline` as its last will), reconnects with
 exponential backoff and jitter, and subscribes again on every connection. It knows nothing of the
 messages it carries.
+
+It says what a person running it needs to know, once, naming the broker's address: `connected to
+host:port`, `disconnected from host:port (cause); retrying in N s`, `cannot connect to host:port
+(cause); retrying in N s` (the same cause again is not repeated), and a refused connection as an
+error with the broker's reason. Errors a caller can act on are MqttError's: ConnectionRefused
+(raised by `wait_connected`, kept in `last_error`), QueueFull, TransportClosed, MessageTooLarge
+(over the largest packet the broker's CONNACK announced), and TlsFileError
+for a TLS file that is missing or not what it should be (named; raised when the Transport is
+made). paho's own log goes to `thingsdk.mqtt.paho` at DEBUG.
 """
 
 import logging
 import random
+import re
 import socket
+import ssl
 import threading
 from collections import deque
 from collections.abc import Callable
 from urllib.parse import urlsplit
 
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
 from paho.mqtt import client as paho
 from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.packettypes import PacketTypes
@@ -28,9 +41,82 @@ V5, V311 = "5", "3.1.1"
 _PROTOCOLS = {V5: paho.MQTTv5, V311: paho.MQTTv311}
 # CONNACK "Unsupported Protocol Version"; paho also reports a 3.1.1 broker's refusal (code 1) so.
 _UNSUPPORTED_PROTOCOL = 0x84
+PACKET_TOO_LARGE = 0x95
 QOS = 1
 
 log = logging.getLogger(__name__)
+_paho_log = logging.getLogger(__name__ + ".paho")
+
+
+class MqttError(Exception):
+    """A transport failure a caller can act on."""
+
+
+class ConnectionRefused(MqttError):
+    """The broker answered the CONNECT with a refusal: `reason` (its words) and `code` (the
+    MQTT 5 reason code; a 3.1.1 broker's return code is given as its MQTT 5 equivalent)."""
+
+    def __init__(self, host, port, reason, code):
+        super().__init__("the broker at %s:%d refused the connection: %s" % (host, port, reason))
+        self.host, self.port, self.reason, self.code = host, port, reason, code
+
+
+class QueueFull(MqttError, OverflowError):
+    """Offline, with `queue_limit` messages already waiting for a connection."""
+
+
+class TransportClosed(MqttError, RuntimeError):
+    """The transport was closed: nothing more can be sent."""
+
+
+class MessageTooLarge(MqttError, ValueError):
+    """A publish bigger than the broker's largest packet (its CONNACK says it): sent, the
+    broker would drop the connection, and the session would send it again on every one."""
+
+
+class TlsFileError(MqttError, ValueError):
+    """A TLS file (CA, client certificate or key) is missing or not what it should be."""
+
+
+def tls_context(ca_file, cert_file=None, key_file=None):
+    """An ssl.SSLContext for mutual TLS from PEM files, each checked first so that an error names
+    the file and what is wrong with it (TlsFileError)."""
+    for role, path, load in (("CA certificate", ca_file, _load_certificate),
+                             ("client certificate", cert_file, _load_certificate),
+                             ("client key", key_file, _load_key)):
+        if path is None:
+            if role != "CA certificate" and (cert_file or key_file):
+                raise TlsFileError("a client certificate needs its key, and a key its certificate")
+            continue
+        try:
+            with open(path, "rb") as f:
+                data = f.read()
+        except OSError as exc:
+            raise TlsFileError("%s %s: %s" % (role, path, exc.strerror or exc)) from None
+        if not load(data):
+            raise TlsFileError("%s %s: not a PEM %s" % (role, path, role.split()[-1]))
+    try:
+        context = ssl.create_default_context(cafile=ca_file)
+        if cert_file:
+            context.load_cert_chain(cert_file, key_file)
+    except ssl.SSLError as exc:
+        raise TlsFileError("client certificate %s and key %s: %s (is the key the certificate's?)"
+                           % (cert_file, key_file, exc.reason or exc)) from None
+    return context
+
+
+def _load_certificate(data):
+    try:
+        return x509.load_pem_x509_certificate(data)
+    except ValueError:
+        return None
+
+
+def _load_key(data):
+    try:
+        return serialization.load_pem_private_key(data, password=None)
+    except (TypeError, ValueError):  # TypeError: it has a password
+        return None
 
 
 def broker_address(url):
@@ -51,10 +137,12 @@ class Backoff(backoff.Backoff):
 
 
 class Ack:
-    """The broker's answer to one publish (PUBACK) or subscribe (SUBACK), once it came."""
+    """The broker's answer to one publish (PUBACK) or subscribe (SUBACK), once it came.
+    `queued` is True when it was made while offline (it goes out after the next connect)."""
 
-    def __init__(self):
+    def __init__(self, queued=False):
         self._event = threading.Event()
+        self.queued = queued
         self.reasons = None  # the reason codes (ints); 0x80 and above are refusals
 
     def wait(self, timeout=None):
@@ -83,12 +171,16 @@ class Transport:
     mqtts:// takes the CA file and the client certificate and key (mutual TLS). `version` turns
     to V311 if the broker refuses MQTT 5 and `fallback` is on. `session_expiry` (seconds) keeps
     the session (MQTT 5); 3.1.1 connects with clean_session off. Counters: `received`, `sent`
-    (acknowledged publishes) and `reconnects`.
+    (acknowledged publishes) and `reconnects`; `last_error` is the latest failure (an OSError or
+    a ConnectionRefused), None once connected.
 
     With `manual_ack` (set before `start`), a message is not acknowledged when `on_message`
     returns: `on_message(topic, payload, delivery)` gets a third argument to hand to `ack` once
     what the message caused is kept. Until then the broker holds the message for the session and
     delivers it again after a reconnect, to this client id or its next process.
+
+    Use it as a context manager (`with Transport(...) as t:` starts it and closes it), or call
+    start() and close().
     """
 
     def __init__(self, url, client_id, *, on_message=None, presence=None, version=V5,
@@ -98,7 +190,7 @@ class Transport:
         self.host, self.port, tls = broker_address(url)
         if version not in _PROTOCOLS:
             raise ValueError("version is %r or %r" % (V5, V311))
-        self._tls = (ca_file, cert_file, key_file) if tls else None
+        self._tls = tls_context(ca_file, cert_file, key_file) if tls else None
         self.client_id = client_id
         self.on_message = on_message
         self.presence = presence
@@ -110,9 +202,16 @@ class Transport:
         self.queue_limit = queue_limit
         self.manual_ack = manual_ack
         self.received = self.sent = self.reconnects = 0
+        self.last_error = None
+        self.max_packet = None  # the broker's largest packet, once its CONNACK said it (MQTT 5)
         self._lock = threading.Lock()  # never held while calling paho
         self._up = threading.Event()
+        self._changed = threading.Condition()  # notified on every connect and refusal
+        self._refused = None  # the ConnectionRefused of the latest attempt, until a connect
+        self._said = None  # the last trouble said, so the same is not said on every retry
+        self._was_up = False  # whether the connection that ends was up (lost, not failed)
         self._filters = {}  # filter -> None, in order: subscribed again on every connection
+        self._queued_filters = set()  # filters whose SUBSCRIBE waits in the queue
         self._queue = deque()  # (send, args) waiting for a connection
         self._acks = {}  # mid -> Ack waiting for the broker
         self._early = {}  # mid -> reasons that came before publish() returned the mid
@@ -126,16 +225,51 @@ class Transport:
         self._start_client()
         return self
 
+    def __enter__(self):
+        return self.start()
+
+    def __exit__(self, *exc_info):
+        self.close()
+
+    @property
+    def address(self):
+        return "%s:%d" % (self.host, self.port)
+
     @property
     def connected(self):
         return self._up.is_set()
 
     def wait_connected(self, timeout=None):
-        return self._up.wait(timeout)
+        """True once connected, False after `timeout` seconds; raises ConnectionRefused if the
+        broker refused the connection (the transport keeps trying: fix the cause and wait
+        again, or close it)."""
+        with self._changed:
+            self._changed.wait_for(lambda: self._up.is_set() or self._refused, timeout)
+            if self._up.is_set():
+                return True
+            if self._refused:
+                raise self._refused
+            return False
 
     def publish(self, topic, payload, retain=False):
-        """Publish at QoS 1; the returned Ack completes on the broker's PUBACK."""
-        return self._submit(self._send, topic, bytes(payload), retain)
+        """Publish at QoS 1; the returned Ack completes on the broker's PUBACK. MessageTooLarge
+        if it is over the broker's largest packet; one queued while offline that turns out to be
+        is answered PACKET_TOO_LARGE instead of sent."""
+        payload = bytes(payload)
+        too_large = self._too_large(topic, payload)
+        if too_large:
+            raise MessageTooLarge(too_large)
+        return self._submit(self._send, topic, payload, retain)
+
+    def _too_large(self, topic, payload):
+        """Why the PUBLISH would be over the broker's limit, or None."""
+        limit = self.max_packet
+        # fixed header (<= 5), topic length (2) and topic, packet id (2), properties (1)
+        size = 10 + len(topic.encode()) + len(payload)
+        if limit and size > limit:
+            return ("a %d-byte message on %s is over the %d-byte packets the broker at %s takes"
+                    % (len(payload), topic, limit, self.address))
+        return None
 
     def subscribe(self, topic_filter):
         """Subscribe at QoS 1 now and after every reconnect; the Ack completes on the SUBACK."""
@@ -170,17 +304,26 @@ class Transport:
         ack = Ack()
         with self._lock:
             if self._closed:
-                raise RuntimeError("transport closed")
+                raise TransportClosed("the connection to %s is closed" % self.address)
             if not self._up.is_set():
                 if len(self._queue) >= self.queue_limit:
-                    raise OverflowError("offline queue full (%d)" % self.queue_limit)
+                    raise QueueFull("offline from %s with %d messages waiting: no room for more"
+                                    % (self.address, self.queue_limit))
+                ack.queued = True
                 self._queue.append((send, args + (ack,)))
+                if send == self._subscribe:  # it goes out with the queue, not again before it
+                    self._queued_filters.add(args[0])
                 return ack
             client = self._client
         send(client, *args, ack)
         return ack
 
     def _send(self, client, topic, payload, retain, ack):
+        too_large = self._too_large(topic, payload)
+        if too_large:  # queued before the broker said its limit
+            log.error("not sent: %s", too_large)
+            ack._answer([PACKET_TOO_LARGE])
+            return
         self._track(client.publish(topic, payload, qos=QOS, retain=retain).mid, ack)
 
     def _subscribe(self, client, topic_filter, ack):
@@ -206,13 +349,11 @@ class Transport:
 
     def _start_client(self):
         protocol = _PROTOCOLS[self.version]
-        client = paho.Client(CallbackAPIVersion.VERSION2, client_id=self.client_id, protocol=protocol,
-                             clean_session=None if protocol == paho.MQTTv5 else False,
-                             manual_ack=self.manual_ack)
-        client.enable_logger(logging.getLogger(__name__ + ".paho"))
+        client = _Client(CallbackAPIVersion.VERSION2, client_id=self.client_id, protocol=protocol,
+                         clean_session=None if protocol == paho.MQTTv5 else False,
+                         manual_ack=self.manual_ack)
         if self._tls:
-            ca_file, cert_file, key_file = self._tls
-            client.tls_set(ca_certs=ca_file, certfile=cert_file, keyfile=key_file)
+            client.tls_set_context(self._tls)
         if self.presence:
             client.will_set(self.presence, OFFLINE, qos=QOS, retain=True)
         client.on_socket_open = _no_delay
@@ -235,16 +376,25 @@ class Transport:
 
     def _on_connect(self, client, userdata, flags, reason, properties):
         if reason.is_failure:
-            log.warning("%s:%d refused the connection: %s", self.host, self.port, reason)
             if reason.value == _UNSUPPORTED_PROTOCOL and self.version == V5 and self.fallback:
+                log.info("%s does not speak MQTT 5: connecting with 3.1.1", self.address)
                 self.version = V311
                 client.disconnect()  # ends this client's thread; _on_disconnect starts a 3.1.1 one
-            return
+                return
+            refused = ConnectionRefused(self.host, self.port, str(reason), reason.value)
+            with self._changed:
+                self._refused = self.last_error = refused
+                self._changed.notify_all()
+            return  # paho closes the connection: _on_disconnect says it and retries
+        self.max_packet = getattr(properties, "MaximumPacketSize", None)
         with self._lock:
             self._attempt = 0
             self.reconnects += self._connections > 0
             self._connections += 1
-            filters = list(self._filters)
+            filters = [f for f in self._filters if f not in self._queued_filters]
+            self._queued_filters.clear()
+        log.info("connected to %s%s", self.address, " (MQTT 3.1.1)" if self.version == V311 else "")
+        self._said = None
         for topic_filter in filters:
             self._subscribe(client, topic_filter, Ack())
         if self.presence:
@@ -252,21 +402,48 @@ class Transport:
         while True:  # the queue, in order; online once it is empty
             with self._lock:
                 if not self._queue:
-                    self._up.set()
+                    with self._changed:
+                        self._up.set()
+                        self._refused = self.last_error = None
+                        self._was_up = True
+                        self._changed.notify_all()
                     return
                 send, args = self._queue.popleft()
             send(client, *args)
 
     def _on_connect_fail(self, client, userdata):
-        self._retry_later(client)
+        error = client.connect_error
+        self.last_error = error
+        delay = self._retry_later(client)
+        self._say(log.warning, "cannot connect to %s (%s)" % (self.address, _cause(error)), delay)
 
     def _on_disconnect(self, client, userdata, flags, reason, properties):
         self._up.clear()
         if client.protocol != _PROTOCOLS[self.version]:
             self._start_client()
-        elif not self._closed:
-            log.info("disconnected from %s:%d: %s", self.host, self.port, reason)
-            self._retry_later(client)
+            return
+        if self._closed:
+            return
+        delay = self._retry_later(client)
+        refused, was_up, self._was_up = self._refused, self._was_up, False
+        if refused is not None:
+            self._say(log.error, str(refused), delay)
+        else:
+            cause = str(reason)
+            if reason.value == 0x80 and not flags.is_disconnect_packet_from_server:
+                cause = client.socket_error or "connection lost"
+            client.socket_error = None
+            if was_up:
+                self._said = None
+                self._say(log.warning, "disconnected from %s (%s)" % (self.address, cause), delay)
+            else:  # before the CONNACK: e.g. the broker refused the certificate
+                self._say(log.warning, "cannot connect to %s (%s)" % (self.address, cause), delay)
+
+    def _say(self, level, trouble, delay):
+        """Say `trouble` and when the next attempt is, unless it is what was said last."""
+        level = log.debug if trouble == self._said else level
+        self._said = trouble
+        level("%s; retrying in %s s", trouble, _seconds(delay))
 
     def _retry_later(self, client):
         """Set paho's next reconnect wait (it has no jitter of its own) from our backoff."""
@@ -274,6 +451,7 @@ class Transport:
             delay = self.backoff.delay(self._attempt)
             self._attempt += 1
         client.reconnect_delay_set(delay, delay)
+        return delay
 
     def _on_message(self, client, userdata, message):
         self.received += 1
@@ -306,6 +484,45 @@ def device_transport(url: str, kid: bytes, *, ca_file: str | None = None,
     `options` are Transport's (backoff, keepalive, queue_limit...)."""
     return Transport(url, topics.kid_hex(kid), presence=topics.presence(kid), ca_file=ca_file,
                      cert_file=cert_file, key_file=key_file, **options)
+
+
+class _Client(paho.Client):
+    """paho's client, keeping why the latest attempt to connect failed and why its socket
+    failed (paho's on_connect_fail and on_disconnect are not told), and sending its own log to
+    `thingsdk.mqtt.paho` at DEBUG."""
+
+    connect_error = socket_error = None
+    _SOCKET_ERRORS = ("failed to receive on socket: ", "timeout on socket: ")
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.on_log = self._log
+
+    def _log(self, client, userdata, level, text):
+        _paho_log.debug(text)
+        for prefix in self._SOCKET_ERRORS:
+            if text.startswith(prefix):
+                self.socket_error = re.sub(r" \(_ssl\.c:\d+\)$", "", text[len(prefix):])
+
+    def reconnect(self):
+        try:
+            return super().reconnect()
+        except OSError as exc:
+            self.connect_error = exc
+            raise
+
+
+def _cause(error):
+    """An OSError in a few words: its reason, without errno noise."""
+    if isinstance(error, ssl.SSLError):
+        return "TLS: %s" % (error.reason or error)
+    if isinstance(error, OSError) and error.strerror:
+        return error.strerror
+    return str(error) or type(error).__name__
+
+
+def _seconds(delay):
+    return "%.2g" % delay if delay < 10 else "%d" % round(delay)
 
 
 def _no_delay(client, userdata, sock):

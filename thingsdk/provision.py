@@ -91,7 +91,10 @@ def config_text(broker, tls, consumables, clock=None, interval=None):
 
 
 def _common_name(cert_file):
-    cert = x509.load_pem_x509_certificate(Path(cert_file).read_bytes())
+    try:
+        cert = x509.load_pem_x509_certificate(Path(cert_file).read_bytes())
+    except ValueError:
+        raise ValueError("client certificate %s: not a PEM certificate" % cert_file) from None
     names = cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME)
     return names[0].value if names else None
 

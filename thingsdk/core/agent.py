@@ -6,8 +6,9 @@ Portable, and the same on a Raspberry Pi (thingsdk.device.runtime adds threads a
 board (the firmware adds asyncio, flash and its MQTT client). Everything outside comes in: the
 signer and the pinned verifiers, a state store (thingsdk.device.state.StateFolder on CPython, the
 firmware's flash store on a board: the same methods), the codec, `new_id()` (16 random bytes),
-`publish(data, msg_type)` for sealed bytes meant for the vendor, `zones(name, now)` for quiet
-hours and `note(text)` for what an operator should see. Time is an argument of every call.
+`publish(data, msg_type)` for sealed bytes meant for the vendor (returning False when they wait
+for a connection instead of going out now), `zones(name, now)` for quiet hours and `note(text)`
+for what an operator should see. Time is an argument of every call.
 
 Crash safety, as lifecycle.py asks: a record is written before any message it sends; a message is
 sealed once, its bytes kept in the outbox before they are published, and a message id already
@@ -322,8 +323,10 @@ class Agent:
         if msg["to"] != self.vendor.kid:
             self.note("kept %s %s for the owner" % (m.NAMES[msg["t"] - 1], _short(msg["id"])))
         elif self.publish is not None:
-            self.note("sent %s %s (%d B)" % (m.NAMES[msg["t"] - 1], _short(msg["id"]), len(data)))
-            self.publish(data, msg["t"])
+            sent = self.publish(data, msg["t"]) is not False  # False: kept until connected
+            self.note("%s %s %s (%d B)%s" % ("sent" if sent else "queued", m.NAMES[msg["t"] - 1],
+                                            _short(msg["id"]), len(data),
+                                            "" if sent else " until the broker is reached"))
 
     def _send_new(self, msg_type, body, now):
         """A message outside any need (status, mandate), through the outbox all the same."""

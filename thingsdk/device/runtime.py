@@ -20,6 +20,7 @@ from thingsdk.core.agent import MAX_SLOTS, Agent, Slot
 from thingsdk.core.consumable import DAY
 from thingsdk.crypto import Ed25519Signer, Ed25519Verifier
 from thingsdk.device.state import StateFolder
+from thingsdk.mqtt import MqttError
 from thingsdk.zones import zone_offset
 
 if TYPE_CHECKING:
@@ -114,9 +115,12 @@ class Device(Agent):
         if topic == topics.downlink(self.kid):
             self._downlinks.put(payload)
 
-    def _publish(self, data, msg_type):
-        if self.transport is not None:
-            try:
-                self.transport.publish(topics.uplink(self.kid), data)
-            except (OverflowError, RuntimeError) as exc:  # the lifecycle sends it again
-                log.warning("could not publish: %s", exc)
+    def _publish(self, data: bytes, msg_type: int) -> bool:
+        """Publish now (True), or leave it queued until the transport connects (False)."""
+        if self.transport is None:
+            return False
+        try:
+            return not self.transport.publish(topics.uplink(self.kid), data).queued
+        except MqttError as exc:  # the outbox keeps it: the lifecycle sends it again
+            log.warning("could not publish: %s", exc)
+            return False

@@ -1,0 +1,281 @@
+"""`thingsdk broker init|add`: the set-up it writes, run verbatim by a real mosquitto."""
+
+import json
+import os
+import pwd
+import re
+import socket
+import stat
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from cryptography import x509
+from cryptography.x509.oid import NameOID
+
+from broker import HOST, find_mosquitto, free_port, wait_for
+from thingsdk import topics
+from thingsdk.cli import main
+from thingsdk.crypto import Ed25519Signer, load_signer, save_keypair
+from thingsdk.mqtt import Backoff, MessageTooLarge, Transport
+from thingsdk.vendor.store import Store
+
+ROOT = Path(__file__).resolve().parent.parent
+TIMEOUT = 10.0
+NOT_AUTHORIZED = 0x87
+
+
+@pytest.fixture
+def keys(tmp_path):
+    """Public key files of a vendor, two owners and three devices; name -> (path, kid hex)."""
+    made = {}
+    for name in ("vendor", "owner", "neighbour", "fridge", "printer", "doorbell"):
+        signer = Ed25519Signer.generate()
+        save_keypair(signer, tmp_path / (name + ".key"), tmp_path / (name + ".pub"))
+        made[name] = (str(tmp_path / (name + ".pub")), signer.kid.hex())
+    return made
+
+
+def cn_of(path):
+    cert = x509.load_pem_x509_certificate(path.read_bytes())
+    return cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME)[0].value
+
+
+def init(tmp_path, keys, port, capsys):
+    setup = tmp_path / "broker"
+    assert main(["broker", "init", str(setup), "--vendor-pub", keys["vendor"][0],
+                 "--host", HOST, "--host", "localhost", "--port", str(port), "--bind", HOST,
+                 "--workers", "2", "--user", pwd.getpwuid(os.getuid()).pw_name,
+                 "--owner-pub", keys["owner"][0], "--device-pub", keys["fridge"][0],
+                 "--device-pub", keys["printer"][0]]) == 0
+    assert main(["broker", "add", str(setup), "--owner-pub", keys["neighbour"][0],
+                 "--device-pub", keys["doorbell"][0]]) == 0
+    return setup, capsys.readouterr().out
+
+
+def test_init_and_add_write_certificates_named_by_key_id_and_the_rules(tmp_path, keys, capsys):
+    setup, out = init(tmp_path, keys, 8883, capsys)
+    fridge, owner, doorbell = keys["fridge"][1], keys["owner"][1], keys["doorbell"][1]
+    assert cn_of(setup / ("device-%s.pem" % fridge)) == fridge
+    assert cn_of(setup / ("owner-%s.pem" % owner)) == owner
+    assert [cn_of(setup / ("vendor-%d.pem" % n)) for n in (1, 2)] == ["vendor-1", "vendor-2"]
+    assert cn_of(setup / "admin.pem") == "admin"
+    for key in ("ca.key", "server.key", "vendor-1.key", "device-%s.key" % fridge):
+        assert stat.S_IMODE((setup / key).stat().st_mode) == 0o600
+    conf = (setup / "mosquitto.conf").read_text()
+    for line in ("require_certificate true", "use_identity_as_username true",
+                 "use_username_as_clientid true", "set_tcp_nodelay true", "allow_anonymous false",
+                 "max_packet_size 17408", "max_queued_messages 100000",
+                 "plugin_opt_config_file %s" % (setup.resolve() / "dynamic-security.json")):
+        assert line + "\n" in conf
+    access = json.loads((setup / "dynamic-security.json").read_text())
+    roles = {r["rolename"]: {(a["acltype"], a["topic"]) for a in r["acls"]}
+             for r in access["roles"]}
+    assert roles["device-" + fridge] == {
+        ("publishClientSend", "thingsdk/v1/up/" + fridge),
+        ("publishClientSend", "thingsdk/v1/presence/" + fridge),
+        ("subscribeLiteral", "thingsdk/v1/down/" + fridge),
+        ("publishClientReceive", "thingsdk/v1/down/" + fridge)}
+    owned = {topics.parse(t)[1].hex() for _, t in roles["owner-" + owner]}
+    assert owned == {fridge, keys["printer"][1]}
+    assert {t for _, t in roles["owner-" + keys["neighbour"][1]]} == {
+        topics.uplink(bytes.fromhex(doorbell)), topics.downlink(bytes.fromhex(doorbell)),
+        topics.presence(bytes.fromhex(doorbell))}
+    assert access["defaultACLAccess"] == {"publishClientSend": False,
+                                          "publishClientReceive": False, "subscribe": False,
+                                          "unsubscribe": True}
+    assert "start        mosquitto -c %s" % (setup / "mosquitto.conf") in out
+
+    # Adding again is idempotent for the owner and keeps what it read.
+    assert main(["broker", "add", str(setup), "--owner-pub", keys["owner"][0],
+                 "--device-pub", keys["fridge"][0]]) == 0
+    again = json.loads((setup / "dynamic-security.json").read_text())
+    assert len(again["clients"]) == len(access["clients"]) and again["roles"] == access["roles"]
+
+
+def test_the_written_conf_runs_and_confines_devices_owners_and_vendor(tmp_path, keys, capsys):
+    if find_mosquitto() is None:
+        pytest.fail("mosquitto is not installed (Debian: apt-get install mosquitto)")
+    port = free_port()
+    setup, _ = init(tmp_path, keys, port, capsys)
+    log = tmp_path / "mosquitto.log"
+    process = subprocess.Popen([find_mosquitto(), "-c", str(setup / "mosquitto.conf")],
+                               stdout=subprocess.DEVNULL, stderr=log.open("wb"))
+    made = []
+
+    def connect(name, cn, **options):
+        got = []
+        stem = cn if cn.startswith("vendor-") else "%s-%s" % (name, cn)
+        t = Transport("mqtts://%s:%d" % (HOST, port), cn, ca_file=str(setup / "ca.pem"),
+                      cert_file=str(setup / (stem + ".pem")), key_file=str(setup / (stem + ".key")),
+                      on_message=lambda topic, payload: got.append((topic, payload)),
+                      backoff=Backoff(0.05, 0.4), **options)
+        made.append(t)
+        assert t.start().wait_connected(TIMEOUT)
+        return t, got
+
+    def answer(transport, topic_filter):
+        ack = transport.subscribe(topic_filter)
+        assert ack.wait(TIMEOUT)
+        return ack.reasons
+
+    try:
+        fridge, doorbell = (bytes.fromhex(keys[k][1]) for k in ("fridge", "doorbell"))
+        vendor, from_devices = connect("vendor", "vendor-1")
+        assert answer(vendor, topics.vendor_uplinks()) == [1]
+        device, _ = connect("device", keys["fridge"][1], presence=topics.presence(fridge))
+        assert answer(device, topics.downlink(fridge)) == [1]
+        assert answer(device, topics.downlink(doorbell)) == [NOT_AUTHORIZED]
+        owner, seen = connect("owner", keys["owner"][1])
+        assert answer(owner, topics.uplink(fridge)) == [1]
+        assert answer(owner, topics.uplink(doorbell)) == [NOT_AUTHORIZED]  # not its device
+        assert answer(owner, topics.every(topics.UP)) == [NOT_AUTHORIZED]
+        assert device.publish(topics.uplink(fridge), b"order").wait(TIMEOUT)
+        assert wait_for(lambda: (topics.uplink(fridge), b"order") in from_devices, TIMEOUT)
+        assert wait_for(lambda: (topics.uplink(fridge), b"order") in seen, TIMEOUT)
+        denied = owner.publish(topics.downlink(fridge), b"forged offer")
+        assert denied.wait(TIMEOUT) and denied.reasons == [NOT_AUTHORIZED]
+
+        # A device added while the broker runs: refused until `add --live` gives it its rules.
+        kettle = Ed25519Signer.generate()
+        save_keypair(kettle, tmp_path / "kettle.key", tmp_path / "kettle.pub")
+        assert main(["broker", "add", str(setup), "--owner-pub", keys["owner"][0],
+                     "--device-pub", str(tmp_path / "kettle.pub")]) == 0
+        newcomer, _ = connect("device", kettle.kid.hex())
+        assert answer(newcomer, topics.downlink(kettle.kid)) == [NOT_AUTHORIZED]
+        assert answer(owner, topics.uplink(kettle.kid)) == [NOT_AUTHORIZED]
+        assert main(["broker", "add", str(setup), "--owner-pub", keys["owner"][0],
+                     "--device-pub", str(tmp_path / "kettle.pub"),
+                     "--live", "mqtts://%s:%d" % (HOST, port)]) == 0
+        assert answer(newcomer, topics.downlink(kettle.kid)) == [1]
+        assert answer(owner, topics.uplink(kettle.kid)) == [1]  # its owner reads it too
+        assert answer(owner, topics.uplink(doorbell)) == [NOT_AUTHORIZED]
+        # Forty at once: the owner's rules no longer fit one control message of the broker's.
+        fleet = [Ed25519Signer.generate() for _ in range(40)]
+        extra = [arg for signer in fleet for arg in ("--device-pub", signer.public_key.hex())]
+        assert main(["broker", "add", str(setup), "--owner-pub", keys["owner"][0], *extra,
+                     "--live", "mqtts://%s:%d" % (HOST, port)]) == 0
+        assert answer(owner, topics.presence(fleet[-1].kid)) == [1]
+        # The broker takes no packet over the protocol's largest message, and says so in its
+        # CONNACK: the transport refuses a bigger one instead of being dropped by the broker.
+        with pytest.raises(MessageTooLarge, match="over the 17408-byte packets"):
+            device.publish(topics.uplink(fridge), b"x" * 17400)
+        assert device.publish(topics.uplink(fridge), b"x" * 16384).wait(TIMEOUT)
+        assert device.connected and device.reconnects == 0
+    finally:
+        for transport in made:
+            transport.close(timeout=1)
+        process.terminate()
+        process.wait(TIMEOUT)
+    assert "Opening ipv4 listen socket on port %d" % port in log.read_text()
+
+
+def test_broker_errors_are_one_line_naming_the_file(tmp_path, keys, capsys):
+    setup, _ = init(tmp_path, keys, 8883, capsys)
+    assert main(["broker", "init", str(setup), "--vendor-pub", keys["vendor"][0],
+                 "--host", "localhost"]) == 2
+    assert "%s exists and is not empty" % setup in capsys.readouterr().err
+    assert main(["broker", "add", str(tmp_path / "nowhere"), "--owner-pub", keys["owner"][0],
+                 "--device-pub", keys["fridge"][0]]) == 2
+    assert "nowhere/ca.pem: no such file" in capsys.readouterr().err
+    assert main(["broker", "add", str(setup), "--owner-pub", keys["fridge"][0],
+                 "--device-pub", keys["fridge"][0]]) == 2
+    assert "each needs its own key" in capsys.readouterr().err
+    nowhere = "mqtts://%s:%d" % (HOST, free_port())
+    before = (setup / "dynamic-security.json").read_bytes()
+    newcomer = Ed25519Signer.generate().public_key.hex()
+    assert main(["broker", "add", str(setup), "--owner-pub", keys["owner"][0],
+                 "--device-pub", newcomer, "--live", nowhere]) == 2
+    assert capsys.readouterr().err == ("thingsdk broker: error: cannot reach the broker at %s: "
+                                       "[Errno 111] Connection refused\n" % nowhere)
+    assert (setup / "dynamic-security.json").read_bytes() == before  # nothing recorded
+    (setup / "ca.key").write_text("not a key")
+    assert main(["broker", "add", str(setup), "--owner-pub", keys["owner"][0],
+                 "--device-pub", keys["fridge"][0]]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("thingsdk broker: error: %s: not a PEM private key" % (setup / "ca.key"))
+    assert "Traceback" not in err and err.count("\n") == 1
+    assert main(["broker", "init", str(tmp_path / "other"), "--vendor-pub", keys["vendor"][0],
+                 "--host", "localhost", "--plugin", str(tmp_path / "none.so")]) == 2
+    assert "--plugin %s: no such file" % (tmp_path / "none.so") in capsys.readouterr().err
+    assert not (tmp_path / "other").exists()
+    assert main(["broker", "init", str(tmp_path / "other"), "--vendor-pub", keys["vendor"][0],
+                 "--host", "localhost", "--owner-pub", keys["owner"][0],
+                 "--device-pub", keys["owner"][0]]) == 2
+    assert "need keys of their own" in capsys.readouterr().err
+    assert not (tmp_path / "other").exists()
+
+
+def test_the_readme_walk_from_keys_to_a_device_the_vendor_hears(tmp_path, capsys):
+    """keygen, `broker init`, mosquitto on the written conf, provision, vendor register and serve,
+    device run: each a process of its own, as the README walks it."""
+    if find_mosquitto() is None:
+        pytest.fail("mosquitto is not installed (Debian: apt-get install mosquitto)")
+    for name in ("vendor", "owner", "fridge"):
+        assert main(["keygen", "--out", str(tmp_path), "--name", name]) == 0
+    kid = load_signer(tmp_path / "fridge.key").kid.hex()
+    port = free_port()
+    setup, url = tmp_path / "broker", "mqtts://localhost:%d" % port
+    assert main(["broker", "init", str(setup), "--vendor-pub", str(tmp_path / "vendor.pub"),
+                 "--host", "localhost", "--port", str(port), "--bind", HOST,
+                 "--user", pwd.getpwuid(os.getuid()).pw_name,
+                 "--owner-pub", str(tmp_path / "owner.pub"),
+                 "--device-pub", str(tmp_path / "fridge.pub")]) == 0
+    out = capsys.readouterr().out
+    tls = ["--ca", str(setup / "ca.pem"), "--cert", str(setup / ("device-%s.pem" % kid)),
+           "--key", str(setup / ("device-%s.key" % kid))]
+    assert "provision    %s: %s" % (tmp_path / "fridge.pub", " ".join(tls)) in out
+    assert main(["provision", "--out", str(tmp_path / "fridge"),
+                 "--vendor-pub", str(tmp_path / "vendor.pub"),
+                 "--owner-key", str(tmp_path / "owner.key"),
+                 "--device-key", str(tmp_path / "fridge.key"), "--broker", url, *tls,
+                 "--consumable", "slot=water-filter,sku=WF-300,unit=ml,capacity=300000,"
+                                 "lead_time=3d", "--interval", "0.2"]) == 0
+    db = str(tmp_path / "vendor.db")
+    assert main(["vendor", "register", "--db", db, "--device-pub", str(tmp_path / "fridge.pub"),
+                 "--owner-pub", str(tmp_path / "owner.pub")]) == 0
+    logs = {name: tmp_path / (name + ".log") for name in ("mosquitto", "vendor", "device")}
+    commands = {
+        "mosquitto": [find_mosquitto(), "-c", str(setup / "mosquitto.conf")],
+        "vendor": [sys.executable, "-m", "thingsdk.cli", "vendor", "serve", "--broker", url,
+                   "--db", db, "--catalog", str(ROOT / "thingsdk/vendor/catalog.example.toml"),
+                   "--key", str(tmp_path / "vendor.key"), "--ca", str(setup / "ca.pem"),
+                   "--cert", str(setup / "vendor-1.pem"), "--keyfile", str(setup / "vendor-1.key"),
+                   "--interval", "0.2"],
+        "device": [sys.executable, "-m", "thingsdk.cli", "device", "run", "--config",
+                   str(tmp_path / "fridge" / "device.toml")]}
+    processes = []
+    try:
+        # Each waits for the one before: the broker listening, the vendor subscribed (what a
+        # device sends before the vendor's first subscription has nobody to go to).
+        ready = {"mosquitto": "mosquitto version 2", "vendor": "serving localhost:%d" % port}
+        for name, command in commands.items():
+            with logs[name].open("wb") as log:
+                processes.append(subprocess.Popen(command, cwd=ROOT, stdout=log, stderr=log))
+            if name in ready:
+                assert wait_for(lambda: ready[name] in logs[name].read_text()
+                                and (name != "mosquitto" or _listening(port)), TIMEOUT), \
+                    logs[name].read_text()
+        store = Store(db)
+        assert wait_for(lambda: store.device(bytes.fromhex(kid)).mandate is not None
+                        and store.levels(bytes.fromhex(kid)), 30.0), {
+            name: path.read_text() for name, path in logs.items()}
+    finally:
+        for process in reversed(processes):
+            process.terminate()
+            process.wait(TIMEOUT)
+    said = {name: path.read_text() for name, path in logs.items()}
+    for name in ("vendor", "device"):
+        assert "connected to localhost:%d" % port in said[name], said[name]
+        assert "Traceback" not in said[name]
+    assert re.search(r"sent mandate [0-9a-f]+ \(\d+ B\)", said["device"]), said["device"]
+    assert "as %s (" % kid in said["mosquitto"] and "as vendor-1 (" in said["mosquitto"]
+
+
+def _listening(port):
+    try:
+        socket.create_connection((HOST, port), timeout=1).close()
+    except OSError:
+        return False
+    return True
