@@ -8,10 +8,11 @@ from thingsdk.core.check import const, is_int
 
 VERSION = 1
 (STATUS, QUOTE_REQUEST, OFFER, ORDER, RECEIPT, SHIPMENT, DELIVERY, CANCEL, APPROVAL_REQUEST,
- APPROVAL, MANDATE, SUPPORT_REQUEST, SUPPORT_REPLY, PROMOTION, ERROR) = range(1, 16)
+ APPROVAL, MANDATE, SUPPORT_REQUEST, SUPPORT_REPLY, PROMOTION, ERROR, RESYNC_NONCE, RESYNC,
+ RESYNC_REPLY) = range(1, 19)
 NAMES = ("status", "quote-request", "offer", "order", "receipt", "shipment", "delivery", "cancel",
          "approval-request", "approval", "mandate", "support-request", "support-reply",
-         "promotion", "error")
+         "promotion", "error", "resync-nonce", "resync", "resync-reply")
 TYPES = {name: code for code, name in enumerate(NAMES, 1)}
 
 ID_SIZE = 16
@@ -95,6 +96,10 @@ SLOT = const(("m", (("slot", TOKEN), ("sku", LABEL), ("unit", TOKEN), ("level", 
 ORDER_SUMMARY = const(("m", (("vendor", KID), ("offer", ID16), ("sku", LABEL), ("title", SENTENCE),
                              ("qty", COUNT), ("total", MONEY), ("arrive", TIME), ("test", BOOL)),
                        ("arrive",), (), None, None, NO_RULES, None))
+SEQ = const(("i", 0, 9007199254740991))
+OPEN_ORDER = const(("m", (("order", ID16), ("sku", LABEL), ("qty", COUNT),
+                          ("status", ("e", ("accepted", "shipped"))), ("ref", LABEL),
+                          ("eta", TIME)), (), (), None, None, NO_RULES, None))
 DIAG_VALUE = const(("|", (("i", -9007199254740991, 9007199254740991), ("s", 0, 128), BOOL)))
 
 BODIES = const((
@@ -135,13 +140,18 @@ BODIES = const((
      ("title", "max"), (), None, None, NO_RULES, None),
     ("m", (("code", TOKEN), ("text", SENTENCE), ("ref", ID16)), ("ref",), (), None, None,
      NO_RULES, None),
+    ("m", (("nonce", ID16), ("floor", SEQ), ("until", TIME)), (), (), None, None, NO_RULES, None),
+    ("m", (("nonce", ID16),), (), (), None, None, NO_RULES, None),
+    ("m", (("from", SEQ), ("epoch", COUNT), ("orders", ("l", OPEN_ORDER, 0, 16))), (), (), None,
+     None, NO_RULES, None),
 ))
-ANSWERS = (OFFER, RECEIPT, APPROVAL, SUPPORT_REPLY)  # types whose `re` is required
+# Types whose `re` is required.
+ANSWERS = (OFFER, RECEIPT, APPROVAL, SUPPORT_REPLY, RESYNC_NONCE, RESYNC_REPLY)
 
 # v and t are checked first, for their own error codes; the body by BODIES[t - 1].
 HEADER_NAMES = const(((1, "v"), (2, "t"), (3, "id"), (4, "kid"), (5, "seq"), (6, "ts"),
                       (7, "exp"), (8, "to"), (9, "re"), (10, "b")))
-HEADER = const(("m", ((1, ANY), (2, ANY), (3, ID16), (4, KID), (5, ("i", 0, 9007199254740991)),
+HEADER = const(("m", ((1, ANY), (2, ANY), (3, ID16), (4, KID), (5, SEQ),
                       (6, TIME), (7, TIME), (8, KID), (9, ID16), (10, ANY)),
                 (9,), (), None, None, (("<=", 6, 7, 1), ("lifetime",)), HEADER_NAMES))
 CLAIM_NAMES = const(((1, "iss"), (2, "sub"), (4, "exp"), (5, "nbf"), (6, "iat"), (8, "cnf"),
