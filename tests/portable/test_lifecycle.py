@@ -342,6 +342,26 @@ def test_order_is_resent_under_the_same_order_id_until_a_receipt():
     assert d.state() == lc.PLACED and d.record["oid"] == oid
 
 
+def test_after_a_resync_the_pending_messages_go_again_as_new_ones():
+    d = Device()
+    first = d.order()
+    d.feed(d.orders.need("coffee", dict(ask(), slot="coffee"), VENDOR, OWNER, d.now))
+    quote = d.orders.open_for("coffee")["out"]  # a second need, still quoting
+    fx = d.feed(d.orders.resynced(d.now, only=quote["id"]))
+    assert [msg["t"] for msg in sends(fx)] == [m.QUOTE_REQUEST]  # only the need refused
+    again = sends(fx)[0]
+    assert again["id"] != quote["id"] and again["b"] == quote["b"]
+    fx = d.feed(d.orders.resynced(d.now))
+    orders = [msg for msg in sends(fx) if msg["t"] == m.ORDER]
+    assert len(orders) == 1 and orders[0]["id"] != first["id"]
+    assert orders[0]["b"] == first["b"]  # the same order id: the vendor takes it once
+    assert d.state() == lc.ORDERING
+    d.receipt(re=orders[0]["id"])
+    assert d.state() == lc.PLACED
+    later = sends(d.feed(d.orders.resynced(d.now)))  # a placed order has nothing pending
+    assert [msg["t"] for msg in later] == [m.QUOTE_REQUEST]
+
+
 def test_order_without_any_receipt_is_abandoned_and_released():
     d = Device({"order_give_up": 3600, "order_wait": 1000})
     d.order()

@@ -33,7 +33,9 @@ A need begins with `start`; then `step` takes the events ("message", msg) with m
 "id", "t", "re", "b"} (an opened message, see `from_message`), ("decided", decision),
 ("tick",), ("cancel", reason) (the owner, on the device), ("refilled",) (the sensor saw a
 refill; seen while the order is on its way, it is remembered and closes the need as soon as
-the delivery news comes) and ("refused", reason) (the ledger refused the reservation).
+the delivery news comes), ("refused", reason) (the ledger refused the reservation) and
+("resynced", only) (the device rejoined the vendor with new counters: the pending message goes
+again as a new one).
 A decision is a dict:
 "action" (buy, ask, wait, refuse), "offer" (the offer id, for buy and ask), "mandate" (version,
 for buy), "text" (the sentence for the owner, for ask), "until" (when a wait ends),
@@ -441,6 +443,17 @@ def _on_refilled(s):
         s.ignore("not-delivered", "refilled")
 
 
+def _on_resynced(s, only=None):
+    """The vendor refused the message pending for this need as replayed or too old (the device
+    lost its counters or was restored from an old copy) and the device rejoined above them: the
+    message goes again as a new one (new id, new sequence number; an order keeps its order id,
+    so the vendor still takes it once). `only`: just the need whose pending message has that id."""
+    out = s.rec["out"]
+    if out is None or out["to"] != s.rec["vendor"] or (only is not None and out["id"] != only):
+        return
+    s.send(out["t"], out["b"], out["to"], out["re"])
+
+
 def _on_refused(s, reason):
     if s.rec["state"] != ORDERING or s.rec["money"] != "reserved":
         return s.ignore("unexpected-refusal", reason)
@@ -570,7 +583,8 @@ def _on_error(s, msg):
 
 
 _EVENTS = {"message": _on_message, "decided": _on_decided, "tick": _on_tick,
-           "cancel": _on_cancel, "refilled": _on_refilled, "refused": _on_refused}
+           "cancel": _on_cancel, "refilled": _on_refilled, "refused": _on_refused,
+           "resynced": _on_resynced}
 _MESSAGES = {m.OFFER: _on_offer, m.RECEIPT: _on_receipt, m.SHIPMENT: _on_shipment,
              m.DELIVERY: _on_delivery, m.CANCEL: _on_vendor_cancel, m.APPROVAL: _on_approval,
              m.SUPPORT_REPLY: _on_support_reply, m.ERROR: _on_error}
@@ -715,6 +729,15 @@ class Orders:
         if rec is None:
             return []
         return self._apply(rec, ("refilled",), now)
+
+    def resynced(self, now, only=None):
+        """The device rejoined the vendor with new counters: the open needs send their pending
+        message again as a new one (`only`: the need whose pending message has that id)."""
+        effects = []
+        for rec in self.records():
+            if rec["state"] != CLOSED and rec["out"] is not None:
+                effects += self._apply(rec, ("resynced", only), now)
+        return effects
 
     def tick(self, now):
         """Run the needs whose deadline has come."""
