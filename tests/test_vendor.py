@@ -198,13 +198,15 @@ def test_tampered_replayed_expired_and_misrouted_messages_are_refused_and_counte
     assert len(service.handle(good, a.kid, T)) == 1
     tampered = bytearray(a.seal(m.QUOTE_REQUEST, request, T))
     tampered[-1] ^= 1
-    replayed = a.seal(m.QUOTE_REQUEST, request, T, seq=100)  # a new message under a used seq
+    replayed = a.seal(m.QUOTE_REQUEST, request, T, seq=100, msg_id=b"\x07" * 16)  # a used seq
     expired = a.seal(m.QUOTE_REQUEST, request, T, ttl=60)
     by_b = world.b.seal(m.QUOTE_REQUEST, request, T)  # B's message on A's uplink
     stranger = Device(9, world.vendor)
     unknown = stranger.seal(m.QUOTE_REQUEST, request, T)
     assert service.handle(bytes(tampered), a.kid, T) == []
-    assert service.handle(replayed, a.kid, T) == []
+    [nonce] = a.receive(service.handle(replayed, a.kid, T), T)  # refused, and told why
+    assert nonce.type == m.RESYNC_NONCE and nonce.re == b"\x07" * 16
+    assert nonce.body["floor"] == 100
     assert service.handle(expired, a.kid, T + 60) == []
     assert service.handle(by_b, a.kid, T) == []
     assert service.handle(unknown, a.kid, T) == []
@@ -213,7 +215,8 @@ def test_tampered_replayed_expired_and_misrouted_messages_are_refused_and_counte
                                 "topic-mismatch": 1, "unknown-key": 1, "unknown-device": 1}
     # The replay state is in the database: a restarted vendor refuses the replay too.
     restarted = world.new_service()
-    assert restarted.handle(replayed, a.kid, T) == []
+    [again] = a.receive(restarted.handle(replayed, a.kid, T), T)
+    assert again.body == nonce.body  # the nonce pending is repeated, not replaced
     assert restarted.refusals == {"replayed": 1}
 
 

@@ -19,6 +19,10 @@ sent the first time, byte for byte. Then, by type:
   visit is recorded as an offer under the case id, as the device lifecycle orders it);
 - status: the levels are recorded; error: logged; other types: answered `unexpected-type`.
 
+- resync: see `thingsdk.vendor.resync`. A message refused by the replay guard as replayed or
+  too old (but signed by the device) is answered there too, with a resync nonce, so a device
+  that lost its counters learns it and can rejoin; a replayed resync is not.
+
 A deregistered (revoked) device's orders are rejected (`device-deregistered`) and its other
 requests answered with an error of that code.
 
@@ -45,9 +49,9 @@ from thingsdk.core.decide import sentence
 from thingsdk.core.keys import key_id
 from thingsdk.core.ledger import MAX_AMOUNT
 from thingsdk.core.lifecycle import VISIT_SKU
-from thingsdk.core.replay import ReplayGuard
+from thingsdk.core.replay import REPLAYED, TOO_OLD, ReplayGuard
 from thingsdk.crypto import Ed25519Verifier
-from thingsdk.vendor import ordering
+from thingsdk.vendor import ordering, resync
 from thingsdk.vendor.limiter import RefusalLimiter
 from thingsdk.vendor.ordering import error
 from thingsdk.zones import zone_offset
@@ -56,6 +60,7 @@ TTL = 6 * 3600  # lifetime of the messages the vendor sends
 CARRIER = "thingsdk-sim"
 MANDATE_CACHE = 1024  # verified mandates remembered
 REMIND_DAYS = 3  # deliveries are repeated on a device's status for this long after arrival
+STALE = (REPLAYED, TOO_OLD)  # refusals that a device which lost its counters meets: answered
 log = logging.getLogger(__name__)
 
 
@@ -91,6 +96,7 @@ class Service:
         self.refusals = {}
         self.limiter = limiter if limiter is not None else RefusalLimiter()
         self._mandates = {}  # (token, owner key, device kid) -> Mandate verified; oldest first
+        resync.prepare(store)
 
     def held_mandate(self, device):
         """The device's newest accepted Mandate, or None. Verified once and then remembered (for
@@ -134,7 +140,13 @@ class Service:
             inbox.guard = ReplayGuard.from_state(device.replay) if device.replay else ReplayGuard()
             opened = inbox.admit(opened, now)
             if opened.status == envelope.REJECT:
-                return self._refused(inbox, device_kid)
+                self._refused(inbox, device_kid)
+                if opened.reason not in STALE or msg.type == m.RESYNC or device.revoked:
+                    return []
+                floor = inbox.guard.highest(device_kid)
+                sent = [self._seal(device_kid, t, body, now, msg.id)
+                        for t, body in resync.challenge(self, device, floor, msg, now)]
+                return [(topics.downlink(device_kid), reply) for reply in sent]
             if opened.status == envelope.DUPLICATE:
                 sent = self.store.replies(device_kid, msg.id)
             else:
@@ -291,4 +303,5 @@ def _delivery(order_id, qty, arrives):
 
 
 _HANDLERS = {m.QUOTE_REQUEST: Service._quote, m.CANCEL: ordering.cancel,
-             m.MANDATE: Service._mandate, m.SUPPORT_REQUEST: Service._support}
+             m.MANDATE: Service._mandate, m.SUPPORT_REQUEST: Service._support,
+             m.RESYNC: resync.rejoin}
