@@ -493,3 +493,72 @@ def test_uplinks_are_served_in_turn_and_a_flooded_topic_is_capped():
     waiter = threading.Timer(0.05, q.put, ("up/b", b"b0"))
     waiter.start()
     assert q.get(5) == ("up/b", b"b0")
+
+
+# ---- a device that lost its counters ------------------------------------------------------------
+
+def test_a_device_that_lost_its_counters_rejoins_once_per_nonce_and_learns_its_open_orders(world):
+    a, service = world.a, world.service
+    body, _ = world.buy(a, "WF-300")  # an open order the device will forget
+    highest = a.seq
+    a.seq = 0  # the state folder is wiped
+    stale, [nonce] = world.send(a, m.QUOTE_REQUEST, {"slot": "s", "sku": "WF-300", "qty": 1})
+    assert nonce.type == m.RESYNC_NONCE and nonce.body["floor"] == highest
+    assert nonce.body["until"] == T + 600 and service.refusals == {"replayed": 1}
+    # The device rejoins above the floor, quoting the nonce: once.
+    a.seq = highest + 1000
+    resync, [reply] = world.send(a, m.RESYNC, {"nonce": nonce.body["nonce"]}, T + 5)
+    assert reply.type == m.RESYNC_REPLY and reply.body["from"] == highest + 1001
+    assert reply.body["epoch"] == 1
+    [order] = reply.body["orders"]
+    assert (order["order"], order["sku"], order["status"]) == (body["order"], "WF-300", "accepted")
+    assert order["ref"].startswith("ORD-") and order["eta"] == T + 72 * HOUR
+    # Its messages count again; the old run's are refused.
+    assert [a.type for a in world.send(a, m.QUOTE_REQUEST, {"slot": "s", "sku": "WF-300",
+                                                            "qty": 1}, T + 6)[1]] == [m.OFFER]
+    assert a.receive(service.handle(stale, a.kid, T + 6), T + 6)[0].type == m.RESYNC_NONCE
+    # A second resync on the spent nonce, though signed by the device, is refused and counted.
+    _, [refused] = world.send(a, m.RESYNC, {"nonce": nonce.body["nonce"]}, T + 7)
+    assert refused.type == m.ERROR and refused.body["code"] == "stale-nonce"
+    assert service.refusals["stale-nonce"] == 1
+    # The first resync again: a duplicate delivery gets the same reply, not a second epoch.
+    [(_, again)] = service.handle(resync, a.kid, T + 8)
+    assert a.inbox.open(again, T + 8).status == envelope.DUPLICATE  # the very bytes sent before
+    assert service.store.db.execute("SELECT epoch FROM resyncs").fetchall() == [(1,)]
+
+
+def test_a_replayed_resync_or_an_expired_nonce_is_refused_and_counted(world):
+    a, service = world.a, world.service
+    world.buy(a, "WF-300")
+    a.seq = 0
+    _, [nonce] = world.send(a, m.STATUS, {"slots": [
+        {"slot": "s", "unit": "l", "level": 1, "cap": 2, "rate": 0}]})
+    a.seq = 1000
+    late, [refused] = world.send(a, m.RESYNC, {"nonce": nonce.body["nonce"]}, T + 600)
+    assert refused.body["code"] == "stale-nonce" and service.refusals["stale-nonce"] == 1
+    a.seq = 0
+    _, [fresh] = world.send(a, m.STATUS, {"slots": [
+        {"slot": "s", "unit": "l", "level": 1, "cap": 2, "rate": 0}]}, T + 601)
+    assert fresh.body["nonce"] != nonce.body["nonce"]
+    a.seq = 2000
+    resync, [reply] = world.send(a, m.RESYNC, {"nonce": fresh.body["nonce"]}, T + 602)
+    assert reply.type == m.RESYNC_REPLY
+    for _ in range(40):  # the device goes on; the vendor forgets the resync's message id
+        world.send(a, m.CANCEL, {"order": bytes(16), "by": "device", "reason": "not-needed"},
+                   T + 603)
+    before = dict(service.refusals)
+    assert service.handle(resync, a.kid, T + 604) == []  # no answer: no nonce for a replay
+    assert service.refusals == dict(before, replayed=before["replayed"] + 1)
+    assert service.handle(late, a.kid, T + 604) == []  # the refused one, replayed: too old now
+    assert service.refusals["too-old"] == before["too-old"] + 1
+    assert service.store.db.execute("SELECT epoch FROM resyncs").fetchall() == [(1,)]
+
+
+def test_a_revoked_device_gets_no_resync_nonce(world):
+    a = world.a
+    world.buy(a, "WF-300")
+    assert revoke(world.service.store, a.kid)
+    a.seq = 0
+    stale = a.seal(m.QUOTE_REQUEST, {"slot": "s", "sku": "WF-300", "qty": 1}, T)
+    assert world.service.handle(stale, a.kid, T) == []
+    assert world.service.refusals == {"replayed": 1}
