@@ -113,3 +113,22 @@ def _deregistered(root):
 
 def test_a_device_the_vendor_deregistered_says_so():
     _scenario(_deregistered)
+
+
+def _wiped(root):
+    flow = Flow(root)
+    flow.run()
+    # The flash is wiped (a new folder here): the device numbers its messages from 0 again.
+    wiped = Flow(root.rsplit("/", 1)[0] + "/wiped", flow.now)
+    wiped.vendor, wiped.tank.level = flow.vendor, flow.tank.level
+    wiped.run()
+    assert wiped.need()["state"] == lifecycle.CLOSED and wiped.need()["reason"] == "refilled"
+    assert flow.vendor.got.count(m.ORDER) == 2  # one for each need
+    assert flow.vendor.got.count(m.RESYNC) == 1 and flow.vendor.refused >= 1
+    said = [r["resync"] for r in wiped.agent.state.audit.records() if "resync" in r]
+    assert said == ["asked", "done"]
+    assert wiped.agent.state.sequence.take() > flow.agent.state.sequence.take()
+
+
+def test_a_wiped_device_rejoins_its_vendor_and_orders_again():
+    _scenario(_wiped)
