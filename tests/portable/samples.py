@@ -64,6 +64,7 @@ def example_bodies():
         m.RESYNC_REPLY: {"from": 4117 + 65536, "epoch": 1, "orders": [
             {"order": _id(4), "sku": "WF-300", "qty": 2, "status": "shipped",
              "ref": "ACME-2026-000417", "eta": TS + 2 * 86400}]},
+        m.ORDER_QUERY: {"order": _id(4)},
     }
 
 

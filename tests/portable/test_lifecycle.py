@@ -362,6 +362,45 @@ def test_after_a_resync_the_pending_messages_go_again_as_new_ones():
     assert [msg["t"] for msg in later] == [m.QUOTE_REQUEST]
 
 
+def test_no_news_past_the_arrival_asks_the_vendor_until_the_order_is_overdue():
+    d = Device({"news_wait": 3600, "news_wait_max": 4 * 3600, "late": 86400})
+    d.order()
+    d.receipt()
+    arrive = offer_body()["arrive"]
+    assert d.record["due"] == arrive + 3600
+    fx = d.tick()
+    [query] = sends(fx)
+    assert (query["t"], query["b"], query["to"]) == (m.ORDER_QUERY, {"order": d.record["oid"]},
+                                                     VENDOR)
+    waits = [only(fx, "timer")[2] - d.now]
+    while d.state() == lc.PLACED:
+        fx = d.tick()
+        if d.state() == lc.PLACED:
+            assert [msg["t"] for msg in sends(fx)] == [m.ORDER_QUERY]
+            waits.append(only(fx, "timer")[2] - d.now)
+    assert 2 * 3600 <= waits[1] <= 2 * 3600 * 5 // 4  # doubling, from the need's own spread
+    assert max(waits) <= 4 * 3600 * 5 // 4
+    assert d.record["reason"] == "overdue" and d.now == arrive + 86400
+    assert d.record["money"] == "committed" and d.record["stock"] == "cancelled"
+
+
+def test_the_vendors_answer_to_a_query_brings_the_lost_news():
+    d = Device({"news_wait": 3600})
+    d.order()
+    d.receipt()
+    query = sends(d.tick())[0]
+    fx = d.receipt(re=query["id"])  # still only accepted: the receipt again, answering the query
+    assert kinds(fx) == ["audit"]  # counted as a duplicate, not as uncorrelated
+    assert d.orders.ignored == {"duplicate": 1} and d.state() == lc.PLACED
+    d.shipment()
+    assert d.state() == lc.SHIPPED and d.record["out"] is None
+    assert d.record["due"] == d.now + 86400 + 3600  # the shipment's eta, and the wait again
+    query = sends(d.tick())[0]
+    assert query["t"] == m.ORDER_QUERY and d.record["out"] == query
+    d.delivery()
+    assert d.state() == lc.DELIVERED and d.record["out"] is None
+
+
 def test_order_without_any_receipt_is_abandoned_and_released():
     d = Device({"order_give_up": 3600, "order_wait": 1000})
     d.order()

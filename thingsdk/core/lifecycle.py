@@ -78,6 +78,8 @@ DEFAULTS = {
     "approval_timeout": "decline",  # or "requote": ask again with a fresh offer
     "wait": 3600,  # a wait decision without `until` waits this long
     "rounds": 4,  # fresh quote rounds (after a wait or an approval timeout) before giving up
+    "news_wait": 6 * 3600,  # after the expected arrival with no delivery, ask the vendor
+    "news_wait_max": DAY,  # ... again, waiting twice as long each time, up to this
     "late": 7 * DAY,  # after the expected arrival, a placed or shipped order is overdue
     "refill_wait": 30 * DAY,  # after delivery, the need closes without a refill seen
 }
@@ -119,6 +121,7 @@ def make_config(overrides=None):
         if key != "approval_timeout":
             _require(is_int(cfg[key]) and cfg[key] >= 0, "%s must be an int >= 0" % key)
     _require(cfg["ttl"] > SKEW, "ttl must exceed %d s" % SKEW)
+    _require(cfg["news_wait"] > 0, "news_wait must be at least 1 s")
     _require(cfg["approval_timeout"] in ("decline", "requote"),
              "approval_timeout is 'decline' or 'requote'")
     return cfg
@@ -302,8 +305,8 @@ def _accept(s, receipt):
     """The vendor took the order (said so, or shipped or delivered it)."""
     rec = s.rec
     rec.update({"state": PLACED, "receipt": receipt, "money": "committed", "out": None,
-                "cancel_until": s.now + rec["hold"]})
-    rec["due"] = _arrival(rec) + s.cfg["late"]
+                "cancel_until": s.now + rec["hold"], "tries": 0})
+    rec["due"] = _arrival(rec) + s.cfg["news_wait"]
 
 
 def _arrival(rec):
@@ -348,9 +351,23 @@ def _on_tick(s):
             s.resend()
             s.wait(cfg["order_wait"], rec["tries"], cfg["order_wait_max"])
     elif state in (PLACED, SHIPPED):
-        _close(s, "overdue")
+        _ask_news(s)
     elif state == DELIVERED:
         _close(s, "not-refilled")
+
+
+def _ask_news(s):
+    """No delivery news past the expected arrival: ask the vendor how the order stands (its
+    shipment or delivery may have been lost on the way), again and again with a growing wait,
+    until the order is `late`: then it is overdue."""
+    rec, cfg = s.rec, s.cfg
+    overdue = _arrival(rec) + cfg["late"]
+    if s.now >= overdue:
+        return _close(s, "overdue")
+    s.send(m.ORDER_QUERY, {"order": rec["oid"]}, rec["vendor"])
+    s.wait(cfg["news_wait"], rec["tries"], cfg["news_wait_max"])
+    rec["tries"] += 1
+    rec["due"] = min(rec["due"], overdue)
 
 
 def _on_decided(s, decision):
@@ -480,8 +497,8 @@ def _on_message(s, msg):
 
 
 def _answers(rec, msg, asked):
-    """Whether msg answers (`re`) one of our messages of type `asked`."""
-    return msg["re"] is not None and [msg["re"], asked] in rec["ids"]
+    """Whether msg answers (`re`) one of our messages of a type in `asked`."""
+    return msg["re"] is not None and any([msg["re"], t] in rec["ids"] for t in asked)
 
 
 def _on_offer(s, msg):
@@ -553,8 +570,8 @@ def _on_shipment(s, msg):
     if rec["state"] == ORDERING:
         _accept(s, None)
     rec["shipments"].append(shipment)
-    rec["state"] = SHIPPED
-    rec["due"] = _arrival(rec) + s.cfg["late"]
+    rec.update({"state": SHIPPED, "out": None, "tries": 0})
+    rec["due"] = _arrival(rec) + s.cfg["news_wait"]
 
 
 def _on_delivery(s, msg):
@@ -563,7 +580,7 @@ def _on_delivery(s, msg):
         return s.ignore("duplicate", "delivery")
     if rec["state"] == ORDERING:
         _accept(s, None)
-    rec.update({"state": DELIVERED, "delivered": [body["at"], body["qty"]],
+    rec.update({"state": DELIVERED, "delivered": [body["at"], body["qty"]], "out": None,
                 "due": s.now + s.cfg["refill_wait"]})
     if rec["kind"] == BUY:
         rec["stock"] = "received"
@@ -588,8 +605,8 @@ _EVENTS = {"message": _on_message, "decided": _on_decided, "tick": _on_tick,
 _MESSAGES = {m.OFFER: _on_offer, m.RECEIPT: _on_receipt, m.SHIPMENT: _on_shipment,
              m.DELIVERY: _on_delivery, m.CANCEL: _on_vendor_cancel, m.APPROVAL: _on_approval,
              m.SUPPORT_REPLY: _on_support_reply, m.ERROR: _on_error}
-_ANSWERS = {m.OFFER: m.QUOTE_REQUEST, m.RECEIPT: m.ORDER, m.APPROVAL: m.APPROVAL_REQUEST,
-            m.SUPPORT_REPLY: m.SUPPORT_REQUEST}
+_ANSWERS = {m.OFFER: (m.QUOTE_REQUEST,), m.RECEIPT: (m.ORDER, m.ORDER_QUERY),
+            m.APPROVAL: (m.APPROVAL_REQUEST,), m.SUPPORT_REPLY: (m.SUPPORT_REQUEST,)}
 _ABOUT_ORDER = (m.RECEIPT, m.SHIPMENT, m.DELIVERY, m.CANCEL)
 
 

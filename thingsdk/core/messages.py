@@ -9,10 +9,10 @@ from thingsdk.core.check import const, is_int
 VERSION = 1
 (STATUS, QUOTE_REQUEST, OFFER, ORDER, RECEIPT, SHIPMENT, DELIVERY, CANCEL, APPROVAL_REQUEST,
  APPROVAL, MANDATE, SUPPORT_REQUEST, SUPPORT_REPLY, PROMOTION, ERROR, RESYNC_NONCE, RESYNC,
- RESYNC_REPLY) = range(1, 19)
+ RESYNC_REPLY, ORDER_QUERY) = range(1, 20)
 NAMES = ("status", "quote-request", "offer", "order", "receipt", "shipment", "delivery", "cancel",
          "approval-request", "approval", "mandate", "support-request", "support-reply",
-         "promotion", "error", "resync-nonce", "resync", "resync-reply")
+         "promotion", "error", "resync-nonce", "resync", "resync-reply", "order-query")
 TYPES = {name: code for code, name in enumerate(NAMES, 1)}
 
 ID_SIZE = 16
@@ -144,6 +144,7 @@ BODIES = const((
     ("m", (("nonce", ID16),), (), (), None, None, NO_RULES, None),
     ("m", (("from", SEQ), ("epoch", COUNT), ("orders", ("l", OPEN_ORDER, 0, 16))), (), (), None,
      None, NO_RULES, None),
+    ("m", (("order", ID16),), (), (), None, None, NO_RULES, None),
 ))
 # Types whose `re` is required.
 ANSWERS = (OFFER, RECEIPT, APPROVAL, SUPPORT_REPLY, RESYNC_NONCE, RESYNC_REPLY)
