@@ -562,3 +562,32 @@ def test_a_revoked_device_gets_no_resync_nonce(world):
     stale = a.seal(m.QUOTE_REQUEST, {"slot": "s", "sku": "WF-300", "qty": 1}, T)
     assert world.service.handle(stale, a.kid, T) == []
     assert world.service.refusals == {"replayed": 1}
+
+
+def test_an_order_query_gets_the_orders_latest_news_signed_anew(world):
+    a = world.a
+    body, receipt = world.buy(a, "WF-300")
+    order = body["order"]
+
+    def query(now, order_id=order):
+        _, answers = world.send(a, m.ORDER_QUERY, {"order": order_id}, now)
+        assert len(answers) == 1
+        return answers[0]
+
+    again = query(T + HOUR)
+    assert (again.type, again.body) == (m.RECEIPT, receipt.body)  # not shipped yet
+    world.service.advance(T + 36 * HOUR)  # shipped: the news is lost on the way
+    shipment = query(T + 37 * HOUR)
+    assert shipment.type == m.SHIPMENT and shipment.body["order"] == order
+    assert shipment.body["eta"] == T + 72 * HOUR and shipment.body["track"] == receipt.body["ref"]
+    world.service.advance(T + 72 * HOUR)
+    delivery = query(T + 73 * HOUR)
+    assert (delivery.type, delivery.body) == (m.DELIVERY, {"order": order, "at": T + 72 * HOUR,
+                                                           "qty": 1})
+    unknown = query(T + 74 * HOUR, bytes(16))
+    assert unknown.type == m.ERROR and unknown.body["code"] == "unknown-order"
+    _, cancelled = world.buy(a, "WF-300", now=T + 75 * HOUR)
+    world.send(a, m.CANCEL, {"order": cancelled.body["order"], "by": "owner",
+                             "reason": "changed-mind"}, T + 75 * HOUR)
+    told = query(T + 76 * HOUR, cancelled.body["order"])
+    assert told.type == m.CANCEL and told.body["order"] == cancelled.body["order"]

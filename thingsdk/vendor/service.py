@@ -15,6 +15,7 @@ sent the first time, byte for byte. Then, by type:
 - order, cancel: see `thingsdk.vendor.ordering`;
 - mandate: the owner-signed token, verified for this device and kept when its version is
   higher (`mandate.accept`); a refusal is answered with an error naming why;
+- order-query: the order's latest news again (`_order_query`);
 - support-request: the catalog's steps for the fault, with a quoted visit where it says so (the
   visit is recorded as an offer under the case id, as the device lifecycle orders it);
 - status: the levels are recorded; error: logged; other types: answered `unexpected-type`.
@@ -250,6 +251,27 @@ class Service:
                        now + self.catalog.visit_ttl, False, now)
         return self.store.add_offer(device.kid, visit, now)
 
+    def _order_query(self, device, msg, now):
+        """A device heard nothing of an order past its expected arrival: its latest news again,
+        signed anew (a receipt while it has not shipped, else the shipment, delivery or
+        cancel), so a shipment or delivery lost on the way is not lost for good."""
+        order_id = msg.body["order"]
+        found = [row for row in self.store.orders(device.kid) if row["id"] == order_id]
+        if not found:
+            return [error("unknown-order", "We have no order with that id from this device.",
+                          order_id)]
+        row = found[0]
+        log.info("device %s asked how order %s stands: %s", device.kid.hex(),
+                 order_id[:4].hex(), row["status"])
+        if row["status"] == "shipped":
+            return [self._shipment(device.kid, order_id, row["arrives_at"])]
+        if row["status"] == "delivered":
+            return [_delivery(order_id, row["qty"], row["arrives_at"])]
+        if row["status"] == "cancelled":
+            return [(m.CANCEL, {"order": order_id, "by": "vendor", "reason": "cancelled",
+                                "text": "This order was cancelled: nothing is charged."})]
+        return [(m.RECEIPT, self.codec.loads(row["receipt"]))]
+
     # Messages the vendor starts.
 
     def promote(self, device_kid, name, now):
@@ -304,4 +326,4 @@ def _delivery(order_id, qty, arrives):
 
 _HANDLERS = {m.QUOTE_REQUEST: Service._quote, m.CANCEL: ordering.cancel,
              m.MANDATE: Service._mandate, m.SUPPORT_REQUEST: Service._support,
-             m.RESYNC: resync.rejoin}
+             m.RESYNC: resync.rejoin, m.ORDER_QUERY: Service._order_query}
