@@ -53,6 +53,8 @@ def test_a_wiped_device_rejoins_and_orders_once_per_need(world, caplog):
         done = resyncs(world)[1]
         assert done["epoch"] == 1 and done["from"] == highest + GAP + 1
         assert done["orders"] == []  # the first order was delivered: nothing is open
+        sent = sent_types(up)  # the mandate, refused before, is told again after the resync
+        assert sent.count(m.RESYNC) == 1 and m.MANDATE in sent[sent.index(m.RESYNC):]
         # The new need runs to its end: one more order, delivered, for the one new need.
         assert wait_for(lambda: world.need() and world.need()["state"] == lifecycle.CLOSED,
                         TIMEOUT), (world.need(), world.orders())

@@ -342,24 +342,23 @@ def test_order_is_resent_under_the_same_order_id_until_a_receipt():
     assert d.state() == lc.PLACED and d.record["oid"] == oid
 
 
-def test_after_a_resync_the_pending_messages_go_again_as_new_ones():
+def test_a_message_refused_as_a_replay_goes_again_as_a_new_one():
     d = Device()
     first = d.order()
     d.feed(d.orders.need("coffee", dict(ask(), slot="coffee"), VENDOR, OWNER, d.now))
     quote = d.orders.open_for("coffee")["out"]  # a second need, still quoting
-    fx = d.feed(d.orders.resynced(d.now, only=quote["id"]))
-    assert [msg["t"] for msg in sends(fx)] == [m.QUOTE_REQUEST]  # only the need refused
-    again = sends(fx)[0]
-    assert again["id"] != quote["id"] and again["b"] == quote["b"]
-    fx = d.feed(d.orders.resynced(d.now))
-    orders = [msg for msg in sends(fx) if msg["t"] == m.ORDER]
-    assert len(orders) == 1 and orders[0]["id"] != first["id"]
-    assert orders[0]["b"] == first["b"]  # the same order id: the vendor takes it once
+    fx = d.feed(d.orders.resend(quote["id"], d.now))
+    [again] = sends(fx)  # only the need whose message was refused
+    assert again["t"] == m.QUOTE_REQUEST and again["id"] != quote["id"]
+    assert again["b"] == quote["b"] and d.orders.open_for("coffee")["out"] == again
+    fx = d.feed(d.orders.resend(first["id"], d.now))
+    [order] = sends(fx)
+    assert order["id"] != first["id"] and order["b"] == first["b"]  # the same order id
     assert d.state() == lc.ORDERING
-    d.receipt(re=orders[0]["id"])
+    d.receipt(re=order["id"])
     assert d.state() == lc.PLACED
-    later = sends(d.feed(d.orders.resynced(d.now)))  # a placed order has nothing pending
-    assert [msg["t"] for msg in later] == [m.QUOTE_REQUEST]
+    assert d.orders.resend(order["id"], d.now) == []  # nothing pending any more
+    assert d.orders.resend(quote["id"], d.now) == []  # an old copy: its need sent anew already
 
 
 def test_no_news_past_the_arrival_asks_the_vendor_until_the_order_is_overdue():

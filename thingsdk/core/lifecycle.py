@@ -34,8 +34,8 @@ A need begins with `start`; then `step` takes the events ("message", msg) with m
 ("tick",), ("cancel", reason) (the owner, on the device), ("refilled",) (the sensor saw a
 refill; seen while the order is on its way, it is remembered and closes the need as soon as
 the delivery news comes), ("refused", reason) (the ledger refused the reservation) and
-("resynced", only) (the device rejoined the vendor with new counters: the pending message goes
-again as a new one).
+("resend", msg_id) (the vendor refused the pending message msg_id as a replay, the device's
+counters having been lost: it goes again as a new message).
 A decision is a dict:
 "action" (buy, ask, wait, refuse), "offer" (the offer id, for buy and ask), "mandate" (version,
 for buy), "text" (the sentence for the owner, for ask), "until" (when a wait ends),
@@ -460,13 +460,13 @@ def _on_refilled(s):
         s.ignore("not-delivered", "refilled")
 
 
-def _on_resynced(s, only=None):
-    """The vendor refused the message pending for this need as replayed or too old (the device
-    lost its counters or was restored from an old copy) and the device rejoined above them: the
-    message goes again as a new one (new id, new sequence number; an order keeps its order id,
-    so the vendor still takes it once). `only`: just the need whose pending message has that id."""
+def _on_resend(s, msg_id):
+    """The vendor refused the message msg_id as replayed or too old (the device lost its counters
+    or was restored from an old copy, and has moved them above what the vendor saw): if it is
+    this need's pending message, it goes again as a new one (new id, new sequence number; an
+    order keeps its order id, so the vendor still takes it once)."""
     out = s.rec["out"]
-    if out is None or out["to"] != s.rec["vendor"] or (only is not None and out["id"] != only):
+    if out is None or out["id"] != msg_id:
         return
     s.send(out["t"], out["b"], out["to"], out["re"])
 
@@ -601,7 +601,7 @@ def _on_error(s, msg):
 
 _EVENTS = {"message": _on_message, "decided": _on_decided, "tick": _on_tick,
            "cancel": _on_cancel, "refilled": _on_refilled, "refused": _on_refused,
-           "resynced": _on_resynced}
+           "resend": _on_resend}
 _MESSAGES = {m.OFFER: _on_offer, m.RECEIPT: _on_receipt, m.SHIPMENT: _on_shipment,
              m.DELIVERY: _on_delivery, m.CANCEL: _on_vendor_cancel, m.APPROVAL: _on_approval,
              m.SUPPORT_REPLY: _on_support_reply, m.ERROR: _on_error}
@@ -747,14 +747,13 @@ class Orders:
             return []
         return self._apply(rec, ("refilled",), now)
 
-    def resynced(self, now, only=None):
-        """The device rejoined the vendor with new counters: the open needs send their pending
-        message again as a new one (`only`: the need whose pending message has that id)."""
-        effects = []
+    def resend(self, msg_id, now):
+        """The vendor refused msg_id as a replay: the open need whose pending message it is sends
+        it again as a new message (nothing if no open need waits on it)."""
         for rec in self.records():
-            if rec["state"] != CLOSED and rec["out"] is not None:
-                effects += self._apply(rec, ("resynced", only), now)
-        return effects
+            if rec["state"] != CLOSED and rec["out"] is not None and rec["out"]["id"] == msg_id:
+                return self._apply(rec, ("resend", msg_id), now)
+        return []
 
     def tick(self, now):
         """Run the needs whose deadline has come."""

@@ -7,8 +7,9 @@ fresh nonce, valid until `until`, and `floor`, the highest sequence number it ha
 device. `challenged` then stores a jump of this device's counter to `floor + GAP` (so nothing it
 sends again can collide with what the vendor saw, nor with what an older copy of the device may
 still have in flight) and sends a resync quoting the nonce, signed by the device key; its own
-sequence number is where the new run starts. `rejoined` takes the vendor's resync-reply and sends
-the needs' pending messages again as new messages. Both say what happened on the console (the
+sequence number is where the new run starts. Each refused message that a need waits on goes
+again as a new message (numbered above the floor). `rejoined` takes the vendor's resync-reply,
+which names the device's open orders. Both say what happened on the console (the
 agent's `note`) and in the audit log.
 """
 
@@ -28,16 +29,23 @@ def challenged(agent, msg, now):
         agent.state.audit.append({"at": now, "ignored": "stale-resync-nonce"})
         return
     pending = agent.facts.get("resync")
-    if pending is not None and pending[0] == body["nonce"]:
-        return  # answered already: the vendor repeats its nonce for each refused message
     floor = body["floor"]
-    if not agent.state.sequence.skip_past(floor + GAP):
-        # Our counters are above the floor already: the refused message was sealed before
-        # (an old copy of it); it goes again as a new message.
+    # The vendor repeats its nonce for each message it refuses: one resync answers them all. A
+    # counter above the floor already (a resync under way, or an old copy of a message sealed
+    # before one) needs none.
+    if (pending is None or pending[0] != body["nonce"]) and \
+            agent.state.sequence.skip_past(floor + GAP):
+        _resync(agent, msg, floor, now)
+    effects = agent.orders.resend(msg.re, now)
+    if effects:
         agent.note("the vendor refused message %s as a replay: sent again as a new message"
                    % _hex(msg.re))
-        agent._run(agent.orders.resynced(now, only=msg.re), now)
-        return
+    agent._run(effects, now)
+
+
+def _resync(agent, msg, floor, now):
+    """Send the resync that quotes the vendor's nonce (the counter has jumped already)."""
+    body = msg.body
     resync_id = agent.new_id()
     agent.facts["resync"] = [body["nonce"], resync_id]
     agent.state.save("device", agent.facts)
@@ -48,10 +56,15 @@ def challenged(agent, msg, now):
     agent._send({"to": agent.vendor.kid, "id": resync_id, "t": m.RESYNC,
                  "b": {"nonce": body["nonce"]}, "re": None,
                  "exp": min(body["until"], now + agent.orders.config["ttl"])}, now)
+    # What the vendor refused outside any need: the mandate held, and the levels (next step).
+    if agent.mandate is not None:
+        agent._send_new(m.MANDATE, {"cwt": agent.mandate.token}, now)
+    agent.facts.pop("status", None)
+    agent.state.save("device", agent.facts)
 
 
 def rejoined(agent, msg, now):
-    """The vendor's resync-reply: say so, and send what the needs wait on again."""
+    """The vendor's resync-reply: say so."""
     pending = agent.facts.get("resync")
     if msg.kid != agent.vendor.kid or pending is None or msg.re != pending[1]:
         agent.state.audit.append({"at": now, "ignored": "uncorrelated", "what": "resync-reply"})
@@ -67,4 +80,3 @@ def rejoined(agent, msg, now):
                            for o in orders).rstrip(",")))
     agent.state.audit.append({"at": now, "resync": "done", "epoch": body["epoch"],
                               "from": body["from"], "orders": [o["order"] for o in orders]})
-    agent._run(agent.orders.resynced(now), now)
