@@ -110,3 +110,6 @@ def test_a_device_restored_from_an_old_backup_rejoins_and_orders_once(world):
     # The restored need learns of the delivery again, and closes; the vendor placed one order.
     assert wait_for(world.reached(lifecycle.CLOSED), TIMEOUT), world.need()
     assert_one_order_delivered(world)
+    # One resync, however many of the copy's old messages were refused.
+    assert [r["resync"] for r in resyncs(world)] == ["asked", "done"]
+    assert world.store.db.execute("SELECT epoch FROM resyncs").fetchall() == [(1,)]

@@ -6,6 +6,7 @@ from order_flow import Flow
 from test_flash import _scenario
 from thingsdk.core import lifecycle
 from thingsdk.core import messages as m
+from thingsdk.core.replay import MAX_SEQ
 
 
 def _one_order(root):
@@ -132,3 +133,28 @@ def _wiped(root):
 
 def test_a_wiped_device_rejoins_its_vendor_and_orders_again():
     _scenario(_wiped)
+
+
+def _odd_nonces(root):
+    flow = Flow(root)
+    flow.run()
+    agent, vendor, now = flow.agent, flow.vendor, flow.now
+    notes = []
+    agent.note = notes.append
+    used = agent.state.sequence.take()
+
+    def nonce(floor, until):
+        body = {"nonce": b"n" * 16, "floor": floor, "until": until}
+        agent.receive(vendor._seal(m.RESYNC_NONCE, body, now, bytes(16)), now)
+
+    nonce(used, now)  # expired: ignored, and kept in the audit log
+    nonce(used, now + 600)  # a floor this device is above already: no resync
+    nonce(MAX_SEQ - 10, now + 600)  # no room left above the floor: said, not raised
+    assert flow.uplinks == [] and agent.state.sequence.take() == used + 1
+    assert [r["ignored"] for r in agent.state.audit.records() if "ignored" in r] == [
+        "stale-resync-nonce"]
+    assert len(notes) == 1 and "needs a new key" in notes[0]
+
+
+def test_a_resync_nonce_that_is_stale_needless_or_impossible_changes_nothing():
+    _scenario(_odd_nonces)

@@ -188,11 +188,14 @@ def test_a_sequence_skips_past_what_a_receiver_saw_and_never_goes_back():
     assert seq.saved[-1] == 1001  # stored before any number above it is issued
     assert seq.take() == 1001 and seq.saved[-1] == 1005
     assert not seq.skip_past(500)  # an older floor changes nothing
+    assert not seq.skip_past(1001, gap=100)  # nor one this sender is above already
     assert seq.take() == 1002
     seq.fail = True
     raises(OSError, seq.skip_past, 5000)
     assert seq.take() == 1005  # what is stored counts: numbers past the old block only
+    assert seq.skip_past(1006, gap=100) and seq.take() == 1107  # past the floor and the gap
     raises(StateError, seq.skip_past, MAX_SEQ)
+    raises(StateError, seq.skip_past, MAX_SEQ - 10, gap=10)
 
 
 def test_a_guard_tells_the_highest_seen():

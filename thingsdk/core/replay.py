@@ -329,16 +329,17 @@ class StoredSequence:
                 raise
         return seq
 
-    def skip_past(self, seq):
-        """Never issue seq or a number below it (a receiver has seen up to seq: this sender's
-        counters were lost or restored from an old copy). The jump is stored before this
-        returns; False, and nothing changed, if the next number was above seq already."""
-        _require(_is_uint(seq, MAX_SEQ - 1), "sequence number must be 0..2**53-2")
+    def skip_past(self, seq, gap=0):
+        """A receiver has seen up to seq (this sender's counters were lost or restored from an
+        old copy): unless the next number is above seq already (then False, nothing changed),
+        jump past seq + gap, the jump stored before this returns."""
+        _require(_is_uint(seq) and _is_uint(gap) and seq + gap < MAX_SEQ,
+                 "seq + gap must be 0..2**53-2")
         if self._counter is None:
             self._counter = self._stored()
         if self._counter._next > seq:
             return False
         self._counter = None
-        self.save(seq + 1)  # the checkpoint: every number below it may have been used
-        self._counter = SequenceCounter(seq + 1, self.block)
+        self.save(seq + gap + 1)  # the checkpoint: every number below it may have been used
+        self._counter = SequenceCounter(seq + gap + 1, self.block)
         return True

@@ -14,6 +14,7 @@ agent's `note`) and in the audit log.
 """
 
 from thingsdk.core import messages as m
+from thingsdk.core.replay import MAX_SEQ
 
 GAP = 1 << 16  # sequence numbers left unused above the vendor's floor
 
@@ -30,11 +31,15 @@ def challenged(agent, msg, now):
         return
     pending = agent.facts.get("resync")
     floor = body["floor"]
+    if floor + GAP >= MAX_SEQ:
+        agent.note("RESYNC impossible: the vendor has seen sequence numbers up to %d, too close "
+                   "to the last (2**53-1): this device needs a new key" % floor)
+        return
     # The vendor repeats its nonce for each message it refuses: one resync answers them all. A
     # counter above the floor already (a resync under way, or an old copy of a message sealed
     # before one) needs none.
     if (pending is None or pending[0] != body["nonce"]) and \
-            agent.state.sequence.skip_past(floor + GAP):
+            agent.state.sequence.skip_past(floor, GAP):
         _resync(agent, msg, floor, now)
     effects = agent.orders.resend(msg.re, now)
     if effects:
