@@ -23,6 +23,11 @@ def stop_device(world):
     assert not thread.is_alive()
 
 
+def highest(world):
+    """The highest sequence number the vendor has seen from the device."""
+    return world.store.device(world.kid).replay["senders"][0][1]
+
+
 def resyncs(world):
     """The device's audit entries about resyncs."""
     return [r for r in audit(world) if "resync" in r]
@@ -41,7 +46,7 @@ def test_a_wiped_device_rejoins_and_orders_once_per_need(world, caplog):
     assert_one_order_delivered(world)
     first = world.need()
     stop_device(world)
-    highest = world.server.service.store.device(world.kid).replay["senders"][0][1]
+    floor = highest(world)
     shutil.rmtree(world.folder / "state")  # every counter, record and sealed message gone
 
     up = Tap(world.broker, topics.uplink(world.kid))
@@ -51,7 +56,7 @@ def test_a_wiped_device_rejoins_and_orders_once_per_need(world, caplog):
         assert wait_for(lambda: [r["resync"] for r in resyncs(world)] == ["asked", "done"],
                         TIMEOUT), resyncs(world)
         done = resyncs(world)[1]
-        assert done["epoch"] == 1 and done["from"] == highest + GAP + 1
+        assert done["epoch"] == 1 and done["from"] == floor + GAP + 1
         assert done["orders"] == []  # the first order was delivered: nothing is open
         sent = sent_types(up)  # the mandate, refused before, is told again after the resync
         assert sent.count(m.RESYNC) == 1 and m.MANDATE in sent[sent.index(m.RESYNC):]
@@ -98,8 +103,12 @@ def test_a_device_restored_from_an_old_backup_rejoins_and_orders_once(world):
     stop_device(world)
     backup = world.folder / "backup"
     shutil.copytree(world.folder / "state", backup)
-    world.device()  # it carries on, numbering its messages above the copy's
+    device = world.device()  # it carries on, numbering its messages above the copy's
     assert wait_for(world.reached(lifecycle.CLOSED), TIMEOUT), world.need()
+    seen = highest(world)
+    for n in range(3):  # and says a few more things, so the copy's numbers are all used
+        device.report_fault("fault-%d" % n, {"n": n})
+    assert wait_for(lambda: highest(world) >= seen + 3, TIMEOUT)
     stop_device(world)
 
     shutil.rmtree(world.folder / "state")
