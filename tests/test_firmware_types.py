@@ -5,6 +5,7 @@ a CPython-only module, are reported, while its real `machine` and `time` calls p
 """
 
 import os
+from pathlib import Path
 
 import pytest
 import typecheck
@@ -12,6 +13,8 @@ import typecheck
 from thingsdk import boards
 
 BOARDS = sorted(typecheck.STUBS)
+# The README's board example, a main.py with the program's own sensor, is checked as firmware.
+BOARD_EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "board_main.py"
 PROBE = """import sys
 import time
 
@@ -39,7 +42,7 @@ def problems():
         if os.environ.get("CI"):
             pytest.fail(why)
         pytest.skip(why)
-    return typecheck.check(BOARDS, extra={"probe.py": PROBE})
+    return typecheck.check(BOARDS, extra={"probe.py": PROBE, "main.py": BOARD_EXAMPLE.read_text()})
 
 
 @pytest.mark.parametrize("board", BOARDS)

@@ -23,7 +23,7 @@ from thingsdk import codec, gateway, topics
 from thingsdk.core import envelope
 from thingsdk.core import messages as m
 from thingsdk.crypto import Ed25519Signer
-from thingsdk.mqtt import Backoff, Transport
+from thingsdk.mqtt import Backoff, Transport, device_transport
 from thingsdk.vendor.serve import Server
 
 import seriallink  # the board's side: firmware/lib is on pytest's pythonpath
@@ -109,7 +109,7 @@ class Rig:
 
     def start_gateway(self, cls=gateway.Gateway, port=None, **kw):
         port = port or serial.Serial(os.ttyname(self.slave), timeout=0, write_timeout=1)
-        transport = gateway.board_transport(self.broker.url, self.kid, backoff=Backoff(0.05, 0.4))
+        transport = device_transport(self.broker.url, self.kid, backoff=Backoff(0.05, 0.4))
         relay = cls(port, transport, self.kid, retry=1, silence=10, **kw)
         thread = threading.Thread(target=relay.run)
         thread.start()

@@ -260,27 +260,6 @@ def test_a_provisioned_fridge_orders_and_its_owner_cancels_inside_the_window_onl
         store.db.close()
 
 
-@pytest.mark.parametrize("setting, message", [
-    ('interval = "five"', "device.interval: expected int or float, not 'five'"),
-    ("interval = 0", "device.interval: must be more than 0, not 0"),
-    ("heartbeat = -60", "device.heartbeat: must be more than 0, not -60"),
-    ("heartbeat = 1.5", "device.heartbeat: expected int, not 1.5"),
-])
-def test_a_bad_device_setting_is_one_line_naming_the_file(tmp_path, setting, message):
-    from thingsdk.crypto import Ed25519Signer, save_keypair
-
-    key = Ed25519Signer.generate()
-    save_keypair(key, tmp_path / "device.key", tmp_path / "device.pub")
-    path = tmp_path / "device.toml"
-    path.write_text('[device]\nkey = "device.key"\nstate = "state"\nvendor = "%s"\nowner = "%s"\n'
-                    '%s\n[[consumables]]\nslot = "water-filter"\nunit = "ml"\ncapacity = 1000\n'
-                    'sku = "WF-300"\nsensor = {type = "simulated", daily_use = 100}\n'
-                    % (key.public_key.hex(), key.public_key.hex(), setting))
-    with pytest.raises(config.ConfigError) as caught:
-        config.load(path)
-    assert str(caught.value) == "%s: %s" % (path, message)
-
-
 @pytest.mark.parametrize("name", ["consumables.cbor", "needs/0011.cbor"])
 def test_a_damaged_state_file_is_one_line_naming_it_and_left_as_it_is(tmp_path, capsys, name):
     folder = tmp_path / "state"

@@ -71,15 +71,15 @@ def missing():
 
 
 def _layout(lib, extra):
-    """Lay out a board's /lib in `lib`: the firmware library, the core, and `extra` files
-    ({name: source}). Returns {file laid out: its name to report}."""
-    sources = [(lib / p.name, p) for p in sorted((ROOT / "firmware" / "lib").glob("*.py"))]
-    sources.append((lib / "thingsdk" / "__init__.py", ROOT / "thingsdk" / "__init__.py"))
-    sources += [(lib / "thingsdk" / "core" / p.name, p)
-                for p in sorted((ROOT / "thingsdk" / "core").glob("*.py"))]
-    (lib / "thingsdk" / "core").mkdir(parents=True)
+    """Lay out a board's /lib in `lib` as `thingsdk firmware build` does (the firmware library,
+    the core, every link), and `extra` files ({name: source}). Returns {file laid out: its name
+    to report}."""
+    from thingsdk.firmware_build import sources as board_sources
+
     names = {}
-    for dst, src in sources:
+    for src, name in board_sources():
+        dst = lib / (name.replace("lib/", "", 1) + ".py")
+        dst.parent.mkdir(parents=True, exist_ok=True)
         shutil.copy(src, dst)
         names[str(dst)] = src.relative_to(ROOT).as_posix()
     for name, text in (extra or {}).items():

@@ -542,6 +542,56 @@ def add_firmware_commands(sub):
     p.set_defaults(func=cmd_firmware_deploy)
 
 
+def add_gateway_commands(sub):
+    """`gateway`: relay a board on a serial port to the broker."""
+    p = sub.add_parser("gateway", help="relay a board without a network, on a serial port, to "
+                                       "the broker until SIGINT or SIGTERM")
+    p.add_argument("--port", required=True,
+                   help="the board's serial port: a device such as /dev/ttyUSB0, or a pyserial "
+                        "URL (socket://, rfc2217://)")
+    p.add_argument("--baud", type=int, default=115200, help="baud rate (default: 115200)")
+    p.add_argument("--broker", required=True, help="mqtt://host:port or mqtts://host:port")
+    p.add_argument("--kid", required=True, help="the board's key id (16 hex digits)")
+    p.add_argument("--ca", help="CA certificate file (mqtts://)")
+    p.add_argument("--cert", help="the board's client certificate file, CN = its key id (mqtts://)")
+    p.add_argument("--key", help="the client certificate's private key file (mqtts://)")
+    p.set_defaults(func=cmd_gateway)
+
+
+def cmd_gateway(args):
+    import logging
+    import signal
+
+    import serial
+
+    from thingsdk import topics
+    from thingsdk.gateway import Gateway
+    from thingsdk.mqtt import device_transport
+
+    try:
+        kid = bytes.fromhex(args.kid)
+        topics.kid_hex(kid)
+    except ValueError:
+        raise CliError("--kid is the board's key id: 16 hex digits")
+    if any((args.ca, args.cert, args.key)) and not args.broker.startswith("mqtts://"):
+        raise CliError("--ca, --cert and --key go with --broker mqtts://HOST:PORT")
+    try:
+        port = serial.serial_for_url(args.port, baudrate=args.baud, timeout=0, write_timeout=1)
+    except serial.SerialException as exc:
+        raise CliError(str(exc))
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    transport = device_transport(args.broker, kid, ca_file=args.ca, cert_file=args.cert,
+                                 key_file=args.key)
+    gateway = Gateway(port, transport, kid)
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: gateway.stop())
+    try:
+        gateway.run()
+    finally:
+        port.close()
+    return 0
+
+
 def build_parser():
     parser = argparse.ArgumentParser(
         prog="thingsdk", description="An SDK for things that buy for themselves."
@@ -573,8 +623,6 @@ def build_parser():
     add_device_commands(sub)
     add_provision_commands(sub)
     add_firmware_commands(sub)
-    from thingsdk.gateway import add_commands as add_gateway_commands
-
     add_gateway_commands(sub)
     return parser
 

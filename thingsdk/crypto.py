@@ -27,11 +27,11 @@ class Ed25519Signer:
         self.kid = key_id(self.public_key)
 
     @classmethod
-    def generate(cls):
+    def generate(cls) -> "Ed25519Signer":
         return cls(ed25519.Ed25519PrivateKey.generate())
 
     @classmethod
-    def from_seed(cls, seed):
+    def from_seed(cls, seed: bytes) -> "Ed25519Signer":
         return cls(ed25519.Ed25519PrivateKey.from_private_bytes(bytes(seed)))
 
     def seed(self):
@@ -104,7 +104,7 @@ def save_keypair(signer, private_path, public_path):
 ALLOW_SHARED_KEYS = "THINGSDK_ALLOW_SHARED_KEYS"  # set to 1 to use keys others may read
 
 
-def load_signer(path):
+def load_signer(path: "str | os.PathLike[str]") -> "Ed25519Signer":
     """An Ed25519Signer from a PKCS#8 PEM private key file. A key file that its group or others
     may read or write is refused (chmod 600 it), unless the environment sets
     THINGSDK_ALLOW_SHARED_KEYS=1; errors name the file."""

@@ -21,6 +21,7 @@ import thingsdk
 from thingsdk import boards, topics
 from thingsdk.core.keys import key_id
 from thingsdk.crypto import load_signer
+from thingsdk.device.config import TABLES
 from thingsdk.mqtt import broker_address
 from thingsdk.owner import read_public_key
 from thingsdk.storage import atomic_write
@@ -29,7 +30,11 @@ PACKAGE = Path(thingsdk.__file__).resolve().parent
 FIRMWARE_LIB = PACKAGE.parent / "firmware" / "lib"
 CORE_PREFIX = "thingsdk.core."
 SECRET, PUBLIC = 0o600, 0o644
-BOARD_SENSORS = ("adc", "flow", "hx711")
+# A board's sensor types and their parameters (firmware/lib/app.py reads them).
+BOARD_SENSORS = {"adc": ("pin", "empty", "full"), "flow": ("pin", "pulses_per_unit", "units"),
+                 "hx711": ("data_pin", "clock_pin", "gain", "tare", "scale_num", "scale_den",
+                           "zero"),
+                 "custom": ()}  # the program's own: app.boot(sources={slot: source})
 # The modules a board leaves out for its link: MQTT over WiFi, or a UART to a gateway.
 LINKS = {"mqtt": ("seriallink", "frames"), "serial": ("mqtt", "backoff")}
 FROZEN = "firmware"  # a --frozen build's folder for the firmware image (not copied to the board)
@@ -98,7 +103,9 @@ def sources(exclude=()):
         needed = _imports(path, local) & set(exclude)
         if needed:
             raise ValueError("--exclude %s: %s imports it" % (sorted(needed)[0], path.name))
-    return [(PACKAGE / "__init__.py", "lib/thingsdk/__init__"),
+    # A board's `thingsdk` package is only the namespace of its core: it gets the core's empty
+    # package module for its own, not the CPython one, which exports the Pi's API.
+    return [(PACKAGE / "core" / "__init__.py", "lib/thingsdk/__init__"),
             (PACKAGE / "core" / "__init__.py", "lib/thingsdk/core/__init__")] + kept
 
 
@@ -120,7 +127,9 @@ def compile_lib(out, march=None, exclude=(), lines=False):
     for source, name in sources(exclude):
         target = Path(out) / (name + ".mpy")
         target.parent.mkdir(parents=True, exist_ok=True)
-        source_name = name.replace("lib/", "", 1) + ".py"  # tracebacks name no host path
+        # Tracebacks name the module as imported ("thingsdk.core.agent"): that name is interned
+        # by the import anyway, where a file name would be one more name in the board's heap.
+        source_name = name.replace("lib/", "", 1).replace("/__init__", "").replace("/", ".")
         cmd = [mpy_cross, "-s", source_name, "-o", str(target)] + ([] if lines else ["-O3"])
         cmd.append("-")
         done = subprocess.run(cmd + (["-march=" + march] if march else []),
@@ -171,16 +180,28 @@ def _der_key(path):
                              serialization.NoEncryption())
 
 
-def _board_consumables(top, board):
+def _only(path, where, table, known):
+    """Refuse a setting device.toml's `table` (at `where`) may not hold, as a Pi would."""
+    if not isinstance(table, dict):
+        raise ValueError("%s: %s: expected a table" % (path, where))
+    for key in table:
+        if key not in known:
+            raise ValueError("%s: %s: unknown setting" % (path, ".".join(filter(None, (where,
+                                                                                   key)))))
+
+
+def _board_consumables(top, board, path):
     """The [[consumables]] of device.toml, each checked for a sensor the board has (see
     firmware/lib/app.py)."""
     tables = top.get("consumables", [])
-    for table in tables:
+    for i, table in enumerate(tables):
+        _only(path, "consumables[%d]" % i, table, TABLES["consumables"])
         sensor = table.get("sensor", {})
         kind = sensor.get("type")
         if kind not in BOARD_SENSORS:
             raise ValueError("consumable %s: sensor type %r does not run on a board (a board has "
                              "%s)" % (table.get("slot"), kind, ", ".join(BOARD_SENSORS)))
+        _only(path, "consumables[%d].sensor" % i, sensor, ("type",) + BOARD_SENSORS[kind])
         if kind == "adc" and sensor.get("pin") not in board.adc_pins:
             raise ValueError("consumable %s: pin %r cannot read an ADC on %s (use one of %s)"
                              % (table.get("slot"), sensor.get("pin"), board.title,
@@ -202,9 +223,14 @@ def identity(bundle, board_name):
     if not (bundle / "device.toml").is_file():
         raise ValueError("%s holds no device.toml: not an identity bundle (see `thingsdk "
                          "provision`)" % bundle)
-    with open(bundle / "device.toml", "rb") as f:
+    path = bundle / "device.toml"
+    with open(path, "rb") as f:
         top = tomllib.load(f)
+    _only(path, "", top, TABLES)
     device, broker = top.get("device", {}), top.get("broker", {})
+    for name in TABLES:
+        if name != "consumables":
+            _only(path, name, top.get(name, {}), TABLES[name])
     missing = [k for k in ("key", "vendor", "owner") if k not in device]
     if missing:
         raise ValueError("%s: [device] has no %s" % (bundle / "device.toml", ", ".join(missing)))
@@ -223,7 +249,7 @@ def identity(bundle, board_name):
     profile = boards.board(board_name)
     config = {"board": board_name, "broker": _broker(broker), "link": _link(broker, profile),
               "device_kid": topics.kid_hex(signer.kid), "vendor_kid": key_id(vendor).hex(),
-              "owner_kid": key_id(owner).hex(), "consumables": _board_consumables(top, profile),
+              "owner_kid": key_id(owner).hex(), "consumables": _board_consumables(top, profile, path),
               "lifecycle": top.get("lifecycle", {}), "clock": _clock(top.get("clock"))}
     for key in ("interval", "heartbeat"):
         if key in device:

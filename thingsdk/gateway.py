@@ -5,7 +5,7 @@ The gateway is not trusted with the messages: it passes opaque signed bytes, whi
 forge nor alter unnoticed (each receiver checks the signature against the key it pinned). It does
 confine the board: it publishes only to the board's own uplink and presence topics (any other
 topic is refused with a NAK) and hands the board only its downlink. Its broker connection speaks
-in the board's name (see `board_transport`): on a mutual-TLS broker it holds the board's
+in the board's name (see `thingsdk.mqtt.device_transport`): on a mutual-TLS broker it holds the board's
 certificate.
 
 - An uplink is ACKed to the board once the broker acknowledged it (PUBACK); until then the board
@@ -34,20 +34,10 @@ import serial
 from thingsdk import topics
 from thingsdk.core import frames
 from thingsdk.core.topics import OFFLINE, ONLINE
-from thingsdk.mqtt import Transport
 
 _REMEMBERED = 256  # acknowledged uplinks remembered, to answer a re-send without publishing it
 
 log = logging.getLogger(__name__)
-
-
-def board_transport(url, kid, ca_file=None, cert_file=None, key_file=None, **options):
-    """The gateway's broker connection (not started), in the board's name: its kid as client id,
-    its presence topic with `offline` as the last will. With mqtts://, pass the board's client
-    certificate (its CN is the kid): the broker's ACL then confines the gateway to the board's
-    topics, too."""
-    return Transport(url, topics.kid_hex(kid), presence=topics.presence(kid), ca_file=ca_file,
-                     cert_file=cert_file, key_file=key_file, **options)
 
 
 class Gateway:
@@ -230,46 +220,3 @@ class Gateway:
             self.port.write(wire)
         except serial.SerialTimeoutException:  # nobody reads the line: the frame is lost
             pass
-
-
-def add_commands(sub):
-    """`gateway`: relay a board on a serial port to the broker."""
-    p = sub.add_parser("gateway", help="relay a board without a network, on a serial port, to "
-                                       "the broker until SIGINT or SIGTERM")
-    p.add_argument("--port", required=True,
-                   help="the board's serial port: a device such as /dev/ttyUSB0, or a pyserial "
-                        "URL (socket://, rfc2217://)")
-    p.add_argument("--baud", type=int, default=115200, help="baud rate (default: 115200)")
-    p.add_argument("--broker", required=True, help="mqtt://host:port or mqtts://host:port")
-    p.add_argument("--kid", required=True, help="the board's key id (16 hex digits)")
-    p.add_argument("--ca", help="CA certificate file (mqtts://)")
-    p.add_argument("--cert", help="the board's client certificate file, CN = its key id (mqtts://)")
-    p.add_argument("--key", help="the client certificate's private key file (mqtts://)")
-    p.set_defaults(func=cmd_gateway)
-
-
-def cmd_gateway(args):
-    import signal
-
-    from thingsdk.cli import CliError
-
-    try:
-        kid = bytes.fromhex(args.kid)
-        topics.kid_hex(kid)
-    except ValueError:
-        raise CliError("--kid is the board's key id: 16 hex digits")
-    if any((args.ca, args.cert, args.key)) and not args.broker.startswith("mqtts://"):
-        raise CliError("--ca, --cert and --key go with --broker mqtts://HOST:PORT")
-    try:
-        port = serial.serial_for_url(args.port, baudrate=args.baud, timeout=0, write_timeout=1)
-    except serial.SerialException as exc:
-        raise CliError(str(exc))
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
-    gateway = Gateway(port, board_transport(args.broker, kid, args.ca, args.cert, args.key), kid)
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(sig, lambda *_: gateway.stop())
-    try:
-        gateway.run()
-    finally:
-        port.close()
-    return 0

@@ -12,6 +12,7 @@ import random
 import socket
 import threading
 from collections import deque
+from collections.abc import Callable
 from urllib.parse import urlsplit
 
 from paho.mqtt import client as paho
@@ -19,6 +20,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
+from thingsdk import topics
 from thingsdk.core import backoff
 from thingsdk.topics import OFFLINE, ONLINE
 
@@ -43,7 +45,8 @@ def broker_address(url):
 class Backoff(backoff.Backoff):
     """The core's backoff with jitter, with defaults for a device: 1 s doubling up to 2 min."""
 
-    def __init__(self, base=1.0, cap=120.0, rand=random.random):
+    def __init__(self, base: float = 1.0, cap: float = 120.0,
+                 rand: "Callable[[], float]" = random.random) -> None:
         super().__init__(base, cap, rand)
 
 
@@ -271,6 +274,18 @@ class Transport:
 
     def _on_subscribe(self, client, userdata, mid, reasons, properties):
         self._answered(mid, [r.value for r in reasons])
+
+
+def device_transport(url: str, kid: bytes, *, ca_file: str | None = None,
+                     cert_file: str | None = None, key_file: str | None = None,
+                     **options) -> "Transport":
+    """A device's broker connection (not started), in its name: its key id (hex) as client id and
+    its presence topic, `offline` as the last will. With mqtts://, pass the device's client
+    certificate (CN = its key id) and key, and the CA: the broker's access rules then confine the
+    connection to the device's own topics. A serial gateway connects for its board so too.
+    `options` are Transport's (backoff, keepalive, queue_limit...)."""
+    return Transport(url, topics.kid_hex(kid), presence=topics.presence(kid), ca_file=ca_file,
+                     cert_file=cert_file, key_file=key_file, **options)
 
 
 def _no_delay(client, userdata, sock):

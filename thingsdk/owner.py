@@ -127,7 +127,7 @@ def parse_kid(text):
     return key_id(read_public_key(text))
 
 
-def read_public_key(arg):
+def read_public_key(arg: str) -> bytes:
     """A raw Ed25519 public key from a PEM file or 64 hex digits."""
     return load_public_key(Path(arg).read_text() if is_file(arg) else arg)
 

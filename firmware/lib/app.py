@@ -36,10 +36,11 @@ from flash import CheckpointError, FlashState, read
 from thingsdk.core import cbor, ed25519, topics
 from thingsdk.core import messages as m
 from thingsdk.core.agent import Agent, Slot
+from thingsdk.core.check import const
 from thingsdk.core.consumable import DAY, SETTINGS, configured
 from ticks import clock_from, ticks_diff, ticks_ms
 
-OUTGOING = 16  # sealed messages waiting for the link; the lifecycle re-sends what is dropped
+_OUTGOING = const(16)  # sealed messages waiting for the link; the lifecycle re-sends the rest
 NEEDED = ("device_kid", "link", "broker", "consumables")  # in config.json
 # The MQTT client's settings config.json's broker may set: (name, least, most, whole numbers only)
 TUNED = (("keepalive", 1, 65535, 1), ("retry", 0.1, 3600, 0), ("backoff", 0.1, 86400, 0),
@@ -65,6 +66,24 @@ def tuned(broker, where):
     if "backoff" in options:
         options["backoff"], options["backoff_cap"] = options["backoff"]
     return options
+
+
+def set_clock(clock):
+    """Set the board's clock from NTP (MicroPython's ntptime, on the ports with a network) and
+    say how far off it was, or why it could not be set: the vendor's signed time then tells how
+    far off it is (thingsdk.core.agent: "this device's clock is N s behind")."""
+    try:
+        import ntptime
+    except ImportError:
+        say("clock: this port has no ntptime; it stays as it is")
+        return
+    before = clock()
+    try:
+        ntptime.settime()
+    except (OSError, OverflowError, IndexError) as exc:
+        say("clock not set from NTP (%s): %r" % (ntptime.host, exc))
+        return
+    say("clock set from NTP (%s): it was off by %d s" % (ntptime.host, clock() - before))
 
 
 def new_id():
@@ -93,9 +112,14 @@ class RigADC:
         return rig_hook(self.root)["adc"][self.pin]
 
 
-def sensor(table, capacity, machine, root):
-    """A sensor source from its config table (type adc, flow or hx711) on the board's pins."""
+def sensor(table, capacity, machine, root, source=None):
+    """A sensor source from its config table (type adc, flow or hx711) on the board's pins; type
+    custom is `source`, the program's own (main.py: `app.boot(sources={slot: source})`)."""
     kind = table["type"]
+    if kind == "custom":
+        if source is None:
+            raise ValueError("its sensor is custom: pass it, app.boot(sources={slot: source})")
+        return source
     if kind == "adc":
         pin = table["pin"]
         hooked = str(pin) in rig_hook(root).get("adc", {})
@@ -109,24 +133,28 @@ def sensor(table, capacity, machine, root):
                      machine.Pin(table["clock_pin"], machine.Pin.OUT), table.get("gain", 128))
         return ScaleLevel(cell, table.get("tare", 0), table["scale_num"], table["scale_den"],
                           table.get("zero", 0))
-    raise ValueError("unknown sensor type %r (a board has adc, flow, hx711)" % kind)
+    raise ValueError("unknown sensor type %r (a board has adc, flow, hx711, custom)" % kind)
 
 
-def slot(table, machine, root):
-    """A Slot from a consumables entry of config.json."""
+def slot(table, machine, root, sources=None):
+    """A Slot from a consumables entry of config.json (`sources`: the custom sensors by slot)."""
     settings = {}
     for key in SETTINGS:
         if key in table:
             settings[key] = table[key]
     consumable = configured(table["slot"], table["unit"], table["capacity"], sku=table.get("sku"),
                             **settings)
-    return Slot(consumable, sensor(table["sensor"], table["capacity"], machine, root),
-                table.get("category"))
+    try:
+        source = sensor(table["sensor"], table["capacity"], machine, root,
+                        (sources or {}).get(table["slot"]))
+    except ValueError as exc:
+        raise ValueError("consumable %s: %s" % (table["slot"], exc))
+    return Slot(consumable, source, table.get("category"))
 
 
-def link(config, root, on_message):
+def link(config, root, on_message, on_join=None):
     """The way to the broker: the firmware's MQTT client (over the WiFi of wifi.json, if there is
-    one), or a serial link to a gateway."""
+    one, calling `on_join()` each time it is joined), or a serial link to a gateway."""
     kind = config.get("link", {"type": "mqtt"})
     if kind["type"] == "serial":
         import machine
@@ -147,17 +175,18 @@ def link(config, root, on_message):
     kid = bytes.fromhex(config["device_kid"])
     return Client(broker["host"], broker["port"], config["device_kid"], ssl=ssl,
                   presence=topics.presence(kid), on_message=on_message, note=say,
-                  wifi=wifi and Wifi(json.loads(wifi)), **options)
+                  wifi=wifi and Wifi(json.loads(wifi), on_join=on_join), **options)
 
 
 class Wifi:
     """The WiFi station of wifi.json ({"ssid": ..., "key": ...}); the MQTT client watches
     isconnected() and awaits join() when it is down. Each change is said once."""
 
-    def __init__(self, settings, timeout=30):
+    def __init__(self, settings, timeout=30, on_join=None):
         import network
 
         self.ssid, self.key, self.timeout = settings["ssid"], settings["key"], timeout
+        self.on_join = on_join
         self.wlan = network.WLAN(network.STA_IF)
         self.up, self.joins = False, 0
 
@@ -168,6 +197,8 @@ class Wifi:
             self.joins += up
             say("WiFi %s %s" % (self.ssid, "re-joined" if self.joins > 1 else "joined")
                 if up else "WiFi %s lost" % self.ssid)
+            if up and self.on_join:
+                self.on_join()
         return up
 
     async def join(self):
@@ -186,9 +217,11 @@ class Wifi:
 
 class App:
     """The device on a board whose flash is mounted at `root`; `machine` is the board's machine
-    module (a rig's may stand in), `clock()` unix seconds."""
+    module (a rig's may stand in), `clock()` unix seconds, `sources` the program's own sensors
+    by slot (for config.json's sensors of type custom): objects with `kind` (LEVEL or USAGE, of
+    thingsdk.core.agent) and `read(now) -> int`, in the consumable's unit."""
 
-    def __init__(self, root="/", machine=None, clock=None):
+    def __init__(self, root="/", machine=None, clock=None, sources=None):
         if machine is None:
             import machine
         self.machine = machine
@@ -210,7 +243,7 @@ class App:
         self.errors, self.fatal = 0, None
         self.hook = rig_hook(root)
         self.frozen = False
-        slots = [slot(t, machine, root) for t in config.get("consumables", ())]
+        slots = [slot(t, machine, root, sources) for t in config.get("consumables", ())]
         self.state = FlashState(root + "state")
         self.agent = Agent(ed25519.Signer(read(identity + "device.seed")),
                            ed25519.Verifier(read(identity + "vendor.pub")),
@@ -219,7 +252,9 @@ class App:
                            config=config.get("lifecycle"),
                            heartbeat=config.get("heartbeat", DAY), note=say)
         self.mandate = read(identity + "mandate.cwt")
-        self.link = link(config, root, self._on_message)
+        # A demo's or a rig's clock (config.json's `clock`) is its own; a real one is set by NTP.
+        self.link = link(config, root, self._on_message,
+                         None if config.get("clock") else lambda: set_clock(self.clock))
 
     def _on_message(self, topic, payload):
         """Take a downlink in at once: the link acknowledges it only after this returns, so only
@@ -253,7 +288,7 @@ class App:
         if self.hook.get("cut_before") == m.NAMES[msg_type - 1]:
             self.frozen = True
             say("holding the %s for the rig: cut the power now" % m.NAMES[msg_type - 1])
-        if len(self.outgoing) >= OUTGOING:
+        if len(self.outgoing) >= _OUTGOING:
             self.outgoing.pop(0)
         self.outgoing.append(data)
 
@@ -299,19 +334,20 @@ class App:
             say("stopped")
 
 
-def boot(root="/"):
-    """main.py's: run the device, unless a test rig holds it (rig.json)."""
+def boot(root="/", sources=None):
+    """main.py's: run the device, unless a test rig holds it (rig.json). `sources`: the
+    program's own sensors by slot, see App."""
     if rig_hook(root).get("hold"):
         say("held by the test rig: not started")
         return None
-    return main(root)
+    return main(root, sources=sources)
 
 
-def main(root="/", seconds=None):
+def main(root="/", seconds=None, sources=None):
     """Run the device, for `seconds` or for ever: from boot(), or from a rig's REPL. On a port
     whose asyncio has no run() (the WebAssembly one: its loop is the host's), the device runs in
     the background and this returns at once."""
-    app = App(root)
+    app = App(root, sources=sources)
     if hasattr(asyncio, "run"):
         asyncio.run(app.run(seconds))
     else:

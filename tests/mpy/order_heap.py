@@ -4,9 +4,11 @@
 #     micropython -X heapsize=N order_heap.py SCRATCH_DIR
 # (each run keeps its state in a new folder there)
 # Prints `name value` lines: the heap the loaded code takes, the most the order keeps alive
-# between turns (after a collection), the turns taken; then `order complete`. Without enough
+# between turns (after a collection), the turns taken, the names interned in the heap's pools
+# (micropython.qstr_info); then `order complete`. Without enough
 # heap it ends in MemoryError, as a board would.
 import gc
+import micropython
 import os
 import sys
 import time
@@ -36,4 +38,5 @@ assert need["state"] == lifecycle.CLOSED and flow.vendor.got.count(m.ORDER) == 1
 print("code_bytes %d" % code)
 print("order_live_bytes %d" % live)
 print("turns %d" % turn)
+micropython.qstr_info()  # "qstr pool: n_pool=.., n_qstr=.., ...": the bench reads n_qstr
 print("order complete")

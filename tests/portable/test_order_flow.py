@@ -158,3 +158,29 @@ def _odd_nonces(root):
 
 def test_a_resync_nonce_that_is_stale_needless_or_impossible_changes_nothing():
     _scenario(_odd_nonces)
+
+
+def _clock_behind(root):
+    flow = Flow(root)
+    notes = []
+    flow.agent.note = notes.append
+    ahead = [2 * 3600]  # the vendor's clock is two hours ahead of the device's
+    answer, due = flow.vendor.answer, flow.vendor.due
+    flow.vendor.answer = lambda data, now: answer(data, now + ahead[0])
+    flow.vendor.due = lambda now: due(now + ahead[0])
+    for _ in range(100):  # until the vendor's offers have come twice (a quote sent again)
+        flow.turn()
+        if flow.agent.refusals.get("from-future", 0) >= 2:
+            break
+    assert flow.agent.refusals["from-future"] >= 2 and flow.vendor.got.count(m.ORDER) == 0
+    said = [n for n in notes if "clock" in n]
+    assert said == ["this device's clock is 7200 s behind the time the vendor signed: set it "
+                    "(NTP); their messages are refused until then"]  # once, however many came
+    assert flow.agent.clock_behind == 7200
+    flow.now, ahead[0] = flow.now + ahead[0], 0  # the clock is set right
+    flow.run()
+    assert flow.agent.clock_behind is None and flow.vendor.got.count(m.ORDER) == 1
+
+
+def test_a_clock_behind_the_vendor_is_said_once_with_by_how_much():
+    _scenario(_clock_behind)

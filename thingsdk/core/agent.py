@@ -26,7 +26,6 @@ from thingsdk.core.mandate import MandateError, accept
 from thingsdk.core.replay import EXPIRED, FROM_FUTURE, ReplayGuard
 
 MAX_SLOTS = 16  # the protocol's bound on the slots of one status message
-CLOCK = (FROM_FUTURE, EXPIRED)  # refusals that a wrong clock on this side would explain
 DEREGISTERED = "device-deregistered"  # the vendor's error once its operator revoked the device
 # A sensor source has `kind` and `read(now) -> int` in the consumable's unit: LEVEL sources return
 # what is left now, USAGE sources what was used since their last read.
@@ -52,9 +51,10 @@ def _short(msg_id):
 
 class Slot:
     """A consumable slot: its Consumable (the state store's copy replaces it once there is one),
-    its sensor `source` and what to ask vendors for: the consumable's `sku`, or else `category`."""
+    its sensor `source` (kind and read(now): thingsdk.sensors.Sensor) and what to ask vendors
+    for: the consumable's `sku`, or else `category`."""
 
-    def __init__(self, consumable, source, category=None):
+    def __init__(self, consumable: "Consumable", source, category: "str | None" = None) -> None:
         if consumable.sku is None and category is None:
             raise ValueError("slot %s needs a sku or a category" % consumable.slot)
         self.consumable = consumable
@@ -91,6 +91,7 @@ class Agent:
         self.heartbeat = heartbeat
         self.note = note or (lambda text: None)
         self.duplicates = 0
+        self.clock_behind = None  # seconds, once a signed message from the future showed it
         self._approvals = {}  # approval message id -> the opened approval (this run only)
         self.facts = state.load("device", {})
         stored = state.load("consumables", {})
@@ -175,9 +176,9 @@ class Agent:
         """Open a message from the vendor or the owner and act on it (refusals are counted)."""
         opened = self.inbox.open(data, now)
         if opened.status == envelope.REJECT:
-            hint = " (is this device's clock right?)" if opened.reason in CLOCK else ""
-            self.note("refused %s: %s%s" % (opened.reason, opened.detail, hint))
+            self._refused(opened, now)
             return
+        self.clock_behind = None
         if opened.status == envelope.DUPLICATE:
             self.duplicates += 1
             return
@@ -199,6 +200,25 @@ class Agent:
             self._run(self.orders.message(lifecycle.from_message(msg), now), now)
         self.inbox.commit(opened)
         self.state.save("inbox", self.inbox.guard.to_state())
+
+    def _refused(self, opened, now):
+        """Say why a message was refused. One from the future, signed by the vendor or the owner,
+        proves this clock behind theirs: said once, with by how much, until one is taken again
+        (`clock_behind`: the most seconds it was shown behind, None once a message is taken)."""
+        msg = opened.message
+        if opened.reason == FROM_FUTURE and msg is not None:
+            behind = msg.ts - now
+            if self.clock_behind is None:
+                self.note("this device's clock is %d s behind the time %s signed: set it (NTP); "
+                          "their messages are refused until then" % (
+                              behind, "the vendor" if msg.kid == self.vendor.kid else "the owner"))
+                self.clock_behind = behind
+            self.clock_behind = max(self.clock_behind, behind)  # each proves at least so much
+        elif opened.reason == EXPIRED and msg is not None:
+            self.note("refused expired: it expired %d s ago by this clock (late, or this clock "
+                      "is ahead)" % (now - msg.exp))
+        else:
+            self.note("refused %s: %s" % (opened.reason, opened.detail))
 
     # Sensors and needs.
 

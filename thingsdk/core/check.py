@@ -17,6 +17,7 @@ def int_in(value, low, high, name, error):
 def const(value):
     """MicroPython's compile-time constant marker, for CPython: `X = const((...))` makes a tuple
     of constants that MicroPython's compiler substitutes where X is named, so tables built from
-    such tuples stay in flash when frozen. MicroPython never calls this: its compiler handles
-    const() itself."""
+    such tuples stay in flash when frozen; `_X = const(5)`, a module's own number, leaves no
+    name behind at all (no global, no interned name in a board's heap). MicroPython never calls
+    this: its compiler handles const() itself."""
     return value

@@ -5,24 +5,25 @@ is an int, and state goes out and comes back as plain dicts and lists (`to_state
 Rates are integer milli-units per day, as on the wire.
 """
 
-from thingsdk.core.check import int_in, is_int
+from thingsdk.core.check import const, int_in, is_int
 
 DAY = 86400
 MILLI_DAY = 1000 * DAY  # a rate in milli-units per day times seconds, over this, is units
 STATE_VERSION = 1
 MAX_INT = 2**53 - 1  # levels, times and counts in state stay below this
-MAX_UNITS = 1000000000  # the protocol's bound on amounts and capacities
+_MAX_UNITS = const(1000000000)  # the protocol's bound on amounts and capacities
 MAX_ITEMS = 1000000  # the protocol's bound on an order quantity
-MAX_SPARES = 1000  # the protocol's bound on unopened spares
+_MAX_SPARES = const(1000)  # the protocol's bound on unopened spares
 MAX_DAYS = 3660  # the protocol's bound on days to empty
 MAX_RATE = 10**12  # the protocol's bound on a rate
 MAX_WINDOW = 64
-MAX_ORDERS = 32
-MAX_ORDER_ID = 64
-MIN_PAIRS = 3  # fewer pairwise slopes than this and the rate is unknown
-RECENT = 5  # raw readings the robust current level is the median of
+_MAX_ORDERS = const(32)
+_MAX_ORDER_ID = const(64)
+_MIN_PAIRS = const(3)  # fewer pairwise slopes than this and the rate is unknown
+_RECENT = const(5)  # raw readings the robust current level is the median of
 Z = 2  # standard deviations on each side of a forecast band, and in the safety stock
-MEDIAN_CHI2 = 4549  # the median of a chi-squared variable with 1 degree of freedom, times 10000
+# the median of a chi-squared variable with 1 degree of freedom, times 10000
+_MEDIAN_CHI2 = const(4549)
 
 
 class ConsumableError(ValueError):
@@ -50,8 +51,8 @@ def _check_token(value, name):
 
 
 def _check_order_id(value):
-    _require(isinstance(value, (bytes, str)) and 0 < len(value) <= MAX_ORDER_ID,
-             "order id must be bytes or str, 1..%d long" % MAX_ORDER_ID)
+    _require(isinstance(value, (bytes, str)) and 0 < len(value) <= _MAX_ORDER_ID,
+             "order id must be bytes or str, 1..%d long" % _MAX_ORDER_ID)
     return value
 
 
@@ -118,7 +119,8 @@ class RateEstimator:
     (the rate needs spread in time, not density); at most `window` readings are kept.
     """
 
-    def __init__(self, window=32, min_interval=3 * 3600, max_gap=2 * DAY, noise=0):
+    def __init__(self, window: int = 32, min_interval: int = 3 * 3600, max_gap: int = 2 * DAY,
+                 noise: int = 0) -> None:
         self.window = _check_int(window, 2, MAX_WINDOW, "window")
         self.min_interval = _check_int(min_interval, 0, MAX_INT, "min_interval")
         self.max_gap = _check_int(max_gap, 1, MAX_INT, "max_gap")
@@ -156,7 +158,7 @@ class RateEstimator:
         if rise:
             self._recent = [held]
             self._keep(held[0], held[1])
-        self._recent = (self._recent + [[t, level]])[-RECENT:]
+        self._recent = (self._recent + [[t, level]])[-_RECENT:]
         self._keep(t, level)
         return rise
 
@@ -248,7 +250,7 @@ class RateEstimator:
                     dt = run[j][0] - t1
                     if dt > 0:
                         pairs.append(((level1 - run[j][1]) * MILLI_DAY // dt, dt))
-        if len(pairs) < MIN_PAIRS:
+        if len(pairs) < _MIN_PAIRS:
             return None
         pairs.sort()
         rate = max(0, _weighted_median(pairs))
@@ -259,7 +261,7 @@ class RateEstimator:
                 if dt > 0:
                     deviation = (run[i - 1][1] - run[i][1]) * 1000 - rate * dt // DAY
                     deviations.append(deviation * deviation * DAY // dt)
-        variance = _upper_median(deviations) * 10000 // MEDIAN_CHI2
+        variance = _upper_median(deviations) * 10000 // _MEDIAN_CHI2
         return rate, variance, span
 
     def to_state(self):
@@ -283,7 +285,7 @@ class RateEstimator:
             est = cls(state["window"], state["min_interval"], state["max_gap"], state["noise"])
             segment = _check_int(state["segment"], 0, MAX_INT, "segment")
             points = _check_list(state["points"], "points", est.window)
-            recent = _check_list(state["recent"], "recent", RECENT)
+            recent = _check_list(state["recent"], "recent", _RECENT)
             pending = state["pending"]
         except KeyError as exc:
             raise ConsumableError("estimator state lacks %s" % exc)
@@ -355,25 +357,27 @@ class Consumable:
     the pessimistic use empties before then, even if it came at once.
     """
 
-    def __init__(self, slot, unit, capacity, pack=None, sku=None, lead_time=3 * DAY,
-                 lead_spread=2 * DAY, safety=None, order_qty=None, estimator=None, ship_cost=0,
-                 hold_cost=0, shelf_life=None):
+    def __init__(self, slot: str, unit: str, capacity: int, pack: "int | None" = None,
+                 sku: "str | None" = None, lead_time: int = 3 * DAY, lead_spread: int = 2 * DAY,
+                 safety: "int | None" = None, order_qty: "int | None" = None,
+                 estimator: "RateEstimator | None" = None, ship_cost: int = 0,
+                 hold_cost: int = 0, shelf_life: "int | None" = None) -> None:
         self.slot = _check_token(slot, "slot")
         self.unit = _check_token(unit, "unit")
-        self.capacity = _check_int(capacity, 1, MAX_UNITS, "capacity")
-        self.pack = capacity if pack is None else _check_int(pack, 1, MAX_UNITS, "pack")
+        self.capacity = _check_int(capacity, 1, _MAX_UNITS, "capacity")
+        self.pack = capacity if pack is None else _check_int(pack, 1, _MAX_UNITS, "pack")
         _require(sku is None or isinstance(sku, str) and 0 < len(sku) <= 64, "sku: 1..64 chars")
         self.sku = sku
         self.lead_time = _check_int(lead_time, 0, MAX_INT, "lead_time")
         self.lead_spread = _check_int(lead_spread, 0, MAX_INT, "lead_spread")
         if safety is None:
             safety = capacity // 10
-        self.safety = _check_int(safety, 0, MAX_UNITS, "safety")
+        self.safety = _check_int(safety, 0, _MAX_UNITS, "safety")
         _require(order_qty is None or is_int(order_qty) and 0 < order_qty <= MAX_ITEMS,
                  "order_qty must be None or an int in 1..%d" % MAX_ITEMS)
         self.order_qty = order_qty
-        self.ship_cost = _check_int(ship_cost, 0, MAX_UNITS, "ship_cost")
-        self.hold_cost = _check_int(hold_cost, 0, MAX_UNITS, "hold_cost")
+        self.ship_cost = _check_int(ship_cost, 0, _MAX_UNITS, "ship_cost")
+        self.hold_cost = _check_int(hold_cost, 0, _MAX_UNITS, "hold_cost")
         _require(shelf_life is None or is_int(shelf_life) and DAY <= shelf_life <= MAX_DAYS * DAY,
                  "shelf_life must be None or an int in %d..%d seconds" % (DAY, MAX_DAYS * DAY))
         self.shelf_life = shelf_life
@@ -422,7 +426,7 @@ class Consumable:
         _check_int(items, 1, MAX_ITEMS, "items")
         known = self._orders.get(order_id)
         _require(known is None or known == items, "order already open with another quantity")
-        _require(known is not None or len(self._orders) < MAX_ORDERS, "too many open orders")
+        _require(known is not None or len(self._orders) < _MAX_ORDERS, "too many open orders")
         self._orders[order_id] = items
 
     def receive(self, order_id, items=None, late=0):
@@ -434,7 +438,7 @@ class Consumable:
         self.late = max(_check_int(late, 0, MAX_DAYS * DAY, "late"), self.late * 3 // 4)
         ordered = self._orders.pop(order_id)
         delivered = ordered if items is None else _check_int(items, 0, MAX_ITEMS, "items")
-        self.spares = min(MAX_SPARES, self.spares + delivered)
+        self.spares = min(_MAX_SPARES, self.spares + delivered)
         return True
 
     def cancel(self, order_id):
@@ -559,8 +563,8 @@ class Consumable:
             orders = state["orders"]
         except KeyError as exc:
             raise ConsumableError("consumable state lacks %s" % exc)
-        c.spares = _check_int(spares, 0, MAX_SPARES, "spares")
-        for entry in _check_list(orders, "orders", MAX_ORDERS):
+        c.spares = _check_int(spares, 0, _MAX_SPARES, "spares")
+        for entry in _check_list(orders, "orders", _MAX_ORDERS):
             _require(isinstance(entry, list) and len(entry) == 2, "an order must be [id, items]")
             _require(_check_order_id(entry[0]) not in c._orders, "duplicate order id")
             c.add_order(entry[0], entry[1])

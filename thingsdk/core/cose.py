@@ -2,7 +2,7 @@
 
 Keys and the CBOR codec come in as arguments (see docs/architecture.md). Verification is strict
 and cheap for what is refused: before anything is decoded the raw bytes must be exactly the
-tag, an array of four, the protected header as a byte string (at most MAX_PROTECTED bytes), an
+tag, an array of four, the protected header as a byte string (at most 256 bytes), an
 unprotected header that is empty or holds only a kid, and the payload and proof as byte strings,
 every head in its shortest form and nothing after them. Then the protected header alone is
 decoded: the algorithm is read from it only, a `crit` label this module does not understand is
@@ -11,10 +11,11 @@ key is looked up and the proof checked before the caller decodes the payload.
 """
 
 from thingsdk.core.cbor import Tag, decode_head, encode_head
+from thingsdk.core.check import const
 from thingsdk.core.mac import equal
 
 SIGN1_TAG = 18
-MAC0_TAG = 17
+_MAC0_TAG = const(17)
 
 ALG = 1
 CRIT = 2
@@ -23,11 +24,12 @@ KID = 4
 UNDERSTOOD = (ALG, CRIT, CONTENT_TYPE, KID)
 
 ALG_EDDSA = -8
-ALG_ED25519 = -19  # RFC 9864's fully specified name for the same signatures as EdDSA on Ed25519
-_SAME_ALG = {ALG_ED25519: ALG_EDDSA}
+# RFC 9864's fully specified name for the same signatures as EdDSA on Ed25519
+_ALG_ED25519 = const(-19)
+_SAME_ALG = {_ALG_ED25519: ALG_EDDSA}
 
 MAX_MESSAGE_BYTES = 16384  # the protocol's largest message, a support request, is under 13 KB
-MAX_PROTECTED = 256
+_MAX_PROTECTED = const(256)
 
 
 class CoseError(ValueError):
@@ -57,7 +59,7 @@ def sign1(payload, signer, codec, external_aad=b"", protected=None, unprotected=
 
 def mac0(payload, key, codec, external_aad=b"", protected=None, unprotected=None):
     """A tagged COSE_Mac0; by default alg (and kid, if the key has one) go in the protected header."""
-    return _build(MAC0_TAG, "MAC0", payload, key, key.mac, codec, external_aad, protected,
+    return _build(_MAC0_TAG, "MAC0", payload, key, key.mac, codec, external_aad, protected,
                   unprotected)
 
 
@@ -77,7 +79,7 @@ def verify_sign1(data, keys, codec, external_aad=b""):
 
 def verify_mac0(data, keys, codec, external_aad=b""):
     """Check a COSE_Mac0 and return it as `Verified`; raise CoseError otherwise."""
-    opened = _open(data, MAC0_TAG, keys, codec)
+    opened = _open(data, _MAC0_TAG, keys, codec)
     key, protected_bytes, payload, tag = opened[0], opened[1], opened[2], opened[3]
     if not equal(key.mac(_structure("MAC0", protected_bytes, external_aad, payload)), tag):
         raise CoseError("bad-mac", "the MAC does not verify")
@@ -124,7 +126,7 @@ def _open(data, tag, keys, codec):
     proof, pos = _bstr(data, pos)
     if pos != len(data):
         raise CoseError("malformed", "trailing bytes")
-    if len(protected_bytes) > MAX_PROTECTED:
+    if len(protected_bytes) > _MAX_PROTECTED:
         raise CoseError("bad-header", "protected header too long")
     protected = {}
     if protected_bytes:

@@ -11,6 +11,7 @@ into flash); verifying adds a signed radix-16 window of the public key (its mult
 affine and packed in bytes, by a `Verifier`).
 """
 
+from thingsdk.core.check import const
 from thingsdk.core.keys import key_id
 from thingsdk.core.sha512 import sha512
 
@@ -32,7 +33,7 @@ _IDENTITY = (0, 1, 1, 0)
 # spacing 4 (12,288 bytes, 12 doublings) is a constant in flash; built in the heap on first use,
 # it has spacing 8 (6,144 bytes, 28 doublings: about 15 % slower signing for half the RAM). A
 # Verifier keeps its key's multiples in the same layout (one row, 768 bytes).
-BUILT_SPACING = 8
+_BUILT_SPACING = const(8)
 _comb = None  # (table, spacing)
 
 
@@ -116,7 +117,7 @@ def _base_table():
         try:
             from thingsdk.core.ed25519_comb import SPACING, TABLE  # pyright: ignore (frozen only)
         except ImportError:
-            SPACING = BUILT_SPACING
+            SPACING = _BUILT_SPACING
             TABLE = make_table(SPACING)
         _comb = (TABLE, SPACING)
     return _comb

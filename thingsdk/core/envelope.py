@@ -27,7 +27,9 @@ def seal(msg_type, body, signer, recipient_kid, seq, now, msg_id, codec, ttl=360
 
 
 class Opened:
-    """What open() made of some bytes: status ACCEPT, DUPLICATE or REJECT (with a reason)."""
+    """What open() made of some bytes: status ACCEPT, DUPLICATE or REJECT (with a reason). A
+    message the replay guard refused keeps its `message`: it is authentic, only not fresh or not
+    new, so its signed times tell the receiver how far apart the two clocks are."""
 
     def __init__(self, status, data, message=None, reason=None, detail=""):
         self.status = status
@@ -77,7 +79,9 @@ class Inbox:
         m = opened.message
         outcome, reason = self.guard.check(m.kid, m.seq, m.id, m.ts, m.exp, opened.data, now)
         if outcome == REJECT:
-            return self._refuse(opened.data, reason, "replay guard")
+            refused = self._refuse(opened.data, reason, "replay guard")
+            refused.message = m  # its signature verified: its times are the sender's word
+            return refused
         opened.status = outcome
         return opened
 

@@ -13,13 +13,13 @@ are kept, and a reservation beyond that is refused ("full"), so fail closed. A n
 a longer period sees only what the previous limits kept. Portable and sans-IO.
 """
 
-from thingsdk.core.check import int_in
+from thingsdk.core.check import const, int_in
 
 DAY = 86400
 MAX_ENTRIES = 366  # an order a day over the longest window
 MAX_TIME = 253402300799
 MAX_AMOUNT = 10 ** 12
-MAX_ID = 64
+_MAX_ID = const(64)
 STATE_VERSION = 1
 RESERVED, COMMITTED = "reserved", "committed"
 LIMIT_KINDS = ("budget", "recurrence")
@@ -50,8 +50,8 @@ def _int(value, low, high, name):
 
 
 def _check_entry(order_id, amount, currency):
-    _require(isinstance(order_id, bytes) and 0 < len(order_id) <= MAX_ID,
-             "an order id is 1..%d bytes" % MAX_ID)
+    _require(isinstance(order_id, bytes) and 0 < len(order_id) <= _MAX_ID,
+             "an order id is 1..%d bytes" % _MAX_ID)
     _int(amount, 0, MAX_AMOUNT, "amount")
     _require(isinstance(currency, str) and len(currency) == 3
              and all("A" <= c <= "Z" for c in currency), "a currency is 3 letters A-Z")

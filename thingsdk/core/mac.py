@@ -2,7 +2,9 @@
 
 import hashlib
 
-ALG_HMAC_256_256 = 5
+from thingsdk.core.check import const
+
+_ALG_HMAC_256_256 = const(5)
 _BLOCK = 64
 
 
@@ -32,7 +34,7 @@ def equal(a, b):
 class HmacKey:
     """A shared secret for COSE_Mac0 with HMAC 256/256 (boards provisioned with a shared key)."""
 
-    alg = ALG_HMAC_256_256
+    alg = _ALG_HMAC_256_256
 
     def __init__(self, secret, kid=None):
         if len(secret) < 32:

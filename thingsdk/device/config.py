@@ -1,57 +1,44 @@
-"""A Device from a TOML file (`thingsdk device run --config FILE`). Paths are relative to the
-file; keys are PEM files or 64 hex digits. Every table but [device] and [[consumables]] is
-optional:
-
-    [device]
-    key = "device.key"            # the device's Ed25519 private key (PKCS#8 PEM)
-    state = "state"               # the state folder (created if missing)
-    vendor = "vendor.pub"         # the vendor's public key, pinned
-    owner = "owner.pub"           # the owner's public key: mandates and approvals
-    mandate = "mandate.cwt"       # a mandate token to offer at start
-    interval = 60                 # seconds between steps
-    heartbeat = 86400             # seconds between status messages
-
-    [broker]                      # none: the device stays offline
-    url = "mqtts://broker.example:8883"
-    ca = "ca.pem"                 # CA, client certificate (CN = the device's key id) and key
-    cert = "device.pem"
-    key = "device-tls.key"
-    backoff = [1.0, 120.0]        # reconnect wait: first, at most (seconds)
-
-    [clock]                       # demos and tests: time runs `speed` times faster from the
-    speed = 600.0                 # real unix time `start` on (default: the first start)
-    start = 1767225600.0
-
-    [lifecycle]                   # overrides of thingsdk.core.lifecycle.DEFAULTS
-    quote_wait = 300
-
-    [[consumables]]
-    slot = "water-filter"         # and unit, capacity; sku or category; optionally pack,
-    unit = "ml"                   # lead_time, lead_spread, safety, order_qty, ship_cost and
-    capacity = 300000             # hold_cost (minor units per order, per item and year),
-    sku = "WF-300"                # shelf_life (seconds after delivery; see
-    sensor = {type = "simulated", daily_use = 1500}  # core.consumable.Consumable) and
-                                  # min_interval (seconds between readings the rate keeps)
-
-Sensors (`type` and its parameters): simulated (daily_use, noise, variability, refill_below,
-seed, capacity; thingsdk.sensors.simulated, starting full at the state folder's first start),
-flow (pin, pulses_per_litre, pull_up), hx711 (data_pin, clock_pin, gain, counts_per_unit, offset,
-samples), tank (shape = vertical-cylinder | box | horizontal-cylinder with its sizes in mm, echo,
-trigger, max_distance, offset).
+"""A Device from its TOML file (`thingsdk device run --config FILE`): docs/configuration.md
+documents every table and setting. Paths are relative to the file; keys are PEM files or 64 hex
+digits. Every error is a ConfigError naming the file and the setting.
 """
 
+import os
 import time
 import tomllib
+from collections.abc import Mapping
 from pathlib import Path
 
-from thingsdk import topics
 from thingsdk.core.consumable import SETTINGS, configured
+from thingsdk.core.lifecycle import DEFAULTS, LifecycleError, make_config
 from thingsdk.crypto import load_signer
 from thingsdk.device.runtime import Device, Slot
 from thingsdk.device.state import StateFolder, read_data
 from thingsdk.inspect import is_file
 from thingsdk.owner import read_public_key
+from thingsdk.sensors import Sensor
 
+
+
+# Every setting device.toml may hold, table by table; docs/configuration.md documents each one (a
+# test checks the two against each other). [lifecycle] takes thingsdk.core.lifecycle.DEFAULTS.
+TABLES = {
+    "device": ("key", "state", "vendor", "owner", "mandate", "interval", "heartbeat"),
+    "broker": ("url", "ca", "cert", "key", "backoff", "keepalive", "limit", "retry", "max_size"),
+    "clock": ("speed", "start"),
+    "lifecycle": tuple(DEFAULTS),
+    "consumables": ("slot", "unit", "capacity", "sku", "category", "sensor") + SETTINGS,
+}
+BOARD_ONLY = ("retry", "max_size")  # [broker] settings only a board's MQTT client takes
+# A Pi's sensor types and their parameters (a board's: thingsdk.firmware_build.BOARD_SENSORS).
+SENSORS = {
+    "simulated": ("daily_use", "noise", "variability", "refill_below", "seed", "capacity"),
+    "flow": ("pin", "pulses_per_litre", "pull_up"),
+    "hx711": ("data_pin", "clock_pin", "gain", "counts_per_unit", "offset", "samples"),
+    "tank": ("shape", "diameter", "height", "width", "depth", "length", "echo", "trigger",
+             "max_distance", "offset"),
+    "custom": (),  # the program's own: load(path, sources={slot: source})
+}
 
 
 class ConfigError(ValueError):
@@ -113,9 +100,9 @@ def _read(path):
             top = _Table(str(path), tomllib.load(f), "")
         except tomllib.TOMLDecodeError as exc:
             raise ConfigError("%s: not TOML: %s" % (path, exc)) from exc
-    top.only(("device", "broker", "clock", "lifecycle", "consumables"))
+    top.only(tuple(TABLES))
     dev = top.sub("device", optional=False)
-    dev.only(("key", "state", "vendor", "owner", "mandate", "interval", "heartbeat"))
+    dev.only(TABLES["device"])
     return top, dev
 
 
@@ -133,8 +120,11 @@ def locate(path):
             _public_key(base, dev.get("owner", str)), clock)
 
 
-def load(path):
-    """The Device a config file describes (not started)."""
+def load(path: "str | os.PathLike[str]",
+         sources: Mapping[str, Sensor] | None = None) -> Device:
+    """The Device a config file describes (not started). `sources` are the program's own sensors
+    by slot, for the file's sensors of type custom: objects with `kind` (thingsdk.LEVEL or
+    USAGE) and `read(now) -> int` in the consumable's unit."""
     path = Path(path)
     top, dev = _read(path)
     base = path.parent
@@ -142,15 +132,28 @@ def load(path):
     state = StateFolder(base / dev.get("state", str))
     clock = _clock(top.sub("clock"), lambda: _fact(state, "clock", time.time))
     born = _fact(state, "born", lambda: int(clock()))
-    slots = [_slot(_Table(str(path), table, "consumables[%d]" % i), born)
+    sources = dict(sources or {})
+    slots = [_slot(_Table(str(path), table, "consumables[%d]" % i), born, sources)
              for i, table in enumerate(top.get("consumables", list))]
+    if sources:
+        raise ConfigError("%s: no consumable with a custom sensor is named %s"
+                          % (path, ", ".join(sorted(sources))))
     mandate = dev.get("mandate", str, None)
     return Device(signer, _public_key(base, dev.get("vendor", str)),
                   _public_key(base, dev.get("owner", str)), state, slots,
                   _transport(top.sub("broker"), base, signer.kid), clock,
-                  top.get("lifecycle", dict, None), dev.get("heartbeat", int, 86400, above=0),
+                  _lifecycle(top.sub("lifecycle")), dev.get("heartbeat", int, 86400, above=0),
                   dev.get("interval", (int, float), 60, above=0),
                   (base / mandate).read_bytes() if mandate else None)
+
+
+def _lifecycle(table):
+    table.only(TABLES["lifecycle"])
+    try:
+        make_config(table.table)
+    except LifecycleError as exc:
+        table.fail("", str(exc))
+    return table.table or None
 
 
 def _public_key(base, text):
@@ -158,7 +161,7 @@ def _public_key(base, text):
 
 
 def _clock(table, kept_start):
-    table.only(("speed", "start"))
+    table.only(TABLES["clock"])
     if not table.table:
         return time.time
     start = table.get("start", (int, float), None)
@@ -179,31 +182,52 @@ def _fact(state, key, make):
 def _transport(table, base, kid):
     if not table.table:
         return None
-    from thingsdk.mqtt import Backoff, Transport
+    from thingsdk.mqtt import Backoff, device_transport
 
-    table.only(("url", "ca", "cert", "key", "backoff"))
+    table.only(TABLES["broker"])
+    for key in BOARD_ONLY:
+        if key in table.table:
+            table.fail(key, "tunes a board's own MQTT client (the board's config.json); on a Pi "
+                            "paho re-sends and sizes packets itself: remove it from this file")
     files = {name: str(base / table.get(key, str)) if key in table.table else None
              for name, key in (("ca_file", "ca"), ("cert_file", "cert"), ("key_file", "key"))}
     backoff = table.get("backoff", list, [1.0, 120.0])
-    return Transport(table.get("url", str), topics.kid_hex(kid), presence=topics.presence(kid),
-                     backoff=Backoff(*backoff), **files)
+    if not (len(backoff) == 2 and all(isinstance(v, (int, float)) and not isinstance(v, bool)
+                                      and v > 0 for v in backoff) and backoff[0] <= backoff[1]):
+        table.fail("backoff", "expected [first, most]: two numbers of seconds above 0, first "
+                              "not above most, not %r" % (backoff,))
+    return device_transport(table.get("url", str), kid, backoff=Backoff(*backoff),
+                            keepalive=table.get("keepalive", int, 60, above=0),
+                            queue_limit=table.get("limit", int, 1000, above=0), **files)
 
 
-def _slot(table, born):
-    table.only(("slot", "unit", "capacity", "sku", "category", "sensor") + SETTINGS)
+def _slot(table, born, sources):
+    table.only(TABLES["consumables"])
     capacity = table.get("capacity", int)
     try:
         consumable = configured(table.get("slot", str), table.get("unit", str), capacity,
                                 sku=table.get("sku", str, None),
                                 **{k: table.get(k, int) for k in SETTINGS if k in table.table})
-        return Slot(consumable, _sensor(table.sub("sensor", optional=False), capacity, born),
-                    table.get("category", str, None))
-    except ValueError as exc:
+        sensor = table.sub("sensor", optional=False)
+        if sensor.get("type", str) == "custom":
+            source = sources.pop(consumable.slot, None)
+            if source is None:
+                sensor.fail("type", "custom: the program that loads this file passes the sensor "
+                                    "(load_device(path, sources={%r: ...}))" % consumable.slot)
+        else:
+            source = _sensor(sensor, capacity, born)
+        return Slot(consumable, source, table.get("category", str, None))
+    except ConfigError:
+        raise
+    except ValueError as exc:  # the consumable's own checks
         table.fail("", str(exc))
 
 
 def _sensor(table, capacity, born):
     kind = table.get("type", str)
+    if kind not in SENSORS:
+        table.fail("type", "unknown sensor type %r (a Pi has %s)" % (kind, ", ".join(SENSORS)))
+    table.only(("type",) + SENSORS[kind])
     params = {k: v for k, v in table.table.items() if k != "type"}
     try:
         if kind == "simulated":
@@ -219,20 +243,24 @@ def _sensor(table, capacity, born):
 
             adc = HX711(params.pop("data_pin"), params.pop("clock_pin"), params.pop("gain", 128))
             return LoadCell(adc, params.pop("counts_per_unit"), **params)
-        if kind == "tank":
-            return _tank(params)
+        return _tank(table, params)
     except (KeyError, TypeError) as exc:
         table.fail("", "bad or missing parameter: %s" % exc)
-    table.fail("type", "unknown sensor type %r" % kind)
 
 
-def _tank(params):
+def _tank(table, params):
     from thingsdk.sensors import level
 
     shapes = {"vertical-cylinder": (level.VerticalCylinder, ("diameter", "height")),
               "box": (level.Box, ("width", "depth", "height")),
               "horizontal-cylinder": (level.HorizontalCylinder, ("diameter", "length"))}
-    shape, sizes = shapes[params.pop("shape")]
+    name = params.pop("shape")
+    if name not in shapes:
+        table.fail("shape", "expected %s, not %r" % (" or ".join(shapes), name))
+    shape, sizes = shapes[name]
+    for size in ("diameter", "height", "width", "depth", "length"):
+        if size in params and size not in sizes:
+            table.fail(size, "a %s tank has no %s (its sizes: %s)" % (name, size, ", ".join(sizes)))
     distance = level.UltrasonicDistance(params.pop("echo"), params.pop("trigger"),
                                         params.pop("max_distance", 2.0))
     return level.TankLevel(shape(*[params.pop(size) for size in sizes]), distance,

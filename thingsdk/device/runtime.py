@@ -11,13 +11,19 @@ import os
 import queue
 import threading
 import time
+from collections.abc import Callable, Iterable, Mapping
+from typing import TYPE_CHECKING
 
 from thingsdk import codec, topics
 from thingsdk.core import messages as m
 from thingsdk.core.agent import MAX_SLOTS, Agent, Slot
 from thingsdk.core.consumable import DAY
-from thingsdk.crypto import Ed25519Verifier
+from thingsdk.crypto import Ed25519Signer, Ed25519Verifier
+from thingsdk.device.state import StateFolder
 from thingsdk.zones import zone_offset
+
+if TYPE_CHECKING:
+    from thingsdk.mqtt import Transport
 
 __all__ = ["MAX_SLOTS", "Device", "Slot"]
 log = logging.getLogger(__name__)
@@ -34,8 +40,11 @@ class Device(Agent):
     state folder stays unless this one verifies with a higher version.
     """
 
-    def __init__(self, signer, vendor_key, owner_key, state, slots, transport=None,
-                 clock=time.time, config=None, heartbeat=DAY, interval=1.0, mandate=None):
+    def __init__(self, signer: Ed25519Signer, vendor_key: bytes, owner_key: bytes,
+                 state: StateFolder, slots: Iterable[Slot], transport: "Transport | None" = None,
+                 clock: Callable[[], float] = time.time,
+                 config: Mapping[str, int | str] | None = None, heartbeat: int = DAY,
+                 interval: float = 1.0, mandate: bytes | None = None) -> None:
         self.transport = transport
         self.clock = clock
         self.interval = interval
@@ -47,12 +56,12 @@ class Device(Agent):
                          publish=self._publish, config=config, heartbeat=heartbeat,
                          zones=zone_offset, note=log.info)
 
-    def now(self):
+    def now(self) -> int:
         return int(self.clock())
 
     # Running.
 
-    def start(self):
+    def start(self) -> None:
         """Connect, carry on every need kept in the state folder, and tell the vendor the
         mandate held (the vendor checks orders against it)."""
         with self._lock:
@@ -62,7 +71,7 @@ class Device(Agent):
                 self.transport.start()
             super().start(self.now(), self._offered_mandate)
 
-    def run(self, stop):
+    def run(self, stop: threading.Event) -> None:
         """start(), then step every `interval` seconds until the threading.Event `stop` is set;
         then close()."""
         self.start()
@@ -73,11 +82,11 @@ class Device(Agent):
         finally:
             self.close()
 
-    def close(self):
+    def close(self) -> None:
         if self.transport is not None:
             self.transport.close()
 
-    def step(self, now=None):
+    def step(self, now: int | None = None) -> None:
         """One turn: messages in, sensors read, deadlines, new needs, the heartbeat."""
         with self._lock:
             now = self.now() if now is None else now
@@ -89,13 +98,14 @@ class Device(Agent):
                 self.receive(data, now)
             super().step(now)
 
-    def report_fault(self, code, diagnostics, text=None):
+    def report_fault(self, code: str, diagnostics: Mapping[str, int | str | bool],
+                     text: str | None = None) -> bytes:
         """Ask the vendor for support with a fault (a token) and diagnostics (name -> int, text
         or bool); returns the need's id. One open case per fault code."""
         with self._lock:
             return super().report_fault(code, diagnostics, self.now(), text)
 
-    def take_mandate(self, token, now):
+    def take_mandate(self, token: bytes, now: int) -> bool:
         with self._lock:
             return super().take_mandate(token, now)
 

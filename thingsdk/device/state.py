@@ -41,7 +41,7 @@ def read_data(path):
 class StateFolder:
     """One device's state folder (created if missing)."""
 
-    def __init__(self, path):
+    def __init__(self, path: "str | os.PathLike[str]") -> None:
         self.path = Path(path)
         for name in (NEEDS, OUTBOX, FROM_OWNER):
             (self.path / name).mkdir(parents=True, exist_ok=True)
