@@ -188,7 +188,7 @@ class Agent:
         elif msg.type in (m.RESYNC_NONCE, m.RESYNC_REPLY):
             from thingsdk.core import resync  # only once counters were lost: spares board heap
 
-            (resync.challenged if msg.type == m.RESYNC_NONCE else resync.rejoined)(self, msg, now)
+            resync.receive(self, msg, now)
         else:
             if msg.type == m.APPROVAL:
                 self._approvals[msg.id] = msg

@@ -79,7 +79,6 @@ DEFAULTS = {
     "wait": 3600,  # a wait decision without `until` waits this long
     "rounds": 4,  # fresh quote rounds (after a wait or an approval timeout) before giving up
     "news_wait": 6 * 3600,  # after the expected arrival with no delivery, ask the vendor
-    "news_wait_max": DAY,  # ... again, waiting twice as long each time, up to this
     "late": 7 * DAY,  # after the expected arrival, a placed or shipped order is overdue
     "refill_wait": 30 * DAY,  # after delivery, the need closes without a refill seen
 }
@@ -358,14 +357,14 @@ def _on_tick(s):
 
 def _ask_news(s):
     """No delivery news past the expected arrival: ask the vendor how the order stands (its
-    shipment or delivery may have been lost on the way), again and again with a growing wait,
+    shipment or delivery may have been lost on the way), again after twice the wait each time,
     until the order is `late`: then it is overdue."""
     rec, cfg = s.rec, s.cfg
     overdue = _arrival(rec) + cfg["late"]
     if s.now >= overdue:
         return _close(s, "overdue")
     s.send(m.ORDER_QUERY, {"order": rec["oid"]}, rec["vendor"])
-    s.wait(cfg["news_wait"], rec["tries"], cfg["news_wait_max"])
+    s.wait(cfg["news_wait"], rec["tries"])
     rec["tries"] += 1
     rec["due"] = min(rec["due"], overdue)
 

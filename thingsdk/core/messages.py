@@ -96,10 +96,6 @@ SLOT = const(("m", (("slot", TOKEN), ("sku", LABEL), ("unit", TOKEN), ("level", 
 ORDER_SUMMARY = const(("m", (("vendor", KID), ("offer", ID16), ("sku", LABEL), ("title", SENTENCE),
                              ("qty", COUNT), ("total", MONEY), ("arrive", TIME), ("test", BOOL)),
                        ("arrive",), (), None, None, NO_RULES, None))
-SEQ = const(("i", 0, 9007199254740991))
-OPEN_ORDER = const(("m", (("order", ID16), ("sku", LABEL), ("qty", COUNT),
-                          ("status", ("e", ("accepted", "shipped"))), ("ref", LABEL),
-                          ("eta", TIME)), (), (), None, None, NO_RULES, None))
 DIAG_VALUE = const(("|", (("i", -9007199254740991, 9007199254740991), ("s", 0, 128), BOOL)))
 
 BODIES = const((
@@ -140,10 +136,14 @@ BODIES = const((
      ("title", "max"), (), None, None, NO_RULES, None),
     ("m", (("code", TOKEN), ("text", SENTENCE), ("ref", ID16)), ("ref",), (), None, None,
      NO_RULES, None),
-    ("m", (("nonce", ID16), ("floor", SEQ), ("until", TIME)), (), (), None, None, NO_RULES, None),
-    ("m", (("nonce", ID16),), (), (), None, None, NO_RULES, None),
-    ("m", (("from", SEQ), ("epoch", COUNT), ("orders", ("l", OPEN_ORDER, 0, 16))), (), (), None,
+    ("m", (("nonce", ID16), ("floor", ("i", 0, 9007199254740991)), ("until", TIME)), (), (), None,
      None, NO_RULES, None),
+    ("m", (("nonce", ID16),), (), (), None, None, NO_RULES, None),
+    ("m", (("from", ("i", 0, 9007199254740991)), ("epoch", COUNT),
+           ("orders", ("l", ("m", (("order", ID16), ("sku", LABEL), ("qty", COUNT),
+                                   ("status", ("e", ("accepted", "shipped"))), ("ref", LABEL),
+                                   ("eta", TIME)), (), (), None, None, NO_RULES, None), 0, 16))),
+     (), (), None, None, NO_RULES, None),
     ("m", (("order", ID16),), (), (), None, None, NO_RULES, None),
 ))
 # Types whose `re` is required.
@@ -152,7 +152,7 @@ ANSWERS = (OFFER, RECEIPT, APPROVAL, SUPPORT_REPLY, RESYNC_NONCE, RESYNC_REPLY)
 # v and t are checked first, for their own error codes; the body by BODIES[t - 1].
 HEADER_NAMES = const(((1, "v"), (2, "t"), (3, "id"), (4, "kid"), (5, "seq"), (6, "ts"),
                       (7, "exp"), (8, "to"), (9, "re"), (10, "b")))
-HEADER = const(("m", ((1, ANY), (2, ANY), (3, ID16), (4, KID), (5, SEQ),
+HEADER = const(("m", ((1, ANY), (2, ANY), (3, ID16), (4, KID), (5, ("i", 0, 9007199254740991)),
                       (6, TIME), (7, TIME), (8, KID), (9, ID16), (10, ANY)),
                 (9,), (), None, None, (("<=", 6, 7, 1), ("lifetime",)), HEADER_NAMES))
 CLAIM_NAMES = const(((1, "iss"), (2, "sub"), (4, "exp"), (5, "nbf"), (6, "iat"), (8, "cnf"),

@@ -23,6 +23,11 @@ def _hex(data):
     return "".join("%02x" % b for b in data[:4])
 
 
+def receive(agent, msg, now):
+    """A resync-nonce or a resync-reply the agent opened (one entry: names cost board heap)."""
+    (challenged if msg.type == m.RESYNC_NONCE else rejoined)(agent, msg, now)
+
+
 def challenged(agent, msg, now):
     """A resync-nonce from the vendor: rejoin above its floor, once per nonce."""
     body = msg.body
