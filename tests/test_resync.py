@@ -1,7 +1,8 @@
 """A device that lost its sequence counters rejoins the vendor (docs/protocol.md, "Resync"), on a
 real mosquitto with the reference vendor and the device runtime, in accelerated time: its state
-folder wiped, or restored from an old copy. Each asserts exactly one order per need at the
-vendor, and that a replayed resync is refused and counted.
+folder wiped after an order, or while one is open, or restored from an old copy. Each asserts
+exactly one order per need at the vendor; a replayed resync is never a second one (the vendor's
+refusals of replays are in tests/test_vendor.py).
 """
 
 import logging
@@ -13,7 +14,7 @@ from thingsdk import codec, topics
 from thingsdk.core import lifecycle
 from thingsdk.core import messages as m
 from thingsdk.core.resync import GAP
-from world import TIMEOUT, Tap, assert_one_order_delivered, audit
+from world import TIMEOUT, Tap, World, assert_one_order_delivered, audit
 
 
 def stop_device(world):
@@ -122,3 +123,30 @@ def test_a_device_restored_from_an_old_backup_rejoins_and_orders_once(world):
     # One resync, however many of the copy's old messages were refused.
     assert [r["resync"] for r in resyncs(world)] == ["asked", "done"]
     assert world.store.db.execute("SELECT epoch FROM resyncs").fetchall() == [(1,)]
+
+
+def test_a_device_wiped_while_its_order_is_open_does_not_order_it_twice(tmp_path, broker):
+    # Slower: a need opens some 2,800 simulated seconds after a start, the open order arrives
+    # 7,200 after it was placed; at 150 that leaves the restart 28 s.
+    world = World(tmp_path, broker, speed=150)
+    try:
+        world.start_vendor()
+        world.device()
+        assert wait_for(world.reached(lifecycle.PLACED), 2 * TIMEOUT), world.need()
+        first = world.need()
+        stop_device(world)
+        shutil.rmtree(world.folder / "state")
+        world.device()
+        assert wait_for(lambda: [r["resync"] for r in resyncs(world)] == ["asked", "done"],
+                        TIMEOUT), resyncs(world)
+        assert resyncs(world)[1]["orders"] == [first["oid"]]  # the vendor told it
+        assert wait_for(world.reached(lifecycle.PLACED), 2 * TIMEOUT), world.need()
+        need = world.need()
+        assert need["need"] != first["need"]
+        # The need is covered by the open order: the vendor placed nothing new.
+        ref = world.orders()[0]["receipt"]
+        assert need["receipt"] == ["duplicate", codec.loads(ref)["ref"]]
+        assert [o["status"] for o in world.orders()][1:] == ["duplicate"]
+        assert world.orders()[0]["status"] in ("accepted", "shipped")  # still on its way
+    finally:
+        world.close()
