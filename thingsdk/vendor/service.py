@@ -4,7 +4,8 @@ answers out, every step recorded in the Store inside one transaction.
 `handle(data, device_kid, now)` opens a device's message with an Inbox that trusts the registered
 device keys: the message is parsed and its signature verified before the Store's write lock is
 taken, and only the replay guard (the device's persisted state) and the answer run inside the
-transaction. Refusals are counted in `refusals` (reason -> count) and not answered, and each
+transaction. Refusals are counted in `refusals` (reason -> count) and not answered (but for a
+device's own message refused as a replay: see resync below), and each
 takes a token from the uplink's bucket in `limiter` (a RefusalLimiter): an uplink that keeps
 sending what is refused has its messages dropped unread (`rate-limited`) until its bucket
 refills. A message must be signed by the device whose uplink it came on (`topic-mismatch`
