@@ -257,13 +257,15 @@ def test_tampered_replayed_expired_and_misrouted_messages_are_refused_and_counte
     assert len(service.handle(good, a.kid, T)) == 1
     tampered = bytearray(a.seal(m.QUOTE_REQUEST, request, T))
     tampered[-1] ^= 1
-    replayed = a.seal(m.QUOTE_REQUEST, request, T, seq=100)  # a new message under a used seq
+    replayed = a.seal(m.QUOTE_REQUEST, request, T, seq=100, msg_id=b"\x07" * 16)  # a used seq
     expired = a.seal(m.QUOTE_REQUEST, request, T, ttl=60)
     by_b = world.b.seal(m.QUOTE_REQUEST, request, T)  # B's message on A's uplink
     stranger = Device(9, world.vendor)
     unknown = stranger.seal(m.QUOTE_REQUEST, request, T)
     assert service.handle(bytes(tampered), a.kid, T) == []
-    assert service.handle(replayed, a.kid, T) == []
+    [nonce] = a.receive(service.handle(replayed, a.kid, T), T)  # refused, and told why
+    assert nonce.type == m.RESYNC_NONCE and nonce.re == b"\x07" * 16
+    assert nonce.body["floor"] == 100
     assert service.handle(expired, a.kid, T + 60) == []
     assert service.handle(by_b, a.kid, T) == []
     assert service.handle(unknown, a.kid, T) == []
@@ -272,7 +274,8 @@ def test_tampered_replayed_expired_and_misrouted_messages_are_refused_and_counte
                                 "topic-mismatch": 1, "unknown-key": 1, "unknown-device": 1}
     # The replay state is in the database: a restarted vendor refuses the replay too.
     restarted = world.new_service()
-    assert restarted.handle(replayed, a.kid, T) == []
+    [again] = a.receive(restarted.handle(replayed, a.kid, T), T)
+    assert again.body == nonce.body  # the nonce pending is repeated, not replaced
     assert restarted.refusals == {"replayed": 1}
 
 
@@ -559,3 +562,101 @@ def test_uplinks_are_served_in_turn_and_a_flooded_topic_is_capped():
     waiter = threading.Timer(0.05, q.put, ("up/b", b"b0"))
     waiter.start()
     assert q.get(5) == ("up/b", b"b0")
+
+
+# ---- a device that lost its counters ------------------------------------------------------------
+
+def test_a_device_that_lost_its_counters_rejoins_once_per_nonce_and_learns_its_open_orders(world):
+    a, service = world.a, world.service
+    body, _ = world.buy(a, "WF-300")  # an open order the device will forget
+    highest = a.seq
+    a.seq = 0  # the state folder is wiped
+    stale, [nonce] = world.send(a, m.QUOTE_REQUEST, {"slot": "s", "sku": "WF-300", "qty": 1})
+    assert nonce.type == m.RESYNC_NONCE and nonce.body["floor"] == highest
+    assert nonce.body["until"] == T + 600 and service.refusals == {"replayed": 1}
+    # The device rejoins above the floor, quoting the nonce: once.
+    a.seq = highest + 1000
+    resync, [reply] = world.send(a, m.RESYNC, {"nonce": nonce.body["nonce"]}, T + 5)
+    assert reply.type == m.RESYNC_REPLY and reply.body["from"] == highest + 1001
+    assert reply.body["epoch"] == 1
+    [order] = reply.body["orders"]
+    assert (order["order"], order["sku"], order["status"]) == (body["order"], "WF-300", "accepted")
+    assert order["ref"].startswith("ORD-") and order["eta"] == T + 72 * HOUR
+    # Its messages count again; the old run's are refused.
+    assert [a.type for a in world.send(a, m.QUOTE_REQUEST, {"slot": "s", "sku": "WF-300",
+                                                            "qty": 1}, T + 6)[1]] == [m.OFFER]
+    assert a.receive(service.handle(stale, a.kid, T + 6), T + 6)[0].type == m.RESYNC_NONCE
+    # A second resync on the spent nonce, though signed by the device, is refused and counted.
+    _, [refused] = world.send(a, m.RESYNC, {"nonce": nonce.body["nonce"]}, T + 7)
+    assert refused.type == m.ERROR and refused.body["code"] == "stale-nonce"
+    assert service.refusals["stale-nonce"] == 1
+    # The first resync again: a duplicate delivery gets the same reply, not a second epoch.
+    [(_, again)] = service.handle(resync, a.kid, T + 8)
+    assert a.inbox.open(again, T + 8).status == envelope.DUPLICATE  # the very bytes sent before
+    assert service.store.db.execute("SELECT epoch FROM resyncs").fetchall() == [(1,)]
+
+
+def test_a_replayed_resync_or_an_expired_nonce_is_refused_and_counted(world):
+    a, service = world.a, world.service
+    world.buy(a, "WF-300")
+    a.seq = 0
+    _, [nonce] = world.send(a, m.STATUS, {"slots": [
+        {"slot": "s", "unit": "l", "level": 1, "cap": 2, "rate": 0}]})
+    a.seq = 1000
+    late, [refused] = world.send(a, m.RESYNC, {"nonce": nonce.body["nonce"]}, T + 600)
+    assert refused.body["code"] == "stale-nonce" and service.refusals["stale-nonce"] == 1
+    a.seq = 0
+    _, [fresh] = world.send(a, m.STATUS, {"slots": [
+        {"slot": "s", "unit": "l", "level": 1, "cap": 2, "rate": 0}]}, T + 601)
+    assert fresh.body["nonce"] != nonce.body["nonce"]
+    a.seq = 2000
+    resync, [reply] = world.send(a, m.RESYNC, {"nonce": fresh.body["nonce"]}, T + 602)
+    assert reply.type == m.RESYNC_REPLY
+    for _ in range(40):  # the device goes on; the vendor forgets the resync's message id
+        world.send(a, m.CANCEL, {"order": bytes(16), "by": "device", "reason": "not-needed"},
+                   T + 603)
+    before = dict(service.refusals)
+    assert service.handle(resync, a.kid, T + 604) == []  # no answer: no nonce for a replay
+    assert service.refusals == dict(before, replayed=before["replayed"] + 1)
+    assert service.handle(late, a.kid, T + 604) == []  # the refused one, replayed: too old now
+    assert service.refusals["too-old"] == before["too-old"] + 1
+    assert service.store.db.execute("SELECT epoch FROM resyncs").fetchall() == [(1,)]
+
+
+def test_a_revoked_device_gets_no_resync_nonce(world):
+    a = world.a
+    world.buy(a, "WF-300")
+    assert revoke(world.service.store, a.kid)
+    a.seq = 0
+    stale = a.seal(m.QUOTE_REQUEST, {"slot": "s", "sku": "WF-300", "qty": 1}, T)
+    assert world.service.handle(stale, a.kid, T) == []
+    assert world.service.refusals == {"replayed": 1}
+
+
+def test_an_order_query_gets_the_orders_latest_news_signed_anew(world):
+    a = world.a
+    body, receipt = world.buy(a, "WF-300")
+    order = body["order"]
+
+    def query(now, order_id=order):
+        _, answers = world.send(a, m.ORDER_QUERY, {"order": order_id}, now)
+        assert len(answers) == 1
+        return answers[0]
+
+    again = query(T + HOUR)
+    assert (again.type, again.body) == (m.RECEIPT, receipt.body)  # not shipped yet
+    world.service.advance(T + 36 * HOUR)  # shipped: the news is lost on the way
+    shipment = query(T + 37 * HOUR)
+    assert shipment.type == m.SHIPMENT and shipment.body["order"] == order
+    assert shipment.body["eta"] == T + 72 * HOUR and shipment.body["track"] == receipt.body["ref"]
+    world.service.advance(T + 72 * HOUR)
+    delivery = query(T + 73 * HOUR)
+    assert (delivery.type, delivery.body) == (m.DELIVERY, {"order": order, "at": T + 72 * HOUR,
+                                                           "qty": 1})
+    unknown = query(T + 74 * HOUR, bytes(16))
+    assert unknown.type == m.ERROR and unknown.body["code"] == "unknown-order"
+    _, cancelled = world.buy(a, "WF-300", now=T + 75 * HOUR)
+    world.send(a, m.CANCEL, {"order": cancelled.body["order"], "by": "owner",
+                             "reason": "changed-mind"}, T + 75 * HOUR)
+    told = query(T + 76 * HOUR, cancelled.body["order"])
+    assert told.type == m.CANCEL and told.body["order"] == cancelled.body["order"]

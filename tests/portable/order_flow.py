@@ -10,6 +10,7 @@ from thingsdk.core import cbor, ed25519, envelope, lifecycle, mandate
 from thingsdk.core import messages as m
 from thingsdk.core.agent import LEVEL, Agent, Slot
 from thingsdk.core.consumable import DAY, Consumable
+from thingsdk.core.replay import REPLAYED, TOO_OLD
 
 START = 1767225600
 HOUR = 3600
@@ -45,6 +46,7 @@ class Vendor:
         self.got = []
         self.later = []  # (when, type, body, in reply to) of news still to send
         self.answered = {}  # message id -> the sealed answers it got
+        self.nonce = None  # the resync nonce pending, and until when
 
     def _seal(self, msg_type, body, now, reply_to):
         self.seq += 1
@@ -54,12 +56,21 @@ class Vendor:
                              cbor, DAY, reply_to)
 
     def answer(self, data, now):
-        """The vendor's sealed answers to one uplink."""
-        opened = self.inbox.open(data, now)
+        """The vendor's sealed answers to one uplink. A message signed by the device but refused
+        as replayed or too old gets a resync nonce, as the reference vendor sends it."""
+        checked = self.inbox.check(data)
+        opened = checked if checked.status == envelope.REJECT else self.inbox.admit(checked, now)
         if opened.status == envelope.DUPLICATE:
             return self.answered.get(opened.message.id, [])
         if opened.status != envelope.ACCEPT:
             self.refused += 1
+            if opened.reason in (REPLAYED, TOO_OLD) and checked.message.type != m.RESYNC:
+                if self.nonce is None:  # a turn is an hour: the nonce lasts two
+                    self.nonce = (bytes([0x70 + self.seq % 64]) * m.ID_SIZE, now + 2 * HOUR)
+                floor = self.inbox.guard.highest(self.device_kid)
+                return [self._seal(m.RESYNC_NONCE, {"nonce": self.nonce[0], "floor": floor,
+                                                    "until": self.nonce[1]}, now,
+                                   checked.message.id)]
             return []
         self.inbox.commit(opened)
         self.got.append(opened.message.type)
@@ -85,6 +96,11 @@ class Vendor:
                                                             "qty": qty}, msg.id))
             return [self._seal(m.RECEIPT, {"order": order, "status": "accepted", "ref": "R-1"},
                                now, msg.id)]
+        if msg.type == m.RESYNC and self.nonce and body["nonce"] == self.nonce[0] \
+                and now < self.nonce[1]:
+            self.nonce = None
+            return [self._seal(m.RESYNC_REPLY, {"from": msg.seq, "epoch": 1, "orders": []}, now,
+                               msg.id)]
         return []
 
     def due(self, now):

@@ -61,6 +61,12 @@ def example_bodies():
                       "price": _eur(1990), "until": TS + 14 * 86400, "max": 4},
         m.ERROR: {"code": "idempotency-conflict", "ref": _id(4),
                   "text": "Order id already used for a different order."},
+        m.RESYNC_NONCE: {"nonce": _id(16), "floor": 4117, "until": TS + 600},
+        m.RESYNC: {"nonce": _id(16)},
+        m.RESYNC_REPLY: {"from": 4117 + 65536, "epoch": 1, "orders": [
+            {"order": _id(4), "sku": "WF-300", "qty": 2, "status": "shipped",
+             "ref": "ACME-2026-000417", "eta": TS + 2 * 86400}]},
+        m.ORDER_QUERY: {"order": _id(4)},
     }
 
 

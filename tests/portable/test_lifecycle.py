@@ -348,6 +348,65 @@ def test_order_is_resent_under_the_same_order_id_until_a_receipt():
     assert d.state() == lc.PLACED and d.record["oid"] == oid
 
 
+def test_a_message_refused_as_a_replay_goes_again_as_a_new_one():
+    d = Device()
+    first = d.order()
+    d.feed(d.orders.need("coffee", dict(ask(), slot="coffee"), VENDOR, OWNER, d.now))
+    quote = d.orders.open_for("coffee")["out"]  # a second need, still quoting
+    fx = d.feed(d.orders.resend(quote["id"], d.now))
+    [again] = sends(fx)  # only the need whose message was refused
+    assert again["t"] == m.QUOTE_REQUEST and again["id"] != quote["id"]
+    assert again["b"] == quote["b"] and d.orders.open_for("coffee")["out"] == again
+    fx = d.feed(d.orders.resend(first["id"], d.now))
+    [order] = sends(fx)
+    assert order["id"] != first["id"] and order["b"] == first["b"]  # the same order id
+    assert d.state() == lc.ORDERING
+    d.receipt(re=order["id"])
+    assert d.state() == lc.PLACED
+    assert d.orders.resend(order["id"], d.now) == []  # nothing pending any more
+    assert d.orders.resend(quote["id"], d.now) == []  # an old copy: its need sent anew already
+
+
+def test_no_news_past_the_arrival_asks_the_vendor_until_the_order_is_overdue():
+    d = Device({"news_wait": 3600, "late": 86400})
+    d.order()
+    d.receipt()
+    arrive = offer_body()["arrive"]
+    assert d.record["due"] == arrive + 3600
+    fx = d.tick()
+    [query] = sends(fx)
+    assert (query["t"], query["b"], query["to"]) == (m.ORDER_QUERY, {"order": d.record["oid"]},
+                                                     VENDOR)
+    waits = [only(fx, "timer")[2] - d.now]
+    while d.state() == lc.PLACED:
+        fx = d.tick()
+        if d.state() == lc.PLACED:
+            assert [msg["t"] for msg in sends(fx)] == [m.ORDER_QUERY]
+            waits.append(only(fx, "timer")[2] - d.now)
+    assert 3600 <= waits[0] <= 3600 * 5 // 4 and len(waits) >= 3  # with the need's own spread
+    assert all(2 * a <= b for a, b in zip(waits[:-2], waits[1:-1]))  # each wait twice the last
+    assert waits[-1] <= waits[-2] * 2  # the last cut short: the order is overdue by then
+    assert d.record["reason"] == "overdue" and d.now == arrive + 86400
+    assert d.record["money"] == "committed" and d.record["stock"] == "cancelled"
+
+
+def test_the_vendors_answer_to_a_query_brings_the_lost_news():
+    d = Device({"news_wait": 3600})
+    d.order()
+    d.receipt()
+    query = sends(d.tick())[0]
+    fx = d.receipt(re=query["id"])  # still only accepted: the receipt again, answering the query
+    assert kinds(fx) == ["audit"]  # counted as a duplicate, not as uncorrelated
+    assert d.orders.ignored == {"duplicate": 1} and d.state() == lc.PLACED
+    d.shipment()
+    assert d.state() == lc.SHIPPED and d.record["out"] is None
+    assert d.record["due"] == d.now + 86400 + 3600  # the shipment's eta, and the wait again
+    query = sends(d.tick())[0]
+    assert query["t"] == m.ORDER_QUERY and d.record["out"] == query
+    d.delivery()
+    assert d.state() == lc.DELIVERED and d.record["out"] is None
+
+
 def test_order_without_any_receipt_is_abandoned_and_released():
     d = Device({"order_give_up": 3600, "order_wait": 1000})
     d.order()

@@ -15,10 +15,11 @@ def code_of(fn, *args, **kwargs):
     return exc.code
 
 
-def test_catalog_names_fifteen_types():
-    assert len(m.NAMES) == 15
+def test_catalog_names_nineteen_types():
+    assert len(m.NAMES) == 19
     assert m.TYPES["status"] == m.STATUS == 1 and m.TYPES["error"] == m.ERROR == 15
     assert m.TYPES["approval-request"] == m.APPROVAL_REQUEST == 9
+    assert m.TYPES["resync-reply"] == m.RESYNC_REPLY == 18
 
 
 def test_every_type_round_trips():
@@ -34,7 +35,7 @@ def test_every_type_round_trips():
 
 def test_correlation_id_is_optional_except_for_answers():
     assert m.parse(build(m.STATUS, reply_to=None)).re is None
-    for code in (m.OFFER, m.RECEIPT, m.APPROVAL, m.SUPPORT_REPLY):
+    for code in (m.OFFER, m.RECEIPT, m.APPROVAL, m.SUPPORT_REPLY, m.RESYNC_NONCE, m.RESYNC_REPLY):
         exc = raises(m.MessageError, build, code, None, None)
         assert exc.code == "missing-field" and exc.field == "re"
 
@@ -72,7 +73,7 @@ def test_version_and_type_are_checked_first():
     obj[1] = 1.0
     assert code_of(m.parse, obj) == "bad-version"
     obj[1] = 1
-    for t in (0, 16, 255):
+    for t in (0, 20, 255):
         obj[2] = t
         assert code_of(m.parse, obj) == "unknown-type"
     obj[2] = "status"

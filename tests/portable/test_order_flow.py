@@ -6,6 +6,7 @@ from order_flow import Flow
 from test_flash import _scenario
 from thingsdk.core import lifecycle
 from thingsdk.core import messages as m
+from thingsdk.core.replay import MAX_SEQ
 
 
 def _one_order(root):
@@ -113,6 +114,50 @@ def _deregistered(root):
 
 def test_a_device_the_vendor_deregistered_says_so():
     _scenario(_deregistered)
+
+
+def _wiped(root):
+    flow = Flow(root)
+    flow.run()
+    # The flash is wiped (a new folder here): the device numbers its messages from 0 again.
+    wiped = Flow(root.rsplit("/", 1)[0] + "/wiped", flow.now)
+    wiped.vendor, wiped.tank.level = flow.vendor, flow.tank.level
+    wiped.run()
+    assert wiped.need()["state"] == lifecycle.CLOSED and wiped.need()["reason"] == "refilled"
+    assert flow.vendor.got.count(m.ORDER) == 2  # one for each need
+    assert flow.vendor.got.count(m.RESYNC) == 1 and flow.vendor.refused >= 1
+    said = [r["resync"] for r in wiped.agent.state.audit.records() if "resync" in r]
+    assert said == ["asked", "done"]
+    assert wiped.agent.state.sequence.take() > flow.agent.state.sequence.take()
+
+
+def test_a_wiped_device_rejoins_its_vendor_and_orders_again():
+    _scenario(_wiped)
+
+
+def _odd_nonces(root):
+    flow = Flow(root)
+    flow.run()
+    agent, vendor, now = flow.agent, flow.vendor, flow.now
+    notes = []
+    agent.note = notes.append
+    used = agent.state.sequence.take()
+
+    def nonce(floor, until):
+        body = {"nonce": b"n" * 16, "floor": floor, "until": until}
+        agent.receive(vendor._seal(m.RESYNC_NONCE, body, now, bytes(16)), now)
+
+    nonce(used, now)  # expired: ignored, and kept in the audit log
+    nonce(used, now + 600)  # a floor this device is above already: no resync
+    nonce(MAX_SEQ - 10, now + 600)  # no room left above the floor: said, not raised
+    assert flow.uplinks == [] and agent.state.sequence.take() == used + 1
+    assert [r["ignored"] for r in agent.state.audit.records() if "ignored" in r] == [
+        "stale-resync-nonce"]
+    assert len(notes) == 1 and "needs a new key" in notes[0]
+
+
+def test_a_resync_nonce_that_is_stale_needless_or_impossible_changes_nothing():
+    _scenario(_odd_nonces)
 
 
 def _clock_behind(root):

@@ -1,6 +1,6 @@
 from thingsdk.core.replay import (
     ACCEPT, DUPLICATE, REJECT, NEW, SEEN, TOO_OLD, MAX_SEQ,
-    SequenceWindow, ReplayGuard, SequenceCounter, StateError, SequenceExhausted,
+    SequenceWindow, ReplayGuard, SequenceCounter, StateError, SequenceExhausted, StoredSequence,
 )
 from thingsdk.core import cbor
 from check import raises
@@ -162,3 +162,45 @@ def test_counter_stops_at_the_limit():
     raises(StateError, SequenceCounter, MAX_SEQ + 2)
     raises(StateError, SequenceCounter, -1)
     raises(StateError, SequenceCounter, 0, 0)
+
+
+class _Kept(StoredSequence):
+    """A StoredSequence over a list of the checkpoints written; `fail` makes the next save fail."""
+
+    def __init__(self, start=0, block=4):
+        self.saved, self.fail = [start], False
+        super().__init__(block)
+
+    def load(self):
+        return self.saved[-1]
+
+    def save(self, checkpoint):
+        if self.fail:
+            self.fail = False
+            raise OSError("flash full")
+        self.saved.append(checkpoint)
+
+
+def test_a_sequence_skips_past_what_a_receiver_saw_and_never_goes_back():
+    seq = _Kept()
+    assert [seq.take() for _ in range(3)] == [0, 1, 2]
+    assert seq.skip_past(1000)
+    assert seq.saved[-1] == 1001  # stored before any number above it is issued
+    assert seq.take() == 1001 and seq.saved[-1] == 1005
+    assert not seq.skip_past(500)  # an older floor changes nothing
+    assert not seq.skip_past(1001, gap=100)  # nor one this sender is above already
+    assert seq.take() == 1002
+    seq.fail = True
+    raises(OSError, seq.skip_past, 5000)
+    assert seq.take() == 1005  # what is stored counts: numbers past the old block only
+    assert seq.skip_past(1006, gap=100) and seq.take() == 1107  # past the floor and the gap
+    raises(StateError, seq.skip_past, MAX_SEQ)
+    raises(StateError, seq.skip_past, MAX_SEQ - 10, gap=10)
+
+
+def test_a_guard_tells_the_highest_seen():
+    guard = ReplayGuard()
+    assert guard.highest(KID) == -1
+    deliver(guard, 7, 1)
+    deliver(guard, 3, 2)
+    assert guard.highest(KID) == 7

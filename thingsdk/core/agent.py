@@ -185,6 +185,10 @@ class Agent:
         msg = opened.message
         if msg.type == m.MANDATE:
             self.take_mandate(msg.body["cwt"], now)
+        elif msg.type in (m.RESYNC_NONCE, m.RESYNC_REPLY):
+            from thingsdk.core import resync  # only once counters were lost: spares board heap
+
+            resync.receive(self, msg, now)
         else:
             if msg.type == m.ERROR:
                 code = msg.body["code"]

@@ -33,7 +33,9 @@ A need begins with `start`; then `step` takes the events ("message", msg) with m
 "id", "t", "re", "b"} (an opened message, see `from_message`), ("decided", decision),
 ("tick",), ("cancel", reason) (the owner, on the device), ("refilled",) (the sensor saw a
 refill; seen while the order is on its way, it is remembered and closes the need as soon as
-the delivery news comes) and ("refused", reason) (the ledger refused the reservation).
+the delivery news comes), ("refused", reason) (the ledger refused the reservation) and
+("resend", msg_id) (the vendor refused the pending message msg_id as a replay, the device's
+counters having been lost: it goes again as a new message).
 A decision is a dict:
 "action" (buy, ask, wait, refuse), "offer" (the offer id, for buy and ask), "mandate" (version,
 for buy), "text" (the sentence for the owner, for ask), "until" (when a wait ends),
@@ -76,6 +78,7 @@ DEFAULTS = {
     "approval_timeout": "decline",  # or "requote": ask again with a fresh offer
     "wait": 3600,  # a wait decision without `until` waits this long
     "rounds": 4,  # fresh quote rounds (after a wait or an approval timeout) before giving up
+    "news_wait": 6 * 3600,  # after the expected arrival with no delivery, ask the vendor
     "late": 7 * DAY,  # after the expected arrival, a placed or shipped order is overdue
     "refill_wait": 30 * DAY,  # after delivery, the need closes without a refill seen
 }
@@ -117,6 +120,7 @@ def make_config(overrides=None):
         if key != "approval_timeout":
             _require(is_int(cfg[key]) and cfg[key] >= 0, "%s must be an int >= 0" % key)
     _require(cfg["ttl"] > SKEW, "ttl must exceed %d s" % SKEW)
+    _require(cfg["news_wait"] > 0, "news_wait must be at least 1 s")
     _require(cfg["approval_timeout"] in ("decline", "requote"),
              "approval_timeout is 'decline' or 'requote'")
     return cfg
@@ -302,8 +306,8 @@ def _accept(s, receipt):
     """The vendor took the order (said so, or shipped or delivered it)."""
     rec = s.rec
     rec.update({"state": PLACED, "receipt": receipt, "money": "committed", "out": None,
-                "cancel_until": s.now + rec["hold"]})
-    rec["due"] = _arrival(rec) + s.cfg["late"]
+                "cancel_until": s.now + rec["hold"], "tries": 0})
+    rec["due"] = _arrival(rec) + s.cfg["news_wait"]
 
 
 def _arrival(rec):
@@ -348,9 +352,23 @@ def _on_tick(s):
             s.resend()
             s.wait(cfg["order_wait"], rec["tries"], cfg["order_wait_max"])
     elif state in (PLACED, SHIPPED):
-        _close(s, "overdue")
+        _ask_news(s)
     elif state == DELIVERED:
         _close(s, "not-refilled")
+
+
+def _ask_news(s):
+    """No delivery news past the expected arrival: ask the vendor how the order stands (its
+    shipment or delivery may have been lost on the way), again after twice the wait each time,
+    until the order is `late`: then it is overdue."""
+    rec, cfg = s.rec, s.cfg
+    overdue = _arrival(rec) + cfg["late"]
+    if s.now >= overdue:
+        return _close(s, "overdue")
+    s.send(m.ORDER_QUERY, {"order": rec["oid"]}, rec["vendor"])
+    s.wait(cfg["news_wait"], rec["tries"])
+    rec["tries"] += 1
+    rec["due"] = min(rec["due"], overdue)
 
 
 def _on_decided(s, decision):
@@ -443,6 +461,17 @@ def _on_refilled(s):
         s.ignore("not-delivered", "refilled")
 
 
+def _on_resend(s, msg_id):
+    """The vendor refused the message msg_id as replayed or too old (the device lost its counters
+    or was restored from an old copy, and has moved them above what the vendor saw): if it is
+    this need's pending message, it goes again as a new one (new id, new sequence number; an
+    order keeps its order id, so the vendor still takes it once)."""
+    out = s.rec["out"]
+    if out is None or out["id"] != msg_id:
+        return
+    s.send(out["t"], out["b"], out["to"], out["re"])
+
+
 def _on_refused(s, reason):
     if s.rec["state"] != ORDERING or s.rec["money"] != "reserved":
         return s.ignore("unexpected-refusal", reason)
@@ -469,8 +498,8 @@ def _on_message(s, msg):
 
 
 def _answers(rec, msg, asked):
-    """Whether msg answers (`re`) one of our messages of type `asked`."""
-    return msg["re"] is not None and [msg["re"], asked] in rec["ids"]
+    """Whether msg answers (`re`) one of our messages of a type in `asked`."""
+    return msg["re"] is not None and any([msg["re"], t] in rec["ids"] for t in asked)
 
 
 def _on_offer(s, msg):
@@ -548,8 +577,8 @@ def _on_shipment(s, msg):
     if rec["state"] == ORDERING:
         _accept(s, None)
     rec["shipments"].append(shipment)
-    rec["state"] = SHIPPED
-    rec["due"] = _arrival(rec) + s.cfg["late"]
+    rec.update({"state": SHIPPED, "out": None, "tries": 0})
+    rec["due"] = _arrival(rec) + s.cfg["news_wait"]
 
 
 def _on_delivery(s, msg):
@@ -558,7 +587,7 @@ def _on_delivery(s, msg):
         return s.ignore("duplicate", "delivery")
     if rec["state"] == ORDERING:
         _accept(s, None)
-    rec.update({"state": DELIVERED, "delivered": [body["at"], body["qty"]],
+    rec.update({"state": DELIVERED, "delivered": [body["at"], body["qty"]], "out": None,
                 "due": s.now + s.cfg["refill_wait"]})
     if rec["kind"] == BUY:
         rec["stock"] = "received"
@@ -578,12 +607,13 @@ def _on_error(s, msg):
 
 
 _EVENTS = {"message": _on_message, "decided": _on_decided, "tick": _on_tick,
-           "cancel": _on_cancel, "refilled": _on_refilled, "refused": _on_refused}
+           "cancel": _on_cancel, "refilled": _on_refilled, "refused": _on_refused,
+           "resend": _on_resend}
 _MESSAGES = {m.OFFER: _on_offer, m.RECEIPT: _on_receipt, m.SHIPMENT: _on_shipment,
              m.DELIVERY: _on_delivery, m.CANCEL: _on_vendor_cancel, m.APPROVAL: _on_approval,
              m.SUPPORT_REPLY: _on_support_reply, m.ERROR: _on_error}
-_ANSWERS = {m.OFFER: m.QUOTE_REQUEST, m.RECEIPT: m.ORDER, m.APPROVAL: m.APPROVAL_REQUEST,
-            m.SUPPORT_REPLY: m.SUPPORT_REQUEST}
+_ANSWERS = {m.OFFER: (m.QUOTE_REQUEST,), m.RECEIPT: (m.ORDER, m.ORDER_QUERY),
+            m.APPROVAL: (m.APPROVAL_REQUEST,), m.SUPPORT_REPLY: (m.SUPPORT_REQUEST,)}
 _ABOUT_ORDER = (m.RECEIPT, m.SHIPMENT, m.DELIVERY, m.CANCEL)
 
 
@@ -723,6 +753,14 @@ class Orders:
         if rec is None:
             return []
         return self._apply(rec, ("refilled",), now)
+
+    def resend(self, msg_id, now):
+        """The vendor refused msg_id as a replay: the open need whose pending message it is sends
+        it again as a new message (nothing if no open need waits on it)."""
+        for rec in self.records():
+            if rec["state"] != CLOSED and rec["out"] is not None and rec["out"]["id"] == msg_id:
+                return self._apply(rec, ("resend", msg_id), now)
+        return []
 
     def tick(self, now):
         """Run the needs whose deadline has come."""

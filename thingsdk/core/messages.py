@@ -10,10 +10,11 @@ from thingsdk.core.check import const, is_int
 
 VERSION = 1
 (STATUS, QUOTE_REQUEST, OFFER, ORDER, RECEIPT, SHIPMENT, DELIVERY, CANCEL, APPROVAL_REQUEST,
- APPROVAL, MANDATE, SUPPORT_REQUEST, SUPPORT_REPLY, PROMOTION, ERROR) = range(1, 16)
+ APPROVAL, MANDATE, SUPPORT_REQUEST, SUPPORT_REPLY, PROMOTION, ERROR, RESYNC_NONCE, RESYNC,
+ RESYNC_REPLY, ORDER_QUERY) = range(1, 20)
 NAMES = ("status", "quote-request", "offer", "order", "receipt", "shipment", "delivery", "cancel",
          "approval-request", "approval", "mandate", "support-request", "support-reply",
-         "promotion", "error")
+         "promotion", "error", "resync-nonce", "resync", "resync-reply", "order-query")
 TYPES = {name: code for code, name in enumerate(NAMES, 1)}
 
 ID_SIZE = 16
@@ -139,8 +140,18 @@ BODIES = const((
      ("title", "max"), (), None, None, NO_RULES, None),
     ("m", (("code", TOKEN), ("text", SENTENCE), ("ref", ID16)), ("ref",), (), None, None,
      NO_RULES, None),
+    ("m", (("nonce", ID16), ("floor", ("i", 0, 9007199254740991)), ("until", TIME)), (), (), None,
+     None, NO_RULES, None),
+    ("m", (("nonce", ID16),), (), (), None, None, NO_RULES, None),
+    ("m", (("from", ("i", 0, 9007199254740991)), ("epoch", COUNT),
+           ("orders", ("l", ("m", (("order", ID16), ("sku", LABEL), ("qty", COUNT),
+                                   ("status", ("e", ("accepted", "shipped"))), ("ref", LABEL),
+                                   ("eta", TIME)), (), (), None, None, NO_RULES, None), 0, 16))),
+     (), (), None, None, NO_RULES, None),
+    ("m", (("order", ID16),), (), (), None, None, NO_RULES, None),
 ))
-ANSWERS = (OFFER, RECEIPT, APPROVAL, SUPPORT_REPLY)  # types whose `re` is required
+# Types whose `re` is required.
+ANSWERS = (OFFER, RECEIPT, APPROVAL, SUPPORT_REPLY, RESYNC_NONCE, RESYNC_REPLY)
 
 # v and t are checked first, for their own error codes; the body by BODIES[t - 1].
 HEADER_NAMES = const(((1, "v"), (2, "t"), (3, "id"), (4, "kid"), (5, "seq"), (6, "ts"),

@@ -180,6 +180,11 @@ class ReplayGuard:
             return REJECT, LIFETIME_TOO_LONG
         return _window_verdict(sender, seq)
 
+    def highest(self, kid):
+        """The highest sequence number recorded from kid, or -1."""
+        sender = self._senders.get(bytes(kid))
+        return sender.window.highest if sender else -1
+
     def _add_sender(self, kid, window):
         if len(self._senders) >= self.max_senders:
             oldest = min(self._senders.items(), key=lambda item: item[1].stamp)[0]
@@ -323,3 +328,18 @@ class StoredSequence:
                 self._counter = None
                 raise
         return seq
+
+    def skip_past(self, seq, gap=0):
+        """A receiver has seen up to seq (this sender's counters were lost or restored from an
+        old copy): unless the next number is above seq already (then False, nothing changed),
+        jump past seq + gap, the jump stored before this returns."""
+        _require(_is_uint(seq) and _is_uint(gap) and seq + gap < MAX_SEQ,
+                 "seq + gap must be 0..2**53-2")
+        if self._counter is None:
+            self._counter = self._stored()
+        if self._counter._next > seq:
+            return False
+        self._counter = None
+        self.save(seq + gap + 1)  # the checkpoint: every number below it may have been used
+        self._counter = SequenceCounter(seq + gap + 1, self.block)
+        return True

@@ -5,7 +5,9 @@ answers out, every step recorded in the Store inside one transaction.
 device keys: the message is parsed and its signature verified before the Store's write lock is
 taken, and only the replay guard (the device's persisted state) and the answer run inside the
 transaction. `handle_batch` does the same for many messages in one transaction (one commit), each
-in its own savepoint. Device keys and verified mandates are remembered between messages. Refusals are counted in `refusals` (reason -> count) and not answered, and each
+in its own savepoint. Device keys and verified mandates are remembered between messages.
+Refusals are counted in `refusals` (reason -> count) and not answered (but for a device's own
+message refused as a replay: see resync below), and each
 takes a token from the uplink's bucket in `limiter` (a RefusalLimiter): an uplink that keeps
 sending what is refused has its messages dropped unread (`rate-limited`) until its bucket
 refills. A message must be signed by the device whose uplink it came on (`topic-mismatch`
@@ -20,9 +22,14 @@ sent the first time, byte for byte. Then, by type:
 - order, cancel: see `thingsdk.vendor.ordering`;
 - mandate: the owner-signed token, verified for this device and kept when its version is
   higher (`mandate.accept`); a refusal is answered with an error naming why;
+- order-query: the order's latest news again (`_order_query`);
 - support-request: the catalog's steps for the fault, with a quoted visit where it says so (the
   visit is recorded as an offer under the case id, as the device lifecycle orders it);
 - status: the levels are recorded; error: logged; other types: answered `unexpected-type`.
+
+- resync: see `thingsdk.vendor.resync`. A message refused by the replay guard as replayed or
+  too old (but signed by the device) is answered there too, with a resync nonce, so a device
+  that lost its counters learns it and can rejoin; a replayed resync is not.
 
 A deregistered (revoked) device's orders are rejected (`device-deregistered`) and its other
 requests answered with an error of that code.
@@ -51,9 +58,9 @@ from thingsdk.core.decide import sentence
 from thingsdk.core.keys import key_id
 from thingsdk.core.ledger import MAX_AMOUNT
 from thingsdk.core.lifecycle import VISIT_SKU
-from thingsdk.core.replay import ReplayGuard
+from thingsdk.core.replay import REPLAYED, TOO_OLD, ReplayGuard
 from thingsdk.crypto import Ed25519Verifier
-from thingsdk.vendor import ordering
+from thingsdk.vendor import ordering, resync
 from thingsdk.vendor.limiter import DeviceLimiter, RefusalLimiter
 from thingsdk.vendor.ordering import error
 from thingsdk.zones import zone_offset
@@ -65,6 +72,7 @@ KEY_CACHE = 65536  # device keys remembered
 RATE_LOG_EVERY = 10.0  # seconds between reports of rate-limited messages
 OVER_RATE = "over-rate"  # the status of a checked message its device sent over its rate
 REMIND_DAYS = 3  # deliveries are repeated on a device's status for this long after arrival
+STALE = (REPLAYED, TOO_OLD)  # refusals that a device which lost its counters meets: answered
 log = logging.getLogger(__name__)
 
 
@@ -193,7 +201,11 @@ class Service:
         opened = inbox.admit(opened, now)
         if opened.status == envelope.REJECT:
             self._refused(inbox, device_kid)
-            return []
+            if opened.reason not in STALE or msg.type == m.RESYNC or device.revoked:
+                return []
+            floor = inbox.guard.highest(device_kid)  # a device that lost its counters: resync
+            return [self._seal(device_kid, t, body, now, msg.id)
+                    for t, body in resync.challenge(self, device, floor, msg, now)]
         if opened.status == envelope.DUPLICATE:
             return self.store.replies(device_kid, msg.id)
         sent = [self._seal(device_kid, t, body, now, msg.id)
@@ -335,6 +347,27 @@ class Service:
                        now + self.catalog.visit_ttl, False, now)
         return self.store.add_offer(device.kid, visit, now)
 
+    def _order_query(self, device, msg, now):
+        """A device heard nothing of an order past its expected arrival: its latest news again,
+        signed anew (a receipt while it has not shipped, else the shipment, delivery or
+        cancel), so a shipment or delivery lost on the way is not lost for good."""
+        order_id = msg.body["order"]
+        found = [row for row in self.store.orders(device.kid) if row["id"] == order_id]
+        if not found:
+            return [error("unknown-order", "We have no order with that id from this device.",
+                          order_id)]
+        row = found[0]
+        log.info("device %s asked how order %s stands: %s", device.kid.hex(),
+                 order_id[:4].hex(), row["status"])
+        if row["status"] == "shipped":
+            return [self._shipment(device.kid, order_id, row["arrives_at"])]
+        if row["status"] == "delivered":
+            return [_delivery(order_id, row["qty"], row["arrives_at"])]
+        if row["status"] == "cancelled":
+            return [(m.CANCEL, {"order": order_id, "by": "vendor", "reason": "cancelled",
+                                "text": "This order was cancelled: nothing is charged."})]
+        return [(m.RECEIPT, self.codec.loads(row["receipt"]))]
+
     # Messages the vendor starts.
 
     def promote(self, device_kid, name, now):
@@ -388,4 +421,5 @@ def _delivery(order_id, qty, arrives):
 
 
 _HANDLERS = {m.QUOTE_REQUEST: Service._quote, m.CANCEL: ordering.cancel,
-             m.MANDATE: Service._mandate, m.SUPPORT_REQUEST: Service._support}
+             m.MANDATE: Service._mandate, m.SUPPORT_REQUEST: Service._support,
+             m.RESYNC: resync.rejoin, m.ORDER_QUERY: Service._order_query}
