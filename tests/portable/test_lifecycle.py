@@ -670,3 +670,22 @@ def test_a_vendor_error_about_our_order_is_audited_and_the_retries_go_on():
     assert [e[2]["error"] for e in fx if e[0] == "audit"] == ["rate-limited"]
     assert d.state() == lc.ORDERING and d.orders.ignored == {}
     assert sends(d.tick())[0]["b"]["order"] == d.record["oid"]
+
+
+def test_a_step_that_would_break_the_state_table_is_refused():
+    d = Device()
+    d.need()
+    d.offer()
+    d.decide("buy")
+    assert d.state() == lc.ORDERING
+    step = lc._Step(d.record, d.now, lc.make_config(), d.ids)
+    step.rec["state"] = lc.QUOTING  # an order placed cannot go back to quoting
+    raises(lc.LifecycleError, step.finish)
+    assert lc._may_follow(lc.ORDERING, lc.PLACED) and lc._may_follow(None, lc.QUOTING)
+    assert not lc._may_follow(lc.CLOSED, lc.QUOTING) and not lc._may_follow(lc.DELIVERED,
+                                                                            lc.SHIPPED)
+    states = [state for state, _ in lc.NEXT]
+    assert sorted(states) == sorted(lc.RANK)  # every state has its row
+    for state, following in lc.NEXT:
+        assert all(lc.RANK[n] > lc.RANK[state] or lc.RANK[n] == 0 == lc.RANK[state]
+                   for n in following)  # a need only moves up the rank, as RANK says

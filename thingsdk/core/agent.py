@@ -274,7 +274,8 @@ class Agent:
             if need in refused:
                 continue
             if kind == "reserve":
-                outcome = self.ledger.reserve(effect[2], effect[3][0], effect[3][1], now)
+                _, _, order_id, (amount, currency) = effect
+                outcome = self.ledger.reserve(order_id, amount, currency, now)
                 if outcome not in ("reserved", "duplicate"):
                     refused[need] = outcome
                     continue
@@ -289,23 +290,29 @@ class Agent:
             self._decide(need, offers, appr, now)
 
     def _carry_out(self, effect, now):
-        """One effect other than reserve and decide."""
+        """One effect other than reserve and decide (their fields: lifecycle's docstring)."""
         kind, need, args = effect[0], effect[1], effect[2:]
         if kind == "persist":
-            self.state.save_record(lifecycle.to_state(args[0]))
+            (record,) = args
+            self.state.save_record(lifecycle.to_state(record))
         elif kind == "send":
-            self._send(args[0], now)
+            (msg,) = args
+            self._send(msg, now)
         elif kind in ("commit", "release"):
-            getattr(self.ledger, kind)(args[0])
+            (order_id,) = args
+            getattr(self.ledger, kind)(order_id)
             self.state.save("ledger", self.ledger.to_state())
         elif kind in ("incoming", "received", "cancelled"):
-            consumable = self.slots[args[0]].consumable
+            slot, order_id = args[0], args[1]
+            consumable = self.slots[slot].consumable
             if kind == "incoming":
-                consumable.add_order(args[1], args[2])
+                (qty,) = args[2:]
+                consumable.add_order(order_id, qty)
             elif kind == "received":
-                consumable.receive(args[1], args[2], args[3])
+                qty, late = args[2:]
+                consumable.receive(order_id, qty, late)
             else:
-                consumable.cancel(args[1])
+                consumable.cancel(order_id)
             self._save_consumables()
         elif kind == "audit":
             entry = dict(args[0])

@@ -46,7 +46,7 @@ for buy), "text" (the sentence for the owner, for ask), "until" (when a wait end
 """
 
 from thingsdk.core import messages as m
-from thingsdk.core.check import is_int
+from thingsdk.core.check import const, is_int
 from thingsdk.core.consumable import DAY
 
 VERSION = 1
@@ -56,6 +56,19 @@ CLOSED = "closed"
 # A need only moves up this rank; the states of rank 0 may loop among themselves.
 RANK = {QUOTING: 0, DECIDING: 0, WAITING: 0, APPROVING: 0, ORDERING: 1, PLACED: 2, SHIPPED: 3,
         DELIVERED: 4, CLOSED: 5}
+# Which states may follow each state in one step (a state may also stay as it is; a new need
+# starts quoting); checked at the end of every step, drawn in docs/architecture.md.
+NEXT = const((
+    ("quoting", ("deciding", "closed")),
+    ("deciding", ("quoting", "waiting", "approving", "ordering", "closed")),
+    ("waiting", ("quoting", "deciding", "closed")),
+    ("approving", ("deciding", "quoting", "closed")),
+    ("ordering", ("placed", "shipped", "delivered", "closed")),
+    ("placed", ("shipped", "delivered", "closed")),
+    ("shipped", ("delivered", "closed")),
+    ("delivered", ("closed",)),
+    ("closed", ()),
+))
 BUY, SUPPORT = "buy", "support"  # kinds of need
 ASKS = {BUY: m.QUOTE_REQUEST, SUPPORT: m.SUPPORT_REQUEST}
 MONEY = (None, "reserved", "committed", "released")
@@ -206,6 +219,8 @@ class _Step:
         """(record, effects): persist first when the record changed, then money and stock, the
         decision request, the sends, the timer and the audit entries."""
         rec, before, need = self.rec, self.before, self.rec["need"]
+        _require(_may_follow(before["state"], rec["state"]),
+                 "%s may not follow %s" % (rec["state"], before["state"]))
         effects = []
         if rec != before:
             effects.append(("persist", need, rec))
@@ -224,6 +239,16 @@ class _Step:
                 entry["reason"] = rec["reason"]
             self.audit(entry)
         return rec, effects + self.audits
+
+
+def _may_follow(before, after):
+    """Whether NEXT lets `after` follow `before` (None: a need starting)."""
+    if after == before or before is None and after == QUOTING:
+        return True
+    for state, following in NEXT:
+        if state == before:
+            return after in following
+    return False
 
 
 def _money_effect(rec):
