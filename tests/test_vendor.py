@@ -660,3 +660,15 @@ def test_an_order_query_gets_the_orders_latest_news_signed_anew(world):
                              "reason": "changed-mind"}, T + 75 * HOUR)
     told = query(T + 76 * HOUR, cancelled.body["order"])
     assert told.type == m.CANCEL and told.body["order"] == cancelled.body["order"]
+
+
+def test_a_device_whose_clock_runs_ahead_is_told_by_how_much(world):
+    data = world.a.seal(m.STATUS, {"slots": [{"slot": "s", "sku": "WF-300", "unit": "l",
+                                              "level": 1, "cap": 2, "rate": 0}]},
+                        T + HOUR, ttl=2 * HOUR)  # its clock says an hour later than the vendor's
+    [answer] = world.a.receive(world.service.handle(data, world.a.kid, T), T + HOUR)
+    assert world.service.refusals == {"from-future": 1}
+    assert (answer.type, answer.body["code"], answer.re) == (m.ERROR, "from-future",
+                                                             codec.loads(codec.loads(data).value[2])[3])
+    assert "stamped 3600 s after our clock: set your clock" in answer.body["text"]
+    assert answer.ts == T  # the vendor's own time, signed

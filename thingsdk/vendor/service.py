@@ -31,6 +31,10 @@ sent the first time, byte for byte. Then, by type:
   too old (but signed by the device) is answered there too, with a resync nonce, so a device
   that lost its counters learns it and can rejoin; a replayed resync is not.
 
+A device's own message refused as from the future is answered with an error `from-future` that
+says by how much the device's clock is ahead, signed with the vendor's time: skew is said, not
+only refused.
+
 A deregistered (revoked) device's orders are rejected (`device-deregistered`) and its other
 requests answered with an error of that code.
 
@@ -58,7 +62,7 @@ from thingsdk.core.decide import sentence
 from thingsdk.core.keys import key_id
 from thingsdk.core.ledger import MAX_AMOUNT
 from thingsdk.core.lifecycle import VISIT_SKU
-from thingsdk.core.replay import REPLAYED, TOO_OLD, ReplayGuard
+from thingsdk.core.replay import FROM_FUTURE, REPLAYED, TOO_OLD, ReplayGuard
 from thingsdk.crypto import Ed25519Verifier
 from thingsdk.vendor import ordering, resync
 from thingsdk.vendor.limiter import DeviceLimiter, RefusalLimiter
@@ -201,6 +205,8 @@ class Service:
         opened = inbox.admit(opened, now)
         if opened.status == envelope.REJECT:
             self._refused(inbox, device_kid)
+            if opened.reason == FROM_FUTURE and not device.revoked:
+                return [self._seal(device_kid, *_clock_ahead(msg, now), now, msg.id)]
             if opened.reason not in STALE or msg.type == m.RESYNC or device.revoked:
                 return []
             floor = inbox.guard.highest(device_kid)  # a device that lost its counters: resync
@@ -414,6 +420,13 @@ def _offer(item, offer_id, qty, price, ship, until, test, now):
     return {"offer": offer_id, "sku": item.sku, "title": item.title, "qty": qty, "price": price,
             "ship": ship, "total": [price[0] * qty + ship[0], price[1]], "lead": item.lead,
             "arrive": now + item.lead, "until": until, "test": test}
+
+
+def _clock_ahead(msg, now):
+    """The error that tells a device (whose signed message this is) its clock runs ahead of the
+    vendor's: by how much, signed with the vendor's own time, so it is said, not just refused."""
+    return error(FROM_FUTURE, "Your message is stamped %d s after our clock: set your clock "
+                 "(NTP); we refuse your messages until then." % (msg.ts - now))
 
 
 def _delivery(order_id, qty, arrives):
