@@ -161,3 +161,26 @@ def test_workers_and_a_shared_subscription_are_refused_together(tmp_path, capsys
         assert main(common + extra) == 2
         assert "use one or the other" in capsys.readouterr().err
     assert not (tmp_path / "v.db").exists()
+
+
+def test_sqlite_writers_take_turns_on_the_lock_file(tmp_path):
+    """A writer waits on `<file>.lock` (woken when it is released), not only on SQLite's lock."""
+    import threading
+
+    from thingsdk.vendor.store import Store, WriterLock
+
+    db = tmp_path / "vendor.db"
+    store, entered = Store(db), threading.Event()
+
+    def write():
+        with store.transaction():
+            store.next_seq()
+            entered.set()
+
+    with WriterLock(db):  # SQLite's own lock is free meanwhile
+        writer = threading.Thread(target=write)
+        writer.start()
+        assert not entered.wait(0.3)
+    assert entered.wait(10)
+    writer.join()
+    assert (tmp_path / "vendor.db.lock").exists() and store.next_seq() == 1
