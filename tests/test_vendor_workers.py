@@ -13,6 +13,7 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 
@@ -184,3 +185,32 @@ def test_sqlite_writers_take_turns_on_the_lock_file(tmp_path):
     assert entered.wait(10)
     writer.join()
     assert (tmp_path / "vendor.db.lock").exists() and store.next_seq() == 1
+
+
+def test_workers_stop_when_their_supervisor_is_killed(broker, tmp_path):
+    """A supervisor killed with SIGKILL leaves no worker behind to race its next one's sessions."""
+    vendor = Ed25519Signer.generate()
+    save_keypair(vendor, tmp_path / "vendor.key", tmp_path / "vendor.pub")
+    (tmp_path / "catalog.toml").write_text(CATALOG)
+    supervisor, log = start_workers(tmp_path, broker.url, tmp_path / "vendor.db")
+    pids = [worker_pid(log(), i) for i in range(WORKERS)]
+    try:
+        supervisor.kill()
+        supervisor.wait(TIMEOUT)
+
+        def gone(pid):
+            try:
+                os.kill(pid, 0)
+            except ProcessLookupError:
+                return True
+            # Reparented and exited but not yet reaped: a zombie has stopped all the same.
+            return Path("/proc/%d/stat" % pid).read_text().rsplit(")", 1)[1].split()[0] == "Z"
+
+        assert wait_for(lambda: all(gone(pid) for pid in pids), TIMEOUT), log()
+        assert log().count("supervisor (pid %d) is gone: stopping" % supervisor.pid) == WORKERS
+    finally:
+        for pid in pids:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
