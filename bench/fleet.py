@@ -409,9 +409,32 @@ class Generators:
                 process.wait()
 
 
-def run_setup(folder, broker, db, workers, seeds, n_burst, generators, steady_rate=None):
+def machine_busy_seconds():
+    """CPU seconds every core of the machine has spent busy (not idle, not waiting on I/O),
+    everyone's processes counted."""
+    fields = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    return (sum(fields[:8]) - fields[3] - fields[4]) / os.sysconf("SC_CLK_TCK")
+
+
+def database_pids(pg):
+    """The PostgreSQL server's processes: the postmaster and its children."""
+    if pg is None:
+        return []
+    postmaster = int(Path(pg.data, "postmaster.pid").read_text().split()[0])
+    pids = [postmaster]
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            if int(stat.read_text().rsplit(")", 1)[1].split()[1]) == postmaster:
+                pids.append(int(stat.parent.name))
+        except (OSError, ValueError):
+            continue
+    return pids
+
+
+def run_setup(folder, broker, db, workers, seeds, n_burst, generators, steady_rate=None,
+              pg=None):
     """One vendor set-up: the burst's and the steady phase's figures. The steady phase runs at
-    `steady_rate` orders/s, or STEADY of the burst's."""
+    `steady_rate` orders/s, or STEADY of the burst's. `pg`: the PostgreSQL server `db` is on."""
     owner, vendor = seeds["owner"], seeds["vendor"]
     store = open_store(db)
     now = int(time.time())
@@ -427,11 +450,13 @@ def run_setup(folder, broker, db, workers, seeds, n_burst, generators, steady_ra
     try:
         load = Generators(folder, broker.port, owner, vendor, burst, steady, generators)
         others = {"vendor": server.pids, "generators": [p.pid for p in load.processes],
-                  "broker": [broker.pid]}
+                  "broker": [broker.pid], "database": database_pids(pg)}
         cpu = {name: cpu_seconds(pids) for name, pids in others.items()}
+        busy = machine_busy_seconds()
         load.tell("burst")
         burst_figures = summary(load.answers())
         span = burst_figures["span_s"] or float("inf")
+        burst_figures["machine_cores"] = (machine_busy_seconds() - busy) / span
         for name, pids in others.items():
             burst_figures[name + "_cores"] = (cpu_seconds(pids) - cpu[name]) / span
         rate = steady_rate or STEADY * burst_figures["orders_per_s"]
@@ -477,19 +502,20 @@ def run(n_devices, n_raw, workers=(1, 2), postgres=False, generators=2, steady_d
 
                 pg = Postgres()
                 stores.append(("postgresql", lambda i: pg.database()))
+            server_of = {"sqlite": None, "postgresql": pg}
             setups, i = [], 0
             for name, where in stores:
                 for n in workers:
                     i += 1
                     b, s = run_setup(folder, broker, where(i), n, seeds, n_devices, generators,
-                                     steady_rate)
+                                     steady_rate, server_of[name])
                     setups.append((name, n, b, s))
         finally:
             broker.stop()
             if pg is not None:
                 pg.stop()
     return {"raw": raw, "order_bytes": len(sealed), "setups": setups,
-            "connections": n_devices + (steady_devices or 0), "generators": generators}
+            "connections": len(seeds["devices"]), "generators": generators}
 
 
 def verdict(ok):
@@ -511,9 +537,11 @@ def main():
     r = run(args.devices, args.raw, workers, args.postgres, args.generators)
     raw, how = r["raw"]
     cores = os.cpu_count()
-    print("fleet through one local mosquitto (TCP_NODELAY): %d devices in the burst, as many again "
-          "and more for the steady phase, in %d load-generator processes; %d cores shared by the "
-          "broker, the generators and the vendor" % (args.devices, args.generators, cores))
+    print("fleet through one local mosquitto (TCP_NODELAY): %d devices in the burst and %d more "
+          "for the steady phase, all connected throughout (%d connections), in %d load-generator "
+          "processes; %d cores shared by the broker, the generators and the vendor"
+          % (args.devices, r["connections"] - args.devices, r["connections"], args.generators,
+             cores))
     print("  raw QoS 1 rate        %9.1f msg/s  (%s, %d-byte payloads, same broker)"
           % (raw, how, r["order_bytes"]))
     best = {}
@@ -524,9 +552,14 @@ def main():
         print("          orders/s %8.1f   messages/s %8.1f  (%.1f messages per order)   "
               "e2e msgs/s / raw %.3f" % (b["orders_per_s"], b["messages_per_s"],
                                          b["messages_per_order"], b["messages_per_s"] / raw))
-        print("          order -> receipt p50 / p99  %.1f / %.1f ms;  cores used: vendor %.2f, "
-              "generators %.2f, broker %.2f" % (b["p50_ms"], b["p99_ms"], b["vendor_cores"],
-                                                b["generators_cores"], b["broker_cores"]))
+        print("          order -> receipt p50 / p99  %.1f / %.1f ms;  cores used: vendor %.2f%s, "
+              "generators %.2f, broker %.2f" % (
+                  b["p50_ms"], b["p99_ms"], b["vendor_cores"],
+                  " + PostgreSQL %.2f" % b["database_cores"] if name == "postgresql" else "",
+                  b["generators_cores"], b["broker_cores"]))
+        ours = sum(b[k + "_cores"] for k in ("vendor", "database", "generators", "broker"))
+        print("          the machine was busy %.2f cores of %d meanwhile, %.2f of them outside "
+              "this bench" % (b["machine_cores"], cores, max(0.0, b["machine_cores"] - ours)))
         print("  steady  %.1f orders/s (%.0f %% of the burst's) from %d devices: %d accepted; "
               "order -> receipt p50 / p99  %.1f / %.1f ms"
               % (s["rate"], 100 * s["rate"] / b["orders_per_s"] if b["orders_per_s"] else 0,
