@@ -131,6 +131,13 @@ def test_two_workers_keep_each_devices_order_and_lose_nothing_when_one_is_killed
                             [o for o, d in kept.items() if d is device]
             assert seen == [(m.RECEIPT, first, "accepted"), (m.CANCEL, first, None),
                             (m.RECEIPT, second, "accepted")], (device.kid.hex(), seen)
+        # Each worker, asked for its counters, passed over the other part's uplinks.
+        supervisor.send_signal(signal.SIGUSR1)
+        assert wait_for(lambda: log().count("vendor counters") == WORKERS, TIMEOUT), log()
+        for i in range(WORKERS):
+            said = re.search(r"vendor counters \(devices of part %d of %d\): .*passed over: (\d+);"
+                             r" (\d+) transactions held the write lock" % (i, WORKERS), log())
+            assert said and int(said.group(1)) > 0 and int(said.group(2)) > 0, log()
         supervisor.send_signal(signal.SIGTERM)
         assert supervisor.wait(TIMEOUT) == 0, log()
     finally:

@@ -231,6 +231,7 @@ def cmd_vendor_serve(args):
     server = Server(service, transport, share=args.share, interval=args.interval, part=args.part)
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: server.stop())
+    signal.signal(signal.SIGUSR1, lambda *_: server.report())
     if args.supervisor:
         _stop_when_orphaned(args.supervisor, server.stop)
     server.run()
@@ -276,6 +277,7 @@ def _vendor_workers(args):
     workers = Workers(commands)
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: workers.stop())
+    signal.signal(signal.SIGUSR1, lambda *_: workers.signal(signal.SIGUSR1))
     return workers.run()
 
 
@@ -320,7 +322,8 @@ def add_vendor_commands(sub):
     """`vendor serve|register|revoke`: the reference vendor service."""
     group = sub.add_parser("vendor", help="run the reference vendor service and manage its devices")
     verbs = group.add_subparsers(dest="verb", required=True, metavar="VERB")
-    p = verbs.add_parser("serve", help="answer devices over MQTT until SIGINT or SIGTERM")
+    p = verbs.add_parser("serve", help="answer devices over MQTT until SIGINT or SIGTERM (SIGUSR1: "
+                                       "log the counters)")
     p.add_argument("--broker", required=True, help="mqtt://host:port or mqtts://host:port")
     p.add_argument("--db", required=True, help="the SQLite database file (created if missing), "
                                                 "or a postgresql:// URL")

@@ -190,6 +190,7 @@ class Server:
         self.uplinks = FairQueue()
         self.acks = AckLine(transport.ack)
         self._stop = threading.Event()
+        self._report = threading.Event()
         self.ready = threading.Event()
         transport.manual_ack = True
         transport.on_message = self._arrived
@@ -197,6 +198,19 @@ class Server:
     def stop(self):
         """Ask run() to return (safe from a signal handler or another thread)."""
         self._stop.set()
+
+    def report(self):
+        """Ask run() to log its counters (safe from a signal handler or another thread)."""
+        self._report.set()
+
+    def counters(self):
+        """The server's counters, in words, for the log."""
+        return ("refused messages by reason: %s; dropped from full queues: %d; other workers' "
+                "uplinks passed over: %d; %s" % (self.service.refusals, self.uplinks.dropped,
+                                                 self.others, self.service.store.lock_time))
+
+    def _part_text(self):
+        return " (devices of part %d of %d)" % self.part if self.part else ""
 
     def _arrived(self, topic, payload, delivery=None):
         pending = self.acks.arrived(delivery)
@@ -222,13 +236,16 @@ class Server:
         next_advance = 0
         try:
             while not self._stop.is_set():
+                if self._report.is_set():
+                    self._report.clear()
+                    log.info("vendor counters%s: %s", self._part_text(), self.counters())
                 if not self.ready.is_set() and subscribed.done:
                     self.ready.set()
                     log.log(logging.ERROR if subscribed.refused else logging.INFO,
                             "vendor %s %s %s:%d on %s%s", self.service.kid.hex(),
                             "REFUSED by" if subscribed.refused else "serving",
                             self.transport.host, self.transport.port, self.filter,
-                            " (devices of part %d of %d)" % self.part if self.part else "")
+                            self._part_text())
                 self.acks.release()
                 # Poll briefly while acknowledgements wait on the broker's PUBACKs for answers.
                 wait = 0.005 if len(self.acks) else min(0.2, self.interval)
@@ -245,9 +262,7 @@ class Server:
             self.acks.release()
         finally:
             self.transport.close()
-            log.info("vendor stopped; refused messages by reason: %s; dropped from full queues: "
-                     "%d; other workers' uplinks passed over: %d", self.service.refusals,
-                     self.uplinks.dropped, self.others)
+            log.info("vendor stopped%s; %s", self._part_text(), self.counters())
 
     def _serve(self, batch):
         """Handle a batch (trying again while its transaction fails), publish the answers after

@@ -16,6 +16,7 @@ import fcntl
 import functools
 import os
 import sqlite3
+import time
 
 import cbor2
 
@@ -130,6 +131,7 @@ class Store:
         self.db = sqlite3.connect(str(path), timeout=timeout, isolation_level=None,
                                   check_same_thread=False)
         self._writers = WriterLock(path)
+        self.lock_time = LockTime()
         self.db.execute("PRAGMA journal_mode=WAL")
         self.db.execute("PRAGMA synchronous=FULL")
         self.db.executescript(SCHEMA.format(row_column=""))
@@ -149,8 +151,9 @@ class Store:
     def transaction(self):
         """All or nothing, holding the write lock throughout (the WriterLock, then BEGIN
         IMMEDIATE)."""
-        with self._writers:
+        with self.lock_time.waiting(), self._writers:
             self.db.execute("BEGIN IMMEDIATE")
+            self.lock_time.taken()
             try:
                 yield self
             except BaseException:
@@ -348,6 +351,34 @@ class Store:
         self.db.execute("DELETE FROM offers WHERE until < ?", (now - KEEP,))
 
 
+class LockTime:
+    """How long a Store's transactions waited for the write lock and held it (seconds, from
+    asking for it to its commit or rollback): what bounds how far workers can share the work."""
+
+    def __init__(self):
+        self.waited = self.held = 0.0
+        self.transactions = 0
+        self._asked = self._taken = None
+
+    @contextlib.contextmanager
+    def waiting(self):
+        self._asked = self._taken = time.perf_counter()
+        try:
+            yield
+        finally:
+            now = time.perf_counter()
+            self.waited += self._taken - self._asked
+            self.held += now - self._taken
+            self.transactions += 1
+
+    def taken(self):
+        self._taken = time.perf_counter()
+
+    def __str__(self):
+        return "%d transactions held the write lock %.3f s and waited %.3f s for it" % (
+            self.transactions, self.held, self.waited)
+
+
 class WriterLock:
     """The vendor's writers to one SQLite file take turns on an flock of `<file>.lock` before
     they begin: a writer waiting for SQLite's own lock polls it, sleeping up to 100 ms between
@@ -411,6 +442,7 @@ class PostgresStore(Store):
             raise StoreError("PostgreSQL needs psycopg: pip install 'thingsdk[postgres]'")
 
         self.db = _Translating(psycopg.connect(conninfo, autocommit=True))
+        self.lock_time = LockTime()
         schema = SCHEMA.format(row_column="n BIGSERIAL UNIQUE, ")
         schema = schema.replace("BLOB", "BYTEA").replace("INTEGER", "BIGINT")
         with self.transaction():
@@ -420,11 +452,13 @@ class PostgresStore(Store):
     @contextlib.contextmanager
     def transaction(self):
         """All or nothing, holding the vendor's write lock throughout."""
-        self.db.execute("BEGIN")
-        try:
-            self.db.execute("SELECT pg_advisory_xact_lock(?)", (WRITE_LOCK,))
-            yield self
-        except BaseException:
-            self.db.execute("ROLLBACK")
-            raise
-        self.db.execute("COMMIT")
+        with self.lock_time.waiting():
+            self.db.execute("BEGIN")
+            try:
+                self.db.execute("SELECT pg_advisory_xact_lock(?)", (WRITE_LOCK,))
+                self.lock_time.taken()
+                yield self
+            except BaseException:
+                self.db.execute("ROLLBACK")
+                raise
+            self.db.execute("COMMIT")

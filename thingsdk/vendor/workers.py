@@ -50,6 +50,12 @@ class Workers:
         """Ask run() to stop the workers and return (safe from a signal handler)."""
         self._stop.set()
 
+    def signal(self, signum):
+        """Send every running worker a signal (SIGUSR1: each logs its counters)."""
+        for process in self.processes:
+            if process is not None and process.poll() is None:
+                process.send_signal(signum)
+
     def run(self, poll=0.1):
         """Supervise until stopped; 0 if every worker then stopped cleanly, else 1."""
         count = len(self.commands)
