@@ -16,13 +16,16 @@ connection each, all connected before the clock starts:
 Prints, per set-up: orders/s and messages/s end to end, their ratio to the broker's raw QoS 1
 rate (one publisher to one subscriber, measured in the same run with the C clients
 `mosquitto_pub`/`mosquitto_sub` if installed, paho otherwise: it says which), p50/p99 from order
-to receipt in the burst and at the steady rate, and the CPU the vendor's processes used (cores);
-then each target as met or NOT met.
+to receipt in the burst and at the steady rate; for the burst, the cores the vendor, PostgreSQL,
+the generators and the broker used and how busy the whole machine was (others' work included),
+and how long the vendor held its one write lock per order (from its counters, logged on
+SIGUSR1): the throughput no number of workers can pass. Then each target as met or NOT met.
 """
 
 import argparse
 import json
 import os
+import re
 import selectors
 import shutil
 import signal
@@ -310,6 +313,7 @@ class Vendor:
 
     def __init__(self, folder, url, db, workers):
         self.lines = []
+        self.workers = workers
         self.process = subprocess.Popen(
             [sys.executable, "-m", "thingsdk.cli", "vendor", "serve", "--broker", url,
              "--db", str(db), "--catalog", str(folder / "catalog.toml"),
@@ -331,6 +335,18 @@ class Vendor:
 
     def _count(self, text):
         return sum(text in line for line in list(self.lines))
+
+    def lock_time(self):
+        """(seconds the vendor's processes have held the write lock, seconds they waited for
+        it), as each says when sent SIGUSR1."""
+        said = self._count("vendor counters")
+        self.process.send_signal(signal.SIGUSR1)
+        if not wait_for(lambda: self._count("vendor counters") >= said + self.workers, 30):
+            raise SystemExit("vendor serve did not log its counters:\n" + "".join(self.lines))
+        lines = [line for line in list(self.lines) if "vendor counters" in line]
+        found = [re.search(r"held the write lock ([\d.]+) s and waited ([\d.]+) s", line)
+                 for line in lines[-self.workers:]]
+        return tuple(sum(float(f.group(i)) for f in found) for i in (1, 2))
 
     def stop(self):
         self.process.send_signal(signal.SIGTERM)
@@ -451,14 +467,19 @@ def run_setup(folder, broker, db, workers, seeds, n_burst, generators, steady_ra
         load = Generators(folder, broker.port, owner, vendor, burst, steady, generators)
         others = {"vendor": server.pids, "generators": [p.pid for p in load.processes],
                   "broker": [broker.pid], "database": database_pids(pg)}
+        lock = server.lock_time()
         cpu = {name: cpu_seconds(pids) for name, pids in others.items()}
-        busy = machine_busy_seconds()
+        busy, began = machine_busy_seconds(), time.monotonic()
         load.tell("burst")
         burst_figures = summary(load.answers())
-        span = burst_figures["span_s"] or float("inf")
-        burst_figures["machine_cores"] = (machine_busy_seconds() - busy) / span
+        window = time.monotonic() - began  # the CPU figures' (a little more than the burst)
+        burst_figures["machine_cores"] = (machine_busy_seconds() - busy) / window
         for name, pids in others.items():
-            burst_figures[name + "_cores"] = (cpu_seconds(pids) - cpu[name]) / span
+            burst_figures[name + "_cores"] = (cpu_seconds(pids) - cpu[name]) / window
+        lock = [after - before for before, after in zip(lock, server.lock_time())]
+        accepted = burst_figures["accepted"] or float("nan")
+        burst_figures["lock_held_ms"], burst_figures["lock_waited_ms"] = (
+            1000 * lock[0] / accepted, 1000 * lock[1] / accepted)
         rate = steady_rate or STEADY * burst_figures["orders_per_s"]
         count = min(len(steady), max(generators, round(rate * STEADY_SECONDS)))
         load.tell("steady %f %d" % (rate / generators, count // generators))
@@ -557,6 +578,9 @@ def main():
                   b["p50_ms"], b["p99_ms"], b["vendor_cores"],
                   " + PostgreSQL %.2f" % b["database_cores"] if name == "postgresql" else "",
                   b["generators_cores"], b["broker_cores"]))
+        print("          the write lock, per order of the burst: held %.2f ms, waited for %.2f ms; "
+              "held so, it allows at most %.0f orders/s however many workers"
+              % (b["lock_held_ms"], b["lock_waited_ms"], 1000 / b["lock_held_ms"]))
         ours = sum(b[k + "_cores"] for k in ("vendor", "database", "generators", "broker"))
         print("          the machine was busy %.2f cores of %d meanwhile, %.2f of them outside "
               "this bench" % (b["machine_cores"], cores, max(0.0, b["machine_cores"] - ours)))
