@@ -143,7 +143,7 @@ def part_of(kid, count):
 
 
 def parse_part(text):
-    """(index, count) from "I/M" (0 <= I < M); ValueError otherwise."""
+    """(index, count) from "I/N" (0 <= I < N); ValueError otherwise."""
     index, sep, count = text.partition("/")
     if not sep or not index.isdigit() or not count.isdigit() or not int(index) < int(count):
         raise ValueError("a part is I/N with 0 <= I < N, not %r" % (text,))
