@@ -42,7 +42,7 @@ class Workers:
         self.commands = [list(c) for c in commands]
         self.grace = grace
         self.popen = popen
-        self.processes = [None] * len(self.commands)
+        self.processes: list = [None] * len(self.commands)
         self.restarts = 0
         self._stop = threading.Event()
 
