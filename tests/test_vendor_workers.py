@@ -221,3 +221,18 @@ def test_workers_stop_when_their_supervisor_is_killed(broker, tmp_path):
                 os.kill(pid, signal.SIGKILL)
             except ProcessLookupError:
                 pass
+
+
+def test_workers_that_could_not_start_are_not_started(tmp_path, capsys):
+    """A setting every worker would refuse is said once, and no worker is started."""
+    from thingsdk.cli import main
+
+    vendor = Ed25519Signer.generate()
+    save_keypair(vendor, tmp_path / "vendor.key", tmp_path / "vendor.pub")
+    broken = tmp_path / "catalog.toml"
+    broken.write_text(CATALOG.replace("stock = 100000", "stock = -1", 1))
+    assert main(["vendor", "serve", "--broker", "mqtt://127.0.0.1:1", "--db",
+                 str(tmp_path / "v.db"), "--catalog", str(broken), "--key",
+                 str(tmp_path / "vendor.key"), "--workers", "2"]) == 2
+    err = capsys.readouterr().err
+    assert err == "thingsdk vendor: error: %s: skus.INK-XL-BK.stock: must be 0 or more\n" % broken

@@ -259,8 +259,15 @@ def _vendor_workers(args):
     import os
     import signal
 
+    from thingsdk.crypto import load_signer
+    from thingsdk.vendor import catalog
     from thingsdk.vendor.workers import Workers
 
+    # What every worker would refuse is said once, here, rather than by workers started again
+    # and again.
+    catalog.load(args.catalog)
+    load_signer(args.key)
+    _vendor_store(args.db).db.close()
     same = ["--broker", args.broker, "--db", args.db, "--catalog", args.catalog,
             "--key", args.key, "--interval", repr(args.interval),
             "--supervisor", str(os.getpid())]
