@@ -208,6 +208,13 @@ def cmd_vendor_serve(args):
     import logging
     import signal
 
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    if args.share and (args.workers > 1 or args.part):
+        raise CliError("--share spreads a device's messages over the group, out of order; "
+                       "--workers and --part partition the devices instead: use one or the other")
+    if args.workers > 1:
+        return _vendor_workers(args)
+
     from thingsdk.crypto import load_signer
     from thingsdk.mqtt import Transport
     from thingsdk.vendor import catalog
@@ -216,14 +223,69 @@ def cmd_vendor_serve(args):
 
     shop, signer = catalog.load(args.catalog), load_signer(args.key)
     service = Service(_vendor_store(args.db), shop, signer)
-    transport = Transport(args.broker, args.client_id or "thingsdk-vendor-" + signer.kid.hex(),
+    client_id = args.client_id or "thingsdk-vendor-" + signer.kid.hex()
+    if args.part and not args.client_id:
+        client_id += "-%dof%d" % args.part
+    transport = Transport(args.broker, client_id,
                           ca_file=args.ca, cert_file=args.cert, key_file=args.keyfile)
-    server = Server(service, transport, share=args.share, interval=args.interval)
+    server = Server(service, transport, share=args.share, interval=args.interval, part=args.part)
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: server.stop())
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    signal.signal(signal.SIGUSR1, lambda *_: server.report())
+    if args.supervisor:
+        _stop_when_orphaned(args.supervisor, server.stop)
     server.run()
     return 0
+
+
+def _stop_when_orphaned(supervisor, stop):
+    """Call stop() once this process's parent is no longer `supervisor` (it was killed)."""
+    import logging
+    import os
+    import threading
+
+    def watch():
+        while os.getppid() == supervisor:
+            time.sleep(1.0)
+        logging.getLogger(__name__).error("the vendor's supervisor (pid %d) is gone: stopping",
+                                          supervisor)
+        stop()
+
+    threading.Thread(target=watch, daemon=True, name="supervisor-watch").start()
+
+
+def _vendor_workers(args):
+    """`vendor serve --workers N`: N processes, worker i serving part i of N."""
+    import os
+    import signal
+
+    from thingsdk.crypto import load_signer
+    from thingsdk.vendor import catalog
+    from thingsdk.vendor.workers import Workers
+
+    # What every worker would refuse is said once, here, rather than by workers started again
+    # and again.
+    catalog.load(args.catalog)
+    load_signer(args.key)
+    _vendor_store(args.db).db.close()
+    same = ["--broker", args.broker, "--db", args.db, "--catalog", args.catalog,
+            "--key", args.key, "--interval", repr(args.interval),
+            "--supervisor", str(os.getpid())]
+    for option, value in (("--ca", args.ca), ("--cert", args.cert), ("--keyfile", args.keyfile)):
+        if value:
+            same += [option, value]
+    commands = []
+    for i in range(args.workers):
+        command = [sys.executable, "-m", "thingsdk.cli", "vendor", "serve"] + same
+        command += ["--part", "%d/%d" % (i, args.workers)]
+        if args.client_id:
+            command += ["--client-id", "%s-%dof%d" % (args.client_id, i, args.workers)]
+        commands.append(command)
+    workers = Workers(commands)
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: workers.stop())
+    signal.signal(signal.SIGUSR1, lambda *_: workers.signal(signal.SIGUSR1))
+    return workers.run()
 
 
 def cmd_vendor_register(args):
@@ -247,11 +309,28 @@ def cmd_vendor_revoke(args):
     return 0
 
 
+def _positive(text):
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError("must be 1 or more")
+    return value
+
+
+def _vendor_part(text):
+    from thingsdk.vendor.serve import parse_part
+
+    try:
+        return parse_part(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc))
+
+
 def add_vendor_commands(sub):
     """`vendor serve|register|revoke`: the reference vendor service."""
     group = sub.add_parser("vendor", help="run the reference vendor service and manage its devices")
     verbs = group.add_subparsers(dest="verb", required=True, metavar="VERB")
-    p = verbs.add_parser("serve", help="answer devices over MQTT until SIGINT or SIGTERM")
+    p = verbs.add_parser("serve", help="answer devices over MQTT until SIGINT or SIGTERM (SIGUSR1: "
+                                       "log the counters)")
     p.add_argument("--broker", required=True, help="mqtt://host:port or mqtts://host:port")
     p.add_argument("--db", required=True, help="the SQLite database file (created if missing), "
                                                 "or a postgresql:// URL")
@@ -264,10 +343,19 @@ def add_vendor_commands(sub):
     p.add_argument("--share", metavar="GROUP",
                    help="take uplinks through the shared subscription of GROUP, for several "
                         "workers (only on a broker that checks SUBSCRIBE: see docs/topics.md)")
-    p.add_argument("--client-id", help="MQTT client id, one per worker "
-                                       "(default: thingsdk-vendor-<key id>)")
+    p.add_argument("--client-id", help="MQTT client id, the same each time this worker starts "
+                                       "(default: thingsdk-vendor-<key id>; a worker of --workers "
+                                       "or --part adds -<I>of<N>)")
     p.add_argument("--interval", type=float, default=1.0,
                    help="seconds between fulfilment steps (default: 1)")
+    p.add_argument("--workers", type=_positive, default=1, metavar="N",
+                   help="run N worker processes, each serving the devices of its part, and start "
+                        "again any that stops (default: 1)")
+    p.add_argument("--part", type=_vendor_part, metavar="I/N",
+                   help="serve only part I of N: the devices whose key id modulo N is I (the "
+                        "other uplinks are passed over); one process per part, on any hosts that "
+                        "share the database")
+    p.add_argument("--supervisor", type=int, help=argparse.SUPPRESS)  # --workers' own pid
     p.set_defaults(func=cmd_vendor_serve)
 
     p = verbs.add_parser("register", help="register a device and the owner who signs its mandates")

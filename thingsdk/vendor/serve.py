@@ -4,18 +4,23 @@ Subscription. By default the server takes the uplinks with a plain subscription 
 `thingsdk/v1/up/+`. Shared subscriptions (`$share/GROUP/thingsdk/v1/up/+`, opted in to with
 `share=GROUP`) spread the uplinks over several workers, but mosquitto 2.0's `acl_file` does not
 check SUBSCRIBE: a device can join the group and the broker then hands it its turn of the uplinks,
-which it drops as denied reads, so the vendor loses that share (docs/topics.md). Use `share` only
-on a broker that checks subscriptions. Workers may share one database file either way (the Store
-serialises their work): with a plain subscription each of them sees every message, and all but
-the first find it already handled and re-send its recorded answers.
+which it drops as denied reads, so the vendor loses that share (docs/topics.md); and the broker
+hands a device's messages to whichever worker's turn it is, so they are not handled in order.
+
+Workers. Several workers (`part=(index, count)`, what `vendor serve --workers N` runs) take
+every uplink with the plain subscription and each keeps only the devices of its part, those whose
+key id modulo `count` is `index` (`part_of`); the others' uplinks are acknowledged unread, in
+turn. So each device's messages are handled by one worker, one at a time, in the order the broker
+delivered them, on any broker, at the cost of the broker delivering every uplink to every worker.
+Workers share one database (the Store serialises their transactions).
 
 The device is the last level of the uplink topic; the Service refuses a message not signed by it.
 Uplinks wait in a FairQueue: one queue per topic, served in turn, so a client that floods its
 uplink gets its turn like every other and no more, and a topic that already has PER_TOPIC
 messages waiting loses the next (a device waits for answers and never has that many); what is
 refused is then throttled per uplink by the Service's RefusalLimiter.
-Each worker needs its own MQTT client id: the session is persistent, so uplinks sent while the
-worker was away are delivered when it comes back.
+Each worker needs its own MQTT client id, the same each time it starts: the session is
+persistent, so uplinks sent while the worker was away are delivered when it comes back.
 
 Nothing is acknowledged before it is kept: the server takes uplinks with manual acknowledgement,
 handles them in batches (one transaction and one commit per batch), publishes the answers after
@@ -132,6 +137,19 @@ class AckLine:
         return len(released)
 
 
+def part_of(kid, count):
+    """The part (0 .. count-1) of the workers' partition that the device of key id `kid` is in."""
+    return int.from_bytes(kid, "big") % count
+
+
+def parse_part(text):
+    """(index, count) from "I/N" (0 <= I < N); ValueError otherwise."""
+    index, sep, count = text.partition("/")
+    if not sep or not index.isdigit() or not count.isdigit() or not int(index) < int(count):
+        raise ValueError("a part is I/N with 0 <= I < N, not %r" % (text,))
+    return int(index), int(count)
+
+
 def uplink_filter(share=None):
     """The subscription: plain, or shared by the workers of group `share`."""
     return topics.vendor_uplinks(share) if share else UPLINKS
@@ -148,13 +166,23 @@ class Server:
     has acknowledged only what it kept; the broker delivers the rest again to the same client id
     (persistent session), and a redelivery that was already handled gets its recorded answers. A
     batch whose transaction fails is tried again (after `retry` seconds, doubling up to a
-    minute), never acknowledged unhandled."""
+    minute), never acknowledged unhandled.
+
+    With `part=(index, count)` the server handles only the uplinks of the devices in its part
+    (`part_of`) and acknowledges the others unread (counted in `others`); a topic that names no
+    device belongs to part 0. A shared subscription and a part do not go together: the broker
+    would hand this worker other parts' uplinks that no worker then handles."""
 
     def __init__(self, service, transport, share=None, interval=1.0, clock=time.time,
-                 batch=BATCH, retry=0.5):
+                 batch=BATCH, retry=0.5, part=None):
+        if share and part:
+            raise ValueError("a worker takes its part of the uplinks from a plain subscription, "
+                             "not a shared one")
         self.service = service
         self.transport = transport
         self.filter = uplink_filter(share)
+        self.part = part
+        self.others = 0
         self.interval = interval
         self.clock = clock
         self.batch = batch
@@ -162,6 +190,7 @@ class Server:
         self.uplinks = FairQueue()
         self.acks = AckLine(transport.ack)
         self._stop = threading.Event()
+        self._report = threading.Event()
         self.ready = threading.Event()
         transport.manual_ack = True
         transport.on_message = self._arrived
@@ -170,10 +199,35 @@ class Server:
         """Ask run() to return (safe from a signal handler or another thread)."""
         self._stop.set()
 
+    def report(self):
+        """Ask run() to log its counters (safe from a signal handler or another thread)."""
+        self._report.set()
+
+    def counters(self):
+        """The server's counters, in words, for the log."""
+        return ("refused messages by reason: %s; dropped from full queues: %d; other workers' "
+                "uplinks passed over: %d; %s" % (self.service.refusals, self.uplinks.dropped,
+                                                 self.others, self.service.store.lock_time))
+
+    def _part_text(self):
+        return " (devices of part %d of %d)" % self.part if self.part else ""
+
     def _arrived(self, topic, payload, delivery=None):
         pending = self.acks.arrived(delivery)
+        if self.part and not self._mine(topic):
+            self.others += 1
+            pending.handled = True  # another worker's: acknowledged unread, in its turn
+            return
         if not self.uplinks.put(topic, (payload, pending)):
             pending.handled = True  # refused unread (counted in `dropped`): nothing to keep
+
+    def _mine(self, topic):
+        index, count = self.part
+        try:
+            kid = topics.parse(topic)[1]
+        except ValueError:
+            return index == 0
+        return part_of(kid, count) == index
 
     def run(self):
         """Serve until stopped, then close the connection."""
@@ -182,12 +236,16 @@ class Server:
         next_advance = 0
         try:
             while not self._stop.is_set():
+                if self._report.is_set():
+                    self._report.clear()
+                    log.info("vendor counters%s: %s", self._part_text(), self.counters())
                 if not self.ready.is_set() and subscribed.done:
                     self.ready.set()
                     log.log(logging.ERROR if subscribed.refused else logging.INFO,
-                            "vendor %s %s %s:%d on %s", self.service.kid.hex(),
+                            "vendor %s %s %s:%d on %s%s", self.service.kid.hex(),
                             "REFUSED by" if subscribed.refused else "serving",
-                            self.transport.host, self.transport.port, self.filter)
+                            self.transport.host, self.transport.port, self.filter,
+                            self._part_text())
                 self.acks.release()
                 # Poll briefly while acknowledgements wait on the broker's PUBACKs for answers.
                 wait = 0.005 if len(self.acks) else min(0.2, self.interval)
@@ -204,8 +262,7 @@ class Server:
             self.acks.release()
         finally:
             self.transport.close()
-            log.info("vendor stopped; refused messages by reason: %s; dropped from full queues: "
-                     "%d", self.service.refusals, self.uplinks.dropped)
+            log.info("vendor stopped%s; %s", self._part_text(), self.counters())
 
     def _serve(self, batch):
         """Handle a batch (trying again while its transaction fails), publish the answers after

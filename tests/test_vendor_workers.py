@@ -1,0 +1,238 @@
+"""`thingsdk vendor serve --workers 2` on a real mosquitto: two worker processes share the devices,
+each device's messages are handled in the order it sent them, and a worker killed (SIGKILL) in the
+middle of a burst is started again by its supervisor and loses nothing it acknowledged.
+
+Each device orders one item and cancels that order right after it, before any answer: a cancel
+handled before its order would be answered `unknown-order`, so every cancel confirmed shows the
+device's messages were handled in order.
+"""
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from broker import wait_for
+from test_vendor import Device, backend, postgres  # noqa: F401 (the fixtures: both stores)
+from test_vendor_crash import CATALOG, SKUS, TIMEOUT, Fleet
+from thingsdk import codec
+from thingsdk.core import mandate
+from thingsdk.core import messages as m
+from thingsdk.core.ledger import Ledger
+from thingsdk.crypto import Ed25519Signer, save_keypair
+from thingsdk.vendor.serve import parse_part, part_of
+from thingsdk.vendor.service import register
+from thingsdk.vendor.store import open_store
+
+DEVICES = 120
+WORKERS = 2
+
+
+def start_workers(folder, url, db):
+    log = open(folder / "vendor.log", "w")
+    process = subprocess.Popen(
+        [sys.executable, "-m", "thingsdk.cli", "vendor", "serve", "--broker", url,
+         "--db", str(db), "--catalog", str(folder / "catalog.toml"),
+         "--key", str(folder / "vendor.key"), "--client-id", "vendor-under-test",
+         "--interval", "3600", "--workers", str(WORKERS)], stdout=subprocess.DEVNULL, stderr=log)
+    log.close()
+    text = lambda: (folder / "vendor.log").read_text()  # noqa: E731
+    assert wait_for(lambda: text().count(" serving ") == WORKERS or process.poll() is not None,
+                    TIMEOUT), text()
+    assert process.poll() is None, text()
+    return process, text
+
+
+def worker_pid(log, index):
+    """The pid of the latest process of worker `index`, from the supervisor's log."""
+    return int(re.findall(r"vendor worker %d of \d+ started, pid (\d+)" % index, log)[-1])
+
+
+def test_parts_split_the_devices_by_key_id():
+    assert parse_part("1/2") == (1, 2)
+    for bad in ("2/2", "1", "-1/2", "a/b", "0/0"):
+        with pytest.raises(ValueError):
+            parse_part(bad)
+    kids = [Ed25519Signer.from_seed(bytes([i]) * 32).kid for i in range(40)]
+    parts = [part_of(kid, 2) for kid in kids]
+    assert set(parts) == {0, 1}
+    assert parts == [int.from_bytes(kid, "big") % 2 for kid in kids]
+
+
+def test_two_workers_keep_each_devices_order_and_lose_nothing_when_one_is_killed(
+        broker, tmp_path, backend):
+    vendor, owner = Ed25519Signer.generate(), Ed25519Signer.generate()
+    save_keypair(vendor, tmp_path / "vendor.key", tmp_path / "vendor.pub")
+    (tmp_path / "catalog.toml").write_text(CATALOG)
+    devices = [Device(seed, vendor) for seed in range(10, 10 + DEVICES)]
+    assert {part_of(d.kid, WORKERS) for d in devices} == set(range(WORKERS))
+    store = open_store(backend)
+    now = int(time.time())
+    for device in devices:
+        register(store, device.signer.public_key, owner.public_key, now)
+    supervisor, log = start_workers(tmp_path, broker.url, backend)
+    fleet = Fleet(broker.url, devices)
+    try:
+        budget = [["vendors", {"kids": [vendor.kid]}],
+                  ["budget", {"cur": "EUR", "max": 10 ** 7, "period": "month"}]]
+        for device in devices:
+            claims = mandate.make_claims(owner.kid, device.signer.public_key, 1, now - 60,
+                                         now + 86400, budget)
+            fleet.send(device, m.MANDATE, {"cwt": mandate.issue(claims, owner, codec)})
+            for sku in SKUS:
+                fleet.send(device, m.QUOTE_REQUEST, {"slot": sku.lower(), "sku": sku, "qty": 1})
+        offers = {}
+        assert wait_for(lambda: offers.update({(d.kid, a.body["sku"]): a.body
+                                               for d, a in fleet.answers() if a.type == m.OFFER})
+                        or len(offers) == DEVICES * len(SKUS), TIMEOUT), len(offers)
+
+        # The burst: per device, an order, its cancel at once, a status, and a second order.
+        cancelled, kept = {}, {}  # order id -> device
+        level = {"slots": [{"slot": "ink", "unit": "pcs", "level": 1, "cap": 4, "rate": 0}]}
+        sent = []
+        for device in devices:
+            first = m.order_body(offers[(device.kid, SKUS[0])], os.urandom(16), 1)
+            second = m.order_body(offers[(device.kid, SKUS[1])], os.urandom(16), 1)
+            cancelled[first["order"]], kept[second["order"]] = device, device
+            sent += [fleet.send(device, m.ORDER, first),
+                     fleet.send(device, m.CANCEL, {"order": first["order"], "by": "owner",
+                                                   "reason": "changed-mind"}),
+                     fleet.send(device, m.STATUS, level),
+                     fleet.send(device, m.ORDER, second)]
+        answers = {d.kid: [] for d in devices}  # device -> [(type, order id, status)] in order
+
+        def answered():
+            for device, answer in fleet.answers():
+                answers[device.kid].append((answer.type, answer.body.get("order"),
+                                            answer.body.get("status", answer.body.get("code"))))
+            return sum(len(a) for a in answers.values())
+
+        # Worker 1 killed once a quarter of the answers are in: some more are on their way.
+        expected = 3 * DEVICES  # two receipts and a cancel confirmation per device
+        assert wait_for(lambda: answered() >= expected // 4, TIMEOUT)
+        killed = worker_pid(log(), 1)
+        os.kill(killed, signal.SIGKILL)
+        assert all(ack.wait(TIMEOUT) and not ack.refused for ack in sent)
+        assert wait_for(lambda: worker_pid(log(), 1) != killed, TIMEOUT), log()
+        assert answered() < expected, "the burst was over before the kill"
+        assert wait_for(lambda: answered() and all(len(set(a)) >= 3 for a in answers.values()),
+                        TIMEOUT), answers
+        assert "killed by SIGKILL" in log()
+
+        for device in devices:
+            # Answers to messages already handled are sent again: first occurrences, in order.
+            seen = list(dict.fromkeys(answers[device.kid]))
+            first, second = [o for o, d in cancelled.items() if d is device] + \
+                            [o for o, d in kept.items() if d is device]
+            assert seen == [(m.RECEIPT, first, "accepted"), (m.CANCEL, first, None),
+                            (m.RECEIPT, second, "accepted")], (device.kid.hex(), seen)
+        # Each worker, asked for its counters, passed over the other part's uplinks.
+        supervisor.send_signal(signal.SIGUSR1)
+        assert wait_for(lambda: log().count("vendor counters") == WORKERS, TIMEOUT), log()
+        for i in range(WORKERS):
+            said = re.search(r"vendor counters \(devices of part %d of %d\): .*passed over: (\d+);"
+                             r" (\d+) transactions held the write lock" % (i, WORKERS), log())
+            assert said and int(said.group(1)) > 0 and int(said.group(2)) > 0, log()
+        supervisor.send_signal(signal.SIGTERM)
+        assert supervisor.wait(TIMEOUT) == 0, log()
+    finally:
+        if supervisor.poll() is None:
+            supervisor.kill()
+            supervisor.wait()
+        fleet.transport.close(timeout=1)
+    assert "vendor workers stopped (1 restarted on the way)" in log()
+
+    # In the vendor's books: one order per need, the cancelled one released, the other charged.
+    for device in devices:
+        rows = {r["id"]: r for r in store.orders(device.kid)}
+        assert sorted(r["sku"] for r in rows.values()) == sorted(SKUS)
+        ledger = Ledger.from_state(store.device(device.kid).ledger)
+        for order_id, row in rows.items():
+            if order_id in cancelled:
+                assert row["status"] == "cancelled" and ledger.state_of(order_id) is None
+            else:
+                assert row["status"] == "accepted" and ledger.state_of(order_id) == "committed"
+        assert ledger.usage({"cur": "EUR", "period": "month"}, now)[0] == 1
+
+
+def test_workers_and_a_shared_subscription_are_refused_together(tmp_path, capsys):
+    from thingsdk.cli import main
+
+    common = ["vendor", "serve", "--broker", "mqtt://127.0.0.1:1", "--db", str(tmp_path / "v.db"),
+              "--catalog", "c.toml", "--key", "v.key", "--share", "vendor"]
+    for extra in (["--workers", "2"], ["--part", "0/2"]):
+        assert main(common + extra) == 2
+        assert "use one or the other" in capsys.readouterr().err
+    assert not (tmp_path / "v.db").exists()
+
+
+def test_sqlite_writers_take_turns_on_the_lock_file(tmp_path):
+    """A writer waits on `<file>.lock` (woken when it is released), not only on SQLite's lock."""
+    import threading
+
+    from thingsdk.vendor.store import Store, WriterLock
+
+    db = tmp_path / "vendor.db"
+    store, entered = Store(db), threading.Event()
+
+    def write():
+        with store.transaction():
+            store.next_seq()
+            entered.set()
+
+    with WriterLock(db):  # SQLite's own lock is free meanwhile
+        writer = threading.Thread(target=write)
+        writer.start()
+        assert not entered.wait(0.3)
+    assert entered.wait(10)
+    writer.join()
+    assert (tmp_path / "vendor.db.lock").exists() and store.next_seq() == 1
+
+
+def test_workers_stop_when_their_supervisor_is_killed(broker, tmp_path):
+    """A supervisor killed with SIGKILL leaves no worker behind to race its next one's sessions."""
+    vendor = Ed25519Signer.generate()
+    save_keypair(vendor, tmp_path / "vendor.key", tmp_path / "vendor.pub")
+    (tmp_path / "catalog.toml").write_text(CATALOG)
+    supervisor, log = start_workers(tmp_path, broker.url, tmp_path / "vendor.db")
+    pids = [worker_pid(log(), i) for i in range(WORKERS)]
+    try:
+        supervisor.kill()
+        supervisor.wait(TIMEOUT)
+
+        def gone(pid):
+            try:
+                os.kill(pid, 0)
+            except ProcessLookupError:
+                return True
+            # Reparented and exited but not yet reaped: a zombie has stopped all the same.
+            return Path("/proc/%d/stat" % pid).read_text().rsplit(")", 1)[1].split()[0] == "Z"
+
+        assert wait_for(lambda: all(gone(pid) for pid in pids), TIMEOUT), log()
+        assert log().count("supervisor (pid %d) is gone: stopping" % supervisor.pid) == WORKERS
+    finally:
+        for pid in pids:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+
+
+def test_workers_that_could_not_start_are_not_started(tmp_path, capsys):
+    """A setting every worker would refuse is said once, and no worker is started."""
+    from thingsdk.cli import main
+
+    vendor = Ed25519Signer.generate()
+    save_keypair(vendor, tmp_path / "vendor.key", tmp_path / "vendor.pub")
+    broken = tmp_path / "catalog.toml"
+    broken.write_text(CATALOG.replace("stock = 100000", "stock = -1", 1))
+    assert main(["vendor", "serve", "--broker", "mqtt://127.0.0.1:1", "--db",
+                 str(tmp_path / "v.db"), "--catalog", str(broken), "--key",
+                 str(tmp_path / "vendor.key"), "--workers", "2"]) == 2
+    err = capsys.readouterr().err
+    assert err == "thingsdk vendor: error: %s: skus.INK-XL-BK.stock: must be 0 or more\n" % broken
