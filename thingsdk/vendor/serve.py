@@ -2,9 +2,9 @@
 
 Subscription. By default the server takes the uplinks with a plain subscription to
 `thingsdk/v1/up/+`. Shared subscriptions (`$share/GROUP/thingsdk/v1/up/+`, opted in to with
-`share=GROUP`) spread the uplinks over several workers, but mosquitto 2.0's `acl_file` does not
-check SUBSCRIBE: a device can join the group and the broker then hands it its turn of the uplinks,
-which it drops as denied reads, so the vendor loses that share (docs/topics.md); and the broker
+`share=GROUP`) spread the uplinks over several workers; use them only on a broker that checks
+SUBSCRIBE, as the set-up `thingsdk broker` writes does (with mosquitto's `acl_file` a device could
+join the group and the vendor would lose that share: docs/topics.md), and know that the broker
 hands a device's messages to whichever worker's turn it is, so they are not handled in order.
 
 Workers. Several workers (`part=(index, count)`, what `vendor serve --workers N` runs) take
