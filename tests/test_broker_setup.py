@@ -15,7 +15,8 @@ from cryptography import x509
 from cryptography.x509.oid import NameOID
 
 from broker import HOST, find_mosquitto, free_port, wait_for
-from thingsdk import topics
+from thingsdk import codec, topics
+from thingsdk.core import messages as m
 from thingsdk.cli import main
 from thingsdk.crypto import Ed25519Signer, load_signer, save_keypair
 from thingsdk.mqtt import Backoff, MessageTooLarge, Transport
@@ -207,9 +208,12 @@ def test_broker_errors_are_one_line_naming_the_file(tmp_path, keys, capsys):
     assert not (tmp_path / "other").exists()
 
 
-def test_the_readme_walk_from_keys_to_a_device_the_vendor_hears(tmp_path, capsys):
-    """keygen, `broker init`, mosquitto on the written conf, provision, vendor register and serve,
-    device run: each a process of its own, as the README walks it."""
+def test_the_readme_walk_from_keys_to_an_approved_order_and_a_revoke(tmp_path, capsys):
+    """The newcomer's path, as the README walks it: keygen, `broker init`, mosquitto on the
+    written conf, provision (with a mandate that wants the owner's approval above 20.00 EUR),
+    vendor register and serve, device run, each a process of its own; then the owner approves
+    the device's request with `owner approve`, the vendor verifies that approval and accepts the
+    order, `status` and `log` show it, and `vendor revoke` is heard by the device."""
     if find_mosquitto() is None:
         pytest.fail("mosquitto is not installed (Debian: apt-get install mosquitto)")
     for name in ("vendor", "owner", "fridge"):
@@ -231,7 +235,12 @@ def test_the_readme_walk_from_keys_to_a_device_the_vendor_hears(tmp_path, capsys
                  "--owner-key", str(tmp_path / "owner.key"),
                  "--device-key", str(tmp_path / "fridge.key"), "--broker", url, *tls,
                  "--consumable", "slot=water-filter,sku=WF-300,unit=ml,capacity=300000,"
-                                 "lead_time=3d", "--interval", "0.2"]) == 0
+                                 "lead_time=3d", "--interval", "0.2",
+                 "--approval-above", "20.00EUR"]) == 0
+    toml = tmp_path / "fridge" / "device.toml"  # a filter nearly spent: the device needs one now
+    toml.write_text(toml.read_text().replace("[device]\n", "[device]\nheartbeat = 1\n").replace(
+        'sensor = {type = "simulated", daily_use = 10000}',
+        'min_interval = 1\nsensor = {type = "simulated", daily_use = 10000, capacity = 20000}'))
     db = str(tmp_path / "vendor.db")
     assert main(["vendor", "register", "--db", db, "--device-pub", str(tmp_path / "fridge.pub"),
                  "--owner-pub", str(tmp_path / "owner.pub")]) == 0
@@ -261,6 +270,7 @@ def test_the_readme_walk_from_keys_to_a_device_the_vendor_hears(tmp_path, capsys
         assert wait_for(lambda: store.device(bytes.fromhex(kid)).mandate is not None
                         and store.levels(bytes.fromhex(kid)), 30.0), {
             name: path.read_text() for name, path in logs.items()}
+        _approve_the_order_then_revoke(tmp_path, db, kid, logs, capsys)
     finally:
         for process in reversed(processes):
             process.terminate()
@@ -271,6 +281,43 @@ def test_the_readme_walk_from_keys_to_a_device_the_vendor_hears(tmp_path, capsys
         assert "Traceback" not in said[name]
     assert re.search(r"sent mandate [0-9a-f]+ \(\d+ B\)", said["device"]), said["device"]
     assert "as %s (" % kid in said["mosquitto"] and "as vendor-1 (" in said["mosquitto"]
+
+
+def _approve_the_order_then_revoke(tmp_path, db, kid, logs, capsys):
+    state = tmp_path / "fridge" / "state"
+
+    def request():  # the approval request the device keeps for its owner
+        for path in sorted((state / "outbox").glob("*.cose")):
+            sign1 = codec.loads(path.read_bytes())
+            if codec.loads(sign1.value[2])[2] == m.APPROVAL_REQUEST:
+                return path
+        return None
+
+    assert wait_for(request, 30.0), logs["device"].read_text()
+    assert main(["owner", "approve", str(request()), "--owner-key", str(tmp_path / "owner.key"),
+                 "--device-pub", str(tmp_path / "fridge.pub"),
+                 "--out", str(state / "from-owner" / "approval.cose")]) == 0
+    asked = capsys.readouterr().out
+    assert "for 29.48 EUR from Acme Home Supplies (vendor " in asked and "approve" in asked
+    store = Store(db)
+    assert wait_for(lambda: [o["status"] for o in store.orders(bytes.fromhex(kid))] ==
+                    ["accepted"], 30.0), (store.orders(bytes.fromhex(kid)),
+                                          logs["vendor"].read_text())
+    said = []
+
+    def placed():  # as `status` shows the device's state: its order placed, the vendor's ref
+        assert main(["status", "--config", str(tmp_path / "fridge" / "device.toml")]) == 0
+        said.append(capsys.readouterr().out)
+        return "placed, slot water-filter" in said[-1]
+
+    assert wait_for(placed, 30.0), said[-1]
+    assert "1 on order" in said[-1] and "29.48 EUR" in said[-1]
+    assert main(["log", str(state / "audit.log")]) == 0
+    log = capsys.readouterr().out
+    assert "approved" in log and "Acme Home Supplies delivers in 3 days" in log, log
+    assert main(["vendor", "revoke", "--db", db, "--device", kid]) == 0
+    assert wait_for(lambda: "the vendor refused this device: device-deregistered" in
+                    logs["device"].read_text(), 30.0), logs["device"].read_text()
 
 
 def _listening(port):

@@ -248,7 +248,11 @@ def test_a_revoked_device_is_refused(world):
     assert answer.body["reason"] == "device-deregistered"
     _, [error] = world.send(world.a, m.QUOTE_REQUEST, {"slot": "s", "sku": "WF-300", "qty": 1})
     assert error.type == m.ERROR and error.body["code"] == "device-deregistered"
-
+    levels = world.service.store.levels(world.a.kid)
+    slots = [{"slot": "s", "sku": "WF-300", "unit": "l", "level": 48, "cap": 300, "rate": 1650}]
+    _, [error] = world.send(world.a, m.STATUS, {"slots": slots})
+    assert error.body["code"] == "device-deregistered"  # a heartbeat hears it too
+    assert world.service.store.levels(world.a.kid) == levels  # and its levels are not kept
 
 def test_tampered_replayed_expired_and_misrouted_messages_are_refused_and_counted(world):
     service, a = world.service, world.a

@@ -108,11 +108,14 @@ def _deregistered(root):
                                         "text": "The owner deregistered this device."},
                               flow.now, None)
     flow.agent.receive(error, flow.now)
+    again = flow.vendor._seal(m.ERROR, {"code": "device-deregistered", "text": "Again."},
+                              flow.now, None)
+    flow.agent.receive(again, flow.now)  # the answer to its next heartbeat: already said
     assert notes == ["the vendor refused this device: device-deregistered: The owner "
                      "deregistered this device."]
 
 
-def test_a_device_the_vendor_deregistered_says_so():
+def test_a_device_the_vendor_deregistered_says_so_once():
     _scenario(_deregistered)
 
 

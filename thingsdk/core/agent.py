@@ -93,6 +93,7 @@ class Agent:
         self.note = note or (lambda text: None)
         self.duplicates = 0
         self.clock_behind = None  # seconds, once a signed message from the future showed it
+        self.deregistered = False  # said "the vendor refused this device" since the last start
         self.facts = state.load("device", {})
         stored = state.load("consumables", {})
         for name, slot in self.slots.items():
@@ -190,8 +191,10 @@ class Agent:
 
             resync.receive(self, msg, now)
         else:
-            if msg.type == m.ERROR:
-                code = msg.body["code"]
+            code = msg.body["code"] if msg.type == m.ERROR else None
+            said = code == DEREGISTERED and self.deregistered  # every heartbeat hears it again
+            self.deregistered = code == DEREGISTERED  # until the vendor answers otherwise
+            if code is not None and not said:
                 self.note("the vendor refused %s: %s%s" % (
                     "this device" if code == DEREGISTERED else "a message", code,
                     ": " + msg.body["text"] if msg.body.get("text") else ""))

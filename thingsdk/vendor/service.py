@@ -280,6 +280,8 @@ class Service:
         if msg.type == m.ORDER:
             return ordering.order(self, device, msg, now)
         if msg.type == m.STATUS:
+            if device.revoked:  # its heartbeat is how a revoked device with nothing to order hears
+                return [error("device-deregistered", "The owner deregistered this device.")]
             self.store.save_levels(device.kid, msg.body["slots"], now)
             return self._reminders(device.kid, now)
         if msg.type == m.ERROR:
