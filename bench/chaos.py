@@ -40,8 +40,8 @@ from thingsdk import codec  # noqa: E402
 from thingsdk.core import lifecycle, mandate  # noqa: E402
 from thingsdk.core.ledger import COMMITTED, Ledger  # noqa: E402
 from thingsdk.crypto import Ed25519Signer, save_keypair  # noqa: E402
-from thingsdk.vendor.service import register  # noqa: E402
-from thingsdk.vendor.store import Store  # noqa: E402
+from thingsdk.seller.service import register  # noqa: E402
+from thingsdk.seller.store import Store  # noqa: E402
 
 SPEED = 2000  # simulated seconds per real second
 HOUR, DAY = 3600, 86400
@@ -85,9 +85,9 @@ def vendor_main(folder, url, speed, start):
     from thingsdk.crypto import load_signer
     from thingsdk.device.config import AcceleratedClock
     from thingsdk.mqtt import Transport
-    from thingsdk.vendor import catalog
-    from thingsdk.vendor.serve import Server
-    from thingsdk.vendor.service import Service
+    from thingsdk.seller import catalog
+    from thingsdk.seller.serve import Server
+    from thingsdk.seller.service import Service
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     signer = load_signer(folder / "vendor.key")

@@ -43,11 +43,12 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
 
 from broker import HOST, Broker, Pki, wait_for  # noqa: E402
+from load_catalog import catalog as load_catalog  # noqa: E402
 from thingsdk import codec, topics  # noqa: E402
 from thingsdk.core import envelope, mandate, messages  # noqa: E402
 from thingsdk.crypto import Ed25519Signer, Ed25519Verifier, save_keypair  # noqa: E402
 from thingsdk.core.keys import key_id  # noqa: E402
-from thingsdk.vendor.store import open_store  # noqa: E402
+from thingsdk.seller.store import open_store  # noqa: E402
 
 DAY = 86400
 STEADY = 0.2  # the steady phase's rate, a share of the burst's orders per second
@@ -56,22 +57,6 @@ PHASE_TIMEOUT = 180.0
 TARGET_SHARE_OF_RAW = 0.20  # e2e messages/s against the raw rate, with >= 1000 connections
 TARGET_SCALE = 1.7  # 2 workers against 1
 TARGET_P99_MS = 20.0  # order -> receipt at the steady rate
-CATALOG = """
-[vendor]
-offer_hours = 24
-visit_hours = 168
-
-[skus.INK-XL-BK]
-title = "Black ink cartridge XL"
-category = "ink-black"
-price = [3190, "EUR"]
-shipping = [0, "EUR"]
-lead_hours = 48
-stock = %d
-
-[support]
-steps = ["We opened a case."]
-"""
 
 
 # The load generator's side (a process of its own).
@@ -510,7 +495,7 @@ def run(n_devices, n_raw, workers=(1, 2), postgres=False, generators=2, steady_d
             extra = steady_devices or int(n_devices * 1.5)  # enough for 20 % of any burst rate
             seeds = {"owner": owner, "vendor": vendor,
                      "devices": [os.urandom(32) for _ in range(n_devices + extra)]}
-            (folder / "catalog.toml").write_text(CATALOG % (len(seeds["devices"]) * 2))
+            (folder / "catalog.toml").write_text(load_catalog(len(seeds["devices"]) * 2))
             sealed = envelope.seal(messages.ORDER, {"order": bytes(16), "offer": bytes(16),
                                                     "sku": "INK-XL-BK", "qty": 1,
                                                     "total": [3190, "EUR"], "mandate": 1,

@@ -37,17 +37,17 @@ from samples import TS, example_bodies  # noqa: E402
 from thingsdk import codec  # noqa: E402
 from thingsdk.core import envelope, mandate, messages  # noqa: E402
 from thingsdk.crypto import Ed25519Signer  # noqa: E402
-from thingsdk.vendor import catalog  # noqa: E402
-from thingsdk.vendor.limiter import DeviceLimiter, RefusalLimiter  # noqa: E402
-from thingsdk.vendor.serve import FairQueue  # noqa: E402
-from thingsdk.vendor.service import Service, register  # noqa: E402
-from thingsdk.vendor.store import Store  # noqa: E402
+from thingsdk.seller import catalog  # noqa: E402
+from thingsdk.seller.limiter import DeviceLimiter, RefusalLimiter  # noqa: E402
+from thingsdk.seller.serve import FairQueue  # noqa: E402
+from thingsdk.seller.service import Service, register  # noqa: E402
+from thingsdk.seller.store import Store  # noqa: E402
 
 DEVICE = Ed25519Signer.from_seed(bytes(range(32)))
 VENDOR = Ed25519Signer.from_seed(bytes(range(1, 33)))
 OWNER = Ed25519Signer.from_seed(bytes(range(2, 34)))
 FLOODER = Ed25519Signer.from_seed(bytes(range(3, 35)))
-CATALOG = Path(ROOT / "thingsdk" / "vendor" / "catalog.example.toml")
+CATALOG = Path(ROOT / "thingsdk" / "seller" / "catalog.example.toml")
 
 
 def bad_signatures(count=16):

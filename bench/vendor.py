@@ -29,37 +29,13 @@ from thingsdk import codec  # noqa: E402
 from thingsdk.core import envelope, mandate  # noqa: E402
 from thingsdk.core import messages as m  # noqa: E402
 from thingsdk.crypto import Ed25519Signer  # noqa: E402
-from thingsdk.vendor import catalog  # noqa: E402
-from thingsdk.vendor.service import Service, register  # noqa: E402
-from thingsdk.vendor.store import open_store  # noqa: E402
+from thingsdk.seller import catalog  # noqa: E402
+from thingsdk.seller.service import Service, register  # noqa: E402
+from thingsdk.seller.store import open_store  # noqa: E402
+from load_catalog import SKUS, catalog as load_catalog  # noqa: E402
 
 TARGET = 0.5
 DAY = 86400
-SKUS = ("INK-XL-BK", "BEANS-1KG")
-CATALOG = """
-[vendor]
-offer_hours = 24
-visit_hours = 168
-
-[skus.INK-XL-BK]
-title = "Black ink cartridge XL"
-category = "ink-black"
-price = [3190, "EUR"]
-shipping = [0, "EUR"]
-lead_hours = 48
-stock = 1000000
-
-[skus.BEANS-1KG]
-title = "Espresso beans, 1 kg"
-category = "coffee-beans"
-price = [1890, "EUR"]
-shipping = [390, "EUR"]
-lead_hours = 48
-stock = 1000000
-
-[support]
-steps = ["We opened a case."]
-"""
 VENDOR = Ed25519Signer.from_seed(b"\x01" * 32)
 OWNER = Ed25519Signer.from_seed(b"\x02" * 32)
 
@@ -80,7 +56,7 @@ class BenchDevice:
 def prepared(where, n_devices, now):
     """A Service on a fresh database (see open_store) whose devices hold offers, and their
     sealed orders."""
-    service = Service(open_store(where), catalog.parse(CATALOG), VENDOR)
+    service = Service(open_store(where), catalog.parse(load_catalog(1000000)), VENDOR)
     devices = [BenchDevice(i) for i in range(1, n_devices + 1)]
     constraints = [["vendors", {"kids": [VENDOR.kid]}],
                    ["budget", {"cur": "EUR", "max": 10 ** 7, "period": "month"}]]

@@ -1,5 +1,5 @@
 """The world the examples run in: an owner who signs the device's mandate, the reference vendor
-(thingsdk.vendor) on an MQTT broker (the one given, or the demo's embedded amqtt broker) and one
+(thingsdk.seller) on an MQTT broker (the one given, or the demo's embedded amqtt broker) and one
 accelerated clock shared by all of them.
 
 An example builds its device's sensors and consumables, asks `World.device` for a Device and
@@ -28,12 +28,12 @@ from thingsdk.device.status import report
 from thingsdk.demo.broker import EmbeddedBroker
 from thingsdk.mqtt import V5, Backoff, Transport
 from thingsdk.owner import build_claims
-from thingsdk.vendor import catalog
-from thingsdk.vendor.serve import Server
-from thingsdk.vendor.service import Service, register
-from thingsdk.vendor.store import Store
+from thingsdk.seller import catalog
+from thingsdk.seller.serve import Server
+from thingsdk.seller.service import Service, register
+from thingsdk.seller.store import Store
 
-# The vendor's shop for every example (see thingsdk/vendor/catalog.example.toml for the format).
+# The vendor's shop for every example (see thingsdk/seller/catalog.example.toml for the format).
 SHOP = """
 [vendor]
 offer_hours = 24

@@ -22,7 +22,7 @@ from thingsdk.core import envelope, lifecycle, mandate
 from thingsdk.core import messages as m
 from thingsdk.crypto import Ed25519Signer
 from thingsdk.device import config
-from thingsdk.vendor.serve import Server
+from thingsdk.seller.serve import Server
 from world import (DAY, HOUR, ROOT, SIMULATED, SLOT, TIMEOUT, Tap, World,
                    assert_one_order_delivered, audit, states_audited)
 

@@ -24,7 +24,7 @@ from thingsdk.core import envelope
 from thingsdk.core import messages as m
 from thingsdk.crypto import Ed25519Signer
 from thingsdk.mqtt import Backoff, Transport, device_transport
-from thingsdk.vendor.serve import Server
+from thingsdk.seller.serve import Server
 
 import seriallink  # the board's side: firmware/lib is on pytest's pythonpath
 

@@ -15,9 +15,9 @@ from thingsdk import codec
 from thingsdk.core import mandate
 from thingsdk.core import messages as m
 from thingsdk.crypto import Ed25519Signer
-from thingsdk.vendor.limiter import DeviceLimiter, RefusalLimiter
-from thingsdk.vendor.service import Service, register
-from thingsdk.vendor.store import Store
+from thingsdk.seller.limiter import DeviceLimiter, RefusalLimiter
+from thingsdk.seller.service import Service, register
+from thingsdk.seller.store import Store
 
 SEED = int(os.environ.get("THINGSDK_FUZZ_SEED", "16"))
 SECONDS = 3.0  # per receiver

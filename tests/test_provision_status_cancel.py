@@ -26,10 +26,10 @@ from thingsdk.device import config
 from thingsdk.device.config import AcceleratedClock
 from thingsdk.device.state import StateFolder
 from thingsdk.mqtt import Backoff, Transport
-from thingsdk.vendor import catalog
-from thingsdk.vendor.serve import Server
-from thingsdk.vendor.service import Service
-from thingsdk.vendor.store import Store
+from thingsdk.seller import catalog
+from thingsdk.seller.serve import Server
+from thingsdk.seller.service import Service
+from thingsdk.seller.store import Store
 
 ROOT = Path(__file__).resolve().parent.parent
 SPEED = 3000  # simulated seconds per real second

@@ -90,7 +90,7 @@ def test_a_wiped_device_rejoins_and_orders_once_per_need(world, caplog):
         up.close()
         down.close()
     assert device.refusals == {}
-    vendor_said = [r.getMessage() for r in caplog.records if r.name == "thingsdk.vendor.resync"]
+    vendor_said = [r.getMessage() for r in caplog.records if r.name == "thingsdk.seller.resync"]
     assert any("counters were lost" in text for text in vendor_said), vendor_said
     assert any("rejoined (resync 1)" in text for text in vendor_said), vendor_said
     device_said = [r.getMessage() for r in caplog.records if "RESYNC" in r.getMessage()]

@@ -7,20 +7,20 @@ from pathlib import Path
 
 import pytest
 
-import thingsdk.vendor
+import thingsdk.seller
 from thingsdk import codec, topics
 from thingsdk.core import envelope, mandate
 from thingsdk.core import messages as m
 from thingsdk.core.lifecycle import visit_offer
 from thingsdk.crypto import Ed25519Signer
-from thingsdk.vendor import catalog
-from thingsdk.vendor.limiter import RefusalLimiter
-from thingsdk.vendor.service import REMIND_DAYS, Service, register, revoke
-from thingsdk.vendor.store import WRITE_LOCK, PostgresStore, open_store
+from thingsdk.seller import catalog
+from thingsdk.seller.limiter import RefusalLimiter
+from thingsdk.seller.service import REMIND_DAYS, Service, register, revoke
+from thingsdk.seller.store import WRITE_LOCK, PostgresStore, open_store
 
 T = 1767225600  # 2026-01-01T00:00:00Z
 HOUR, DAY = 3600, 86400
-EXAMPLE = Path(thingsdk.vendor.__file__).parent / "catalog.example.toml"
+EXAMPLE = Path(thingsdk.seller.__file__).parent / "catalog.example.toml"
 CATALOG = catalog.load(EXAMPLE)
 
 
@@ -550,7 +550,7 @@ def test_the_limiter_keeps_a_bounded_number_of_topics():
 
 
 def test_uplinks_are_served_in_turn_and_a_flooded_topic_is_capped():
-    from thingsdk.vendor.serve import FairQueue
+    from thingsdk.seller.serve import FairQueue
 
     q = FairQueue(per_topic=3)
     for i in range(5):

@@ -10,9 +10,9 @@ import pytest
 from test_vendor import T, backend, postgres, world  # noqa: F401 (the fixtures)
 from thingsdk.core import messages as m
 from thingsdk.mqtt import Ack
-from thingsdk.vendor import service as service_module
-from thingsdk.vendor.serve import AckLine, FairQueue
-from thingsdk.vendor.service import Service
+from thingsdk.seller import service as service_module
+from thingsdk.seller.serve import AckLine, FairQueue
+from thingsdk.seller.service import Service
 
 WF = {"slot": "s", "sku": "WF-300", "qty": 1}
 LEVEL = {"slots": [{"slot": "s", "unit": "pcs", "level": 1, "cap": 4, "rate": 0}]}

@@ -5,7 +5,7 @@ import pytest
 from test_vendor import EXAMPLE
 from thingsdk.cli import main
 from thingsdk.crypto import Ed25519Signer, save_keypair
-from thingsdk.vendor.store import Store
+from thingsdk.seller.store import Store
 
 
 @pytest.fixture

@@ -14,6 +14,7 @@ import threading
 import time
 
 from broker import wait_for
+from load_catalog import SKUS, catalog as load_catalog
 from test_vendor import Device, backend, postgres  # noqa: F401 (the fixtures: both stores)
 from thingsdk import codec, topics
 from thingsdk.core import envelope, mandate
@@ -21,37 +22,13 @@ from thingsdk.core import messages as m
 from thingsdk.core.ledger import Ledger
 from thingsdk.crypto import Ed25519Signer, save_keypair
 from thingsdk.mqtt import Backoff, Transport
-from thingsdk.vendor.service import register
-from thingsdk.vendor.store import open_store
+from thingsdk.seller.service import register
+from thingsdk.seller.store import open_store
 
 DEVICES = 120
-SKUS = ("INK-XL-BK", "BEANS-1KG")
 STATUSES = 3  # status messages per device in the burst, besides its orders
 TIMEOUT = 60.0
-CATALOG = """
-[vendor]
-offer_hours = 24
-visit_hours = 168
-
-[skus.INK-XL-BK]
-title = "Black ink cartridge XL"
-category = "ink-black"
-price = [3190, "EUR"]
-shipping = [0, "EUR"]
-lead_hours = 48
-stock = 100000
-
-[skus.BEANS-1KG]
-title = "Espresso beans, 1 kg"
-category = "coffee-beans"
-price = [1890, "EUR"]
-shipping = [390, "EUR"]
-lead_hours = 48
-stock = 100000
-
-[support]
-steps = ["We opened a case."]
-"""
+CATALOG = load_catalog(100000)
 
 
 class Fleet:
@@ -72,6 +49,23 @@ class Fleet:
     def send(self, device, msg_type, body):
         return self.transport.publish(topics.uplink(device.kid),
                                       device.seal(msg_type, body, int(time.time())))
+
+    def mandates_and_offers(self, owner, vendor, now):
+        """Each device sends its owner's mandate and asks for an offer of every item; the offers
+        once all are in, by (device kid, sku)."""
+        budget = [["vendors", {"kids": [vendor.kid]}],
+                  ["budget", {"cur": "EUR", "max": 10 ** 7, "period": "month"}]]
+        for device in self.devices.values():
+            claims = mandate.make_claims(owner.kid, device.signer.public_key, 1, now - 60,
+                                         now + 86400, budget)
+            self.send(device, m.MANDATE, {"cwt": mandate.issue(claims, owner, codec)})
+            for sku in SKUS:
+                self.send(device, m.QUOTE_REQUEST, {"slot": sku.lower(), "sku": sku, "qty": 1})
+        offers = {}
+        assert wait_for(lambda: offers.update({(d.kid, a.body["sku"]): a.body
+                                               for d, a in self.answers() if a.type == m.OFFER})
+                        or len(offers) == len(self.devices) * len(SKUS), TIMEOUT), len(offers)
+        return offers
 
     def answers(self):
         """Every answer so far, opened by its device: [(device, Message or DUPLICATE)]."""
@@ -117,19 +111,7 @@ def test_a_vendor_killed_mid_burst_loses_nothing_it_acknowledged(broker, tmp_pat
     process = start_vendor(tmp_path, broker.url, backend)
     fleet = Fleet(broker.url, devices)
     try:
-        # Mandates and offers first: an order needs the vendor's offer.
-        budget = [["vendors", {"kids": [vendor.kid]}],
-                  ["budget", {"cur": "EUR", "max": 10 ** 7, "period": "month"}]]
-        for device in devices:
-            claims = mandate.make_claims(owner.kid, device.signer.public_key, 1, now - 60,
-                                         now + 86400, budget)
-            fleet.send(device, m.MANDATE, {"cwt": mandate.issue(claims, owner, codec)})
-            for sku in SKUS:
-                fleet.send(device, m.QUOTE_REQUEST, {"slot": sku.lower(), "sku": sku, "qty": 1})
-        offers = {}
-        assert wait_for(lambda: offers.update({(d.kid, a.body["sku"]): a.body
-                                               for d, a in fleet.answers() if a.type == m.OFFER})
-                        or len(offers) == DEVICES * len(SKUS), TIMEOUT), len(offers)
+        offers = fleet.mandates_and_offers(owner, vendor, now)  # an order needs the vendor's offer
 
         # The burst: every need's order and some status messages, all taken by the broker.
         orders = {}  # order id -> (device, total)

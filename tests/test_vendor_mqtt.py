@@ -18,7 +18,7 @@ from thingsdk.core import envelope, mandate
 from thingsdk.core import messages as m
 from thingsdk.crypto import Ed25519Signer, save_keypair
 from thingsdk.mqtt import Backoff, Transport
-from thingsdk.vendor.serve import Server
+from thingsdk.seller.serve import Server
 
 TIMEOUT = 10.0
 

@@ -9,7 +9,7 @@ from broker import wait_for
 from test_vendor import T, backend, postgres, world  # noqa: F401 (the fixtures)
 from test_vendor_mqtt import TIMEOUT, order_for, running  # noqa: F401 (the fixture)
 from thingsdk.core import messages as m
-from thingsdk.vendor.limiter import DeviceLimiter
+from thingsdk.seller.limiter import DeviceLimiter
 
 LEVEL = {"slots": [{"slot": "ink", "unit": "pcs", "level": 1, "cap": 4, "rate": 0}]}
 
@@ -18,7 +18,7 @@ def test_a_device_over_its_rate_is_refused_and_told_once_in_a_while(world, caplo
     clock = [0.0]
     service = world.service
     service.rates = DeviceLimiter(rate=1.0, burst=5, answer_every=10.0, clock=lambda: clock[0])
-    caplog.set_level(logging.INFO, "thingsdk.vendor")
+    caplog.set_level(logging.INFO, "thingsdk.seller")
     answered = []
     for _ in range(5):  # the burst: taken, and a status has no answer
         assert world.send(world.b, m.STATUS, LEVEL)[1] == []

@@ -20,14 +20,12 @@ import pytest
 from broker import wait_for
 from test_vendor import Device, backend, postgres  # noqa: F401 (the fixtures: both stores)
 from test_vendor_crash import CATALOG, SKUS, TIMEOUT, Fleet
-from thingsdk import codec
-from thingsdk.core import mandate
 from thingsdk.core import messages as m
 from thingsdk.core.ledger import Ledger
 from thingsdk.crypto import Ed25519Signer, save_keypair
-from thingsdk.vendor.serve import parse_part, part_of
-from thingsdk.vendor.service import register
-from thingsdk.vendor.store import open_store
+from thingsdk.seller.serve import parse_part, part_of
+from thingsdk.seller.service import register
+from thingsdk.seller.store import open_store
 
 DEVICES = 120
 WORKERS = 2
@@ -78,18 +76,7 @@ def test_two_workers_keep_each_devices_order_and_lose_nothing_when_one_is_killed
     supervisor, log = start_workers(tmp_path, broker.url, backend)
     fleet = Fleet(broker.url, devices)
     try:
-        budget = [["vendors", {"kids": [vendor.kid]}],
-                  ["budget", {"cur": "EUR", "max": 10 ** 7, "period": "month"}]]
-        for device in devices:
-            claims = mandate.make_claims(owner.kid, device.signer.public_key, 1, now - 60,
-                                         now + 86400, budget)
-            fleet.send(device, m.MANDATE, {"cwt": mandate.issue(claims, owner, codec)})
-            for sku in SKUS:
-                fleet.send(device, m.QUOTE_REQUEST, {"slot": sku.lower(), "sku": sku, "qty": 1})
-        offers = {}
-        assert wait_for(lambda: offers.update({(d.kid, a.body["sku"]): a.body
-                                               for d, a in fleet.answers() if a.type == m.OFFER})
-                        or len(offers) == DEVICES * len(SKUS), TIMEOUT), len(offers)
+        offers = fleet.mandates_and_offers(owner, vendor, now)
 
         # The burst: per device, an order, its cancel at once, a status, and a second order.
         cancelled, kept = {}, {}  # order id -> device
@@ -175,7 +162,7 @@ def test_sqlite_writers_take_turns_on_the_lock_file(tmp_path):
     """A writer waits on `<file>.lock` (woken when it is released), not only on SQLite's lock."""
     import threading
 
-    from thingsdk.vendor.store import Store, WriterLock
+    from thingsdk.seller.store import Store, WriterLock
 
     db = tmp_path / "vendor.db"
     store, entered = Store(db), threading.Event()

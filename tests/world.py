@@ -17,10 +17,10 @@ from thingsdk.crypto import Ed25519Signer, save_keypair
 from thingsdk.device import config
 from thingsdk.device.config import AcceleratedClock
 from thingsdk.mqtt import Backoff, Transport
-from thingsdk.vendor import catalog
-from thingsdk.vendor.serve import Server
-from thingsdk.vendor.service import Service, register
-from thingsdk.vendor.store import Store
+from thingsdk.seller import catalog
+from thingsdk.seller.serve import Server
+from thingsdk.seller.service import Service, register
+from thingsdk.seller.store import Store
 
 HOUR, DAY = 3600, 86400
 SPEED = 2000  # simulated seconds per real second

@@ -189,7 +189,7 @@ def add_owner_commands(sub):
 def _vendor_store(path):
     import sqlite3
 
-    from thingsdk.vendor.store import StoreError, open_store
+    from thingsdk.seller.store import StoreError, open_store
 
     errors = (sqlite3.Error, StoreError)
     try:
@@ -217,9 +217,9 @@ def cmd_vendor_serve(args):
 
     from thingsdk.crypto import load_signer
     from thingsdk.mqtt import Transport
-    from thingsdk.vendor import catalog
-    from thingsdk.vendor.serve import Server
-    from thingsdk.vendor.service import Service
+    from thingsdk.seller import catalog
+    from thingsdk.seller.serve import Server
+    from thingsdk.seller.service import Service
 
     shop, signer = catalog.load(args.catalog), load_signer(args.key)
     service = Service(_vendor_store(args.db), shop, signer)
@@ -260,8 +260,8 @@ def _vendor_workers(args):
     import signal
 
     from thingsdk.crypto import load_signer
-    from thingsdk.vendor import catalog
-    from thingsdk.vendor.workers import Workers
+    from thingsdk.seller import catalog
+    from thingsdk.seller.workers import Workers
 
     # What every worker would refuse is said once, here, rather than by workers started again
     # and again.
@@ -290,7 +290,7 @@ def _vendor_workers(args):
 
 def cmd_vendor_register(args):
     from thingsdk.owner import read_public_key
-    from thingsdk.vendor.service import register
+    from thingsdk.seller.service import register
 
     device_pub, owner_pub = read_public_key(args.device_pub), read_public_key(args.owner_pub)
     kid = register(_vendor_store(args.db), device_pub, owner_pub, int(time.time()))
@@ -300,7 +300,7 @@ def cmd_vendor_register(args):
 
 def cmd_vendor_revoke(args):
     from thingsdk.owner import parse_kid
-    from thingsdk.vendor.service import revoke
+    from thingsdk.seller.service import revoke
 
     kid = parse_kid(args.device)
     if not revoke(_vendor_store(args.db), kid):
@@ -317,7 +317,7 @@ def _positive(text):
 
 
 def _vendor_part(text):
-    from thingsdk.vendor.serve import parse_part
+    from thingsdk.seller.serve import parse_part
 
     try:
         return parse_part(text)
@@ -335,7 +335,7 @@ def add_vendor_commands(sub):
     p.add_argument("--db", required=True, help="the SQLite database file (created if missing), "
                                                 "or a postgresql:// URL")
     p.add_argument("--catalog", required=True, help="the catalog TOML file "
-                                                    "(see thingsdk/vendor/catalog.example.toml)")
+                                                    "(see thingsdk/seller/catalog.example.toml)")
     p.add_argument("--key", required=True, help="the vendor's Ed25519 private key file")
     p.add_argument("--ca", help="CA certificate file (mqtts://)")
     p.add_argument("--cert", help="the vendor's client certificate file (mqtts://)")

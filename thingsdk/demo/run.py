@@ -31,10 +31,10 @@ from thingsdk.demo.story import Story
 from thingsdk.demo.timeline import Timeline, amount, name_of, part_of, span, table, when
 from thingsdk.demo.wire import Wire
 from thingsdk.owner import describe
-from thingsdk.vendor import catalog
-from thingsdk.vendor.serve import Server
-from thingsdk.vendor.service import Service, register
-from thingsdk.vendor.store import Store
+from thingsdk.seller import catalog
+from thingsdk.seller.serve import Server
+from thingsdk.seller.service import Service, register
+from thingsdk.seller.store import Store
 
 TICK = HOUR // 2  # simulated seconds between the things' steps
 LONGEST = 10 * DAY  # the story must have played out by then (simulated)

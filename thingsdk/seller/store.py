@@ -77,7 +77,7 @@ CREATE TABLE IF NOT EXISTS replies (
     at INTEGER NOT NULL,
     PRIMARY KEY (device, msg)
 );
-CREATE TABLE IF NOT EXISTS resyncs (   -- thingsdk.vendor.resync: a device's way back
+CREATE TABLE IF NOT EXISTS resyncs (   -- thingsdk.seller.resync: a device's way back
     device BLOB PRIMARY KEY,
     nonce BLOB, until INTEGER,        -- the nonce pending, if any, and when it stops counting
     epoch INTEGER NOT NULL DEFAULT 0, -- resyncs accepted

@@ -18,7 +18,7 @@ import logging
 
 from thingsdk import codec
 from thingsdk.core import messages as m
-from thingsdk.vendor.ordering import error
+from thingsdk.seller.ordering import error
 
 NONCE_TTL = 600  # seconds a resync nonce may be quoted
 MAX_ORDERS = 16  # open orders told in a resync-reply (the protocol's bound)

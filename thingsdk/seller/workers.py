@@ -2,7 +2,7 @@
 
 Each worker is its own process (`thingsdk vendor serve --part I/N` with its own client id and
 database connection), so the workers' Python work runs on as many cores as the host has, and
-each serves the devices of its part (`thingsdk.vendor.serve.part_of`). The command checks the
+each serves the devices of its part (`thingsdk.seller.serve.part_of`). The command checks the
 catalog, the key and the database once before any worker starts. The supervisor starts them, says when one exits and starts it again: at once the first time, then after a delay that
 doubles while it keeps exiting within STEADY seconds of its start, up to MAX_DELAY. On `stop()` it
 sends each worker SIGTERM and waits for it, SIGKILL after `grace` seconds. A worker killed at any

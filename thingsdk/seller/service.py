@@ -19,7 +19,7 @@ once per RATE_LOG_EVERY seconds at most. A redelivered message (same id, same by
 sent the first time, byte for byte. Then, by type:
 
 - quote-request: a signed offer (recorded, so an order can be checked against it), or an error;
-- order, cancel: see `thingsdk.vendor.ordering`;
+- order, cancel: see `thingsdk.seller.ordering`;
 - mandate: the owner-signed token, verified for this device and kept when its version is
   higher (`mandate.accept`); a refusal is answered with an error naming why;
 - order-query: the order's latest news again (`_order_query`);
@@ -27,7 +27,7 @@ sent the first time, byte for byte. Then, by type:
   visit is recorded as an offer under the case id, as the device lifecycle orders it);
 - status: the levels are recorded; error: logged; other types: answered `unexpected-type`.
 
-- resync: see `thingsdk.vendor.resync`. A message refused by the replay guard as replayed or
+- resync: see `thingsdk.seller.resync`. A message refused by the replay guard as replayed or
   too old (but signed by the device) is answered there too, with a resync nonce, so a device
   that lost its counters learns it and can rejoin; a replayed resync is not.
 
@@ -40,7 +40,7 @@ requests answered with an error of that code.
 
 The `approval-above` constraint is met at the vendor only by the owner's approval message the
 order carries (`appr`), verified with the owner's key and naming this device, this vendor, the
-offer (id and digest) and its total, within its lifetime (`thingsdk.vendor.ordering`): a
+offer (id and digest) and its total, within its lifetime (`thingsdk.seller.ordering`): a
 compromised device cannot claim an approval it never got. Gap: the vendor's ledger holds only its
 own orders, so budgets and recurrence are enforced per vendor.
 
@@ -64,9 +64,9 @@ from thingsdk.core.ledger import MAX_AMOUNT
 from thingsdk.core.lifecycle import VISIT_SKU
 from thingsdk.core.replay import FROM_FUTURE, REPLAYED, TOO_OLD, ReplayGuard
 from thingsdk.crypto import Ed25519Verifier
-from thingsdk.vendor import ordering, resync
-from thingsdk.vendor.limiter import DeviceLimiter, RefusalLimiter
-from thingsdk.vendor.ordering import error
+from thingsdk.seller import ordering, resync
+from thingsdk.seller.limiter import DeviceLimiter, RefusalLimiter
+from thingsdk.seller.ordering import error
 from thingsdk.zones import zone_offset
 
 TTL = 6 * 3600  # lifetime of the messages the vendor sends
