@@ -20,7 +20,7 @@ from thingsdk.core import messages as m
 from thingsdk.cli import main
 from thingsdk.crypto import Ed25519Signer, load_signer, save_keypair
 from thingsdk.mqtt import Backoff, MessageTooLarge, Transport
-from thingsdk.vendor.store import Store
+from thingsdk.seller.store import Store
 
 ROOT = Path(__file__).resolve().parent.parent
 TIMEOUT = 10.0
@@ -77,12 +77,16 @@ def test_init_and_add_write_certificates_named_by_key_id_and_the_rules(tmp_path,
         ("publishClientSend", "thingsdk/v1/up/" + fridge),
         ("publishClientSend", "thingsdk/v1/presence/" + fridge),
         ("subscribeLiteral", "thingsdk/v1/down/" + fridge),
-        ("publishClientReceive", "thingsdk/v1/down/" + fridge)}
+        ("publishClientReceive", "thingsdk/v1/down/" + fridge),
+        ("publishClientSend", "thingsdk/v1/to-owner/" + fridge),
+        ("subscribeLiteral", "thingsdk/v1/from-owner/" + fridge),
+        ("publishClientReceive", "thingsdk/v1/from-owner/" + fridge)}
     owned = {topics.parse(t)[1].hex() for _, t in roles["owner-" + owner]}
     assert owned == {fridge, keys["printer"][1]}
     assert {t for _, t in roles["owner-" + keys["neighbour"][1]]} == {
         topics.uplink(bytes.fromhex(doorbell)), topics.downlink(bytes.fromhex(doorbell)),
-        topics.presence(bytes.fromhex(doorbell))}
+        topics.presence(bytes.fromhex(doorbell)), topics.to_owner(bytes.fromhex(doorbell)),
+        topics.from_owner(bytes.fromhex(doorbell))}
     assert access["defaultACLAccess"] == {"publishClientSend": False,
                                           "publishClientReceive": False, "subscribe": False,
                                           "unsubscribe": True}
@@ -125,7 +129,7 @@ def test_the_written_conf_runs_and_confines_devices_owners_and_vendor(tmp_path, 
         fridge, doorbell = (bytes.fromhex(keys[k][1]) for k in ("fridge", "doorbell"))
         vendor, from_devices = connect("vendor", "vendor-1")
         assert answer(vendor, topics.vendor_uplinks()) == [1]
-        device, _ = connect("device", keys["fridge"][1], presence=topics.presence(fridge))
+        device, to_device = connect("device", keys["fridge"][1], presence=topics.presence(fridge))
         assert answer(device, topics.downlink(fridge)) == [1]
         assert answer(device, topics.downlink(doorbell)) == [NOT_AUTHORIZED]
         owner, seen = connect("owner", keys["owner"][1])
@@ -137,6 +141,19 @@ def test_the_written_conf_runs_and_confines_devices_owners_and_vendor(tmp_path, 
         assert wait_for(lambda: (topics.uplink(fridge), b"order") in seen, TIMEOUT)
         denied = owner.publish(topics.downlink(fridge), b"forged offer")
         assert denied.wait(TIMEOUT) and denied.reasons == [NOT_AUTHORIZED]
+        # Between a device and its owner: each way, only theirs.
+        assert answer(owner, topics.to_owner(fridge)) == [1]
+        assert answer(owner, topics.to_owner(doorbell)) == [NOT_AUTHORIZED]
+        assert answer(device, topics.from_owner(fridge)) == [1]
+        assert answer(device, topics.from_owner(doorbell)) == [NOT_AUTHORIZED]
+        assert answer(vendor, topics.from_owner(fridge)) == [NOT_AUTHORIZED]
+        assert device.publish(topics.to_owner(fridge), b"please approve").wait(TIMEOUT)
+        assert wait_for(lambda: (topics.to_owner(fridge), b"please approve") in seen, TIMEOUT)
+        assert owner.publish(topics.from_owner(fridge), b"approved").wait(TIMEOUT)
+        assert wait_for(lambda: (topics.from_owner(fridge), b"approved") in to_device, TIMEOUT)
+        for forged in (owner.publish(topics.from_owner(doorbell), b"approved"),
+                       device.publish(topics.from_owner(fridge), b"approved by me")):
+            assert forged.wait(TIMEOUT) and forged.reasons == [NOT_AUTHORIZED]
 
         # A device added while the broker runs: refused until `add --live` gives it its rules.
         kettle = Ed25519Signer.generate()
@@ -248,7 +265,7 @@ def test_the_readme_walk_from_keys_to_an_approved_order_and_a_revoke(tmp_path, c
     commands = {
         "mosquitto": [find_mosquitto(), "-c", str(setup / "mosquitto.conf")],
         "vendor": [sys.executable, "-m", "thingsdk.cli", "vendor", "serve", "--broker", url,
-                   "--db", db, "--catalog", str(ROOT / "thingsdk/vendor/catalog.example.toml"),
+                   "--db", db, "--catalog", str(ROOT / "thingsdk/seller/catalog.example.toml"),
                    "--key", str(tmp_path / "vendor.key"), "--ca", str(setup / "ca.pem"),
                    "--cert", str(setup / "vendor-1.pem"), "--keyfile", str(setup / "vendor-1.key"),
                    "--interval", "0.2"],

@@ -95,9 +95,12 @@ def test_topic_layout_and_acl():
     assert topics.uplink(DEVICE_A) == "thingsdk/v1/up/a1a2a3a4a5a6a7a8"
     assert topics.downlink(DEVICE_A) == "thingsdk/v1/down/a1a2a3a4a5a6a7a8"
     assert topics.presence(DEVICE_A) == "thingsdk/v1/presence/a1a2a3a4a5a6a7a8"
+    assert topics.to_owner(DEVICE_A) == "thingsdk/v1/to-owner/a1a2a3a4a5a6a7a8"
+    assert topics.from_owner(DEVICE_A) == "thingsdk/v1/from-owner/a1a2a3a4a5a6a7a8"
     assert topics.vendor_uplinks("workers") == "$share/workers/thingsdk/v1/up/+"
     for build, kind in ((topics.uplink, topics.UP), (topics.downlink, topics.DOWN),
-                        (topics.presence, topics.PRESENCE)):
+                        (topics.presence, topics.PRESENCE), (topics.to_owner, topics.TO_OWNER),
+                        (topics.from_owner, topics.FROM_OWNER)):
         assert topics.parse(build(DEVICE_B)) == (kind, DEVICE_B)
     for bad in ("thingsdk/v1/up/A1A2A3A4A5A6A7A8", "thingsdk/v1/up/a1a2", "thingsdk/v2/up/" + "a1" * 8,
                 "thingsdk/v1/sideways/" + "a1" * 8, "thingsdk/v1/up/" + "a1" * 8 + "/x"):
@@ -107,10 +110,13 @@ def test_topic_layout_and_acl():
         topics.uplink(b"short")
     assert topics.device_access(DEVICE_A) == [
         (topics.WRITE, topics.uplink(DEVICE_A)), (topics.WRITE, topics.presence(DEVICE_A)),
-        (topics.READ, topics.downlink(DEVICE_A))]
+        (topics.READ, topics.downlink(DEVICE_A)), (topics.WRITE, topics.to_owner(DEVICE_A)),
+        (topics.READ, topics.from_owner(DEVICE_A))]
     assert (topics.READ, "$share/workers/thingsdk/v1/up/+") in topics.vendor_access("workers")
-    assert {t for _, t in topics.owner_access([DEVICE_B])} == {
-        topics.uplink(DEVICE_B), topics.downlink(DEVICE_B), topics.presence(DEVICE_B)}
+    assert set(topics.owner_access([DEVICE_B])) == {
+        (topics.READ, topics.uplink(DEVICE_B)), (topics.READ, topics.downlink(DEVICE_B)),
+        (topics.READ, topics.presence(DEVICE_B)), (topics.READ, topics.to_owner(DEVICE_B)),
+        (topics.WRITE, topics.from_owner(DEVICE_B))}
     assert topics.shared_filter("$share/g/thingsdk/v1/up/+") == "thingsdk/v1/up/+"
 
 

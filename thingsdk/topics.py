@@ -9,16 +9,18 @@ own topics. Replies are routed by the signed payload (`to`, `re`), never by repl
 import re
 
 from thingsdk.core.keys import kid_hex
-from thingsdk.core.topics import (DOWN, OFFLINE, ONLINE, PREFIX, PRESENCE, UP, downlink, every,
-                                  presence, uplink)
+from thingsdk.core.topics import (DOWN, FROM_OWNER, OFFLINE, ONLINE, PREFIX, PRESENCE, TO_OWNER,
+                                  UP, downlink, every, from_owner, presence, to_owner, uplink)
 
 _KID_HEX = re.compile(r"[0-9a-f]{16}\Z")
 # An access rule is (WRITE, topic): may publish there, or (READ, filter): may subscribe to exactly
 # that filter and receive what it matches. Nothing else is allowed.
 READ, WRITE = "read", "write"
-__all__ = ["DOWN", "OFFLINE", "ONLINE", "PREFIX", "PRESENCE", "READ", "UP", "WRITE",
-           "device_access", "downlink", "every", "kid_hex", "owner_access", "parse", "presence",
-           "shared_filter", "uplink", "vendor_access", "vendor_uplinks"]
+__all__ = ["DOWN", "FROM_OWNER", "OFFLINE", "ONLINE", "PREFIX", "PRESENCE", "READ", "TO_OWNER", "UP",
+           "WRITE", "device_access", "downlink", "every", "from_owner", "kid_hex", "owner_access",
+           "parse", "presence", "shared_filter", "to_owner", "uplink", "vendor_access",
+           "vendor_uplinks"]
+KINDS = (UP, DOWN, PRESENCE, TO_OWNER, FROM_OWNER)
 
 
 def vendor_uplinks(group="vendor"):
@@ -36,9 +38,10 @@ def shared_filter(topic_filter):
 
 
 def parse(topic):
-    """(kind, kid) of a device topic; kind is UP, DOWN or PRESENCE. Raises ValueError otherwise."""
+    """(kind, kid) of a device topic; kind is one of KINDS (UP, DOWN, PRESENCE, TO_OWNER,
+    FROM_OWNER). Raises ValueError otherwise."""
     parts = topic.split("/")
-    if len(parts) != 4 or "/".join(parts[:2]) != PREFIX or parts[2] not in (UP, DOWN, PRESENCE):
+    if len(parts) != 4 or "/".join(parts[:2]) != PREFIX or parts[2] not in KINDS:
         raise ValueError("not a thingsdk device topic: %r" % (topic,))
     if not _KID_HEX.match(parts[3]):
         raise ValueError("bad key id in topic: %r" % (topic,))
@@ -46,8 +49,10 @@ def parse(topic):
 
 
 def device_access(kid):
-    """What a device may do on the broker: publish its uplink and presence, read its downlink."""
-    return [(WRITE, uplink(kid)), (WRITE, presence(kid)), (READ, downlink(kid))]
+    """What a device may do on the broker: publish its uplink, presence and messages to its
+    owner; read its downlink and its owner's messages."""
+    return [(WRITE, uplink(kid)), (WRITE, presence(kid)), (READ, downlink(kid)),
+            (WRITE, to_owner(kid)), (READ, from_owner(kid))]
 
 
 def vendor_access(group="vendor"):
@@ -58,6 +63,8 @@ def vendor_access(group="vendor"):
 
 
 def owner_access(kids):
-    """What an owner may do: read the uplink, downlink and presence of its own devices, nothing
-    else and nothing of anyone else's."""
-    return [(READ, topic(kid)) for kid in kids for topic in (uplink, downlink, presence)]
+    """What an owner may do: read the uplink, downlink, presence and messages to the owner of its
+    own devices and publish its messages to them; nothing else and nothing of anyone else's."""
+    return [rule for kid in kids for rule in (
+        (READ, uplink(kid)), (READ, downlink(kid)), (READ, presence(kid)), (READ, to_owner(kid)),
+        (WRITE, from_owner(kid)))]

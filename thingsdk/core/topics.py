@@ -1,4 +1,5 @@
-"""The MQTT topics of a device (docs/topics.md): one uplink, downlink and presence topic each.
+"""The MQTT topics of a device (docs/topics.md): one uplink, downlink and presence topic each, and
+one each way between the device and its owner.
 
 Each device's topics end in its key id (lower-case hex), so the broker can confine a device to its
 own topics with three ACL patterns. Replies are routed by the signed payload (`to`, `re`), never by
@@ -9,6 +10,7 @@ from thingsdk.core.keys import kid_hex
 
 PREFIX = "thingsdk/v1"
 UP, DOWN, PRESENCE = "up", "down", "presence"
+TO_OWNER, FROM_OWNER = "to-owner", "from-owner"
 ONLINE, OFFLINE = b"online", b"offline"
 
 
@@ -25,6 +27,16 @@ def downlink(kid):
 def presence(kid):
     """The device's retained presence, `online` or `offline` (its last will)."""
     return "%s/%s/%s" % (PREFIX, PRESENCE, kid_hex(kid))
+
+
+def to_owner(kid):
+    """Where the device publishes its messages to its owner (approval requests, news)."""
+    return "%s/%s/%s" % (PREFIX, TO_OWNER, kid_hex(kid))
+
+
+def from_owner(kid):
+    """Where the device receives its owner's messages (answers, mandates)."""
+    return "%s/%s/%s" % (PREFIX, FROM_OWNER, kid_hex(kid))
 
 
 def every(kind):
