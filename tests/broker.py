@@ -75,6 +75,21 @@ class Pki:
                     self._enrol(common_name)
         return str(cert_file), str(key_file)
 
+    def owner(self, owner_kid, device_kids):
+        """(cert_file, key_file) of the owner's certificate (CN = its key id), enrolled with the
+        access rules of an owner of these devices (as `thingsdk broker add` does)."""
+        cn = owner_kid.hex()
+        with self._lock:
+            cert_file, key_file = self.folder / (cn + ".pem"), self.folder / (cn + ".key")
+            if not cert_file.exists():
+                self._authority.issue(cn, cn, ExtendedKeyUsageOID.CLIENT_AUTH, 2)
+            broker_setup.set_client(self.access, cn, "owner-" + cn,
+                                    topics.owner_access(device_kids), "test owner")
+            for broker in self.brokers:
+                broker_setup.apply_live(self.folder, broker.tls_url,
+                                        broker_setup.commands_for(self.access, [cn]))
+        return str(cert_file), str(key_file)
+
     def _enrol(self, kid_hex):
         broker_setup.set_client(self.access, kid_hex, "device-" + kid_hex,
                                 topics.device_access(bytes.fromhex(kid_hex)), "test device")

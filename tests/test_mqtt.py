@@ -467,3 +467,24 @@ def test_a_missing_or_bad_tls_file_is_named(pki, tmp_path):
             Transport(url, "x", ca_file=files[0], cert_file=files[1], key_file=files[2])
         assert str(error.value).startswith(message), str(error.value)
         assert isinstance(error.value, ValueError)  # the command line prints it in one line
+
+
+def test_an_owner_enrolled_on_the_tests_broker_reaches_only_its_own_devices(broker, pki, connect):
+    owner = bytes(range(40, 48))
+    cert, key = pki.owner(owner, [DEVICE_A])
+    got = Received()
+    t = Transport(broker.tls_url, owner.hex(), ca_file=str(pki.ca_file), cert_file=cert,
+                  key_file=key, on_message=got, backoff=Backoff(0.05, 0.4)).start()
+    try:
+        for topic_filter, reason in ((topics.to_owner(DEVICE_A), 1),
+                                     (topics.to_owner(DEVICE_B), NOT_AUTHORIZED)):
+            ack = t.subscribe(topic_filter)
+            assert ack.wait(TIMEOUT) and ack.reasons == [reason]
+        a = connect(broker.tls_url, topics.kid_hex(DEVICE_A), topics.kid_hex(DEVICE_A))
+        assert a.publish(topics.to_owner(DEVICE_A), b"asks").wait(TIMEOUT)
+        assert got.wait(topics.to_owner(DEVICE_A), b"asks")
+        assert t.publish(topics.from_owner(DEVICE_A), b"answers").wait(TIMEOUT)
+        denied = t.publish(topics.from_owner(DEVICE_B), b"answers")
+        assert denied.wait(TIMEOUT) and denied.reasons == [NOT_AUTHORIZED]
+    finally:
+        t.close(timeout=1)
