@@ -7,7 +7,8 @@ board (the firmware adds asyncio, flash and its MQTT client). Everything outside
 signer and the pinned verifiers, a state store (thingsdk.device.state.StateFolder on CPython, the
 firmware's flash store on a board: the same methods), the codec, `new_id()` (16 random bytes),
 `publish(data, msg_type)` for sealed bytes meant for the vendor (returning False when they wait
-for a connection instead of going out now), `zones(name, now)` for quiet hours and `note(text)`
+for a connection instead of going out now), `to_owner(data, msg_type)` the same for the owner's
+(None: they stay in the outbox for the owner to fetch), `zones(name, now)` for quiet hours and `note(text)`
 for what an operator should see. Time is an argument of every call.
 
 Crash safety, as lifecycle.py asks: a record is written before any message it sends; a message is
@@ -80,7 +81,7 @@ class Agent:
     """
 
     def __init__(self, signer, vendor, owner, state, slots, codec, new_id, now, publish=None,
-                 config=None, heartbeat=DAY, zones=None, note=None):
+                 config=None, heartbeat=DAY, zones=None, note=None, to_owner=None):
         self.signer, self.kid = signer, signer.kid
         self.vendor, self.owner = vendor, owner
         self.state = state
@@ -88,7 +89,7 @@ class Agent:
         for slot in slots:
             self.slots[slot.name] = slot
         self.codec, self.new_id, self.zones = codec, new_id, zones
-        self.publish = publish
+        self.publish, self.to_owner = publish, to_owner
         self.heartbeat = heartbeat
         self.note = note or (lambda text: None)
         self.duplicates = 0
@@ -124,8 +125,8 @@ class Agent:
             self._send_new(m.MANDATE, {"cwt": self.mandate.token}, now)
 
     def step(self, now):
-        """One turn after the downlinks were received: the owner's files, sensors, deadlines, new
-        needs, the heartbeat."""
+        """One turn after the downlinks and the owner's messages were received: the owner's
+        files (for owners without a broker), sensors, deadlines, new needs, the heartbeat."""
         for path, data in self.state.owner_drops():
             if data is not None:
                 self.receive(data, now)
@@ -334,13 +335,16 @@ class Agent:
                                  self.state.sequence.take(), now, msg["id"], self.codec,
                                  msg["exp"] - now, msg["re"])
             self.state.keep_sealed(msg["id"], msg["exp"], data)
-        if msg["to"] != self.vendor.kid:
-            self.note("kept %s %s for the owner" % (m.NAMES[msg["t"] - 1], _short(msg["id"])))
-        elif self.publish is not None:
-            sent = self.publish(data, msg["t"]) is not False  # False: kept until connected
-            self.note("%s %s %s (%d B)%s" % ("sent" if sent else "queued", m.NAMES[msg["t"] - 1],
-                                            _short(msg["id"]), len(data),
-                                            "" if sent else " until the broker is reached"))
+        owner = msg["to"] != self.vendor.kid
+        publish = self.to_owner if owner else self.publish
+        name = "%s %s%s" % (m.NAMES[msg["t"] - 1], _short(msg["id"]), " to the owner" if owner else "")
+        if publish is None:
+            if owner:  # the outbox file is the owner's to fetch
+                self.note("kept %s %s for the owner" % (m.NAMES[msg["t"] - 1], _short(msg["id"])))
+            return
+        sent = publish(data, msg["t"]) is not False  # False: kept until connected
+        self.note("%s %s (%d B)%s" % ("sent" if sent else "queued", name, len(data),
+                                      "" if sent else " until the broker is reached"))
 
     def _send_new(self, msg_type, body, now):
         """A message outside any need (status, mandate), through the outbox all the same."""
