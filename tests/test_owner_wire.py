@@ -72,9 +72,17 @@ def test_the_owner_approves_over_the_broker_and_the_vendor_accepts_the_order(own
         assert world.need()["state"] == lifecycle.APPROVING
         approval = approve(world, link, request)
         assert wait_for(lambda: accepted(world), TIMEOUT), (world.orders(), world.need())
+        # and the device tells its owner it bought, once, signed
+        news = heard.get(timeout=TIMEOUT)
+        assert news.verified and news.message.type == m.NOTICE, news
+        assert news.message.body["kind"] == "bought"
+        assert news.message.body["need"] == world.need()["need"]
+        assert news.message.body["order"] == world.need()["oid"]
+        assert news.message.body["text"] == "Bought 1 x WF-300 for 29.48 EUR."
     # the vendor accepted it above the threshold: with the owner's approval, which it verified
     assert world.need()["appr"] == approval
     assert device.refusals == {} and link.refusals == {}
+    assert [h.message.body["kind"] for h in list(heard.queue) if h.verified] == []  # said once
     said = caplog.text
     assert said.count("sent approval-request %s to the owner (" % request.message.id[:4].hex()) \
         == 1, said

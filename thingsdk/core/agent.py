@@ -19,16 +19,18 @@ it caused were carried out, so a crash in between lets a redelivery be processed
 
 import binascii
 
-from thingsdk.core import envelope, lifecycle, policy
+from thingsdk.core import envelope, lifecycle, money, policy
 from thingsdk.core import messages as m
 from thingsdk.core.consumable import DAY, Consumable, carry_on
-from thingsdk.core.decide import ASK, decide, judge, mandate_problem, quantity
-from thingsdk.core.ledger import Ledger
+from thingsdk.core.decide import ASK, REFUSE, decide, judge, mandate_problem, quantity
+from thingsdk.core.ledger import Ledger, period_start
 from thingsdk.core.mandate import MandateError, accept
 from thingsdk.core.replay import EXPIRED, FROM_FUTURE, ReplayGuard
 
 MAX_SLOTS = 16  # the protocol's bound on the slots of one status message
 DEREGISTERED = "device-deregistered"  # the vendor's error once its operator revoked the device
+BUDGET_LOW = 80  # percent of a budget spent in its period from which the owner is told
+TOLD = 32  # the notices remembered as said (a need, a slot's refusal, a budget's period...)
 # A sensor source has `kind` and `read(now) -> int` in the consumable's unit: LEVEL sources return
 # what is left now, USAGE sources what was used since their last read.
 LEVEL, USAGE = "level", "usage"
@@ -143,7 +145,10 @@ class Agent:
         slot = "fault:" + code
         self._run(self.orders.support(slot, code, diagnostics, self.vendor.kid, self.owner.kid,
                                       now, text), now)
-        return self.orders.open_for(slot)["need"]
+        need = self.orders.open_for(slot)["need"]
+        self._tell("fault", "Fault %s reported to the vendor%s" % (
+            code, ": " + text if text else "."), now, need, reason=code)
+        return need
 
     def take_mandate(self, token, now):
         """Hold a new mandate token if it verifies and replaces the one held; True if it did."""
@@ -199,6 +204,11 @@ class Agent:
                 self.note("the vendor refused %s: %s%s" % (
                     "this device" if code == DEREGISTERED else "a message", code,
                     ": " + msg.body["text"] if msg.body.get("text") else ""))
+            if self.deregistered:
+                self._tell("revoked", "The vendor has revoked this device: it refuses its "
+                                      "orders.", now)
+            elif msg.kid == self.vendor.kid:
+                self._forget("revoked")  # taken again: a later revocation is news again
             self._run(self.orders.message(lifecycle.from_message(msg, opened.data), now), now)
         self.inbox.commit(opened)
         self.state.save("inbox", self.inbox.guard.to_state())
@@ -322,6 +332,8 @@ class Agent:
             entry = dict(args[0])
             entry["need"] = need
             self.state.audit.append(entry)
+            if entry.get("state") == lifecycle.PLACED:
+                self._bought(self.orders.needs[need], now)
         elif kind == "drop":
             self.state.drop_record(need)
         elif kind != "timer":  # no timers to arm: every step ticks the lifecycle
@@ -381,10 +393,70 @@ class Agent:
                                         self.ledger, now, zones=self.zones)
         result = decision.to_record()
         self.note("decided %s for %s: %s" % (result["action"], record["slot"], result["reason"]))
+        self._decision_news(record, decision, now)
         entry = dict(result)
         entry.update(need=need, slot=record["slot"])
         self.state.audit.append(entry)
         self._run(self.orders.decided(need, result, now), now)
+
+    # News for the owner (docs/protocol.md, notice): each said once.
+
+    def _tell(self, kind, text, now, need=None, key=None, **ids):
+        """Send the owner a notice, unless the one of this `key` (default: kind and need) was
+        said already; the keys said are kept in the device's facts, the latest TOLD of them."""
+        told = self.facts.setdefault("told", [])
+        key = key or (kind + ":" + _short(need) if need else kind)
+        if key in told:
+            return
+        told.append(key)
+        del told[:-TOLD]
+        self.state.save("device", self.facts)
+        while len(text.encode()) > 280:  # the protocol's longest sentence
+            text = text[:-1]
+        body = {"kind": kind, "text": text}
+        if need is not None:
+            ids["need"] = need
+        body.update(ids)
+        self._send({"to": self.owner.kid, "id": self.new_id(), "t": m.NOTICE, "b": body,
+                    "re": None, "exp": now + self.orders.config["ttl"]}, now)
+
+    def _forget(self, prefix):
+        """Let the notices whose keys start with prefix be said again."""
+        told = self.facts.get("told", [])
+        kept = [k for k in told if not k.startswith(prefix)]
+        if len(kept) != len(told):
+            self.facts["told"] = kept
+            self.state.save("device", self.facts)
+
+    def _bought(self, rec, now):
+        """The vendor accepted a need's order: tell the owner, and whether a budget is nearly
+        spent now."""
+        order, slot = rec["order"], rec["slot"]
+        self._forget("refused:" + slot + ":")
+        self._tell("bought", "Bought %d x %s for %s." % (order["qty"], order["sku"],
+                                                         money.text(*order["total"])),
+                   now, rec["need"], slot=slot, order=rec["oid"])
+        for kind, params in self.ledger.limits:
+            _, committed, reserved = self.ledger.usage(params, now)
+            if kind == "budget" and (committed + reserved) * 100 >= params["max"] * BUDGET_LOW:
+                self._tell("budget-low", "%s of your %s budget is spent." % (
+                    money.text(committed + reserved, params["cur"]),
+                    money.text(params["max"], params["cur"])), now,
+                    key="budget:%d" % period_start(params, now))
+
+    def _decision_news(self, record, decision, now):
+        """A refusal to buy (once per slot and reason), a stockout the chosen offer comes too
+        late to prevent (once per need)."""
+        slot, need = record["slot"], record["need"]
+        if decision.action == REFUSE:
+            self._tell("refused", decision.text, now, need, "refused:%s:%s" % (
+                slot, decision.reason), reason=decision.reason, slot=slot)
+        if decision.offer is None or slot not in self.slots:
+            return
+        left = self.slots[slot].consumable.forecast(now).expected
+        if left is not None and now + left < decision.offer["arrive"]:
+            self._tell("stockout", "%s will run out in about %d hours, before the order can "
+                                   "arrive." % (slot, left // 3600 + 1), now, need, slot=slot)
 
     def _visit(self, quoted, now):
         """The decision on a technician visit a support reply quoted."""
