@@ -18,7 +18,7 @@ from thingsdk.core import messages as m
 from thingsdk.crypto import Ed25519Signer
 from thingsdk.owner import answer
 from thingsdk.owner_wire import OwnerLink
-from world import DAY, TIMEOUT, World
+from world import DAY, TIMEOUT, World, audit
 
 # Orders above 20.00 EUR wait for the owner: the world's filter costs 29.48 EUR with shipping.
 RULES = [["approval-above", {"cur": "EUR", "amount": 2000}]]
@@ -145,7 +145,9 @@ def test_a_device_offline_at_answer_time_gets_it_when_back(owned):
         approve(world, link, request)
     assert world.orders() == [] and world.need()["state"] == lifecycle.APPROVING
     device = world.device()
-    assert wait_for(lambda: accepted(world), TIMEOUT), (world.orders(), world.need())
+    assert wait_for(lambda: accepted(world), TIMEOUT), (
+        world.orders(), world.need()["state"], device.refusals,
+        [{k: v for k, v in r.items() if k not in ("need", "checks")} for r in audit(world)])
     assert device.refusals == {}
 
 

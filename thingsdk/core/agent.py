@@ -29,8 +29,6 @@ from thingsdk.core.replay import EXPIRED, FROM_FUTURE, ReplayGuard
 
 MAX_SLOTS = 16  # the protocol's bound on the slots of one status message
 DEREGISTERED = "device-deregistered"  # the vendor's error once its operator revoked the device
-BUDGET_LOW = 80  # percent of a budget spent in its period from which the owner is told
-TOLD = 32  # the notices remembered as said (a need, a slot's refusal, a budget's period...)
 # A sensor source has `kind` and `read(now) -> int` in the consumable's unit: LEVEL sources return
 # what is left now, USAGE sources what was used since their last read.
 LEVEL, USAGE = "level", "usage"
@@ -208,7 +206,7 @@ class Agent:
                 self._tell("revoked", "The vendor has revoked this device: it refuses its "
                                       "orders.", now)
             elif msg.kid == self.vendor.kid:
-                self._forget("revoked")  # taken again: a later revocation is news again
+                self._tell(None, "revoked", now)  # taken again: a later revocation is news
             self._run(self.orders.message(lifecycle.from_message(msg, opened.data), now), now)
         self.inbox.commit(opened)
         self.state.save("inbox", self.inbox.guard.to_state())
@@ -332,8 +330,20 @@ class Agent:
             entry = dict(args[0])
             entry["need"] = need
             self.state.audit.append(entry)
-            if entry.get("state") == lifecycle.PLACED:
-                self._bought(self.orders.needs[need], now)
+            if entry.get("state") == lifecycle.PLACED:  # accepted: news for the owner
+                rec = self.orders.needs[need]
+                order, slot = rec["order"], rec["slot"]
+                self._tell(None, "refused" + slot, now)  # a refusal is news again
+                self._tell("bought", "Bought %d x %s for %s." % (
+                    order["qty"], order["sku"], money.text(*order["total"])), now, need,
+                    slot=slot, order=rec["oid"])
+                for kind, params in self.ledger.limits:  # and a budget 80 % spent, once a period
+                    spent = sum(self.ledger.usage(params, now)[1:])
+                    if kind == "budget" and spent * 5 >= params["max"] * 4:
+                        self._tell("budget-low", "%s of your %s budget is spent." % (
+                            money.text(spent, params["cur"]),
+                            money.text(params["max"], params["cur"])), now,
+                            key="budget" + str(period_start(params, now)))
         elif kind == "drop":
             self.state.drop_record(need)
         elif kind != "timer":  # no timers to arm: every step ticks the lifecycle
@@ -393,70 +403,46 @@ class Agent:
                                         self.ledger, now, zones=self.zones)
         result = decision.to_record()
         self.note("decided %s for %s: %s" % (result["action"], record["slot"], result["reason"]))
-        self._decision_news(record, decision, now)
+        slot = record["slot"]
+        if decision.action == REFUSE:  # news for the owner: once per slot and reason
+            self._tell("refused", decision.text, now, need, "refused" + slot + decision.reason,
+                       reason=decision.reason, slot=slot)
+        left = None if decision.offer is None or slot not in self.slots else \
+            self.slots[slot].consumable.forecast(now).expected
+        if left is not None and now + left < decision.offer["arrive"]:  # once per need
+            self._tell("stockout", "%s will run out in about %d hours, before the order can "
+                                   "arrive." % (slot, left // 3600 + 1), now, need, slot=slot)
         entry = dict(result)
         entry.update(need=need, slot=record["slot"])
         self.state.audit.append(entry)
         self._run(self.orders.decided(need, result, now), now)
 
-    # News for the owner (docs/protocol.md, notice): each said once.
+    # News for the owner (docs/protocol.md, notice): each said once. Few names, as boards
+    # intern every one: kinds and keys are built from words the code has already.
 
     def _tell(self, kind, text, now, need=None, key=None, **ids):
         """Send the owner a notice, unless the one of this `key` (default: kind and need) was
-        said already; the keys said are kept in the device's facts, the latest TOLD of them."""
-        told = self.facts.setdefault("told", [])
-        key = key or (kind + ":" + _short(need) if need else kind)
-        if key in told:
+        said already; the keys said are kept in the device's facts, the latest 32. kind None
+        forgets the keys starting with `text` instead: that news may be said again."""
+        said = self.facts.get("told", [])
+        if kind is None:
+            kept = [k for k in said if not k.startswith(text)]
+            if len(kept) != len(said):
+                self.facts["told"] = kept
+                self.state.save("device", self.facts)
             return
-        told.append(key)
-        del told[:-TOLD]
+        key = key or kind + (_short(need) if need else "")
+        if key in said:
+            return
+        self.facts["told"] = (said + [key])[-32:]
         self.state.save("device", self.facts)
         while len(text.encode()) > 280:  # the protocol's longest sentence
             text = text[:-1]
-        body = {"kind": kind, "text": text}
+        ids["kind"], ids["text"] = kind, text
         if need is not None:
             ids["need"] = need
-        body.update(ids)
-        self._send({"to": self.owner.kid, "id": self.new_id(), "t": m.NOTICE, "b": body,
+        self._send({"to": self.owner.kid, "id": self.new_id(), "t": m.NOTICE, "b": ids,
                     "re": None, "exp": now + self.orders.config["ttl"]}, now)
-
-    def _forget(self, prefix):
-        """Let the notices whose keys start with prefix be said again."""
-        told = self.facts.get("told", [])
-        kept = [k for k in told if not k.startswith(prefix)]
-        if len(kept) != len(told):
-            self.facts["told"] = kept
-            self.state.save("device", self.facts)
-
-    def _bought(self, rec, now):
-        """The vendor accepted a need's order: tell the owner, and whether a budget is nearly
-        spent now."""
-        order, slot = rec["order"], rec["slot"]
-        self._forget("refused:" + slot + ":")
-        self._tell("bought", "Bought %d x %s for %s." % (order["qty"], order["sku"],
-                                                         money.text(*order["total"])),
-                   now, rec["need"], slot=slot, order=rec["oid"])
-        for kind, params in self.ledger.limits:
-            _, committed, reserved = self.ledger.usage(params, now)
-            if kind == "budget" and (committed + reserved) * 100 >= params["max"] * BUDGET_LOW:
-                self._tell("budget-low", "%s of your %s budget is spent." % (
-                    money.text(committed + reserved, params["cur"]),
-                    money.text(params["max"], params["cur"])), now,
-                    key="budget:%d" % period_start(params, now))
-
-    def _decision_news(self, record, decision, now):
-        """A refusal to buy (once per slot and reason), a stockout the chosen offer comes too
-        late to prevent (once per need)."""
-        slot, need = record["slot"], record["need"]
-        if decision.action == REFUSE:
-            self._tell("refused", decision.text, now, need, "refused:%s:%s" % (
-                slot, decision.reason), reason=decision.reason, slot=slot)
-        if decision.offer is None or slot not in self.slots:
-            return
-        left = self.slots[slot].consumable.forecast(now).expected
-        if left is not None and now + left < decision.offer["arrive"]:
-            self._tell("stockout", "%s will run out in about %d hours, before the order can "
-                                   "arrive." % (slot, left // 3600 + 1), now, need, slot=slot)
 
     def _visit(self, quoted, now):
         """The decision on a technician visit a support reply quoted."""
