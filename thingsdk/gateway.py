@@ -3,8 +3,9 @@ relayed to the broker by a computer such as a Raspberry Pi.
 
 The gateway is not trusted with the messages: it passes opaque signed bytes, which it can neither
 forge nor alter unnoticed (each receiver checks the signature against the key it pinned). It does
-confine the board: it publishes only to the board's own uplink and presence topics (any other
-topic is refused with a NAK) and hands the board only its downlink. Its broker connection speaks
+confine the board: it publishes only to the board's own uplink, presence and to-owner topics (any
+other topic is refused with a NAK) and hands the board only its downlink and its from-owner
+messages. Its broker connection speaks
 in the board's name (see `thingsdk.mqtt.device_transport`): on a mutual-TLS broker it holds the board's
 certificate.
 
