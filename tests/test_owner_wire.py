@@ -35,7 +35,7 @@ def owned(tmp_path, broker):
 
 def owner_link(world, on_heard):
     cert, key = world.broker.pki.owner(world.owner_key.kid, [world.kid])
-    return OwnerLink(world.broker.tls_url, world.owner_key, [world.device_key.public_key],
+    return OwnerLink.connect(world.broker.tls_url, world.owner_key, [world.device_key.public_key],
                      on_heard=on_heard, ca_file=str(world.broker.pki.ca_file), cert_file=cert,
                      key_file=key, clock=world.clock)
 

@@ -119,8 +119,8 @@ def _owner_link(args, devices, on_heard=None):
     tls = (args.ca, args.cert, args.key)
     if any(tls) and not args.broker.startswith("mqtts://"):
         raise CliError("--ca, --cert and --key go with --broker mqtts://HOST:PORT")
-    return OwnerLink(args.broker, args.signer, devices, on_heard=on_heard, ca_file=args.ca,
-                     cert_file=args.cert, key_file=args.key)
+    return OwnerLink.connect(args.broker, args.signer, devices, on_heard=on_heard,
+                             ca_file=args.ca, cert_file=args.cert, key_file=args.key)
 
 
 def _ready(link, timeout):

@@ -10,7 +10,7 @@ never as verified. Answers go out on the device's from-owner topic.
 Used by `thingsdk owner approve|decline|cancel --broker` and `thingsdk owner watch`, and meant
 for any other owner front end (a web page):
 
-    with OwnerLink(url, owner_signer, [device_pub], on_heard=print, ca_file=...) as link:
+    with OwnerLink.connect(url, owner_signer, [device_pub], on_heard=print, ca_file=...) as link:
         link.send(device_kid, data)
 """
 
@@ -47,19 +47,19 @@ class Heard:
 
 
 class OwnerLink:
-    """The owner's broker connection (not started: `start()` or `with`).
+    """The owner's link to its devices over a broker connection (not started: `start()` or
+    `with`).
 
-    `owner`: the owner's signer; `devices`: the public keys of its devices (raw 32 bytes), whose
-    to-owner topics it reads; `on_heard(heard: Heard)` runs for every message, in the network
-    thread. `ca_file`, `cert_file`, `key_file`: mutual TLS for mqtts://. `options` are
-    thingsdk.mqtt.Transport's. `refusals` counts refused messages by reason; `clock()` gives
-    unix seconds for the freshness checks.
+    `transport`: a thingsdk.mqtt.Transport whose client id is the owner's key id in hex (see
+    `connect`; one this link owns: it sets its on_message); `owner`: the owner's signer;
+    `devices`: the public keys of its devices (raw 32 bytes), whose to-owner topics it reads;
+    `on_heard(heard: Heard)` runs for every message, in the network thread. `refusals` counts
+    refused messages by reason; `clock()` gives unix seconds for the freshness checks.
     """
 
-    def __init__(self, url: str, owner: Ed25519Signer, devices: Iterable[bytes], *,
-                 on_heard: Callable[[Heard], None] | None = None, ca_file: str | None = None,
-                 cert_file: str | None = None, key_file: str | None = None,
-                 clock: Callable[[], float] = time.time, **options) -> None:
+    def __init__(self, transport: Transport, owner: Ed25519Signer, devices: Iterable[bytes], *,
+                 on_heard: Callable[[Heard], None] | None = None,
+                 clock: Callable[[], float] = time.time) -> None:
         self.owner = owner
         keys = {key_id(pub): Ed25519Verifier(pub) for pub in devices}
         self.devices = sorted(keys)
@@ -68,11 +68,23 @@ class OwnerLink:
         self._inbox = envelope.Inbox(owner.kid, keys, codec,
                                      replay.ReplayGuard(max_lifetime=messages.MAX_LIFETIME))
         self._lock = threading.Lock()
-        self.transport = Transport(url, owner.kid.hex(), on_message=self._on_message,
-                                   ca_file=ca_file, cert_file=cert_file, key_file=key_file,
-                                   **options)
+        self.transport = transport
+        transport.on_message = self._on_message
         self._subscribed = [self.transport.subscribe(topics.to_owner(kid))
                             for kid in self.devices]
+
+    @classmethod
+    def connect(cls, url: str, owner: Ed25519Signer, devices: Iterable[bytes], *,
+                on_heard: Callable[[Heard], None] | None = None, ca_file: str | None = None,
+                cert_file: str | None = None, key_file: str | None = None,
+                clock: Callable[[], float] = time.time, **options) -> "OwnerLink":
+        """A link on its own connection to the broker at `url` (not started), as the owner:
+        client id its key id in hex, a persistent session. `ca_file`, `cert_file`, `key_file`:
+        mutual TLS for mqtts:// (the owner's certificate: CN = its key id). `options` are
+        thingsdk.mqtt.Transport's."""
+        transport = Transport(url, owner.kid.hex(), ca_file=ca_file, cert_file=cert_file,
+                              key_file=key_file, **options)
+        return cls(transport, owner, devices, on_heard=on_heard, clock=clock)
 
     @property
     def refusals(self) -> dict[str, int]:
