@@ -5,6 +5,7 @@ it. Forged, replayed and misaddressed answers are refused and counted; an owner 
 is offline gets what was published for it when it comes back.
 """
 
+import contextlib
 import logging
 import os
 import queue
@@ -59,15 +60,22 @@ def accepted(world):
     return [o["status"] for o in world.orders()] == ["accepted"]
 
 
-def test_the_owner_approves_over_the_broker_and_the_vendor_accepts_the_order(owned, caplog):
-    caplog.set_level(logging.INFO, logger="thingsdk")
-    world = owned
+@contextlib.contextmanager
+def asked(world):
+    """The owner connected first, then the vendor and the device, until the device's approval
+    request came: (link, device, request, heard)."""
     heard = queue.Queue()
     with owner_link(world, heard.put) as link:
         assert link.ready(TIMEOUT)
         world.start_vendor()
         device = world.device()
-        request = next_request(heard)
+        yield link, device, next_request(heard), heard
+
+
+def test_the_owner_approves_over_the_broker_and_the_vendor_accepts_the_order(owned, caplog):
+    caplog.set_level(logging.INFO, logger="thingsdk")
+    world = owned
+    with asked(world) as (link, device, request, heard):
         assert request.message.body["order"]["total"] == [2948, "EUR"]
         assert world.need()["state"] == lifecycle.APPROVING
         approval = approve(world, link, request)
@@ -90,12 +98,7 @@ def test_the_owner_approves_over_the_broker_and_the_vendor_accepts_the_order(own
 
 def test_forged_replayed_and_misaddressed_answers_are_refused_and_counted(owned):
     world = owned
-    heard = queue.Queue()
-    with owner_link(world, heard.put) as link:
-        assert link.ready(TIMEOUT)
-        world.start_vendor()
-        device = world.device()
-        request = next_request(heard)
+    with asked(world) as (link, device, request, _):
         now = int(world.clock())
         forger = Ed25519Signer.generate()
         forged = answer(request.message, "approve", forger, 1, now, os.urandom(m.ID_SIZE))
@@ -133,12 +136,7 @@ def test_an_owner_offline_at_request_time_gets_it_when_back(owned):
 
 def test_a_device_offline_at_answer_time_gets_it_when_back(owned):
     world = owned
-    heard = queue.Queue()
-    with owner_link(world, heard.put) as link:
-        assert link.ready(TIMEOUT)
-        world.start_vendor()
-        world.device()
-        request = next_request(heard)
+    with asked(world) as (link, _, request, _):
         stop, thread = world.devices.pop()
         stop.set()
         thread.join(TIMEOUT)
