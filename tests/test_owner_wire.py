@@ -16,7 +16,9 @@ from broker import wait_for
 from thingsdk import codec, topics
 from thingsdk.core import envelope, lifecycle
 from thingsdk.core import messages as m
-from thingsdk.crypto import Ed25519Signer
+from thingsdk.cli import main
+from thingsdk.crypto import Ed25519Signer, save_keypair
+from thingsdk.mqtt import device_transport
 from thingsdk.owner import answer
 from thingsdk.owner_wire import OwnerLink
 from world import DAY, TIMEOUT, World, audit
@@ -153,8 +155,6 @@ def test_messages_the_owner_cannot_verify_are_said_so_and_counted(owned):
     world = owned
     heard = queue.Queue()
     device_side = world.broker.pki.client(topics.kid_hex(world.kid))
-    from thingsdk.mqtt import device_transport
-
     with owner_link(world, heard.put) as link:
         assert link.ready(TIMEOUT)
         now = int(world.clock())
@@ -170,3 +170,37 @@ def test_messages_the_owner_cannot_verify_are_said_so_and_counted(owned):
     assert [g.verified for g in got] == [False, False, False]
     assert [g.refused for g in got] == ["unknown-key", "bad-tag", "bad-tag"]
     assert link.refusals == {"unknown-key": 1, "bad-tag": 2}
+
+
+def test_owner_watch_prints_what_verifies_and_says_what_does_not(owned, capsys):
+    world = owned
+    save_keypair(world.owner_key, world.folder / "owner.key", world.folder / "owner.pub")
+    with owner_link(world, None) as link:  # the owner's session, so what follows waits for it
+        assert link.ready(TIMEOUT)
+    cert, key = world.broker.pki.owner(world.owner_key.kid, [world.kid])
+    device_side = world.broker.pki.client(topics.kid_hex(world.kid))
+    now = int(world.clock())
+    notice = envelope.seal(m.NOTICE, {"kind": "revoked", "text": "The vendor has revoked this "
+                                      "device: it refuses its orders."}, world.device_key,
+                           world.owner_key.kid, 1, now, os.urandom(16), codec)
+    forged = envelope.seal(m.NOTICE, {"kind": "bought", "text": "Bought 90 x gold."},
+                           Ed25519Signer.generate(), world.owner_key.kid, 1, now,
+                           os.urandom(16), codec)
+    with device_transport(world.broker.tls_url, world.kid, ca_file=str(world.broker.pki.ca_file),
+                          cert_file=device_side[0], key_file=device_side[1]) as device:
+        for data in (forged, b"\xd2\x84\x40", notice):
+            assert device.publish(topics.to_owner(world.kid), data).wait(TIMEOUT)
+    assert main(["owner", "watch", "--broker", world.broker.tls_url, "--owner-key",
+                 str(world.folder / "owner.key"), "--device-pub", str(world.folder / "device.pub"),
+                 "--ca", str(world.broker.pki.ca_file), "--cert", cert, "--key", key,
+                 "--count", "3"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[1].startswith("UNVERIFIED message on the topic of device %s, refused: unknown-key"
+                             % world.kid.hex()), out
+    assert out[2].startswith("UNVERIFIED message on the topic of device %s, refused: "
+                             % world.kid.hex()), out
+    assert out[3].startswith("notice from device %s at " % world.kid.hex()), out
+    assert out[3].endswith("(signature valid): The vendor has revoked this device: it refuses "
+                           "its orders."), out
+    assert out[4] == "3 heard: 1 verified, 2 refused"
+    assert "Bought 90 x gold." not in "\n".join(out)

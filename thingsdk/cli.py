@@ -608,6 +608,8 @@ def cmd_status(args):
 
 
 def cmd_owner_cancel(args):
+    import functools
+
     from thingsdk.crypto import load_signer
     from thingsdk.device import cancel
     from thingsdk.device.status import device_kid, open_state
@@ -619,13 +621,20 @@ def cmd_owner_cancel(args):
     if kid is None:
         raise CliError("the device's key id is unknown (no mandate held): pass --config")
     rec = cancel.find(state, args.id)
-    signer = load_signer(args.owner_key)
-    dropped = cancel.drop(state, rec, signer, kid, lambda: next_seq(args.owner_key), now,
-                          args.reason)
+    signer = args.signer = load_signer(args.owner_key)
+    take_seq = functools.partial(next_seq, args.owner_key)
+    if args.broker:
+        data = cancel.seal(rec, signer, kid, take_seq, now, args.reason)
+    else:
+        dropped = cancel.drop(state, rec, signer, kid, take_seq, now, args.reason)
     print("cancel       order %s of need %s (slot %s), reason %s" % (
         rec["oid"].hex(), rec["need"].hex(), rec["slot"], args.reason))
-    print("dropped in   %s: the device sends the vendor its cancel at its next step"
-          % dropped)
+    if args.broker:
+        with _owner_link(args, []) as link:
+            _sent(link, kid, data, "cancel")
+    else:
+        print("dropped in   %s: the device sends the vendor its cancel at its next step"
+              % dropped)
     return 0
 
 
@@ -640,6 +649,10 @@ def add_owner_cancel(verbs):
                         "it (<stem>.seq)")
     p.add_argument("--reason", default="changed-mind",
                    help="the cancel reason token (default: changed-mind)")
+    p.add_argument("--broker", help="publish the cancel on the device's from-owner topic of "
+                                    "this broker (mqtt[s]://HOST:PORT) instead of dropping it "
+                                    "into its state folder")
+    _add_owner_broker(p)
     _add_device_view(p)
     p.set_defaults(func=cmd_owner_cancel)
 
