@@ -261,7 +261,9 @@ def test_the_readme_walk_from_keys_to_an_approved_order_and_a_revoke(tmp_path, c
     db = str(tmp_path / "vendor.db")
     assert main(["vendor", "register", "--db", db, "--device-pub", str(tmp_path / "fridge.pub"),
                  "--owner-pub", str(tmp_path / "owner.pub")]) == 0
-    logs = {name: tmp_path / (name + ".log") for name in ("mosquitto", "vendor", "device")}
+    logs = {name: tmp_path / (name + ".log")
+            for name in ("mosquitto", "vendor", "owner", "device")}
+    owner = "owner-%s" % load_signer(tmp_path / "owner.key").kid.hex()
     commands = {
         "mosquitto": [find_mosquitto(), "-c", str(setup / "mosquitto.conf")],
         "vendor": [sys.executable, "-m", "thingsdk.cli", "vendor", "serve", "--broker", url,
@@ -269,13 +271,20 @@ def test_the_readme_walk_from_keys_to_an_approved_order_and_a_revoke(tmp_path, c
                    "--key", str(tmp_path / "vendor.key"), "--ca", str(setup / "ca.pem"),
                    "--cert", str(setup / "vendor-1.pem"), "--keyfile", str(setup / "vendor-1.key"),
                    "--interval", "0.2"],
+        # the owner waits for the device's request on the broker, and answers there
+        "owner": [sys.executable, "-m", "thingsdk.cli", "owner", "approve", "--broker", url,
+                  "--owner-key", str(tmp_path / "owner.key"),
+                  "--device-pub", str(tmp_path / "fridge.pub"), "--ca", str(setup / "ca.pem"),
+                  "--cert", str(setup / (owner + ".pem")),
+                  "--key", str(setup / (owner + ".key")), "--wait", "60"],
         "device": [sys.executable, "-m", "thingsdk.cli", "device", "run", "--config",
                    str(tmp_path / "fridge" / "device.toml")]}
     processes = []
     try:
         # Each waits for the one before: the broker listening, the vendor subscribed (what a
         # device sends before the vendor's first subscription has nobody to go to).
-        ready = {"mosquitto": "mosquitto version 2", "vendor": "serving localhost:%d" % port}
+        ready = {"mosquitto": "mosquitto version 2", "vendor": "serving localhost:%d" % port,
+                 "owner": "waiting for an approval request of device %s" % kid}
         for name, command in commands.items():
             with logs[name].open("wb") as log:
                 processes.append(subprocess.Popen(command, cwd=ROOT, stdout=log, stderr=log))
@@ -287,35 +296,34 @@ def test_the_readme_walk_from_keys_to_an_approved_order_and_a_revoke(tmp_path, c
         assert wait_for(lambda: store.device(bytes.fromhex(kid)).mandate is not None
                         and store.levels(bytes.fromhex(kid)), 30.0), {
             name: path.read_text() for name, path in logs.items()}
-        _approve_the_order_then_revoke(tmp_path, db, kid, logs, capsys)
+        _approve_the_order_then_revoke(tmp_path, db, kid, logs, capsys, processes[2])
     finally:
         for process in reversed(processes):
             process.terminate()
             process.wait(TIMEOUT)
     said = {name: path.read_text() for name, path in logs.items()}
-    for name in ("vendor", "device"):
-        assert "connected to localhost:%d" % port in said[name], said[name]
+    for name in ("vendor", "owner", "device"):
+        connected = "connected to " if name != "owner" else "on "  # the owner's own words
+        assert connected + "localhost:%d" % port in said[name], said[name]
         assert "Traceback" not in said[name]
     assert re.search(r"sent mandate [0-9a-f]+ \(\d+ B\)", said["device"]), said["device"]
     assert "as %s (" % kid in said["mosquitto"] and "as vendor-1 (" in said["mosquitto"]
 
 
-def _approve_the_order_then_revoke(tmp_path, db, kid, logs, capsys):
+def _approve_the_order_then_revoke(tmp_path, db, kid, logs, capsys, owner):
     state = tmp_path / "fridge" / "state"
-
-    def request():  # the approval request the device keeps for its owner
-        for path in sorted((state / "outbox").glob("*.cose")):
-            sign1 = codec.loads(path.read_bytes())
-            if codec.loads(sign1.value[2])[2] == m.APPROVAL_REQUEST:
-                return path
-        return None
-
-    assert wait_for(request, 30.0), logs["device"].read_text()
-    assert main(["owner", "approve", str(request()), "--owner-key", str(tmp_path / "owner.key"),
-                 "--device-pub", str(tmp_path / "fridge.pub"),
-                 "--out", str(state / "from-owner" / "approval.cose")]) == 0
-    asked = capsys.readouterr().out
+    # The device publishes its request on its to-owner topic; the owner's `approve` shows it and
+    # publishes the signed approval on the device's from-owner topic.
+    assert owner.wait(60.0) == 0, logs["owner"].read_text()
+    asked = logs["owner"].read_text()
     assert "for 29.48 EUR from Acme Home Supplies (vendor " in asked and "approve" in asked
+    assert "published on thingsdk/v1/from-owner/%s" % kid in asked, asked
+    assert re.search(r"sent approval-request [0-9a-f]+ to the owner \(\d+ B\)",
+                     logs["device"].read_text())
+    # ... and keeps it in its outbox too, readable by an owner without a broker
+    requests = [path for path in (state / "outbox").glob("*.cose")
+                if codec.loads(codec.loads(path.read_bytes()).value[2])[2] == m.APPROVAL_REQUEST]
+    assert len(requests) == 1
     store = Store(db)
     assert wait_for(lambda: [o["status"] for o in store.orders(bytes.fromhex(kid))] ==
                     ["accepted"], 30.0), (store.orders(bytes.fromhex(kid)),

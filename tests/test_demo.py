@@ -77,7 +77,9 @@ def test_the_demo_plays_out_on_its_embedded_broker_and_leaves_nothing_behind(cap
                   "attacker publishes a copy of that offer to the fridge with one bit flipped",
                   "fridge   refuses a message (bad-signature)",
                   "printer  sends its owner an approval request: 1 × Black ink cartridge XL",
-                  "owner    reads it and approves, signed with the owner's key",
+                  "owner    reads it on the broker and approves, signed with the owner's key, "
+                  "on thingsdk/v1/from-owner/",
+                  "printer  tells its owner: Bought 1 x INK-XL-BK for 31.90 EUR.",
                   "printer  reports a fault, ink-smear",
                   "vendor   answers the printer's fault: 1. Run the head cleaning cycle",
                   "vendor   delivers the fridge's order ORD-",

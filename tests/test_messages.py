@@ -209,7 +209,7 @@ MUTATIONS = [  # (what, message type, mutation, MessageError code)
     ("quote naming neither sku nor category", m.QUOTE_REQUEST, _delete(10, "sku"),
      "missing-field"),
     ("version 2", m.STATUS, _set(1, 2), "bad-version"),
-    ("type 20", m.STATUS, _set(2, 20), "unknown-type"),
+    ("type 21", m.STATUS, _set(2, 21), "unknown-type"),
     ("type 0", m.STATUS, _set(2, 0), "unknown-type"),
     ("type as text", m.STATUS, _set(2, "status"), "bad-type"),
     ("body not a map", m.STATUS, _set(10, [1]), "bad-type"),

@@ -226,11 +226,17 @@ def test_a_provisioned_fridge_orders_and_its_owner_cancels_inside_the_window_onl
         assert main(["owner", "cancel", water["oid"].hex(), "--config",
                      str(bundle / "device.toml"), "--owner-key", str(tmp_path / "vendor.key")]) == 2
         assert "is not the key of the device's owner" in capsys.readouterr().err
+        # ... published on the device's from-owner topic, as its owner on the broker
+        owner_cert, owner_tls_key = broker.pki.owner(load_signer(tmp_path / "owner.key").kid,
+                                                     [kid])
         code, out, err = run_cli("owner", "cancel", water["oid"].hex()[:10], "--config",
                                  str(bundle / "device.toml"), "--owner-key",
-                                 str(tmp_path / "owner.key"))
+                                 str(tmp_path / "owner.key"), "--broker", broker.tls_url,
+                                 "--ca", str(broker.pki.ca_file), "--cert", owner_cert,
+                                 "--key", owner_tls_key)
         assert code == 0, err
         assert "cancel       order %s" % water["oid"].hex() in out
+        assert "published on %s" % topics.from_owner(kid) in out
 
         def vendor_status(oid):
             return next(o["status"] for o in store.orders(kid) if o["id"] == oid)

@@ -109,28 +109,166 @@ def cmd_mandate_show(args):
     return 0 if _print_mandate(read_message_arg(args.file), now, owner_pub, device) else 1
 
 
+BROKER_WAIT = 30.0  # seconds the owner's commands wait for the broker to take an answer
+
+
+def _owner_link(args, devices, on_heard=None):
+    """The owner's broker connection from --broker, --ca, --cert, --key (not started)."""
+    from thingsdk.owner_wire import OwnerLink
+
+    tls = (args.ca, args.cert, args.key)
+    if any(tls) and not args.broker.startswith("mqtts://"):
+        raise CliError("--ca, --cert and --key go with --broker mqtts://HOST:PORT")
+    return OwnerLink.connect(args.broker, args.signer, devices, on_heard=on_heard,
+                             ca_file=args.ca, cert_file=args.cert, key_file=args.key)
+
+
+def _ready(link, timeout):
+    """Wait until the owner's link is connected and subscribed, or say why not."""
+    from thingsdk.mqtt import MqttError
+
+    try:
+        if link.ready(timeout):
+            return
+    except MqttError as exc:
+        raise CliError(str(exc))
+    raise CliError("could not reach the broker at %s within %g s" % (link.transport.address,
+                                                                     timeout))
+
+
+def _sent(link, device, data, what):
+    """Publish data to the device's from-owner topic and wait for the broker to take it."""
+    from thingsdk import topics
+
+    topic = topics.from_owner(device)
+    ack = link.send(device, data)
+    if not ack.wait(BROKER_WAIT) or ack.refused:
+        raise CliError("the broker at %s did not take the %s for %s" % (
+            link.transport.address, what, topic))
+    print("published on %s (%s, QoS 1): the device takes it when it is connected" % (
+        topic, link.transport.address))
+
+
+def _waiting_request(link, heard, wait, now):
+    """The first approval request of the link's device that comes from the broker within
+    `wait` seconds (one published while the owner was away comes at once)."""
+    import queue
+
+    from thingsdk.core import messages
+    from thingsdk.owner import answerable
+
+    print("waiting for an approval request of device %s on %s" % (
+        link.devices[0].hex(), link.transport.address), flush=True)
+    deadline = time.monotonic() + wait
+    while True:
+        try:
+            got = heard.get(timeout=max(0.0, deadline - time.monotonic()))
+        except queue.Empty:
+            raise CliError("no approval request came from %s within %g s" % (
+                link.transport.address, wait))
+        _show_heard(got)
+        if got.verified and got.message.type == messages.APPROVAL_REQUEST:
+            return answerable(got.message, now)
+
+
 def cmd_owner_answer(args):
+    import queue
+
     from thingsdk.crypto import load_signer
     from thingsdk.inspect import read_message_arg
     from thingsdk.owner import answer, new_id, next_seq, open_request, read_public_key
     from thingsdk.owner import request_report
     from thingsdk.storage import atomic_write
 
-    signer = load_signer(args.owner_key)
+    signer = args.signer = load_signer(args.owner_key)
     device_pub = read_public_key(args.device_pub) if args.device_pub else None
-    now = int(time.time())
-    request = open_request(read_message_arg(args.request), signer, now, device_pub)
-    print(request_report(request, device_pub is not None))
-    seq, msg_id = next_seq(args.owner_key), new_id()
-    data = answer(request, args.decision, signer, seq, now, msg_id)
-    print("answer       %s: approval message %s, seq %d, to device %s"
-          % (args.decision, msg_id.hex(), seq, request.kid.hex()))
-    if args.out:
-        atomic_write(Path(args.out), data, mode=0o644)
-        print("written to   %s" % args.out)
-    else:
-        print(data.hex())
+    if args.request is None and not (args.broker and device_pub):
+        raise CliError("give the request (a file or hex), or --broker and --device-pub to take "
+                       "the one waiting on the broker")
+    if args.broker and args.out:
+        raise CliError("--out writes the answer to a file, --broker publishes it: give one")
+    heard = queue.Queue()
+    link = _owner_link(args, [device_pub] if device_pub else [], heard.put) \
+        if args.broker else None
+    try:
+        if link is not None:
+            _ready(link.start(), args.wait)
+        now = int(time.time())
+        if args.request is not None:
+            request = open_request(read_message_arg(args.request), signer, now, device_pub)
+            print(request_report(request, device_pub is not None))
+        else:
+            request = _waiting_request(link, heard, args.wait, now)
+        seq, msg_id = next_seq(args.owner_key), new_id()
+        data = answer(request, args.decision, signer, seq, now, msg_id)
+        print("answer       %s: approval message %s, seq %d, to device %s"
+              % (args.decision, msg_id.hex(), seq, request.kid.hex()))
+        if args.out:
+            atomic_write(Path(args.out), data, mode=0o644)
+            print("written to   %s" % args.out)
+        elif link is not None:
+            _sent(link, request.kid, data, "answer")
+        else:
+            print(data.hex())
+    finally:
+        if link is not None:
+            link.close()
+    while not heard.empty():  # taken from the owner's session with this one: shown, not lost
+        _show_heard(heard.get())
     return 0
+
+
+def cmd_owner_watch(args):
+    """Print each message the owner's devices publish for it, as it arrives, until interrupted
+    (or --count messages)."""
+    import queue
+
+    from thingsdk.crypto import load_signer
+    from thingsdk.owner import read_public_key
+
+    args.signer = load_signer(args.owner_key)
+    heard = queue.Queue()
+    link = _owner_link(args, [read_public_key(p) for p in args.device_pub], heard.put)
+    seen = verified = 0
+    with link:
+        _ready(link, BROKER_WAIT)
+        print("watching %s for %d device(s) as owner %s" % (
+            link.transport.address, len(link.devices), args.signer.kid.hex()), flush=True)
+        try:
+            while args.count is None or seen < args.count:
+                got = heard.get()
+                _show_heard(got)
+                seen, verified = seen + 1, verified + got.verified
+        except KeyboardInterrupt:
+            pass
+    print("%d heard: %d verified, %d refused" % (seen, verified, seen - verified))
+    return 0
+
+
+def _show_heard(heard):
+    """Print a message that came from a device for its owner: what it says once verified, or
+    that it was refused, and why, never as if verified."""
+    from thingsdk.core import messages
+    from thingsdk.inspect import utc_text
+    from thingsdk.owner import request_report
+
+    msg = heard.message
+    if msg is None:
+        text = "UNVERIFIED message on the topic of device %s, refused: %s (%s)" % (
+            heard.device.hex(), heard.refused, heard.detail)
+    elif msg.type == messages.APPROVAL_REQUEST:
+        text = request_report(msg, True) + "\n  message    " + heard.data.hex()
+    else:
+        text = "%s from device %s at %s (signature valid): %s" % (
+            msg.name(), msg.kid.hex(), utc_text(msg.ts), msg.body.get("text", msg.body))
+    print(text, flush=True)
+
+
+def _add_owner_broker(p):
+    p.add_argument("--ca", help="CA certificate file (mqtts://)")
+    p.add_argument("--cert", help="the owner's client certificate file, CN = its key id "
+                                  "(mqtts://)")
+    p.add_argument("--key", help="the client certificate's private key file (mqtts://)")
 
 
 def cmd_log(args):
@@ -169,7 +307,9 @@ def add_owner_commands(sub):
     verbs = group.add_subparsers(dest="verb", required=True, metavar="VERB")
     for verb in ("approve", "decline"):
         p = verbs.add_parser(verb, help="show an approval request and %s it, signed" % verb)
-        p.add_argument("request", help="a file holding the approval request, or it in hex")
+        p.add_argument("request", nargs="?",
+                       help="a file holding the approval request, or it in hex (with --broker "
+                            "and --device-pub: default the one waiting there)")
         p.add_argument("--owner-key", required=True,
                        help="the owner's private key file; its sequence checkpoint is kept "
                             "next to it (<stem>.seq)")
@@ -177,8 +317,23 @@ def add_owner_commands(sub):
                                             "signature")
         p.add_argument("--out", help="file to write the approval message to (default: print "
                                      "it in hex)")
+        p.add_argument("--broker", help="publish the answer on the device's from-owner topic "
+                                        "of this broker (mqtt[s]://HOST:PORT)")
+        p.add_argument("--wait", type=float, default=30.0,
+                       help="seconds to wait for a request on the broker (default 30)")
+        _add_owner_broker(p)
         p.set_defaults(func=cmd_owner_answer, decision=verb)
     add_owner_cancel(verbs)
+    p = verbs.add_parser("watch", help="print each verified approval request or notice the "
+                                       "devices publish for their owner, as it arrives")
+    p.add_argument("--broker", required=True, help="mqtt[s]://HOST:PORT")
+    p.add_argument("--owner-key", required=True, help="the owner's private key file")
+    p.add_argument("--device-pub", required=True, action="append",
+                   help="a device's public key (PEM file or hex), to check its signatures; "
+                        "repeat for each device")
+    p.add_argument("--count", type=int, help="stop after N messages")
+    _add_owner_broker(p)
+    p.set_defaults(func=cmd_owner_watch)
 
     p = sub.add_parser("log", help="a device's audit log, one decision per line")
     p.add_argument("file", help="the audit log file")
@@ -453,6 +608,8 @@ def cmd_status(args):
 
 
 def cmd_owner_cancel(args):
+    import functools
+
     from thingsdk.crypto import load_signer
     from thingsdk.device import cancel
     from thingsdk.device.status import device_kid, open_state
@@ -464,13 +621,20 @@ def cmd_owner_cancel(args):
     if kid is None:
         raise CliError("the device's key id is unknown (no mandate held): pass --config")
     rec = cancel.find(state, args.id)
-    signer = load_signer(args.owner_key)
-    dropped = cancel.drop(state, rec, signer, kid, lambda: next_seq(args.owner_key), now,
-                          args.reason)
+    signer = args.signer = load_signer(args.owner_key)
+    take_seq = functools.partial(next_seq, args.owner_key)
+    if args.broker:
+        data = cancel.seal(rec, signer, kid, take_seq, now, args.reason)
+    else:
+        dropped = cancel.drop(state, rec, signer, kid, take_seq, now, args.reason)
     print("cancel       order %s of need %s (slot %s), reason %s" % (
         rec["oid"].hex(), rec["need"].hex(), rec["slot"], args.reason))
-    print("dropped in   %s: the device sends the vendor its cancel at its next step"
-          % dropped)
+    if args.broker:
+        with _owner_link(args, []) as link:
+            _sent(link, kid, data, "cancel")
+    else:
+        print("dropped in   %s: the device sends the vendor its cancel at its next step"
+              % dropped)
     return 0
 
 
@@ -485,6 +649,10 @@ def add_owner_cancel(verbs):
                         "it (<stem>.seq)")
     p.add_argument("--reason", default="changed-mind",
                    help="the cancel reason token (default: changed-mind)")
+    p.add_argument("--broker", help="publish the cancel on the device's from-owner topic of "
+                                    "this broker (mqtt[s]://HOST:PORT) instead of dropping it "
+                                    "into its state folder")
+    _add_owner_broker(p)
     _add_device_view(p)
     p.set_defaults(func=cmd_owner_cancel)
 

@@ -3,8 +3,9 @@ relayed to the broker by a computer such as a Raspberry Pi.
 
 The gateway is not trusted with the messages: it passes opaque signed bytes, which it can neither
 forge nor alter unnoticed (each receiver checks the signature against the key it pinned). It does
-confine the board: it publishes only to the board's own uplink and presence topics (any other
-topic is refused with a NAK) and hands the board only its downlink. Its broker connection speaks
+confine the board: it publishes only to the board's own uplink, presence and to-owner topics (any
+other topic is refused with a NAK) and hands the board only its downlink and its from-owner
+messages. Its broker connection speaks
 in the board's name (see `thingsdk.mqtt.device_transport`): on a mutual-TLS broker it holds the board's
 certificate.
 
@@ -51,6 +52,8 @@ class Gateway:
         self.poll, self.clock = poll, clock
         self.uplink, self.presence = topics.uplink(kid), topics.presence(kid)
         self.downlink = topics.downlink(kid)
+        # and between the board and its owner: one topic each way
+        self.to_owner, self.from_owner = topics.to_owner(kid), topics.from_owner(kid)
         self.forwarded = self.delivered = self.refused = self.duplicates = 0
         self._decoder = frames.Decoder()
         self._pending = {}  # (seq, crc) of an uplink -> its Ack from the broker
@@ -75,6 +78,7 @@ class Gateway:
     def run(self):
         """Relay until stopped, then close the broker connection (publishing `offline`)."""
         self.transport.subscribe(self.downlink)
+        self.transport.subscribe(self.from_owner)
         self.transport.start()
         log.info("gateway for %s on %s", topics.kid_hex(self.kid), getattr(self.port, "name", "?"))
         try:
@@ -116,7 +120,7 @@ class Gateway:
 
     def on_downlink(self, topic, data):
         """The transport's on_message (its network thread): a downlink to pass to the board."""
-        if topic == self.downlink:
+        if topic in (self.downlink, self.from_owner):
             self._down.append((topic, data))
 
     # The board's frames.
@@ -133,10 +137,10 @@ class Gateway:
         elif kind == frames.UP:
             self._uplink(seq, payload)
         elif kind == frames.SUB:
-            if payload == self.downlink.encode():
+            if payload in (self.downlink.encode(), self.from_owner.encode()):
                 self._write(frames.ACK, seq)
             else:
-                self._refuse(seq, "only %s" % self.downlink)
+                self._refuse(seq, "only %s and %s" % (self.downlink, self.from_owner))
         elif kind in (frames.ACK, frames.NAK):
             for entry in self._flight:
                 if entry[0] == seq:
@@ -151,7 +155,7 @@ class Gateway:
             topic, data, retain, qos = frames.parse_message(payload)
         except frames.FrameError:
             return self._refuse(seq, "malformed")
-        if topic not in (self.uplink, self.presence):
+        if topic not in (self.uplink, self.presence, self.to_owner):
             return self._refuse(seq, "not the board's topic: %s" % topic)
         key = (seq, binascii.crc32(payload))
         if key in self._pending:

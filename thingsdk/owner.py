@@ -406,7 +406,11 @@ def open_request(data, owner_signer, now, device_public=None):
     if opened.status == envelope.REJECT:
         why = _REFUSALS.get(opened.reason, opened.detail)
         raise ValueError("cannot answer this message (%s): %s" % (opened.reason, why))
-    msg = opened.message
+    return answerable(opened.message, now)
+
+
+def answerable(msg, now):
+    """msg, if it is an approval request still open at `now`; raise ValueError otherwise."""
     if msg.type != messages.APPROVAL_REQUEST:
         raise ValueError("not an approval request but a message of type %s" % msg.name())
     if now >= msg.body["until"]:

@@ -238,6 +238,7 @@ class App:
         self.root, self.clock = root, clock or clock_from(config.get("clock"))
         self.kid = bytes.fromhex(config["device_kid"])
         self.uplink, self.downlink = topics.uplink(self.kid), topics.downlink(self.kid)
+        self.to_owner, self.from_owner = topics.to_owner(self.kid), topics.from_owner(self.kid)
         self.interval = config.get("interval", 5)
         self.outgoing = []
         self.errors, self.fatal = 0, None
@@ -250,18 +251,19 @@ class App:
                            ed25519.Verifier(read(identity + "owner.pub")), self.state, slots,
                            cbor, new_id, self.clock(), publish=self._queue,
                            config=config.get("lifecycle"),
-                           heartbeat=config.get("heartbeat", DAY), note=say)
+                           heartbeat=config.get("heartbeat", DAY), note=say,
+                           to_owner=lambda data, t: self._queue(data, t, self.to_owner))
         self.mandate = read(identity + "mandate.cwt")
         # A demo's or a rig's clock (config.json's `clock`) is its own; a real one is set by NTP.
         self.link = link(config, root, self._on_message,
                          None if config.get("clock") else lambda: set_clock(self.clock))
 
     def _on_message(self, topic, payload):
-        """Take a downlink in at once: the link acknowledges it only after this returns, so only
+        """Take a downlink or an owner's message in at once: the link acknowledges it only after this returns, so only
         once what it caused is kept on flash (a message acknowledged but still waiting in memory
         would be lost to a restart). Out of heap, it is left unacknowledged: the link drops and
         the broker sends it again."""
-        if topic != self.downlink:
+        if topic != self.downlink and topic != self.from_owner:
             return
         try:
             self.agent.receive(payload, self.clock())
@@ -284,18 +286,19 @@ class App:
         if reset is not None:
             reset()
 
-    def _queue(self, data, msg_type):
+    def _queue(self, data, msg_type, topic=None):
         if self.hook.get("cut_before") == m.NAMES[msg_type - 1]:
             self.frozen = True
             say("holding the %s for the rig: cut the power now" % m.NAMES[msg_type - 1])
         if len(self.outgoing) >= _OUTGOING:
             self.outgoing.pop(0)
-        self.outgoing.append(data)
+        self.outgoing.append((topic or self.uplink, data))
 
     async def start(self):
         """Connect (in the background, joining the WiFi first) and carry on what the state holds."""
         self.link.start()
         await self.link.subscribe(self.downlink)
+        await self.link.subscribe(self.from_owner)
         self.agent.start(self.clock(), self.mandate)
         say("started, device %s" % self.config["device_kid"])
 
@@ -315,7 +318,7 @@ class App:
         gc.collect()  # between turns, so long-lived data does not settle among the garbage
         while self.outgoing and not self.frozen:
             try:
-                await self.link.publish(self.uplink, self.outgoing[0])
+                await self.link.publish(*self.outgoing[0])
             except Exception as exc:  # a full in-flight list: try on the next turn
                 say("not sent yet: %r" % exc)
                 break

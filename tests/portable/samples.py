@@ -67,6 +67,9 @@ def example_bodies():
             {"order": _id(4), "sku": "WF-300", "qty": 2, "status": "shipped",
              "ref": "ACME-2026-000417", "eta": TS + 2 * 86400}]},
         m.ORDER_QUERY: {"order": _id(4)},
+        m.NOTICE: {"kind": "refused", "reason": "over-budget", "slot": "water-filter",
+                   "need": _id(20), "text": "Not buying the water filter: it would pass your "
+                                             "50.00 EUR budget this month."},
     }
 
 

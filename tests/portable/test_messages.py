@@ -15,11 +15,11 @@ def code_of(fn, *args, **kwargs):
     return exc.code
 
 
-def test_catalog_names_nineteen_types():
-    assert len(m.NAMES) == 19
+def test_catalog_names_twenty_types():
+    assert len(m.NAMES) == 20
     assert m.TYPES["status"] == m.STATUS == 1 and m.TYPES["error"] == m.ERROR == 15
     assert m.TYPES["approval-request"] == m.APPROVAL_REQUEST == 9
-    assert m.TYPES["resync-reply"] == m.RESYNC_REPLY == 18
+    assert m.TYPES["resync-reply"] == m.RESYNC_REPLY == 18 and m.TYPES["notice"] == m.NOTICE == 20
 
 
 def test_every_type_round_trips():
@@ -73,7 +73,7 @@ def test_version_and_type_are_checked_first():
     obj[1] = 1.0
     assert code_of(m.parse, obj) == "bad-version"
     obj[1] = 1
-    for t in (0, 20, 255):
+    for t in (0, 21, 255):
         obj[2] = t
         assert code_of(m.parse, obj) == "unknown-type"
     obj[2] = "status"

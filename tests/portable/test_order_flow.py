@@ -111,8 +111,11 @@ def _deregistered(root):
     again = flow.vendor._seal(m.ERROR, {"code": "device-deregistered", "text": "Again."},
                               flow.now, None)
     flow.agent.receive(again, flow.now)  # the answer to its next heartbeat: already said
-    assert notes == ["the vendor refused this device: device-deregistered: The owner "
-                     "deregistered this device."]
+    assert notes[0] == ("the vendor refused this device: device-deregistered: The owner "
+                        "deregistered this device.")
+    # and the owner is told once, by a notice kept for it (this agent has no owner topic)
+    assert len(notes) == 2 and notes[1].startswith("kept notice ") and \
+        notes[1].endswith(" for the owner")
 
 
 def test_a_device_the_vendor_deregistered_says_so_once():

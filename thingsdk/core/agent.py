@@ -7,7 +7,8 @@ board (the firmware adds asyncio, flash and its MQTT client). Everything outside
 signer and the pinned verifiers, a state store (thingsdk.device.state.StateFolder on CPython, the
 firmware's flash store on a board: the same methods), the codec, `new_id()` (16 random bytes),
 `publish(data, msg_type)` for sealed bytes meant for the vendor (returning False when they wait
-for a connection instead of going out now), `zones(name, now)` for quiet hours and `note(text)`
+for a connection instead of going out now), `to_owner(data, msg_type)` the same for the owner's
+(None: they stay in the outbox for the owner to fetch), `zones(name, now)` for quiet hours and `note(text)`
 for what an operator should see. Time is an argument of every call.
 
 Crash safety, as lifecycle.py asks: a record is written before any message it sends; a message is
@@ -18,11 +19,11 @@ it caused were carried out, so a crash in between lets a redelivery be processed
 
 import binascii
 
-from thingsdk.core import envelope, lifecycle, policy
+from thingsdk.core import envelope, lifecycle, money, policy
 from thingsdk.core import messages as m
 from thingsdk.core.consumable import DAY, Consumable, carry_on
-from thingsdk.core.decide import ASK, decide, judge, mandate_problem, quantity
-from thingsdk.core.ledger import Ledger
+from thingsdk.core.decide import ASK, REFUSE, decide, judge, mandate_problem, quantity
+from thingsdk.core.ledger import Ledger, period_start
 from thingsdk.core.mandate import MandateError, accept
 from thingsdk.core.replay import EXPIRED, FROM_FUTURE, ReplayGuard
 
@@ -80,7 +81,7 @@ class Agent:
     """
 
     def __init__(self, signer, vendor, owner, state, slots, codec, new_id, now, publish=None,
-                 config=None, heartbeat=DAY, zones=None, note=None):
+                 config=None, heartbeat=DAY, zones=None, note=None, to_owner=None):
         self.signer, self.kid = signer, signer.kid
         self.vendor, self.owner = vendor, owner
         self.state = state
@@ -88,7 +89,7 @@ class Agent:
         for slot in slots:
             self.slots[slot.name] = slot
         self.codec, self.new_id, self.zones = codec, new_id, zones
-        self.publish = publish
+        self.publish, self.to_owner = publish, to_owner
         self.heartbeat = heartbeat
         self.note = note or (lambda text: None)
         self.duplicates = 0
@@ -124,8 +125,8 @@ class Agent:
             self._send_new(m.MANDATE, {"cwt": self.mandate.token}, now)
 
     def step(self, now):
-        """One turn after the downlinks were received: the owner's files, sensors, deadlines, new
-        needs, the heartbeat."""
+        """One turn after the downlinks and the owner's messages were received: the owner's
+        files (for owners without a broker), sensors, deadlines, new needs, the heartbeat."""
         for path, data in self.state.owner_drops():
             if data is not None:
                 self.receive(data, now)
@@ -142,7 +143,10 @@ class Agent:
         slot = "fault:" + code
         self._run(self.orders.support(slot, code, diagnostics, self.vendor.kid, self.owner.kid,
                                       now, text), now)
-        return self.orders.open_for(slot)["need"]
+        need = self.orders.open_for(slot)["need"]
+        self._tell("fault", "Fault %s reported to the vendor%s" % (
+            code, ": " + text if text else "."), now, need, reason=code)
+        return need
 
     def take_mandate(self, token, now):
         """Hold a new mandate token if it verifies and replaces the one held; True if it did."""
@@ -198,6 +202,11 @@ class Agent:
                 self.note("the vendor refused %s: %s%s" % (
                     "this device" if code == DEREGISTERED else "a message", code,
                     ": " + msg.body["text"] if msg.body.get("text") else ""))
+            if self.deregistered:
+                self._tell("revoked", "The vendor has revoked this device: it refuses its "
+                                      "orders.", now)
+            elif msg.kid == self.vendor.kid:
+                self._tell(None, "revoked", now)  # taken again: a later revocation is news
             self._run(self.orders.message(lifecycle.from_message(msg, opened.data), now), now)
         self.inbox.commit(opened)
         self.state.save("inbox", self.inbox.guard.to_state())
@@ -321,6 +330,20 @@ class Agent:
             entry = dict(args[0])
             entry["need"] = need
             self.state.audit.append(entry)
+            if entry.get("state") == lifecycle.PLACED:  # accepted: news for the owner
+                rec = self.orders.needs[need]
+                order, slot = rec["order"], rec["slot"]
+                self._tell(None, "refused" + slot, now)  # a refusal is news again
+                self._tell("bought", "Bought %d x %s for %s." % (
+                    order["qty"], order["sku"], money.text(*order["total"])), now, need,
+                    slot=slot, order=rec["oid"])
+                for kind, params in self.ledger.limits:  # and a budget 80 % spent, once a period
+                    spent = sum(self.ledger.usage(params, now)[1:])
+                    if kind == "budget" and spent * 5 >= params["max"] * 4:
+                        self._tell("budget-low", "%s of your %s budget is spent." % (
+                            money.text(spent, params["cur"]),
+                            money.text(params["max"], params["cur"])), now,
+                            key="budget" + str(period_start(params, now)))
         elif kind == "drop":
             self.state.drop_record(need)
         elif kind != "timer":  # no timers to arm: every step ticks the lifecycle
@@ -334,13 +357,16 @@ class Agent:
                                  self.state.sequence.take(), now, msg["id"], self.codec,
                                  msg["exp"] - now, msg["re"])
             self.state.keep_sealed(msg["id"], msg["exp"], data)
-        if msg["to"] != self.vendor.kid:
-            self.note("kept %s %s for the owner" % (m.NAMES[msg["t"] - 1], _short(msg["id"])))
-        elif self.publish is not None:
-            sent = self.publish(data, msg["t"]) is not False  # False: kept until connected
-            self.note("%s %s %s (%d B)%s" % ("sent" if sent else "queued", m.NAMES[msg["t"] - 1],
-                                            _short(msg["id"]), len(data),
-                                            "" if sent else " until the broker is reached"))
+        owner = msg["to"] != self.vendor.kid
+        publish = self.to_owner if owner else self.publish
+        name = "%s %s%s" % (m.NAMES[msg["t"] - 1], _short(msg["id"]), " to the owner" if owner else "")
+        if publish is None:
+            if owner:  # the outbox file is the owner's to fetch
+                self.note("kept %s %s for the owner" % (m.NAMES[msg["t"] - 1], _short(msg["id"])))
+            return
+        sent = publish(data, msg["t"]) is not False  # False: kept until connected
+        self.note("%s %s (%d B)%s" % ("sent" if sent else "queued", name, len(data),
+                                      "" if sent else " until the broker is reached"))
 
     def _send_new(self, msg_type, body, now):
         """A message outside any need (status, mandate), through the outbox all the same."""
@@ -377,10 +403,46 @@ class Agent:
                                         self.ledger, now, zones=self.zones)
         result = decision.to_record()
         self.note("decided %s for %s: %s" % (result["action"], record["slot"], result["reason"]))
+        slot = record["slot"]
+        if decision.action == REFUSE:  # news for the owner: once per slot and reason
+            self._tell("refused", decision.text, now, need, "refused" + slot + decision.reason,
+                       reason=decision.reason, slot=slot)
+        left = None if decision.offer is None or slot not in self.slots else \
+            self.slots[slot].consumable.forecast(now).expected
+        if left is not None and now + left < decision.offer["arrive"]:  # once per need
+            self._tell("stockout", "%s will run out in about %d hours, before the order can "
+                                   "arrive." % (slot, left // 3600 + 1), now, need, slot=slot)
         entry = dict(result)
         entry.update(need=need, slot=record["slot"])
         self.state.audit.append(entry)
         self._run(self.orders.decided(need, result, now), now)
+
+    # News for the owner (docs/protocol.md, notice): each said once. Few names, as boards
+    # intern every one: kinds and keys are built from words the code has already.
+
+    def _tell(self, kind, text, now, need=None, key=None, **ids):
+        """Send the owner a notice, unless the one of this `key` (default: kind and need) was
+        said already; the keys said are kept in the device's facts, the latest 32. kind None
+        forgets the keys starting with `text` instead: that news may be said again."""
+        said = self.facts.get("told", [])
+        if kind is None:
+            kept = [k for k in said if not k.startswith(text)]
+            if len(kept) != len(said):
+                self.facts["told"] = kept
+                self.state.save("device", self.facts)
+            return
+        key = key or kind + (_short(need) if need else "")
+        if key in said:
+            return
+        self.facts["told"] = (said + [key])[-32:]
+        self.state.save("device", self.facts)
+        while len(text.encode()) > 280:  # the protocol's longest sentence
+            text = text[:-1]
+        ids["kind"], ids["text"] = kind, text
+        if need is not None:
+            ids["need"] = need
+        self._send({"to": self.owner.kid, "id": self.new_id(), "t": m.NOTICE, "b": ids,
+                    "re": None, "exp": now + self.orders.config["ttl"]}, now)
 
     def _visit(self, quoted, now):
         """The decision on a technician visit a support reply quoted."""

@@ -11,10 +11,11 @@ from thingsdk.core.check import const, is_int
 VERSION = 1
 (STATUS, QUOTE_REQUEST, OFFER, ORDER, RECEIPT, SHIPMENT, DELIVERY, CANCEL, APPROVAL_REQUEST,
  APPROVAL, MANDATE, SUPPORT_REQUEST, SUPPORT_REPLY, PROMOTION, ERROR, RESYNC_NONCE, RESYNC,
- RESYNC_REPLY, ORDER_QUERY) = range(1, 20)
+ RESYNC_REPLY, ORDER_QUERY, NOTICE) = range(1, 21)
 NAMES = ("status", "quote-request", "offer", "order", "receipt", "shipment", "delivery", "cancel",
          "approval-request", "approval", "mandate", "support-request", "support-reply",
-         "promotion", "error", "resync-nonce", "resync", "resync-reply", "order-query")
+         "promotion", "error", "resync-nonce", "resync", "resync-reply", "order-query",
+         "notice")
 TYPES = {name: code for code, name in enumerate(NAMES, 1)}
 
 ID_SIZE = 16
@@ -149,6 +150,9 @@ BODIES = const((
                                    ("eta", TIME)), (), (), None, None, NO_RULES, None), 0, 16))),
      (), (), None, None, NO_RULES, None),
     ("m", (("order", ID16),), (), (), None, None, NO_RULES, None),
+    ("m", (("kind", TOKEN), ("text", SENTENCE), ("reason", TOKEN), ("slot", TOKEN),
+           ("need", ID16), ("order", ID16)),
+     ("reason", "slot", "need", "order"), (), None, None, NO_RULES, None),
 ))
 # Types whose `re` is required.
 ANSWERS = (OFFER, RECEIPT, APPROVAL, SUPPORT_REPLY, RESYNC_NONCE, RESYNC_REPLY)

@@ -106,8 +106,8 @@ def _intro(timeline, broker, vendor_key, owner, things, speed, seed):
     say = timeline.say
     say("thingsdk demo: a fridge, a printer and a coffee machine buy their own consumables from")
     say("a vendor, within the rules their owner signed. Every message is signed (COSE_Sign1,")
-    say("Ed25519); things and vendor talk over MQTT, and the owner's messages go through each")
-    say("thing's state folder. Times are simulated, in UTC; [type, size] ends each message.")
+    say("Ed25519); things, vendor and owner talk over MQTT, each thing to its owner on topics of")
+    say("its own. Times are simulated, in UTC; [type, size] ends each message.")
     say()
     say("  broker   %s" % broker)
     say("  vendor   the reference vendor, key %s, with its example catalog" % vendor_key.kid.hex())
@@ -191,12 +191,18 @@ def run(broker=None, tls=(None, None, None), speed=DEFAULT_SPEED, seed=1, quiet=
         stack.callback(vendor.close)
         things = [Thing(spec, folder, owner, vendor.signer.public_key, clock,
                         wire.thing_transport, seed) for spec in THINGS]
-        for signer in [vendor.signer] + [t.signer for t in things]:
+        for signer in [vendor.signer, owner.signer] + [t.signer for t in things]:
             wire.trust(signer.verifier())
         for thing in things:
             register(vendor.store, thing.signer.public_key, owner.signer.public_key, clock.now)
+        owner_link = owner.connect(wire.owner_transport(owner.signer.kid.hex()),
+                                   [t.signer.public_key for t in things], clock)
         stack.callback(wire.close)
         wire.start()
+        stack.callback(owner_link.close)
+        if not owner_link.start().ready(TIMEOUT):
+            raise DemoError("the owner could not reach the broker at %s in %d s" % (
+                where, TIMEOUT))
         vendor.start()
         for thing in things:
             stack.callback(thing.device.close)

@@ -7,20 +7,21 @@ second order would overrun its budget.
 """
 
 import itertools
+import queue
 
 from thingsdk import codec, topics
-from thingsdk.core import lifecycle
 from thingsdk.core import mandate as md
 from thingsdk.core.consumable import DAY, Consumable, RateEstimator
 from thingsdk.core.keys import key_id
 from thingsdk.crypto import Ed25519Signer
 from thingsdk.device.runtime import Device, Slot
-from thingsdk.device.state import FROM_OWNER, StateFolder
-from thingsdk.owner import answer, build_claims, new_id, open_request
+from thingsdk.device.state import StateFolder
+from thingsdk.owner import answer, build_claims, new_id
+from thingsdk.owner_wire import OwnerLink
 from thingsdk.sensors.simulated import SimulatedLevel
-from thingsdk.storage import atomic_write
 
 HOUR = 3600
+TIMEOUT = 10.0  # real seconds for the broker to take the owner's answer
 # Waits of a few simulated hours (the demo steps its things every half hour); a need that ends
 # without an order rests two days before the thing asks again.
 LIFECYCLE = {"quote_wait": 2 * HOUR, "order_wait": 2 * HOUR, "order_wait_max": 12 * HOUR,
@@ -94,12 +95,15 @@ class OwnerRefilledLevel(SimulatedLevel):
 
 
 class Owner:
-    """The things' owner: one key that signs each thing's mandate and answers its approval
-    requests, as `thingsdk mandate create` and `thingsdk owner approve` do."""
+    """The things' owner: one key that signs each thing's mandate, as `thingsdk mandate create`
+    does, and, once connected, reads the things' messages to it on the broker and answers their
+    approval requests there, as `thingsdk owner approve --broker` does."""
 
     def __init__(self):
         self.signer = Ed25519Signer.generate()
         self._seq = itertools.count(1)
+        self.heard = queue.Queue()  # Heard, from the link's thread
+        self.link = None
 
     def mandate(self, spec, device_public, vendor_kid, now):
         """Version 1 of the thing's mandate: the spec's rules, and only this vendor."""
@@ -107,10 +111,18 @@ class Owner:
         options["device-pub"] = device_public.hex()
         return md.issue(build_claims(options, self.signer.kid, now), self.signer, codec)
 
-    def approve(self, request, device_public, now):
-        """(the opened approval request, the signed approval answering it)."""
-        msg = open_request(request, self.signer, now, device_public)
-        return msg, answer(msg, "approve", self.signer, next(self._seq), now, new_id())
+    def connect(self, transport, devices, clock):
+        """Read the to-owner topics of `devices` (public keys) on `transport` (its client id
+        the owner's key id), with the demo's `clock`; not started."""
+        self.link = OwnerLink(transport, self.signer, devices, on_heard=self.heard.put,
+                              clock=clock)
+        return self.link
+
+    def approve(self, request, now):
+        """Approve a verified approval request on the broker; returns the approval's bytes."""
+        data = answer(request, "approve", self.signer, next(self._seq), now, new_id())
+        self.link.send(request.kid, data).wait(TIMEOUT)
+        return data
 
 
 class Thing:
@@ -136,15 +148,3 @@ class Thing:
     @property
     def consumable(self):
         return self.device.slots[self.spec.slot].consumable
-
-    def approval_request(self):
-        """The sealed approval request the thing waits on the owner's answer to, or None."""
-        rec = self.device.orders.open_for(self.spec.slot)
-        if rec is None or rec["state"] != lifecycle.APPROVING:
-            return None
-        return self.device.state.sealed(rec["out"]["id"], rec["out"]["exp"])
-
-    def hand_over(self, data):
-        """Give the thing a message from its owner, as a file in its state folder's from-owner/
-        (where `thingsdk owner approve --out` puts one)."""
-        atomic_write(self.device.state.path / FROM_OWNER / ("%s.cose" % new_id().hex()), data)

@@ -1,6 +1,7 @@
 """The demo's story as it happens: what the wire, the things' audit logs and their refusal
 counts tell after each step, put in time order for the timeline; the moves of the owner (a signed
-approval for each approval request, a delivered consumable put in) and of an attacker on the
+approval, over the broker, for each approval request it hears there; a delivered consumable put
+in) and of an attacker on the
 broker (a copy of the first offer to a thing, with one bit flipped); and the counts the summary
 tells.
 """
@@ -66,6 +67,7 @@ class Story:
         show what followed: what the things did, then what went over the wire."""
         for item in seen:
             self._wire(item)
+        self._owner()
         for thing in self.things:
             self._fault(thing)
             thing.device.step()
@@ -97,6 +99,11 @@ class Story:
         if thing is None or item.data in self.injected:
             return  # not a thing of this demo, or the attacker's copy (told when it was sent)
         self._count(thing, item.up, len(item.data))
+        if item.owner and msg is not None:
+            if msg.type == m.NOTICE:
+                self.add(msg.ts, thing.spec.name, "tells its owner: %s  [notice, %d B]" % (
+                    msg.body["text"], len(item.data)))
+            return  # the owner's moves tell the rest
         if msg is None:
             self.add(self.clock.now, "wire", "a message to or from the %s that does not verify "
                      "[%d B]" % (thing.spec.title, len(item.data)))
@@ -159,26 +166,36 @@ class Story:
                 self.add(at, name, "ignores a %s (%s)" % (record["what"], record["ignored"]))
         elif record.get("mandate") == "refused":
             self.add(at, name, "refuses a mandate (%s)" % record["reason"])
-        elif state == lifecycle.APPROVING:
-            self._approve(thing, at)
         elif state == lifecycle.DELIVERED and _kind(thing, record) == lifecycle.BUY:
             thing.sensor.refill()
             self.add(at, "owner", thing.spec.refill)
         elif state == lifecycle.CLOSED:
             self._closed(thing, record, at)
 
-    def _approve(self, thing, at):
-        request = thing.approval_request()
-        msg, approval = self.owner.approve(request, thing.signer.public_key, at)
+    def _owner(self):
+        """The owner's moves: it approves each approval request it heard on the broker, and
+        answers on the thing's from-owner topic."""
+        while not self.owner.heard.empty():
+            heard = self.owner.heard.get()
+            thing, msg = self.by_kid.get(heard.device), heard.message
+            if thing is None:
+                continue
+            if msg is None:
+                self.add(self.clock.now, "owner", "refuses a message from the %s (%s)" % (
+                    thing.spec.title, heard.refused))
+            elif msg.type == m.APPROVAL_REQUEST:
+                self._approve(thing, msg, len(heard.data))
+
+    def _approve(self, thing, msg, size):
         order = msg.body["order"]
         what = "%d × %s for %s" % (order["qty"], order["title"], money(*order["total"]))
-        self.add(at, thing.spec.name, "sends its owner an approval request: %s, answer by %s  "
-                 "[approval-request, %d B]" % (what, when(msg.body["until"]), len(request)))
-        thing.hand_over(approval)
-        self.add(at, "owner", "reads it and approves, signed with the owner's key  "
-                 "[approval, %d B]" % len(approval))
-        self._count(thing, True, len(request))
-        self._count(thing, False, len(approval))
+        self.add(msg.ts, thing.spec.name, "sends its owner an approval request: %s, answer by %s,"
+                 " on %s  [approval-request, %d B]" % (what, when(msg.body["until"]),
+                                                      topics.to_owner(thing.kid), size))
+        approval = self.owner.approve(msg, self.clock.now)
+        self.add(self.clock.now, "owner", "reads it on the broker and approves, signed with the "
+                 "owner's key, on %s  [approval, %d B]" % (topics.from_owner(thing.kid),
+                                                          len(approval)))
         self.approvals.append((thing, what + ", approved by the owner"))
 
     def _closed(self, thing, record, at):

@@ -1,5 +1,5 @@
 """What passes on the broker, as the demo sees it: one more client, subscribed to every thing's
-uplink and downlink, that checks each message's signature against the keys the demo knows; and
+uplink, downlink and topics to and from its owner, that checks each message's signature against the keys the demo knows; and
 what is still on its way: the messages the things and the vendor published that it has not seen
 yet, the messages it saw that their recipient has not received yet, and the requests the vendor
 has not answered yet.
@@ -16,17 +16,21 @@ from thingsdk.core import cose
 from thingsdk.core import messages as m
 from thingsdk.demo import DemoError
 
-FILTERS = (topics.every(topics.UP), topics.every(topics.DOWN))
+FILTERS = tuple(topics.every(kind) for kind in (topics.UP, topics.DOWN, topics.TO_OWNER,
+                                                topics.FROM_OWNER))
+FROM_THINGS = (topics.UP, topics.TO_OWNER)
 ANSWERED = (m.QUOTE_REQUEST, m.ORDER, m.CANCEL, m.SUPPORT_REQUEST)  # the vendor answers these
 TIMEOUT = 10.0  # real seconds for the broker to answer
 
 
 class Seen:
-    """One message on the wire: from a thing (`up`) or to it, the thing's kid, the bytes, and
-    the checked message (None when its signature does not verify)."""
+    """One message on the wire: from a thing (`up`) or to it, between it and its owner (`owner`)
+    or its vendor, the thing's kid, the bytes, and the checked message (None when its signature
+    does not verify)."""
 
-    def __init__(self, up, kid, data, message):
+    def __init__(self, up, kid, data, message, owner=False):
         self.up, self.kid, self.data, self.message = up, kid, data, message
+        self.owner = owner
 
 
 class Wire:
@@ -49,8 +53,14 @@ class Wire:
     def thing_transport(self, client_id):
         """A thing's Transport (its client id is its key id in hex): settle() waits to see what
         it publishes, and until it has received what the watcher saw on its downlink."""
-        downlink = "%s/%s/%s" % (topics.PREFIX, topics.DOWN, client_id)
-        return self._watched(client_id, lambda topic: topic == downlink)
+        kid = bytes.fromhex(client_id)
+        inbound = (topics.downlink(kid), topics.from_owner(kid))
+        return self._watched(client_id, lambda topic: topic in inbound)
+
+    def owner_transport(self, client_id):
+        """The owner's Transport: settle() waits to see what it publishes, and until it has
+        received every message to the owner the watcher saw."""
+        return self._watched(client_id, lambda topic: topics.parse(topic)[0] == topics.TO_OWNER)
 
     def vendor_transport(self, client_id):
         """The vendor's Transport: settle() waits to see what it publishes, and until it has
@@ -102,7 +112,8 @@ class Wire:
                 self._waiting.add(message.id)
             elif message is not None and kind == topics.DOWN:
                 self._waiting.discard(message.re)
-            seen.append(Seen(kind == topics.UP, kid, data, message))
+            seen.append(Seen(kind in FROM_THINGS, kid, data, message,
+                             kind in (topics.TO_OWNER, topics.FROM_OWNER)))
 
     def settle(self, timeout):
         """drain() until every message published by the things and the vendor has been seen,

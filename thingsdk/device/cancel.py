@@ -1,5 +1,6 @@
 """The owner cancels an order on the device (`thingsdk owner cancel`): a cancel message signed by
-the owner's key, dropped into the state folder's from-owner/. The device takes it at its next step
+the owner's key, dropped into the state folder's from-owner/ (or published on the device's
+from-owner topic, `--broker`). The device takes it at its next step
 (runtime: owner drops; lifecycle: an owner's cancel), closes the need, releases the money and
 sends the vendor its own cancel, which the vendor confirms or refuses by its cancel rules.
 
@@ -50,10 +51,10 @@ def refusal(rec, now):
         rec["oid"].hex(), utc_text(rec["cancel_until"]), duration(rec["hold"]))
 
 
-def drop(state, rec, owner_signer, device_kid, take_seq, now, reason="changed-mind"):
-    """Seal the owner's cancel of rec's order for the device and drop it into from-owner/;
-    returns the file's path. `take_seq()` gives the owner key's next sequence number. Raise
-    ValueError when the cancel can no longer count (no number is taken then)."""
+def seal(rec, owner_signer, device_kid, take_seq, now, reason="changed-mind"):
+    """The owner's cancel of rec's order, sealed for the device. `take_seq()` gives the owner
+    key's next sequence number. Raise ValueError when the cancel can no longer count (no number
+    is taken then)."""
     why = refusal(rec, now)
     if why:
         raise ValueError(why)
@@ -61,9 +62,15 @@ def drop(state, rec, owner_signer, device_kid, take_seq, now, reason="changed-mi
         raise ValueError("the key given (%s) is not the key of the device's owner (%s): the "
                          "device would refuse its cancel" % (owner_signer.kid.hex(),
                                                              rec["owner"].hex()))
-    msg_id = os.urandom(m.ID_SIZE)
-    data = envelope.seal(m.CANCEL, {"order": rec["oid"], "by": "owner", "reason": reason},
-                         owner_signer, device_kid, take_seq(), now, msg_id, codec, DAY)
-    path = state.path / FROM_OWNER / ("cancel-%s.cose" % msg_id.hex())
+    return envelope.seal(m.CANCEL, {"order": rec["oid"], "by": "owner", "reason": reason},
+                         owner_signer, device_kid, take_seq(), now, os.urandom(m.ID_SIZE), codec,
+                         DAY)
+
+
+def drop(state, rec, owner_signer, device_kid, take_seq, now, reason="changed-mind"):
+    """Seal the owner's cancel (as `seal`) and drop it into from-owner/; returns the file's
+    path."""
+    data = seal(rec, owner_signer, device_kid, take_seq, now, reason)
+    path = state.path / FROM_OWNER / ("cancel-%s.cose" % os.urandom(8).hex())
     atomic_write(path, data, mode=0o644)
     return path

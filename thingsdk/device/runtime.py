@@ -55,7 +55,7 @@ class Device(Agent):
         super().__init__(signer, Ed25519Verifier(vendor_key), Ed25519Verifier(owner_key), state,
                          slots, codec, lambda: os.urandom(m.ID_SIZE), int(clock()),
                          publish=self._publish, config=config, heartbeat=heartbeat,
-                         zones=zone_offset, note=log.info)
+                         zones=zone_offset, note=log.info, to_owner=None if transport is None else self._publish_to_owner)
 
     def now(self) -> int:
         return int(self.clock())
@@ -69,6 +69,7 @@ class Device(Agent):
             if self.transport is not None:
                 self.transport.on_message = self._on_message
                 self.transport.subscribe(topics.downlink(self.kid))
+                self.transport.subscribe(topics.from_owner(self.kid))
                 self.transport.start()
             super().start(self.now(), self._offered_mandate)
 
@@ -111,16 +112,22 @@ class Device(Agent):
             return super().take_mandate(token, now)
 
     def _on_message(self, topic, payload):
-        """From the transport's thread: queued for the next step."""
-        if topic == topics.downlink(self.kid):
+        """From the transport's thread: the vendor's and the owner's messages, queued for the
+        next step (the agent tells them apart by their signature)."""
+        if topic in (topics.downlink(self.kid), topics.from_owner(self.kid)):
             self._downlinks.put(payload)
 
-    def _publish(self, data: bytes, msg_type: int) -> bool:
-        """Publish now (True), or leave it queued until the transport connects (False)."""
+    def _publish(self, data: bytes, msg_type: int, topic: str | None = None) -> bool:
+        """Publish now (True), or leave it queued until the transport connects (False), on the
+        uplink or `topic`."""
         if self.transport is None:
             return False
         try:
-            return not self.transport.publish(topics.uplink(self.kid), data).queued
+            return not self.transport.publish(topic or topics.uplink(self.kid), data).queued
         except MqttError as exc:  # the outbox keeps it: the lifecycle sends it again
             log.warning("could not publish: %s", exc)
             return False
+
+    def _publish_to_owner(self, data: bytes, msg_type: int) -> bool:
+        """To the owner's topic (the outbox keeps the bytes for an owner without a broker too)."""
+        return self._publish(data, msg_type, topics.to_owner(self.kid))
