@@ -1,0 +1,250 @@
+"""The owner's page in a real browser: `thingsdk owner serve` on the real broker, the device's and
+the vendor's messages sealed with their keys and published with their certificates, headless
+Chromium clicking Approve, the signed approval checked with the owner's public key."""
+
+import os
+import shutil
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from broker import HOST, VENDOR, VENDOR_KEY, free_port, wait_for
+from fixtures import broker, pki  # noqa: F401  (fixtures)
+from thingsdk import codec, topics
+from thingsdk.core import envelope, messages
+from thingsdk.crypto import Ed25519Signer, save_keypair
+from thingsdk.mqtt import Transport, device_transport
+
+ROOT = Path(__file__).resolve().parent.parent
+CHROMIUM, DRIVER = "/usr/bin/chromium", "/usr/bin/chromedriver"
+DAY = 86400
+
+
+def chrome(width=1280, height=900):
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    if not (os.path.exists(CHROMIUM) and os.path.exists(DRIVER)):
+        pytest.fail("Chromium is not installed (Debian: apt-get install chromium chromium-driver)")
+    options = webdriver.ChromeOptions()
+    options.binary_location = CHROMIUM
+    for flag in ("--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update",
+                 "--disable-sync", "--user-data-dir=%s" % __import__("tempfile").mkdtemp()):
+        options.add_argument(flag)
+    driver = webdriver.Chrome(options=options, service=Service(DRIVER))
+    driver.set_window_size(width, height)
+    return driver
+
+
+class Scene:
+    """An owner, a device and the vendor on the broker, and the owner's page serving them."""
+
+    def __init__(self, tmp_path, broker, pki, bind="127.0.0.1", token=None):
+        self.tmp = tmp_path
+        self.owner, self.device = Ed25519Signer.generate(), Ed25519Signer.generate()
+        for name, signer in (("owner", self.owner), ("device", self.device),
+                             ("vendor", VENDOR_KEY)):
+            save_keypair(signer, tmp_path / (name + ".key"), tmp_path / (name + ".pub"))
+        self.seq = {}
+        self.received = []  # what arrives on the device's from-owner topic
+        cert, key = pki.client(self.device.kid.hex())
+        self.device_mqtt = device_transport(broker.tls_url, self.device.kid, ca_file=pki.ca_file,
+                                            cert_file=cert, key_file=key,
+                                            on_message=lambda t, p: self.received.append(p))
+        self.device_mqtt.start()
+        self.device_mqtt.subscribe(topics.from_owner(self.device.kid)).wait(10)
+        cert, key = pki.client(VENDOR)
+        self.vendor_mqtt = Transport(broker.tls_url, VENDOR, ca_file=pki.ca_file, cert_file=cert,
+                                     key_file=key).start()
+        owner_cert, owner_key = pki.owner(self.owner.kid, [self.device.kid])
+        self.port = free_port()
+        self.url = "http://%s:%d/" % (HOST, self.port)
+        command = [sys.executable, "-c", "import sys; from thingsdk.cli import main; "
+                   "sys.exit(main())", "owner", "serve", "--broker", broker.tls_url,
+                   "--ca", str(pki.ca_file), "--cert", owner_cert, "--key", owner_key,
+                   "--owner-key", str(tmp_path / "owner.key"),
+                   "--device-pub", str(tmp_path / "device.pub"),
+                   "--vendor-pub", str(tmp_path / "vendor.pub"), "--bind", bind,
+                   "--port", str(self.port)] + (["--token", token] if token else [])
+        self.page = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                     text=True, cwd=ROOT)
+        assert wait_for(self.serving, 20), self.page.stdout.read() if self.page.poll() else ""
+        self.browser = None
+
+    def serving(self):
+        try:
+            urllib.request.urlopen(self.url, timeout=1)
+        except urllib.error.HTTPError:
+            return True
+        except OSError:
+            return False
+        return True
+
+    def seal(self, signer, msg_type, body, to, reply_to=None, now=None, ttl=3600):
+        self.seq[signer.kid] = self.seq.get(signer.kid, 0) + 1
+        return envelope.seal(msg_type, body, signer, to, self.seq[signer.kid],
+                             int(now or time.time()), os.urandom(16), codec, ttl, reply_to)
+
+    def from_device(self, kind, data):
+        topic = topics.uplink if kind == "up" else topics.to_owner
+        self.device_mqtt.publish(topic(self.device.kid), data).wait(10)
+
+    def from_vendor(self, data):
+        self.vendor_mqtt.publish(topics.downlink(self.device.kid), data).wait(10)
+
+    def request(self, signer=None, total=2990):
+        """An approval request for an offer, sealed by the device (or a forger) to the owner."""
+        now = int(time.time())
+        offer = {"offer": os.urandom(16), "sku": "WF-300", "title": "Water filter", "qty": 1,
+                 "price": [total, "EUR"], "ship": [0, "EUR"], "total": [total, "EUR"],
+                 "lead": DAY, "arrive": now + 2 * DAY, "until": now + DAY, "test": False,
+                 "from": "Filters & Co"}
+        body = messages.approval_request_body(os.urandom(16), VENDOR_KEY.kid, offer,
+                                              "It costs more than 20.00 EUR.", now + 3600)
+        return self.seal(signer or self.device, messages.APPROVAL_REQUEST, body, self.owner.kid)
+
+    def status(self, level, at):
+        body = {"slots": [{"slot": "water-filter", "sku": "WF-300", "unit": "l", "level": level,
+                           "cap": 400, "rate": 20000, "empty": {"est": level // 20, "lo": 2,
+                                                                "hi": level // 20 + 3}}]}
+        # a status of days ago is still fresh when it lives that long
+        return self.seal(self.device, messages.STATUS, body, VENDOR_KEY.kid, now=at, ttl=5 * DAY)
+
+    def open_browser(self, width=1280, height=900, url=None):
+        self.browser = chrome(width, height)
+        self.browser.get(url or self.url)
+        return self.browser
+
+    def text(self):
+        return self.browser.find_element("tag name", "main").text
+
+    def shows(self, words, timeout=10):
+        return wait_for(lambda: words in self.text(), timeout)
+
+    def close(self):
+        if self.browser:
+            self.browser.quit()
+        self.page.terminate()
+        self.page.wait(10)
+        self.device_mqtt.close()
+        self.vendor_mqtt.close()
+
+
+@pytest.fixture
+def scene(tmp_path, broker, pki):  # noqa: F811
+    s = Scene(tmp_path, broker, pki)
+    yield s
+    s.close()
+
+
+def approvals(scene):
+    """The owner's messages the device received, opened with the owner's public key."""
+    inbox = envelope.Inbox(scene.device.kid, {scene.owner.kid: scene.owner.verifier()}, codec)
+    return [inbox.open(data, int(time.time())) for data in scene.received]
+
+
+def test_an_approval_request_is_approved_in_the_browser_and_arrives_signed(scene):
+    now = int(time.time())
+    for days_ago, level in ((3, 300), (2, 280), (1, 250)):
+        scene.from_device("up", scene.status(level, now - days_ago * DAY))
+    browser = scene.open_browser()
+    assert scene.shows("250 of 400 l left")
+    assert "runs out around" in scene.text()
+    assert browser.find_elements("css selector", "svg.plot polyline")
+    request = scene.request()
+    scene.from_device("to-owner", request)  # arrives without a reload, by the page's live events
+    assert scene.shows("Asks to buy 1 x Water filter for 29.90 EUR from Filters & Co")
+    req = codec.loads(__import__("thingsdk.core.cose", fromlist=["x"]).verify_sign1(
+        request, {scene.device.kid: scene.device.verifier()}, codec).payload)[10]["req"]
+    browser.find_element("css selector", "button[value=approve]").click()
+    assert wait_for(lambda: scene.received, 10), browser.page_source[:500]
+    opened = approvals(scene)
+    assert opened[0].status == envelope.ACCEPT
+    assert opened[0].message.type == messages.APPROVAL
+    assert opened[0].message.body["req"] == req
+    assert opened[0].message.body["decision"] == "approve"
+    assert scene.shows("Nothing waits for your answer.")
+
+    order_id = os.urandom(16)
+    scene.from_device("up", scene.seal(scene.device, messages.ORDER, {
+        "order": order_id, "offer": os.urandom(16), "sku": "WF-300", "qty": 1,
+        "total": [2990, "EUR"], "mandate": 1, "test": False, "appr": scene.received[0]},
+        VENDOR_KEY.kid))
+    scene.from_vendor(scene.seal(VENDOR_KEY, messages.RECEIPT, {
+        "order": order_id, "status": "accepted", "ref": "R-1001"}, scene.device.kid,
+        reply_to=os.urandom(16)))
+    assert scene.shows("The vendor accepted (ref R-1001): order %s." % order_id[:4].hex())
+    assert "Ordered 1 x WF-300 for 29.90 EUR" in scene.text()
+    browser.save_screenshot(str(ROOT / "docs" / "owner-page.png"))
+
+
+def test_a_forged_request_is_counted_unverified_and_has_no_approve_button(scene):
+    browser = scene.open_browser()
+    forger = Ed25519Signer.generate()
+    scene.from_device("to-owner", scene.request(signer=forger))
+    scene.from_device("to-owner", b"\xa1\x00not cbor at all")
+    assert scene.shows("Unverified or malformed messages: 2")
+    assert "did not verify" in scene.text()
+    assert not browser.find_elements("css selector", "button[value=approve]")
+    scene.from_device("to-owner", scene.request())  # the page still works
+    assert wait_for(lambda: browser.find_elements("css selector", "button[value=approve]"), 10)
+
+
+def test_revocation_and_faults_and_presence_show(scene):
+    scene.open_browser()
+    assert scene.shows("online")
+    scene.from_device("up", scene.seal(scene.device, messages.SUPPORT_REQUEST, {
+        "case": os.urandom(16), "fault": "pump-stuck", "diag": {"temp": 41},
+        "text": "The pump does not turn."}, VENDOR_KEY.kid))
+    scene.from_vendor(scene.seal(VENDOR_KEY, messages.ERROR, {
+        "code": "device-deregistered", "text": "This device was deregistered."},
+        scene.device.kid))
+    assert scene.shows("Fault pump-stuck: The pump does not turn.")
+    assert scene.shows("revoked by the vendor")
+
+
+def test_the_page_reads_at_a_phone_width(scene):
+    now = int(time.time())
+    scene.from_device("up", scene.status(300, now - DAY))
+    scene.from_device("up", scene.status(260, now))
+    scene.from_device("to-owner", scene.request())
+    browser = scene.open_browser(390, 844)
+    assert scene.shows("Asks to buy")
+    assert browser.execute_script(
+        "return document.documentElement.scrollWidth <= window.innerWidth")
+    browser.save_screenshot(str(ROOT / "docs" / "owner-page-phone.png"))
+
+
+def test_a_page_bound_beyond_loopback_requires_its_token(tmp_path, broker, pki):  # noqa: F811
+    s = Scene(tmp_path, broker, pki, bind="0.0.0.0", token="s3cret-token")
+    try:
+        s.url = "http://127.0.0.1:%d/" % s.port
+        with pytest.raises(urllib.error.HTTPError) as refused:
+            urllib.request.urlopen(s.url, timeout=5)
+        assert refused.value.code == 401
+        with pytest.raises(urllib.error.HTTPError):
+            urllib.request.urlopen(s.url + "?token=wrong", timeout=5)
+        s.open_browser(url=s.url + "?token=s3cret-token")
+        assert s.shows("Device %s" % s.device.kid.hex())
+        s.browser.get(s.url)  # the cookie carries it from then on
+        assert s.shows("Device %s" % s.device.kid.hex())
+    finally:
+        s.close()
+
+
+def test_a_missing_file_is_one_line_naming_it(tmp_path):
+    done = subprocess.run([sys.executable, "-c", "import sys; from thingsdk.cli import main; "
+                           "sys.exit(main())", "owner", "serve", "--broker", "mqtt://127.0.0.1:1",
+                           "--owner-key", str(tmp_path / "nope.key"), "--device-pub", "x",
+                           "--vendor-pub", "y"], capture_output=True, text=True)
+    assert done.returncode == 2
+    assert done.stderr.strip() == ("thingsdk owner: error: %s: No such file or directory"
+                                   % (tmp_path / "nope.key"))
+    assert shutil.which  # the command printed nothing else
+    assert done.stdout == ""
