@@ -19,6 +19,7 @@ from thingsdk import codec, topics
 from thingsdk.core import envelope, messages
 from thingsdk.crypto import Ed25519Signer, save_keypair
 from thingsdk.mqtt import Transport, device_transport
+from thingsdk.owner import build_claims, write_mandate
 
 ROOT = Path(__file__).resolve().parent.parent
 CHROMIUM, DRIVER = "/usr/bin/chromium", "/usr/bin/chromedriver"
@@ -62,6 +63,10 @@ class Scene:
         cert, key = pki.client(VENDOR)
         self.vendor_mqtt = Transport(broker.tls_url, VENDOR, ca_file=pki.ca_file, cert_file=cert,
                                      key_file=key).start()
+        claims = build_claims({"device-pub": str(tmp_path / "device.pub"), "version": 1,
+                               "budget": "50.00EUR/month", "approval-above": "20.00EUR"},
+                              self.owner.kid, int(time.time()) - 60)
+        write_mandate(claims, self.owner, tmp_path / "fridge.mandate")
         owner_cert, owner_key = pki.owner(self.owner.kid, [self.device.kid])
         self.port = free_port()
         self.url = "http://%s:%d/" % (HOST, self.port)
@@ -71,6 +76,7 @@ class Scene:
                    "--owner-key", str(tmp_path / "owner.key"),
                    "--device-pub", str(tmp_path / "device.pub"),
                    "--vendor-pub", str(tmp_path / "vendor.pub"), "--bind", bind,
+                   "--mandate", str(tmp_path / "fridge.mandate"),
                    "--port", str(self.port)] + (["--token", token] if token else [])
         self.page = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                                      text=True, cwd=ROOT)
@@ -181,6 +187,8 @@ def test_an_approval_request_is_approved_in_the_browser_and_arrives_signed(scene
         reply_to=os.urandom(16)))
     assert scene.shows("The vendor accepted (ref R-1001): order %s." % order_id[:4].hex())
     assert "Ordered 1 x WF-300 for 29.90 EUR" in scene.text()
+    assert "Orders above 20.00 EUR need your approval." in scene.text()
+    assert "Spent 29.90 EUR of 50.00 EUR." in scene.text()  # accepted by the vendor: spent
     browser.save_screenshot(str(ROOT / "docs" / "owner-page.png"))
 
 
