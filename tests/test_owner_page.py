@@ -78,10 +78,14 @@ class Scene:
                    "--vendor-pub", str(tmp_path / "vendor.pub"), "--bind", bind,
                    "--mandate", str(tmp_path / "fridge.mandate"),
                    "--port", str(self.port)] + (["--token", token] if token else [])
-        self.page = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                                     text=True, cwd=ROOT)
-        assert wait_for(self.serving, 20), self.page.stdout.read() if self.page.poll() else ""
+        self.command = command
+        self.start_page()
         self.browser = None
+
+    def start_page(self):
+        self.page = subprocess.Popen(self.command, stdout=subprocess.PIPE,
+                                     stderr=subprocess.STDOUT, text=True, cwd=ROOT)
+        assert wait_for(self.serving, 20), self.page.stdout.read() if self.page.poll() else ""
 
     def serving(self):
         try:
@@ -215,6 +219,20 @@ def test_revocation_and_faults_and_presence_show(scene):
         scene.device.kid))
     assert scene.shows("Fault pump-stuck: The pump does not turn.")
     assert scene.shows("revoked by the vendor")
+
+
+def test_a_restarted_page_shows_its_history_and_what_came_while_it_was_down(scene):
+    scene.from_device("to-owner", scene.request())
+    browser = scene.open_browser()
+    assert scene.shows("Asks to buy")
+    scene.page.terminate()
+    scene.page.wait(10)
+    scene.from_vendor(scene.seal(VENDOR_KEY, messages.ERROR, {
+        "code": "out-of-stock", "text": "No water filters this week."}, scene.device.kid))
+    scene.start_page()
+    browser.get(scene.url)
+    assert scene.shows("The vendor refused something (out-of-stock): No water filters this week.")
+    assert browser.find_elements("css selector", "button[value=approve]")
 
 
 def test_the_page_reads_at_a_phone_width(scene):
