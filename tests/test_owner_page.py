@@ -1,9 +1,11 @@
 """The owner's page in a real browser: `thingsdk owner serve` on the real broker, the device's and
 the vendor's messages sealed with their keys and published with their certificates, headless
-Chromium clicking Approve, the signed approval checked with the owner's public key."""
+Chromium clicking Approve, the signed approval checked with the owner's public key.
+
+With THINGSDK_SCREENSHOTS=1 the desktop and phone tests save the README's pictures in docs/."""
 
 import os
-import shutil
+import socket
 import subprocess
 import sys
 import time
@@ -41,6 +43,11 @@ def chrome(width=1280, height=900):
     driver = webdriver.Chrome(options=options, service=Service(DRIVER))
     driver.set_window_size(width, height)
     return driver
+
+
+def screenshot(browser, name):
+    if os.environ.get("THINGSDK_SCREENSHOTS") == "1":
+        browser.save_screenshot(str(ROOT / "docs" / name))
 
 
 class Scene:
@@ -193,7 +200,8 @@ def test_an_approval_request_is_approved_in_the_browser_and_arrives_signed(scene
     assert "Ordered 1 x WF-300 for 29.90 EUR" in scene.text()
     assert "Orders above 20.00 EUR need your approval." in scene.text()
     assert "Spent 29.90 EUR of 50.00 EUR." in scene.text()  # accepted by the vendor: spent
-    browser.save_screenshot(str(ROOT / "docs" / "owner-page.png"))
+    assert "valid: signed by the owner %s" % scene.owner.kid.hex() in browser.page_source
+    screenshot(browser, "owner-page.png")
 
 
 def test_a_forged_request_is_counted_unverified_and_has_no_approve_button(scene):
@@ -244,7 +252,7 @@ def test_the_page_reads_at_a_phone_width(scene):
     assert scene.shows("Asks to buy")
     assert browser.execute_script(
         "return document.documentElement.scrollWidth <= window.innerWidth")
-    browser.save_screenshot(str(ROOT / "docs" / "owner-page-phone.png"))
+    screenshot(browser, "owner-page-phone.png")
 
 
 def test_a_page_bound_beyond_loopback_requires_its_token(tmp_path, broker, pki):  # noqa: F811
@@ -264,13 +272,32 @@ def test_a_page_bound_beyond_loopback_requires_its_token(tmp_path, broker, pki):
         s.close()
 
 
-def test_a_missing_file_is_one_line_naming_it(tmp_path):
-    done = subprocess.run([sys.executable, "-c", "import sys; from thingsdk.cli import main; "
+def serve(*args):
+    return subprocess.run([sys.executable, "-c", "import sys; from thingsdk.cli import main; "
                            "sys.exit(main())", "owner", "serve", "--broker", "mqtt://127.0.0.1:1",
-                           "--owner-key", str(tmp_path / "nope.key"), "--device-pub", "x",
-                           "--vendor-pub", "y"], capture_output=True, text=True)
-    assert done.returncode == 2
-    assert done.stderr.strip() == ("thingsdk owner: error: %s: No such file or directory"
-                                   % (tmp_path / "nope.key"))
-    assert shutil.which  # the command printed nothing else
-    assert done.stdout == ""
+                           *args], capture_output=True, text=True, timeout=30)
+
+
+def test_a_missing_file_a_bad_key_or_a_taken_port_is_one_line_naming_it(tmp_path):
+    owner = Ed25519Signer.generate()
+    save_keypair(owner, tmp_path / "owner.key", tmp_path / "owner.pub")
+    (tmp_path / "bad.pub").write_text("not a key\n")
+    taken = socket.socket()
+    taken.bind(("127.0.0.1", 0))
+    taken.listen()
+    port = taken.getsockname()[1]
+    cases = [
+        (["--owner-key", str(tmp_path / "nope.key"), "--device-pub", "x", "--vendor-pub", "y"],
+         "%s: No such file or directory" % (tmp_path / "nope.key")),
+        (["--owner-key", str(tmp_path / "owner.key"), "--device-pub", str(tmp_path / "bad.pub"),
+          "--vendor-pub", str(tmp_path / "owner.pub")], "%s: " % (tmp_path / "bad.pub")),
+        (["--owner-key", str(tmp_path / "owner.key"), "--device-pub", str(tmp_path / "owner.pub"),
+          "--vendor-pub", str(tmp_path / "owner.pub"), "--port", str(port)],
+         "cannot listen on 127.0.0.1 port %d: " % port),
+    ]
+    with taken:
+        for args, said in cases:
+            done = serve(*args)
+            assert done.returncode == 2, done
+            assert done.stderr.startswith("thingsdk owner: error: " + said), done.stderr
+            assert done.stderr.count("\n") == 1 and done.stdout == ""

@@ -8,7 +8,9 @@ SameSite=Strict, HttpOnly cookie) or that cookie; anything else is 401.
 import asyncio
 import hmac
 import secrets
+import socket
 import time
+from pathlib import Path
 from urllib.parse import parse_qs
 
 from sse_starlette.sse import EventSourceResponse
@@ -42,10 +44,11 @@ class _TokenCheck(BaseHTTPMiddleware):
 
 def make_app(feed: Feed, mandates: dict, token: "str | None" = None, clock=time.time):
     """The app over a running feed; mandates: device kid -> Mandate."""
-    csrf = secrets.token_urlsafe(24)
+    ctx = view.Context(secrets.token_urlsafe(24), mandates, feed.owner.public_key)
+    csrf = ctx.csrf
 
     def render_page(request):
-        return HTMLResponse(view.page(feed.snapshot(), mandates, int(clock()), csrf, "events"))
+        return HTMLResponse(view.page(feed.snapshot(), ctx, int(clock()), "events"))
 
     async def answer(request):
         # the form is small and urlencoded: read without python-multipart
@@ -70,7 +73,7 @@ def make_app(feed: Feed, mandates: dict, token: "str | None" = None, clock=time.
             try:
                 while True:
                     changed.clear()
-                    yield {"data": view.body(feed.snapshot(), mandates, int(clock()), csrf)}
+                    yield {"data": view.body(feed.snapshot(), ctx, int(clock()))}
                     try:
                         await asyncio.wait_for(changed.wait(), 15)
                     except asyncio.TimeoutError:
@@ -95,7 +98,7 @@ def serve(*, broker, ca, cert, key, owner_key, device_pubs, vendor_pub, mandate_
 
     from thingsdk.crypto import load_signer
     from thingsdk.inspect import read_message_arg
-    from thingsdk.owner import next_seq, read_public_key
+    from thingsdk.owner import next_seq, read_mandate, read_public_key
 
     def named(path, read):
         try:
@@ -106,16 +109,33 @@ def serve(*, broker, ca, cert, key, owner_key, device_pubs, vendor_pub, mandate_
     owner = named(owner_key, load_signer)
     devices = [named(p, read_public_key) for p in device_pubs]
     vendor = named(vendor_pub, read_public_key)
-    mandates = dict(named(p, lambda f: view.load_mandate(read_message_arg(f)))
-                    for p in mandate_files)
+    mandates = {kid: m for m, kid in (named(p, lambda f: read_mandate(read_message_arg(f)))
+                                      for p in mandate_files)}
     if bind not in LOOPBACK and not token:
         token = secrets.token_urlsafe(18)
         print("bound to %s: open the page once with ?token=%s" % (bind, token), flush=True)
-    db = db or str(__import__("pathlib").Path(owner_key).with_suffix(".page.sqlite"))
-    feed = Feed(owner, devices, vendor, db, lambda: next_seq(owner_key))
-    feed.connect(broker, ca_file=ca, cert_file=cert, key_file=key)
-    print("the owner's page: http://%s:%d/" % (bind, port), flush=True)
+    listener = _listen(bind, port)
+    db = db or str(Path(owner_key).with_suffix(".page.sqlite"))
+    feed = Feed(owner, devices, vendor, Path(db), lambda: next_seq(owner_key))
     try:
-        uvicorn.run(make_app(feed, mandates, token), host=bind, port=port, log_level="warning")
+        feed.connect(broker, ca_file=ca, cert_file=cert, key_file=key)
+        print("the owner's page: http://%s:%d/" % (bind, port), flush=True)
+        server = uvicorn.Server(uvicorn.Config(make_app(feed, mandates, token), log_level="warning"))
+        server.run(sockets=[listener])
     finally:
         feed.close()
+
+
+def _listen(bind, port):
+    """The page's listening socket, made before anything connects: a taken port or an address
+    that is not this machine's is said at once, naming it."""
+    family = socket.AF_INET6 if ":" in bind else socket.AF_INET
+    listener = socket.socket(family, socket.SOCK_STREAM)
+    listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        listener.bind((bind, port))
+    except OSError as exc:
+        listener.close()
+        raise ValueError("cannot listen on %s port %d: %s" % (bind, port, exc.strerror or exc))
+    listener.listen(128)
+    return listener

@@ -24,6 +24,7 @@ from thingsdk.core import envelope, messages, replay
 from thingsdk.core.keys import key_id
 from thingsdk.crypto import Ed25519Signer, Ed25519Verifier
 from thingsdk.mqtt import Transport
+from thingsdk.owner import answer, new_id
 
 HISTORY = 200  # entries kept in memory per device (the file keeps all)
 DEREGISTERED = "device-deregistered"
@@ -94,8 +95,11 @@ class Feed:
                 guard = replay.ReplayGuard(max_lifetime=messages.MAX_LIFETIME)
                 self._inboxes[kind, kid] = envelope.Inbox(None, keys, codec, guard, observer=True)
         self.foreign = 0  # messages on topics of no device of this owner
-        self._db = sqlite3.connect(str(db), check_same_thread=False)
-        self._db.executescript(_SCHEMA)
+        try:
+            self._db = sqlite3.connect(str(db), check_same_thread=False)
+            self._db.executescript(_SCHEMA)
+        except sqlite3.Error as exc:
+            raise ValueError("%s: %s" % (db, exc))
         self._load()
         self.transport = None
 
@@ -205,8 +209,6 @@ class Feed:
     def answer(self, kid: bytes, req: bytes, decision: str):
         """Sign the owner's answer to a pending approval request and publish it to the device.
         Raises ValueError for a request that is not pending (unknown, answered or lapsed)."""
-        from thingsdk.owner import answer, new_id
-
         if decision not in ("approve", "decline"):
             raise ValueError("the answer is approve or decline")
         now = int(self.clock())

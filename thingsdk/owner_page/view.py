@@ -3,26 +3,15 @@ consumable's level history and forecast (inline SVG), pending approval requests 
 Decline forms, spend against the mandate's budgets, what was said (with sentences) and what did not
 verify. Plain string building; every text from a message is escaped."""
 
+import json
+from dataclasses import dataclass
 from html import escape
 
-from thingsdk import codec
-from thingsdk.core import cose, messages, money
-from thingsdk.core import mandate as md
+from thingsdk.core import messages, money
 from thingsdk.core.ledger import DAY, period_start
 from thingsdk.inspect import utc_text
+from thingsdk.owner import describe, mandate_report
 from thingsdk.owner_page.feed import DEREGISTERED, Device
-
-
-def load_mandate(data: bytes):
-    """(device kid, Mandate) of a mandate token, its structure checked (its signature is the
-    owner's own: `mandate_report` checks it for the page's description)."""
-    from thingsdk.owner import _unchecked
-
-    try:
-        claims = codec.loads(cose.verify_sign1(data, _unchecked, codec).payload)
-        return md.bound_kid(claims), md.Mandate(messages.check_claims(claims), data)
-    except ValueError as exc:
-        raise ValueError("not a mandate token: %s" % exc)
 
 
 def _short(value):
@@ -160,9 +149,7 @@ def spend(device: Device, params, now):
                and e.message.body["total"][1] == params["cur"])
 
 
-def _budget(device, mandate, now):
-    from thingsdk.owner import describe
-
+def _budget(device, mandate, owner_public, now):
     if mandate is None:
         return "<p>No mandate given (<code>--mandate</code>).</p>"
     items = []
@@ -174,12 +161,14 @@ def _budget(device, mandate, now):
                 params["max"], min(used, params["max"]), money.text(used, params["cur"]),
                 money.text(params["max"], params["cur"]))
         items.append("<li>%s</li>" % line)
-    return "<ul>%s</ul>" % "".join(items)
+    report, ok = mandate_report(mandate.token, now, owner_public)
+    return '<ul>%s</ul><details><summary>The mandate%s</summary><pre>%s</pre></details>' % (
+        "".join(items), "" if ok else ": NOT VALID NOW OR NOT YOURS", escape(report))
 
 
 # ---- the page -------------------------------------------------------------------------------
 
-def _pending(device, now, csrf, token_field):
+def _pending(device, now, csrf):
     requests = device.pending(now)
     if not requests:
         return "<p>Nothing waits for your answer.</p>"
@@ -190,11 +179,11 @@ def _pending(device, now, csrf, token_field):
             '<article class="request"><p>%s</p><p>Answer by %s.</p>'
             '<form method="post" action="answer">'
             '<input type="hidden" name="kid" value="%s"><input type="hidden" name="req" value="%s">'
-            '<input type="hidden" name="csrf" value="%s">%s'
+            '<input type="hidden" name="csrf" value="%s">'
             '<button type="submit" name="decision" value="approve">Approve</button> '
             '<button type="submit" name="decision" value="decline">Decline</button></form>'
             '</article>' % (escape(sentence(m)), utc_text(m.body["until"]), device.kid.hex(),
-                            req, escape(csrf), token_field))
+                            req, escape(csrf)))
     return "".join(html)
 
 
@@ -213,7 +202,16 @@ def _history(device):
     return "<ol class=\"history\">%s</ol>" % "".join(rows[:50]) if rows else "<p>Nothing yet.</p>"
 
 
-def device_section(device: Device, mandate, now, csrf, token_field=""):
+@dataclass
+class Context:
+    """What every rendering needs besides the feed's snapshot: the forms' CSRF token, the
+    mandates the owner gave (device kid -> Mandate) and the owner's public key (to check them)."""
+    csrf: str
+    mandates: dict
+    owner_public: bytes
+
+
+def device_section(device: Device, ctx: Context, now):
     kid = device.kid.hex()
     state = "revoked by the vendor" if device.revoked else device.presence
     rejected = sum(device.rejected.values())
@@ -229,8 +227,8 @@ def device_section(device: Device, mandate, now, csrf, token_field=""):
         '<p class="rejected">Unverified or malformed messages: <span class="count">{rejected}'
         '</span>{why}</p></section>').format(
             kid=kid, cls=escape(state.split()[0]), state=escape(state),
-            pending=_pending(device, now, csrf, token_field), consumables=_consumables(device),
-            budget=_budget(device, mandate, now),
+            pending=_pending(device, now, ctx.csrf), consumables=_consumables(device),
+            budget=_budget(device, ctx.mandates.get(device.kid), ctx.owner_public, now),
             faults="<ul>%s</ul>" % "".join("<li>%s</li>" % escape(sentence(e.message))
                                            for e in faults) if faults else "<p>None.</p>",
             history=_history(device), rejected=rejected,
@@ -238,14 +236,13 @@ def device_section(device: Device, mandate, now, csrf, token_field=""):
             if rejected else "")
 
 
-def body(snapshot, mandates, now, csrf, token_field=""):
+def body(snapshot, ctx: Context, now):
     """The live part of the page: the broker's state and each device."""
     devices, connected, foreign = snapshot
     head = '<p class="broker" role="status">Broker: %s.%s</p>' % (
         "connected" if connected else "not connected, retrying",
         " %d messages on topics of no device of yours." % foreign if foreign else "")
-    return head + "".join(device_section(d, mandates.get(kid), now, csrf, token_field)
-                          for kid, d in devices.items())
+    return head + "".join(device_section(d, ctx, now) for d in devices.values())
 
 
 STYLE = """
@@ -271,10 +268,8 @@ es.onmessage=function(e){document.getElementById('live').innerHTML=e.data;};})()
 """
 
 
-def page(snapshot, mandates, now, csrf, events_url, token_field=""):
+def page(snapshot, ctx: Context, now, events_url):
     """The whole page: landmarks, the live part, and the script that keeps it current."""
-    import json
-
     return ('<!doctype html><html lang="en"><head><meta charset="utf-8">'
             '<meta name="viewport" content="width=device-width, initial-scale=1">'
             '<title>Your devices</title><style>%s</style></head><body>'
@@ -282,5 +277,5 @@ def page(snapshot, mandates, now, csrf, events_url, token_field=""):
             '<main id="live" aria-live="polite">%s</main>'
             '<footer><p>Answers are signed here with your key and sent to the device.</p></footer>'
             '<script>%s</script></body></html>'
-            % (STYLE, body(snapshot, mandates, now, csrf, token_field),
+            % (STYLE, body(snapshot, ctx, now),
                SCRIPT % json.dumps(events_url)))
