@@ -98,7 +98,7 @@ class Scene:
         try:
             urllib.request.urlopen(self.url, timeout=1)
         except urllib.error.HTTPError:
-            return True
+            return True  # refused for want of a token, but serving
         except OSError:
             return False
         return True
@@ -115,7 +115,7 @@ class Scene:
     def from_vendor(self, data):
         self.vendor_mqtt.publish(topics.downlink(self.device.kid), data).wait(10)
 
-    def request(self, signer=None, total=2990):
+    def request(self, signer=None, total=2990, to=None):
         """An approval request for an offer, sealed by the device (or a forger) to the owner."""
         now = int(time.time())
         offer = {"offer": os.urandom(16), "sku": "WF-300", "title": "Water filter", "qty": 1,
@@ -124,7 +124,8 @@ class Scene:
                  "from": "Filters & Co"}
         body = messages.approval_request_body(os.urandom(16), VENDOR_KEY.kid, offer,
                                               "It costs more than 20.00 EUR.", now + 3600)
-        return self.seal(signer or self.device, messages.APPROVAL_REQUEST, body, self.owner.kid)
+        return self.seal(signer or self.device, messages.APPROVAL_REQUEST, body,
+                         to or self.owner.kid)
 
     def status(self, level, at):
         body = {"slots": [{"slot": "water-filter", "sku": "WF-300", "unit": "l", "level": level,
@@ -204,12 +205,14 @@ def test_an_approval_request_is_approved_in_the_browser_and_arrives_signed(scene
     screenshot(browser, "owner-page.png")
 
 
-def test_a_forged_request_is_counted_unverified_and_has_no_approve_button(scene):
+def test_a_forged_misaddressed_or_malformed_request_is_counted_and_has_no_approve_button(scene):
     browser = scene.open_browser()
     forger = Ed25519Signer.generate()
     scene.from_device("to-owner", scene.request(signer=forger))
     scene.from_device("to-owner", b"\xa1\x00not cbor at all")
-    assert scene.shows("Unverified or malformed messages: 2")
+    scene.from_device("to-owner", scene.request(to=forger.kid))  # the device's, to another
+    assert scene.shows("Unverified or malformed messages: 3")
+    assert "not-for-us: 1" in scene.text() and "unknown-key: 1" in scene.text()
     assert "did not verify" in scene.text()
     assert not browser.find_elements("css selector", "button[value=approve]")
     scene.from_device("to-owner", scene.request())  # the page still works
@@ -270,6 +273,36 @@ def test_a_page_bound_beyond_loopback_requires_its_token(tmp_path, broker, pki):
         assert s.shows("Device %s" % s.device.kid.hex())
     finally:
         s.close()
+
+
+def test_a_broker_out_of_reach_is_said_once_and_shown_in_the_page(tmp_path):
+    owner = Ed25519Signer.generate()
+    save_keypair(owner, tmp_path / "owner.key", tmp_path / "owner.pub")
+    port, broker_port = free_port(), free_port()
+    page = subprocess.Popen([sys.executable, "-c", "import sys; from thingsdk.cli import main; "
+                             "sys.exit(main())", "owner", "serve", "--broker",
+                             "mqtt://127.0.0.1:%d" % broker_port, "--owner-key",
+                             str(tmp_path / "owner.key"), "--device-pub",
+                             str(tmp_path / "owner.pub"), "--vendor-pub",
+                             str(tmp_path / "owner.pub"), "--port", str(port)],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        url = "http://127.0.0.1:%d/" % port
+        text = wait_for(lambda: _get(url), 20)
+        assert "Broker: not connected, retrying." in text
+        time.sleep(3)  # a few retries: the same cause is said once
+    finally:
+        page.terminate()
+        out = page.communicate(timeout=10)[0]
+    assert out.count("cannot connect to 127.0.0.1:%d" % broker_port) == 1, out
+    assert "Traceback" not in out
+
+
+def _get(url):
+    try:
+        return urllib.request.urlopen(url, timeout=1).read().decode()
+    except OSError:
+        return None
 
 
 def serve(*args):

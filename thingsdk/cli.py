@@ -476,6 +476,10 @@ def cmd_owner_cancel(args):
 
 
 def cmd_owner_serve(args):
+    import logging
+
+    # the broker connection's changes (connected, lost, cannot connect), each said once
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     try:
         from thingsdk.owner_page.app import serve
     except ImportError as exc:

@@ -3,9 +3,10 @@ verified, kept, and the owner's signed answers to approval requests.
 
 The Feed connects as the owner (client id: the owner's key id in hex; a persistent session, QoS 1)
 and reads, for each of its devices, the uplink, downlink, presence and to-owner topics. Every
-message is opened by an observer inbox (thingsdk.core.envelope) before it is shown as verified:
-the device's key for uplink and to-owner, the vendor's for the downlink; each topic has its own
-replay guard. A message that does not open is counted by reason and kept as an unverified entry;
+message is opened before it is shown as verified: on to-owner by the owner's inbox (addressed to
+the owner, signed by the device), on the uplink and downlink by an observer inbox
+(thingsdk.core.envelope: addressed to the vendor or the device, signed by the device or the
+vendor); each topic has its own replay guard. A message that does not open is counted by reason and kept as an unverified entry;
 nothing a peer sends raises. What was received is kept in a small SQLite file, so a restart shows
 the history again. `answer` signs the owner's answer with its key (the key stays in this process)
 and publishes it on the device's from-owner topic.
@@ -90,10 +91,11 @@ class Feed:
         for pub in devices:
             kid = key_id(pub)
             own = {kid: Ed25519Verifier(pub)}
-            for kind, keys in ((topics.UP, own), (topics.TO_OWNER, own),
-                               (topics.DOWN, {self.vendor_kid: Ed25519Verifier(vendor)})):
+            for kind, keys, to in ((topics.UP, own, None), (topics.TO_OWNER, own, owner.kid),
+                                   (topics.DOWN, {self.vendor_kid: Ed25519Verifier(vendor)}, None)):
                 guard = replay.ReplayGuard(max_lifetime=messages.MAX_LIFETIME)
-                self._inboxes[kind, kid] = envelope.Inbox(None, keys, codec, guard, observer=True)
+                self._inboxes[kind, kid] = envelope.Inbox(to, keys, codec, guard,
+                                                          observer=to is None)
         self.foreign = 0  # messages on topics of no device of this owner
         try:
             self._db = sqlite3.connect(str(db), check_same_thread=False)
