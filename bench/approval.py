@@ -27,7 +27,7 @@ def p95(values):
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description="the owner's approval round trip")
     parser.add_argument("--rounds", type=int, default=20)
     args = parser.parse_args()
     folder = Path(tempfile.mkdtemp())

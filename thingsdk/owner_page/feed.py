@@ -17,6 +17,7 @@ and publishes it on the device's from-owner topic.
 import sqlite3
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -79,7 +80,7 @@ class Feed:
     """The owner's view of its devices, kept up from the broker."""
 
     def __init__(self, owner: Ed25519Signer, devices: list[bytes], vendor: bytes, db: Path,
-                 next_seq, clock=time.time):
+                 next_seq: Callable[[], int], clock: Callable[[], float] = time.time):
         self.owner = owner
         self.vendor_kid = key_id(vendor)
         self.clock = clock
@@ -138,15 +139,15 @@ class Feed:
 
     # ---- receiving --------------------------------------------------------------------------
 
-    def receive(self, topic: str, payload: bytes):
+    def receive(self, topic: str, payload: bytes) -> None:
         """One message from the broker: verified, kept and shown; bad input is counted."""
         try:
             kind, kid = topics.parse(topic)
         except ValueError:
-            kind, kid = None, None
+            kind, kid = None, b""
         with self._lock:
             device = self.devices.get(kid)
-            if device is None:
+            if device is None or (kind != topics.PRESENCE and (kind, kid) not in self._inboxes):
                 self.foreign += 1
                 return
             if kind == topics.PRESENCE:
@@ -208,16 +209,18 @@ class Feed:
 
     # ---- answering --------------------------------------------------------------------------
 
-    def answer(self, kid: bytes, req: bytes, decision: str):
+    def answer(self, kid: bytes, req: bytes, decision: str) -> bytes:
         """Sign the owner's answer to a pending approval request and publish it to the device.
         Raises ValueError for a request that is not pending (unknown, answered or lapsed)."""
         if decision not in ("approve", "decline"):
             raise ValueError("the answer is approve or decline")
+        if self.transport is None:
+            raise ValueError("not connected to the broker yet")
         now = int(self.clock())
         with self._lock:
             device = self.devices.get(kid)
             pending = [m for m in device.pending(now) if m.body["req"] == req] if device else []
-            if not pending:
+            if device is None or not pending:
                 raise ValueError("no pending approval request %s" % req.hex())
             data = answer(pending[0], decision, self.owner, self._next_seq(), now, new_id())
             self.transport.publish(topics.from_owner(kid), data)
@@ -228,7 +231,7 @@ class Feed:
         self._changed()
         return data
 
-    def snapshot(self):
+    def snapshot(self) -> "tuple[dict[bytes, Device], bool, int]":
         """A consistent view to render: (devices by kid, connected, foreign count), copied."""
         with self._lock:
             return ({kid: Device(d.kid, d.presence, list(d.entries), dict(d.answered),
