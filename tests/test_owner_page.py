@@ -334,3 +334,44 @@ def test_a_missing_file_a_bad_key_or_a_taken_port_is_one_line_naming_it(tmp_path
             assert done.returncode == 2, done
             assert done.stderr.startswith("thingsdk owner: error: " + said), done.stderr
             assert done.stderr.count("\n") == 1 and done.stdout == ""
+
+
+def test_every_message_type_and_any_bytes_on_any_topic_render_without_failing(tmp_path):
+    """The feed and the page in-process, without a broker: every message type, verified on the
+    topic it comes on, has a sentence; random bytes are counted; the page renders them all."""
+    from hypothesis import given, settings, strategies as st
+
+    from samples import TS, example_bodies
+    from thingsdk.owner_page import view
+    from thingsdk.owner_page.feed import Feed
+
+    owner, device = Ed25519Signer.generate(), Ed25519Signer.generate()
+    feed = Feed(owner, [device.public_key], VENDOR_KEY.public_key, tmp_path / "page.sqlite",
+                lambda: 1, clock=lambda: TS + 5)
+    ctx = view.Context("csrf", {}, owner.public_key)
+    kid = device.kid
+    sent = 0
+    for seq, (msg_type, body) in enumerate(sorted(example_bodies().items()), 1):
+        down = msg_type in messages.ANSWERS or msg_type in (messages.SHIPMENT, messages.DELIVERY,
+                                                            messages.ERROR, messages.PROMOTION)
+        signer, topic = (VENDOR_KEY, topics.downlink(kid)) if down else (device,
+                                                                          topics.uplink(kid))
+        data = envelope.seal(msg_type, body, signer, owner.kid if signer is device else kid, seq,
+                             TS, os.urandom(16), codec, reply_to=os.urandom(16))
+        feed.receive(topic, data)
+        sent += 1
+    devices, _, _ = feed.snapshot()
+    assert len(devices[kid].verified()) == sent and not devices[kid].rejected
+    assert all(view.sentence(e.message) for e in devices[kid].verified())
+    view.page(feed.snapshot(), ctx, TS + 5, "events")
+
+    @settings(max_examples=200, deadline=None)
+    @given(st.sampled_from([topics.uplink(kid), topics.downlink(kid), topics.to_owner(kid),
+                            topics.presence(kid), topics.from_owner(kid), "thingsdk/v1/up/zz",
+                            "elsewhere"]), st.binary(max_size=300))
+    def junk(topic, data):
+        feed.receive(topic, data)
+        assert "Device %s" % kid.hex() in view.page(feed.snapshot(), ctx, TS + 5, "events")
+
+    junk()
+    feed.close()
