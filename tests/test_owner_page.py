@@ -28,7 +28,7 @@ CHROMIUM, DRIVER = "/usr/bin/chromium", "/usr/bin/chromedriver"
 DAY = 86400
 
 
-def chrome(width=1280, height=900):
+def chrome(width=1280, height=900, javascript=True):
     from selenium import webdriver
     from selenium.webdriver.chrome.service import Service
 
@@ -40,6 +40,8 @@ def chrome(width=1280, height=900):
                  "--disable-background-networking", "--disable-component-update",
                  "--disable-sync", "--user-data-dir=%s" % __import__("tempfile").mkdtemp()):
         options.add_argument(flag)
+    if not javascript:
+        options.add_argument("--blink-settings=scriptEnabled=false")
     driver = webdriver.Chrome(options=options, service=Service(DRIVER))
     driver.set_window_size(width, height)
     return driver
@@ -134,8 +136,8 @@ class Scene:
         # a status of days ago is still fresh when it lives that long
         return self.seal(self.device, messages.STATUS, body, VENDOR_KEY.kid, now=at, ttl=5 * DAY)
 
-    def open_browser(self, width=1280, height=900, url=None):
-        self.browser = chrome(width, height)
+    def open_browser(self, width=1280, height=900, url=None, javascript=True):
+        self.browser = chrome(width, height, javascript)
         self.browser.get(url or self.url)
         return self.browser
 
@@ -217,6 +219,22 @@ def test_a_forged_misaddressed_or_malformed_request_is_counted_and_has_no_approv
     assert not browser.find_elements("css selector", "button[value=approve]")
     scene.from_device("to-owner", scene.request())  # the page still works
     assert wait_for(lambda: browser.find_elements("css selector", "button[value=approve]"), 10)
+
+
+def test_a_request_is_declined_without_javascript(scene):
+    scene.from_device("to-owner", scene.request())
+    browser = scene.open_browser(javascript=False)
+    assert scene.shows("Asks to buy")
+    browser.find_element("css selector", "button[value=decline]").click()
+    assert wait_for(lambda: scene.received, 10)
+    assert approvals(scene)[0].message.body["decision"] == "decline"
+    assert scene.shows("Nothing waits for your answer.")  # the form's answer: the page again
+    scene.from_device("to-owner", scene.request())
+    time.sleep(1)
+    # no live updates without JavaScript: a reload shows it
+    assert not browser.find_elements("css selector", "button[value=approve]")
+    browser.refresh()
+    assert browser.find_elements("css selector", "button[value=approve]")
 
 
 def test_revocation_and_faults_and_presence_show(scene):
