@@ -379,9 +379,16 @@ def test_every_message_type_and_any_bytes_on_any_topic_render_without_failing(tm
         feed.receive(topic, data)
         sent += 1
     devices, _, _ = feed.snapshot()
-    assert len(devices[kid].verified()) == sent and not devices[kid].rejected
-    assert all(view.sentence(e.message) for e in devices[kid].verified())
+    seen = devices[kid].verified() + devices[kid].statuses
+    assert len(seen) == sent and not devices[kid].rejected
+    assert all(view.sentence(e.message) for e in seen)
     view.page(feed.snapshot(), ctx, TS + 5, "events")
+    status = example_bodies()[messages.STATUS]
+    for seq in range(sent + 1, sent + 401):  # a device's frequent statuses push out none of its
+        feed.receive(topics.uplink(kid), envelope.seal(  # orders and requests
+            messages.STATUS, status, device, VENDOR_KEY.kid, seq, TS, os.urandom(16), codec))
+    devices, _, _ = feed.snapshot()
+    assert len(devices[kid].verified()) == sent - 1 and len(devices[kid].statuses) == 200
 
     @settings(max_examples=200, deadline=None)
     @given(st.sampled_from([topics.uplink(kid), topics.downlink(kid), topics.to_owner(kid),

@@ -28,7 +28,9 @@ from thingsdk.crypto import Ed25519Signer, Ed25519Verifier
 from thingsdk.mqtt import Transport
 from thingsdk.owner import answer, new_id
 
-HISTORY = 200  # entries kept in memory per device (the file keeps all)
+# Kept in memory per device (the file keeps all): the latest statuses, for the plots, apart from
+# the other messages, so that a device's frequent statuses never push out its orders and requests.
+STATUSES, MESSAGES = 200, 2000
 DEREGISTERED = "device-deregistered"
 
 
@@ -49,7 +51,8 @@ class Device:
     """What the page knows of one device."""
     kid: bytes
     presence: str = "unknown"
-    entries: list = field(default_factory=list)
+    entries: list = field(default_factory=list)  # every message but verified statuses
+    statuses: list = field(default_factory=list)  # the verified statuses
     answered: dict = field(default_factory=dict)  # request id -> "approve" or "decline"
     rejected: dict = field(default_factory=dict)  # reason -> count
 
@@ -181,8 +184,12 @@ class Feed:
 
     @staticmethod
     def _keep(device, entry):
-        device.entries.append(entry)
-        del device.entries[:-HISTORY]
+        if entry.verified and entry.message.type == messages.STATUS:
+            device.statuses.append(entry)
+            del device.statuses[:-STATUSES]
+        else:
+            device.entries.append(entry)
+            del device.entries[:-MESSAGES]
 
     def _load(self):
         """The history kept in the file: verified messages were checked when they came."""
@@ -234,6 +241,6 @@ class Feed:
     def snapshot(self) -> "tuple[dict[bytes, Device], bool, int]":
         """A consistent view to render: (devices by kid, connected, foreign count), copied."""
         with self._lock:
-            return ({kid: Device(d.kid, d.presence, list(d.entries), dict(d.answered),
-                                 dict(d.rejected)) for kid, d in self.devices.items()},
+            return ({kid: Device(d.kid, d.presence, list(d.entries), list(d.statuses),
+                                 dict(d.answered), dict(d.rejected)) for kid, d in self.devices.items()},
                     self.connected, self.foreign)

@@ -67,7 +67,7 @@ W, H, PAD = 320, 120, 4
 def slots(device: Device):
     """slot name -> (points [(ts, level)], latest slot status, ts of that status)."""
     found = {}
-    for e in device.verified(messages.STATUS):
+    for e in device.statuses:
         for s in e.message.body["slots"]:
             points, _, _ = found.get(s["slot"], ([], None, None))
             points.append((e.message.ts, s["level"]))
@@ -190,8 +190,6 @@ def _pending(device, now, csrf):
 def _history(device):
     rows = []
     for e in reversed(device.entries):
-        if e.verified and e.message.type == messages.STATUS:
-            continue
         if e.verified:
             what, text = e.message.name(), sentence(e.message)
         else:
