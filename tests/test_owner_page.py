@@ -276,16 +276,21 @@ def test_the_page_reads_at_a_phone_width(scene):
     screenshot(browser, "owner-page-phone.png")
 
 
-def test_a_page_bound_beyond_loopback_requires_its_token(tmp_path, broker, pki):  # noqa: F811
-    s = Scene(tmp_path, broker, pki, bind="0.0.0.0", token="s3cret-token")
+@pytest.mark.parametrize("given", ["s3cret-token", None])
+def test_a_page_bound_beyond_loopback_requires_its_token(tmp_path, broker, pki,  # noqa: F811
+                                                         given):
+    s = Scene(tmp_path, broker, pki, bind="0.0.0.0", token=given)
     try:
+        said = s.page.stdout.readline()
+        token = given or said.split("?token=")[1].strip()  # made and printed once
+        assert given or len(token) >= 20
         s.url = "http://127.0.0.1:%d/" % s.port
         with pytest.raises(urllib.error.HTTPError) as refused:
             urllib.request.urlopen(s.url, timeout=5)
         assert refused.value.code == 401
         with pytest.raises(urllib.error.HTTPError):
             urllib.request.urlopen(s.url + "?token=wrong", timeout=5)
-        s.open_browser(url=s.url + "?token=s3cret-token")
+        s.open_browser(url=s.url + "?token=" + token)
         assert s.shows("Device %s" % s.device.kid.hex())
         s.browser.get(s.url)  # the cookie carries it from then on
         assert s.shows("Device %s" % s.device.kid.hex())
