@@ -10,6 +10,7 @@ import subprocess
 import sys
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 from pathlib import Path
 
@@ -235,6 +236,35 @@ def test_a_request_is_declined_without_javascript(scene):
     assert not browser.find_elements("css selector", "button[value=approve]")
     browser.refresh()
     assert browser.find_elements("css selector", "button[value=approve]")
+
+
+def test_an_answer_without_the_pages_form_token_is_refused(scene):
+    """Another site's form posting to the page cannot know its CSRF token: nothing is signed."""
+    scene.from_device("to-owner", scene.request())
+    browser = scene.open_browser()
+    assert scene.shows("Asks to buy")
+    form = browser.find_element("css selector", "form")
+    fields = {name: form.find_element("name", name).get_attribute("value")
+              for name in ("kid", "req", "csrf")}
+
+    def post(csrf):
+        body = urllib.parse.urlencode(dict(fields, csrf=csrf, decision="approve")).encode()
+        with pytest.raises(urllib.error.HTTPError) as answered:  # 303 is not followed
+            urllib.request.build_opener(NoRedirect).open(
+                urllib.request.Request(scene.url + "answer", body), timeout=5)
+        return answered.value.code
+
+    assert post("guessed") == 403
+    time.sleep(0.5)
+    assert not scene.received
+    assert post(fields["csrf"]) == 303
+    assert wait_for(lambda: scene.received) and approvals(scene)[0].status == envelope.ACCEPT
+    assert post(fields["csrf"]) == 409  # answered already: not signed twice
+
+
+class NoRedirect(urllib.request.HTTPRedirectHandler):
+    def redirect_request(self, *args):
+        return None
 
 
 def test_revocation_and_faults_and_presence_show(scene):
