@@ -8,8 +8,9 @@ the owner, signed by the device), on the uplink and downlink by an observer inbo
 (thingsdk.core.envelope: addressed to the vendor or the device, signed by the device or the
 vendor); each topic has its own replay guard. A message that does not open is counted by reason and kept as an unverified entry;
 nothing a peer sends raises. What was received is kept in a small SQLite file, so a restart shows
-the history again. `answer` signs the owner's answer with its key (the key stays in this process)
-and publishes it on the device's from-owner topic.
+the history again. `answer` signs the owner's answer with its key (the key stays in this process),
+keeps it and publishes it on the device's from-owner topic; a start sends kept answers again
+while their requests stand.
 
 `on_change(callback)` registers a function called (in the MQTT thread) after every change.
 """
@@ -74,7 +75,8 @@ class Device:
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS entries (n INTEGER PRIMARY KEY, kid BLOB, at INTEGER, kind TEXT,
                                     verified INTEGER, reason TEXT, data BLOB);
-CREATE TABLE IF NOT EXISTS answers (req BLOB PRIMARY KEY, kid BLOB, decision TEXT, at INTEGER);
+CREATE TABLE IF NOT EXISTS answers (req BLOB PRIMARY KEY, kid BLOB, decision TEXT, at INTEGER,
+                                    until INTEGER, data BLOB);
 CREATE TABLE IF NOT EXISTS presence (kid BLOB PRIMARY KEY, state TEXT);
 """
 
@@ -120,6 +122,12 @@ class Feed:
             for topic in (topics.uplink(kid), topics.downlink(kid), topics.presence(kid),
                           topics.to_owner(kid)):
                 self.transport.subscribe(topic)
+        # An answer kept but perhaps never sent (the page stopped with it queued) goes again, the
+        # same bytes, while its request stands: the device takes a second copy as a duplicate.
+        for kid, data in self._db.execute("SELECT kid, data FROM answers WHERE until > ?",
+                                          (int(self.clock()),)).fetchall():
+            if bytes(kid) in self.devices:
+                self.transport.publish(topics.from_owner(bytes(kid)), bytes(data))
         return self.transport
 
     @property
@@ -230,11 +238,11 @@ class Feed:
             if device is None or not pending:
                 raise ValueError("no pending approval request %s" % req.hex())
             data = answer(pending[0], decision, self.owner, self._next_seq(), now, new_id())
-            self.transport.publish(topics.from_owner(kid), data)
+            self._db.execute("INSERT OR REPLACE INTO answers VALUES (?, ?, ?, ?, ?, ?)",
+                             (req, kid, decision, now, pending[0].body["until"], data))
+            self._db.commit()  # kept, then sent: connect() sends it again after a stop
             device.answered[req] = decision
-            self._db.execute("INSERT OR REPLACE INTO answers VALUES (?, ?, ?, ?)",
-                             (req, kid, decision, now))
-            self._db.commit()
+            self.transport.publish(topics.from_owner(kid), data)
         self._changed()
         return data
 
