@@ -178,9 +178,12 @@ def test_an_approval_request_is_approved_in_the_browser_and_arrives_signed(scene
     assert scene.shows("250 of 400 l left")
     assert "runs out around" in scene.text()
     assert browser.find_elements("css selector", "svg.plot polyline")
+    browser.execute_script("document.getElementById('broker').kept = true")
     request = scene.request()
     scene.from_device("to-owner", request)  # arrives without a reload, by the page's live events
     assert scene.shows("Asks to buy 1 x Water filter for 29.90 EUR from Filters & Co")
+    # only what changed was replaced: the broker's line is the same element
+    assert browser.execute_script("return document.getElementById('broker').kept === true")
     req = codec.loads(__import__("thingsdk.core.cose", fromlist=["x"]).verify_sign1(
         request, {scene.device.kid: scene.device.verifier()}, codec).payload)[10]["req"]
     browser.find_element("css selector", "button[value=approve]").click()

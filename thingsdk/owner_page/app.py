@@ -15,6 +15,7 @@ from urllib.parse import parse_qs
 
 from sse_starlette.sse import EventSourceResponse
 from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
 from starlette.middleware import Middleware
 from starlette.middleware.base import BaseHTTPMiddleware
 from starlette.responses import HTMLResponse, PlainTextResponse, RedirectResponse
@@ -57,9 +58,10 @@ def make_app(feed: Feed, mandates: dict, token: "str | None" = None, clock=time.
         if not hmac.compare_digest(str(form.get("csrf", "")).encode(), csrf.encode()):
             return PlainTextResponse("this form is stale or not from this page: reload it",
                                      status_code=403)
-        try:
-            feed.answer(bytes.fromhex(str(form.get("kid", ""))),
-                        bytes.fromhex(str(form.get("req", ""))), str(form.get("decision", "")))
+        try:  # signing and keeping the answer block: off the event loop
+            await run_in_threadpool(feed.answer, bytes.fromhex(str(form.get("kid", ""))),
+                                    bytes.fromhex(str(form.get("req", ""))),
+                                    str(form.get("decision", "")))
         except ValueError as exc:
             return PlainTextResponse(str(exc), status_code=409)
         return RedirectResponse("./", status_code=303)

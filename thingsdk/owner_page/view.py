@@ -237,7 +237,7 @@ def device_section(device: Device, ctx: Context, now):
 def body(snapshot, ctx: Context, now):
     """The live part of the page: the broker's state and each device."""
     devices, connected, foreign = snapshot
-    head = '<p class="broker" role="status">Broker: %s.%s</p>' % (
+    head = '<p class="broker" id="broker" role="status">Broker: %s.%s</p>' % (
         "connected" if connected else "not connected, retrying",
         " %d messages on topics of no device of yours." % foreign if foreign else "")
     return head + "".join(device_section(d, ctx, now) for d in devices.values())
@@ -260,9 +260,15 @@ button[value=approve]{background:#063;color:#fff}
 code{overflow-wrap:anywhere}
 """
 
+# Each update replaces only the parts (by id) that changed, so the focus stays on a button no
+# update touched.
 SCRIPT = """
 (function(){if(!window.EventSource)return;var es=new EventSource(%s);
-es.onmessage=function(e){document.getElementById('live').innerHTML=e.data;};})();
+es.onmessage=function(e){var t=document.createElement('template');t.innerHTML=e.data;
+var main=document.getElementById('live');
+Array.prototype.slice.call(t.content.children).forEach(function(n){
+var old=n.id&&document.getElementById(n.id);
+if(!old)main.appendChild(n);else if(old.outerHTML!==n.outerHTML)old.replaceWith(n);});};})();
 """
 
 
@@ -272,7 +278,7 @@ def page(snapshot, ctx: Context, now, events_url):
             '<meta name="viewport" content="width=device-width, initial-scale=1">'
             '<title>Your devices</title><style>%s</style></head><body>'
             '<header><h1>Your devices</h1></header>'
-            '<main id="live" aria-live="polite">%s</main>'
+            '<main id="live">%s</main>'
             '<footer><p>Answers are signed here with your key and sent to the device.</p></footer>'
             '<script>%s</script></body></html>'
             % (STYLE, body(snapshot, ctx, now),
