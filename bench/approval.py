@@ -9,6 +9,7 @@ shown; click to approval received), in milliseconds.
 """
 
 import argparse
+import shutil
 import statistics
 import sys
 import tempfile
@@ -66,6 +67,7 @@ def main():
         if scene:
             scene.close()
         broker.stop()
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 if __name__ == "__main__":

@@ -19,7 +19,7 @@ import pytest
 from broker import HOST, VENDOR, VENDOR_KEY, free_port, wait_for
 from fixtures import broker, pki  # noqa: F401  (fixtures)
 from thingsdk import codec, topics
-from thingsdk.core import envelope, messages
+from thingsdk.core import cose, envelope, messages
 from thingsdk.crypto import Ed25519Signer, save_keypair
 from thingsdk.mqtt import Transport, device_transport
 from thingsdk.owner import build_claims, write_mandate
@@ -29,7 +29,8 @@ CHROMIUM, DRIVER = "/usr/bin/chromium", "/usr/bin/chromedriver"
 DAY = 86400
 
 
-def chrome(width=1280, height=900, javascript=True):
+def chrome(profile, width=1280, height=900, javascript=True):
+    """Headless Chromium with a fresh profile in the folder `profile`."""
     from selenium import webdriver
     from selenium.webdriver.chrome.service import Service
 
@@ -39,7 +40,7 @@ def chrome(width=1280, height=900, javascript=True):
     options.binary_location = CHROMIUM
     for flag in ("--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                  "--disable-background-networking", "--disable-component-update",
-                 "--disable-sync", "--user-data-dir=%s" % __import__("tempfile").mkdtemp()):
+                 "--disable-sync", "--user-data-dir=%s" % profile):
         options.add_argument(flag)
     if not javascript:
         options.add_argument("--blink-settings=scriptEnabled=false")
@@ -138,7 +139,8 @@ class Scene:
         return self.seal(self.device, messages.STATUS, body, VENDOR_KEY.kid, now=at, ttl=5 * DAY)
 
     def open_browser(self, width=1280, height=900, url=None, javascript=True):
-        self.browser = chrome(width, height, javascript)
+        self.browser = chrome(self.tmp / ("chromium-%d" % time.monotonic_ns()), width, height,
+                              javascript)
         self.browser.get(url or self.url)
         return self.browser
 
@@ -184,8 +186,8 @@ def test_an_approval_request_is_approved_in_the_browser_and_arrives_signed(scene
     assert scene.shows("Asks to buy 1 x Water filter for 29.90 EUR from Filters & Co")
     # only what changed was replaced: the broker's line is the same element
     assert browser.execute_script("return document.getElementById('broker').kept === true")
-    req = codec.loads(__import__("thingsdk.core.cose", fromlist=["x"]).verify_sign1(
-        request, {scene.device.kid: scene.device.verifier()}, codec).payload)[10]["req"]
+    req = codec.loads(cose.verify_sign1(request, {scene.device.kid: scene.device.verifier()},
+                                        codec).payload)[10]["req"]
     browser.find_element("css selector", "button[value=approve]").click()
     assert wait_for(lambda: scene.received, 10), browser.page_source[:500]
     opened = approvals(scene)
