@@ -52,3 +52,26 @@ def test_the_largest_message_the_catalog_allows_fits_the_size_limit():
     too_long = dict(body, diag=dict(diag, **{"k" + "y" * 255: "v"}))
     with pytest.raises(ValueError):  # a 256-byte key: the decoder would refuse it
         codec.loads(codec.dumps(too_long))
+
+
+def test_an_observer_reads_a_message_to_another_but_checks_its_signature_and_freshness():
+    """An owner watching its device's order to the vendor: not addressed to it, still checked."""
+    watcher = envelope.Inbox(None, {DEVICE.kid: DEVICE.verifier()}, codec, observer=True)
+    assert watcher.open(ORDER, TS + 5).status == envelope.ACCEPT
+    assert watcher.open(ORDER, TS + 10 ** 6).reason == "expired"
+    forged = envelope.seal(messages.ORDER, example_bodies()[messages.ORDER], VENDOR, VENDOR.kid,
+                           9, TS, b"\x09" * 16, codec)
+    assert envelope.Inbox(None, {DEVICE.kid: DEVICE.verifier()}, codec,
+                          observer=True).open(forged, TS + 5).reason == "unknown-key"
+
+
+def test_only_an_inbox_made_an_observer_goes_without_its_own_key_id():
+    """The device's own inbox keeps checking `to`: forgetting its kid is an error, not a wider
+    inbox."""
+    with pytest.raises(ValueError):
+        envelope.Inbox(None, {DEVICE.kid: DEVICE.verifier()}, codec)
+    with pytest.raises(ValueError):
+        envelope.Inbox(VENDOR.kid, {}, codec, observer=True)
+    assert inbox().open(envelope.seal(messages.ORDER, example_bodies()[messages.ORDER], DEVICE,
+                                      DEVICE.kid, 9, TS, b"\x09" * 16, codec),
+                        TS + 5).reason == "not-for-us"

@@ -334,6 +334,7 @@ def add_owner_commands(sub):
     p.add_argument("--count", type=int, help="stop after N messages")
     _add_owner_broker(p)
     p.set_defaults(func=cmd_owner_watch)
+    add_owner_serve(verbs)
 
     p = sub.add_parser("log", help="a device's audit log, one decision per line")
     p.add_argument("file", help="the audit log file")
@@ -636,6 +637,50 @@ def cmd_owner_cancel(args):
         print("dropped in   %s: the device sends the vendor its cancel at its next step"
               % dropped)
     return 0
+
+
+def cmd_owner_serve(args):
+    import logging
+
+    # the broker connection's changes (connected, lost, cannot connect), each said once
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    try:
+        from thingsdk.owner_page.app import serve
+    except ImportError as exc:
+        raise CliError("the owner's page needs the extra 'owner' (pip install 'thingsdk[owner]'): "
+                       "%s" % exc)
+    if args.broker.startswith("mqtts://") and not (args.ca and args.cert and args.key):
+        raise CliError("--broker mqtts://... needs --ca, --cert and --key (the owner's TLS files)")
+    serve(broker=args.broker, ca=args.ca, cert=args.cert, key=args.key, owner_key=args.owner_key,
+          device_pubs=args.device_pub, vendor_pub=args.vendor_pub, mandate_files=args.mandate,
+          bind=args.bind, port=args.port, token=args.token, db=args.db)
+    return 0
+
+
+def add_owner_serve(verbs):
+    """`owner serve`: the owner's page, a local web app over the broker."""
+    p = verbs.add_parser("serve", help="a local web page of your devices: levels, forecasts, "
+                                       "orders, spend, and approval requests to answer")
+    p.add_argument("--broker", required=True, help="mqtts://HOST:PORT (or mqtt:// for tests)")
+    p.add_argument("--ca", help="the broker's CA certificate file")
+    p.add_argument("--cert", help="the owner's client certificate file")
+    p.add_argument("--key", help="the owner's client certificate's key file")
+    p.add_argument("--owner-key", required=True,
+                   help="the owner's private key file: it signs answers, in this process only; "
+                        "its sequence checkpoint is kept next to it (<stem>.seq)")
+    p.add_argument("--device-pub", required=True, action="append",
+                   help="a device's public key (PEM file or hex); repeatable")
+    p.add_argument("--vendor-pub", required=True, help="the vendor's public key")
+    p.add_argument("--mandate", action="append", default=[],
+                   help="a mandate token you signed, for its budgets and rules; repeatable")
+    p.add_argument("--bind", default="127.0.0.1",
+                   help="address to listen on (default 127.0.0.1; any other needs a token)")
+    p.add_argument("--port", type=int, default=8080, help="port (default 8080)")
+    p.add_argument("--token", help="required on every request (one is made and printed when "
+                                   "binding beyond loopback without it)")
+    p.add_argument("--db", help="the page's history file (default: next to the owner key, "
+                                "<stem>.page.sqlite)")
+    p.set_defaults(func=cmd_owner_serve)
 
 
 def add_owner_cancel(verbs):

@@ -359,13 +359,19 @@ def _signature(token, owner_public, device_kid, now):
                                                             device_kid.hex()), True
 
 
+def read_mandate(token):
+    """(Mandate, the key id of the device it is bound to) from a token, its structure checked
+    but not its signature (mandate_report checks that against a given owner key)."""
+    claims = codec.loads(cose.verify_sign1(token, _unchecked, codec).payload)
+    return md.Mandate(messages.check_claims(claims), token), md.bound_kid(claims)
+
+
 def mandate_report(token, now, owner_public=None, device_kid=None):
     """A human-readable report on a mandate token, and whether it checked out and is valid now.
     Without `owner_public` the signature is not checked; `device_kid` defaults to the key the
     mandate names."""
-    claims = codec.loads(cose.verify_sign1(token, _unchecked, codec).payload)
-    m = md.Mandate(messages.check_claims(claims), token)
-    device_kid = md.bound_kid(claims) if device_kid is None else device_kid
+    m, bound = read_mandate(token)
+    device_kid = bound if device_kid is None else device_kid
     signature, ok = _signature(token, owner_public, device_kid, now)
     lines = ["mandate      version %d, %d bytes" % (m.version, len(token)),
              "owner        %s" % m.owner,

@@ -45,9 +45,15 @@ class Opened:
 
 
 class Inbox:
-    """A receiver: the keys it trusts (kid -> verifier), its own kid, and its replay guard."""
+    """A receiver: the keys it trusts (kid -> verifier), its own kid, and its replay guard.
 
-    def __init__(self, own_kid, keys, codec, guard=None):
+    An `observer` (own kid None) reads messages addressed to others, as an owner watches its
+    device's traffic with the vendor: it makes every check but that of the recipient. Only an
+    inbox made so skips it: a receiver without its kid is refused."""
+
+    def __init__(self, own_kid, keys, codec, guard=None, *, observer=False):
+        if (own_kid is None) != observer:
+            raise ValueError("an inbox has its own key id, and only an observer has none")
         self.own_kid = own_kid
         self.keys = keys
         self.codec = codec
@@ -70,7 +76,7 @@ class Inbox:
             return self._refuse(data, "bad-header", "the kid must be protected")
         if message.kid != verified.kid:
             return self._refuse(data, "kid-mismatch", "payload sender is not the signing key")
-        if message.to != self.own_kid:
+        if self.own_kid is not None and message.to != self.own_kid:
             return self._refuse(data, "not-for-us", "addressed to another recipient")
         return Opened(None, data, message)
 
