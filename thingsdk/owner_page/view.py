@@ -56,6 +56,8 @@ def sentence(m: "messages.Message") -> str:
         if b["code"] == DEREGISTERED:
             return "The vendor revoked this device (%s): %s" % (b["code"], b["text"])
         return "The vendor refused something (%s): %s" % (b["code"], b["text"])
+    if m.type == messages.NOTICE:  # the device's own sentence, its kind first
+        return "%s: %s" % (b["kind"].capitalize().replace("-", " "), b["text"])
     return "A %s message." % m.name()
 
 
