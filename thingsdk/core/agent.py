@@ -8,8 +8,8 @@ signer and the pinned verifiers, a state store (thingsdk.device.state.StateFolde
 firmware's flash store on a board: the same methods), the codec, `new_id()` (16 random bytes),
 `publish(data, msg_type)` for sealed bytes meant for the vendor (returning False when they wait
 for a connection instead of going out now), `to_owner(data, msg_type)` the same for the owner's
-(None: they stay in the outbox for the owner to fetch), `zones(name, now)` for quiet hours and `note(text)`
-for what an operator should see. Time is an argument of every call.
+(None: they stay in the outbox for the owner to fetch), `zones(name, now)` for quiet hours and
+`note(text)` for what an operator should see. Time is an argument of every call.
 
 Crash safety, as lifecycle.py asks: a record is written before any message it sends; a message is
 sealed once, its bytes kept in the outbox before they are published, and a message id already
@@ -359,7 +359,8 @@ class Agent:
             self.state.keep_sealed(msg["id"], msg["exp"], data)
         owner = msg["to"] != self.vendor.kid
         publish = self.to_owner if owner else self.publish
-        name = "%s %s%s" % (m.NAMES[msg["t"] - 1], _short(msg["id"]), " to the owner" if owner else "")
+        name = "%s %s%s" % (m.NAMES[msg["t"] - 1], _short(msg["id"]),
+                            " to the owner" if owner else "")
         if publish is None:
             if owner:  # the outbox file is the owner's to fetch
                 self.note("kept %s %s for the owner" % (m.NAMES[msg["t"] - 1], _short(msg["id"])))
