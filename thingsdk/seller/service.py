@@ -279,17 +279,15 @@ class Service:
     def _answer(self, device, msg, now):
         if msg.type == m.ORDER:
             return ordering.order(self, device, msg, now)
-        if msg.type == m.STATUS:
-            if device.revoked:  # its heartbeat is how a revoked device with nothing to order hears
-                return [error("device-deregistered", "The owner deregistered this device.")]
-            self.store.save_levels(device.kid, msg.body["slots"], now)
-            return self._reminders(device.kid, now)
         if msg.type == m.ERROR:
             log.warning("device %s reports %s: %s", device.kid.hex(), msg.body["code"],
                         msg.body["text"])
             return []
-        if device.revoked:
+        if device.revoked:  # a heartbeat too: how a revoked device with nothing to order hears
             return [error("device-deregistered", "The owner deregistered this device.")]
+        if msg.type == m.STATUS:
+            self.store.save_levels(device.kid, msg.body["slots"], now)
+            return self._reminders(device.kid, now)
         handler = _HANDLERS.get(msg.type)
         if handler is None:
             return [error("unexpected-type", "A vendor does not take %s messages." % msg.name())]
