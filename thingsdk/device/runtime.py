@@ -55,7 +55,8 @@ class Device(Agent):
         super().__init__(signer, Ed25519Verifier(vendor_key), Ed25519Verifier(owner_key), state,
                          slots, codec, lambda: os.urandom(m.ID_SIZE), int(clock()),
                          publish=self._publish, config=config, heartbeat=heartbeat,
-                         zones=zone_offset, note=log.info, to_owner=None if transport is None else self._publish_to_owner)
+                         zones=zone_offset, note=log.info,
+                         to_owner=None if transport is None else self._publish_to_owner)
 
     def now(self) -> int:
         return int(self.clock())
