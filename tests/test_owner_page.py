@@ -407,10 +407,13 @@ def test_every_message_type_and_any_bytes_on_any_topic_render_without_failing(tm
     from samples import TS, example_bodies
     from thingsdk.owner_page import view
     from thingsdk.owner_page.feed import Feed
+    from thingsdk.owner_wire import OwnerLink
 
     owner, device = Ed25519Signer.generate(), Ed25519Signer.generate()
-    feed = Feed(owner, [device.public_key], VENDOR_KEY.public_key, tmp_path / "page.sqlite",
-                lambda: 1, clock=lambda: TS + 5)
+    link = OwnerLink(Transport("mqtt://127.0.0.1:1", owner.kid.hex()), owner,
+                     [device.public_key], also=Feed.ALSO, clock=lambda: TS + 5)  # never started
+    feed = Feed(link, [device.public_key], VENDOR_KEY.public_key, tmp_path / "page.sqlite",
+                lambda: 1)
     ctx = view.Context("csrf", {}, owner.public_key)
     kid = device.kid
     sent = 0

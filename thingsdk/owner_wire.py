@@ -5,10 +5,12 @@ certificate) with a persistent session and subscribes at QoS 1 to each device's 
 so what a device publishes while the owner is offline waits in the broker for it. Each message
 is opened with the device's pinned public key (thingsdk.core.envelope.Inbox): signature, catalog,
 addressing and the replay guard; what fails is counted by reason and handed on marked refused,
-never as verified. Answers go out on the device's from-owner topic.
+never as verified. Answers go out on the device's from-owner topic. A front end that shows
+more (the owner's page reads the devices' uplink, downlink and presence too) names those topic
+kinds in `also` and takes their messages, as they come, in `on_other`.
 
-Used by `thingsdk owner approve|decline|cancel --broker` and `thingsdk owner watch`, and meant
-for any other owner front end (a web page):
+Used by `thingsdk owner approve|decline|cancel --broker`, `thingsdk owner watch` and the owner's
+page (`thingsdk owner serve`):
 
     with OwnerLink.connect(url, owner_signer, [device_pub], on_heard=print, ca_file=...) as link:
         link.send(device_kid, data)
@@ -53,30 +55,37 @@ class OwnerLink:
     `transport`: a thingsdk.mqtt.Transport whose client id is the owner's key id in hex (see
     `connect`; one this link owns: it sets its on_message); `owner`: the owner's signer;
     `devices`: the public keys of its devices (raw 32 bytes), whose to-owner topics it reads;
-    `on_heard(heard: Heard)` runs for every message, in the network thread. `refusals` counts
-    refused messages by reason; `clock()` gives unix seconds for the freshness checks.
+    `on_heard(heard: Heard)` runs for every message, in the network thread. `also`: other topic
+    kinds of each device to read (thingsdk.topics.UP, DOWN, PRESENCE), whose messages go as they
+    came to `on_other(topic, payload)`, unopened, as does anything on a topic not its devices'.
+    `refusals` counts refused messages by reason; `clock()` gives unix seconds for the freshness
+    checks.
     """
 
     def __init__(self, transport: Transport, owner: Ed25519Signer, devices: Iterable[bytes], *,
-                 on_heard: Callable[[Heard], None] | None = None,
+                 on_heard: Callable[[Heard], None] | None = None, also: Iterable[str] = (),
+                 on_other: Callable[[str, bytes], None] | None = None,
                  clock: Callable[[], float] = time.time) -> None:
         self.owner = owner
         keys = {key_id(pub): Ed25519Verifier(pub) for pub in devices}
         self.devices = sorted(keys)
         self.on_heard = on_heard
+        self.on_other = on_other
         self.clock = clock
         self._inbox = envelope.Inbox(owner.kid, keys, codec,
                                      replay.ReplayGuard(max_lifetime=messages.MAX_LIFETIME))
         self._lock = threading.Lock()
         self.transport = transport
-        transport.on_message = self._on_message
-        self._subscribed = [self.transport.subscribe(topics.to_owner(kid))
-                            for kid in self.devices]
+        transport.on_message = self.deliver
+        self.kinds = (topics.TO_OWNER,) + tuple(kind for kind in also if kind != topics.TO_OWNER)
+        self._subscribed = [(topic, transport.subscribe(topic)) for topic in
+                            (_topic(kind, kid) for kid in self.devices for kind in self.kinds)]
 
     @classmethod
     def connect(cls, url: str, owner: Ed25519Signer, devices: Iterable[bytes], *,
                 on_heard: Callable[[Heard], None] | None = None, ca_file: str | None = None,
-                cert_file: str | None = None, key_file: str | None = None,
+                cert_file: str | None = None, key_file: str | None = None, also: Iterable[str] = (),
+                on_other: Callable[[str, bytes], None] | None = None,
                 clock: Callable[[], float] = time.time, **options) -> "OwnerLink":
         """A link on its own connection to the broker at `url` (not started), as the owner:
         client id its key id in hex, a persistent session. `ca_file`, `cert_file`, `key_file`:
@@ -84,7 +93,8 @@ class OwnerLink:
         thingsdk.mqtt.Transport's."""
         transport = Transport(url, owner.kid.hex(), ca_file=ca_file, cert_file=cert_file,
                               key_file=key_file, **options)
-        return cls(transport, owner, devices, on_heard=on_heard, clock=clock)
+        return cls(transport, owner, devices, on_heard=on_heard, also=also, on_other=on_other,
+                   clock=clock)
 
     @property
     def refusals(self) -> dict[str, int]:
@@ -106,20 +116,20 @@ class OwnerLink:
         self.close()
 
     def ready(self, timeout: float | None = None) -> bool:
-        """True once connected and subscribed to every device's to-owner topic (from then on the
-        broker keeps their messages for this owner's session while it is away), False after
-        `timeout` seconds. Raises thingsdk.mqtt.ConnectionRefused if the broker refused it, and
-        MqttError if it refused a subscription (the owner's access rules lack a device)."""
+        """True once connected and subscribed to every device's topics (from then on the broker
+        keeps their messages for this owner's session while it is away), False after `timeout`
+        seconds. Raises thingsdk.mqtt.ConnectionRefused if the broker refused it, and MqttError if
+        it refused a subscription (the owner's access rules lack a device)."""
         deadline = None if timeout is None else time.monotonic() + timeout
         if not self.transport.wait_connected(timeout):
             return False
-        for kid, ack in zip(self.devices, self._subscribed):
+        for topic, ack in self._subscribed:
             left = None if deadline is None else max(0.0, deadline - time.monotonic())
             if not ack.wait(left):
                 return False
             if ack.refused:
                 raise MqttError("the broker at %s refused this owner %s" % (
-                    self.transport.address, topics.to_owner(kid)))
+                    self.transport.address, topic))
         return True
 
     def send(self, device: bytes, data: bytes) -> Ack:
@@ -143,10 +153,36 @@ class OwnerLink:
             self._inbox.commit(opened)
             return Heard(device, data, opened.message)
 
-    def _on_message(self, topic: str, payload: bytes) -> None:
+    def check(self, device: bytes, data: bytes) -> Message | None:
+        """The message in `data` if it is signed by `device` and addressed to this owner, every
+        check but the replay guard's (for what was kept after it opened once); None if not."""
+        with self._lock:
+            opened = self._inbox.check(data)
+        if opened.status is not None or opened.message.kid != device:
+            return None
+        return opened.message
+
+    def deliver(self, topic: str, payload: bytes) -> None:
+        """One message from the broker (the transport's on_message): one on a to-owner topic is
+        opened and handed to on_heard; any other goes to on_other as it came."""
         try:
             kind, device = topics.parse(topic)
         except ValueError:
-            return
-        if kind == topics.TO_OWNER and self.on_heard is not None:
-            self.on_heard(self.open(device, payload))
+            kind, device = None, b""
+        if kind == topics.TO_OWNER:
+            if self.on_heard is not None:
+                self.on_heard(self.open(device, payload))
+        elif self.on_other is not None:
+            self.on_other(topic, payload)
+
+
+_TOPIC = {topics.UP: topics.uplink, topics.DOWN: topics.downlink,
+          topics.PRESENCE: topics.presence, topics.TO_OWNER: topics.to_owner}
+
+
+def _topic(kind: str, kid: bytes) -> str:
+    try:
+        return _TOPIC[kind](kid)
+    except KeyError:
+        raise ValueError("an owner reads a device's %s topics, not %r" % (
+            ", ".join(sorted(_TOPIC)), kind)) from None

@@ -101,6 +101,7 @@ def serve(*, broker, ca, cert, key, owner_key, device_pubs, vendor_pub, mandate_
     from thingsdk.crypto import load_signer
     from thingsdk.inspect import read_message_arg
     from thingsdk.owner import next_seq, read_mandate, read_public_key
+    from thingsdk.owner_wire import OwnerLink
 
     def named(path, read):
         try:
@@ -118,9 +119,11 @@ def serve(*, broker, ca, cert, key, owner_key, device_pubs, vendor_pub, mandate_
         print("bound to %s: open the page once with ?token=%s" % (bind, token), flush=True)
     listener = _listen(bind, port)
     db = db or str(Path(owner_key).with_suffix(".page.sqlite"))
-    feed = Feed(owner, devices, vendor, Path(db), lambda: next_seq(owner_key))
+    link = OwnerLink.connect(broker, owner, devices, also=Feed.ALSO, ca_file=ca, cert_file=cert,
+                             key_file=key)
+    feed = Feed(link, devices, vendor, Path(db), lambda: next_seq(owner_key))
     try:
-        feed.connect(broker, ca_file=ca, cert_file=cert, key_file=key)
+        feed.start()
         print("the owner's page: http://%s:%d/" % (bind, port), flush=True)
         server = uvicorn.Server(uvicorn.Config(make_app(feed, mandates, token), log_level="warning"))
         server.run(sockets=[listener])

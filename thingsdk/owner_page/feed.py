@@ -1,16 +1,16 @@
 """The owner's side of the broker for the owner's page: what its devices and their vendor say,
 verified, kept, and the owner's signed answers to approval requests.
 
-The Feed connects as the owner (client id: the owner's key id in hex; a persistent session, QoS 1)
-and reads, for each of its devices, the uplink, downlink, presence and to-owner topics. Every
-message is opened before it is shown as verified: on to-owner by the owner's inbox (addressed to
-the owner, signed by the device), on the uplink and downlink by an observer inbox
-(thingsdk.core.envelope: addressed to the vendor or the device, signed by the device or the
-vendor); each topic has its own replay guard. A message that does not open is counted by reason and kept as an unverified entry;
-nothing a peer sends raises. What was received is kept in a small SQLite file, so a restart shows
+The Feed reads the broker through the owner's link (thingsdk.owner_wire.OwnerLink: the owner's
+key id as client id, a persistent session, QoS 1), for each of its devices the uplink, downlink,
+presence and to-owner topics. Every message is opened before it is shown as verified: on to-owner
+by the link (addressed to the owner, signed by the device), on the uplink and downlink by an
+observer inbox (thingsdk.core.envelope: addressed to the vendor or the device, signed by the device
+or the vendor); each has its own replay guard. A message that does not open is counted by reason
+and kept as an unverified entry; nothing a peer sends raises. What was received is kept in a small SQLite file, so a restart shows
 the history again. `answer` signs the owner's answer with its key (the key stays in this process),
-keeps it and publishes it on the device's from-owner topic; a start sends kept answers again
-while their requests stand.
+keeps it and sends it on the device's from-owner topic; `start` sends kept answers again while
+their requests stand.
 
 `on_change(callback)` registers a function called (in the MQTT thread) after every change.
 """
@@ -25,9 +25,9 @@ from pathlib import Path
 from thingsdk import codec, topics
 from thingsdk.core import envelope, messages, replay
 from thingsdk.core.keys import key_id
-from thingsdk.crypto import Ed25519Signer, Ed25519Verifier
-from thingsdk.mqtt import Transport
+from thingsdk.crypto import Ed25519Verifier
 from thingsdk.owner import answer, new_id
+from thingsdk.owner_wire import Heard, OwnerLink
 
 # Kept in memory per device (the file keeps all): the latest statuses, for the plots, apart from
 # the other messages, so that a device's frequent statuses never push out its orders and requests.
@@ -82,26 +82,34 @@ CREATE TABLE IF NOT EXISTS presence (kid BLOB PRIMARY KEY, state TEXT);
 
 
 class Feed:
-    """The owner's view of its devices, kept up from the broker."""
+    """The owner's view of its devices, kept up from the broker by `link` (not started: `start`):
+    an OwnerLink for `devices` (their public keys) that reads the topic kinds in ALSO too; its
+    callbacks become the Feed's. `vendor`: the vendor's public key; `db`: the history file;
+    `next_seq()`: the owner's next message sequence number."""
 
-    def __init__(self, owner: Ed25519Signer, devices: list[bytes], vendor: bytes, db: Path,
-                 next_seq: Callable[[], int], clock: Callable[[], float] = time.time):
-        self.owner = owner
+    ALSO = (topics.UP, topics.DOWN, topics.PRESENCE)
+
+    def __init__(self, link: OwnerLink, devices: list[bytes], vendor: bytes, db: Path,
+                 next_seq: Callable[[], int]):
+        self.link = link
+        self.owner = link.owner
         self.vendor_kid = key_id(vendor)
-        self.clock = clock
+        self.clock = link.clock
         self._next_seq = next_seq
         self._lock = threading.Lock()
         self._listeners = []
         self.devices = {key_id(pub): Device(key_id(pub)) for pub in devices}
+        missing = set(self.ALSO) - set(link.kinds)
+        if missing or set(self.devices) - set(link.devices):
+            raise ValueError("the owner's link must read the topics %s of every device" % (
+                ", ".join(sorted(missing or self.ALSO))))
         self._inboxes = {}
         for pub in devices:
             kid = key_id(pub)
-            own = {kid: Ed25519Verifier(pub)}
-            for kind, keys, to in ((topics.UP, own, None), (topics.TO_OWNER, own, owner.kid),
-                                   (topics.DOWN, {self.vendor_kid: Ed25519Verifier(vendor)}, None)):
+            for kind, keys in ((topics.UP, {kid: Ed25519Verifier(pub)}),
+                               (topics.DOWN, {self.vendor_kid: Ed25519Verifier(vendor)})):
                 guard = replay.ReplayGuard(max_lifetime=messages.MAX_LIFETIME)
-                self._inboxes[kind, kid] = envelope.Inbox(to, keys, codec, guard,
-                                                          observer=to is None)
+                self._inboxes[kind, kid] = envelope.Inbox(None, keys, codec, guard, observer=True)
         self.foreign = 0  # messages on topics of no device of this owner
         try:
             self._db = sqlite3.connect(str(db), check_same_thread=False)
@@ -109,34 +117,30 @@ class Feed:
         except sqlite3.Error as exc:
             raise ValueError("%s: %s" % (db, exc))
         self._load()
-        self.transport = None
+        link.on_heard, link.on_other = self._heard, self._other
+        self._started = False
 
     # ---- the broker -------------------------------------------------------------------------
 
-    def connect(self, url, *, ca_file=None, cert_file=None, key_file=None):
-        """Start the owner's connection (in the background) and subscribe to its devices."""
-        self.transport = Transport(url, self.owner.kid.hex(), on_message=self.receive,
-                                   ca_file=ca_file, cert_file=cert_file, key_file=key_file)
-        self.transport.start()
-        for kid in self.devices:
-            for topic in (topics.uplink(kid), topics.downlink(kid), topics.presence(kid),
-                          topics.to_owner(kid)):
-                self.transport.subscribe(topic)
-        # An answer kept but perhaps never sent (the page stopped with it queued) goes again, the
-        # same bytes, while its request stands: the device takes a second copy as a duplicate.
+    def start(self):
+        """Start the owner's link (it connects in the background) and send again every answer
+        kept but perhaps never sent (the page stopped with it queued), the same bytes, while its
+        request stands: the device takes a second copy as a duplicate."""
+        self.link.start()
+        self._started = True
         for kid, data in self._db.execute("SELECT kid, data FROM answers WHERE until > ?",
                                           (int(self.clock()),)).fetchall():
             if bytes(kid) in self.devices:
-                self.transport.publish(topics.from_owner(bytes(kid)), bytes(data))
-        return self.transport
+                self.link.send(bytes(kid), bytes(data))
+        return self
 
     @property
     def connected(self):
-        return self.transport is not None and self.transport.connected
+        return self._started and self.link.transport.connected
 
     def close(self):
-        if self.transport is not None:
-            self.transport.close()
+        if self._started:
+            self.link.close()
         self._db.close()
 
     def on_change(self, callback):
@@ -151,7 +155,24 @@ class Feed:
     # ---- receiving --------------------------------------------------------------------------
 
     def receive(self, topic: str, payload: bytes) -> None:
-        """One message from the broker: verified, kept and shown; bad input is counted."""
+        """One message from the broker, as the link hands it on: verified, kept and shown; bad
+        input is counted."""
+        self.link.deliver(topic, payload)
+
+    def _heard(self, heard: Heard) -> None:
+        """A message on a device's to-owner topic, opened by the link."""
+        if heard.refused == envelope.DUPLICATE:
+            return
+        with self._lock:
+            device = self.devices.get(heard.device)
+            if device is None:
+                self.foreign += 1
+                return
+            self._record(device, topics.TO_OWNER, heard.message, heard.refused or "",
+                         heard.data)
+        self._changed()
+
+    def _other(self, topic: str, payload: bytes) -> None:
         try:
             kind, kid = topics.parse(topic)
         except ValueError:
@@ -173,20 +194,24 @@ class Feed:
 
     def _open(self, device, kind, payload):
         inbox = self._inboxes[kind, device.kid]
-        now = int(self.clock())
-        opened = inbox.open(payload, now)
+        opened = inbox.open(payload, int(self.clock()))
         if opened.status == envelope.DUPLICATE:
             return
         verified = opened.status == envelope.ACCEPT
         if verified:
             inbox.commit(opened)
-        else:
-            device.rejected[opened.reason] = device.rejected.get(opened.reason, 0) + 1
-        entry = Entry(now, kind, verified, opened.message if verified else None,
-                      "" if verified else opened.reason, payload)
+        self._record(device, kind, opened.message if verified else None,
+                     "" if verified else opened.reason, payload)
+
+    def _record(self, device, kind, message, reason, payload):
+        """Keep one message opened (message set) or refused (reason set), in memory and file."""
+        now = int(self.clock())
+        if message is None:
+            device.rejected[reason] = device.rejected.get(reason, 0) + 1
+        entry = Entry(now, kind, message is not None, message, reason, payload)
         self._keep(device, entry)
         self._db.execute("INSERT INTO entries (kid, at, kind, verified, reason, data) VALUES "
-                         "(?, ?, ?, ?, ?, ?)", (device.kid, now, kind, verified, entry.reason,
+                         "(?, ?, ?, ?, ?, ?)", (device.kid, now, kind, entry.verified, reason,
                                                 payload))
         self._db.commit()
 
@@ -208,10 +233,9 @@ class Feed:
                 continue
             message = None
             if verified:
-                opened = self._inboxes[kind, device.kid].check(bytes(data))
-                if opened.status == envelope.REJECT:  # the keys given changed since
+                message = self._check(device.kid, kind, bytes(data))
+                if message is None:  # the keys given changed since
                     continue
-                message = opened.message
             else:
                 device.rejected[reason] = device.rejected.get(reason, 0) + 1
             self._keep(device, Entry(at, kind, bool(verified), message, reason, bytes(data)))
@@ -222,6 +246,14 @@ class Feed:
             if bytes(kid) in self.devices:
                 self.devices[bytes(kid)].presence = state
 
+    def _check(self, kid, kind, data):
+        if kind == topics.TO_OWNER:
+            return self.link.check(kid, data)
+        if (kind, kid) not in self._inboxes:
+            return None
+        opened = self._inboxes[kind, kid].check(data)
+        return None if opened.status == envelope.REJECT else opened.message
+
     # ---- answering --------------------------------------------------------------------------
 
     def answer(self, kid: bytes, req: bytes, decision: str) -> bytes:
@@ -229,7 +261,7 @@ class Feed:
         Raises ValueError for a request that is not pending (unknown, answered or lapsed)."""
         if decision not in ("approve", "decline"):
             raise ValueError("the answer is approve or decline")
-        if self.transport is None:
+        if not self._started:
             raise ValueError("not connected to the broker yet")
         now = int(self.clock())
         with self._lock:
@@ -240,9 +272,9 @@ class Feed:
             data = answer(pending[0], decision, self.owner, self._next_seq(), now, new_id())
             self._db.execute("INSERT OR REPLACE INTO answers VALUES (?, ?, ?, ?, ?, ?)",
                              (req, kid, decision, now, pending[0].body["until"], data))
-            self._db.commit()  # kept, then sent: connect() sends it again after a stop
+            self._db.commit()  # kept, then sent: start() sends it again after a stop
             device.answered[req] = decision
-            self.transport.publish(topics.from_owner(kid), data)
+            self.link.send(kid, data)
         self._changed()
         return data
 
