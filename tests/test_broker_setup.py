@@ -15,6 +15,7 @@ from cryptography import x509
 from cryptography.x509.oid import NameOID
 
 from broker import HOST, find_mosquitto, free_port, wait_for
+from readme_walk import Walk
 from thingsdk import codec, topics
 from thingsdk.core import messages as m
 from thingsdk.cli import main
@@ -231,107 +232,51 @@ def test_the_readme_walk_from_keys_to_an_approved_order_and_a_revoke(tmp_path, c
     vendor register and serve, device run, each a process of its own; then the owner approves
     the device's request with `owner approve`, the vendor verifies that approval and accepts the
     order, `status` and `log` show it, and `vendor revoke` is heard by the device."""
-    if find_mosquitto() is None:
-        pytest.fail("mosquitto is not installed (Debian: apt-get install mosquitto)")
-    for name in ("vendor", "owner", "fridge"):
-        assert main(["keygen", "--out", str(tmp_path), "--name", name]) == 0
-    kid = load_signer(tmp_path / "fridge.key").kid.hex()
-    port = free_port()
-    setup, url = tmp_path / "broker", "mqtts://localhost:%d" % port
-    assert main(["broker", "init", str(setup), "--vendor-pub", str(tmp_path / "vendor.pub"),
-                 "--host", "localhost", "--port", str(port), "--bind", HOST,
-                 "--user", pwd.getpwuid(os.getuid()).pw_name,
-                 "--owner-pub", str(tmp_path / "owner.pub"),
-                 "--device-pub", str(tmp_path / "fridge.pub")]) == 0
-    out = capsys.readouterr().out
-    tls = ["--ca", str(setup / "ca.pem"), "--cert", str(setup / ("device-%s.pem" % kid)),
-           "--key", str(setup / ("device-%s.key" % kid))]
-    assert "provision    %s: %s" % (tmp_path / "fridge.pub", " ".join(tls)) in out
-    assert main(["provision", "--out", str(tmp_path / "fridge"),
-                 "--vendor-pub", str(tmp_path / "vendor.pub"),
-                 "--owner-key", str(tmp_path / "owner.key"),
-                 "--device-key", str(tmp_path / "fridge.key"), "--broker", url, *tls,
-                 "--consumable", "slot=water-filter,sku=WF-300,unit=ml,capacity=300000,"
-                                 "lead_time=3d", "--interval", "0.2",
-                 "--approval-above", "20.00EUR"]) == 0
-    toml = tmp_path / "fridge" / "device.toml"  # a filter nearly spent: the device needs one now
-    toml.write_text(toml.read_text().replace("[device]\n", "[device]\nheartbeat = 1\n").replace(
-        'sensor = {type = "simulated", daily_use = 10000}',
-        'min_interval = 1\nsensor = {type = "simulated", daily_use = 10000, capacity = 20000}'))
-    db = str(tmp_path / "vendor.db")
-    assert main(["vendor", "register", "--db", db, "--device-pub", str(tmp_path / "fridge.pub"),
-                 "--owner-pub", str(tmp_path / "owner.pub")]) == 0
-    logs = {name: tmp_path / (name + ".log")
-            for name in ("mosquitto", "vendor", "owner", "device")}
-    owner = "owner-%s" % load_signer(tmp_path / "owner.key").kid.hex()
-    commands = {
-        "mosquitto": [find_mosquitto(), "-c", str(setup / "mosquitto.conf")],
-        "vendor": [sys.executable, "-m", "thingsdk.cli", "vendor", "serve", "--broker", url,
-                   "--db", db, "--catalog", str(ROOT / "thingsdk/seller/catalog.example.toml"),
-                   "--key", str(tmp_path / "vendor.key"), "--ca", str(setup / "ca.pem"),
-                   "--cert", str(setup / "vendor-1.pem"), "--keyfile", str(setup / "vendor-1.key"),
-                   "--interval", "0.2"],
-        # the owner waits for the device's request on the broker, and answers there
-        "owner": [sys.executable, "-m", "thingsdk.cli", "owner", "approve", "--broker", url,
-                  "--owner-key", str(tmp_path / "owner.key"),
-                  "--device-pub", str(tmp_path / "fridge.pub"), "--ca", str(setup / "ca.pem"),
-                  "--cert", str(setup / (owner + ".pem")),
-                  "--key", str(setup / (owner + ".key")), "--wait", "60"],
-        "device": [sys.executable, "-m", "thingsdk.cli", "device", "run", "--config",
-                   str(tmp_path / "fridge" / "device.toml")]}
-    processes = []
+    walk = Walk(tmp_path, capsys)
+    kid = walk.kid
+    assert "provision    %s: %s" % (walk.pub("fridge"), " ".join(walk.device_tls)) in \
+        walk.init_said
     try:
-        # Each waits for the one before: the broker listening, the vendor subscribed (what a
-        # device sends before the vendor's first subscription has nobody to go to).
-        ready = {"mosquitto": "mosquitto version 2", "vendor": "serving localhost:%d" % port,
-                 "owner": "waiting for an approval request of device %s" % kid}
-        for name, command in commands.items():
-            with logs[name].open("wb") as log:
-                processes.append(subprocess.Popen(command, cwd=ROOT, stdout=log, stderr=log))
-            if name in ready:
-                assert wait_for(lambda: ready[name] in logs[name].read_text()
-                                and (name != "mosquitto" or _listening(port)), TIMEOUT), \
-                    logs[name].read_text()
-        store = Store(db)
-        assert wait_for(lambda: store.device(bytes.fromhex(kid)).mandate is not None
-                        and store.levels(bytes.fromhex(kid)), 30.0), {
-            name: path.read_text() for name, path in logs.items()}
-        _approve_the_order_then_revoke(tmp_path, db, kid, logs, capsys, processes[2])
+        walk.mosquitto()
+        walk.vendor()
+        # the owner waits for the device's request on the broker, and answers there
+        owner = walk.start("owner", walk.cli(
+            "owner", "approve", "--broker", walk.url, "--owner-key", str(tmp_path / "owner.key"),
+            "--device-pub", walk.pub("fridge"), *walk.tls("owner-" + walk.owner_kid),
+            "--wait", "60"), "waiting for an approval request of device %s" % kid)
+        walk.device()
+        _approve_the_order_then_revoke(walk, capsys, owner)
     finally:
-        for process in reversed(processes):
-            process.terminate()
-            process.wait(TIMEOUT)
-    said = {name: path.read_text() for name, path in logs.items()}
+        walk.stop()
+    said = walk.said()
     for name in ("vendor", "owner", "device"):
         connected = "connected to " if name != "owner" else "on "  # the owner's own words
-        assert connected + "localhost:%d" % port in said[name], said[name]
+        assert connected + "localhost:%d" % walk.port in said[name], said[name]
         assert "Traceback" not in said[name]
     assert re.search(r"sent mandate [0-9a-f]+ \(\d+ B\)", said["device"]), said["device"]
     assert "as %s (" % kid in said["mosquitto"] and "as vendor-1 (" in said["mosquitto"]
 
 
-def _approve_the_order_then_revoke(tmp_path, db, kid, logs, capsys, owner):
-    state = tmp_path / "fridge" / "state"
+def _approve_the_order_then_revoke(walk, capsys, owner):
+    kid, state = walk.kid, walk.folder / "fridge" / "state"
     # The device publishes its request on its to-owner topic; the owner's `approve` shows it and
     # publishes the signed approval on the device's from-owner topic.
-    assert owner.wait(60.0) == 0, logs["owner"].read_text()
-    asked = logs["owner"].read_text()
+    assert owner.wait(60.0) == 0, walk.said("owner")
+    asked = walk.said("owner")
     assert "for 29.48 EUR from Acme Home Supplies (vendor " in asked and "approve" in asked
     assert "published on thingsdk/v1/from-owner/%s" % kid in asked, asked
     assert re.search(r"sent approval-request [0-9a-f]+ to the owner \(\d+ B\)",
-                     logs["device"].read_text())
+                     walk.said("device"))
     # ... and keeps it in its outbox too, readable by an owner without a broker
     requests = [path for path in (state / "outbox").glob("*.cose")
                 if codec.loads(codec.loads(path.read_bytes()).value[2])[2] == m.APPROVAL_REQUEST]
     assert len(requests) == 1
-    store = Store(db)
-    assert wait_for(lambda: [o["status"] for o in store.orders(bytes.fromhex(kid))] ==
-                    ["accepted"], 30.0), (store.orders(bytes.fromhex(kid)),
-                                          logs["vendor"].read_text())
+    assert wait_for(lambda: [o["status"] for o in walk.orders()] == ["accepted"], 30.0), (
+        walk.orders(), walk.said("vendor"))
     said = []
 
     def placed():  # as `status` shows the device's state: its order placed, the vendor's ref
-        assert main(["status", "--config", str(tmp_path / "fridge" / "device.toml")]) == 0
+        assert main(["status", "--config", str(walk.toml)]) == 0
         said.append(capsys.readouterr().out)
         return "placed, slot water-filter" in said[-1]
 
@@ -340,14 +285,8 @@ def _approve_the_order_then_revoke(tmp_path, db, kid, logs, capsys, owner):
     assert main(["log", str(state / "audit.log")]) == 0
     log = capsys.readouterr().out
     assert "approved" in log and "Acme Home Supplies delivers in 3 days" in log, log
-    assert main(["vendor", "revoke", "--db", db, "--device", kid]) == 0
+    assert main(["vendor", "revoke", "--db", walk.db, "--device", kid]) == 0
     assert wait_for(lambda: "the vendor refused this device: device-deregistered" in
-                    logs["device"].read_text(), 30.0), logs["device"].read_text()
+                    walk.said("device"), 30.0), walk.said("device")
 
 
-def _listening(port):
-    try:
-        socket.create_connection((HOST, port), timeout=1).close()
-    except OSError:
-        return False
-    return True

@@ -5,6 +5,7 @@ Chromium clicking Approve, the signed approval checked with the owner's public k
 With THINGSDK_SCREENSHOTS=1 the desktop and phone tests save the README's pictures in docs/."""
 
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -18,6 +19,7 @@ import pytest
 
 from broker import HOST, VENDOR, VENDOR_KEY, free_port, wait_for
 from fixtures import broker, pki  # noqa: F401  (fixtures)
+from readme_walk import Walk
 from thingsdk import codec, topics
 from thingsdk.core import cose, envelope, messages
 from thingsdk.crypto import Ed25519Signer, save_keypair
@@ -448,3 +450,47 @@ def test_every_message_type_and_any_bytes_on_any_topic_render_without_failing(tm
 
     junk()
     feed.close()
+
+
+def test_a_real_device_asks_the_owner_clicks_approve_and_the_vendor_accepts_the_order(tmp_path,
+                                                                                      capsys):
+    """The whole loop with the project's own processes, as the README sets them up: mosquitto
+    on `broker init`'s conf, `vendor serve`, `owner serve` and `device run`. The device's
+    request shows in the page; the owner clicks Approve in Chromium; the device orders with
+    that approval; the vendor verifies it and accepts; the page shows the vendor's receipt and
+    the device's word that it bought."""
+    walk = Walk(tmp_path, capsys)
+    port = free_port()
+    url = "http://%s:%d/" % (HOST, port)
+    browser = None
+    try:
+        walk.mosquitto()
+        walk.vendor()
+        walk.start("page", walk.cli(
+            "owner", "serve", "--broker", walk.url, *walk.tls("owner-" + walk.owner_kid),
+            "--owner-key", str(tmp_path / "owner.key"), "--device-pub", walk.pub("fridge"),
+            "--vendor-pub", walk.pub("vendor"),
+            "--mandate", str(tmp_path / "fridge" / "mandate.cwt"), "--port", str(port)),
+            "connected to localhost:%d" % walk.port)
+        walk.device()
+        browser = chrome(tmp_path / "chromium")
+        browser.get(url)
+        main_text = lambda: browser.find_element("tag name", "main").text  # noqa: E731
+        assert wait_for(lambda: "for 29.48 EUR from Acme Home Supplies" in main_text(), 30.0), (
+            main_text(), walk.said())
+        assert walk.orders() == []  # nothing is ordered before the owner says so
+        browser.find_element("css selector", "button[value=approve]").click()
+        assert wait_for(lambda: [o["status"] for o in walk.orders()] == ["accepted"], 30.0), (
+            walk.orders(), walk.said())
+        assert wait_for(lambda: "The vendor accepted (ref " in main_text(), 30.0), main_text()
+        assert wait_for(lambda: "Bought: " in main_text(), 30.0), main_text()
+        assert "Nothing waits for your answer." in main_text()
+        assert "Orders above 20.00 EUR need your approval." in main_text()
+    finally:
+        if browser is not None:
+            browser.quit()
+        walk.stop()
+    said = walk.said()
+    assert re.search(r"sent approval-request [0-9a-f]+ to the owner", said["device"])
+    for name in ("vendor", "page", "device"):
+        assert "Traceback" not in said[name], said[name]
