@@ -3,6 +3,8 @@ a fridge provisioned with a mandate that wants the owner's approval above 20.00 
 nearly spent, the vendor registering it and serving, and the device running. Shared by the walk's
 test (the owner answers with `owner approve --broker`) and the owner page's (the owner clicks)."""
 
+import contextlib
+import io
 import os
 import pwd
 import socket
@@ -23,10 +25,16 @@ TIMEOUT = 10.0
 
 class Walk:
     """The walk's files in `folder`, written by the project's own commands (`keygen`, `broker
-    init`, `provision`, `vendor register`); `start(name, command, ready)` runs one process with
-    its output in `logs[name]`, `stop()` ends them all, the last started first."""
+    init`, `provision`, `vendor register`; what `broker init` printed is in `init_said`);
+    `start(name, command, ready)` runs one process with its output in `logs[name]`, `stop()`
+    ends them all, the last started first."""
 
-    def __init__(self, folder, capsys):
+    def __init__(self, folder):
+        said = io.StringIO()
+        with contextlib.redirect_stdout(said):
+            self._write(folder, said)
+
+    def _write(self, folder, said):
         if find_mosquitto() is None:
             pytest.fail("mosquitto is not installed (Debian: apt-get install mosquitto)")
         self.folder = folder
@@ -40,7 +48,7 @@ class Walk:
                      "--host", "localhost", "--port", str(self.port), "--bind", HOST,
                      "--user", pwd.getpwuid(os.getuid()).pw_name,
                      "--owner-pub", self.pub("owner"), "--device-pub", self.pub("fridge")]) == 0
-        self.init_said = capsys.readouterr().out
+        self.init_said = said.getvalue()
         self.device_tls = self.tls("device-" + self.kid)
         assert main(["provision", "--out", str(folder / "fridge"),
                      "--vendor-pub", self.pub("vendor"), "--owner-key", str(folder / "owner.key"),
@@ -86,6 +94,18 @@ class Walk:
             "--cert", str(self.setup / "vendor-1.pem"),
             "--keyfile", str(self.setup / "vendor-1.key"), "--interval", "0.2"),
             "serving localhost:%d" % self.port)
+
+    def page(self):
+        """`owner serve` for the fridge, started once connected to the broker (before the device
+        asks: the broker keeps an owner's messages from its first subscription on); its URL."""
+        port = free_port()
+        self.start("page", self.cli(
+            "owner", "serve", "--broker", self.url, *self.tls("owner-" + self.owner_kid),
+            "--owner-key", str(self.folder / "owner.key"), "--device-pub", self.pub("fridge"),
+            "--vendor-pub", self.pub("vendor"),
+            "--mandate", str(self.folder / "fridge" / "mandate.cwt"), "--port", str(port)),
+            "connected to localhost:%d" % self.port)
+        return "http://%s:%d/" % (HOST, port)
 
     def device(self):
         """`device run`, and wait until the vendor has its mandate and levels."""

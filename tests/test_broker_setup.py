@@ -232,7 +232,7 @@ def test_the_readme_walk_from_keys_to_an_approved_order_and_a_revoke(tmp_path, c
     vendor register and serve, device run, each a process of its own; then the owner approves
     the device's request with `owner approve`, the vendor verifies that approval and accepts the
     order, `status` and `log` show it, and `vendor revoke` is heard by the device."""
-    walk = Walk(tmp_path, capsys)
+    walk = Walk(tmp_path)
     kid = walk.kid
     assert "provision    %s: %s" % (walk.pub("fridge"), " ".join(walk.device_tls)) in \
         walk.init_said

@@ -452,26 +452,18 @@ def test_every_message_type_and_any_bytes_on_any_topic_render_without_failing(tm
     feed.close()
 
 
-def test_a_real_device_asks_the_owner_clicks_approve_and_the_vendor_accepts_the_order(tmp_path,
-                                                                                      capsys):
+def test_a_real_device_asks_the_owner_clicks_approve_and_the_vendor_accepts_the_order(tmp_path):
     """The whole loop with the project's own processes, as the README sets them up: mosquitto
     on `broker init`'s conf, `vendor serve`, `owner serve` and `device run`. The device's
     request shows in the page; the owner clicks Approve in Chromium; the device orders with
     that approval; the vendor verifies it and accepts; the page shows the vendor's receipt and
     the device's word that it bought."""
-    walk = Walk(tmp_path, capsys)
-    port = free_port()
-    url = "http://%s:%d/" % (HOST, port)
+    walk = Walk(tmp_path)
     browser = None
     try:
         walk.mosquitto()
         walk.vendor()
-        walk.start("page", walk.cli(
-            "owner", "serve", "--broker", walk.url, *walk.tls("owner-" + walk.owner_kid),
-            "--owner-key", str(tmp_path / "owner.key"), "--device-pub", walk.pub("fridge"),
-            "--vendor-pub", walk.pub("vendor"),
-            "--mandate", str(tmp_path / "fridge" / "mandate.cwt"), "--port", str(port)),
-            "connected to localhost:%d" % walk.port)
+        url = walk.page()
         walk.device()
         browser = chrome(tmp_path / "chromium")
         browser.get(url)
