@@ -1,4 +1,5 @@
-"""The README's walk as separate processes: keys, `broker init`, mosquitto on the conf it writes,
+"""The README's walk as separate processes: keys, `broker init` (and `broker add --front page` for
+the owner's page), mosquitto on the conf it writes,
 a fridge provisioned with a mandate that wants the owner's approval above 20.00 EUR and a filter
 nearly spent, the vendor registering it and serving, and the device running. Shared by the walk's
 test (the owner answers with `owner approve --broker`) and the owner page's (the owner clicks)."""
@@ -49,6 +50,9 @@ class Walk:
                      "--user", pwd.getpwuid(os.getuid()).pw_name,
                      "--owner-pub", self.pub("owner"), "--device-pub", self.pub("fridge")]) == 0
         self.init_said = said.getvalue()
+        # the owner's page is a front end of its own: a certificate and session of its own
+        assert main(["broker", "add", str(self.setup), "--owner-pub", self.pub("owner"),
+                     "--front", "page"]) == 0
         self.device_tls = self.tls("device-" + self.kid)
         assert main(["provision", "--out", str(folder / "fridge"),
                      "--vendor-pub", self.pub("vendor"), "--owner-key", str(folder / "owner.key"),
@@ -100,7 +104,8 @@ class Walk:
         asks: the broker keeps an owner's messages from its first subscription on); its URL."""
         port = free_port()
         self.start("page", self.cli(
-            "owner", "serve", "--broker", self.url, *self.tls("owner-" + self.owner_kid),
+            "owner", "serve", "--broker", self.url,
+            *self.tls("owner-%s.page" % self.owner_kid),
             "--owner-key", str(self.folder / "owner.key"), "--device-pub", self.pub("fridge"),
             "--vendor-pub", self.pub("vendor"),
             "--mandate", str(self.folder / "fridge" / "mandate.cwt"), "--port", str(port)),

@@ -99,6 +99,15 @@ def test_init_and_add_write_certificates_named_by_key_id_and_the_rules(tmp_path,
     again = json.loads((setup / "dynamic-security.json").read_text())
     assert len(again["clients"]) == len(access["clients"]) and again["roles"] == access["roles"]
 
+    # A front end of the owner's own: its certificate, a client of its own in the owner's role.
+    assert main(["broker", "add", str(setup), "--owner-pub", keys["owner"][0],
+                 "--front", "page"]) == 0
+    assert cn_of(setup / ("owner-%s.page.pem" % owner)) == owner + ".page"
+    fronted = json.loads((setup / "dynamic-security.json").read_text())
+    client = {c["username"]: c for c in fronted["clients"]}[owner + ".page"]
+    assert client["roles"] == [{"rolename": "owner-" + owner}]
+    assert fronted["roles"] == access["roles"]
+
 
 def test_the_written_conf_runs_and_confines_devices_owners_and_vendor(tmp_path, keys, capsys):
     if find_mosquitto() is None:
@@ -201,6 +210,9 @@ def test_broker_errors_are_one_line_naming_the_file(tmp_path, keys, capsys):
     assert main(["broker", "add", str(setup), "--owner-pub", keys["fridge"][0],
                  "--device-pub", keys["fridge"][0]]) == 2
     assert "each needs its own key" in capsys.readouterr().err
+    assert main(["broker", "add", str(setup), "--owner-pub", keys["owner"][0],
+                 "--front", "../page"]) == 2
+    assert "not '../page'" in capsys.readouterr().err
     nowhere = "mqtts://%s:%d" % (HOST, free_port())
     before = (setup / "dynamic-security.json").read_bytes()
     newcomer = Ed25519Signer.generate().public_key.hex()

@@ -457,12 +457,18 @@ def test_a_real_device_asks_the_owner_clicks_approve_and_the_vendor_accepts_the_
     on `broker init`'s conf, `vendor serve`, `owner serve` and `device run`. The device's
     request shows in the page; the owner clicks Approve in Chromium; the device orders with
     that approval; the vendor verifies it and accepts; the page shows the vendor's receipt and
-    the device's word that it bought."""
+    the device's word that it bought. `owner watch` runs beside the page on the owner's own
+    certificate: a front end of its own (`broker add --front page`), neither takes the other's
+    connection and both hear the request."""
     walk = Walk(tmp_path)
     browser = None
     try:
         walk.mosquitto()
         walk.vendor()
+        walk.start("watch", walk.cli(
+            "owner", "watch", "--broker", walk.url, *walk.tls("owner-" + walk.owner_kid),
+            "--owner-key", str(tmp_path / "owner.key"), "--device-pub", walk.pub("fridge")),
+            "watching localhost:%d" % walk.port)
         url = walk.page()
         walk.device()
         browser = chrome(tmp_path / "chromium")
@@ -484,5 +490,8 @@ def test_a_real_device_asks_the_owner_clicks_approve_and_the_vendor_accepts_the_
         walk.stop()
     said = walk.said()
     assert re.search(r"sent approval-request [0-9a-f]+ to the owner", said["device"])
-    for name in ("vendor", "page", "device"):
+    assert "for 29.48 EUR from Acme Home Supplies" in said["watch"], said["watch"]
+    assert "as %s.page (" % walk.owner_kid in said["mosquitto"]
+    assert "already connected" not in said["mosquitto"], said["mosquitto"]
+    for name in ("vendor", "page", "watch", "device"):
         assert "Traceback" not in said[name], said[name]

@@ -25,6 +25,7 @@ import glob
 import ipaddress
 import json
 import os
+import re
 import shutil
 import threading
 import time
@@ -272,6 +273,9 @@ def _kid_of(public_key):
     return key_id(public_key).hex()
 
 
+FRONT_NAME = re.compile(r"[A-Za-z0-9-]{1,32}\Z")
+
+
 def _client_stem(kind, cn):
     return "%s-%s" % (kind, cn)
 
@@ -328,11 +332,15 @@ def init(folder, vendor_pub, hosts, *, workers=1, share="vendor", port=8883, bin
     return written + [folder / CONF, folder / DYNSEC]
 
 
-def add(folder, owner_pub, device_pubs, *, days=825, now=None, live=None):
+def add(folder, owner_pub, device_pubs, *, fronts=(), days=825, now=None, live=None):
     """Enrol devices and their owner into the set-up in `folder`: a certificate for each device
     (CN = its key id) and the owner (once), a role for each; the owner's role reads its devices'
-    topics (with those it had). With `live` (the running broker's mqtts:// URL) the new rules
-    also take effect there at once. Returns the files written."""
+    topics (with those it had). Each name in `fronts` is one more of the owner's front ends (its
+    page, a second command line), with a certificate of its own (CN = the owner's key id, a dot,
+    the name) in the owner's role: it is a client of its own to the broker, with its own session,
+    so it and the others do not take each other's connection and each gets every message for
+    the owner. With `live` (the running broker's mqtts:// URL) the new rules also take effect
+    there at once. Returns the files written."""
     folder = Path(folder)
     ca = Authority.load(folder)
     access = read_access(folder)
@@ -352,13 +360,22 @@ def add(folder, owner_pub, device_pubs, *, days=825, now=None, live=None):
             written += ca.issue(_client_stem("device", kid), kid, ExtendedKeyUsageOID.CLIENT_AUTH,
                                 days, now=now)
     owned = list(dict.fromkeys(owner_devices(access, owner) + devices))
-    set_client(access, owner, "owner-" + owner,
-               topics.owner_access([bytes.fromhex(kid) for kid in owned]), "owner %s" % owner)
-    if not (folder / (_client_stem("owner", owner) + ".pem")).exists():
-        written += ca.issue(_client_stem("owner", owner), owner, ExtendedKeyUsageOID.CLIENT_AUTH,
-                            days, now=now)
+    rules = topics.owner_access([bytes.fromhex(kid) for kid in owned])
+    set_client(access, owner, "owner-" + owner, rules, "owner %s" % owner)
+    names = [owner]
+    for front in fronts:
+        if not FRONT_NAME.match(front):
+            raise SetupError("a front end's name is 1 to 32 letters, digits or '-', not %r"
+                             % front)
+        names.append("%s.%s" % (owner, front))
+        set_client(access, names[-1], "owner-" + owner, rules,
+                   "front end %s of owner %s" % (front, owner))
+    for cn in names:
+        if not (folder / (_client_stem("owner", cn) + ".pem")).exists():
+            written += ca.issue(_client_stem("owner", cn), cn, ExtendedKeyUsageOID.CLIENT_AUTH,
+                                days, now=now)
     if live:
-        apply_live(folder, live, commands_for(access, [owner] + devices))
+        apply_live(folder, live, commands_for(access, names + devices))
     write_access(folder, access)
     return written + [folder / DYNSEC]
 

@@ -956,10 +956,10 @@ def cmd_broker_add(args):
     from thingsdk.owner import read_public_key
 
     written = broker_setup.add(args.dir, read_public_key(args.owner_pub),
-                               [read_public_key(d) for d in args.device_pub], days=args.days,
-                               live=args.live)
+                               [read_public_key(d) for d in args.device_pub or []],
+                               fronts=args.front or [], days=args.days, live=args.live)
     _print_written(written)
-    _print_device_files(args.dir, args.device_pub)
+    _print_device_files(args.dir, args.device_pub or [])
     if args.live:
         print("live         the broker at %s has the new rules" % args.live)
     else:
@@ -1004,8 +1004,12 @@ def add_broker_commands(sub):
     p.add_argument("dir", help="the folder `broker init` wrote")
     p.add_argument("--owner-pub", required=True,
                    help="the devices' owner (PEM file or 64 hex digits): may read their topics")
-    p.add_argument("--device-pub", action="append", required=True,
+    p.add_argument("--device-pub", action="append",
                    help="a device's public key (PEM file or 64 hex digits); repeatable")
+    p.add_argument("--front", action="append", metavar="NAME",
+                   help="one more certificate for the owner (CN = its key id, a dot, NAME), for "
+                        "a front end of its own (its page beside the command line): each has its "
+                        "own connection and session; repeatable")
     p.add_argument("--live", metavar="URL",
                    help="also give the running broker at URL (mqtts://host:port) the new rules, "
                         "as the set-up's admin client, instead of restarting it")

@@ -1,7 +1,8 @@
 """The owner on the wire: an owner's MQTT client for its devices (docs/topics.md).
 
-It connects as the owner (client id = the owner's key id in hex, which is also the CN of its
-certificate) with a persistent session and subscribes at QoS 1 to each device's to-owner topic,
+It connects as the owner (client id = the CN of its certificate: the owner's key id in hex, or
+that and `.NAME` for each further front end; see `thingsdk broker add --front`) with a persistent
+session and subscribes at QoS 1 to each device's to-owner topic,
 so what a device publishes while the owner is offline waits in the broker for it. Each message
 is opened with the device's pinned public key (thingsdk.core.envelope.Inbox): signature, catalog,
 addressing and the replay guard; what fails is counted by reason and handed on marked refused,
@@ -20,6 +21,9 @@ import threading
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+
+from cryptography import x509
+from cryptography.x509.oid import NameOID
 
 from thingsdk import codec, topics
 from thingsdk.core import envelope, messages, replay
@@ -87,12 +91,14 @@ class OwnerLink:
                 cert_file: str | None = None, key_file: str | None = None, also: Iterable[str] = (),
                 on_other: Callable[[str, bytes], None] | None = None,
                 clock: Callable[[], float] = time.time, **options) -> "OwnerLink":
-        """A link on its own connection to the broker at `url` (not started), as the owner:
-        client id its key id in hex, a persistent session. `ca_file`, `cert_file`, `key_file`:
-        mutual TLS for mqtts:// (the owner's certificate: CN = its key id). `options` are
-        thingsdk.mqtt.Transport's."""
-        transport = Transport(url, owner.kid.hex(), ca_file=ca_file, cert_file=cert_file,
-                              key_file=key_file, **options)
+        """A link on its own connection to the broker at `url` (not started), as the owner, with
+        a persistent session. `ca_file`, `cert_file`, `key_file`: mutual TLS for mqtts:// (the
+        owner's certificate: CN = its key id, or that and `.NAME` for one more front end, see
+        `thingsdk broker add --front`). The client id is the certificate's CN (what a broker set
+        up by `broker init` uses whatever the client says), else the owner's key id in hex.
+        `options` are thingsdk.mqtt.Transport's."""
+        transport = Transport(url, _client_id(owner, cert_file), ca_file=ca_file,
+                              cert_file=cert_file, key_file=key_file, **options)
         return cls(transport, owner, devices, on_heard=on_heard, also=also, on_other=on_other,
                    clock=clock)
 
@@ -174,6 +180,21 @@ class OwnerLink:
                 self.on_heard(self.open(device, payload))
         elif self.on_other is not None:
             self.on_other(topic, payload)
+
+
+def _client_id(owner: Ed25519Signer, cert_file: str | None) -> str:
+    """The CN of the client certificate in `cert_file`, else the owner's key id in hex (also
+    when the file cannot be read: the transport then says why, naming it)."""
+    if cert_file is not None:
+        try:
+            with open(cert_file, "rb") as f:
+                cert = x509.load_pem_x509_certificate(f.read())
+            names = cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME)
+            if names and isinstance(names[0].value, str):
+                return names[0].value
+        except (OSError, ValueError):
+            pass
+    return owner.kid.hex()
 
 
 _TOPIC = {topics.UP: topics.uplink, topics.DOWN: topics.downlink,
