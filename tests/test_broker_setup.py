@@ -302,3 +302,42 @@ def _approve_the_order_then_revoke(walk, capsys, owner):
                     walk.said("device"), 30.0), walk.said("device")
 
 
+
+
+def test_a_new_mandate_goes_over_the_broker_to_the_device_and_on_to_the_vendor(tmp_path, capsys):
+    """`mandate send --broker`: the owner's new mandate (version 2) is sealed with the owner's
+    key and published on the device's from-owner topic; the running device takes it in place of
+    version 1 and passes it on to the vendor. One that is not this owner's for this device is
+    refused before anything is sent."""
+    walk = Walk(tmp_path)
+    owner_key, kid = str(tmp_path / "owner.key"), bytes.fromhex(walk.kid)
+    new = tmp_path / "mandate-v2.cwt"
+    assert main(["mandate", "create", "--out", str(new), "--owner-key", owner_key,
+                 "--device-pub", walk.pub("fridge"), "--version", "2",
+                 "--budget", "80.00EUR/month", "--approval-above", "50.00EUR"]) == 0
+    assert main(["keygen", "--out", str(tmp_path), "--name", "kettle"]) == 0
+    elsewhere = tmp_path / "kettle.cwt"
+    assert main(["mandate", "create", "--out", str(elsewhere), "--owner-key", owner_key,
+                 "--device-pub", walk.pub("kettle"), "--version", "3"]) == 0
+    capsys.readouterr()
+    send = ["--owner-key", owner_key, "--device-pub", walk.pub("fridge"), "--broker", walk.url,
+            *walk.tls("owner-" + walk.owner_kid)]
+    try:
+        walk.mosquitto()
+        walk.vendor()
+        walk.device()
+        assert Store(walk.db).device(kid).mandate_version == 1
+        assert main(["mandate", "send", str(elsewhere), *send]) == 2
+        err = capsys.readouterr().err
+        assert "is not a mandate of this owner for device %s" % walk.kid in err, err
+        assert main(["mandate", "send", str(new), *send]) == 0
+        out = capsys.readouterr().out
+        assert "published on thingsdk/v1/from-owner/%s" % walk.kid in out, out
+        state = tmp_path / "fridge" / "state" / "mandate.cwt"
+        assert wait_for(lambda: state.read_bytes() == new.read_bytes(), 30.0), walk.said()
+        assert wait_for(lambda: Store(walk.db).device(kid).mandate_version == 2, 30.0), \
+            walk.said()
+    finally:
+        walk.stop()
+    said = walk.said("device")
+    assert "Traceback" not in said and said.count("sent mandate ") == 2, said

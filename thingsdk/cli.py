@@ -109,6 +109,44 @@ def cmd_mandate_show(args):
     return 0 if _print_mandate(read_message_arg(args.file), now, owner_pub, device) else 1
 
 
+def cmd_mandate_send(args):
+    """Seal a mandate for its device with the owner's key; publish it on the device's from-owner
+    topic (--broker) or write it for the device's from-owner/ folder (--out)."""
+    from thingsdk.crypto import load_signer
+    from thingsdk.inspect import read_message_arg
+    from thingsdk.owner import mandate_message, mandate_report, new_id, next_seq
+    from thingsdk.owner import read_public_key
+    from thingsdk.core.keys import key_id
+    from thingsdk.storage import atomic_write
+
+    if bool(args.broker) == bool(args.out):
+        raise CliError("give --broker to publish the mandate, or --out to write it to a file")
+    signer = args.signer = load_signer(args.owner_key)
+    device_pub = read_public_key(args.device_pub)
+    token = read_message_arg(args.file)
+    now = int(time.time())
+    try:
+        report, ok = mandate_report(token, now, signer.public_key, key_id(device_pub))
+    except ValueError as exc:
+        raise CliError("%s: not a mandate: %s" % (args.file, exc))
+    print(report)
+    if not ok:
+        raise CliError("%s is not a mandate of this owner for device %s, valid now: the device "
+                       "would refuse it (see above)" % (args.file, key_id(device_pub).hex()))
+    seq, msg_id = next_seq(args.owner_key), new_id()
+    data = mandate_message(token, signer, key_id(device_pub), seq, now, msg_id)
+    print("mandate      message %s, seq %d, to device %s" % (msg_id.hex(), seq,
+                                                               key_id(device_pub).hex()))
+    if args.out:
+        atomic_write(Path(args.out), data, mode=0o644)
+        print("written to   %s" % args.out)
+        return 0
+    with _owner_link(args, [device_pub]) as link:
+        _ready(link, BROKER_WAIT)
+        _sent(link, key_id(device_pub), data, "mandate")
+    return 0
+
+
 BROKER_WAIT = 30.0  # seconds the owner's commands wait for the broker to take an answer
 
 
@@ -280,8 +318,9 @@ def cmd_log(args):
 
 
 def add_owner_commands(sub):
-    """`mandate create|sign|show`, `owner approve|decline|cancel` and `log`: the owner's verbs."""
-    group = sub.add_parser("mandate", help="write, sign and read the owner's mandate")
+    """`mandate create|sign|show|send`, `owner approve|decline|cancel|watch|serve` and `log`: the
+    owner's verbs."""
+    group = sub.add_parser("mandate", help="write, sign, read and send the owner's mandate")
     verbs = group.add_subparsers(dest="verb", required=True, metavar="VERB")
     create = verbs.add_parser("create", help="build a mandate from options and sign it")
     sign = verbs.add_parser("sign", help="sign a mandate written as a TOML file whose keys are "
@@ -302,6 +341,21 @@ def add_owner_commands(sub):
     p.add_argument("--now", type=int, default=None,
                    help="unix time for the validity check (default: the clock)")
     p.set_defaults(func=cmd_mandate_show)
+
+    p = verbs.add_parser("send", help="send a new mandate to its device, signed by the owner: "
+                                      "on the broker, or as a file for its from-owner/ folder")
+    p.add_argument("file", help="a file holding the mandate token (from `mandate create|sign`)")
+    p.add_argument("--owner-key", required=True,
+                   help="the owner's private key file; its sequence checkpoint is kept next to "
+                        "it (<stem>.seq)")
+    p.add_argument("--device-pub", required=True,
+                   help="the device's public key (PEM file or 64 hex digits)")
+    p.add_argument("--broker", help="publish on the device's from-owner topic of this broker "
+                                    "(mqtt[s]://HOST:PORT)")
+    p.add_argument("--out", help="write the sealed mandate to this file instead (put it in the "
+                                 "device's state/from-owner/ folder)")
+    _add_owner_broker(p)
+    p.set_defaults(func=cmd_mandate_send)
 
     group = sub.add_parser("owner", help="answer a device's approval request, or cancel an order")
     verbs = group.add_subparsers(dest="verb", required=True, metavar="VERB")

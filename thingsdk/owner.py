@@ -462,6 +462,13 @@ def answer(msg, decision, owner_signer, seq, now, msg_id):
                          ttl, reply_to=msg.id)
 
 
+def mandate_message(token, owner_signer, device_kid, seq, now, msg_id):
+    """A new mandate for the device, sealed by its owner: the device takes it (the newer version
+    replaces the one it holds) and passes it on to the vendor. It lives a day."""
+    return envelope.seal(messages.MANDATE, {"cwt": token}, owner_signer, device_kid, seq, now,
+                         msg_id, codec, DAY)
+
+
 def new_id():
     """A fresh random message id."""
     return os.urandom(messages.ID_SIZE)
