@@ -3,7 +3,9 @@ cryptography's Ed25519, an MQTT Transport on its own thread and a loop that step
 
 The agent holds the logic and its crash-safety rules; this adds what only a Raspberry Pi has:
 threads (the transport's messages are queued for the next step, and one lock serialises every
-call), logging, os.urandom and IANA time zones.
+call), logging, os.urandom and IANA time zones. A message from the vendor or the owner is
+acknowledged to the broker only once the step that took it has kept what it caused: one that came
+just before a crash or a power cut is delivered again to the next run, not lost.
 """
 
 import logging
@@ -68,6 +70,7 @@ class Device(Agent):
         mandate held (the vendor checks orders against it)."""
         with self._lock:
             if self.transport is not None:
+                self.transport.manual_ack = True  # acknowledged in step, once kept
                 self.transport.on_message = self._on_message
                 self.transport.subscribe(topics.downlink(self.kid))
                 self.transport.subscribe(topics.from_owner(self.kid))
@@ -92,14 +95,18 @@ class Device(Agent):
     def step(self, now: int | None = None) -> None:
         """One turn: messages in, sensors read, deadlines, new needs, the heartbeat."""
         with self._lock:
-            now = self.now() if now is None else now
             while True:
                 try:
-                    data = self._downlinks.get_nowait()
+                    data, delivery = self._downlinks.get_nowait()
                 except queue.Empty:
                     break
-                self.receive(data, now)
-            super().step(now)
+                # Each is judged by the clock when it is taken (one that came during this step
+                # was signed after it began: it is not from the future), and acknowledged once
+                # receive has kept what it caused.
+                self.receive(data, self.now() if now is None else now)
+                if self.transport is not None and delivery is not None:
+                    self.transport.ack(delivery)
+            super().step(self.now() if now is None else now)
 
     def report_fault(self, code: str, diagnostics: Mapping[str, int | str | bool],
                      text: str | None = None) -> bytes:
@@ -112,11 +119,14 @@ class Device(Agent):
         with self._lock:
             return super().take_mandate(token, now)
 
-    def _on_message(self, topic, payload):
+    def _on_message(self, topic, payload, delivery=None):
         """From the transport's thread: the vendor's and the owner's messages, queued for the
-        next step (the agent tells them apart by their signature)."""
+        next step (the agent tells them apart by their signature) with what acknowledges them
+        once taken; any other is acknowledged at once."""
         if topic in (topics.downlink(self.kid), topics.from_owner(self.kid)):
-            self._downlinks.put(payload)
+            self._downlinks.put((payload, delivery))
+        elif delivery is not None and self.transport is not None:
+            self.transport.ack(delivery)
 
     def _publish(self, data: bytes, msg_type: int, topic: str | None = None) -> bool:
         """Publish now (True), or leave it queued until the transport connects (False), on the
