@@ -77,7 +77,7 @@ def _schedule(block):
         s1 = (y >> 19) ^ (y >> 61) ^ (y >> 70)  # rotr 19, rotr 61, shr 6
         w[t] = (s1 + w[t - 7] + s0 + w[t - 16]) & _MASK
     for t in range(80):  # each round adds its constant to its word: add it here, once
-        w[t] += struct.unpack_from(">Q", _K, 8 * t)[0]
+        w[t] += int.from_bytes(_K[8 * t:8 * t + 8], "big")
     return w
 
 
