@@ -1,9 +1,12 @@
 # A board's main.py with your own sensor, in place of the firmware's (firmware/main.py). The
 # board's device.toml gives its consumable "coffee-beans" `sensor = {type = "custom"}`.
+import gc
+
 import machine
 
-import app
-from thingsdk.core.agent import LEVEL
+gc.threshold(4096)  # collect often while the code loads, as firmware/main.py does (less heap)
+import app  # noqa: E402
+from thingsdk.core.agent import LEVEL  # noqa: E402
 
 
 class Hopper:

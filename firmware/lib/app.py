@@ -351,6 +351,7 @@ def main(root="/", seconds=None, sources=None):
     whose asyncio has no run() (the WebAssembly one: its loop is the host's), the device runs in
     the background and this returns at once."""
     app = App(root, sources=sources)
+    gc.threshold(-1)  # its code is loaded (main.py had the heap collected often while it was)
     if hasattr(asyncio, "run"):
         asyncio.run(app.run(seconds))
     else:

@@ -15,12 +15,14 @@ import time
 
 gc.collect()
 base = gc.mem_alloc()
+gc.threshold(4096)  # as firmware/main.py has the heap collected while the code loads
 import app  # noqa: E402,F401 (loaded as at boot)
 import mqtt  # noqa: E402,F401
 import order_flow  # noqa: E402
 from thingsdk.core import lifecycle  # noqa: E402
 from thingsdk.core import messages as m  # noqa: E402
 
+gc.threshold(-1)  # and as app.main goes back to collecting when the heap is full
 gc.collect()
 code = gc.mem_alloc() - base
 folder = "%s/order-%d" % (sys.argv[1], time.time_ns())
