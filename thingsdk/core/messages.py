@@ -295,20 +295,24 @@ def _check_map(spec, m, prefix):
         if extra is None:
             raise MessageError("bad-value", prefix + _label(tag, names),
                                "expected one of %r" % (tuple(v for v, _ in variants),))
-    for key in m:
-        if key != tag and lookup(fields, key) is None and lookup(extra, key) is None:
-            raise MessageError("unknown-field", prefix + _label(key, names))
-    for key, _ in fields + extra:
-        if key not in m and key not in optional and key not in one:
-            raise MessageError("missing-field", prefix + _label(key, names))
-    if one and len([k for k in one if k in m]) != 1:
-        raise MessageError("missing-field" if all(k not in m for k in one) else "exclusive",
-                           prefix + "/".join(one), "exactly one is required")
+    checks = []  # (spec, value, key) of every entry, found before any value is checked
     for key, item in m.items():
         if key != tag:
             field = lookup(fields, key)
-            _check(field if field is not None else lookup(extra, key), item,
-                   prefix + _label(key, names))
+            if field is None:
+                field = lookup(extra, key)
+                if field is None:
+                    raise MessageError("unknown-field", prefix + _label(key, names))
+            checks.append((field, item, key))
+    for required in (fields, extra):
+        for key, _ in required:
+            if key not in m and key not in optional and key not in one:
+                raise MessageError("missing-field", prefix + _label(key, names))
+    if one and len([k for k in one if k in m]) != 1:
+        raise MessageError("missing-field" if all(k not in m for k in one) else "exclusive",
+                           prefix + "/".join(one), "exactly one is required")
+    for field, item, key in checks:  # a text key names itself, whatever the table's names
+        _check(field, item, prefix + (key if type(key) is str else _label(key, names)))
     for rule in rules:
         _rule(rule, m, prefix, names)
 
