@@ -72,6 +72,27 @@ def test_a_worker_sees_what_another_recorded_since_its_last_message(world):
                ) == 1
 
 
+def test_sequence_numbers_go_on_across_workers_and_a_rolled_back_one_is_not_issued_again(world):
+    """A transaction counts the vendor's sequence numbers in memory and keeps the count once, at
+    its commit: another worker goes on after it, a savepoint rolled back loses its number, and a
+    transaction rolled back keeps nothing."""
+    store, other = world.service.store, world.new_service().store
+    with store.transaction():
+        first = [store.next_seq() for _ in range(3)]
+        with pytest.raises(RuntimeError), store.savepoint():
+            lost = store.next_seq()
+            raise RuntimeError("a bug")
+        after = store.next_seq()
+    with other.transaction():
+        theirs = other.next_seq()
+    with pytest.raises(RuntimeError), store.transaction():
+        undone = store.next_seq()
+        raise RuntimeError("a bug")
+    assert first == [first[0], first[0] + 1, first[0] + 2]
+    assert (lost, after, theirs) == (first[0] + 3, first[0] + 4, first[0] + 5)
+    assert undone == store.next_seq() == first[0] + 6 and other.next_seq() == first[0] + 7
+
+
 def test_uplinks_are_acknowledged_in_the_order_they_came_once_kept_and_answered():
     acknowledged = []
     line = AckLine(acknowledged.append)

@@ -89,6 +89,7 @@ CREATE INDEX IF NOT EXISTS offers_until ON offers (until);
 KEEP = 30 * 86400  # answers and offers are kept as long as a message can be valid
 SCHEMA_VERSION = 1  # of the tables above, recorded in meta; a change adds a step to _migrate
 WRITE_LOCK = 0x7468696E  # PostgreSQL advisory lock key that serialises the vendor's writers
+_UNREAD = object()  # a transaction's sequence counter before its first number (see next_seq)
 
 
 class StoreError(Exception):
@@ -138,6 +139,7 @@ class Store:
                                   check_same_thread=False)
         self._writers = WriterLock(path)
         self.lock_time = LockTime()
+        self._seq = None  # the next sequence number, while a transaction counts them
         self.db.execute("PRAGMA journal_mode=WAL")
         self.db.execute("PRAGMA synchronous=FULL")
         self.db.executescript(SCHEMA.format(row_column=""))
@@ -160,11 +162,13 @@ class Store:
         with self.lock_time.waiting(), self._writers:
             self.db.execute("BEGIN IMMEDIATE")
             self.lock_time.taken()
-            try:
-                yield self
-            except BaseException:
-                self.db.execute("ROLLBACK")
-                raise
+            with self._issuing():
+                try:
+                    yield self
+                    self._save_seq()
+                except BaseException:
+                    self.db.execute("ROLLBACK")
+                    raise
             self.db.execute("COMMIT")
 
     @contextlib.contextmanager
@@ -183,9 +187,30 @@ class Store:
         return self.db.execute(sql, args).fetchone()
 
     def next_seq(self):
-        """The next sequence number of the vendor's key (call inside a transaction)."""
-        return self._one("UPDATE meta SET value = value + 1 WHERE key = 'seq' "
-                         "RETURNING value - 1")[0]
+        """The next sequence number of the vendor's key. A transaction reads the counter when it
+        first takes one and writes it back once, before it commits (its write lock keeps other
+        workers out meanwhile); a number taken in a savepoint rolled back is skipped, never
+        issued twice. Outside a transaction, one of its own."""
+        if self._seq is None:
+            with self.transaction():
+                return self.next_seq()
+        if self._seq is _UNREAD:
+            self._seq = self._seq_read = self._one("SELECT value FROM meta WHERE key = 'seq'")[0]
+        self._seq += 1
+        return self._seq - 1
+
+    @contextlib.contextmanager
+    def _issuing(self):
+        """Inside a transaction: sequence numbers are counted in memory (see next_seq)."""
+        self._seq = _UNREAD
+        try:
+            yield
+        finally:
+            self._seq = None
+
+    def _save_seq(self):
+        if self._seq is not _UNREAD and self._seq != self._seq_read:
+            self.db.execute("UPDATE meta SET value = ? WHERE key = 'seq'", (self._seq,))
 
     # Devices.
 
@@ -449,6 +474,7 @@ class PostgresStore(Store):
 
         self.db = _Translating(psycopg.connect(conninfo, autocommit=True))
         self.lock_time = LockTime()
+        self._seq = None
         schema = SCHEMA.format(row_column="n BIGSERIAL UNIQUE, ")
         schema = schema.replace("BLOB", "BYTEA").replace("INTEGER", "BIGINT")
         with self.transaction():
@@ -460,11 +486,13 @@ class PostgresStore(Store):
         """All or nothing, holding the vendor's write lock throughout."""
         with self.lock_time.waiting():
             self.db.execute("BEGIN")
-            try:
-                self.db.execute("SELECT pg_advisory_xact_lock(?)", (WRITE_LOCK,))
-                self.lock_time.taken()
-                yield self
-            except BaseException:
-                self.db.execute("ROLLBACK")
-                raise
+            with self._issuing():
+                try:
+                    self.db.execute("SELECT pg_advisory_xact_lock(?)", (WRITE_LOCK,))
+                    self.lock_time.taken()
+                    yield self
+                    self._save_seq()
+                except BaseException:
+                    self.db.execute("ROLLBACK")
+                    raise
             self.db.execute("COMMIT")
