@@ -12,7 +12,8 @@ from thingsdk.core import messages as m
 from thingsdk.mqtt import Ack
 from thingsdk.seller import service as service_module
 from thingsdk.seller.serve import AckLine, FairQueue
-from thingsdk.seller.service import Service
+from thingsdk.crypto import Ed25519Signer
+from thingsdk.seller.service import Service, register
 
 WF = {"slot": "s", "sku": "WF-300", "qty": 1}
 LEVEL = {"slots": [{"slot": "s", "unit": "pcs", "level": 1, "cap": 4, "rate": 0}]}
@@ -70,6 +71,23 @@ def test_a_worker_sees_what_another_recorded_since_its_last_message(world):
     assert one.handle(second, world.a.kid, T) == answered
     assert len(one.store.replies(world.a.kid, world.a.inbox.open(answered[0][1], T).message.re)
                ) == 1
+
+
+def test_a_mandate_one_worker_remembers_gives_way_to_what_the_store_holds_now(world):
+    """A verified mandate is remembered per device, and used only while the device's row still
+    holds it: one kept by another worker since, or a new owner's registration, wins."""
+    one, other = world.service, world.new_service()
+    loose = [["budget", {"cur": "EUR", "max": 100000, "period": "month"}]]
+    tight = [["budget", {"cur": "EUR", "max": 1000, "period": "month"}]]
+    world.send(world.b, m.MANDATE, {"cwt": world.mandate(world.b, 1, loose)})
+    assert world.buy(world.b, "WF-300")[1].body["status"] == "accepted"  # `one` verified v1
+    v2 = world.b.seal(m.MANDATE, {"cwt": world.mandate(world.b, 2, tight)}, T)
+    assert other.handle(v2, world.b.kid, T) == []
+    _, answer = world.buy(world.b, "BEANS-1KG", mandate_version=2)
+    assert answer.body["reason"] == "over-budget"  # judged under v2, not the v1 in memory
+    register(other.store, world.b.signer.public_key, Ed25519Signer.generate().public_key, T)
+    _, answer = world.buy(world.b, "BEANS-1KG", mandate_version=2)
+    assert answer.body["reason"] == "no-mandate"  # a new owner: the old owner's mandate is gone
 
 
 def test_sequence_numbers_go_on_across_workers_and_a_rolled_back_one_is_not_issued_again(world):
