@@ -124,10 +124,10 @@ def order(service, device, msg, now):
             return [error("idempotency-conflict", "This order id was used for another order.",
                           body["order"])]
         return [(m.RECEIPT, known[2])]
-    row = service.store.add_order(device.kid, body, digest, now)
     offer = service.store.offer(device.kid, body["offer"])
     fields, checks = _verdict(service, device, body, offer, now)
     receipt = dict(fields, order=body["order"])
+    row = service.store.next_order_row()
     schedule = (None, None, None)
     if receipt["status"] == "accepted":
         receipt["ref"] = REF % row
@@ -137,8 +137,7 @@ def order(service, device, msg, now):
         log.info("accepted order %s from device %s: %d x %s, total %d %s in minor units%s",
                  receipt["ref"], device.kid.hex(), offer["qty"], offer["sku"],
                  offer["total"][0], offer["total"][1], " (test)" if offer["test"] else "")
-    service.store.settle_order(device.kid, body["order"], receipt["status"],
-                               receipt.get("reason"), receipt, schedule)
+    service.store.add_order(device.kid, body, digest, row, receipt, now, schedule)
     return [(m.RECEIPT, receipt)]
 
 

@@ -58,7 +58,9 @@ CREATE TABLE IF NOT EXISTS orders (
     {row_column}PRIMARY KEY (device, id)
 );
 CREATE INDEX IF NOT EXISTS orders_open ON orders (status, ships_at);
-CREATE INDEX IF NOT EXISTS orders_held ON orders (sku, status, test, qty);  -- covers held()
+CREATE TABLE IF NOT EXISTS held (   -- units of accepted non-test orders not yet shipped
+    sku TEXT PRIMARY KEY, qty INTEGER NOT NULL
+);
 CREATE INDEX IF NOT EXISTS orders_open_of ON orders (device, sku, test, status);
 CREATE TABLE IF NOT EXISTS cases (
     device BLOB NOT NULL, id BLOB NOT NULL, fault TEXT NOT NULL, diag BLOB NOT NULL, text TEXT,
@@ -87,7 +89,7 @@ CREATE INDEX IF NOT EXISTS replies_at ON replies (at);
 CREATE INDEX IF NOT EXISTS offers_until ON offers (until);
 """
 KEEP = 30 * 86400  # answers and offers are kept as long as a message can be valid
-SCHEMA_VERSION = 1  # of the tables above, recorded in meta; a change adds a step to _migrate
+SCHEMA_VERSION = 2  # of the tables above, recorded in meta; a change adds a step to _migrate
 WRITE_LOCK = 0x7468696E  # PostgreSQL advisory lock key that serialises the vendor's writers
 _UNREAD = object()  # a transaction's sequence counter before its first number (see next_seq)
 
@@ -143,7 +145,8 @@ class Store:
         self.db.execute("PRAGMA journal_mode=WAL")
         self.db.execute("PRAGMA synchronous=FULL")
         self.db.executescript(SCHEMA.format(row_column=""))
-        self._migrate()
+        with self.transaction():  # one worker migrates; the others find it done
+            self._migrate()
 
     def _migrate(self):
         """Bring the schema to SCHEMA_VERSION (recorded in `meta`); refuse a newer database."""
@@ -154,6 +157,11 @@ class Store:
         if found > SCHEMA_VERSION:
             raise StoreError("the database has schema version %d; this vendor knows up to %d"
                              % (found, SCHEMA_VERSION))
+        if found < 2:  # version 2 counts the units held per sku in `held`
+            self.db.execute("DROP INDEX IF EXISTS orders_held")
+            self.db.execute("INSERT INTO held SELECT sku, CAST(SUM(qty) AS BIGINT) FROM orders "
+                            "WHERE test = 0 AND status = 'accepted' GROUP BY sku")
+            self.db.execute("UPDATE meta SET value = ? WHERE key = 'schema'", (SCHEMA_VERSION,))
 
     @contextlib.contextmanager
     def transaction(self):
@@ -275,26 +283,38 @@ class Store:
                         device, order_id)
         return (row[0], row[1], _loads(row[2])) if row else None
 
-    def add_order(self, device, body, digest, now):
-        """Insert an order (status "new") and return its row id, the base of its reference."""
-        return self.db.execute(
-            "INSERT INTO orders (device, id, digest, status, receipt, offer, sku, qty, total, "
-            "currency, test, placed) VALUES (?, ?, ?, 'new', ?, ?, ?, ?, ?, ?, ?, ?) "
-            "RETURNING rowid",
-            (device, body["order"], digest, b"", body["offer"], body["sku"], body["qty"],
-             body["total"][0], body["total"][1], int(body["test"]), now)).fetchone()[0]
+    def next_order_row(self):
+        """The row id the next order will have, the base of its reference (inside a transaction,
+        whose write lock keeps it free until add_order takes it)."""
+        return self._one("SELECT COALESCE(MAX(rowid), 0) + 1 FROM orders")[0]
 
-    def settle_order(self, device, order_id, status, reason, receipt, schedule=(None, None, None)):
-        """Record how an order was first answered; `schedule` is (cancel_until, ships_at,
-        arrives_at) for an accepted one."""
+    def add_order(self, device, body, digest, row, receipt, now, schedule=(None, None, None)):
+        """Record an order as first answered, under row (next_order_row); `receipt` is the body
+        of its first receipt and `schedule` (cancel_until, ships_at, arrives_at) an accepted
+        one's. An accepted order that is not a test holds its quantity (see held)."""
+        status = receipt["status"]
         self.db.execute(
-            "UPDATE orders SET status = ?, reason = ?, receipt = ?, cancel_until = ?, ships_at = ?,"
-            " arrives_at = ? WHERE device = ? AND id = ?",
-            (status, reason, _dumps(receipt)) + tuple(schedule) + (device, order_id))
+            "INSERT INTO orders (rowid, device, id, digest, status, reason, receipt, offer, sku, "
+            "qty, total, currency, test, placed, cancel_until, ships_at, arrives_at) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (row, device, body["order"], digest, status, receipt.get("reason"), _dumps(receipt),
+             body["offer"], body["sku"], body["qty"], body["total"][0], body["total"][1],
+             int(body["test"]), now) + tuple(schedule))
+        if status == "accepted" and not body["test"]:
+            self._hold(body["sku"], body["qty"])
 
     def set_status(self, device, order_id, status):
+        """Move an order on; one that leaves "accepted" releases what it held."""
+        was = self._one("SELECT status, sku, qty, test FROM orders WHERE device = ? AND id = ?",
+                        device, order_id)
         self.db.execute("UPDATE orders SET status = ? WHERE device = ? AND id = ?",
                         (status, device, order_id))
+        if was and was[0] == "accepted" and status != "accepted" and not was[3]:
+            self._hold(was[1], -was[2])
+
+    def _hold(self, sku, qty):
+        self.db.execute("INSERT INTO held VALUES (?, ?) ON CONFLICT (sku) "
+                        "DO UPDATE SET qty = held.qty + excluded.qty", (sku, qty))
 
     def cancel_state(self, device, order_id):
         """(status, cancel_until) of an order, or None."""
@@ -308,9 +328,10 @@ class Store:
         return _loads(row[0])["ref"] if row else None
 
     def held(self, sku):
-        """Units of sku held for accepted orders that have not shipped (test orders hold none)."""
-        return self._one("SELECT CAST(COALESCE(SUM(qty), 0) AS BIGINT) FROM orders "
-                         "WHERE sku = ? AND test = 0 AND status = 'accepted'", sku)[0]
+        """Units of sku held for accepted orders that have not shipped (test orders hold none):
+        counted as orders are accepted and move on, not summed over the open orders each time."""
+        row = self._one("SELECT qty FROM held WHERE sku = ?", sku)
+        return row[0] if row else 0
 
     def due(self, status, column, now):
         """(device, order id, qty, arrives_at) of the non-test orders in status whose `column`
