@@ -311,10 +311,21 @@ def _check_map(spec, m, prefix):
     if one and len([k for k in one if k in m]) != 1:
         raise MessageError("missing-field" if all(k not in m for k in one) else "exclusive",
                            prefix + "/".join(one), "exactly one is required")
-    for field, item, key in checks:  # a text key names itself, whatever the table's names
-        _check(field, item, prefix + (key if type(key) is str else _label(key, names)))
+    for field, item, key in checks:
+        if type(key) is str:  # a text key names itself, whatever the table's names
+            _check(field, item, prefix + key)
+        elif field[0] in _LEAVES:  # a plain value names its path only in an error: then
+            try:
+                _check(field, item, "")
+            except MessageError:
+                _check(field, item, prefix + _label(key, names))
+        else:
+            _check(field, item, prefix + _label(key, names))
     for rule in rules:
         _rule(rule, m, prefix, names)
+
+
+_LEAVES = "ibsye*"  # schema kinds of plain values, whose checks look at nothing inside
 
 
 def _rule(rule, m, prefix, names):
