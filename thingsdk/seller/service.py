@@ -221,7 +221,7 @@ class Service:
         sent = [self._seal(device_kid, t, body, now, msg.id)
                 for t, body in self._answer(device, msg, now)]
         inbox.commit(opened)
-        kept = self.store.save_replay(device_kid, inbox.guard.to_state())
+        kept = self.store.save_state(device, inbox.guard.to_state())
         if len(self._guards) >= KEY_CACHE:
             del self._guards[next(iter(self._guards))]
         self._guards[device_kid] = (kept, inbox.guard)

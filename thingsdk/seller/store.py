@@ -114,12 +114,14 @@ def _loads(data):
 
 class Device:
     """A registered device: keys, mandate, revocation, replay and spend state (decoded when
-    first read)."""
+    first read). `new_ledger` is a spend state that the work on a message set, to be kept with
+    its replay state (Store.save_state)."""
 
     def __init__(self, row):
         (self.kid, self.public_key, self.owner_key, self.mandate, self.mandate_version,
          self.mandate_nbf, revoked, self.replay_bytes, self._ledger, self.registered) = row
         self.revoked = bool(revoked)
+        self.new_ledger = None
 
     @functools.cached_property
     def replay(self):
@@ -247,14 +249,16 @@ class Store:
         row = self._one("SELECT public_key FROM devices WHERE kid = ?", kid)
         return row[0] if row else None
 
-    def save_replay(self, kid, state):
-        """Keep a device's replay guard state; the bytes kept (Device.replay_bytes)."""
-        data = _dumps(state)
-        self.db.execute("UPDATE devices SET replay = ? WHERE kid = ?", (data, kid))
+    def save_state(self, device, replay):
+        """Keep a device's replay guard state, and its `new_ledger` if the work on the message
+        set one, in one write; the replay bytes kept (Device.replay_bytes)."""
+        data = _dumps(replay)
+        if device.new_ledger is None:
+            self.db.execute("UPDATE devices SET replay = ? WHERE kid = ?", (data, device.kid))
+        else:
+            self.db.execute("UPDATE devices SET replay = ?, ledger = ? WHERE kid = ?",
+                            (data, _dumps(device.new_ledger), device.kid))
         return data
-
-    def save_ledger(self, kid, state):
-        self.db.execute("UPDATE devices SET ledger = ? WHERE kid = ?", (_dumps(state), kid))
 
     def save_mandate(self, kid, mandate):
         self.db.execute("UPDATE devices SET mandate = ?, mandate_version = ?, mandate_nbf = ? "
