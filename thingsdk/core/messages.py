@@ -220,7 +220,7 @@ def _check(spec, v, path):
     """Raise MessageError unless v matches spec; path names v in the message."""
     kind = spec[0]
     if kind == "i":
-        if not is_int(v):
+        if type(v) is not int and not is_int(v):  # a plain int needs no call to tell
             raise MessageError("bad-type", path, "expected int")
         if not spec[1] <= v <= spec[2]:
             raise MessageError("out-of-range", path,
