@@ -93,7 +93,8 @@ def test_a_mandate_one_worker_remembers_gives_way_to_what_the_store_holds_now(wo
 def test_sequence_numbers_go_on_across_workers_and_a_rolled_back_one_is_not_issued_again(world):
     """A transaction counts the vendor's sequence numbers in memory and keeps the count once, at
     its commit: another worker goes on after it, a savepoint rolled back loses its number, and a
-    transaction rolled back keeps nothing."""
+    transaction rolled back keeps nothing. Order rows are counted on from the highest the same
+    way, and the next transaction starts from the highest row kept."""
     store, other = world.service.store, world.new_service().store
     with store.transaction():
         first = [store.next_seq() for _ in range(3)]
@@ -101,14 +102,20 @@ def test_sequence_numbers_go_on_across_workers_and_a_rolled_back_one_is_not_issu
             lost = store.next_seq()
             raise RuntimeError("a bug")
         after = store.next_seq()
+        rows = [store.next_order_row() for _ in range(2)]
     with other.transaction():
         theirs = other.next_seq()
+        assert other.next_order_row() == rows[0]  # nothing was kept under those rows
     with pytest.raises(RuntimeError), store.transaction():
         undone = store.next_seq()
         raise RuntimeError("a bug")
     assert first == [first[0], first[0] + 1, first[0] + 2]
     assert (lost, after, theirs) == (first[0] + 3, first[0] + 4, first[0] + 5)
     assert undone == store.next_seq() == first[0] + 6 and other.next_seq() == first[0] + 7
+    assert rows[1] == rows[0] + 1
+    world.buy(world.a, "WF-300")
+    with other.transaction():
+        assert other.next_order_row() == rows[0] + 1  # after the row the order was kept under
 
 
 def test_uplinks_are_acknowledged_in_the_order_they_came_once_kept_and_answered():

@@ -91,7 +91,7 @@ CREATE INDEX IF NOT EXISTS offers_until ON offers (until);
 KEEP = 30 * 86400  # answers and offers are kept as long as a message can be valid
 SCHEMA_VERSION = 2  # of the tables above, recorded in meta; a change adds a step to _migrate
 WRITE_LOCK = 0x7468696E  # PostgreSQL advisory lock key that serialises the vendor's writers
-_UNREAD = object()  # a transaction's sequence counter before its first number (see next_seq)
+_UNREAD = object()  # a counter of a transaction before it is first read (see _issuing)
 
 
 class StoreError(Exception):
@@ -143,7 +143,7 @@ class Store:
                                   check_same_thread=False)
         self._writers = WriterLock(path)
         self.lock_time = LockTime()
-        self._seq = None  # the next sequence number, while a transaction counts them
+        self._seq = self._order_row = None  # counted in memory during a transaction (_issuing)
         self.db.execute("PRAGMA journal_mode=WAL")
         self.db.execute("PRAGMA synchronous=FULL")
         self.db.executescript(SCHEMA.format(row_column=""))
@@ -211,12 +211,13 @@ class Store:
 
     @contextlib.contextmanager
     def _issuing(self):
-        """Inside a transaction: sequence numbers are counted in memory (see next_seq)."""
-        self._seq = _UNREAD
+        """Inside a transaction: sequence numbers and order rows are counted in memory (see
+        next_seq and next_order_row)."""
+        self._seq = self._order_row = _UNREAD
         try:
             yield
         finally:
-            self._seq = None
+            self._seq = self._order_row = None
 
     def _save_seq(self):
         if self._seq is not _UNREAD and self._seq != self._seq_read:
@@ -288,9 +289,13 @@ class Store:
         return (row[0], row[1], _loads(row[2])) if row else None
 
     def next_order_row(self):
-        """The row id the next order will have, the base of its reference (inside a transaction,
-        whose write lock keeps it free until add_order takes it)."""
-        return self._one("SELECT COALESCE(MAX(rowid), 0) + 1 FROM orders")[0]
+        """A row id for the next order, the base of its reference (inside a transaction). The
+        highest is read when a transaction first asks, and counted on from there while its write
+        lock keeps other workers out; a savepoint rolled back leaves its row unused."""
+        if self._order_row is _UNREAD:
+            self._order_row = self._one("SELECT COALESCE(MAX(rowid), 0) FROM orders")[0]
+        self._order_row += 1
+        return self._order_row
 
     def add_order(self, device, body, digest, row, receipt, now, schedule=(None, None, None)):
         """Record an order as first answered, under row (next_order_row); `receipt` is the body
@@ -499,7 +504,7 @@ class PostgresStore(Store):
 
         self.db = _Translating(psycopg.connect(conninfo, autocommit=True))
         self.lock_time = LockTime()
-        self._seq = None
+        self._seq = self._order_row = None
         schema = SCHEMA.format(row_column="n BIGSERIAL UNIQUE, ")
         schema = schema.replace("BLOB", "BYTEA").replace("INTEGER", "BIGINT")
         with self.transaction():
