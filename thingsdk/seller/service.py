@@ -5,7 +5,8 @@ answers out, every step recorded in the Store inside one transaction.
 device keys: the message is parsed and its signature verified before the Store's write lock is
 taken, and only the replay guard (the device's persisted state) and the answer run inside the
 transaction. `handle_batch` does the same for many messages in one transaction (one commit), each
-in its own savepoint. Device keys and verified mandates are remembered between messages.
+in its own savepoint. Device keys, replay guards and verified mandates are remembered between
+messages, a guard or mandate used only while the device's row still holds what it was made from.
 Refusals are counted in `refusals` (reason -> count) and not answered (but for a device's own
 message refused as a replay: see resync below), and each
 takes a token from the uplink's bucket in `limiter` (a RefusalLimiter): an uplink that keeps

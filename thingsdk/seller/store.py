@@ -6,9 +6,13 @@ Several workers (threads or processes, each with its own Store) may share the da
 service does each message's work inside `transaction()`, which holds the one write lock from the
 first read (on SQLite the WriterLock, then `BEGIN IMMEDIATE`; on PostgreSQL an advisory lock),
 so two workers never act on the same message or order at once, and the second one finds what
-the first recorded. The
-schema's version is kept in `meta`; a database from a newer vendor is refused. Structured state (replay guard, spend ledger, bodies) is
-kept as CBOR, encoded and decoded with cbor2's C codec (see `_dumps`).
+the first recorded. Because the lock is held, a transaction counts the message counter and the
+order rows in memory, each read once and the message counter written back once (`next_seq`,
+`next_order_row`), and the units that accepted orders hold are kept per sku (`held`), not
+summed over the open orders. The schema's version is kept in `meta`; an older database is
+brought up to date when opened, one from a newer vendor is refused. Structured state (replay
+guard, spend ledger, bodies) is kept as CBOR, encoded and decoded with cbor2's C codec (see
+`_dumps`).
 """
 
 import contextlib
