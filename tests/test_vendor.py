@@ -347,6 +347,33 @@ def test_fulfilment_ships_then_delivers(world):
     assert delivery.body == {"order": body["order"], "at": T + 72 * HOUR, "qty": 1}
 
 
+def test_accepted_orders_hold_stock_until_they_ship_or_are_cancelled(world):
+    """What accepted orders hold is counted per sku as they move on; a quote for more than the
+    rest is out of stock. A database of schema version 1 has the count made when it is opened."""
+    store, stock = world.service.store, CATALOG.skus["WF-300"].stock
+
+    def rest_refused(qty):
+        _, [answer] = world.send(world.b, m.QUOTE_REQUEST, {"slot": "s", "sku": "WF-300",
+                                                            "qty": qty})
+        return answer.type == m.ERROR and answer.body["code"] == "out-of-stock"
+
+    world.order(world.a, world.quote(world.a, "WF-300", test=True))  # a test order holds none
+    assert store.held("WF-300") == 0
+    body, _ = world.buy(world.a, "WF-300", qty=2)
+    assert store.held("WF-300") == 2 and rest_refused(stock - 1) and not rest_refused(stock - 2)
+    with store.transaction():  # as a vendor of schema version 1 left it: no count kept
+        store.db.execute("DELETE FROM held")
+        store.db.execute("UPDATE meta SET value = 1 WHERE key = 'schema'")
+    assert world.new_service().store.held("WF-300") == 2
+    cancel = {"order": body["order"], "by": "owner", "reason": "changed-mind"}
+    world.send(world.a, m.CANCEL, cancel, T + HOUR)
+    assert store.held("WF-300") == 0
+    world.buy(world.a, "WF-300", qty=3, now=T + HOUR)
+    assert store.held("WF-300") == 3
+    world.service.advance(T + 40 * HOUR)  # shipped: no longer held
+    assert store.held("WF-300") == 0 and not rest_refused(stock)
+
+
 def test_a_second_order_for_an_item_on_its_way_is_a_duplicate(world):
     _, first = world.buy(world.a, "WF-300")
     _, second = world.buy(world.a, "WF-300")

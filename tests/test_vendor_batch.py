@@ -12,7 +12,8 @@ from thingsdk.core import messages as m
 from thingsdk.mqtt import Ack
 from thingsdk.seller import service as service_module
 from thingsdk.seller.serve import AckLine, FairQueue
-from thingsdk.seller.service import Service
+from thingsdk.crypto import Ed25519Signer
+from thingsdk.seller.service import Service, register
 
 WF = {"slot": "s", "sku": "WF-300", "qty": 1}
 LEVEL = {"slots": [{"slot": "s", "unit": "pcs", "level": 1, "cap": 4, "rate": 0}]}
@@ -70,6 +71,51 @@ def test_a_worker_sees_what_another_recorded_since_its_last_message(world):
     assert one.handle(second, world.a.kid, T) == answered
     assert len(one.store.replies(world.a.kid, world.a.inbox.open(answered[0][1], T).message.re)
                ) == 1
+
+
+def test_a_mandate_one_worker_remembers_gives_way_to_what_the_store_holds_now(world):
+    """A verified mandate is remembered per device, and used only while the device's row still
+    holds it: one kept by another worker since, or a new owner's registration, wins."""
+    one, other = world.service, world.new_service()
+    loose = [["budget", {"cur": "EUR", "max": 100000, "period": "month"}]]
+    tight = [["budget", {"cur": "EUR", "max": 1000, "period": "month"}]]
+    world.send(world.b, m.MANDATE, {"cwt": world.mandate(world.b, 1, loose)})
+    assert world.buy(world.b, "WF-300")[1].body["status"] == "accepted"  # `one` verified v1
+    v2 = world.b.seal(m.MANDATE, {"cwt": world.mandate(world.b, 2, tight)}, T)
+    assert other.handle(v2, world.b.kid, T) == []
+    _, answer = world.buy(world.b, "BEANS-1KG", mandate_version=2)
+    assert answer.body["reason"] == "over-budget"  # judged under v2, not the v1 in memory
+    register(other.store, world.b.signer.public_key, Ed25519Signer.generate().public_key, T)
+    _, answer = world.buy(world.b, "BEANS-1KG", mandate_version=2)
+    assert answer.body["reason"] == "no-mandate"  # a new owner: the old owner's mandate is gone
+
+
+def test_sequence_numbers_go_on_across_workers_and_a_rolled_back_one_is_not_issued_again(world):
+    """A transaction counts the vendor's sequence numbers in memory and keeps the count once, at
+    its commit: another worker goes on after it, a savepoint rolled back loses its number, and a
+    transaction rolled back keeps nothing. Order rows are counted on from the highest the same
+    way, and the next transaction starts from the highest row kept."""
+    store, other = world.service.store, world.new_service().store
+    with store.transaction():
+        first = [store.next_seq() for _ in range(3)]
+        with pytest.raises(RuntimeError), store.savepoint():
+            lost = store.next_seq()
+            raise RuntimeError("a bug")
+        after = store.next_seq()
+        rows = [store.next_order_row() for _ in range(2)]
+    with other.transaction():
+        theirs = other.next_seq()
+        assert other.next_order_row() == rows[0]  # nothing was kept under those rows
+    with pytest.raises(RuntimeError), store.transaction():
+        undone = store.next_seq()
+        raise RuntimeError("a bug")
+    assert first == [first[0], first[0] + 1, first[0] + 2]
+    assert (lost, after, theirs) == (first[0] + 3, first[0] + 4, first[0] + 5)
+    assert undone == store.next_seq() == first[0] + 6 and other.next_seq() == first[0] + 7
+    assert rows[1] == rows[0] + 1
+    world.buy(world.a, "WF-300")
+    with other.transaction():
+        assert other.next_order_row() == rows[0] + 1  # after the row the order was kept under
 
 
 def test_uplinks_are_acknowledged_in_the_order_they_came_once_kept_and_answered():

@@ -50,11 +50,18 @@ _UINT_LIMIT = 1 << 64
 
 
 def _entries(obj):
-    """A map's (order, prepared key, prepared value), in bytewise order of the encoded keys.
+    """A map's (prepared key, value) pairs, in bytewise order of the encoded keys.
 
     Keys cbor2 encodes plainly are ordered without encoding them: by major type, then by value
-    for integers, and by length then content for strings, which is their encodings' order.
+    for integers, and by length then content for strings, which is their encodings' order. The
+    common maps, all keys small unsigned integers or all ASCII text, sort on the keys themselves.
     """
+    kinds = set(map(type, obj))
+    if kinds == _INT:
+        if min(obj) >= 0 and max(obj) < _UINT_LIMIT:
+            return sorted(obj.items())  # keys are distinct: values are never compared
+    elif kinds == _STR and all(map(str.isascii, obj)):
+        return sorted(obj.items(), key=_ascii_order)
     entries = []
     for k, v in obj.items():
         kind = type(k)
@@ -71,15 +78,29 @@ def _entries(obj):
             k = _Encoded(encoded)
         entries.append((order, k, v))
     entries.sort(key=lambda e: e[0])
-    return entries
+    return [(k, v) for _, k, v in entries]
+
+
+_INT = {int}
+_STR = {str}
+_PLAIN = frozenset((type(None), bool, int, str, bytes, bytearray))
+
+
+def _ascii_order(item):
+    return len(item[0]), item[0]
 
 
 def _prepare(obj):
     """obj for cbor2's plain mode: maps copied with keys in bytewise order of their encodings,
     floats and Tags already encoded, UNDEFINED as cbor2.undefined; refuses what is outside the
     data model."""
-    if isinstance(obj, dict):
-        return {key: _prepare(v) for _, key, v in _entries(obj)}
+    kind = type(obj)
+    if kind in _PLAIN:
+        return obj
+    if kind is list:  # plain items are kept without a call for each
+        return [item if type(item) in _PLAIN else _prepare(item) for item in obj]
+    if kind is dict or isinstance(obj, dict):
+        return {key: v if type(v) in _PLAIN else _prepare(v) for key, v in _entries(obj)}
     if isinstance(obj, list):
         return [_prepare(item) for item in obj]
     if obj is None or isinstance(obj, (bool, int, str, bytes, bytearray)):

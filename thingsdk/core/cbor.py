@@ -241,6 +241,8 @@ def _half_to_float(h):
 
 
 def _decode(data, pos, depth):
+    if pos < len(data) and data[pos] < 0x18:  # a small unsigned int, the commonest item: its head
+        return data[pos], pos + 1  # is its value
     major, info, arg, pos = decode_head(data, pos)
     if major == 0:
         return arg, pos

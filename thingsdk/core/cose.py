@@ -10,7 +10,7 @@ refused, the kid may not stand in both buckets, and the header is used exactly a
 key is looked up and the proof checked before the caller decodes the payload.
 """
 
-from thingsdk.core.cbor import Tag, decode_head, encode_head
+from thingsdk.core.cbor import decode_head, encode_head
 from thingsdk.core.check import const
 from thingsdk.core.mac import equal
 
@@ -93,15 +93,28 @@ def _build(tag, context, payload, key, compute, codec, external_aad, protected, 
             protected[KID] = key.kid
     protected_bytes = codec.dumps(protected) if protected else b""
     proof = compute(_structure(context, protected_bytes, external_aad, payload))
-    return codec.dumps(Tag(tag, [protected_bytes, unprotected or {}, payload, proof]))
+    # tag([protected, unprotected, payload, proof]) written as codec.dumps would, piece by piece:
+    # the three byte strings are not copied into a structure only to be encoded again
+    parts = [encode_head(6, tag), b"\x84"]
+    _add_bstr(parts, protected_bytes)
+    parts.append(codec.dumps(unprotected) if unprotected else b"\xa0")
+    _add_bstr(parts, payload)
+    _add_bstr(parts, proof)
+    return b"".join(parts)
 
 
 def _structure(context, protected_bytes, external_aad, payload):
     """The bytes signed or MACed: the CBOR array [context, protected, external_aad, payload]."""
     parts = [b"\x84", encode_head(3, len(context)), context.encode()]
     for field in (protected_bytes, external_aad, payload):
-        parts += (encode_head(2, len(field)), field)
+        _add_bstr(parts, field)
     return b"".join(parts)
+
+
+def _add_bstr(parts, data):
+    """Append data's encoding as a CBOR byte string to parts."""
+    parts.append(encode_head(2, len(data)))
+    parts.append(data)
 
 
 def _open(data, tag, keys, codec):

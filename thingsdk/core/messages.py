@@ -220,7 +220,7 @@ def _check(spec, v, path):
     """Raise MessageError unless v matches spec; path names v in the message."""
     kind = spec[0]
     if kind == "i":
-        if not is_int(v):
+        if type(v) is not int and not is_int(v):  # a plain int needs no call to tell
             raise MessageError("bad-type", path, "expected int")
         if not spec[1] <= v <= spec[2]:
             raise MessageError("out-of-range", path,
@@ -295,22 +295,37 @@ def _check_map(spec, m, prefix):
         if extra is None:
             raise MessageError("bad-value", prefix + _label(tag, names),
                                "expected one of %r" % (tuple(v for v, _ in variants),))
-    for key in m:
-        if key != tag and lookup(fields, key) is None and lookup(extra, key) is None:
-            raise MessageError("unknown-field", prefix + _label(key, names))
-    for key, _ in fields + extra:
-        if key not in m and key not in optional and key not in one:
-            raise MessageError("missing-field", prefix + _label(key, names))
-    if one and len([k for k in one if k in m]) != 1:
-        raise MessageError("missing-field" if all(k not in m for k in one) else "exclusive",
-                           prefix + "/".join(one), "exactly one is required")
+    checks = []  # (spec, value, key) of every entry, found before any value is checked
     for key, item in m.items():
         if key != tag:
             field = lookup(fields, key)
-            _check(field if field is not None else lookup(extra, key), item,
-                   prefix + _label(key, names))
+            if field is None:
+                field = lookup(extra, key)
+                if field is None:
+                    raise MessageError("unknown-field", prefix + _label(key, names))
+            checks.append((field, item, key))
+    for required in (fields, extra):
+        for key, _ in required:
+            if key not in m and key not in optional and key not in one:
+                raise MessageError("missing-field", prefix + _label(key, names))
+    if one and len([k for k in one if k in m]) != 1:
+        raise MessageError("missing-field" if all(k not in m for k in one) else "exclusive",
+                           prefix + "/".join(one), "exactly one is required")
+    for field, item, key in checks:
+        if type(key) is str:  # a text key names itself, whatever the table's names
+            _check(field, item, prefix + key)
+        elif field[0] in _LEAVES:  # a plain value names its path only in an error: then
+            try:
+                _check(field, item, "")
+            except MessageError:
+                _check(field, item, prefix + _label(key, names))
+        else:
+            _check(field, item, prefix + _label(key, names))
     for rule in rules:
         _rule(rule, m, prefix, names)
+
+
+_LEAVES = "ibsye*"  # schema kinds of plain values, whose checks look at nothing inside
 
 
 def _rule(rule, m, prefix, names):

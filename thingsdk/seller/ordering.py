@@ -3,7 +3,8 @@ mandate with the vendor's own ledger of the device's spending, so a compromised 
 more than its owner allowed, whatever it claims.
 
 Each function takes the Service, the Device row and the opened message, runs inside the
-service's transaction, and returns the (type, body) answers.
+service's transaction, and returns the (type, body) answers; a changed spend record is left in
+the Device's `new_ledger`, kept by the service with the device's replay state.
 """
 
 import hashlib
@@ -104,7 +105,7 @@ def _verdict(service, device, body, offer, now):
     if reserved != "reserved":
         return _rejected(reserved, "The spend record refused it (%s)." % reserved)
     ledger.commit(body["order"])
-    service.store.save_ledger(device.kid, ledger.to_state())
+    device.new_ledger = ledger.to_state()  # kept with the device's replay state
     if offer["test"]:
         text = "Test order recorded: it is neither charged nor shipped."
     else:
@@ -124,10 +125,10 @@ def order(service, device, msg, now):
             return [error("idempotency-conflict", "This order id was used for another order.",
                           body["order"])]
         return [(m.RECEIPT, known[2])]
-    row = service.store.add_order(device.kid, body, digest, now)
     offer = service.store.offer(device.kid, body["offer"])
     fields, checks = _verdict(service, device, body, offer, now)
     receipt = dict(fields, order=body["order"])
+    row = service.store.next_order_row()
     schedule = (None, None, None)
     if receipt["status"] == "accepted":
         receipt["ref"] = REF % row
@@ -137,8 +138,7 @@ def order(service, device, msg, now):
         log.info("accepted order %s from device %s: %d x %s, total %d %s in minor units%s",
                  receipt["ref"], device.kid.hex(), offer["qty"], offer["sku"],
                  offer["total"][0], offer["total"][1], " (test)" if offer["test"] else "")
-    service.store.settle_order(device.kid, body["order"], receipt["status"],
-                               receipt.get("reason"), receipt, schedule)
+    service.store.add_order(device.kid, body, digest, row, receipt, now, schedule)
     return [(m.RECEIPT, receipt)]
 
 
@@ -163,5 +163,5 @@ def cancel(service, device, msg, now):
     service.store.set_status(device.kid, body["order"], "cancelled")
     ledger = _ledger(device)
     ledger.release(body["order"])
-    service.store.save_ledger(device.kid, ledger.to_state())
+    device.new_ledger = ledger.to_state()  # kept with the device's replay state
     return [(m.CANCEL, confirm)]

@@ -5,7 +5,8 @@ answers out, every step recorded in the Store inside one transaction.
 device keys: the message is parsed and its signature verified before the Store's write lock is
 taken, and only the replay guard (the device's persisted state) and the answer run inside the
 transaction. `handle_batch` does the same for many messages in one transaction (one commit), each
-in its own savepoint. Device keys and verified mandates are remembered between messages.
+in its own savepoint. Device keys, replay guards and verified mandates are remembered between
+messages, a guard or mandate used only while the device's row still holds what it was made from.
 Refusals are counted in `refusals` (reason -> count) and not answered (but for a device's own
 message refused as a replay: see resync below), and each
 takes a token from the uplink's bucket in `limiter` (a RefusalLimiter): an uplink that keeps
@@ -71,7 +72,7 @@ from thingsdk.zones import zone_offset
 
 TTL = 6 * 3600  # lifetime of the messages the vendor sends
 CARRIER = "thingsdk-sim"
-MANDATE_CACHE = 65536  # verified mandates remembered
+MANDATE_CACHE = 65536  # devices whose verified mandate is remembered
 KEY_CACHE = 65536  # device keys remembered
 RATE_LOG_EVERY = 10.0  # seconds between reports of rate-limited messages
 OVER_RATE = "over-rate"  # the status of a checked message its device sent over its rate
@@ -115,26 +116,28 @@ class Service:
         self._keys = {}  # device kid -> its key's verifier; oldest first
         self._guards = {}  # device kid -> (replay state bytes saved, its ReplayGuard)
         self._unsaid, self._say_at = 0, 0.0  # rate-limited refusals not yet logged; when next
-        self._mandates = {}  # (token, owner key, device kid) -> Mandate verified; oldest first
+        self._mandates = {}  # device kid -> (token, owner key, its Mandate); oldest first
 
     def held_mandate(self, device):
-        """The device's newest accepted Mandate, or None. Verified once and then remembered (the
-        last MANDATE_CACHE tokens, those accepted here among them), so handling an order verifies
-        no mandate inside the lock."""
+        """The device's newest accepted Mandate, or None. Verified once and then remembered per
+        device (for the last MANDATE_CACHE devices; those accepted here are remembered as they
+        are kept), and taken from memory only while the device's row still holds that very token
+        under that very owner key: a new mandate, or a new owner, is verified anew."""
         if device.mandate is None:
             return None
-        key = (device.mandate, device.owner_key, device.kid)
-        held = self._mandates.get(key)
-        if held is None:
-            held = mandate.verify(device.mandate, Ed25519Verifier(device.owner_key), self.codec,
+        held = self._mandates.get(device.kid)
+        if held is not None and held[0] == device.mandate and held[1] == device.owner_key:
+            return held[2]
+        verified = mandate.verify(device.mandate, Ed25519Verifier(device.owner_key), self.codec,
                                   device.kid, device.mandate_nbf)
-            self._remember_mandate(key, held)
-        return held
+        self._remember_mandate(device, verified)
+        return verified
 
-    def _remember_mandate(self, key, held):
+    def _remember_mandate(self, device, verified):
+        self._mandates.pop(device.kid, None)
         if len(self._mandates) >= MANDATE_CACHE:
             del self._mandates[next(iter(self._mandates))]
-        self._mandates[key] = held
+        self._mandates[device.kid] = (verified.token, device.owner_key, verified)
 
     # Messages.
 
@@ -187,7 +190,9 @@ class Service:
                 return None
             opened.status = OVER_RATE
             return inbox, opened
-        if msg.type == m.ORDER:  # verify the mandate an order is checked against, lock not held
+        if msg.type == m.ORDER and device_kid not in self._mandates:
+            # verify the mandate an order is checked against, lock not held (one verified before
+            # is checked against the device's row inside the lock, and verified there if replaced)
             self.held_mandate(self.store.device(device_kid))
         return inbox, opened
 
@@ -217,7 +222,7 @@ class Service:
         sent = [self._seal(device_kid, t, body, now, msg.id)
                 for t, body in self._answer(device, msg, now)]
         inbox.commit(opened)
-        kept = self.store.save_replay(device_kid, inbox.guard.to_state())
+        kept = self.store.save_state(device, inbox.guard.to_state())
         if len(self._guards) >= KEY_CACHE:
             del self._guards[next(iter(self._guards))]
         self._guards[device_kid] = (kept, inbox.guard)
@@ -331,7 +336,7 @@ class Service:
             return [error(exc.code, sentence(["mandate refused: " + str(exc).split(": ", 1)[1]]))]
         if new is not current:
             self.store.save_mandate(device.kid, new)
-            self._remember_mandate((new.token, device.owner_key, device.kid), new)
+            self._remember_mandate(device, new)
         return []
 
     def _support(self, device, msg, now):

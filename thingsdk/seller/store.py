@@ -6,9 +6,13 @@ Several workers (threads or processes, each with its own Store) may share the da
 service does each message's work inside `transaction()`, which holds the one write lock from the
 first read (on SQLite the WriterLock, then `BEGIN IMMEDIATE`; on PostgreSQL an advisory lock),
 so two workers never act on the same message or order at once, and the second one finds what
-the first recorded. The
-schema's version is kept in `meta`; a database from a newer vendor is refused. Structured state (replay guard, spend ledger, bodies) is
-kept as CBOR, encoded and decoded with cbor2's C codec (see `_dumps`).
+the first recorded. Because the lock is held, a transaction counts the message counter and the
+order rows in memory, each read once and the message counter written back once (`next_seq`,
+`next_order_row`), and the units that accepted orders hold are kept per sku (`held`), not
+summed over the open orders. The schema's version is kept in `meta`; an older database is
+brought up to date when opened, one from a newer vendor is refused. Structured state (replay
+guard, spend ledger, bodies) is kept as CBOR, encoded and decoded with cbor2's C codec (see
+`_dumps`).
 """
 
 import contextlib
@@ -58,7 +62,9 @@ CREATE TABLE IF NOT EXISTS orders (
     {row_column}PRIMARY KEY (device, id)
 );
 CREATE INDEX IF NOT EXISTS orders_open ON orders (status, ships_at);
-CREATE INDEX IF NOT EXISTS orders_held ON orders (sku, status, test, qty);  -- covers held()
+CREATE TABLE IF NOT EXISTS held (   -- units of accepted non-test orders not yet shipped
+    sku TEXT PRIMARY KEY, qty INTEGER NOT NULL
+);
 CREATE INDEX IF NOT EXISTS orders_open_of ON orders (device, sku, test, status);
 CREATE TABLE IF NOT EXISTS cases (
     device BLOB NOT NULL, id BLOB NOT NULL, fault TEXT NOT NULL, diag BLOB NOT NULL, text TEXT,
@@ -87,8 +93,9 @@ CREATE INDEX IF NOT EXISTS replies_at ON replies (at);
 CREATE INDEX IF NOT EXISTS offers_until ON offers (until);
 """
 KEEP = 30 * 86400  # answers and offers are kept as long as a message can be valid
-SCHEMA_VERSION = 1  # of the tables above, recorded in meta; a change adds a step to _migrate
+SCHEMA_VERSION = 2  # of the tables above, recorded in meta; a change adds a step to _migrate
 WRITE_LOCK = 0x7468696E  # PostgreSQL advisory lock key that serialises the vendor's writers
+_UNREAD = object()  # a counter of a transaction before it is first read (see _issuing)
 
 
 class StoreError(Exception):
@@ -111,12 +118,14 @@ def _loads(data):
 
 class Device:
     """A registered device: keys, mandate, revocation, replay and spend state (decoded when
-    first read)."""
+    first read). `new_ledger` is a spend state that the work on a message set, to be kept with
+    its replay state (Store.save_state)."""
 
     def __init__(self, row):
         (self.kid, self.public_key, self.owner_key, self.mandate, self.mandate_version,
          self.mandate_nbf, revoked, self.replay_bytes, self._ledger, self.registered) = row
         self.revoked = bool(revoked)
+        self.new_ledger = None
 
     @functools.cached_property
     def replay(self):
@@ -138,10 +147,12 @@ class Store:
                                   check_same_thread=False)
         self._writers = WriterLock(path)
         self.lock_time = LockTime()
+        self._seq = self._order_row = None  # counted in memory during a transaction (_issuing)
         self.db.execute("PRAGMA journal_mode=WAL")
         self.db.execute("PRAGMA synchronous=FULL")
         self.db.executescript(SCHEMA.format(row_column=""))
-        self._migrate()
+        with self.transaction():  # one worker migrates; the others find it done
+            self._migrate()
 
     def _migrate(self):
         """Bring the schema to SCHEMA_VERSION (recorded in `meta`); refuse a newer database."""
@@ -152,6 +163,11 @@ class Store:
         if found > SCHEMA_VERSION:
             raise StoreError("the database has schema version %d; this vendor knows up to %d"
                              % (found, SCHEMA_VERSION))
+        if found < 2:  # version 2 counts the units held per sku in `held`
+            self.db.execute("DROP INDEX IF EXISTS orders_held")
+            self.db.execute("INSERT INTO held SELECT sku, CAST(SUM(qty) AS BIGINT) FROM orders "
+                            "WHERE test = 0 AND status = 'accepted' GROUP BY sku")
+            self.db.execute("UPDATE meta SET value = ? WHERE key = 'schema'", (SCHEMA_VERSION,))
 
     @contextlib.contextmanager
     def transaction(self):
@@ -160,11 +176,13 @@ class Store:
         with self.lock_time.waiting(), self._writers:
             self.db.execute("BEGIN IMMEDIATE")
             self.lock_time.taken()
-            try:
-                yield self
-            except BaseException:
-                self.db.execute("ROLLBACK")
-                raise
+            with self._issuing():
+                try:
+                    yield self
+                    self._save_seq()
+                except BaseException:
+                    self.db.execute("ROLLBACK")
+                    raise
             self.db.execute("COMMIT")
 
     @contextlib.contextmanager
@@ -183,9 +201,31 @@ class Store:
         return self.db.execute(sql, args).fetchone()
 
     def next_seq(self):
-        """The next sequence number of the vendor's key (call inside a transaction)."""
-        return self._one("UPDATE meta SET value = value + 1 WHERE key = 'seq' "
-                         "RETURNING value - 1")[0]
+        """The next sequence number of the vendor's key. A transaction reads the counter when it
+        first takes one and writes it back once, before it commits (its write lock keeps other
+        workers out meanwhile); a number taken in a savepoint rolled back is skipped, never
+        issued twice. Outside a transaction, one of its own."""
+        if self._seq is None:
+            with self.transaction():
+                return self.next_seq()
+        if self._seq is _UNREAD:
+            self._seq = self._seq_read = self._one("SELECT value FROM meta WHERE key = 'seq'")[0]
+        self._seq += 1
+        return self._seq - 1
+
+    @contextlib.contextmanager
+    def _issuing(self):
+        """Inside a transaction: sequence numbers and order rows are counted in memory (see
+        next_seq and next_order_row)."""
+        self._seq = self._order_row = _UNREAD
+        try:
+            yield
+        finally:
+            self._seq = self._order_row = None
+
+    def _save_seq(self):
+        if self._seq is not _UNREAD and self._seq != self._seq_read:
+            self.db.execute("UPDATE meta SET value = ? WHERE key = 'seq'", (self._seq,))
 
     # Devices.
 
@@ -214,14 +254,16 @@ class Store:
         row = self._one("SELECT public_key FROM devices WHERE kid = ?", kid)
         return row[0] if row else None
 
-    def save_replay(self, kid, state):
-        """Keep a device's replay guard state; the bytes kept (Device.replay_bytes)."""
-        data = _dumps(state)
-        self.db.execute("UPDATE devices SET replay = ? WHERE kid = ?", (data, kid))
+    def save_state(self, device, replay):
+        """Keep a device's replay guard state, and its `new_ledger` if the work on the message
+        set one, in one write; the replay bytes kept (Device.replay_bytes)."""
+        data = _dumps(replay)
+        if device.new_ledger is None:
+            self.db.execute("UPDATE devices SET replay = ? WHERE kid = ?", (data, device.kid))
+        else:
+            self.db.execute("UPDATE devices SET replay = ?, ledger = ? WHERE kid = ?",
+                            (data, _dumps(device.new_ledger), device.kid))
         return data
-
-    def save_ledger(self, kid, state):
-        self.db.execute("UPDATE devices SET ledger = ? WHERE kid = ?", (_dumps(state), kid))
 
     def save_mandate(self, kid, mandate):
         self.db.execute("UPDATE devices SET mandate = ?, mandate_version = ?, mandate_nbf = ? "
@@ -250,26 +292,42 @@ class Store:
                         device, order_id)
         return (row[0], row[1], _loads(row[2])) if row else None
 
-    def add_order(self, device, body, digest, now):
-        """Insert an order (status "new") and return its row id, the base of its reference."""
-        return self.db.execute(
-            "INSERT INTO orders (device, id, digest, status, receipt, offer, sku, qty, total, "
-            "currency, test, placed) VALUES (?, ?, ?, 'new', ?, ?, ?, ?, ?, ?, ?, ?) "
-            "RETURNING rowid",
-            (device, body["order"], digest, b"", body["offer"], body["sku"], body["qty"],
-             body["total"][0], body["total"][1], int(body["test"]), now)).fetchone()[0]
+    def next_order_row(self):
+        """A row id for the next order, the base of its reference (inside a transaction). The
+        highest is read when a transaction first asks, and counted on from there while its write
+        lock keeps other workers out; a savepoint rolled back leaves its row unused."""
+        if self._order_row is _UNREAD:
+            self._order_row = self._one("SELECT COALESCE(MAX(rowid), 0) FROM orders")[0]
+        self._order_row += 1
+        return self._order_row
 
-    def settle_order(self, device, order_id, status, reason, receipt, schedule=(None, None, None)):
-        """Record how an order was first answered; `schedule` is (cancel_until, ships_at,
-        arrives_at) for an accepted one."""
+    def add_order(self, device, body, digest, row, receipt, now, schedule=(None, None, None)):
+        """Record an order as first answered, under row (next_order_row); `receipt` is the body
+        of its first receipt and `schedule` (cancel_until, ships_at, arrives_at) an accepted
+        one's. An accepted order that is not a test holds its quantity (see held)."""
+        status = receipt["status"]
         self.db.execute(
-            "UPDATE orders SET status = ?, reason = ?, receipt = ?, cancel_until = ?, ships_at = ?,"
-            " arrives_at = ? WHERE device = ? AND id = ?",
-            (status, reason, _dumps(receipt)) + tuple(schedule) + (device, order_id))
+            "INSERT INTO orders (rowid, device, id, digest, status, reason, receipt, offer, sku, "
+            "qty, total, currency, test, placed, cancel_until, ships_at, arrives_at) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (row, device, body["order"], digest, status, receipt.get("reason"), _dumps(receipt),
+             body["offer"], body["sku"], body["qty"], body["total"][0], body["total"][1],
+             int(body["test"]), now) + tuple(schedule))
+        if status == "accepted" and not body["test"]:
+            self._hold(body["sku"], body["qty"])
 
     def set_status(self, device, order_id, status):
+        """Move an order on; one that leaves "accepted" releases what it held."""
+        was = self._one("SELECT status, sku, qty, test FROM orders WHERE device = ? AND id = ?",
+                        device, order_id)
         self.db.execute("UPDATE orders SET status = ? WHERE device = ? AND id = ?",
                         (status, device, order_id))
+        if was and was[0] == "accepted" and status != "accepted" and not was[3]:
+            self._hold(was[1], -was[2])
+
+    def _hold(self, sku, qty):
+        self.db.execute("INSERT INTO held VALUES (?, ?) ON CONFLICT (sku) "
+                        "DO UPDATE SET qty = held.qty + excluded.qty", (sku, qty))
 
     def cancel_state(self, device, order_id):
         """(status, cancel_until) of an order, or None."""
@@ -283,9 +341,10 @@ class Store:
         return _loads(row[0])["ref"] if row else None
 
     def held(self, sku):
-        """Units of sku held for accepted orders that have not shipped (test orders hold none)."""
-        return self._one("SELECT CAST(COALESCE(SUM(qty), 0) AS BIGINT) FROM orders "
-                         "WHERE sku = ? AND test = 0 AND status = 'accepted'", sku)[0]
+        """Units of sku held for accepted orders that have not shipped (test orders hold none):
+        counted as orders are accepted and move on, not summed over the open orders each time."""
+        row = self._one("SELECT qty FROM held WHERE sku = ?", sku)
+        return row[0] if row else 0
 
     def due(self, status, column, now):
         """(device, order id, qty, arrives_at) of the non-test orders in status whose `column`
@@ -449,6 +508,7 @@ class PostgresStore(Store):
 
         self.db = _Translating(psycopg.connect(conninfo, autocommit=True))
         self.lock_time = LockTime()
+        self._seq = self._order_row = None
         schema = SCHEMA.format(row_column="n BIGSERIAL UNIQUE, ")
         schema = schema.replace("BLOB", "BYTEA").replace("INTEGER", "BIGINT")
         with self.transaction():
@@ -460,11 +520,13 @@ class PostgresStore(Store):
         """All or nothing, holding the vendor's write lock throughout."""
         with self.lock_time.waiting():
             self.db.execute("BEGIN")
-            try:
-                self.db.execute("SELECT pg_advisory_xact_lock(?)", (WRITE_LOCK,))
-                self.lock_time.taken()
-                yield self
-            except BaseException:
-                self.db.execute("ROLLBACK")
-                raise
+            with self._issuing():
+                try:
+                    self.db.execute("SELECT pg_advisory_xact_lock(?)", (WRITE_LOCK,))
+                    self.lock_time.taken()
+                    yield self
+                    self._save_seq()
+                except BaseException:
+                    self.db.execute("ROLLBACK")
+                    raise
             self.db.execute("COMMIT")
