@@ -117,6 +117,13 @@ def test_the_last_orders_a_month_allows_last_until_the_month_ends():
     d = run(c, mandate(monthly), ledger=ledger)
     assert d.quantity == 3 and d.text.endswith(
         "asking vendors for 3; 3, to last with 1 order left this month.")
+    d = run(c, mandate(monthly), [(VENDOR, offer(qty=3, total=3 * 2490 + 390))], ledger=ledger)
+    assert (d.action, d.quantity) == ("buy", 3)  # the buy says why it holds that many, too
+    assert d.text == ("Filter has ~1 day left; no offer arrives before it may run out, so the "
+                      "soonest; vendor A delivers in 3 days for 78.60 EUR; 3, to last with 1 "
+                      "order left this month; within your policy.")
+    d = run(c, mandate(monthly), [(VENDOR, offer(qty=2, total=2 * 2490 + 390))], ledger=ledger)
+    assert "to last" not in d.text  # an offer of another quantity: that reason is not its own
     c.pack = 1  # absurdly small items: never more than an order may hold
     assert run(c, mandate(monthly), ledger=ledger).quantity == 738
     c.estimator = slot(48, per_day=10 ** 9).estimator

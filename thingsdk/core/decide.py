@@ -112,11 +112,13 @@ def _offer_text(proposal, now, names):
                                          money_text(offer["total"][0], offer["total"][1]))
 
 
-def judge(proposal, checks, now, lead, names=None, mandate_version=None, reason="within-policy"):
+def judge(proposal, checks, now, lead, names=None, mandate_version=None, reason="within-policy",
+          why=None):
     """The Decision for one proposal whose checks are known; `lead` are the fragments that open
-    the sentence, and `reason` is the one given when every check holds."""
+    the sentence, `why` the one that follows the offer (why that many items), and `reason` the
+    one given when every check holds."""
     worst = policy.deciding(checks)
-    parts = lead + [_offer_text(proposal, now, names)]
+    parts = lead + [_offer_text(proposal, now, names), why]
     if worst is None:
         parts += [c.text for c in checks if c.kind == "budget"] or ["within your policy"]
         return Decision(BUY, reason, sentence(parts), now, proposal, checks,
@@ -249,7 +251,8 @@ def decide(consumable, forecast, mandate, ledger, offers, now, category=None, na
     else:
         choice = min(acceptable, key=_arrival)
         lead = lead + ["no offer arrives before it may run out, so the soonest"]
-    return judge(choice[0], choice[1], now, lead, names, mandate.version)
+    why = why if choice[0].offer["qty"] == need else None  # the quantity's reason, when it holds
+    return judge(choice[0], choice[1], now, lead, names, mandate.version, why=why)
 
 
 def _slack(consumable, now, offer):
