@@ -21,6 +21,7 @@ _MAX_ORDERS = const(32)
 _MAX_ORDER_ID = const(64)
 _MIN_PAIRS = const(3)  # fewer pairwise slopes than this and the rate is unknown
 _RECENT = const(5)  # raw readings the robust current level is the median of
+_RECENT_USE = const(7 * 86400)  # seconds: the latest readings `recent_rate` is taken over
 Z = 2  # standard deviations on each side of a forecast band, and in the safety stock
 # the median of a chi-squared variable with 1 degree of freedom, times 10000
 _MEDIAN_CHI2 = const(4549)
@@ -97,12 +98,13 @@ class RateEstimator:
     """Usage rate in milli-units per day, robust to noise, outliers, gaps and refills.
 
     The estimate is a weighted Theil–Sen slope (Sievers–Scholz): the weighted median of the slopes
-    between every pair of kept readings of the same segment, each pair weighted by the time between
-    its readings. Why: a median of pairwise slopes ignores a minority of wild readings (one outlier
-    touches only the pairs it is in, and those with distant partners barely move), needs no noise
-    model or tuning, and weighting by time keeps many short, noisy or idle pairs from outvoting the
-    long ones that carry the real trend, so bursty use (a coffee machine at breakfast) is not biased
-    towards zero. It needs only ints and a sort, so it runs the same on MicroPython.
+    between every pair of kept readings, each pair weighted by the time between its readings, the
+    segments between refills stitched end to end (`_slope`). Why: a median of pairwise slopes
+    ignores a minority of wild readings (one outlier touches only the pairs it is in, and those with
+    distant partners barely move), needs no noise model or tuning, and weighting by time keeps many
+    short, noisy or idle pairs from outvoting the long ones that carry the real trend, so bursty use
+    (a coffee machine at breakfast) is not biased towards zero. It needs only ints and a sort, so it
+    runs the same on MicroPython.
 
     Uncertainty comes from the use between consecutive kept readings: its deviation from the rate,
     squared and scaled to one day, has a median that (divided by that of a chi-squared variable)
@@ -114,9 +116,10 @@ class RateEstimator:
     counts that lower the level). A rise above `noise` over the median of the last few readings,
     confirmed by the next reading, is a refill (a single high reading is an outlier); a silence
     longer than `max_gap` may hide a refill and use that cancel out. Either one starts a new
-    segment: no slope spans it, but the readings before it stay in the window, so what was learned
-    about the rate is kept. Readings closer than `min_interval` to the last kept one are not kept
-    (the rate needs spread in time, not density); at most `window` readings are kept.
+    segment: neither the rise nor the time across it counts, but the readings before it stay in the
+    window, so what was learned about the rate is kept. `recent_rate` is the same slope over the
+    last week of readings alone. Readings closer than `min_interval` to the last kept one are not
+    kept (the rate needs spread in time, not density); at most `window` readings are kept.
     """
 
     def __init__(self, window: int = 32, min_interval: int = 3 * 3600, max_gap: int = 2 * DAY,
@@ -129,7 +132,7 @@ class RateEstimator:
         self._segment = 0
         self._recent = []  # the last raw readings [t, level] of the current segment, oldest first
         self._pending = None  # a reading [t, level] that may be a refill, held for confirmation
-        self._fit = None  # (rate, variance, span) from _fit_points, while not stale
+        self._fit = None  # (rate, variance, span, recent rate) from _fit_points, while not stale
         self._stale = False
 
     def add_level(self, t, level):
@@ -188,12 +191,19 @@ class RateEstimator:
         fit = self._model()
         return None if fit is None else fit[0]
 
+    def recent_rate(self):
+        """The rate over the last week of readings alone, or None while they are too few:
+        it follows a change of use (guests, a new habit) within days where `rate` takes weeks,
+        and is noisier."""
+        fit = self._model()
+        return None if fit is None else fit[3]
+
     def use_over(self, seconds):
         """(expected, standard deviation) of the milli-units used in `seconds`; None if unknown."""
         fit = self._model()
         if fit is None:
             return None
-        rate, variance, span = fit
+        rate, variance, span = fit[:3]
         spread = variance * seconds * (span + seconds) // (DAY * span)
         return rate * seconds // DAY, _isqrt(spread)
 
@@ -238,22 +248,42 @@ class RateEstimator:
                 start = i
         return runs
 
-    def _fit_points(self):
-        """(rate, variance of a day's use in milli-units squared, seconds of data) or None."""
+    def _slope(self, since):
+        """The weighted Theil-Sen slope of the kept readings at or after `since` (milli-units
+        per day, never negative), or None with fewer than _MIN_PAIRS pairs.
+
+        The segments are stitched end to end into one line of use against time (the time and
+        the level's rise from one segment to the next left out), so pairs span refills: with
+        short segments alone, use in bursts (print jobs) would look slower than it is, as most
+        short pairs see none."""
+        line, t, used, last = [], 0, 0, None  # line: [time, use so far], segments stitched
+        for point in self._points:
+            if last is not None and last[2] == point[2]:
+                t, used = t + point[0] - last[0], used + last[1] - point[1]
+            if point[0] >= since:
+                line.append((t, used))
+            last = point
         pairs = []  # (slope in milli-units per day, weight in seconds)
-        span = 0
-        for run in self._segments():
-            span += run[-1][0] - run[0][0]
-            for i in range(len(run)):
-                t1, level1 = run[i][0], run[i][1]
-                for j in range(i + 1, len(run)):
-                    dt = run[j][0] - t1
-                    if dt > 0:
-                        pairs.append(((level1 - run[j][1]) * MILLI_DAY // dt, dt))
+        for i in range(len(line)):
+            t1, used1 = line[i]
+            for j in range(i + 1, len(line)):
+                dt = line[j][0] - t1
+                if dt > 0:
+                    pairs.append(((line[j][1] - used1) * MILLI_DAY // dt, dt))
         if len(pairs) < _MIN_PAIRS:
             return None
         pairs.sort()
-        rate = max(0, _weighted_median(pairs))
+        return max(0, _weighted_median(pairs))
+
+    def _fit_points(self):
+        """(rate, variance of a day's use in milli-units squared, seconds of data, recent rate)
+        or None."""
+        rate = self._slope(0)
+        if rate is None:
+            return None
+        span = 0
+        for run in self._segments():
+            span += run[-1][0] - run[0][0]
         deviations = []  # squared deviation of use from the rate between neighbours, per day
         for run in self._segments():
             for i in range(1, len(run)):
@@ -262,7 +292,7 @@ class RateEstimator:
                     deviation = (run[i - 1][1] - run[i][1]) * 1000 - rate * dt // DAY
                     deviations.append(deviation * deviation * DAY // dt)
         variance = _upper_median(deviations) * 10000 // _MEDIAN_CHI2
-        return rate, variance, span
+        return rate, variance, span, self._slope(self._points[-1][0] - _RECENT_USE)
 
     def to_state(self):
         """The estimator as plain data."""
