@@ -1,5 +1,6 @@
 """The consumable model on CPython: property tests (hypothesis) and simulations."""
 
+import math
 import random
 from pathlib import Path
 
@@ -208,12 +209,14 @@ def filter_slot(**kwargs):
 def test_reorder_point_is_lead_time_use_plus_safety_stock():
     c = filter_slot(safety=0)
     rate = c.estimator.rate()
+    assert c.estimator.rates() == (rate, rate)  # steady use: the last week's rate is the same
     expected, deviation = c.estimator.use_over(3 * DAY)
     assert abs(rate - 20_000) < 200 and abs(expected - 60_000) < 600
-    late = rate * 2 * DAY // DAY  # use over a late delivery, milli-units
+    late = rate * DAY // DAY  # use over a delivery late by half the spread, milli-units
+    margin = 2 * math.isqrt(deviation * deviation + late * late)
     point = c.reorder_point()
-    assert point == -(-expected // 1000) + -(-(2 * deviation + late) // 1000)
-    assert 100 <= point <= 120  # 60 l over the lead time, 40 l for lateness, a little for noise
+    assert point == -(-expected // 1000) + -(-margin // 1000)
+    assert 100 <= point <= 110  # 60 l over the lead time, 40 l for lateness and noise
     assert filter_slot(safety=300).reorder_point() == -(-expected // 1000) + 300
 
 
