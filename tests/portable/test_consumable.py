@@ -184,7 +184,7 @@ def test_quantity_balances_shipping_against_stock_held():
     assert c.reorder(now) == 1 and c.why == "1 balance shipping against stock held"
     c.hold_cost = 730  # cheap to hold: 13 bags would balance, but they would sit on the shelf
     assert c.reorder(now) == 8  # 1900 g to fill the slot when an order comes with 100 g left
-    assert c.why == "8, to fill the slot when it comes, as more would sit on the shelf"
+    assert c.why == "8, as more would sit on the shelf when it comes"
     c.capacity = 10000
     assert c.reorder(now) == 13 and c.why == "13 balance shipping against stock held"
 

@@ -49,9 +49,9 @@ def test_buys_within_policy_and_says_why():
     ledger.reserve(b"\x01" * 16, 1890, "EUR", NOW - DAY)
     d = run(slot(72), m, [(VENDOR, offer())], ledger)
     assert (d.action, d.reason) == ("buy", "within-policy")
-    assert d.text == ("Filter has ~6 days left; it is time: ordered tomorrow, it might come too "
-                      "late; vendor A delivers in 3 days for 24.90 EUR; within the 50.00 EUR "
-                      "budget this month (6.20 EUR left after this order).")
+    assert d.text == ("Filter has ~6 days left; ordered tomorrow, it might come too late; vendor "
+                      "A delivers in 3 days for 24.90 EUR; within the 50.00 EUR budget this month "
+                      "(6.20 EUR left after this order).")
     assert (d.vendor, d.quantity, d.total, d.test) == (VENDOR, 1, [2490, "EUR"], False)
     assert d.hold_until == NOW + 3600 and d.offer["offer"] == b"\x03" * 16
     body = d.order(b"\x04" * 16)

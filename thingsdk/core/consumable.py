@@ -548,8 +548,7 @@ class Consumable:
             full = _ceil_div(self.capacity - (cover[1] if cover else point), pack)
             if full < items:
                 items = max(1, full)
-                self.why = "%d, to fill the slot when it comes, as more would sit on the shelf" \
-                    % items
+                self.why = "%d, as more would sit on the shelf when it comes" % items
         return self.fresh(max(items, self.order_qty or 1))
 
     def fresh(self, items):

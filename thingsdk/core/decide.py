@@ -249,7 +249,7 @@ def decide(consumable, forecast, mandate, ledger, offers, now, category=None, na
             why = "in time if ordered tomorrow too, so not yet"
             return say(WAIT, "in-time-later", lead + [_offer_text(choice[0], now, names)], why,
                        now, quantity=need, until=now + slack, mandate_version=mandate.version)
-        lead = lead + ["it is time: ordered tomorrow, it might come too late"]
+        lead = lead + ["ordered tomorrow, it might come too late"]
     else:
         choice = min(acceptable, key=_arrival)
         lead = lead + ["no offer arrives before it may run out, so the soonest"]
