@@ -25,15 +25,17 @@ really comes are drawn per day, so both policies ordering on the same day get th
   quantity (shipping against stock held, holding an item costing its price a year; shelf life),
   and `decide()` under the owner's signed mandate (a monthly budget, an order count, both
   vendors, the item, its price and quantity, quiet hours) over both vendors' offers. Its lead
-  time is the slowest quote (vendor B's), so it asks early enough to hear both, and its lead
-  spread the vendor's latest delivery; it buys only when waiting another day would risk running
-  out before the chosen offer arrives, that late or as late as deliveries came lately.
+  time is the slowest quote (vendor B's) and a day, as it decides once a day, so it asks early
+  enough to hear both, and its lead spread the vendor's latest delivery; it takes the cheapest
+  offer that comes while the stock lasts (with its safety stock against uneven use and late
+  delivery), and only when ordered a day later it might come too late.
 - threshold: the same slot and readings, ordering from vendor A up to capacity whenever its
   inventory position (level, spares, open orders) is at or below 20 % of capacity, no mandate.
 
 Printed per consumable and in total, as the median over the seeds [the worst seed]: stockout
 days, demand lost, average stock on hand (units and money), stock expired, orders, spend per
-100 units used; then the targets, met or NOT met.
+100 units used; then the targets, met or NOT met. bench/year_bound.py measures, on the same
+years, how little stock any order timing and size could hold at the stockout target.
 """
 
 import argparse
@@ -207,8 +209,9 @@ class Slot:
 
     def __init__(self, spec, seed, forecast, home, draws):
         self.spec, self.forecast, self.home, self.draws = spec, forecast, home, draws
-        if forecast:  # lead: vendor B's slowest quote, so it asks in time to hear both
-            settings = dict(lead_time=(spec.lead[1] + B_SLOWER) * DAY,
+        if forecast:  # lead: vendor B's slowest quote and a day, so that deciding once a day
+            # it asks while both offers may still come in time
+            settings = dict(lead_time=(spec.lead[1] + B_SLOWER + 1) * DAY,
                             lead_spread=spec.late[1] * DAY,  # the latest a parcel may come
                             ship_cost=spec.ship, hold_cost=spec.price * HOLD // 100,
                             shelf_life=spec.shelf and spec.shelf * DAY)

@@ -64,18 +64,19 @@ def test_the_choice_is_the_cheapest_in_time_else_the_soonest(level, specs, spent
     assert codec.loads(codec.dumps(d.to_record())) == d.to_record()
     fine = [o for v, o in offers if v == VENDOR.kid and NOW < o["until"]
             and spent + o["total"][0] <= 6000]
+    # in time: the stock holds what the slot must cover until the offer comes
+    in_time = [o for o in fine if sum(c.cover(o["arrive"] - NOW)) <= c.position(NOW)]
     if d.action in ("buy", "ask"):
         assert d.offer in fine and d.hold_until == NOW + 1800
         assert (d.action == "ask") == (d.total[0] > 4000)
-        in_time = [o for o in fine if o["arrive"] <= NOW + forecast.low]
         if in_time:
             assert d.total[0] == min(o["total"][0] for o in in_time)
         else:
             assert d.offer["arrive"] == min(o["arrive"] for o in fine)
     elif d.reason == "in-time-later":  # the cheapest in time could be ordered a day later
-        in_time = [o for o in fine if o["arrive"] <= NOW + forecast.low]
         cheapest = min(in_time, key=lambda o: (o["total"][0], o["arrive"]))
-        assert cheapest["arrive"] + DAY < NOW + c.forecast(NOW).low and d.until > NOW
+        assert sum(c.cover(cheapest["arrive"] + DAY - NOW)) <= c.position(NOW)
+        assert d.until >= NOW
     else:
         assert not fine or not c.reorder(NOW)
 

@@ -122,6 +122,8 @@ def test_exact_data_gives_exact_figures():
     assert c.estimator.use_over(DAY) == (1200000, 0)
     f = c.forecast(now)
     assert (f.low, f.expected, f.high) == (5 * DAY + 12 * HOUR,) * 3
+    # 2 days of use over the lead time, and Z = 2 times the use over a delivery late by half
+    # the spread (no noise)
     assert c.reorder_point() == 2400 + 1200
     assert c.status(now) == {"slot": "water", "unit": "ml", "level": 6600, "cap": 10000,
                              "rate": 1200000, "spare": 0, "empty": {"est": 5, "lo": 5, "hi": 5}}
@@ -172,48 +174,68 @@ def test_order_quantity_in_whole_items():
 
 
 def test_quantity_balances_shipping_against_stock_held():
-    c = Consumable("beans", "g", 1000, pack=250, safety=100, lead_time=2 * DAY, lead_spread=0)
+    c = Consumable("beans", "g", 2000, pack=250, safety=100, lead_time=2 * DAY, lead_spread=0)
     for h in range(0, 49, 4):
         c.read(T0 + h * HOUR, 540 - 5 * h)  # 120 g a day: reorder point 240 + 100 g
     now = T0 + 48 * HOUR
-    assert c.reorder_point() == 340
-    assert c.reorder(now) == 3 and c.why is None  # up to capacity without costs
-    c.ship_cost, c.hold_cost = 400, 730  # sqrt(2 x 175 bags a year x 400 / 730) = 13 bags
+    assert c.reorder_point() == 340 and c.position(now) == 300
+    assert c.reorder(now) == 7 and c.why is None  # up to capacity without costs
+    c.ship_cost, c.hold_cost = 400, 36500  # sqrt(2 x 175 bags a year x 400 / 36500) = 1 bag
+    assert c.reorder(now) == 1 and c.why == "1 balance shipping against stock held"
+    c.hold_cost = 730  # cheap to hold: 13 bags would balance, but they would sit on the shelf
+    assert c.reorder(now) == 8  # 1900 g to fill the slot when an order comes with 100 g left
+    assert c.why == "8, as more would sit on the shelf when it comes"
+    c.capacity = 10000
     assert c.reorder(now) == 13 and c.why == "13 balance shipping against stock held"
-    c.hold_cost = 146000  # dear to hold: just enough to get above the reorder point
-    assert c.reorder(now) == 1
 
 
 def test_a_perishable_is_never_bought_to_go_stale():
-    c = Consumable("beans", "g", 1000, pack=250, safety=100, lead_time=2 * DAY, lead_spread=0,
-                   ship_cost=400, hold_cost=730, shelf_life=10 * DAY)
+    c = Consumable("beans", "g", 10000, pack=250, safety=100, lead_time=2 * DAY, lead_spread=0,
+                   ship_cost=400, hold_cost=730, shelf_life=5 * DAY)
     for h in range(0, 49, 4):
         c.read(T0 + h * HOUR, 540 - 5 * h)
     now = T0 + 48 * HOUR
-    # 10 days of use (1200 g) less the 300 g ahead of it: 3 bags, not the 13 shipping would want
-    assert c.reorder(now) == 3 and c.why == "3, as more would go stale before use"
-    c.shelf_life = DAY  # not even one bag keeps: one all the same, to avoid running out
-    assert c.reorder(now) == 1
+    # a bag goes in as soon as it fits, and the last of an order must go in within 5 days (600 g)
+    # of delivery; it comes with 100 g left: 600 + 10000 - 100 g may be ahead of it, 42 bags
+    assert c.reorder(now) == 13 and c.fresh(50) == 42
+    assert c.why == "42, as more would go stale before use"
+    c.capacity, c.shelf_life = 1000, 2 * DAY  # 240 + 1000 - 100 g: 4 bags
+    assert c.fresh(13) == 4 and c.reorder(now) == 4  # filling the slot keeps them fresh too
+    c.pack = c.capacity = 1000
+    c.shelf_life = DAY  # not even one item keeps: one all the same, to avoid running out
+    assert c.fresh(2) == 1 and c.reorder(now) == 1
     raises(ConsumableError, Consumable, "beans", "g", 1000, shelf_life=60)
     raises(ConsumableError, Consumable, "beans", "g", 1000, ship_cost=-1)
 
 
+def test_a_change_of_use_is_planned_for_at_once():
+    c = Consumable("water", "ml", 100000, lead_time=2 * DAY, lead_spread=0)
+    for day in range(21):
+        c.read(T0 + day * DAY, 90000 - 1000 * day)  # 1000 ml a day for 20 days
+    assert c.estimator.rates() == (1000000, 1000000)  # the window's and the last week's
+    assert c.reorder_point() == 2000  # 2 days of use over the lead time
+    for day in range(1, 8):
+        c.read(T0 + (20 + day) * DAY, 70000 - 2000 * day)  # guests: twice as much for a week
+    assert c.estimator.rate() < 1200000 and c.estimator.rates()[1] == 2000000
+    # running out is planned for at the recent rate (4000 ml), with a safety stock now that use
+    # has varied (the day-to-day variance is a median: a week of change moves it, a day would not)
+    assert 4000 < c.reorder_point() < 5000
+
+
 def test_late_deliveries_raise_the_reorder_point_until_on_time_ones_wear_it_down():
-    c = Consumable("water", "ml", 10000, lead_time=2 * DAY, lead_spread=DAY, safety=100)
+    c = Consumable("water", "ml", 10000, lead_time=2 * DAY, lead_spread=4 * DAY, safety=100)
     for h in range(0, 49, 4):
         c.read(T0 + h * HOUR, 9000 - 50 * h)  # 1200 ml a day
-    assert c.reorder_point() == 2400 + 1200
+    assert c.late == 2 * DAY  # none seen: half the spread
+    assert c.reorder_point() == 2400 + 4800  # Z = 2 times the use over 2 days late
     c.add_order(b"late", 1)
-    assert c.receive(b"late", late=3 * DAY) and c.late == 3 * DAY
-    assert c.reorder_point() == 2400 + 3600
-    for n in range(2):
+    assert c.receive(b"late", late=6 * DAY)  # the root mean square: sqrt((3 x 4 + 36) / 4)
+    assert c.late == 299298 and c.reorder_point() == 2400 + 8314  # days, to the second
+    for n in range(4):
         c.add_order(b"on time", 1)
         c.receive(b"on time")
-    assert c.late == 3 * DAY * 9 // 16 and c.reorder_point() == 2400 + 2025  # 1.6875 days
-    for n in range(3):
-        c.add_order(b"on time", 1)
-        c.receive(b"on time")
-    assert c.late < DAY and c.reorder_point() == 2400 + 1200  # lead_spread again
+    assert c.late == 168353 and c.reorder_point() == 2400 + 4677  # each a quarter off its square
+    c.add_order(b"bad", 1)
     c.add_order(b"bad", 1)
     raises(ConsumableError, c.receive, b"bad", 1, -1)
     assert Consumable.from_state(c.to_state()).late == c.late

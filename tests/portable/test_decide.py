@@ -18,7 +18,8 @@ MONTHLY = ["budget", {"cur": "EUR", "max": 5000, "period": "month"}]
 
 def slot(level, per_day=12, sku="WF-300"):
     """A water filter read every 6 hours for 4 days, used evenly: ~level/per_day days left.
-    Reorder point: 3 days of use over the lead time, 3 more for a late delivery (72 l)."""
+    Reorder point: 3 days of use over the lead time, and a safety stock of twice the use while a
+    delivery comes a day and a half late (half the spread): 36 + 36 = 72 l."""
     c = Consumable("water-filter", "l", 300, sku=sku, lead_time=3 * DAY, lead_spread=3 * DAY)
     for i in range(17):
         c.read(NOW - (16 - i) * 6 * 3600, level + per_day * (16 - i) // 4)
@@ -48,8 +49,9 @@ def test_buys_within_policy_and_says_why():
     ledger.reserve(b"\x01" * 16, 1890, "EUR", NOW - DAY)
     d = run(slot(72), m, [(VENDOR, offer())], ledger)
     assert (d.action, d.reason) == ("buy", "within-policy")
-    assert d.text == ("Filter has ~6 days left; vendor A delivers in 3 days for 24.90 EUR; within "
-                      "the 50.00 EUR budget this month (6.20 EUR left after this order).")
+    assert d.text == ("Filter has ~6 days left; ordered tomorrow, it might come too late; vendor "
+                      "A delivers in 3 days for 24.90 EUR; within the 50.00 EUR budget this month "
+                      "(6.20 EUR left after this order).")
     assert (d.vendor, d.quantity, d.total, d.test) == (VENDOR, 1, [2490, "EUR"], False)
     assert d.hold_until == NOW + 3600 and d.offer["offer"] == b"\x03" * 16
     body = d.order(b"\x04" * 16)
@@ -117,6 +119,13 @@ def test_the_last_orders_a_month_allows_last_until_the_month_ends():
     d = run(c, mandate(monthly), ledger=ledger)
     assert d.quantity == 3 and d.text.endswith(
         "asking vendors for 3; 3, to last with 1 order left this month.")
+    d = run(c, mandate(monthly), [(VENDOR, offer(qty=3, total=3 * 2490 + 390))], ledger=ledger)
+    assert (d.action, d.quantity) == ("buy", 3)  # the buy says why it holds that many, too
+    assert d.text == ("Filter has ~1 day left; no offer arrives before it may run out, so the "
+                      "soonest; vendor A delivers in 3 days for 78.60 EUR; 3, to last with 1 "
+                      "order left this month; within your policy.")
+    d = run(c, mandate(monthly), [(VENDOR, offer(qty=2, total=2 * 2490 + 390))], ledger=ledger)
+    assert "to last" not in d.text  # an offer of another quantity: that reason is not its own
     c.pack = 1  # absurdly small items: never more than an order may hold
     assert run(c, mandate(monthly), ledger=ledger).quantity == 738
     c.estimator = slot(48, per_day=10 ** 9).estimator
@@ -125,17 +134,18 @@ def test_the_last_orders_a_month_allows_last_until_the_month_ends():
 
 def test_an_offer_that_would_still_arrive_in_time_tomorrow_waits():
     m = mandate(MONTHLY)
-    c = slot(60)
-    c.lead_spread = 0  # deliveries come when promised
-    d = run(c, m, [(VENDOR, offer(days=1))])  # 5 days left, 2.5 above the safety stock
-    assert (d.action, d.reason, d.quantity, d.until) == ("wait", "in-time-later", 1,
-                                                          NOW + DAY // 2)
-    assert d.text == ("Filter has ~5 days left; vendor A delivers in 1 day for 24.90 EUR; in "
+    c = slot(36)
+    c.lead_spread = c.late = 0  # deliveries come when promised: no safety stock for lateness
+    d = run(c, m, [(VENDOR, offer(days=1))])  # 3 days left; ordered tomorrow, it comes in 2
+    assert (d.action, d.reason, d.quantity, d.until) == ("wait", "in-time-later", 1, NOW + DAY)
+    assert d.text == ("Filter has ~3 days left; vendor A delivers in 1 day for 24.90 EUR; in "
                       "time if ordered tomorrow too, so not yet.")
-    assert run(slot(60), m, [(VENDOR, offer(days=1))]).action == "buy"  # up to 3 days late
+    assert run(c, m, [(VENDOR, offer(days=2))]).reason == "in-time-later"
     c.add_order(b"\x07" * 16, 1)
-    c.receive(b"\x07" * 16, 0, late=2 * DAY)  # deliveries came two days late lately
-    assert run(c, m, [(VENDOR, offer(days=1))]).action == "buy"
+    c.receive(b"\x07" * 16, 0, late=2 * DAY)  # deliveries came late: 1 day, root mean square
+    d = run(c, m, [(VENDOR, offer(days=1))])  # 24 l until it comes a day later, 24 for lateness
+    assert (d.action, d.reason) == ("buy", "within-policy")
+    assert run(slot(60), m, [(VENDOR, offer(days=2))]).action == "buy"  # may come 3 days late
 
 
 def test_no_order_without_a_mandate_that_holds_now():
@@ -174,7 +184,9 @@ def test_the_cheapest_offer_that_arrives_in_time_else_the_soonest():
     m = mandate(MONTHLY)
     offers = [(VENDOR, offer(3, 2490, days=3)), (OTHER, offer(4, 1990, days=7)),
               (OTHER, offer(5, 2290, days=4))]
-    assert run(slot(72), m, offers).offer["offer"] == b"\x05" * 16  # the 1990 one comes too late
+    c = slot(84)
+    c.lead_time = 4 * DAY  # the slowest offer it waits for
+    assert run(c, m, offers).offer["offer"] == b"\x05" * 16  # the 1990 one comes too late
     d = run(slot(24), m, offers)  # 2 days left: none in time
     assert (d.action, d.offer["offer"]) == ("buy", b"\x03" * 16)
     assert d.text.startswith("Filter has ~2 days left; no offer arrives before it may run out, "
@@ -186,8 +198,9 @@ def test_above_the_approval_limit_it_asks_the_owner():
                 ["cancel-window", {"seconds": 600}])
     d = run(slot(48), m, [(VENDOR, offer())])
     assert (d.action, d.reason, d.hold_until) == ("ask", "above-approval-threshold", NOW + 600)
-    assert d.text == ("Filter has ~4 days left; vendor A delivers in 3 days for 24.90 EUR; above "
-                      "your 20.00 EUR approval limit.")
+    assert d.text == ("Filter has ~4 days left; no offer arrives before it may run out, so the "
+                      "soonest; vendor A delivers in 3 days for 24.90 EUR; above your 20.00 EUR "
+                      "approval limit.")
     req = approval.request(d, b"\x09" * 16, NOW, ttl=3600)
     assert req["until"] == NOW + 3600 and req["why"] == d.text and req["order"]["vendor"] == VENDOR
     messages.build(messages.APPROVAL_REQUEST, req, DEVICE, OWNER, 2, NOW, NOW + 3600, b"\x0a" * 16)

@@ -21,6 +21,7 @@ _MAX_ORDERS = const(32)
 _MAX_ORDER_ID = const(64)
 _MIN_PAIRS = const(3)  # fewer pairwise slopes than this and the rate is unknown
 _RECENT = const(5)  # raw readings the robust current level is the median of
+_RECENT_USE = const(7 * 86400)  # seconds: the latest readings the week's rate is taken over
 Z = 2  # standard deviations on each side of a forecast band, and in the safety stock
 # the median of a chi-squared variable with 1 degree of freedom, times 10000
 _MEDIAN_CHI2 = const(4549)
@@ -97,12 +98,13 @@ class RateEstimator:
     """Usage rate in milli-units per day, robust to noise, outliers, gaps and refills.
 
     The estimate is a weighted Theil–Sen slope (Sievers–Scholz): the weighted median of the slopes
-    between every pair of kept readings of the same segment, each pair weighted by the time between
-    its readings. Why: a median of pairwise slopes ignores a minority of wild readings (one outlier
-    touches only the pairs it is in, and those with distant partners barely move), needs no noise
-    model or tuning, and weighting by time keeps many short, noisy or idle pairs from outvoting the
-    long ones that carry the real trend, so bursty use (a coffee machine at breakfast) is not biased
-    towards zero. It needs only ints and a sort, so it runs the same on MicroPython.
+    between every pair of kept readings, each pair weighted by the time between its readings, the
+    segments between refills stitched end to end (`_fit_points`). Why: a median of pairwise slopes
+    ignores a minority of wild readings (one outlier touches only the pairs it is in, and those with
+    distant partners barely move), needs no noise model or tuning, and weighting by time keeps many
+    short, noisy or idle pairs from outvoting the long ones that carry the real trend, so bursty use
+    (a coffee machine at breakfast) is not biased towards zero. It needs only ints and a sort, so it
+    runs the same on MicroPython.
 
     Uncertainty comes from the use between consecutive kept readings: its deviation from the rate,
     squared and scaled to one day, has a median that (divided by that of a chi-squared variable)
@@ -114,9 +116,10 @@ class RateEstimator:
     counts that lower the level). A rise above `noise` over the median of the last few readings,
     confirmed by the next reading, is a refill (a single high reading is an outlier); a silence
     longer than `max_gap` may hide a refill and use that cancel out. Either one starts a new
-    segment: no slope spans it, but the readings before it stay in the window, so what was learned
-    about the rate is kept. Readings closer than `min_interval` to the last kept one are not kept
-    (the rate needs spread in time, not density); at most `window` readings are kept.
+    segment: neither the rise nor the time across it counts, but the readings before it stay in the
+    window, so what was learned about the rate is kept. `rates` has the same slope over the
+    last week of readings alone. Readings closer than `min_interval` to the last kept one are not
+    kept (the rate needs spread in time, not density); at most `window` readings are kept.
     """
 
     def __init__(self, window: int = 32, min_interval: int = 3 * 3600, max_gap: int = 2 * DAY,
@@ -129,7 +132,7 @@ class RateEstimator:
         self._segment = 0
         self._recent = []  # the last raw readings [t, level] of the current segment, oldest first
         self._pending = None  # a reading [t, level] that may be a refill, held for confirmation
-        self._fit = None  # (rate, variance, span) from _fit_points, while not stale
+        self._fit = None  # (rate, variance, span, recent rate) from _fit_points, while not stale
         self._stale = False
 
     def add_level(self, t, level):
@@ -188,12 +191,22 @@ class RateEstimator:
         fit = self._model()
         return None if fit is None else fit[0]
 
+    def rates(self):
+        """(lower, higher) of `rate` and the rate over the last week of readings alone, or None
+        while the rate is unknown: the week's follows a change of use (guests, a new habit)
+        within days where `rate` takes weeks, and is noisier."""
+        fit = self._model()
+        if fit is None:
+            return None
+        recent = fit[0] if fit[3] is None else fit[3]
+        return min(fit[0], recent), max(fit[0], recent)
+
     def use_over(self, seconds):
         """(expected, standard deviation) of the milli-units used in `seconds`; None if unknown."""
         fit = self._model()
         if fit is None:
             return None
-        rate, variance, span = fit
+        rate, variance, span = fit[:3]
         spread = variance * seconds * (span + seconds) // (DAY * span)
         return rate * seconds // DAY, _isqrt(spread)
 
@@ -239,21 +252,38 @@ class RateEstimator:
         return runs
 
     def _fit_points(self):
-        """(rate, variance of a day's use in milli-units squared, seconds of data) or None."""
-        pairs = []  # (slope in milli-units per day, weight in seconds)
+        """(rate, variance of a day's use in milli-units squared, seconds of data, the rate over
+        the last week of readings alone or None) or None.
+
+        Each rate is the weighted Theil-Sen slope of a line of use against time made of the
+        segments stitched end to end (the time and the level's rise from one segment to the next
+        left out), so pairs span refills: with short segments alone, use in bursts (print jobs)
+        would look slower than it is, as most short pairs see none."""
+        line, t, used, last = [], 0, 0, None  # [time read, time stitched, use so far]
+        for point in self._points:
+            if last is not None and last[2] == point[2]:
+                t, used = t + point[0] - last[0], used + last[1] - point[1]
+            line.append((point[0], t, used))
+            last = point
+        if not line:
+            return None
+        slopes = []
+        for since in (0, line[-1][0] - _RECENT_USE):
+            pairs = []  # (slope in milli-units per day, weight in seconds)
+            for i in range(len(line)):
+                read, t1, used1 = line[i]
+                for j in range(i + 1, len(line)):
+                    dt = line[j][1] - t1
+                    if dt > 0 and read >= since:
+                        pairs.append(((line[j][2] - used1) * MILLI_DAY // dt, dt))
+            pairs.sort()
+            slopes.append(max(0, _weighted_median(pairs)) if len(pairs) >= _MIN_PAIRS else None)
+        rate = slopes[0]
+        if rate is None:
+            return None
         span = 0
         for run in self._segments():
             span += run[-1][0] - run[0][0]
-            for i in range(len(run)):
-                t1, level1 = run[i][0], run[i][1]
-                for j in range(i + 1, len(run)):
-                    dt = run[j][0] - t1
-                    if dt > 0:
-                        pairs.append(((level1 - run[j][1]) * MILLI_DAY // dt, dt))
-        if len(pairs) < _MIN_PAIRS:
-            return None
-        pairs.sort()
-        rate = max(0, _weighted_median(pairs))
         deviations = []  # squared deviation of use from the rate between neighbours, per day
         for run in self._segments():
             for i in range(1, len(run)):
@@ -262,7 +292,7 @@ class RateEstimator:
                     deviation = (run[i - 1][1] - run[i][1]) * 1000 - rate * dt // DAY
                     deviations.append(deviation * deviation * DAY // dt)
         variance = _upper_median(deviations) * 10000 // _MEDIAN_CHI2
-        return rate, variance, span
+        return rate, variance, span, slopes[1]
 
     def to_state(self):
         """The estimator as plain data."""
@@ -349,12 +379,15 @@ class Consumable:
     is triggered. A delivered order becomes spares; a refill the sensor sees uses them up.
 
     `lead_time` and `lead_spread` are the expected order-to-delivery time and how much later it
-    may be, in seconds (deliveries seen later than promised widen the spread: `late`); `safety` is
-    the least safety stock in units; `order_qty` is the least number of items per order.
+    may be, in seconds. `late`: how late deliveries come, in seconds: half the spread until one
+    is seen, then the root mean square of the delays seen, each new one weighing a quarter. `safety` is the least safety stock in units (default: none once the usage rate
+    is known, the safety margin of `cover` being the forecast's own; while it is unknown the
+    reorder point is a tenth of the capacity); `order_qty` is the least number of items per order.
     `ship_cost` (per order) and `hold_cost` (per item and year) are minor units of one currency:
-    with both, an order holds the items that balance the two, else it fills up to capacity.
-    `shelf_life`: seconds an item keeps after delivery (None: it keeps); no more is ordered than
-    the pessimistic use empties before then, even if it came at once.
+    with both, an order holds the items that balance the two, but fills the slot no more than
+    full when it comes; else it fills up to capacity. `shelf_life`: seconds an item keeps after
+    delivery until it goes into the slot (None: it keeps); no order holds one that would sit
+    longer.
     """
 
     def __init__(self, slot: str, unit: str, capacity: int, pack: "int | None" = None,
@@ -370,9 +403,7 @@ class Consumable:
         self.sku = sku
         self.lead_time = _check_int(lead_time, 0, MAX_INT, "lead_time")
         self.lead_spread = _check_int(lead_spread, 0, MAX_INT, "lead_spread")
-        if safety is None:
-            safety = capacity // 10
-        self.safety = _check_int(safety, 0, _MAX_UNITS, "safety")
+        self.safety = _check_int(safety or 0, 0, _MAX_UNITS, "safety")
         _require(order_qty is None or is_int(order_qty) and 0 < order_qty <= MAX_ITEMS,
                  "order_qty must be None or an int in 1..%d" % MAX_ITEMS)
         self.order_qty = order_qty
@@ -381,7 +412,7 @@ class Consumable:
         _require(shelf_life is None or is_int(shelf_life) and DAY <= shelf_life <= MAX_DAYS * DAY,
                  "shelf_life must be None or an int in %d..%d seconds" % (DAY, MAX_DAYS * DAY))
         self.shelf_life = shelf_life
-        self.late = 0  # seconds: how late deliveries came lately (each takes a quarter off)
+        self.late = lead_spread // 2  # seconds: how late deliveries come, see `receive`
         self.why = None  # how reorder() chose its quantity, a sentence fragment
         if estimator is None:
             estimator = RateEstimator(noise=max(1, capacity // 50))
@@ -435,7 +466,8 @@ class Consumable:
         repeated delivery)."""
         if order_id not in self._orders:
             return False
-        self.late = max(_check_int(late, 0, MAX_DAYS * DAY, "late"), self.late * 3 // 4)
+        late = _check_int(late, 0, MAX_DAYS * DAY, "late")
+        self.late = _isqrt((3 * self.late * self.late + late * late) // 4)
         ordered = self._orders.pop(order_id)
         delivered = ordered if items is None else _check_int(items, 0, MAX_ITEMS, "items")
         self.spares = min(_MAX_SPARES, self.spares + delivered)
@@ -468,29 +500,37 @@ class Consumable:
         """When the slot runs empty, from now."""
         return Forecast(self.level(now), self.estimator)
 
-    def reorder_point(self):
-        """Units: expected use over the lead time plus safety stock.
-
-        The safety stock is Z standard deviations of the use over the lead time (day-to-day
-        variability and the rate's own error, which shrinks as data accrues) plus the expected use
-        over `lead_spread` or `late`, the longer (a late delivery), and never below `safety`.
-        While the rate is unknown it is `safety`.
-        """
-        use = self.estimator.use_over(self.lead_time)
+    def cover(self, seconds):
+        """(expected use, safety stock): the units the stock must hold to last `seconds` from
+        now (an order due to arrive then is in time while it has both); None while the rate is
+        unknown. Running out is planned for at the higher of `rates`, so a change of use is met
+        at once. The safety stock is Z standard deviations of what the stock must cover: the use
+        (day to day, and the rate's own error, which shrinks as data accrues) and the use while a
+        delivery comes `late`; never below `safety`."""
+        use = self.estimator.use_over(seconds)
         if use is None:
-            return self.safety
-        expected, deviation = use
-        late = self.estimator.rate() * max(self.lead_spread, self.late) // DAY
-        return _ceil_div(expected, 1000) + max(self.safety, _ceil_div(Z * deviation + late, 1000))
+            return None
+        rate, deviation = self.estimator.rates()[1], use[1]
+        expected, late = rate * seconds // DAY, rate * self.late // DAY
+        margin = Z * _isqrt(deviation * deviation + late * late)
+        return _ceil_div(expected, 1000), max(self.safety, _ceil_div(margin, 1000))
+
+    def reorder_point(self):
+        """Units: what must be in stock to last the lead time (`cover`). While the rate is
+        unknown, `safety` or a tenth of the capacity, the more."""
+        cover = self.cover(self.lead_time)
+        return max(self.safety, self.capacity // 10) if cover is None else cover[0] + cover[1]
 
     def reorder(self, now):
         """Items to order now: 0 unless the inventory position is at or below the reorder point.
 
-        Always enough to get above the reorder point (so the next check does not order again), and
-        at least `order_qty`; beyond that the economic order quantity, sqrt(2 x use x ship_cost /
-        hold_cost), when both costs are set, else up to capacity; never more than the pessimistic
-        use empties within `shelf_life` after the stock ahead of it, counted from now (at least
-        one item). `why` says what chose the quantity, or is None.
+        Without costs: up to capacity, and enough to get above the reorder point (so the next
+        check does not order again). With both costs: the economic order quantity, sqrt(2 x use x
+        ship_cost / hold_cost), or enough to get above the reorder point if more, but no more
+        than fill the slot when the order comes with the safety stock left (whole items, at
+        least one): more would only sit on the shelf, and a decision waits for an order on its
+        way. Always at least `order_qty`, and never more than `fresh` allows. `why` says what
+        chose the quantity, or is None.
         """
         self.why = None
         position = self.position(now)
@@ -498,17 +538,33 @@ class Consumable:
         if position is None or position > point:
             return 0
         pack, rate = self.pack, self.estimator.rate() or 0
-        least = max(_ceil_div(point + 1 - position, pack), self.order_qty or 1)
-        items = _ceil_div(self.capacity - position, pack)
+        least = _ceil_div(point + 1 - position, pack)
+        items = max(_ceil_div(self.capacity - position, pack), least)
         if self.ship_cost and self.hold_cost:
             items = _isqrt(2 * rate * 365 * self.ship_cost // (1000 * pack * self.hold_cost))
-            self.why = "%d balance shipping against stock held" % max(items, least)
-        items = max(items, least)
-        if self.shelf_life and rate:
+            items = max(items, least)
+            self.why = "%d balance shipping against stock held" % items
+            cover = self.cover(self.lead_time)  # what is left when the order comes
+            full = _ceil_div(self.capacity - (cover[1] if cover else point), pack)
+            if full < items:
+                items = max(1, full)
+                self.why = "%d, as more would sit on the shelf when it comes" % items
+        return self.fresh(max(items, self.order_qty or 1))
+
+    def fresh(self, items):
+        """`items`, or fewer if some would go stale (`why` then says so): an item goes into the
+        slot when it fits (the stock ahead of it down to capacity less a pack), and the last of
+        an order must go in within `shelf_life` of its delivery at the pessimistic use (the lower
+        rate of `rates`, less Z deviations), the order coming with the safety stock left. At least
+        one, at most MAX_ITEMS."""
+        rates = self.estimator.rates()
+        if self.shelf_life and rates and rates[0]:
             use = self.estimator.use_over(self.shelf_life)
-            fresh = max(1, ((use[0] - Z * use[1]) // 1000 - position) // pack)
-            if fresh < items:
-                items = fresh
+            low = (rates[0] * self.shelf_life // DAY - Z * use[1]) // 1000
+            left = self.cover(self.lead_time)[1]
+            most = max(1, (low + self.capacity - left) // self.pack)
+            if most < items:
+                items = most
                 self.why = "%d, as more would go stale before use" % items
         return min(items, MAX_ITEMS)
 

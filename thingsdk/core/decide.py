@@ -3,21 +3,23 @@ forecast, the owner's mandate, the spend ledger and the offers at hand, and retu
 with a sentence a person can read. Portable and sans-IO.
 
 Offer choice: among valid offers (not expired, for this item, test only under a test mandate)
-that the mandate does not refuse, the lowest total that arrives before the pessimistic run-out
-(`forecast.low`); when none arrives in time, the soonest to arrive, and the sentence says so.
-An offer that would still arrive in time if ordered a day later, however late within the
-consumable's `lead_spread`, waits ("in-time-later"): stock bought early only sits on the shelf.
+that the mandate does not refuse, the lowest total that arrives in time: while the stock at hand
+still holds what the consumable must `cover` until then (its use, and a safety stock against
+uneven use and late delivery); when none arrives in time, the soonest to arrive, and the sentence
+says so. An offer that would still arrive in time if ordered a day later waits
+("in-time-later"): stock bought early only sits on the shelf.
 Before the reorder point an offer is taken only as a promotion: when its saving against the
 usual price beats the cost of holding the items for the time they come early, within policy,
 and never for a perishable (one with a shelf life).
 The quantity asked for (`quantity`) is the consumable's, made to last the period when the
-mandate allows only a few more orders in it, and capped to what the mandate allows. An offer the
+mandate allows only a few more orders in it (but never so many that some go stale), and capped
+to what the mandate allows; a buy's sentence says why it holds that many. An offer the
 mandate refuses for its quantity, when fewer items would fit, waits to ask again for that many
 ("fewer-fit"): only what cannot be helped is refused.
 """
 
 from thingsdk.core import messages, policy
-from thingsdk.core.consumable import DAY, MAX_ITEMS, MILLI_DAY, Forecast, _ceil_div
+from thingsdk.core.consumable import DAY, MILLI_DAY, _ceil_div
 from thingsdk.core.keys import kid_hex
 from thingsdk.core.ledger import month_start
 from thingsdk.core.money import text as money_text
@@ -112,11 +114,13 @@ def _offer_text(proposal, now, names):
                                          money_text(offer["total"][0], offer["total"][1]))
 
 
-def judge(proposal, checks, now, lead, names=None, mandate_version=None, reason="within-policy"):
+def judge(proposal, checks, now, lead, names=None, mandate_version=None, reason="within-policy",
+          why=None):
     """The Decision for one proposal whose checks are known; `lead` are the fragments that open
-    the sentence, and `reason` is the one given when every check holds."""
+    the sentence, `why` the one that follows the offer (why that many items), and `reason` the
+    one given when every check holds."""
     worst = policy.deciding(checks)
-    parts = lead + [_offer_text(proposal, now, names)]
+    parts = lead + [_offer_text(proposal, now, names), why]
     if worst is None:
         parts += [c.text for c in checks if c.kind == "budget"] or ["within your policy"]
         return Decision(BUY, reason, sentence(parts), now, proposal, checks,
@@ -170,10 +174,11 @@ def quantity(consumable, mandate, ledger, now, category=None, usual_price=None):
             end = month_start(month_start(now) + 32 * DAY) if params["period"] == "month" else \
                 now + params["window"]
             items = _ceil_div(rate * (end - now) // (left * DAY), 1000 * consumable.pack)
-            items = min(items, MAX_ITEMS)
             if items > need:
                 need, why = items, "%d, to last with %s left %s" % (
                     items, policy._count(left, "order"), policy._span(params))
+                need = consumable.fresh(need)
+                why = consumable.why if need < items else why
         for params in mandate.of_kind("items"):
             rules = policy._rules(params, consumable.sku, category)
             price = price or (rules[0]["max-price"] if rules else None)
@@ -236,30 +241,32 @@ def decide(consumable, forecast, mandate, ledger, offers, now, category=None, na
                 return say(WAIT, "fewer-fit", lead + [_offer_text(choice[0], now, names)], why,
                            now, quantity=most, until=now, mandate_version=mandate.version)
         return judge(choice[0], choice[1], now, lead, names, mandate.version)
-    runout = None if forecast.low is None else now + forecast.low
-    in_time = [j for j in acceptable if runout is None or j[0].offer["arrive"] <= runout]
+    in_time = [j for j in acceptable if _slack(consumable, now, j[0].offer, 0) is not None]
     if in_time:
         choice = min(in_time, key=_cost)
-        slack = _slack(consumable, now, choice[0].offer)
-        if slack > DAY and policy.outcome(choice[1]) == policy.OK:
+        slack = _slack(consumable, now, choice[0].offer, DAY)
+        if slack is not None and policy.outcome(choice[1]) == policy.OK:
             why = "in time if ordered tomorrow too, so not yet"
             return say(WAIT, "in-time-later", lead + [_offer_text(choice[0], now, names)], why,
-                       now, quantity=need, until=now + slack - DAY,
-                       mandate_version=mandate.version)
+                       now, quantity=need, until=now + slack, mandate_version=mandate.version)
+        lead = lead + ["ordered tomorrow, it might come too late"]
     else:
         choice = min(acceptable, key=_arrival)
         lead = lead + ["no offer arrives before it may run out, so the soonest"]
-    return judge(choice[0], choice[1], now, lead, names, mandate.version)
+    why = why if choice[0].offer["qty"] == need else None  # the quantity's reason, when it holds
+    return judge(choice[0], choice[1], now, lead, names, mandate.version, why=why)
 
 
-def _slack(consumable, now, offer):
-    """Seconds an order of the offer may wait and still arrive, as late as a delivery may come
-    (`lead_spread`, or `late` when deliveries came later lately), before the stock at hand less
-    the safety stock may run out; 0 when unknown."""
-    units = consumable.level(now) + consumable.spares * consumable.pack - consumable.safety
-    low = Forecast(max(0, units), consumable.estimator).low
-    late = max(consumable.late, consumable.lead_spread)
-    return 0 if low is None else now + low - offer["arrive"] - late
+def _slack(consumable, now, offer, wait):
+    """Seconds more an order of the offer, placed `wait` seconds from now, may wait and still
+    arrive in time: while the stock at hand holds what the consumable must `cover` until it
+    comes (a linear estimate beyond `wait`); None when it would not be in time. Without a
+    usage rate yet, an offer is in time now and not worth a wait."""
+    needed = consumable.cover(offer["arrive"] - now + wait)
+    if needed is None:
+        return None if wait else 0
+    stock = consumable.position(now) - needed[0] - needed[1]
+    return None if stock < 0 else stock * MILLI_DAY // max(1, consumable.estimator.rate())
 
 
 def _promotion(consumable, mandate, ledger, offers, now, category, names, usual, holding_cost,

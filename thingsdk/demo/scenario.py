@@ -1,7 +1,7 @@
 """The demo's cast: one owner, and three things that buy their consumables from the reference
 vendor's example catalog, each with its own key, state folder, simulated sensor and mandate.
 
-The numbers are chosen so that, in about four simulated days, the fridge orders within its
+The numbers are chosen so that, in about five simulated days, the fridge orders within its
 policy, the printer's order is above its owner's approval threshold, and the coffee machine's
 second order would overrun its budget.
 """
@@ -53,7 +53,7 @@ class Spec:
 
 
 THINGS = (
-    Spec("fridge", "fridge", "water-filter", "ml", 300000, "WF-300", 3 * DAY, start=55000,
+    Spec("fridge", "fridge", "water-filter", "ml", 300000, "WF-300", 3 * DAY, start=30000,
          daily_use=6000, noise=100,
          rules={"budget": "60.00EUR/rolling:30d", "item": "WF-300:30.00EUR:1",
                 "approval-above": "40.00EUR"},
