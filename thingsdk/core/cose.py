@@ -95,11 +95,10 @@ def _build(tag, context, payload, key, compute, codec, external_aad, protected, 
     proof = compute(_structure(context, protected_bytes, external_aad, payload))
     # tag([protected, unprotected, payload, proof]) written as codec.dumps would, piece by piece:
     # the three byte strings are not copied into a structure only to be encoded again
-    parts = [encode_head(6, tag), b"\x84"]
-    _add_bstr(parts, protected_bytes)
-    parts.append(codec.dumps(unprotected) if unprotected else b"\xa0")
-    _add_bstr(parts, payload)
-    _add_bstr(parts, proof)
+    parts = [encode_head(6, tag), b"\x84", encode_head(2, len(protected_bytes)), protected_bytes,
+             codec.dumps(unprotected) if unprotected else b"\xa0"]
+    for field in (payload, proof):
+        parts += (encode_head(2, len(field)), field)
     return b"".join(parts)
 
 
@@ -107,14 +106,8 @@ def _structure(context, protected_bytes, external_aad, payload):
     """The bytes signed or MACed: the CBOR array [context, protected, external_aad, payload]."""
     parts = [b"\x84", encode_head(3, len(context)), context.encode()]
     for field in (protected_bytes, external_aad, payload):
-        _add_bstr(parts, field)
+        parts += (encode_head(2, len(field)), field)
     return b"".join(parts)
-
-
-def _add_bstr(parts, data):
-    """Append data's encoding as a CBOR byte string to parts."""
-    parts.append(encode_head(2, len(data)))
-    parts.append(data)
 
 
 def _open(data, tag, keys, codec):

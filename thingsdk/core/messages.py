@@ -314,7 +314,8 @@ def _check_map(spec, m, prefix):
     for field, item, key in checks:
         if type(key) is str:  # a text key names itself, whatever the table's names
             _check(field, item, prefix + key)
-        elif field[0] in _LEAVES:  # a plain value names its path only in an error: then
+        elif field[0] in "ibsye*":  # a plain value, whose check looks at nothing inside,
+            # needs its path named only in an error: then it is checked again with it
             try:
                 _check(field, item, "")
             except MessageError:
@@ -323,9 +324,6 @@ def _check_map(spec, m, prefix):
             _check(field, item, prefix + _label(key, names))
     for rule in rules:
         _rule(rule, m, prefix, names)
-
-
-_LEAVES = "ibsye*"  # schema kinds of plain values, whose checks look at nothing inside
 
 
 def _rule(rule, m, prefix, names):
