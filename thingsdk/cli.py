@@ -112,11 +112,11 @@ def cmd_mandate_show(args):
 def cmd_mandate_send(args):
     """Seal a mandate for its device with the owner's key; publish it on the device's from-owner
     topic (--broker) or write it for the device's from-owner/ folder (--out)."""
+    from thingsdk.core.keys import key_id
     from thingsdk.crypto import load_signer
     from thingsdk.inspect import read_message_arg
     from thingsdk.owner import mandate_message, mandate_report, new_id, next_seq
     from thingsdk.owner import read_public_key
-    from thingsdk.core.keys import key_id
     from thingsdk.storage import atomic_write
 
     if bool(args.broker) == bool(args.out):

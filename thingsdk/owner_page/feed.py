@@ -1,23 +1,22 @@
 """The owner's side of the broker for the owner's page: what its devices and their vendor say,
 verified, kept, and the owner's signed answers to approval requests.
 
-The Feed reads the broker through the owner's link (thingsdk.owner_wire.OwnerLink: the owner's
-key id as client id, a persistent session, QoS 1), for each of its devices the uplink, downlink,
-presence and to-owner topics. Every message is opened before it is shown as verified: on to-owner
-by the link (addressed to the owner, signed by the device), on the uplink and downlink by an
-observer inbox (thingsdk.core.envelope: addressed to the vendor or the device, signed by the device
-or the vendor); each has its own replay guard. A message that does not open is counted by reason
-and kept as an unverified entry; nothing a peer sends raises. What was received is kept in a small SQLite file, so a restart shows
-the history again. `answer` signs the owner's answer with its key (the key stays in this process),
-keeps it and sends it on the device's from-owner topic; `start` sends kept answers again while
-their requests stand.
+The Feed reads the broker through the owner's link (thingsdk.owner_wire.OwnerLink: its
+certificate's CN as client id, a persistent session, QoS 1), for each of its devices the uplink,
+downlink, presence and to-owner topics. Every message is opened before it is shown as verified: on
+to-owner by the link (addressed to the owner, signed by the device), on the uplink and downlink by
+an observer inbox (thingsdk.core.envelope: addressed to the vendor or the device, signed by the
+device or the vendor); each has its own replay guard. A message that does not open is counted by
+reason and kept as an unverified entry; nothing a peer sends raises. What was received is kept in
+a small SQLite file, so a restart shows the history again. `answer` signs the owner's answer with
+its key (the key stays in this process), keeps it and sends it on the device's from-owner topic;
+`start` sends kept answers again while their requests stand.
 
 `on_change(callback)` registers a function called (in the MQTT thread) after every change.
 """
 
 import sqlite3
 import threading
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -281,6 +280,7 @@ class Feed:
     def snapshot(self) -> "tuple[dict[bytes, Device], bool, int]":
         """A consistent view to render: (devices by kid, connected, foreign count), copied."""
         with self._lock:
-            return ({kid: Device(d.kid, d.presence, list(d.entries), list(d.statuses),
-                                 dict(d.answered), dict(d.rejected)) for kid, d in self.devices.items()},
-                    self.connected, self.foreign)
+            copies = {kid: Device(d.kid, d.presence, list(d.entries), list(d.statuses),
+                                  dict(d.answered), dict(d.rejected))
+                      for kid, d in self.devices.items()}
+            return copies, self.connected, self.foreign
