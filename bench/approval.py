@@ -29,7 +29,7 @@ sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
 
 from broker import wait_for  # noqa: E402
 from readme_walk import Walk  # noqa: E402
-from test_owner_page import chrome  # noqa: E402
+from test_owner_page import chrome, click, main_text  # noqa: E402
 
 ASKED = re.compile(r"^(\S+ \S+) INFO sent approval-request [0-9a-f]+ to the owner", re.M)
 
@@ -55,17 +55,15 @@ def one_round(folder, browser):
         url = walk.page()
         walk.device()
         browser.get(url)
-        buttons = wait_for(lambda: browser.find_elements("css selector",
-                                                         "button[value=approve]"), 60, 0.002)
-        assert buttons, walk.said()
+        assert wait_for(lambda: browser.find_elements("css selector", "button[value=approve]"),
+                        60, 0.002), walk.said()
         shown = time.time()
-        buttons[0].click()
+        click(browser, "button[value=approve]")
         clicked = time.time()
         assert wait_for(lambda: [o["status"] for o in walk.orders()] == ["accepted"], 30,
                         0.002), walk.said()
         accepted = time.time()
-        assert wait_for(lambda: "The vendor accepted (ref " in
-                        browser.find_element("tag name", "main").text, 30, 0.002)
+        assert wait_for(lambda: "The vendor accepted (ref " in main_text(browser), 30, 0.002)
         receipt = time.time()
         asked = wait_for(lambda: asked_at(walk.said("device")), 10)
         return shown - asked, accepted - clicked, receipt - clicked, accepted - asked

@@ -51,6 +51,31 @@ def chrome(profile, width=1280, height=900, javascript=True):
     return driver
 
 
+def click(browser, selector, timeout=10):
+    """Click the element `selector` finds, again if the page's live update replaced it between
+    finding and clicking (selenium then calls it stale)."""
+    from selenium.common.exceptions import StaleElementReferenceException
+
+    def clicked():
+        try:
+            browser.find_element("css selector", selector).click()
+        except StaleElementReferenceException:
+            return False
+        return True
+
+    assert wait_for(clicked, timeout), selector
+
+
+def main_text(browser):
+    """The text of the page's main element ("" while a live update replaces what was found)."""
+    from selenium.common.exceptions import StaleElementReferenceException
+
+    try:
+        return browser.find_element("tag name", "main").text
+    except StaleElementReferenceException:
+        return ""
+
+
 def screenshot(browser, name):
     if os.environ.get("THINGSDK_SCREENSHOTS") == "1":
         browser.save_screenshot(str(ROOT / "docs" / name))
@@ -147,7 +172,7 @@ class Scene:
         return self.browser
 
     def text(self):
-        return self.browser.find_element("tag name", "main").text
+        return main_text(self.browser)
 
     def shows(self, words, timeout=10):
         return wait_for(lambda: words in self.text(), timeout)
@@ -190,7 +215,7 @@ def test_an_approval_request_is_approved_in_the_browser_and_arrives_signed(scene
     assert browser.execute_script("return document.getElementById('broker').kept === true")
     req = codec.loads(cose.verify_sign1(request, {scene.device.kid: scene.device.verifier()},
                                         codec).payload)[10]["req"]
-    browser.find_element("css selector", "button[value=approve]").click()
+    click(browser, "button[value=approve]")
     assert wait_for(lambda: scene.received, 10), browser.page_source[:500]
     opened = approvals(scene)
     assert opened[0].status == envelope.ACCEPT
@@ -233,7 +258,7 @@ def test_a_request_is_declined_without_javascript(scene):
     scene.from_device("to-owner", scene.request())
     browser = scene.open_browser(javascript=False)
     assert scene.shows("Asks to buy")
-    browser.find_element("css selector", "button[value=decline]").click()
+    click(browser, "button[value=decline]")
     assert wait_for(lambda: scene.received, 10)
     assert approvals(scene)[0].message.body["decision"] == "decline"
     assert scene.shows("Nothing waits for your answer.")  # the form's answer: the page again
@@ -292,7 +317,7 @@ def test_a_restarted_page_shows_its_history_and_what_came_while_it_was_down(scen
     scene.from_device("to-owner", scene.request())
     browser = scene.open_browser()
     assert wait_for(lambda: len(browser.find_elements("css selector", "form")) == 2)
-    browser.find_element("css selector", "button[value=approve]").click()
+    click(browser, "button[value=approve]")
     assert wait_for(lambda: scene.received)
     scene.page.terminate()
     scene.page.wait(10)
@@ -473,17 +498,17 @@ def test_a_real_device_asks_the_owner_clicks_approve_and_the_vendor_accepts_the_
         walk.device()
         browser = chrome(tmp_path / "chromium")
         browser.get(url)
-        main_text = lambda: browser.find_element("tag name", "main").text  # noqa: E731
-        assert wait_for(lambda: "for 29.48 EUR from Acme Home Supplies" in main_text(), 30.0), (
-            main_text(), walk.said())
+        shown = lambda: main_text(browser)  # noqa: E731
+        assert wait_for(lambda: "for 29.48 EUR from Acme Home Supplies" in shown(), 30.0), (
+            shown(), walk.said())
         assert walk.orders() == []  # nothing is ordered before the owner says so
-        browser.find_element("css selector", "button[value=approve]").click()
+        click(browser, "button[value=approve]")
         assert wait_for(lambda: [o["status"] for o in walk.orders()] == ["accepted"], 30.0), (
             walk.orders(), walk.said())
-        assert wait_for(lambda: "The vendor accepted (ref " in main_text(), 30.0), main_text()
-        assert wait_for(lambda: "Bought: " in main_text(), 30.0), main_text()
-        assert "Nothing waits for your answer." in main_text()
-        assert "Orders above 20.00 EUR need your approval." in main_text()
+        assert wait_for(lambda: "The vendor accepted (ref " in shown(), 30.0), shown()
+        assert wait_for(lambda: "Bought: " in shown(), 30.0), shown()
+        assert wait_for(lambda: "Nothing waits for your answer." in shown() and
+                        "Orders above 20.00 EUR need your approval." in shown(), 10.0), shown()
     finally:
         if browser is not None:
             browser.quit()
