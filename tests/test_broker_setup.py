@@ -265,7 +265,7 @@ def test_the_readme_walk_from_keys_to_an_approved_order_and_a_revoke(tmp_path, c
         connected = "connected to " if name != "owner" else "on "  # the owner's own words
         assert connected + "localhost:%d" % walk.port in said[name], said[name]
         assert "Traceback" not in said[name]
-    assert re.search(r"sent mandate [0-9a-f]+ \(\d+ B\)", said["device"]), said["device"]
+    assert re.search(r"(sent|queued) mandate [0-9a-f]+ \(\d+ B\)", said["device"]), said["device"]
     assert "as %s (" % kid in said["mosquitto"] and "as vendor-1 (" in said["mosquitto"]
 
 
