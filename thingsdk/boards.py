@@ -31,8 +31,8 @@ TARGET = 60 * 1024  # the bundle's size target: code and identity together
 # its size in heap once imported; a whole order then needs about ORDER_HEAP more (the smallest
 # heap that completed one, less the code). Frozen into the firmware image, code and constants
 # stay in flash and a whole order completes in about FROZEN_HEAP.
-LOAD_FACTOR = 1.6
-ORDER_HEAP = 44 * 1024
+LOAD_FACTOR = 1.5
+ORDER_HEAP = 40 * 1024
 FROZEN_HEAP = 60 * 1024
 
 
