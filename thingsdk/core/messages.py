@@ -35,12 +35,12 @@ class MessageError(ValueError):
         self.field = field
 
 
-# ---- schemas: one text, read for the type at hand ----------------------------------------------
+# ---- schemas: one text, read for the value at hand -----------------------------------------
 # SCHEMAS names each rule of spec/thingsdk.cddl that the checks need, one rule a line (a line
 # that goes on is indented): `name definition`. `schema(name)` reads a rule into the tuples that
 # `_check` interprets, only while a value of it is checked: on a board the text is the only copy
-# in the heap (built as tuples at import, the tables took about 16 KB there), and names that
-# appear only in it are never interned. Definitions:
+# in the heap (tables of tuples built at import took 4.6 KB more there), and names that appear
+# only in it are never interned. Definitions:
 #   i0..9   an int in 0..9 (-9 for a negative bound)     b16, b1..32   bytes of that length
 #   s1..64  text of 1..64 UTF-8 bytes, s3..3/ABC/AB: only those ASCII characters (the second set:
 #           the first character's)                          y  a bool        *  anything
@@ -268,6 +268,8 @@ def _key(name, names):
         if known == name:
             return key
     return name
+
+
 def lookup(pairs, key):
     """The value paired with key in a table of (key, value) pairs, or None. Keys match by value
     and type, so True is not 1."""
