@@ -55,6 +55,17 @@ def test_spec_and_catalog_agree_on_type_codes_and_answers():
     assert re.split(r"\s*/\s*", choice.strip()) == list(m.NAMES)
 
 
+def test_the_catalogs_schemas_are_rules_of_the_spec():
+    rules = set(re.findall(r"^([a-z0-9-]+) *=", SPEC, re.M)) | {"text", "bool"}  # and its prelude
+    names = [n.decode() for n in re.findall(rb"^([a-z0-9-]+) ", m.SCHEMAS, re.M)]
+    assert len(names) == len(set(names)) and set(names) <= rules
+    assert {name + "-body" for name in m.NAMES} <= set(names)
+    for name in names:
+        m.schema(name)
+    with pytest.raises(ValueError):
+        m.schema("no-such-rule")
+
+
 @pytest.mark.parametrize("code", CODES, ids=m.NAMES)
 def test_every_example_matches_the_spec(code):
     obj = ex.build(code)
@@ -160,14 +171,14 @@ GENERATED = settings(max_examples=30, deadline=None,
 @GENERATED
 @given(data=st.data())
 def test_generated_bodies_match_the_spec(code, data):
-    body = repair(data.draw(strategy(m.BODIES[code - 1])))
+    body = repair(data.draw(strategy(m.schema(m.NAMES[code - 1] + "-body"))))
     obj = ex.build(code, body, seq=data.draw(st.integers(0, m.MAX_INT53)))
     for rule in ("message", m.NAMES[code - 1]):
         schema(rule).validate_cbor(codec.dumps(obj))
 
 
 @GENERATED
-@given(claims=strategy(m.CLAIMS))
+@given(claims=strategy(m.schema("mandate-claims")))
 def test_generated_claims_match_the_spec(claims):
     claims[4] = max(claims[4], 1)  # nbf and iat come before exp
     claims[5], claims[6] = min(claims[5], claims[4] - 1), min(claims[6], claims[4] - 1)
@@ -336,4 +347,5 @@ def test_spec_and_parser_refuse_the_same_constraints(index, mutate, expected):
         m.check_claims(claims)
     assert caught.value.code == expected
     kind = constraint[0]
-    assert not spec_accepts(constraint, kind if m.lookup(m.CONSTRAINTS, kind) else "unknown-constraint")
+    known = m.lookup(m.schema("constraint")[1], kind)
+    assert not spec_accepts(constraint, kind if known else "unknown-constraint")

@@ -111,8 +111,8 @@ def sources(exclude=()):
 
 def loaded_source(path):
     """A module's source as a .mpy file should be compiled from it. Tables written as
-    `const((...))` (messages.py's schemas) are compile-time constants: frozen into firmware they
-    stay in flash, but a .mpy file inlines a copy of a shared sub-table at every use and all of
+    `const((...))` (lifecycle.py's transitions) are compile-time constants: frozen into firmware
+    they stay in flash, but a .mpy file inlines a copy of a shared sub-table at every use and all of
     them are loaded into the heap. Without the const() marker, which is the identity, each table
     is built once at import and shared."""
     return SHARED_TABLE.sub("((", Path(path).read_text())

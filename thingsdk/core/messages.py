@@ -1,12 +1,14 @@
 """The message catalog: build, parse and validate every protocol message.
 
-Mirrors spec/thingsdk.cddl. Validation is table-driven: each body has a compact schema (constant
-tuples below) interpreted by one small validator, `_check`. Portable: runs on MicroPython.
+Mirrors spec/thingsdk.cddl. Validation is table-driven: the rules of the spec that the checks
+need are written compactly in one text, SCHEMAS, read into tuples for the value at hand and
+interpreted by one small validator, `_check`. Portable: runs on MicroPython.
 """
 
 import hashlib
+import sys
 
-from thingsdk.core.check import const, is_int
+from thingsdk.core.check import is_int
 
 VERSION = 1
 (STATUS, QUOTE_REQUEST, OFFER, ORDER, RECEIPT, SHIPMENT, DELIVERY, CANCEL, APPROVAL_REQUEST,
@@ -33,144 +35,239 @@ class MessageError(ValueError):
         self.field = field
 
 
-# ---- schema language: one tuple per type, interpreted by _check -----------------------------
-# ("i", lo, hi) int        ("b", lo, hi) bytes by length    ("s", lo, hi, chars, first) text
-#   (chars and first: the ASCII characters allowed, anywhere and first, as bytes)
-# ("y",) bool              ("e", values) one of the values  ("a", specs) fixed-length array
-# ("l", spec, lo, hi) list ("d", key, value, lo, hi) map of any keys    ("|", specs) any of
-# ("*",) anything          ("k", kinds) constraint [kind, params], unknown kinds allowed
-# ("m", fields, optional, one, tag, variants, rules, names) a map:
-#   fields: ((key, spec), ...); optional: keys that may be absent; one: keys of which exactly one
-#   must be present; tag: a key whose value picks extra fields from variants ((value, fields),
-#   ...); rules, checked across fields: ("<=", a, b, gap) m[a] + gap <= m[b] when both are
-#   present, ("lifetime",) exp - ts within MAX_LIFETIME, ("total",) an offer's total is
-#   price * qty + ship in one currency; names: ((key, name), ...) for keys that are numbers.
-# Every table is a const() of constants only, so MicroPython's compiler builds it as one constant:
-# frozen into firmware it stays in flash and costs no heap.
-
-LOWER = const(b"abcdefghijklmnopqrstuvwxyz0123456789")
-ID16 = const(("b", 16, 16))
-KID = const(("b", 8, 8))
-TIME = const(("i", 0, 253402300799))
-DURATION = const(("i", 0, 31622400))
-DAYS = const(("i", 0, 3660))
-COUNT = const(("i", 1, 1000000))
-AMOUNT = const(("i", 0, 1000000000000))
-BOOL = const(("y",))
-ANY = const(("*",))
-TOKEN = const(("s", 1, 32, b"abcdefghijklmnopqrstuvwxyz0123456789._-",
-               b"abcdefghijklmnopqrstuvwxyz0123456789"))
-LABEL = const(("s", 1, 64))
-SENTENCE = const(("s", 1, 280))
-TEXT = const(("s", 0, 9007199254740991))
-CURRENCY = const(("s", 3, 3, b"ABCDEFGHIJKLMNOPQRSTUVWXYZ"))
-MONEY = const(("a", (AMOUNT, CURRENCY)))
-KID_HEX = const(("s", 16, 16, b"0123456789abcdef"))
-WINDOW = const(("i", 1, 31622400))
-VERSION32 = const(("i", 1, 4294967295))
-NO_RULES = const(())
-
-PERIODS = const((("month", ()), ("rolling", (("window", WINDOW),))))
-ITEM_RULE = const(("m", (("sku", LABEL), ("cat", TOKEN), ("max-price", MONEY), ("max-qty", COUNT)),
-                   (), ("sku", "cat"), None, None, NO_RULES, None))
-CONSTRAINTS = const((
-    ("amount-range", ("m", (("cur", CURRENCY), ("min", AMOUNT), ("max", AMOUNT)), (), (), None,
-                      None, (("<=", "min", "max", 0),), None)),
-    ("budget", ("m", (("cur", CURRENCY), ("max", AMOUNT)), (), (), "period", PERIODS, NO_RULES,
-                None)),
-    ("recurrence", ("m", (("max", COUNT),), (), (), "period", PERIODS, NO_RULES, None)),
-    ("vendors", ("m", (("kids", ("l", KID, 1, 16)),), (), (), None, None, NO_RULES, None)),
-    ("items", ("m", (("allow", ("l", ITEM_RULE, 1, 32)),), (), (), None, None, NO_RULES, None)),
-    ("approval-above", ("m", (("cur", CURRENCY), ("amount", AMOUNT)), (), (), None, None,
-                        NO_RULES, None)),
-    ("cancel-window", ("m", (("seconds", DURATION),), (), (), None, None, NO_RULES, None)),
-    ("quiet-hours", ("m", (("tz", ("i", -720, 840)), ("zone", LABEL), ("start", ("i", 0, 1439)),
-                           ("end", ("i", 0, 1439))), (), ("tz", "zone"), None, None, NO_RULES,
-                     None)),
-    ("test-mode", ("m", (), (), (), None, None, NO_RULES, None)),
-))
-
-SLOT = const(("m", (("slot", TOKEN), ("sku", LABEL), ("unit", TOKEN), ("level", ("i", 0, 1000000000)),
-                    ("cap", ("i", 1, 1000000000)), ("rate", ("i", 0, 1000000000000)),
-                    ("empty", ("m", (("est", DAYS), ("lo", DAYS), ("hi", DAYS)), (), (), None,
-                               None, (("<=", "lo", "est", 0), ("<=", "est", "hi", 0)), None)),
-                    ("spare", ("i", 0, 1000))),
-              ("sku", "empty", "spare"), (), None, None, (("<=", "level", "cap", 0),), None))
-ORDER_SUMMARY = const(("m", (("vendor", KID), ("offer", ID16), ("sku", LABEL), ("title", SENTENCE),
-                             ("qty", COUNT), ("total", MONEY), ("arrive", TIME), ("test", BOOL),
-                             ("from", LABEL), ("digest", ("b", 32, 32))),
-                       ("arrive", "from"), (), None, None, NO_RULES, None))
-DIAG_VALUE = const(("|", (("i", -9007199254740991, 9007199254740991), ("s", 0, 128), BOOL)))
-
-BODIES = const((
-    ("m", (("slots", ("l", SLOT, 1, 16)),), (), (), None, None, NO_RULES, None),
-    ("m", (("slot", TOKEN), ("sku", LABEL), ("cat", TOKEN), ("qty", COUNT), ("need", TIME),
-           ("promo", ID16), ("test", BOOL)),
-     ("need", "promo", "test"), ("sku", "cat"), None, None, NO_RULES, None),
-    ("m", (("offer", ID16), ("sku", LABEL), ("title", SENTENCE), ("qty", COUNT), ("price", MONEY),
-           ("ship", MONEY), ("total", MONEY), ("lead", DURATION), ("arrive", TIME),
-           ("until", TIME), ("test", BOOL), ("from", LABEL)),
-     ("from",), (), None, None, (("total",),), None),
-    ("m", (("order", ID16), ("offer", ID16), ("sku", LABEL), ("qty", COUNT), ("total", MONEY),
-           ("mandate", VERSION32), ("test", BOOL), ("appr", ("b", 1, 1024))),
-     ("appr",), (), None, None, NO_RULES, None),
-    ("m", (("order", ID16), ("text", SENTENCE)), ("text",), (), "status",
-     (("accepted", (("ref", LABEL),)), ("duplicate", (("ref", LABEL),)),
-      ("rejected", (("reason", TOKEN),))), NO_RULES, None),
-    ("m", (("order", ID16), ("carrier", LABEL), ("track", LABEL), ("eta", TIME), ("qty", COUNT)),
-     ("qty",), (), None, None, NO_RULES, None),
-    ("m", (("order", ID16), ("at", TIME), ("qty", COUNT)), (), (), None, None, NO_RULES, None),
-    ("m", (("order", ID16), ("by", ("e", ("owner", "vendor", "device"))), ("reason", TOKEN),
-           ("text", SENTENCE)),
-     ("text",), (), None, None, NO_RULES, None),
-    ("m", (("req", ID16), ("order", ORDER_SUMMARY), ("why", SENTENCE), ("until", TIME)), (), (),
-     None, None, NO_RULES, None),
-    ("m", (("req", ID16),), (), (), "decision",
-     (("approve", (("vendor", KID), ("offer", ID16), ("total", MONEY), ("digest", ("b", 32, 32)))),
-      ("decline", ())), NO_RULES, None),
-    ("m", (("cwt", ("b", 1, 2048)),), (), (), None, None, NO_RULES, None),
-    ("m", (("case", ID16), ("fault", TOKEN), ("diag", ("d", TEXT, DIAG_VALUE, 0, 32)),
-           ("text", SENTENCE)),
-     ("text",), (), None, None, NO_RULES, None),
-    ("m", (("case", ID16), ("steps", ("l", SENTENCE, 1, 16)),
-           ("visit", ("m", (("price", MONEY), ("until", TIME)), (), (), None, None, NO_RULES,
-                      None))),
-     ("visit",), (), None, None, NO_RULES, None),
-    ("m", (("promo", ID16), ("sku", LABEL), ("title", SENTENCE), ("price", MONEY),
-           ("until", TIME), ("max", COUNT)),
-     ("title", "max"), (), None, None, NO_RULES, None),
-    ("m", (("code", TOKEN), ("text", SENTENCE), ("ref", ID16)), ("ref",), (), None, None,
-     NO_RULES, None),
-    ("m", (("nonce", ID16), ("floor", ("i", 0, 9007199254740991)), ("until", TIME)), (), (), None,
-     None, NO_RULES, None),
-    ("m", (("nonce", ID16),), (), (), None, None, NO_RULES, None),
-    ("m", (("from", ("i", 0, 9007199254740991)), ("epoch", COUNT),
-           ("orders", ("l", ("m", (("order", ID16), ("sku", LABEL), ("qty", COUNT),
-                                   ("status", ("e", ("accepted", "shipped"))), ("ref", LABEL),
-                                   ("eta", TIME)), (), (), None, None, NO_RULES, None), 0, 16))),
-     (), (), None, None, NO_RULES, None),
-    ("m", (("order", ID16),), (), (), None, None, NO_RULES, None),
-    ("m", (("kind", TOKEN), ("text", SENTENCE), ("reason", TOKEN), ("slot", TOKEN),
-           ("need", ID16), ("order", ID16)),
-     ("reason", "slot", "need", "order"), (), None, None, NO_RULES, None),
-))
+# ---- schemas: one text, read for the value at hand -----------------------------------------
+# SCHEMAS names each rule of spec/thingsdk.cddl that the checks need, one rule a line (a line
+# that goes on is indented): `name definition`. `schema(name)` reads a rule into the tuples that
+# `_check` interprets, only while a value of it is checked: on a board the text is the only copy
+# in the heap (tables of tuples built at import took 4.6 KB more there), and names that appear
+# only in it are never interned. Definitions:
+#   i0..9   an int in 0..9 (-9 for a negative bound)     b16, b1..32   bytes of that length
+#   s1..64  text of 1..64 UTF-8 bytes, s3..3/ABC/AB: only those ASCII characters (the second set:
+#           the first character's)                          y  a bool        *  anything
+#   =a|b|7  one of these values (numbers are ints)           (x y)  any of x, y
+#   [x y]   an array of exactly x, y      [1*16 x]  1 to 16 x      {0*32 k v}  a map of k to v
+#   {a: x ?b: y !c: z !d: z}  a map: fields a (required), b (optional), and exactly one of c, d;
+#       `n@3:` a number key named n in errors; `t=(u{...} w{...})` the value of t (u or w)
+#       brings the fields of its map; `a<=b`, `a<b` (both present: a <= b, a < b), `lifetime`
+#       (exp - ts within MAX_LIFETIME) and `total` (an offer's total is price * qty + ship in
+#       one currency) are rules across fields
+#   k(u{...} w{...})  a constraint [kind, params]: params of kind u, w, or any map of text keys
+#       for a namespaced kind ("acme:eco")
+#   name    another rule of SCHEMAS; each is named as in the spec (text and bool: its prelude's)
+# Bytes, not text: on MicroPython each character taken out of a str can intern a new name.
+SCHEMAS = b"""
+id16 b16
+kid b8
+seq i0..9007199254740991
+int53 i-9007199254740991..9007199254740991
+timestamp i0..253402300799
+duration i0..31622400
+days i0..3660
+count i1..1000000
+amount i0..1000000000000
+bool y
+token s1..32/abcdefghijklmnopqrstuvwxyz0123456789._-/abcdefghijklmnopqrstuvwxyz0123456789
+label s1..64
+sentence s1..280
+text s0..9007199254740991
+currency s3..3/ABCDEFGHIJKLMNOPQRSTUVWXYZ
+money [amount currency]
+kid-hex s16..16/0123456789abcdef
+mandate-version i1..4294967295
+offer-digest b32
+header {v@1: * t@2: * id@3: id16 kid@4: kid seq@5: seq ts@6: timestamp exp@7: timestamp
+  to@8: kid ?re@9: id16 b@10: * ts<exp lifetime}
+status-body {slots: [1*16 slot-status]}
+slot-status {slot: token ?sku: label unit: token level: i0..1000000000 cap: i1..1000000000
+  rate: i0..1000000000000 ?empty: days-to-empty ?spare: i0..1000 level<=cap}
+days-to-empty {est: days lo: days hi: days lo<=est est<=hi}
+quote-request-body {slot: token !sku: label !cat: token qty: count ?need: timestamp
+  ?promo: id16 ?test: bool}
+offer-body {offer: id16 sku: label title: sentence qty: count price: money ship: money
+  total: money lead: duration arrive: timestamp until: timestamp test: bool ?from: label total}
+order-body {order: id16 offer: id16 sku: label qty: count total: money mandate: mandate-version
+  test: bool ?appr: b1..1024}
+receipt-body {order: id16 ?text: sentence
+  status=(accepted{ref: label} duplicate{ref: label} rejected{reason: token})}
+shipment-body {order: id16 carrier: label track: label eta: timestamp ?qty: count}
+delivery-body {order: id16 at: timestamp qty: count}
+cancel-body {order: id16 by: =owner|vendor|device reason: token ?text: sentence}
+approval-request-body {req: id16 order: order-summary why: sentence until: timestamp}
+order-summary {vendor: kid offer: id16 sku: label title: sentence qty: count total: money
+  ?arrive: timestamp test: bool ?from: label digest: offer-digest}
+approval-body {req: id16
+  decision=(approve{vendor: kid offer: id16 total: money digest: offer-digest} decline{})}
+mandate-body {cwt: b1..2048}
+support-request-body {case: id16 fault: token diag: {0*32 text diag-value} ?text: sentence}
+diag-value (int53 s0..128 bool)
+support-reply-body {case: id16 steps: [1*16 sentence] ?visit: {price: money until: timestamp}}
+promotion-body {promo: id16 sku: label ?title: sentence price: money until: timestamp
+  ?max: count}
+error-body {code: token text: sentence ?ref: id16}
+resync-nonce-body {nonce: id16 floor: seq until: timestamp}
+resync-body {nonce: id16}
+resync-reply-body {from: seq epoch: count orders: [0*16 open-order]}
+open-order {order: id16 sku: label qty: count status: =accepted|shipped ref: label
+  eta: timestamp}
+order-query-body {order: id16}
+notice-body {kind: token text: sentence ?reason: token ?slot: token ?need: id16 ?order: id16}
+mandate-claims {iss@1: kid-hex sub@2: kid-hex exp@4: timestamp nbf@5: timestamp iat@6: timestamp
+  cnf@8: {1: ed25519-key} ver@-65537: mandate-version con@-65538: [0*32 constraint] nbf<exp iat<exp}
+ed25519-key {1: =1 -1: =6 -2: b32}
+constraint k(amount-range{cur: currency min: amount max: amount min<=max}
+  budget{cur: currency max: amount period=(month{} rolling{window: i1..31622400})}
+  recurrence{max: count period=(month{} rolling{window: i1..31622400})}
+  vendors{kids: [1*16 kid]}
+  items{allow: [1*32 item-rule]}
+  approval-above{cur: currency amount: amount}
+  cancel-window{seconds: duration}
+  quiet-hours{!tz: i-720..840 !zone: label start: i0..1439 end: i0..1439}
+  test-mode{})
+item-rule {!sku: label !cat: token max-price: money max-qty: count}
+"""
+# The rules read so far, kept on CPython, where a vendor checks many messages a second; a board
+# reads a rule each time it checks a value of it, so that its heap holds only the text.
+_READ = None if sys.implementation.name == "micropython" else {}
 # Types whose `re` is required.
 ANSWERS = (OFFER, RECEIPT, APPROVAL, SUPPORT_REPLY, RESYNC_NONCE, RESYNC_REPLY)
 
-# v and t are checked first, for their own error codes; the body by BODIES[t - 1].
-HEADER_NAMES = const(((1, "v"), (2, "t"), (3, "id"), (4, "kid"), (5, "seq"), (6, "ts"),
-                      (7, "exp"), (8, "to"), (9, "re"), (10, "b")))
-HEADER = const(("m", ((1, ANY), (2, ANY), (3, ID16), (4, KID), (5, ("i", 0, 9007199254740991)),
-                      (6, TIME), (7, TIME), (8, KID), (9, ID16), (10, ANY)),
-                (9,), (), None, None, (("<=", 6, 7, 1), ("lifetime",)), HEADER_NAMES))
-CLAIM_NAMES = const(((1, "iss"), (2, "sub"), (4, "exp"), (5, "nbf"), (6, "iat"), (8, "cnf"),
-                     (-65537, "ver"), (-65538, "con")))
-COSE_KEY = const(("m", ((1, ("e", (1,))), (-1, ("e", (6,))), (-2, ("b", 32, 32))), (), (), None,
-                  None, NO_RULES, None))
-CLAIMS = const(("m", ((1, KID_HEX), (2, KID_HEX), (4, TIME), (5, TIME), (6, TIME),
-                      (8, ("m", ((1, COSE_KEY),), (), (), None, None, NO_RULES, None)),
-                      (-65537, VERSION32), (-65538, ("l", ("k", CONSTRAINTS), 0, 32))),
-                (), (), None, None, (("<=", 5, 4, 1), ("<=", 6, 4, 1)), CLAIM_NAMES))
+
+def schema(name):
+    """The rule `name` of SCHEMAS (text or bytes, such as "order-body") as the tuples `_check`
+    interprets: ("i", lo, hi), ("b", lo, hi), ("s", lo, hi[, chars[, first]]), ("y",), ("*",),
+    ("e", values), ("|", specs), ("a", specs), ("l", spec, lo, hi), ("d", key, value, lo, hi),
+    ("k", ((kind, map), ...)) and ("m", fields, optional, one, tag, variants, rules, names):
+    fields ((key, spec), ...), variants ((value, fields), ...), names ((number key, name), ...)
+    or None. ValueError for a name it does not hold."""
+    if isinstance(name, str):
+        name = name.encode()
+    if _READ is not None and name in _READ:
+        return _READ[name]
+    at = SCHEMAS.find(b"\n" + name + b" ")
+    if at < 0:
+        raise ValueError("no schema %r" % name)
+    spec = _read(SCHEMAS, at + len(name) + 2)[0]
+    if _READ is not None:
+        _READ[name] = spec
+    return spec
+
+
+def _token(text, at):
+    """The token of schema text at `at` (a bracket, or a run of bytes up to a space or bracket)
+    and where the text after it begins."""
+    while text[at] in b" \n":
+        at += 1
+    end = at + 1
+    if text[at] not in b"[]{}()":
+        while text[end] not in b" \n[]{}()":
+            end += 1
+    return text[at:end], end
+
+
+def _value(token):
+    """A key or a value of schema text: an int, or text."""
+    try:
+        return int(token)
+    except ValueError:
+        return token.decode()
+
+
+def _read(text, at):
+    """The schema written at `at` in text, and where the text after it begins."""
+    token, at = _token(text, at)
+    if token in (b"[", b"{", b"("):
+        first, after = _token(text, at)
+        if token != b"(" and b"*" in first:  # [lo*hi item] or {lo*hi key value}
+            lo, hi = first.split(b"*")
+            items, at = _read_until(text, after)
+            if token == b"[":
+                return ("l", items[0], int(lo), int(hi)), at
+            return ("d", items[0], items[1], int(lo), int(hi)), at
+        if token == b"{":
+            return _read_map(text, at)
+        items, at = _read_until(text, at)
+        return ("a" if token == b"[" else "|", items), at
+    if token in (b"y", b"*"):
+        return (token.decode(),), at
+    if token == b"k":
+        kinds, at = _read_pairs(text, at)
+        return ("k", kinds), at
+    if token[0] == 61:  # "=": one of the values
+        return ("e", tuple(_value(v) for v in token[1:].split(b"|"))), at
+    if token[0] in b"ibs" and token[1] in b"-0123456789":
+        parts = token[1:].split(b"/")
+        bounds = parts[0].split(b"..")
+        return (token[:1].decode(), int(bounds[0]), int(bounds[-1])) + tuple(parts[1:]), at
+    return schema(token), at
+
+
+def _read_until(text, at):
+    """The schemas written from `at` up to a closing bracket, and where the text after it begins."""
+    items = []
+    while True:
+        token, after = _token(text, at)
+        if token in (b"]", b"}", b")"):
+            return tuple(items), after
+        item, at = _read(text, at)
+        items.append(item)
+
+
+def _read_pairs(text, at):
+    """((name, map schema), ...) written as `(name{...} name{...})` from `at`, and where the text
+    after it begins."""
+    pairs = []
+    at = _token(text, at)[1]  # "("
+    while True:
+        token, at = _token(text, at)
+        if token == b")":
+            return tuple(pairs), at
+        spec, at = _read_map(text, _token(text, at)[1])  # after "{"
+        pairs.append((token.decode(), spec))
+
+
+def _read_map(text, at):
+    """The map schema whose fields begin at `at` (after its "{"), and where the text after it
+    begins."""
+    fields, optional, one, rules, names = [], [], [], [], []
+    tag = variants = None
+    while True:
+        token, at = _token(text, at)
+        if token == b"}":
+            break
+        if token[-1] == 58:  # "key:" a field, "?key:" an optional one, "!key:" one of several
+            name = token[:-1].lstrip(b"?!")
+            if b"@" in name:
+                name, number = name.split(b"@")
+                key = int(number)
+                names.append((key, name.decode()))
+            else:
+                key = _value(name)
+            spec, at = _read(text, at)
+            fields.append((key, spec))
+            if token[0] == 63:  # "?"
+                optional.append(key)
+            elif token[0] == 33:  # "!"
+                one.append(key)
+        elif token[-1] == 61:  # "tag=(value{...} ...)"
+            tag = token[:-1].decode()
+            pairs, at = _read_pairs(text, at)
+            variants = tuple((value, spec[1]) for value, spec in pairs)
+        elif b"<" in token:  # "a<=b" or "a<b"
+            a, b = token.split(b"<=") if b"<=" in token else token.split(b"<")
+            rules.append(("<=", _key(a, names), _key(b, names), 0 if b"<=" in token else 1))
+        else:  # "lifetime" or "total"
+            rules.append((token.decode(),))
+    return ("m", tuple(fields), tuple(optional), tuple(one), tag, variants, tuple(rules),
+            tuple(names) or None), at
+
+
+def _key(name, names):
+    """The key that a rule's `name` stands for: a number key named so, else the name."""
+    name = name.decode()
+    for key, known in names:
+        if known == name:
+            return key
+    return name
 
 
 def lookup(pairs, key):
@@ -255,15 +352,15 @@ def _check(spec, v, path):
                 _check(spec[1], item, "%s[%d]" % (path, i))
         else:
             _size(v, 2, 2, path)
-            _check(TEXT, v[0], path + "[0]")
+            _check(schema(b"text"), v[0], path + "[0]")
             params = lookup(spec[1], v[0])
             if params is None:  # an extension kind, "namespace:name"
                 parts = v[0].split(":")
                 if len(parts) != 2:
                     raise MessageError("bad-value", path + "[0]", "unknown kind, not namespaced")
                 for part in parts:
-                    _check(TOKEN, part, path + "[0]")
-                params = ("d", TEXT, ANY, 0, 9007199254740991)
+                    _check(schema(b"token"), part, path + "[0]")
+                params = _read(b"{0*9007199254740991 text *}", 0)[0]
             _check(params, v[1], "%s[%s]" % (path, v[0]))
     elif kind in "dm":
         if not isinstance(v, dict):
@@ -361,9 +458,10 @@ def check(obj):
     """Raise MessageError unless obj (a decoded payload) is a valid message; return obj."""
     if not isinstance(obj, dict):
         raise MessageError("bad-type", "message", "expected map")
+    header = schema(b"header")
     for key in (1, 2):
         if key not in obj:
-            raise MessageError("missing-field", _label(key, HEADER_NAMES))
+            raise MessageError("missing-field", _label(key, header[7]))
     if obj[1] != VERSION or not is_int(obj[1]):
         raise MessageError("bad-version", "v", "expected %d" % VERSION)
     t = obj[2]
@@ -371,7 +469,7 @@ def check(obj):
         raise MessageError("bad-type", "t", "expected int")
     if not 1 <= t <= len(NAMES):
         raise MessageError("unknown-type", "t", str(t))
-    _check_map(HEADER, obj, "")
+    _check_map(header, obj, "")
     if t in ANSWERS and 9 not in obj:
         raise MessageError("missing-field", "re", "required in a %s" % NAMES[t - 1])
     check_body(t, obj[10])
@@ -382,7 +480,7 @@ def check_body(msg_type, body):
     """Raise MessageError unless msg_type is a known type code and body a valid body of it."""
     if not (is_int(msg_type) and 1 <= msg_type <= len(NAMES)):
         raise MessageError("unknown-type", "t", str(msg_type))
-    _check(BODIES[msg_type - 1], body, "b")
+    _check(schema(NAMES[msg_type - 1] + "-body"), body, "b")
 
 
 def parse(obj):
@@ -436,5 +534,5 @@ def approval_terms(summary):
 
 def check_claims(claims):
     """Check the structure of a decoded mandate claims set (not the policy); return it."""
-    _check(CLAIMS, claims, "")
+    _check(schema(b"mandate-claims"), claims, "")
     return claims
