@@ -105,8 +105,8 @@ DIAG_VALUE = const(("|", (("i", -9007199254740991, 9007199254740991), ("s", 0, 1
 BODIES = const((
     ("m", (("slots", ("l", SLOT, 1, 16)),), (), (), None, None, NO_RULES, None),
     ("m", (("slot", TOKEN), ("sku", LABEL), ("cat", TOKEN), ("qty", COUNT), ("need", TIME),
-           ("promo", ID16), ("test", BOOL)),
-     ("need", "promo", "test"), ("sku", "cat"), None, None, NO_RULES, None),
+           ("promo", ID16), ("test", BOOL), ("offer", ID16), ("price", MONEY)),
+     ("need", "promo", "test", "offer", "price"), ("sku", "cat"), None, None, NO_RULES, None),
     ("m", (("offer", ID16), ("sku", LABEL), ("title", SENTENCE), ("qty", COUNT), ("price", MONEY),
            ("ship", MONEY), ("total", MONEY), ("lead", DURATION), ("arrive", TIME),
            ("until", TIME), ("test", BOOL), ("from", LABEL)),
