@@ -836,16 +836,15 @@ class Orders:
         return rec
 
     def _match(self, msg):
-        t, body = msg["t"], msg["b"]
+        t, body, re = msg["t"], msg["b"], msg["re"]
         for rec in self.records():
+            # whether msg answers one of this need's messages (inline: a board interns each name)
+            hit = re is not None and any(entry[0] == re for entry in rec["ids"])
             if t in _ABOUT_ORDER:
                 hit = rec["oid"] is not None and body.get("order") == rec["oid"]
             elif t == m.ERROR:
                 ref = body.get("ref")
-                hit = _answers_any(rec, msg["re"]) or (
-                    ref is not None and ref in (rec["oid"], rec["ask"].get("case")))
-            else:
-                hit = _answers_any(rec, msg["re"])
+                hit = hit or ref is not None and ref in (rec["oid"], rec["ask"].get("case"))
             if hit:
                 return rec
         return None
@@ -870,6 +869,3 @@ class Orders:
     def _count(self, reason):
         self.ignored[reason] = self.ignored.get(reason, 0) + 1
 
-
-def _answers_any(rec, re):
-    return re is not None and any(entry[0] == re for entry in rec["ids"])
