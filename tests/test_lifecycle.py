@@ -15,7 +15,7 @@ VENDOR, OWNER = b"V" * 8, b"O" * 8
 SLOTS = ("water-filter", "coffee")
 CONFIG = {"ttl": 3600, "quote_wait": 300, "quote_retries": 2, "order_wait": 300,
           "order_wait_max": 3600, "order_give_up": 6 * 3600, "approval_ttl": 7200, "rounds": 2,
-          "late": 86400, "refill_wait": 86400}
+          "late": 86400, "refill_wait": 86400, "counter": 2}
 OPS = ("need", "deliver", "deliver", "deliver", "deliver", "duplicate", "drop", "vendor", "vendor",
        "vendor", "decide", "decide", "ship", "ship", "tick", "tick", "cancel", "refill",
        "restart", "crash", "full")
@@ -184,12 +184,16 @@ class World:
     def decide(self, record, pick):
         if not record["offers"]:
             return
-        action = ("buy", "buy", "buy", "ask", "wait", "refuse")[pick % 6]
-        if record["appr"] is not None:
+        action = ("buy", "buy", "buy", "ask", "wait", "refuse", "counter")[pick % 7]
+        if record["appr"] is not None or action == "counter" and record["rounds"] >= 2:
             action = ("buy", "refuse")[pick % 2]
-        decision = {"action": action, "offer": record["offers"][0][1]["offer"], "mandate": 1,
+        offer = record["offers"][pick % len(record["offers"])][1]["offer"]
+        decision = {"action": action, "offer": offer, "mandate": 1,
                     "text": "Buy now?", "hold_until": self.now + pick % 3 * 3600,
                     "reason": "because"}
+        if action == "counter":
+            decision["ask"] = {"slot": record["slot"], "sku": "WF-300", "qty": 4, "offer": offer,
+                               "price": [900, "EUR"]}
         self.run(self.orders.decided(record["need"], decision, self.now))
 
     # -- what must always hold

@@ -394,6 +394,10 @@ class Agent:
             consumable = slot.consumable
             decision = decide(consumable, consumable.forecast(now), self.mandate, self.ledger,
                               offers, now, category=slot.category, zones=self.zones)
+            if self.orders.config["counter"]:
+                from thingsdk.core import counter  # only when negotiating: spares board heap
+
+                decision = counter.decide(self, record, decision, now)
         if appr is not None and decision.action == ASK:
             from thingsdk.core import approval  # only with an owner's answer: spares board heap
 

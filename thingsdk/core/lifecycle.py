@@ -37,10 +37,17 @@ the delivery news comes), ("refused", reason) (the ledger refused the reservatio
 ("resend", msg_id) (the vendor refused the pending message msg_id as a replay, the device's
 counters having been lost: it goes again as a new message).
 A decision is a dict:
-"action" (buy, ask, wait, refuse), "offer" (the offer id, for buy and ask), "mandate" (version,
-for buy), "text" (the sentence for the owner, for ask), "until" (when a wait ends),
+"action" (buy, ask, wait, refuse, counter), "offer" (the offer id, for buy, ask and counter),
+"ask" (for counter: the counter-proposal, a quote-request body naming that offer), "mandate"
+(version, for buy), "text" (the sentence for the owner, for ask), "until" (when a wait ends),
 "hold_until" (end of the cancel window, counted from the decision), "reason";
 `Decision.to_record()` of thingsdk.core.decide has this shape.
+
+A counter decision (thingsdk.core.counter) sends the counter-proposal and goes back to quoting
+with the offers held: the vendor's answer, an offer, is decided together with them, and without
+an answer by `quote_wait` the offers held are decided on (a counter is never re-sent, so it never
+holds up the order). Each counter-proposal counts as a round; a need makes one only while its
+rounds are fewer than `counter` (0: offers are taken as they come).
 
 `Orders` keeps the needs of one device, at most one open per slot, and routes events to them.
 """
@@ -91,6 +98,7 @@ DEFAULTS = {
     "approval_timeout": "decline",  # or "requote": ask again with a fresh offer
     "wait": 3600,  # a wait decision without `until` waits this long
     "rounds": 4,  # fresh quote rounds (after a wait or an approval timeout) before giving up
+    "counter": 0,  # a need may counter an offer while its rounds (of both kinds) are fewer
     "news_wait": 6 * 3600,  # after the expected arrival with no delivery, ask the vendor
     "late": 7 * DAY,  # after the expected arrival, a placed or shipped order is overdue
     "refill_wait": 30 * DAY,  # after delivery, the need closes without a refill seen
@@ -356,7 +364,9 @@ def _on_tick(s):
         return
     state = rec["state"]
     if state == QUOTING:
-        if rec["tries"] < cfg["quote_retries"]:
+        if rec["offers"]:  # a counter-proposal without answer: decide on the offers held
+            rec.update({"state": DECIDING, "due": None, "out": None})
+        elif rec["tries"] < cfg["quote_retries"]:
             rec["tries"] += 1
             s.resend()
             s.wait(cfg["quote_wait"], rec["tries"])
@@ -407,6 +417,13 @@ def _on_decided(s, decision):
         _order(s, decision)
     elif action == "ask":
         _ask(s, decision)
+    elif action == "counter":  # the offers held stay, to be decided with the vendor's answer
+        _require(rec["kind"] == BUY and rec["rounds"] < s.cfg["counter"],
+                 "a counter-proposal past the rounds allowed")
+        rec["rounds"] += 1
+        rec["state"] = QUOTING
+        s.send(m.QUOTE_REQUEST, decision["ask"], rec["vendor"])
+        s.wait(s.cfg["quote_wait"], 0)
     elif action == "wait":
         until, qty = decision.get("until"), decision.get("qty")
         if rec["kind"] == BUY and is_int(qty) and 0 < qty < rec["ask"]["qty"]:
@@ -421,10 +438,15 @@ def _on_decided(s, decision):
 def _check_decision(rec, decision):
     _require(isinstance(decision, dict), "a decision is a dict")
     action = decision.get("action")
-    _require(action in ("buy", "ask", "wait", "refuse"), "unknown decision action")
-    if action in ("buy", "ask"):
+    _require(action in ("buy", "ask", "wait", "refuse", "counter"), "unknown decision action")
+    if action in ("buy", "ask", "counter"):
         _require(_offer(rec, decision.get("offer")) is not None,
                  "the decision names an offer this need does not hold")
+    if action == "counter":
+        ask = decision.get("ask")
+        m.check_body(m.QUOTE_REQUEST, ask)
+        _require(ask.get("offer") == decision["offer"] and ask["slot"] == rec["slot"],
+                 "a counter-proposal answers the offer it names, for this slot")
     if action == "buy":
         mandate = decision.get("mandate")
         _require(is_int(mandate) and mandate > 0, "a buy decision names its mandate version")
@@ -814,16 +836,15 @@ class Orders:
         return rec
 
     def _match(self, msg):
-        t, body = msg["t"], msg["b"]
+        t, body, re = msg["t"], msg["b"], msg["re"]
         for rec in self.records():
+            # whether msg answers one of this need's messages (inline: a board interns each name)
+            hit = re is not None and any(entry[0] == re for entry in rec["ids"])
             if t in _ABOUT_ORDER:
                 hit = rec["oid"] is not None and body.get("order") == rec["oid"]
             elif t == m.ERROR:
                 ref = body.get("ref")
-                hit = _answers_any(rec, msg["re"]) or (
-                    ref is not None and ref in (rec["oid"], rec["ask"].get("case")))
-            else:
-                hit = _answers_any(rec, msg["re"])
+                hit = hit or ref is not None and ref in (rec["oid"], rec["ask"].get("case"))
             if hit:
                 return rec
         return None
@@ -848,6 +869,3 @@ class Orders:
     def _count(self, reason):
         self.ignored[reason] = self.ignored.get(reason, 0) + 1
 
-
-def _answers_any(rec, re):
-    return re is not None and any(entry[0] == re for entry in rec["ids"])

@@ -82,7 +82,7 @@ slot-status {slot: token ?sku: label unit: token level: i0..1000000000 cap: i1..
   rate: i0..1000000000000 ?empty: days-to-empty ?spare: i0..1000 level<=cap}
 days-to-empty {est: days lo: days hi: days lo<=est est<=hi}
 quote-request-body {slot: token !sku: label !cat: token qty: count ?need: timestamp
-  ?promo: id16 ?test: bool}
+  ?promo: id16 ?test: bool ?offer: id16 ?price: money}
 offer-body {offer: id16 sku: label title: sentence qty: count price: money ship: money
   total: money lead: duration arrive: timestamp until: timestamp test: bool ?from: label total}
 order-body {order: id16 offer: id16 sku: label qty: count total: money mandate: mandate-version

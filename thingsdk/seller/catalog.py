@@ -21,12 +21,25 @@ class CatalogError(ValueError):
 
 class Sku:
     """One item for sale: `price` per unit and `shipping` per order ([amount, currency]), `lead`
-    seconds from order to delivery, `stock` units on hand, `test`: offered for tests only."""
+    seconds from order to delivery, `stock` units on hand, `test`: offered for tests only.
+    What a counter-proposal may get (thingsdk.seller.counter_offers): `tiers`, [(least items,
+    unit price)] by least items, each cheaper than the one before; `slow`, (shipping, lead) for
+    a delivery the device lets come later, or None."""
 
-    def __init__(self, sku, title, category, price, shipping, lead, stock, test):
+    def __init__(self, sku, title, category, price, shipping, lead, stock, test, tiers=(),
+                 slow=None):
         self.sku, self.title, self.category = sku, title, category
         self.price, self.shipping, self.lead = price, shipping, lead
         self.stock, self.test = stock, test
+        self.tiers, self.slow = list(tiers), slow
+
+    def unit_price(self, qty):
+        """The unit price for qty items: the price of the largest tier qty reaches."""
+        price = self.price
+        for least, tier in self.tiers:
+            if qty >= least:
+                price = tier
+        return price
 
 
 class Promotion:
@@ -120,15 +133,42 @@ class _Reader:
                       str(exc).split(": ", 1)[1])
 
 
+def _tiers(r, price):
+    """[(least items, unit price)] from `tiers = [{min = 6, price = [2290, "EUR"]}, ...]`: by
+    least items, each more than 1 and cheaper than the tier (or price) before it."""
+    tiers = []
+    for i, table in enumerate(r.get("tiers", list, [])):
+        t = _Reader(r.source, table, "%s.tiers[%d]" % (r.path, i))
+        t.unknown(("min", "price"))
+        least, tier = t.get("min", int), t.money("price")
+        before = tiers[-1] if tiers else (1, price)
+        if least <= before[0]:
+            t.fail("min", "must be more than %d, the tier before's" % before[0])
+        if tier[1] != price[1] or not 0 < tier[0] < before[1][0]:
+            t.fail("price", "must be in %s and below %d, the price before" % (price[1],
+                                                                              before[1][0]))
+        tiers.append((least, tier))
+    return tiers
+
+
 def _sku(r, name):
-    r.unknown(("title", "category", "price", "shipping", "lead_hours", "stock", "test"))
-    sku = Sku(name, r.get("title", str), r.get("category", str), r.money("price"),
+    r.unknown(("title", "category", "price", "shipping", "lead_hours", "stock", "test", "tiers",
+               "slow_shipping", "slow_lead_hours"))
+    price = r.money("price")
+    slow = None
+    if "slow_shipping" in r.table or "slow_lead_hours" in r.table:
+        slow = (r.money("slow_shipping"), r.get("slow_lead_hours", int) * HOUR)
+    sku = Sku(name, r.get("title", str), r.get("category", str), price,
               r.money("shipping"), r.get("lead_hours", int) * HOUR, r.get("stock", int),
-              r.get("test", bool, False))
+              r.get("test", bool, False), _tiers(r, price), slow)
     if sku.stock < 0:
         r.fail("stock", "must be 0 or more")
     if sku.price[1] != sku.shipping[1]:
         r.fail("shipping", "must be in the price's currency %s" % sku.price[1])
+    if slow and (slow[0][1] != sku.price[1] or slow[0][0] > sku.shipping[0] or
+                 slow[1] <= sku.lead):
+        r.fail("slow_shipping", "must be in %s, cost no more than shipping and come after "
+               "lead_hours" % sku.price[1])
     total = [sku.price[0] + sku.shipping[0], sku.price[1]]
     r.message(messages.OFFER, {"offer": _NO_ID, "sku": name, "title": sku.title, "qty": 1,
                                "price": sku.price, "ship": sku.shipping, "total": total,

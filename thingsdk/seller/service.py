@@ -20,6 +20,7 @@ once per RATE_LOG_EVERY seconds at most. A redelivered message (same id, same by
 sent the first time, byte for byte. Then, by type:
 
 - quote-request: a signed offer (recorded, so an order can be checked against it), or an error;
+  one that names an offer is a counter-proposal: see `thingsdk.seller.counter_offers`;
 - order, cancel: see `thingsdk.seller.ordering`;
 - mandate: the owner-signed token, verified for this device and kept when its version is
   higher (`mandate.accept`); a refusal is answered with an error naming why;
@@ -65,7 +66,7 @@ from thingsdk.core.ledger import MAX_AMOUNT
 from thingsdk.core.lifecycle import VISIT_SKU
 from thingsdk.core.replay import FROM_FUTURE, REPLAYED, TOO_OLD, ReplayGuard
 from thingsdk.crypto import Ed25519Verifier
-from thingsdk.seller import ordering, resync
+from thingsdk.seller import counter_offers, ordering, resync
 from thingsdk.seller.limiter import DeviceLimiter, RefusalLimiter
 from thingsdk.seller.ordering import error
 from thingsdk.zones import zone_offset
@@ -300,6 +301,8 @@ class Service:
 
     def _quote(self, device, msg, now):
         b = msg.body
+        if "offer" in b:  # a counter-proposal to one of our offers
+            return counter_offers.answer(self, device, msg, now)
         test = b.get("test", False)
         if "sku" in b:
             items = [self.catalog.skus[b["sku"]]] if b["sku"] in self.catalog.skus else []
@@ -318,8 +321,15 @@ class Service:
         if promo and promo.sku == item.sku and now < promo.until and (not promo.max or
                                                                       b["qty"] <= promo.max):
             price = promo.price
-        offer = _offer(item, self.new_id(), b["qty"], price, item.shipping,
-                       now + self.catalog.offer_ttl, test or item.test, now)
+        return self.make_offer(device, item, b["qty"], price, item.shipping, item.lead,
+                               test or item.test, now)
+
+    def make_offer(self, device, item, qty, price, ship, lead, test, now):
+        """[the offer]: qty of a catalog item at a unit price plus shipping, arriving `lead`
+        seconds after an order, valid for the catalog's offer hours, recorded so that an order
+        can be checked against it; [an error] when its total is more than an order can hold."""
+        offer = _offer(item, self.new_id(), qty, price, ship, now + self.catalog.offer_ttl,
+                       test, now, lead)
         if self.catalog.name:
             offer["from"] = self.catalog.name
         if offer["total"][0] > MAX_AMOUNT:
@@ -420,11 +430,13 @@ class Service:
         return out
 
 
-def _offer(item, offer_id, qty, price, ship, until, test, now):
-    """An offer body for qty of a catalog item at a unit price plus shipping."""
+def _offer(item, offer_id, qty, price, ship, until, test, now, lead=None):
+    """An offer body for qty of a catalog item at a unit price plus shipping, arriving `lead`
+    seconds (default: the item's lead time) after an order."""
+    lead = item.lead if lead is None else lead
     return {"offer": offer_id, "sku": item.sku, "title": item.title, "qty": qty, "price": price,
-            "ship": ship, "total": [price[0] * qty + ship[0], price[1]], "lead": item.lead,
-            "arrive": now + item.lead, "until": until, "test": test}
+            "ship": ship, "total": [price[0] * qty + ship[0], price[1]], "lead": lead,
+            "arrive": now + lead, "until": until, "test": test}
 
 
 def _clock_ahead(msg, now):
