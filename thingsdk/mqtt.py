@@ -28,6 +28,7 @@ from urllib.parse import urlsplit
 
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
+from cryptography.x509.oid import NameOID
 from paho.mqtt import client as paho
 from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.packettypes import PacketTypes
@@ -103,6 +104,17 @@ def tls_context(ca_file, cert_file=None, key_file=None):
         raise TlsFileError("client certificate %s and key %s: %s (is the key the certificate's?)"
                            % (cert_file, key_file, exc.reason or exc)) from None
     return context
+
+
+def certificate_cn(cert_file):
+    """The CN of the client certificate in the PEM file `cert_file` (None if it names none);
+    raises OSError if it cannot be read and ValueError if it is not a PEM certificate."""
+    with open(cert_file, "rb") as f:
+        cert = _load_certificate(f.read())
+    if cert is None:
+        raise ValueError("client certificate %s: not a PEM certificate" % cert_file)
+    names = cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME)
+    return names[0].value if names else None
 
 
 def _load_certificate(data):

@@ -22,15 +22,12 @@ import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
-from cryptography import x509
-from cryptography.x509.oid import NameOID
-
 from thingsdk import codec, topics
 from thingsdk.core import envelope, messages, replay
 from thingsdk.core.keys import key_id
 from thingsdk.core.messages import Message
 from thingsdk.crypto import Ed25519Signer, Ed25519Verifier
-from thingsdk.mqtt import Ack, MqttError, Transport
+from thingsdk.mqtt import Ack, MqttError, Transport, certificate_cn
 
 __all__ = ["Heard", "OwnerLink"]
 
@@ -185,16 +182,11 @@ class OwnerLink:
 def _client_id(owner: Ed25519Signer, cert_file: str | None) -> str:
     """The CN of the client certificate in `cert_file`, else the owner's key id in hex (also
     when the file cannot be read: the transport then says why, naming it)."""
-    if cert_file is not None:
-        try:
-            with open(cert_file, "rb") as f:
-                cert = x509.load_pem_x509_certificate(f.read())
-            names = cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME)
-            if names and isinstance(names[0].value, str):
-                return names[0].value
-        except (OSError, ValueError):
-            pass
-    return owner.kid.hex()
+    try:
+        cn = None if cert_file is None else certificate_cn(cert_file)
+    except (OSError, ValueError):
+        cn = None
+    return cn if isinstance(cn, str) and cn else owner.kid.hex()
 
 
 _TOPIC = {topics.UP: topics.uplink, topics.DOWN: topics.downlink,

@@ -13,12 +13,10 @@ import json
 import shutil
 from pathlib import Path
 
-from cryptography import x509
-from cryptography.x509.oid import NameOID
-
 from thingsdk import topics
 from thingsdk.core.consumable import Consumable
 from thingsdk.crypto import Ed25519Signer, load_signer, save_keypair
+from thingsdk.mqtt import certificate_cn
 from thingsdk.owner import build_claims, parse_duration, read_public_key, write_mandate
 
 CONSUMABLE_KEYS = ("slot", "unit", "capacity", "sku", "category", "min_interval", "pack",
@@ -90,15 +88,6 @@ def config_text(broker, tls, consumables, clock=None, interval=None):
     return "\n".join(lines)
 
 
-def _common_name(cert_file):
-    try:
-        cert = x509.load_pem_x509_certificate(Path(cert_file).read_bytes())
-    except ValueError:
-        raise ValueError("client certificate %s: not a PEM certificate" % cert_file) from None
-    names = cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME)
-    return names[0].value if names else None
-
-
 def provision(out, vendor_pub, owner_key, broker, mandate_options, consumables, now,
               tls=None, device_key=None, clock=None, interval=None):
     """Write the bundle into the new folder `out`; returns (device signer, mandate token).
@@ -113,7 +102,7 @@ def provision(out, vendor_pub, owner_key, broker, mandate_options, consumables, 
         raise ValueError("a client certificate needs its key, and a key its certificate")
     signer = load_signer(device_key) if device_key else Ed25519Signer.generate()
     if tls.get("cert"):
-        cn = _common_name(tls["cert"])
+        cn = certificate_cn(tls["cert"])
         if device_key is None or cn != topics.kid_hex(signer.kid):
             why = "of --device-key" if device_key else "a fresh key has none yet"
             raise ValueError("the client certificate's CN is %r: it must be the device's key id "
