@@ -838,13 +838,14 @@ class Orders:
     def _match(self, msg):
         t, body, re = msg["t"], msg["b"], msg["re"]
         for rec in self.records():
-            # whether msg answers one of this need's messages (inline: a board interns each name)
-            hit = re is not None and any(entry[0] == re for entry in rec["ids"])
             if t in _ABOUT_ORDER:
                 hit = rec["oid"] is not None and body.get("order") == rec["oid"]
-            elif t == m.ERROR:
-                ref = body.get("ref")
-                hit = hit or ref is not None and ref in (rec["oid"], rec["ask"].get("case"))
+            else:  # whether msg answers one of this need's messages (inline: a board interns
+                # each name), or an error names its order or case
+                hit = re is not None and any(entry[0] == re for entry in rec["ids"])
+                if not hit and t == m.ERROR:
+                    ref = body.get("ref")
+                    hit = ref is not None and ref in (rec["oid"], rec["ask"].get("case"))
             if hit:
                 return rec
         return None
