@@ -38,6 +38,15 @@ def free_port():
         return s.getsockname()[1]
 
 
+def accepting(port):
+    """Whether something accepts connections on HOST at port."""
+    try:
+        socket.create_connection((HOST, port), timeout=1).close()
+    except OSError:
+        return False
+    return True
+
+
 def wait_for(condition, timeout=10.0, interval=0.02):
     """Poll condition() until it is truthy; returns its last value."""
     deadline = time.monotonic() + timeout
@@ -149,11 +158,7 @@ class Broker:
     def _accepting(self):
         if self._process.poll() is not None:
             return True  # exited: start() reports it
-        try:  # mosquitto opens all its listeners before it accepts on any
-            socket.create_connection((HOST, self.port), timeout=1).close()
-        except OSError:
-            return False
-        return True
+        return accepting(self.port)  # mosquitto opens all its listeners before it accepts on any
 
     def stop(self):
         """Stop mosquitto (SIGTERM: it saves its persistence file first) and wait for it."""

@@ -8,14 +8,13 @@ import contextlib
 import io
 import os
 import pwd
-import socket
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
-from broker import HOST, find_mosquitto, free_port, wait_for
+from broker import HOST, accepting, find_mosquitto, free_port, wait_for
 from thingsdk.cli import main
 from thingsdk.crypto import load_signer
 from thingsdk.seller.store import Store
@@ -86,7 +85,7 @@ class Walk:
 
     def mosquitto(self):
         self.start("mosquitto", [find_mosquitto(), "-c", str(self.setup / "mosquitto.conf")],
-                   "mosquitto version 2", lambda: _listening(self.port))
+                   "mosquitto version 2", lambda: accepting(self.port))
 
     def vendor(self):
         """`vendor serve`, started once subscribed (what a device sends before the vendor's
@@ -141,11 +140,3 @@ class Walk:
         for process in reversed(self.processes):
             process.terminate()
             process.wait(TIMEOUT)
-
-
-def _listening(port):
-    try:
-        socket.create_connection((HOST, port), timeout=1).close()
-    except OSError:
-        return False
-    return True
