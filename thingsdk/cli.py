@@ -123,27 +123,27 @@ def cmd_mandate_send(args):
         raise CliError("give --broker to publish the mandate, or --out to write it to a file")
     signer = args.signer = load_signer(args.owner_key)
     device_pub = read_public_key(args.device_pub)
+    kid = key_id(device_pub)
     token = read_message_arg(args.file)
     now = int(time.time())
     try:
-        report, ok = mandate_report(token, now, signer.public_key, key_id(device_pub))
+        report, ok = mandate_report(token, now, signer.public_key, kid)
     except ValueError as exc:
         raise CliError("%s: not a mandate: %s" % (args.file, exc))
     print(report)
     if not ok:
         raise CliError("%s is not a mandate of this owner for device %s, valid now: the device "
-                       "would refuse it (see above)" % (args.file, key_id(device_pub).hex()))
+                       "would refuse it (see above)" % (args.file, kid.hex()))
     seq, msg_id = next_seq(args.owner_key), new_id()
-    data = mandate_message(token, signer, key_id(device_pub), seq, now, msg_id)
-    print("mandate      message %s, seq %d, to device %s" % (msg_id.hex(), seq,
-                                                               key_id(device_pub).hex()))
+    data = mandate_message(token, signer, kid, seq, now, msg_id)
+    print("mandate      message %s, seq %d, to device %s" % (msg_id.hex(), seq, kid.hex()))
     if args.out:
         atomic_write(Path(args.out), data, mode=0o644)
         print("written to   %s" % args.out)
         return 0
     with _owner_link(args, [device_pub]) as link:
         _ready(link, BROKER_WAIT)
-        _sent(link, key_id(device_pub), data, "mandate")
+        _sent(link, kid, data, "mandate")
     return 0
 
 
