@@ -61,6 +61,30 @@ def test_a_message_whose_work_fails_is_rolled_back_alone(world, monkeypatch):
     assert offer.type == m.OFFER
 
 
+def test_a_message_whose_write_the_database_refuses_is_rolled_back_alone(world, monkeypatch):
+    """On PostgreSQL writes are sent without waiting for their outcome: a refusal of a message's
+    last write comes back later, and must still undo that message's work alone, not the next's."""
+    store = world.service.store
+    save_replies = store.save_replies
+    calls = []
+
+    def refused_once(device, msg_id, replies, now):
+        save_replies(device, msg_id, replies, now)
+        calls.append(device)
+        if len(calls) == 1:  # a row that exists: the database refuses it
+            store.db.execute("INSERT INTO meta VALUES ('seq', 0)")
+
+    monkeypatch.setattr(store, "save_replies", refused_once)
+    first_id = os.urandom(16)
+    first = world.a.seal(m.QUOTE_REQUEST, WF, T, msg_id=first_id)
+    batch = [(first, world.a.kid), (world.b.seal(m.QUOTE_REQUEST, WF, T), world.b.kid)]
+    answers = world.service.handle_batch(batch, T)
+    assert answers[0] == [] and len(world.b.receive(answers[1], T)) == 1
+    assert store.replies(world.a.kid, first_id) == []  # its writes undone
+    [offer] = world.a.receive(world.service.handle(first, world.a.kid, T), T)
+    assert offer.type == m.OFFER
+
+
 def test_a_worker_sees_what_another_recorded_since_its_last_message(world):
     one, other = world.service, world.new_service()
     first = world.a.seal(m.QUOTE_REQUEST, WF, T)

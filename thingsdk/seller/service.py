@@ -161,7 +161,8 @@ class Service:
             for i, kid, (inbox, opened) in checked:
                 try:
                     with self.store.savepoint():
-                        answers[i] = self._act(kid, inbox, opened, now)
+                        sent = self._act(kid, inbox, opened, now)
+                    answers[i] = sent  # once kept: a write may be refused when the block ends
                 except Exception:  # rolled back to the savepoint; the batch goes on
                     log.exception("vendor work failed on a message from device %s", kid.hex())
         return [[(topics.downlink(kid), reply) for reply in sent]

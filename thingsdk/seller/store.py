@@ -191,11 +191,25 @@ class Store:
         self.db.execute("SAVEPOINT work")
         try:
             yield self
+            self._sync()
         except BaseException:
+            self._settle()
             self.db.execute("ROLLBACK TO work")
             self.db.execute("RELEASE work")
             raise
         self.db.execute("RELEASE work")
+
+    def _sync(self):
+        """Wait until the statements sent so far have run, raising the error of one that failed.
+        SQLite runs each as it is executed; PostgresStore sends writes without waiting."""
+
+    def _settle(self):
+        """After a failure: wait for the statements sent so far, whatever their outcome."""
+
+    def _changed(self, cursor):
+        """The number of rows the statement of cursor changed."""
+        self._sync()
+        return cursor.rowcount
 
     def _one(self, sql, *args):
         return self.db.execute(sql, args).fetchone()
@@ -243,7 +257,8 @@ class Store:
 
     def revoke(self, kid):
         """Mark a device deregistered; False if it is unknown."""
-        return self.db.execute("UPDATE devices SET revoked = 1 WHERE kid = ?", (kid,)).rowcount == 1
+        return self._changed(self.db.execute("UPDATE devices SET revoked = 1 WHERE kid = ?",
+                                             (kid,))) == 1
 
     def device(self, kid):
         row = self._one("SELECT kid, public_key, owner_key, mandate, mandate_version, mandate_nbf,"
@@ -273,11 +288,10 @@ class Store:
 
     def add_offer(self, device, body, now):
         """Record an offer issued to device; False if it already has an offer of that id."""
-        return self.db.execute(
+        return self._changed(self.db.execute(
             "INSERT INTO offers VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
             (device, body["offer"], body["sku"], body["qty"], body["price"][0], body["total"][0],
-             body["total"][1], body["until"], int(body["test"]), _dumps(body),
-             now)).rowcount == 1
+             body["total"][1], body["until"], int(body["test"]), _dumps(body), now))) == 1
 
     def offer(self, device, offer_id):
         """The offer body issued to this device under that id, or None."""
@@ -370,8 +384,9 @@ class Store:
     def orders(self, device):
         """Every order of a device as dicts, oldest first (for tools and tests)."""
         cursor = self.db.execute("SELECT * FROM orders WHERE device = ? ORDER BY rowid", (device,))
+        rows = cursor.fetchall()  # first: in PostgreSQL's pipeline mode it brings the description
         names = [c[0] for c in cursor.description]
-        return [{k: v for k, v in zip(names, row) if k != "n"} for row in cursor.fetchall()]
+        return [{k: v for k, v in zip(names, row) if k != "n"} for row in rows]
 
     # Support cases and levels.
 
@@ -507,26 +522,48 @@ class PostgresStore(Store):
             raise StoreError("PostgreSQL needs psycopg: pip install 'thingsdk[postgres]'")
 
         self.db = _Translating(psycopg.connect(conninfo, autocommit=True))
+        self._failed = psycopg.Error
+        self._pipeline = None
         self.lock_time = LockTime()
         self._seq = self._order_row = None
         schema = SCHEMA.format(row_column="n BIGSERIAL UNIQUE, ")
         schema = schema.replace("BLOB", "BYTEA").replace("INTEGER", "BIGINT")
-        with self.transaction():
+        with self.db.connection.transaction():  # one worker migrates; the others find it done
+            self.db.execute("SELECT pg_advisory_xact_lock(?)", (WRITE_LOCK,))
             self.db.connection.execute(schema)
             self._migrate()
 
     @contextlib.contextmanager
     def transaction(self):
-        """All or nothing, holding the vendor's write lock throughout."""
-        with self.lock_time.waiting():
-            self.db.execute("BEGIN")
-            with self._issuing():
-                try:
-                    self.db.execute("SELECT pg_advisory_xact_lock(?)", (WRITE_LOCK,))
-                    self.lock_time.taken()
-                    yield self
-                    self._save_seq()
-                except BaseException:
-                    self.db.execute("ROLLBACK")
-                    raise
-            self.db.execute("COMMIT")
+        """All or nothing, holding the vendor's write lock throughout. The statements go out in
+        pipeline mode: a write is sent without waiting for its outcome, which comes back with
+        the next read or at the end of its savepoint (_sync), so a message's writes cost no
+        round trips of their own. The commit is waited for before this returns."""
+        with self.lock_time.waiting(), self.db.connection.pipeline() as self._pipeline:
+            try:
+                self.db.execute("BEGIN")
+                with self._issuing():
+                    try:
+                        self.db.execute("SELECT pg_advisory_xact_lock(?)", (WRITE_LOCK,))
+                        self._sync()
+                        self.lock_time.taken()
+                        yield self
+                        self._save_seq()
+                    except BaseException:
+                        self._settle()
+                        self.db.execute("ROLLBACK")
+                        raise
+                self.db.execute("COMMIT")
+                self._sync()
+            finally:
+                self._pipeline = None
+
+    def _sync(self):
+        if self._pipeline is not None:
+            self._pipeline.sync()
+
+    def _settle(self):
+        try:
+            self._sync()
+        except self._failed:  # a write of the work that failed: it is being undone
+            pass
