@@ -57,8 +57,8 @@ def test_the_sensors_documented_are_the_sensors_a_pi_and_a_board_take():
     assert pi == {kind: list(names) for kind, names in config.SENSORS.items()}
     board = {kind: parameters(cell) for kind, cell, _ in settings("Sensors on a board")}
     assert sorted(board) == sorted(BOARD_SENSORS)
-    app = (ROOT / "firmware" / "lib" / "app.py").read_text()
-    body = app[app.index("def sensor("):app.index("def slot(")]
+    configure = (ROOT / "firmware" / "lib" / "configure.py").read_text()
+    body = configure[configure.index("def sensor("):configure.index("def slot(")]
     for kind, block in re.findall(r'kind == "(\w+)":(.*?)(?=\n    if |\n    raise)', body, re.S):
         read = set(re.findall(r'table(?:\["|\.get\(")(\w+)"', block))
         assert set(board[kind]) == read, kind

@@ -30,42 +30,17 @@ import gc
 import json
 import os
 import random
+import sys
 
-from drivers import AdcLevel, HX711, PulseUsage, ScaleLevel
 from flash import CheckpointError, FlashState, read
 from thingsdk.core import cbor, ed25519, topics
 from thingsdk.core import messages as m
-from thingsdk.core.agent import Agent, Slot
+from thingsdk.core.agent import Agent
 from thingsdk.core.check import const
-from thingsdk.core.consumable import DAY, SETTINGS, configured
+from thingsdk.core.consumable import DAY
 from ticks import clock_from, ticks_diff, ticks_ms
 
 _OUTGOING = const(16)  # sealed messages waiting for the link; the lifecycle re-sends the rest
-NEEDED = ("device_kid", "link", "broker", "consumables")  # in config.json
-# The MQTT client's settings config.json's broker may set: (name, least, most, whole numbers only)
-TUNED = (("keepalive", 1, 65535, 1), ("retry", 0.1, 3600, 0), ("backoff", 0.1, 86400, 0),
-         ("limit", 1, 256, 1), ("max_size", 64, 65536, 1))
-
-
-def tuned(broker, where):
-    """The Client keywords the broker table sets, each checked (ValueError saying which)."""
-    options = {}
-    for key, least, most, whole in TUNED:
-        if key in broker:
-            value = options[key] = broker[key]
-            pair = key == "backoff"
-            values = value if pair else [value]
-            kinds = (int,) if whole else (int, float)
-            if not (type(values) is list and len(values) == 1 + pair and all(
-                    type(v) in kinds and least <= v <= most for v in values)
-                    and values[0] <= values[-1]):
-                raise ValueError("%sconfig.json: broker %s is %r, not %s from %s to %s: set it in "
-                                 "device.toml's [broker] and build again" % (
-                                     where, key, value, "[first, most]" if pair else
-                                     "a whole number" if whole else "a number", least, most))
-    if "backoff" in options:
-        options["backoff"], options["backoff_cap"] = options["backoff"]
-    return options
 
 
 def set_clock(clock):
@@ -110,72 +85,6 @@ class RigADC:
 
     def read_u16(self):
         return rig_hook(self.root)["adc"][self.pin]
-
-
-def sensor(table, capacity, machine, root, source=None):
-    """A sensor source from its config table (type adc, flow or hx711) on the board's pins; type
-    custom is `source`, the program's own (main.py: `app.boot(sources={slot: source})`)."""
-    kind = table["type"]
-    if kind == "custom":
-        if source is None:
-            raise ValueError("its sensor is custom: pass it, app.boot(sources={slot: source})")
-        return source
-    if kind == "adc":
-        pin = table["pin"]
-        hooked = str(pin) in rig_hook(root).get("adc", {})
-        adc = RigADC(root, pin) if hooked else machine.ADC(machine.Pin(pin))
-        return AdcLevel(adc, table["empty"], table["full"], capacity)
-    if kind == "flow":
-        pin = machine.Pin(table["pin"], machine.Pin.IN, machine.Pin.PULL_UP)
-        return PulseUsage(pin, table["pulses_per_unit"], table.get("units", 1))
-    if kind == "hx711":
-        cell = HX711(machine.Pin(table["data_pin"], machine.Pin.IN),
-                     machine.Pin(table["clock_pin"], machine.Pin.OUT), table.get("gain", 128))
-        return ScaleLevel(cell, table.get("tare", 0), table["scale_num"], table["scale_den"],
-                          table.get("zero", 0))
-    raise ValueError("unknown sensor type %r (a board has adc, flow, hx711, custom)" % kind)
-
-
-def slot(table, machine, root, sources=None):
-    """A Slot from a consumables entry of config.json (`sources`: the custom sensors by slot)."""
-    settings = {}
-    for key in SETTINGS:
-        if key in table:
-            settings[key] = table[key]
-    consumable = configured(table["slot"], table["unit"], table["capacity"], sku=table.get("sku"),
-                            **settings)
-    try:
-        source = sensor(table["sensor"], table["capacity"], machine, root,
-                        (sources or {}).get(table["slot"]))
-    except ValueError as exc:
-        raise ValueError("consumable %s: %s" % (table["slot"], exc))
-    return Slot(consumable, source, table.get("category"))
-
-
-def link(config, root, on_message, on_join=None):
-    """The way to the broker: the firmware's MQTT client (over the WiFi of wifi.json, if there is
-    one, calling `on_join()` each time it is joined), or a serial link to a gateway."""
-    kind = config.get("link", {"type": "mqtt"})
-    if kind["type"] == "serial":
-        import machine
-        from seriallink import Link
-
-        uart = machine.UART(kind["uart"], baudrate=kind["baudrate"], tx=machine.Pin(kind["tx"]),
-                            rx=machine.Pin(kind["rx"]))
-        return Link(uart, on_message)
-    from mqtt import Client, tls_context
-
-    broker, identity = config["broker"], root + "identity/"
-    options = tuned(broker, identity)
-    ssl = None
-    if broker["tls"]:
-        ssl = tls_context(read(identity + "device.der"), read(identity + "device-tls.der"),
-                          read(identity + "ca.der"))
-    wifi = read(root + "wifi.json")
-    kid = bytes.fromhex(config["device_kid"])
-    return Client(broker["host"], broker["port"], config["device_kid"], ssl=ssl,
-                  presence=topics.presence(kid), on_message=on_message, note=say,
-                  wifi=wifi and Wifi(json.loads(wifi), on_join=on_join), **options)
 
 
 class Wifi:
@@ -226,37 +135,37 @@ class App:
             import machine
         self.machine = machine
         identity = root + "identity/"
-        config = read(identity + "config.json")
-        if config is None:
-            raise OSError("%sconfig.json is missing: copy a `thingsdk firmware build` folder "
-                          "to the board" % identity)
-        self.config = config = json.loads(config)
-        missing = [key for key in NEEDED if key not in config]
-        if missing:
-            raise ValueError("%sconfig.json has no %s: build it again with `thingsdk firmware "
-                             "build`" % (identity, ", ".join(missing)))
-        self.root, self.clock = root, clock or clock_from(config.get("clock"))
-        self.kid = bytes.fromhex(config["device_kid"])
-        self.uplink, self.downlink = topics.uplink(self.kid), topics.downlink(self.kid)
-        self.to_owner, self.from_owner = topics.to_owner(self.kid), topics.from_owner(self.kid)
-        self.interval = config.get("interval", 5)
-        self.outgoing = []
-        self.errors, self.fatal = 0, None
-        self.hook = rig_hook(root)
-        self.frozen = False
-        slots = [slot(t, machine, root, sources) for t in config.get("consumables", ())]
-        self.state = FlashState(root + "state")
-        self.agent = Agent(ed25519.Signer(read(identity + "device.seed")),
-                           ed25519.Verifier(read(identity + "vendor.pub")),
-                           ed25519.Verifier(read(identity + "owner.pub")), self.state, slots,
-                           cbor, new_id, self.clock(), publish=self._queue,
-                           config=config.get("lifecycle"),
-                           heartbeat=config.get("heartbeat", DAY), note=say,
-                           to_owner=lambda data, t: self._queue(data, t, self.to_owner))
-        self.mandate = read(identity + "mandate.cwt")
-        # A demo's or a rig's clock (config.json's `clock`) is its own; a real one is set by NTP.
-        self.link = link(config, root, self._on_message,
-                         None if config.get("clock") else lambda: set_clock(self.clock))
+        import configure  # boot only: dropped once read, so a running device does not keep it
+
+        try:
+            self.config = config = configure.load(identity)
+            self.root, self.clock = root, clock or clock_from(config.get("clock"))
+            self.kid = bytes.fromhex(config["device_kid"])
+            self.uplink, self.downlink = topics.uplink(self.kid), topics.downlink(self.kid)
+            self.to_owner, self.from_owner = topics.to_owner(self.kid), topics.from_owner(self.kid)
+            self.interval = config.get("interval", 5)
+            self.outgoing = []
+            self.errors, self.fatal = 0, None
+            self.hook = rig_hook(root)
+            self.frozen = False
+            slots = [configure.slot(t, machine, root, sources)
+                     for t in config.get("consumables", ())]
+            self.state = FlashState(root + "state")
+            self.agent = Agent(ed25519.Signer(read(identity + "device.seed")),
+                               ed25519.Verifier(read(identity + "vendor.pub")),
+                               ed25519.Verifier(read(identity + "owner.pub")), self.state, slots,
+                               cbor, new_id, self.clock(), publish=self._queue,
+                               config=config.get("lifecycle"),
+                               heartbeat=config.get("heartbeat", DAY), note=say,
+                               to_owner=lambda data, t: self._queue(data, t, self.to_owner))
+            self.mandate = read(identity + "mandate.cwt")
+            # A demo's or a rig's clock (config.json's `clock`) is its own; a real one is set by
+            # NTP.
+            self.link = configure.link(config, root, self._on_message,
+                                       None if config.get("clock") else
+                                       lambda: set_clock(self.clock))
+        finally:
+            del sys.modules["configure"]
 
     def _on_message(self, topic, payload):
         """Take a downlink or an owner's message in at once: the link acknowledges it only after this returns, so only
