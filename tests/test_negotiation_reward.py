@@ -74,7 +74,7 @@ def test_the_device_takes_a_reward_and_the_vendor_takes_it_off_the_next_order(tm
     bought = decisions[1]
     reward = 2 * 1890 // 10  # 10 % back: worth more than the few cents asked off the price
     assert first["order"]["qty"] == 2 and first["order"]["total"] == [2 * 1890, "EUR"]
-    assert "credit toward the next order, worth" in bought["text"], bought["text"]
+    assert "3.78 EUR credit for the next order worth 3.7" in bought["text"], bought["text"]
     assert "took 2 at 18.90 EUR" in bought["text"] and "left 1 at 18.90 EUR" in bought["text"]
     store = flow.vendor.service.store
     assert store.credit(flow.vendor.device, "EUR") == reward

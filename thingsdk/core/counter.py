@@ -121,10 +121,12 @@ def _label(offer, pair):
                                             money_text(per_item(pair), currency))
     if "credit" in offer:
         label += ", %s of credit off" % money_text(*offer["credit"])
-    if "reward" in offer:
-        label += ", %s credit toward the next order, %s" % (
-            money_text(*offer["reward"]), "worth %s by then" % money_text(pair[2], currency)
-            if pair[2] else "worth nothing as that order is too far off")
+    reward = offer.get("reward")
+    if reward:
+        label += ", %s credit for the next order" % money_text(*reward)
+        if pair[2] < reward[0]:
+            label += " worth " + (money_text(pair[2], currency) if pair[2] else
+                                  "nothing, as that order is too far off")
     stale = offer["qty"] - pair[1]
     return label + (", %d would go stale)" % stale if stale else ")")
 
@@ -172,6 +174,12 @@ def decide(agent, record, decision, now):
     lead = [deciding._head(consumable, forecast, None)]
     reason = "lowest-cost" if len(offers) > 1 else "within-policy"
     chosen = judge(best[1], best[2], now, lead + [took] + left, None, mandate.version, reason)
+    if chosen.text.endswith("..."):  # cut short: the variants name the items and prices, so
+        worst = policy.deciding(best[2])  # the offer's own text goes, and its reason stays,
+        tail = [worst.text] if worst else []  # before what was left if need be
+        chosen.text = sentence(lead + [took] + left + tail)
+        if chosen.text.endswith("..."):
+            chosen.text = sentence(lead + [took] + tail + left)
     if chosen.action not in (BUY, ASK) or record["appr"] is not None or \
             record["rounds"] >= agent.orders.config[COUNTER] or \
             record["rounds"] != len(offers) - 1 or best[1].offer is not offers[-1][1]:
