@@ -1,7 +1,9 @@
 """`thingsdk demo` end to end: the embedded broker (in-process, and once as a separate process),
 and a real mosquitto. The story must play out in full every time: one order per thing, delivered
-and seen refilled; one approval; one budget refusal; one tampered offer refused; one support
-request answered; and everyone's spend within the owner's budget.
+and seen refilled; one negotiation (the printer counters, the vendor answers with credit toward
+the next order, the printer takes it and says why); one approval; one budget refusal; one
+tampered offer refused; one support request answered; and everyone's spend within the owner's
+budget.
 """
 
 import os
@@ -20,7 +22,11 @@ FAST = ["--speed", "1e7"]  # as fast as the machine goes: the demo waits for its
 ROOT = Path(__file__).resolve().parent.parent
 DECISIONS = [
     "fridge   decides to buy: Water filter has ",
+    "printer  counters the offer: Black ink has ",
+    "asking for 2 at up to 31.89 EUR each, which would cost less per item used.",
     "printer  asks its owner first: Black ink has ",
+    "took 2 at 31.90 EUR (30.30 EUR per item used, 3.19 EUR credit for the next order)",
+    "left 1 at 31.90 EUR (31.90 EUR per item used)",
     "above your 30.00 EUR approval limit.",
     "printer  decides to buy: The owner approved; ",
     "coffee   decides to buy: Coffee beans has ",
@@ -45,8 +51,8 @@ def check_summary(out):
         assert 0 < spent <= budget, summary
         assert int(sent) > 0 and int(got) > 0 and int(sent_bytes) > 100 * int(sent), summary
         assert refused == ("1 bad-signature" if name == "fridge" else "none"), summary
-    assert re.search(r"^  vendor +3 +84\.18 EUR sold +none$", summary, re.M), summary
-    assert re.search(r"^  approvals +1  printer: 1 × Black ink cartridge XL for 31\.90 EUR, "
+    assert re.search(r"^  vendor +3 +116\.08 EUR sold +none$", summary, re.M), summary
+    assert re.search(r"^  approvals +1  printer: 2 × Black ink cartridge XL for 63\.80 EUR, "
                      r"approved by the owner$", summary, re.M), summary
     assert re.search(r"^  budget refusals +1  coffee: 1 × BEANS-1KG for 22\.80 EUR, over its "
                      r"40\.00 EUR budget$", summary, re.M), summary
@@ -76,10 +82,13 @@ def test_the_demo_plays_out_on_its_embedded_broker_and_leaves_nothing_behind(cap
     for event in ("embedded (amqtt, MQTT 3.1.1) at mqtt://127.0.0.1:",
                   "attacker publishes a copy of that offer to the fridge with one bit flipped",
                   "fridge   refuses a message (bad-signature)",
-                  "printer  sends its owner an approval request: 1 × Black ink cartridge XL",
+                  "printer  counters the vendor's offer: 2 × INK-XL-BK at up to 31.89 EUR each",
+                  "vendor   offers the printer 2 × Black ink cartridge XL for 63.80 EUR, delivery "
+                  "in 2 days, valid 1 day, and 3.19 EUR back as credit toward its next order",
+                  "printer  sends its owner an approval request: 2 × Black ink cartridge XL",
                   "owner    reads it on the broker and approves, signed with the owner's key, "
                   "on thingsdk/v1/from-owner/",
-                  "printer  tells its owner: Bought 1 x INK-XL-BK for 31.90 EUR.",
+                  "printer  tells its owner: Bought 2 x INK-XL-BK for 63.80 EUR.",
                   "printer  reports a fault, ink-smear",
                   "vendor   answers the printer's fault: 1. Run the head cleaning cycle",
                   "vendor   delivers the fridge's order ORD-",

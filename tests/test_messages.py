@@ -155,11 +155,17 @@ def repair(value):
         for keys in ORDERED:
             if all(k in value for k in keys):
                 value.update(zip(keys, sorted(value[k] for k in keys)))
-        if "ship" in value and "total" in value:  # an offer: price * qty + ship, one currency
-            amount, currency = value["ship"]
+        if "ship" in value and "total" in value:  # an offer: price * qty + ship - credit, in
+            amount, currency = value["ship"]  # one currency
             price = min(value["price"][0], (10 ** 12 - amount) // value["qty"])
             value["price"] = [price, currency]
-            value["total"] = [price * value["qty"] + amount, currency]
+            total = price * value["qty"] + amount
+            if "credit" in value:
+                value["credit"] = [min(value["credit"][0], total), currency]
+                total -= value["credit"][0]
+            if "reward" in value:
+                value["reward"] = [value["reward"][0], currency]
+            value["total"] = [total, currency]
     return value
 
 
@@ -281,7 +287,20 @@ CROSS_FIELD = [  # rules CDDL cannot state: the parser alone enforces them
     ("estimate outside its band", m.STATUS, _set(10, "slots", 0, "empty", "est", 40)),
     ("offer total that does not add up", m.OFFER, _set(10, "total", 0, 5399)),
     ("offer in two currencies", m.OFFER, _set(10, "ship", 1, "USD")),
+    ("offer with a credit not taken off its total", m.OFFER, _set(10, "credit", [100, "EUR"])),
+    ("credit in another currency", m.OFFER,
+     lambda o: o[10].update(credit=[100, "USD"], total=[o[10]["total"][0] - 100, "EUR"])),
+    ("reward in another currency", m.OFFER, _set(10, "reward", [100, "USD"])),
 ]
+
+
+def test_an_offer_takes_the_credit_it_shows_off_its_total_and_may_carry_a_reward():
+    obj = copy.deepcopy(ex.build(m.OFFER))
+    total = obj[10]["total"][0]
+    obj[10].update(credit=[100, "EUR"], total=[total - 100, "EUR"], reward=[250, "EUR"])
+    assert spec_accepts(obj, "offer")
+    body = m.parse(obj).body
+    assert body["credit"] == [100, "EUR"] and body["reward"] == [250, "EUR"]
 
 
 @pytest.mark.parametrize("code, mutate", [t[1:] for t in CROSS_FIELD],

@@ -38,6 +38,38 @@ def test_a_price_below_the_tier_gets_the_bundle_that_meets_it(world):
     assert none.body["qty"] == 2 and none.body["price"] == eur(1890)
 
 
+def test_a_price_no_bundle_meets_gets_a_reward_credited_to_the_next_order(world):
+    offer = world.quote(world.a, "WF-300", qty=2)
+    assert offer["price"] == eur(2450) and "credit" not in offer
+    [answer] = counter(world, offer, 2, 2200)  # no tier reaches 22.00 EUR: 5 % back instead
+    assert answer.body["qty"] == 2 and answer.body["price"] == eur(2450)
+    assert answer.body["reward"] == eur(2 * 2450 * 5 // 100)
+    assert answer.body["total"] == eur(2 * 2450 + 498)
+    store = world.service.store
+    assert store.credit(world.a.kid, "EUR") == 0  # earned only by an order
+    _, _, receipt = world.order(world.a, answer.body)
+    assert receipt.body["status"] == "accepted" and store.credit(world.a.kid, "EUR") == 245
+    assert "credit" not in world.quote(world.b, "WF-300")  # the credit is A's alone
+    test = world.quote(world.a, "WF-300", test=True)
+    assert "credit" not in test and test["total"] == eur(2450 + 498)
+    cancel = {"order": receipt.body["order"], "by": "owner", "reason": "changed-mind"}
+    world.send(world.a, m.CANCEL, cancel, T + HOUR)
+    assert store.credit(world.a.kid, "EUR") == 0  # a cancel takes the reward back
+    [again] = counter(world, offer, 2, 2200)
+    world.order(world.a, again.body)
+    next_offer = world.quote(world.a, "INK-XL-BK")  # any item, in the credit's currency
+    assert next_offer["credit"] == eur(245) and next_offer["total"] == eur(3190 - 245)
+    second = world.quote(world.a, "BEANS-1KG")  # shows the same credit until it is spent
+    assert second["credit"] == eur(245) and second["total"] == eur(1890 + 390 - 245)
+    _, _, receipt = world.order(world.a, next_offer)
+    assert receipt.body["status"] == "accepted" and store.credit(world.a.kid, "EUR") == 0
+    [row] = [r for r in store.orders(world.a.kid) if r["sku"] == "INK-XL-BK"]
+    assert row["total"] == 3190 - 245
+    _, _, receipt = world.order(world.a, second)
+    assert receipt.body["reason"] == "credit-spent"
+    assert "credit" not in world.quote(world.a, "INK-XL-BK")
+
+
 def test_an_answer_is_an_offer_like_any_other_and_can_be_ordered(world):
     offer = world.quote(world.a, "BEANS-1KG", qty=2)
     [answer] = counter(world, offer, 3, 1800)

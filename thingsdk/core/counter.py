@@ -8,9 +8,15 @@ it holds stay off a board's ordinary order path.
 Cost of ownership (`cost`), from the consumable's own cost model: the variant's total (price and
 shipping), the cost of holding each item from delivery until it is used (`hold_cost` per item
 and year, at the usage rate, the stock ahead of it used first), and items that would go stale
-before use (`Consumable.fresh`) paid for but not used. It is compared per item used: a variant
-with fewer items brings the next order, and its shipping, sooner, so per item used puts every
-variant on the same horizon.
+before use (`Consumable.fresh`) paid for but not used, less what a reward (credit toward the
+next order) is worth. It is compared per item used: a variant with fewer items brings the next
+order, and its shipping, sooner, so per item used puts every variant on the same horizon.
+
+A reward is worth its amount when the next order comes, which is when the stock this variant
+brings has fallen to the reorder point at the usage rate: discounted by what money costs for the
+wait (`hold_cost` over the unit price, a year), and worth nothing when that is after the
+mandate's validity or beyond the forecast horizon (HORIZON), or when the rate is unknown. Credit
+the vendor already holds for the device is in an offer's total (`credit`), as it is paid.
 
 Which variant (`decide`): each is judged as `decide` judges an offer (valid, within the mandate)
 after checks against the offer it answers: an answer for another item or currency, or one that
@@ -35,6 +41,7 @@ from thingsdk.core.money import text as money_text
 
 COUNTER = "counter"
 YEAR = 365 * DAY
+HORIZON = YEAR  # a reward for an order further off than this is worth nothing
 MORE = 4  # an answer with more than this many times the items of the offer it answers is absurd
 SEEN = 64  # answers already refused that a device remembers, so that each is counted once
 
@@ -52,19 +59,27 @@ class Counter(Decision):
         return record
 
 
-def cost(consumable, offer, now):
-    """(cost, items used) of owning an offer's items, in minor units of its currency."""
+def cost(consumable, offer, now, until):
+    """(cost, items used, reward's worth) of owning an offer's items, in minor units of its
+    currency; a reward counts only for a next order before `until` (see the module's text)."""
     why = consumable.why  # fresh() explains itself there; this asks only how many keep
     used = min(offer["qty"], consumable.fresh(offer["qty"]))
     consumable.why = why
     rate = consumable.estimator.rate()
-    holding = 0
+    holding = worth = 0
+    cover = consumable.cover(max(0, offer["arrive"] - now)) if rate else None
+    ahead = max(0, consumable.position(now) - (cover[0] if cover else 0))
     if rate and consumable.hold_cost:
-        cover = consumable.cover(max(0, offer["arrive"] - now))
-        ahead = max(0, consumable.position(now) - (cover[0] if cover else 0))
         middle = ahead + used * consumable.pack // 2  # units used before the middle item
         holding = consumable.hold_cost * used * middle * MILLI_DAY // rate // YEAR
-    return offer["total"][0] + holding, used
+    reward = offer.get("reward")
+    if reward and rate:
+        left = ahead + used * consumable.pack - consumable.reorder_point()
+        wait = max(0, offer["arrive"] - now + left * MILLI_DAY // rate)
+        year = max(1, offer["price"][0]) * YEAR
+        if now + wait < min(until, now + HORIZON):
+            worth = reward[0] * max(0, year - consumable.hold_cost * wait) // year
+    return offer["total"][0] + holding - worth, used, worth
 
 
 def per_item(pair):
@@ -101,8 +116,17 @@ def _refuse(agent, record, offer, reason, now):
 
 
 def _label(offer, pair):
+    currency = offer["price"][1]
     label = "%d at %s (%s per item used" % (offer["qty"], money_text(*offer["price"]),
-                                            money_text(per_item(pair), offer["price"][1]))
+                                            money_text(per_item(pair), currency))
+    if "credit" in offer:
+        label += ", %s of credit off" % money_text(*offer["credit"])
+    reward = offer.get("reward")
+    if reward:
+        label += ", %s credit for the next order" % money_text(*reward)
+        if pair[2] < reward[0]:
+            label += " worth " + (money_text(pair[2], currency) if pair[2] else
+                                  "nothing, as that order is too far off")
     stale = offer["qty"] - pair[1]
     return label + (", %d would go stale)" % stale if stale else ")")
 
@@ -138,7 +162,7 @@ def decide(agent, record, decision, now):
                                            why.replace("-", " ")))
             continue
         late = deciding._slack(consumable, now, offer, 0) is None
-        pair = cost(consumable, offer, now)
+        pair = cost(consumable, offer, now, mandate.expires)
         kept.append(((late, per_item(pair)), proposal, checks, pair))
     kept.sort(key=lambda k: k[0])
     best = kept[0]
@@ -150,6 +174,12 @@ def decide(agent, record, decision, now):
     lead = [deciding._head(consumable, forecast, None)]
     reason = "lowest-cost" if len(offers) > 1 else "within-policy"
     chosen = judge(best[1], best[2], now, lead + [took] + left, None, mandate.version, reason)
+    if chosen.text.endswith("..."):  # cut short: the variants name the items and prices, so
+        worst = policy.deciding(best[2])  # the offer's own text goes, and its reason stays,
+        tail = [worst.text] if worst else []  # before what was left if need be
+        chosen.text = sentence(lead + [took] + left + tail)
+        if chosen.text.endswith("..."):
+            chosen.text = sentence(lead + [took] + tail + left)
     if chosen.action not in (BUY, ASK) or record["appr"] is not None or \
             record["rounds"] >= agent.orders.config[COUNTER] or \
             record["rounds"] != len(offers) - 1 or best[1].offer is not offers[-1][1]:
@@ -179,8 +209,10 @@ def propose(consumable, mandate, ledger, record, offer, owned, now, category):
     if more == qty and arrive == offer["arrive"]:
         return None
     # the unit price at which `more` items arriving then cost less per item used than `owned`
-    trial = dict(offer, qty=more, arrive=arrive, total=[offer["ship"][0], offer["total"][1]])
-    extra, used = cost(consumable, trial, now)  # shipping and holding, without the price
+    trial = dict(offer, qty=more, arrive=arrive, total=[offer["ship"][0] - offer.get(
+        "credit", (0,))[0], offer["total"][1]])  # the credit held comes off the answer too
+    trial.pop("reward", None)  # the price asked is to pay off without one
+    extra, used, _ = cost(consumable, trial, now, mandate.expires)  # all but the price
     price = min(offer["price"][0], (owned[0] * used // max(1, owned[1]) - extra - 1) // more)
     if price <= 0:
         return None

@@ -49,8 +49,8 @@ class MessageError(ValueError):
 #   {a: x ?b: y !c: z !d: z}  a map: fields a (required), b (optional), and exactly one of c, d;
 #       `n@3:` a number key named n in errors; `t=(u{...} w{...})` the value of t (u or w)
 #       brings the fields of its map; `a<=b`, `a<b` (both present: a <= b, a < b), `lifetime`
-#       (exp - ts within MAX_LIFETIME) and `total` (an offer's total is price * qty + ship in
-#       one currency) are rules across fields
+#       (exp - ts within MAX_LIFETIME) and `total-a-b` (an offer's total is price * qty + ship,
+#       less a if present, all in one currency with b) are rules across fields
 #   k(u{...} w{...})  a constraint [kind, params]: params of kind u, w, or any map of text keys
 #       for a namespaced kind ("acme:eco")
 #   name    another rule of SCHEMAS; each is named as in the spec (text and bool: its prelude's)
@@ -84,7 +84,8 @@ days-to-empty {est: days lo: days hi: days lo<=est est<=hi}
 quote-request-body {slot: token !sku: label !cat: token qty: count ?need: timestamp
   ?promo: id16 ?test: bool ?offer: id16 ?price: money}
 offer-body {offer: id16 sku: label title: sentence qty: count price: money ship: money
-  total: money lead: duration arrive: timestamp until: timestamp test: bool ?from: label total}
+  total: money lead: duration arrive: timestamp until: timestamp test: bool ?from: label
+  ?credit: money ?reward: money total-credit-reward}
 order-body {order: id16 offer: id16 sku: label qty: count total: money mandate: mandate-version
   test: bool ?appr: b1..1024}
 receipt-body {order: id16 ?text: sentence
@@ -255,8 +256,8 @@ def _read_map(text, at):
         elif b"<" in token:  # "a<=b" or "a<b"
             a, b = token.split(b"<=") if b"<=" in token else token.split(b"<")
             rules.append(("<=", _key(a, names), _key(b, names), 0 if b"<=" in token else 1))
-        else:  # "lifetime" or "total"
-            rules.append((token.decode(),))
+        else:  # "lifetime" or "total-credit-reward"
+            rules.append(tuple(token.decode().split("-")))
     return ("m", tuple(fields), tuple(optional), tuple(one), tag, variants, tuple(rules),
             tuple(names) or None), at
 
@@ -432,12 +433,15 @@ def _rule(rule, m, prefix, names):
     elif rule[0] == "lifetime":
         if m[7] - m[6] > MAX_LIFETIME:
             raise MessageError("out-of-range", "exp", "more than %d s after ts" % MAX_LIFETIME)
-    else:  # "total"
+    else:  # "total", the money fields taken off it and the others in its currency
         price, ship, total = m["price"], m["ship"], m["total"]
-        if not price[1] == ship[1] == total[1]:
+        less = m.get(rule[1], (0, total[1]))
+        if not price[1] == ship[1] == total[1] == less[1] or \
+                any(m[k][1] != total[1] for k in rule[2:] if k in m):
             raise MessageError("bad-value", prefix + "total", "currencies differ")
-        if price[0] * m["qty"] + ship[0] != total[0]:
-            raise MessageError("bad-value", prefix + "total", "is not price * qty + ship")
+        if price[0] * m["qty"] + ship[0] - less[0] != total[0]:
+            raise MessageError("bad-value", prefix + "total", "is not price * qty + ship - " +
+                               rule[1])
 
 
 class Message:

@@ -2,8 +2,9 @@
 vendor's example catalog, each with its own key, state folder, simulated sensor and mandate.
 
 The numbers are chosen so that, in about five simulated days, the fridge orders within its
-policy, the printer's order is above its owner's approval threshold, and the coffee machine's
-second order would overrun its budget.
+policy, the printer counters the vendor's offer (two cartridges for less), takes the vendor's
+answer (credit toward its next order) and its order is above its owner's approval threshold, and
+the coffee machine's second order would overrun its budget.
 """
 
 import itertools
@@ -41,15 +42,17 @@ class Spec:
     """One thing of the story: its `name` (short) and `title`; its consumable slot (unit,
     capacity, the catalog's sku, the lead time it expects); its use (the level it starts at, the
     use a day, the sensor's noise); the owner's rules for it, as `thingsdk mandate create`
-    options; what the owner does with a delivery (`refill`, a phrase); a Fault it reports; and
-    whether the demo tampers with the first offer the vendor makes it."""
+    options; what the owner does with a delivery (`refill`, a phrase); a Fault it reports;
+    whether the demo tampers with the first offer the vendor makes it; and the lifecycle's
+    `counter` setting (counter-proposals a need may make)."""
 
     def __init__(self, name, title, slot, unit, capacity, sku, lead_time, start, daily_use,
-                 noise, rules, refill, fault=None, tamper=False):
+                 noise, rules, refill, fault=None, tamper=False, counter=0):
         self.name, self.title, self.slot, self.unit = name, title, slot, unit
         self.capacity, self.sku, self.lead_time = capacity, sku, lead_time
         self.start, self.daily_use, self.noise = start, daily_use, noise
         self.rules, self.refill, self.fault, self.tamper = rules, refill, fault, tamper
+        self.counter = counter
 
 
 THINGS = (
@@ -60,11 +63,11 @@ THINGS = (
          refill="fits the new water filter in the fridge", tamper=True),
     Spec("printer", "printer", "black-ink", "page", 1000, "INK-XL-BK", 2 * DAY, start=420,
          daily_use=90, noise=2,
-         rules={"budget": "80.00EUR/rolling:30d", "item": "INK-XL-BK:35.00EUR:1",
+         rules={"budget": "80.00EUR/rolling:30d", "item": "INK-XL-BK:35.00EUR:2",
                 "approval-above": "30.00EUR"},
          refill="puts the new ink cartridge in the printer",
          fault=Fault("ink-smear", {"nozzles-clogged": 3, "firmware": "2.4.1"},
-                     "Every page has grey streaks.", 36 * HOUR)),
+                     "Every page has grey streaks.", 36 * HOUR), counter=1),
     Spec("coffee", "coffee machine", "coffee-beans", "g", 1000, "BEANS-1KG", 2 * DAY, start=1000,
          daily_use=250, noise=2,
          rules={"budget": "40.00EUR/rolling:30d", "item": "BEANS-1KG:20.00EUR:1",
@@ -142,7 +145,8 @@ class Thing:
         mandate = owner.mandate(spec, self.signer.public_key, key_id(vendor_public), now)
         self.device = Device(self.signer, vendor_public, owner.signer.public_key,
                              StateFolder(folder / spec.name), [Slot(consumable, self.sensor)],
-                             transport(topics.kid_hex(self.kid)), clock, LIFECYCLE,
+                             transport(topics.kid_hex(self.kid)), clock,
+                             dict(LIFECYCLE, counter=spec.counter),
                              HEARTBEAT, mandate=mandate)
 
     @property

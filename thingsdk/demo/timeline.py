@@ -12,7 +12,7 @@ from thingsdk.core.policy import duration
 
 WHO = 8  # width of the "who" column
 DECISIONS = {"buy": "decides to buy", "ask": "asks its owner first", "wait": "decides to wait",
-             "refuse": "decides not to buy"}
+             "refuse": "decides not to buy", "counter": "counters the offer"}
 
 
 def when(ts):
@@ -137,10 +137,18 @@ def message_text(msg, size, thing, ref):
         text = "reports " + "; ".join(_slot_text(s) for s in b["slots"])
     elif t == m.QUOTE_REQUEST:
         text = "asks the vendor for %d × %s" % (b["qty"], b.get("sku") or b.get("cat"))
+        if "offer" in b:
+            text = "counters the vendor's offer: %d × %s at up to %s each%s" % (
+                b["qty"], b["sku"], money(*b["price"]),
+                ", arriving by " + when(b["need"]) if "need" in b else "")
     elif t == m.OFFER:
         text = "offers the %s %d × %s for %s, delivery in %s, valid %s" % (
             thing, b["qty"], b["title"], money(*b["total"]), duration(b["lead"]),
             duration(b["until"] - msg.ts))
+        if "credit" in b:
+            text += ", %s of its credit taken off" % money(*b["credit"])
+        if "reward" in b:
+            text += ", and %s back as credit toward its next order" % money(*b["reward"])
     elif t == m.ORDER:
         text = "orders %d × %s for %s under mandate v%d%s" % (
             b["qty"], b["sku"], money(*b["total"]), b["mandate"],

@@ -24,14 +24,15 @@ class Sku:
     seconds from order to delivery, `stock` units on hand, `test`: offered for tests only.
     What a counter-proposal may get (thingsdk.seller.counter_offers): `tiers`, [(least items,
     unit price)] by least items, each cheaper than the one before; `slow`, (shipping, lead) for
-    a delivery the device lets come later, or None."""
+    a delivery the device lets come later, or None; `reward`, the most credit toward the next
+    order an answer may give, in percent of the items' price (0: none)."""
 
     def __init__(self, sku, title, category, price, shipping, lead, stock, test, tiers=(),
-                 slow=None):
+                 slow=None, reward=0):
         self.sku, self.title, self.category = sku, title, category
         self.price, self.shipping, self.lead = price, shipping, lead
         self.stock, self.test = stock, test
-        self.tiers, self.slow = list(tiers), slow
+        self.tiers, self.slow, self.reward = list(tiers), slow, reward
 
     def unit_price(self, qty):
         """The unit price for qty items: the price of the largest tier qty reaches."""
@@ -153,16 +154,18 @@ def _tiers(r, price):
 
 def _sku(r, name):
     r.unknown(("title", "category", "price", "shipping", "lead_hours", "stock", "test", "tiers",
-               "slow_shipping", "slow_lead_hours"))
+               "slow_shipping", "slow_lead_hours", "reward_percent"))
     price = r.money("price")
     slow = None
     if "slow_shipping" in r.table or "slow_lead_hours" in r.table:
         slow = (r.money("slow_shipping"), r.get("slow_lead_hours", int) * HOUR)
     sku = Sku(name, r.get("title", str), r.get("category", str), price,
               r.money("shipping"), r.get("lead_hours", int) * HOUR, r.get("stock", int),
-              r.get("test", bool, False), _tiers(r, price), slow)
+              r.get("test", bool, False), _tiers(r, price), slow, r.get("reward_percent", int, 0))
     if sku.stock < 0:
         r.fail("stock", "must be 0 or more")
+    if not 0 <= sku.reward <= 100:
+        r.fail("reward_percent", "must be 0..100")
     if sku.price[1] != sku.shipping[1]:
         r.fail("shipping", "must be in the price's currency %s" % sku.price[1])
     if slow and (slow[0][1] != sku.price[1] or slow[0][0] > sku.shipping[0] or

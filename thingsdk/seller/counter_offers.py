@@ -6,6 +6,12 @@ rules and nothing else (catalog.example.toml, `tiers`, `slow_shipping`, `slow_le
 - the unit price of a quantity is its tier's (`Sku.unit_price`);
 - when the device would pay less per item than that, the bundle: the fewest items, more than it
   asked for, whose tier price is within what it would pay (when they are in stock);
+- else, with `reward_percent`, the quantity asked for at its tier price and a reward: that
+  percent of the items' price back as credit toward the device's next order. The vendor keeps
+  credit per device and currency (the store's `credits`), earned when an order of the offer is
+  accepted and spent by the next order's offer, which shows it (`credit`) taken off its total;
+  a cancel undoes both. Whether credit later is worth more than a lower price now is the
+  device's to judge (it discounts it by when its next order comes);
 - when the device lets the delivery come at or after the slow lead time, slow shipping.
 
 Whether the answer is worth taking is the device's to judge. A counter-proposal to an offer this
@@ -31,14 +37,18 @@ def answer(service, device, msg, now):
         return [error("offer-mismatch", "The counter-proposal is not about our offer's item "
                       "and currency.", b["offer"])]
     qty, price = b["qty"], item.unit_price(b["qty"])
+    reward = None
     if b["price"][0] < price[0]:
         for least, tier in item.tiers:
             if least > qty and tier[0] <= b["price"][0]:
                 qty, price = least, tier
                 break
+        else:
+            back = price[0] * qty * item.reward // 100
+            reward = [back, price[1]] if back > 0 else None
     if not offer["test"] and item.stock - service.store.held(item.sku) < qty:
         return [error("out-of-stock", "We do not have %d in stock." % qty, b["offer"])]
     ship, lead = item.shipping, item.lead
     if item.slow is not None and b.get("need", 0) >= now + item.slow[1]:
         ship, lead = item.slow
-    return service.make_offer(device, item, qty, price, ship, lead, offer["test"], now)
+    return service.make_offer(device, item, qty, price, ship, lead, offer["test"], now, reward)

@@ -82,6 +82,10 @@ def _verdict(service, device, body, offer, now):
         return {"status": "duplicate", "ref": covering, "text": text}, ()
     if not offer["test"] and item.stock - service.store.held(item.sku) < offer["qty"]:
         return _rejected("out-of-stock", "We do not have %d in stock." % offer["qty"])
+    credit = offer.get("credit")
+    if credit and service.store.credit(device.kid, credit[1]) < credit[0]:
+        return _rejected("credit-spent", "Another order has used the credit this offer takes "
+                         "off its total; ask for a new offer.")
     mandate = service.held_mandate(device)
     problem = mandate_problem(mandate, now, [])
     if problem:
@@ -135,11 +139,23 @@ def order(service, device, msg, now):
         lead = offer["lead"]
         holds = [c.until for c in checks if c.kind == "cancel-window"]
         schedule = (max(holds + [now]), now + lead // 2, now + lead)
+        _settle(service, device, offer, 1)
         log.info("accepted order %s from device %s: %d x %s, total %d %s in minor units%s",
                  receipt["ref"], device.kid.hex(), offer["qty"], offer["sku"],
                  offer["total"][0], offer["total"][1], " (test)" if offer["test"] else "")
     service.store.add_order(device.kid, body, digest, row, receipt, now, schedule)
     return [(m.RECEIPT, receipt)]
+
+
+def _settle(service, device, offer, sign):
+    """The device's credit as an order of `offer` is accepted (`sign` 1) or cancelled (-1): the
+    credit the offer took off its total is spent (given back), its reward earned (taken back,
+    as much of it as is left)."""
+    if offer is None or offer["test"]:
+        return
+    for key, way in (("credit", -sign), ("reward", sign)):
+        if key in offer:
+            service.store.add_credit(device.kid, way * offer[key][0], offer[key][1])
 
 
 def cancel(service, device, msg, now):
@@ -150,7 +166,7 @@ def cancel(service, device, msg, now):
     if known is None:
         return [error("unknown-order", "We have no order with that id from this device.",
                        body["order"])]
-    status, cancel_until = known
+    status, cancel_until, offer_id = known
     confirm = {"order": body["order"], "by": body["by"], "reason": body["reason"],
                "text": "Cancelled: nothing will be charged."}
     if status == "cancelled":
@@ -161,6 +177,7 @@ def cancel(service, device, msg, now):
                "delivered": "was delivered"}[status]
         return [error("not-cancellable", "The order %s." % why, body["order"])]
     service.store.set_status(device.kid, body["order"], "cancelled")
+    _settle(service, device, service.store.offer(device.kid, offer_id), -1)
     ledger = _ledger(device)
     ledger.release(body["order"])
     device.new_ledger = ledger.to_state()  # kept with the device's replay state

@@ -325,14 +325,23 @@ class Service:
         return self.make_offer(device, item, b["qty"], price, item.shipping, item.lead,
                                test or item.test, now)
 
-    def make_offer(self, device, item, qty, price, ship, lead, test, now):
+    def make_offer(self, device, item, qty, price, ship, lead, test, now, reward=None):
         """[the offer]: qty of a catalog item at a unit price plus shipping, arriving `lead`
         seconds after an order, valid for the catalog's offer hours, recorded so that an order
-        can be checked against it; [an error] when its total is more than an order can hold."""
+        can be checked against it; [an error] when its total is more than an order can hold.
+        The device's credit in the offer's currency is taken off the total (`credit`), as much
+        of it as the total holds; `reward` [amount, currency] is credit that ordering it earns.
+        A test offer neither takes nor earns credit."""
         offer = _offer(item, self.new_id(), qty, price, ship, now + self.catalog.offer_ttl,
                        test, now, lead)
         if self.catalog.name:
             offer["from"] = self.catalog.name
+        held = 0 if test else min(offer["total"][0], self.store.credit(device.kid, price[1]))
+        if held:
+            offer["credit"] = [held, price[1]]
+            offer["total"] = [offer["total"][0] - held, price[1]]
+        if reward and not test:
+            offer["reward"] = reward
         if offer["total"][0] > MAX_AMOUNT:
             return [error("too-large", "That quantity is more than one order can hold.")]
         self.store.add_offer(device.kid, offer, now)

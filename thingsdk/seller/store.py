@@ -89,6 +89,11 @@ CREATE TABLE IF NOT EXISTS resyncs (   -- thingsdk.seller.resync: a device's way
     epoch INTEGER NOT NULL DEFAULT 0, -- resyncs accepted
     at INTEGER                        -- when the last one was
 );
+CREATE TABLE IF NOT EXISTS credits (  -- credit toward a device's next orders (rewards)
+    device BLOB NOT NULL, currency TEXT NOT NULL,
+    amount INTEGER NOT NULL,          -- minor units of the currency, never below 0
+    PRIMARY KEY (device, currency)
+);
 CREATE INDEX IF NOT EXISTS replies_at ON replies (at);
 CREATE INDEX IF NOT EXISTS offers_until ON offers (until);
 """
@@ -298,6 +303,22 @@ class Store:
         row = self._one("SELECT body FROM offers WHERE device = ? AND id = ?", device, offer_id)
         return _loads(row[0]) if row else None
 
+    # Credit.
+
+    def credit(self, device, currency):
+        """Minor units of `currency` the device holds as credit toward its next orders."""
+        row = self._one("SELECT amount FROM credits WHERE device = ? AND currency = ?", device,
+                        currency)
+        return row[0] if row else 0
+
+    def add_credit(self, device, amount, currency):
+        """Add `amount` to the device's credit; a negative amount takes off at most what is held."""
+        self.db.execute("INSERT INTO credits VALUES (?, ?, 0) ON CONFLICT DO NOTHING",
+                        (device, currency))
+        self.db.execute("UPDATE credits SET amount = CASE WHEN amount + ? > 0 THEN amount + ? "
+                        "ELSE 0 END WHERE device = ? AND currency = ?",
+                        (amount, amount, device, currency))
+
     # Orders.
 
     def order(self, device, order_id):
@@ -344,9 +365,9 @@ class Store:
                         "DO UPDATE SET qty = held.qty + excluded.qty", (sku, qty))
 
     def cancel_state(self, device, order_id):
-        """(status, cancel_until) of an order, or None."""
-        return self._one("SELECT status, cancel_until FROM orders WHERE device = ? AND id = ?",
-                         device, order_id)
+        """(status, cancel_until, id of the offer ordered) of an order, or None."""
+        return self._one("SELECT status, cancel_until, offer FROM orders WHERE device = ? AND "
+                         "id = ?", device, order_id)
 
     def open_order_ref(self, device, sku, test):
         """The receipt reference of this device's open order for sku, or None."""
