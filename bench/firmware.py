@@ -3,15 +3,16 @@
     python bench/firmware.py
 
 Prints, from one run:
-- the .mpy bundle `thingsdk firmware build` makes for each board and link (MQTT over WiFi, or a
-  UART to a gateway), against the 60 KB target;
+- the bundle `thingsdk firmware build` makes for each board and link (MQTT over WiFi, or a
+  UART to a gateway): its .mpy files and texts.bin (the sentences, read from flash when said),
+  against the 60 KB target;
 - on MicroPython's unix port built as the boards are (32-bit, single-precision floats, a fixed
   GC heap: tests/unix_port.py), with the firmware application and its MQTT link loaded as at
   boot, a whole order (tests/mpy/order_heap.py: quote, decision, order, receipt, shipment,
   delivery, refill, every message signed and verified on the board): the heap the code takes,
   the most the order keeps alive between turns, and the smallest `-X heapsize` that completes
   it, found by bisection, for the stock firmware (.mpy files from the file system; target
-  128 KB) and for the frozen firmware (`firmware build --frozen`; target 64 KB), next to the
+  128 KB), for the same with its sentences left in the code, and for the frozen firmware (`firmware build --frozen`; target 64 KB), next to the
   estimates thingsdk/boards.py gives a build's report;
 - the same order on the MicroPython WebAssembly port (bench/mpy_order_flow.py), which collects
   garbage only between steps and has no heap limit: its live heap between steps;
@@ -34,7 +35,8 @@ import unix_port  # noqa: E402
 from micropython_port import RUNNER  # noqa: E402
 from thingsdk import boards  # noqa: E402
 from thingsdk.boards import BOARDS, TARGET  # noqa: E402
-from thingsdk.firmware_build import LINKS, compile_lib, find_mpy_cross  # noqa: E402
+from thingsdk.firmware_build import LINKS, code_bytes, compile_lib, find_mpy_cross  # noqa: E402
+from thingsdk.firmware_texts import DATA  # noqa: E402
 
 STOCK_TARGET, FROZEN_TARGET = 128, 64  # KB of heap for a whole order
 ORDER = ROOT / "tests" / "mpy" / "order_heap.py"
@@ -98,31 +100,53 @@ def names_line(interned, growths):
             "names to spare" % (interned, at, size, at - interned))
 
 
+def stock_build(folder, exclude=()):
+    """The esp32 MQTT build's lib/ in `folder`, with the test's vendor beside it; returns the
+    build's [(path, bytes)]."""
+    code = compile_lib(folder, BOARDS["esp32"].march, LINKS["mqtt"] + tuple(exclude))
+    subprocess.run([find_mpy_cross(), "-O3", "-s", "order_flow", "-o",
+                    str(folder / "order_flow.mpy"), str(PORTABLE / "order_flow.py")], check=True)
+    return code
+
+
 def heap_section(tmp, stock, frozen):
     build = tmp / "stock"
-    code_size = sum(n for _, n in compile_lib(build, BOARDS["esp32"].march, LINKS["mqtt"]))
-    subprocess.run([find_mpy_cross(), "-O3", "-s", "order_flow", "-o",
-                    str(build / "order_flow.mpy"), str(PORTABLE / "order_flow.py")], check=True)
-    path = [build / "lib", build]
+    code = stock_build(build)
+    code_size = code_bytes(code)
+    # The same build with its sentences left in the code (the reader module excluded), as the
+    # stock firmware was before texts.bin: what moving them saves, measured in this run.
+    in_code = code_bytes(stock_build(tmp / "in_code", exclude=["texts"]))
     scratch = tmp / "scratch"
     scratch.mkdir()
     print("heap on MicroPython's unix port, 32-bit with float32 as ESP32 and RP2040 (esp32 MQTT "
           "build; the test's vendor loaded too):")
     found = {}
     growths = pool_growths(stock)
-    for name, prog, p, lo, hi in (("stock", stock, path, 64, 384), ("frozen", frozen, (), 16, 192)):
+    runs = (("stock", stock, [build / "lib", build], 64, 384),
+            ("in code", stock, [tmp / "in_code" / "lib", tmp / "in_code"], 64, 384),
+            ("frozen", frozen, (), 16, 192))
+    for name, prog, p, lo, hi in runs:
         at = on_unix(prog, ORDER, [scratch], path=p)
         smallest = unix_port.smallest_heap(prog, ORDER, [scratch], path=p, lo=lo, hi=hi)
-        target = STOCK_TARGET if name == "stock" else FROZEN_TARGET
+        target = FROZEN_TARGET if name == "frozen" else STOCK_TARGET
         found[name] = smallest
         if name == "stock":
-            print("  stock firmware: %d B of .mpy files loaded from the file system" % code_size)
+            print("  stock firmware: %d B of .mpy files loaded from the file system, and %d B of "
+                  "sentences in %s read from flash when said" % (code_size, dict(code)[DATA],
+                                                                 DATA))
             print("    code loaded              %7d B  (%.2f x the .mpy bytes)"
                   % (at["code_bytes"], at["code_bytes"] / code_size))
+        elif name == "in code":
+            print("  the same with its sentences in the code (--exclude texts): %d B of .mpy "
+                  "files" % in_code)
+            print("    code loaded              %7d B  (%.2f x the .mpy bytes; %d B more than with "
+                  "texts.bin)" % (at["code_bytes"], at["code_bytes"] / in_code,
+                                  at["code_bytes"] - found["stock code"]))
         else:
             print("  frozen firmware (thingsdk firmware build --frozen; code and constants in "
                   "flash):")
             print("    code loaded              %7d B  (module objects only)" % at["code_bytes"])
+        found[name + " code"] = at["code_bytes"]
         print("    order, live peak         %7d B  (between turns, after a collection)"
               % at["order_live_bytes"])
         print(names_line(at["n_qstr"], growths))
@@ -176,8 +200,9 @@ def main():
             for name, board in sorted(BOARDS.items()):
                 built = compile_lib(tmp / link / name, board.march, unused)
                 size = sum(n for _, n in built)
-                print("  %-7s %-7s %6d B  %5.1f %% of target   (%d .mpy files, -O3)"
-                      % (name, link, size, 100 * size / TARGET, len(built)))
+                print("  %-7s %-7s %6d B  %5.1f %% of target   (%d .mpy files, -O3, %d B of "
+                      "them loaded; and texts.bin)" % (name, link, size, 100 * size / TARGET,
+                                                       len(built) - 1, code_bytes(built)))
         stock = unix_port.stock()
         frozen = unix_port.firmware(extra=[(PORTABLE, "order_flow.py")])
         build = heap_section(tmp, stock, frozen)

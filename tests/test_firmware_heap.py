@@ -14,7 +14,7 @@ import pytest
 
 from micropython_port import ROOT
 from thingsdk import boards
-from thingsdk.firmware_build import LINKS, compile_lib, find_mpy_cross
+from thingsdk.firmware_build import LINKS, code_bytes, compile_lib, find_mpy_cross
 
 ORDER = ROOT / "tests" / "mpy" / "order_heap.py"
 PORTABLE = ROOT / "tests" / "portable"
@@ -54,7 +54,7 @@ def test_a_frozen_firmware_cannot_complete_one_in_a_quarter_of_that(firmware_por
 
 def test_stock_mpy_files_complete_an_order_in_the_heap_the_build_reports(unix32, tmp_path):
     lib = tmp_path / "build"
-    code = sum(n for _, n in compile_lib(lib, "xtensawin", LINKS["mqtt"]))
+    code = code_bytes(compile_lib(lib, "xtensawin", LINKS["mqtt"]))
     subprocess.run([find_mpy_cross(), "-O3", "-o", str(lib / "order_flow.mpy"),
                     str(PORTABLE / "order_flow.py")], check=True)
     _, needed = boards.heap_needed(code)

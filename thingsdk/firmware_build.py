@@ -22,6 +22,7 @@ from thingsdk import boards, topics
 from thingsdk.core.keys import key_id
 from thingsdk.crypto import load_signer
 from thingsdk.device.config import TABLES
+from thingsdk.firmware_texts import DATA, KEPT, READER, Table, move_texts
 from thingsdk.mqtt import broker_address
 from thingsdk.owner import read_public_key
 from thingsdk.storage import atomic_write
@@ -109,21 +110,34 @@ def sources(exclude=()):
             (PACKAGE / "core" / "__init__.py", "lib/thingsdk/core/__init__")] + kept
 
 
-def loaded_source(path):
+def loaded_source(path, table=None):
     """A module's source as a .mpy file should be compiled from it. Tables written as
     `const((...))` (lifecycle.py's transitions) are compile-time constants: frozen into firmware
     they stay in flash, but a .mpy file inlines a copy of a shared sub-table at every use and all of
     them are loaded into the heap. Without the const() marker, which is the identity, each table
-    is built once at import and shared."""
-    return SHARED_TABLE.sub("((", Path(path).read_text())
+    is built once at import and shared. With a `table`, the module's sentences move to it
+    (thingsdk/firmware_texts.py) unless the module is one that KEPT its own."""
+    source = Path(path).read_text()
+    if table is not None and Path(path).stem not in KEPT:
+        source = move_texts(source, table)
+    return SHARED_TABLE.sub("((", source)
+
+
+def code_bytes(code):
+    """The bytes of a build's [(path, bytes)] that are loaded into the heap: all but texts.bin,
+    which is read from flash a sentence at a time."""
+    return sum(n for path, n in code if path != DATA)
 
 
 def compile_lib(out, march=None, exclude=(), lines=False):
     """Compile `sources(exclude)` into the folder `out`; returns [(path in the build, bytes)].
     Without `march` the output is bytecode for any port; with it, native code (the core has
     none) targets that architecture. Line numbers are left out (mpy-cross -O3: about 5 % less
-    code and heap; the code has no asserts for -O3 to drop) unless `lines`."""
+    code and heap; the code has no asserts for -O3 to drop) unless `lines`; so are the sentences,
+    which go to texts.bin, read from flash when said (thingsdk/firmware_texts.py), unless the
+    reader module is excluded."""
     mpy_cross, built = find_mpy_cross(), []
+    table = None if lines or READER in exclude else Table()
     for source, name in sources(exclude):
         target = Path(out) / (name + ".mpy")
         target.parent.mkdir(parents=True, exist_ok=True)
@@ -133,11 +147,16 @@ def compile_lib(out, march=None, exclude=(), lines=False):
         cmd = [mpy_cross, "-s", source_name, "-o", str(target)] + ([] if lines else ["-O3"])
         cmd.append("-")
         done = subprocess.run(cmd + (["-march=" + march] if march else []),
-                              input=loaded_source(source), capture_output=True, text=True)
+                              input=loaded_source(source, table), capture_output=True,
+                              text=True)
         if done.returncode:
             why = (done.stderr or done.stdout).strip().splitlines() or ["exit %d" % done.returncode]
             raise ValueError("mpy-cross %s: %s" % (source.name, why[-1]))
         built.append((name + ".mpy", target.stat().st_size))
+    if table is not None:
+        data = table.data()
+        (Path(out) / DATA).write_bytes(data)
+        built.append((DATA, len(data)))
     return built
 
 
@@ -328,7 +347,7 @@ def build(board_name, bundle, out, exclude=(), frozen=False, lines=False, force=
                 for p in sorted((out / FROZEN).rglob("*.py")) if p != manifest]
     else:
         code = compile_lib(out, board.march, tuple(exclude) + unused, lines)
-        loaded, _ = boards.heap_needed(sum(n for _, n in code))
+        loaded, _ = boards.heap_needed(code_bytes(code))
         if loaded > board.heap and not force:
             shutil.rmtree(out / "lib")
             raise DoesNotFit(
@@ -349,26 +368,30 @@ def report(board_name, code, ident, frozen=False):
     """The size report: every file, the totals against the target, and the heap the build needs
     against the board's."""
     board = boards.board(board_name)
-    code_bytes, ident_bytes = sum(n for _, n in code), sum(n for _, n in ident)
-    total = code_bytes + ident_bytes
+    size, ident_bytes = sum(n for _, n in code), sum(n for _, n in ident)
+    total = size + ident_bytes
     width = max(len(path) for path, _ in code + ident)
     where = ("freeze firmware/ into the image; copy the rest to the board's %s" if frozen
              else "copy the folder to the board's %s") % board.root
     lines = ["board        %s: %s, mpy-cross -march=%s; %s"
              % (board.name, board.title, board.march, where)]
-    lines += ["  %-*s %7d B" % (width, path, size) for path, size in code + ident]
+    lines += ["  %-*s %7d B" % (width, path, n) for path, n in code + ident]
     if frozen:
         lines.append("code         %d B of source in %d files, frozen into flash"
-                     % (code_bytes, len(code)))
+                     % (size, len(code)))
     else:
-        lines.append("code         %d B in %d .mpy files" % (code_bytes, len(code)))
+        texts = dict(code).get(DATA)
+        lines.append("code         %d B in %d .mpy files%s" % (
+            size, len(code) - (texts is not None),
+            " and %s (%d B of sentences, read from flash when said)" % (DATA, texts)
+            if texts is not None else ""))
         over = total - boards.TARGET
         verdict = ("OVER the target by %d B" % over if over > 0
                    else "within the target, %d B to spare" % -over)
         lines.append("total        %d B with the identity vs the %d B (60 KB) target: %s"
                      % (total, boards.TARGET, verdict))
     lines.append("identity     %d B in %d files (secrets mode 0600)" % (ident_bytes, len(ident)))
-    loaded, order = boards.heap_needed(code_bytes, frozen)
+    loaded, order = boards.heap_needed(code_bytes(code), frozen)
     if frozen:
         lines.append("heap         a whole order needs about %d KB, code included" % (order // 1024))
     else:
