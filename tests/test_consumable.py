@@ -250,6 +250,34 @@ def test_a_delivered_order_is_a_spare_until_the_refill_uses_it():
     assert c.status(now + HOUR)["spare"] == 0
 
 
+
+def test_a_refill_seen_late_does_not_use_the_spare_delivered_meanwhile():
+    """The owner fits the spare while the sensor is offline and still says nearly empty: the
+    device writes the spare off as gone and orders another. When the sensor comes back, the
+    refill it shows was made with the spare written off, not with the one just delivered,
+    which stays counted (it is on the shelf): counted as used, the device would order a third.
+    A refill that starts after a delivery uses it up, as before."""
+    c = filter_slot(safety=0)
+    now = T0 + 49 * DAY
+    c.add_order(b"order-1", 1)
+    c.receive(b"order-1")
+    c.read(now, 2)  # fitted meanwhile, but the offline sensor repeats its last reading
+    c.read(now + DAY, 2)
+    assert c.spares == 0  # read empty twice a day apart: the spare is taken to be gone
+    c.add_order(b"order-2", 1)
+    c.read(now + 2 * DAY, 960)  # back online: the refill, held as a possible glitch
+    c.receive(b"order-2")  # the second filter comes the same morning
+    assert c.spares == 1
+    c.read(now + 2 * DAY + HOUR, 958)  # the refill is confirmed: it began before the delivery
+    assert c.spares == 1 and c.position(now + 2 * DAY + HOUR) > 1900
+    restored = Consumable.from_state(c.to_state())
+    assert restored.spares == 1 and restored.to_state() == c.to_state()
+    for day in range(3, 51):  # 20 l a day until it is empty
+        c.read(now + day * DAY, max(1, 958 - 20 * (day - 2)))
+    c.read(now + 51 * DAY, 1000)  # the delivered filter goes in: this refill uses it
+    c.read(now + 51 * DAY + HOUR, 999)
+    assert c.spares == 0
+
 def test_order_quantity_rounds_to_items_and_clears_the_reorder_point():
     c = Consumable("beans", "g", 250, pack=1000, safety=50)  # a hopper, filled from 1 kg bags
     c.read(T0, 40)

@@ -418,6 +418,7 @@ class Consumable:
             estimator = RateEstimator(noise=max(1, capacity // 50))
         self.estimator = estimator
         self.spares = 0
+        self._arrived = [0, 0]  # the last delivery: [time of the last reading before it, items]
         self._orders = {}  # order id -> items
 
     # -- readings
@@ -429,7 +430,7 @@ class Consumable:
         elsewhere, and counting them would stop reordering."""
         est = self.estimator
         rise = est.add_level(now, level)
-        self._use_spares(rise)
+        self._use_spares(rise, est._recent[0][0] if rise else now)
         last = est._recent[-2:]
         if self.spares and len(last) > 1 and last[1][0] - last[0][0] >= DAY // 2 and \
                 max(last[0][1], last[1][1]) <= est.noise // 4:
@@ -443,12 +444,17 @@ class Consumable:
     def refill(self, now, level=None):
         """The host knows the slot was refilled, to `level` (default: full). Returns the rise."""
         rise = self.estimator.refill(now, self.capacity if level is None else level)
-        self._use_spares(rise)
+        self._use_spares(rise, now)
         return rise
 
-    def _use_spares(self, rise):
+    def _use_spares(self, rise, start):
+        """A refill of `rise` units, first read at `start`, used up spares: but not those of a
+        delivery that came after it began (a refill the sensor saw late, as it came back online,
+        was made with a spare the device had already written off as gone)."""
         if rise > 0:
-            self.spares = max(0, self.spares - max(1, (rise + self.pack // 2) // self.pack))
+            kept = self._arrived[1] if start <= self._arrived[0] else 0
+            used = max(1, (rise + self.pack // 2) // self.pack)
+            self.spares = max(min(kept, self.spares), self.spares - used)
 
     # -- orders
     def add_order(self, order_id, items):
@@ -471,6 +477,9 @@ class Consumable:
         ordered = self._orders.pop(order_id)
         delivered = ordered if items is None else _check_int(items, 0, MAX_ITEMS, "items")
         self.spares = min(_MAX_SPARES, self.spares + delivered)
+        est = self.estimator
+        last = est._pending or (est._recent[-1] if est._recent else None)
+        self._arrived = [last[0] if last else 0, delivered]  # after the reading at [0]
         return True
 
     def cancel(self, order_id):
@@ -600,6 +609,7 @@ class Consumable:
             "shelf": self.shelf_life,
             "late": self.late,
             "spares": self.spares,
+            "arrived": list(self._arrived),
             "orders": [[order_id, items] for order_id, items in self._orders.items()],
             "estimator": self.estimator.to_state(),
         }
@@ -620,6 +630,10 @@ class Consumable:
         except KeyError as exc:
             raise ConsumableError("consumable state lacks %s" % exc)
         c.spares = _check_int(spares, 0, _MAX_SPARES, "spares")
+        arrived = state.get("arrived", [0, 0])
+        _require(isinstance(arrived, list) and len(arrived) == 2, "arrived must be [time, items]")
+        c._arrived = [_check_int(arrived[0], 0, MAX_INT, "arrived time"),
+                      _check_int(arrived[1], 0, _MAX_SPARES, "arrived items")]
         for entry in _check_list(orders, "orders", _MAX_ORDERS):
             _require(isinstance(entry, list) and len(entry) == 2, "an order must be [id, items]")
             _require(_check_order_id(entry[0]) not in c._orders, "duplicate order id")
