@@ -241,8 +241,16 @@ def _half_to_float(h):
 
 
 def _decode(data, pos, depth):
-    if pos < len(data) and data[pos] < 0x18:  # a small unsigned int, the commonest item: its head
-        return data[pos], pos + 1  # is its value
+    if pos < len(data):
+        initial = data[pos]
+        if initial < 0x18:  # a small unsigned int, the commonest item: its head is its value
+            return initial, pos + 1
+        if 0x40 <= initial < 0x78 and (initial & 0x1F) < 24:  # a short byte or text string:
+            end = pos + 1 + (initial & 0x1F)  # its head holds its length
+            if end > len(data):
+                raise CBORError("length %d exceeds the remaining input" % (initial & 0x1F))
+            raw = data[pos + 1 : end]
+            return (raw if initial < 0x60 else _text(raw)), end
     major, info, arg, pos = decode_head(data, pos)
     if major == 0:
         return arg, pos
