@@ -311,3 +311,19 @@ def test_signatures_of_other_lengths_are_refused_unchecked(signed):
         with pytest.raises(cose.CoseError) as err:
             cose.verify_sign1(bad, {signer.kid: signer.verifier()}, cpython_codec)
         assert err.value.code == "bad-signature"
+
+
+@pytest.mark.parametrize("key", [Ed25519Signer.from_seed(b"\x05" * 32),
+                                 HmacKey(b"\x06" * 32), HmacKey(b"\x06" * 32, kid=b"k" * 30)],
+                         ids=["ed25519", "hmac", "hmac-long-kid"])
+def test_default_protected_header_is_the_deterministic_encoding(key):
+    """sign1 and mac0 write the default protected header, {alg, kid}, without the codec: it must
+    be byte for byte what the codec writes."""
+    build = cose.mac0 if isinstance(key, HmacKey) else cose.sign1
+    data = build(b"payload", key, core_codec)
+    expected = {cose.ALG: key.alg}
+    if key.kid is not None:
+        expected[cose.KID] = key.kid
+    protected = core_codec.dumps(expected)
+    written = core_codec.encode_head(2, len(protected)) + protected
+    assert data[2:2 + len(written)] == written

@@ -87,11 +87,14 @@ def verify_mac0(data, keys, codec, external_aad=b""):
 
 
 def _build(tag, context, payload, key, compute, codec, external_aad, protected, unprotected):
-    if protected is None:
-        protected = {ALG: key.alg}
+    if protected is None:  # {ALG: alg, KID: kid}, written as codec.dumps would write it
+        alg = key.alg
+        protected_bytes = b"\xa1\x01" if key.kid is None else b"\xa2\x01"
+        protected_bytes += encode_head(0, alg) if alg >= 0 else encode_head(1, -1 - alg)
         if key.kid is not None:
-            protected[KID] = key.kid
-    protected_bytes = codec.dumps(protected) if protected else b""
+            protected_bytes += b"\x04" + encode_head(2, len(key.kid)) + key.kid
+    else:
+        protected_bytes = codec.dumps(protected) if protected else b""
     proof = compute(_structure(context, protected_bytes, external_aad, payload))
     # tag([protected, unprotected, payload, proof]) written as codec.dumps would, piece by piece:
     # the three byte strings are not copied into a structure only to be encoded again
