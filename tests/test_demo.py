@@ -23,6 +23,7 @@ ROOT = Path(__file__).resolve().parent.parent
 DECISIONS = [
     "fridge   decides to buy: Water filter has ",
     "printer  counters the offer: Black ink has ",
+    "the best offer is 1 at 31.90 EUR (31.90 EUR per item used)",  # not "took": it counters
     "asking for 2 at up to 31.89 EUR each, which would cost less per item used.",
     "printer  asks its owner first: Black ink has ",
     "took 2 at 31.90 EUR (30.30 EUR per item used, 3.19 EUR credit for the next order)",

@@ -167,9 +167,10 @@ def decide(agent, record, decision, now):
     kept.sort(key=lambda k: k[0])
     best = kept[0]
     offer = best[1].offer
-    took = "took " + _label(offer, best[3])
+    pick = _label(offer, best[3])
     if best[0][0]:
-        took += ", the soonest, as none arrives before it may run short"
+        pick += ", the soonest, as none arrives before it may run short"
+    took = "took " + pick
     left = ["left " + _label(k[1].offer, k[3]) for k in kept[1:]] + ["left " + x for x in left]
     lead = [deciding._head(consumable, forecast, None)]
     reason = "lowest-cost" if len(offers) > 1 else "within-policy"
@@ -187,10 +188,10 @@ def decide(agent, record, decision, now):
     ask = propose(consumable, mandate, agent.ledger, record, offer, best[3], now, slot.category)
     if ask is None:
         return chosen
-    text = sentence(lead + [took, "asking for %d%s at up to %s each, which would cost less "
-                                  "per item used" % (
-                                      ask["qty"], " arriving later" if "need" in ask else "",
-                                      money_text(*ask["price"]))])
+    text = sentence(lead + ["the best offer is " + pick, "asking for %d%s at up to %s each, "
+                                                         "which would cost less per item used" % (
+                                ask["qty"], " arriving later" if "need" in ask else "",
+                                money_text(*ask["price"]))])
     return Counter(text, now, best[1], ask)
 
 
