@@ -427,12 +427,14 @@ class Consumable:
 
         A slot read empty (within a quarter of the noise) twice, half a day apart or more, while
         spares are counted has none: they went in unseen (a sensor offline at the refill) or
-        elsewhere, and counting them would stop reordering."""
+        elsewhere, and counting them would stop reordering; but not while a higher reading waits
+        to be confirmed as a refill (the two empty readings are then not the latest)."""
         est = self.estimator
         rise = est.add_level(now, level)
         self._use_spares(rise, est._recent[0][0] if rise else now)
         last = est._recent[-2:]
-        if self.spares and len(last) > 1 and last[1][0] - last[0][0] >= DAY // 2 and \
+        if self.spares and est._pending is None and len(last) > 1 and \
+                last[1][0] - last[0][0] >= DAY // 2 and \
                 max(last[0][1], last[1][1]) <= est.noise // 4:
             self.spares = 0
         return rise
