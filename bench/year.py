@@ -189,6 +189,7 @@ class Outcome:
         self.held_back = {}
         self.waits = 0
         self.quantity_refused = 0
+        self.miscounted = 0  # days that ended with the device counting other spares than shelved
 
     @property
     def spend(self):
@@ -325,6 +326,8 @@ class Slot:
         out.served.append(served)
         out.on_hand.append(self.level + len(self.shelf) * spec.pack)
         out.left = out.on_hand[-1] + sum(p[2] for p in self.parcels) * spec.pack
+        if c.spares != len(self.shelf):
+            out.miscounted += 1
 
 
 def simulate(seed=1, days=365):
@@ -416,7 +419,12 @@ def report(runs, days):
                 held[reason] = held.get(reason, 0) + count
     lines += ["", "forecast, all seeds: offers left for a day as still in time: %d; orders the "
               "mandate held back: %s" % (waits, ", ".join(
-                  "%s %d" % kv for kv in sorted(held.items())) or "none"), "", "targets:"]
+                  "%s %d" % kv for kv in sorted(held.items())) or "none"),
+              "days the device ended counting other spares than the shelf held, all seeds "
+              "(forecast / threshold): " + ", ".join(
+                  "%s %d / %d" % (spec.slot, *(sum(runs[seed][spec.slot][name].miscounted
+                                                   for seed in seeds) for name, _ in POLICIES))
+                  for spec in SPECS), "", "targets:"]
     for spec in SPECS:
         f, t = table[spec.slot, "forecast"], table[spec.slot, "threshold"]
         fs, ts = median([x["stockout"] for x in f.values()]), median(
