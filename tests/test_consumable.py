@@ -251,6 +251,34 @@ def test_a_delivered_order_is_a_spare_until_the_refill_uses_it():
 
 
 
+def test_a_sensor_repeating_its_reading_from_before_a_refill_is_not_taken():
+    """The owner fits a filter and says so; the sensor, offline, repeats its last reading (nearly
+    empty). Taken, that would write the spare off as gone and then count the refill again when
+    the sensor comes back; it is not taken for up to a week, and the spare stays counted. A
+    week on, the same reading is taken: the refill was said in error."""
+    c = filter_slot(safety=0)
+    now = T0 + 49 * DAY
+    c.read(now, 2)
+    c.add_order(b"order-1", 2)
+    c.receive(b"order-1")
+    c.refill(now + HOUR, 1000)
+    assert c.spares == 1
+    c.read(now + DAY, 2)
+    c.read(now + 2 * DAY, 2)
+    assert c.spares == 1 and c.level(now + 2 * DAY) > 900
+    restored = Consumable.from_state(c.to_state())
+    assert restored.to_state() == c.to_state()
+    restored.read(now + 3 * DAY, 2)  # still not taken after a restart
+    assert restored.level(now + 3 * DAY) > 900
+    c.read(now + 3 * DAY, 940)  # back online: no refill in it
+    assert c.spares == 1 and c.level(now + 3 * DAY) == 940
+    late = filter_slot(safety=0)
+    late.read(now, 2)
+    late.refill(now + HOUR, 1000)
+    late.read(now + 8 * DAY, 2)
+    assert late.level(now + 8 * DAY) == 2
+
+
 def test_a_refill_waiting_to_be_confirmed_is_not_an_empty_slot():
     """Two filters come while the slot has read empty twice, and one goes in at once: the high
     reading is held until the next confirms it, and meanwhile the empty readings are not the

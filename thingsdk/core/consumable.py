@@ -22,6 +22,7 @@ _MAX_ORDER_ID = const(64)
 _MIN_PAIRS = const(3)  # fewer pairwise slopes than this and the rate is unknown
 _RECENT = const(5)  # raw readings the robust current level is the median of
 _RECENT_USE = const(7 * 86400)  # seconds: the latest readings the week's rate is taken over
+_STALE_FOR = const(7 * 86400)  # seconds a reading repeating the last before a refill is not taken
 Z = 2  # standard deviations on each side of a forecast band, and in the safety stock
 # the median of a chi-squared variable with 1 degree of freedom, times 10000
 _MEDIAN_CHI2 = const(4549)
@@ -133,6 +134,8 @@ class RateEstimator:
         self._recent = []  # the last raw readings [t, level] of the current segment, oldest first
         self._pending = None  # a reading [t, level] that may be a refill, held for confirmation
         self._fit = None  # (rate, variance, span, recent rate) from _fit_points, while not stale
+        self._last = None  # the level the sensor read last
+        self._before = None  # [time, level last read] of a refill the host told of, see add_level
         self._stale = False
 
     def add_level(self, t, level):
@@ -140,10 +143,18 @@ class RateEstimator:
 
         A reading above the recent median by more than `noise` is held back until the next one: if
         that is high too, the refill is real and the held reading starts the new segment; if not,
-        the held one was an outlier and is dropped.
+        the held one was an outlier and is dropped. After a refill the host told of (`refill`), a
+        reading that repeats the last one before it is not taken, for up to _STALE_FOR: the sensor
+        has not caught up (offline, or stuck at its last value), and taken, its low level would
+        have the spares written off and the stock counted again when the sensor comes back.
         """
         self._check_time(t)
         _check_int(level, -MAX_INT, MAX_INT, "level")
+        if self._before is not None:
+            if level == self._before[1] and t - self._before[0] <= _STALE_FOR:
+                return 0
+            self._before = None
+        self._last = level
         rise = 0
         if len(self._recent) > 1:
             base = _upper_median([r[1] for r in self._recent])
@@ -180,6 +191,8 @@ class RateEstimator:
         self._check_time(t)
         _check_int(level, -MAX_INT, MAX_INT, "level")
         rise = level - self.level_at(t) if self._recent else level
+        if self._last is not None and self._last < level:
+            self._before = [t, self._last]  # see add_level
         self._new_segment()
         self._pending = None
         self._recent = [[t, level]]
@@ -305,6 +318,8 @@ class RateEstimator:
             "points": [list(p) for p in self._points],
             "recent": [list(r) for r in self._recent],
             "pending": None if self._pending is None else list(self._pending),
+            "last": self._last,
+            "before": None if self._before is None else list(self._before),
         }
 
     @classmethod
@@ -336,6 +351,12 @@ class RateEstimator:
         est._points = [list(p) for p in points]
         est._recent = [list(r) for r in recent]
         est._pending = None if pending is None else list(pending)
+        last, before = state.get("last"), state.get("before")
+        est._last = None if last is None else _check_int(last, -MAX_INT, MAX_INT, "last level")
+        if before is not None:
+            _require(isinstance(before, list) and len(before) == 2, "before must be [t, level]")
+            est._before = [_check_int(before[0], 0, MAX_INT, "before time"),
+                           _check_int(before[1], -MAX_INT, MAX_INT, "before level")]
         est._stale = True
         return est
 
