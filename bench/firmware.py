@@ -19,6 +19,7 @@ Prints, from one run:
 - the names the order interned in the heap against where the pool of names next grows (by a
   block of several KB, bench/mpy_qstr_pool.py): a firmware just under it is a few names away
   from needing that much more heap;
+- the heap each module of the stock build takes as it loads (thingsdk.firmware_build.load_order);
 - Ed25519 sign and verify, and the first Signer (which builds the comb table where it is not
   frozen), on the 32-bit port (stock and frozen) and on the WebAssembly port.
 """
@@ -35,7 +36,8 @@ import unix_port  # noqa: E402
 from micropython_port import RUNNER  # noqa: E402
 from thingsdk import boards  # noqa: E402
 from thingsdk.boards import BOARDS, TARGET  # noqa: E402
-from thingsdk.firmware_build import LINKS, code_bytes, compile_lib, find_mpy_cross  # noqa: E402
+from thingsdk.firmware_build import (  # noqa: E402
+    LINKS, code_bytes, compile_lib, find_mpy_cross, load_order)
 from thingsdk.firmware_texts import DATA  # noqa: E402
 
 STOCK_TARGET, FROZEN_TARGET = 128, 64  # KB of heap for a whole order
@@ -162,6 +164,36 @@ def heap_section(tmp, stock, frozen):
     return build
 
 
+BY_MODULE = """import gc
+gc.threshold(4096)  # as firmware/main.py has the heap collected while the code loads
+gc.collect()
+last = gc.mem_alloc()
+for name in %r:
+    __import__(name)
+    gc.collect()
+    now = gc.mem_alloc()
+    print("%%s %%d" %% (name, now - last))
+    last = now
+"""
+
+
+def by_module(prog, build, tmp):
+    """The heap each module of the stock build takes as app and its MQTT link load, each
+    imported after the modules it imports (so its figure is its own, with what it imports from
+    MicroPython itself, such as asyncio), largest first. A module whose names fill the pool of
+    names is charged for the next pool (a block of several KB)."""
+    script = tmp / "by_module" / "by_module.py"  # a folder of its own: the script's folder is
+    script.parent.mkdir()  # searched first, and tmp holds folders named as modules (mqtt/)
+    script.write_text(BY_MODULE % (load_order(),))
+    found = on_unix(prog, script, path=[build / "lib", build])
+    ranked = sorted(found.items(), key=lambda kv: -kv[1])
+    print("  stock code by module, each loaded after what it imports (B; %d B in all; a module "
+          "that fills the pool of names is charged for the next):" % sum(found.values()))
+    for i in range(0, len(ranked), 4):
+        print("    " + "  ".join("%-12s %6d" % (name.rsplit(".", 1)[-1], size)
+                               for name, size in ranked[i:i + 4]))
+
+
 def wasm_order(build, tmp):
     bench = tmp / "bench"
     bench.mkdir()
@@ -206,6 +238,7 @@ def main():
         stock = unix_port.stock()
         frozen = unix_port.firmware(extra=[(PORTABLE, "order_flow.py")])
         build = heap_section(tmp, stock, frozen)
+        by_module(stock, build, tmp)
         wasm_order(build, tmp)
     crypto(stock, frozen)
 

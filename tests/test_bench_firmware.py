@@ -32,3 +32,14 @@ def test_the_firmware_benchmark_prints_every_figure(unix32):
     assert [r[0] for r in rows] == ["unix port 32-bit, stock", "unix port 32-bit, frozen",
                                     "WebAssembly"]
     assert [r[5] for r in rows] == ["8", "4", "8"]  # the frozen firmware reads its comb from flash
+    # The heap by module: every module app and its MQTT link load, adding up to about the code
+    # the whole order's script measured loaded (which also loads the test's vendor).
+    total = re.search(r"stock code by module, each loaded after what it imports \(B; (\d+) B in "
+                      r"all", out)
+    table = out[out.index("\n", total.end()):].split("\nheap on")[0]
+    modules = dict(re.findall(r"([a-z_0-9]+) +(\d+)(?=  |$)", table, re.M))
+    assert {"lifecycle", "messages", "consumable", "mqtt", "app", "ed25519"} <= set(modules)
+    assert sum(map(int, modules.values())) == int(total.group(1))
+    assert min(map(int, modules.values())) > 256  # each one its code, not an empty namespace
+    stock_code = int(re.search(r"code loaded +(\d+) B", out).group(1))
+    assert 0.8 * stock_code <= int(total.group(1)) <= stock_code

@@ -4,6 +4,7 @@ certificates and key, config.json) with secrets mode 0600, and a size report; th
 and firmware library import and run on the MicroPython WebAssembly port. Errors are one line.
 """
 
+import ast
 import json
 import re
 import stat
@@ -18,7 +19,7 @@ from thingsdk import boards, codec, topics
 from thingsdk.cli import main
 from thingsdk.core import cbor, envelope
 from thingsdk.crypto import Ed25519Verifier, load_signer
-from thingsdk.firmware_build import compile_lib
+from thingsdk.firmware_build import compile_lib, load_order
 
 CORE = sorted(p.stem for p in (ROOT / "thingsdk" / "core").glob("*.py"))
 FIRMWARE = ROOT / "firmware" / "lib"
@@ -258,3 +259,35 @@ def test_a_setting_the_board_would_not_take_is_refused_by_name(tmp_path, bundle,
             str(tmp_path / "out")]
     assert main(argv) == 2
     assert capsys.readouterr().err == "thingsdk firmware: error: %s: %s\n" % (toml, message)
+
+
+def test_load_order_puts_each_module_after_what_it_imports():
+    """The order bench/firmware.py loads the stock build in to charge each module its own heap:
+    the texts reader first, every module after the SDK and firmware modules it imports on
+    loading, each once, and the link app imports only when configured (mqtt) after app; not
+    the modules imported only when needed (counter-proposals, boot-time configuration, the
+    serial link)."""
+    order = load_order()
+    assert order[0] == "texts" and len(order) == len(set(order))
+    assert order.index("app") < order.index("mqtt") == len(order) - 1
+    core = ROOT / "thingsdk" / "core"
+    for name in order[1:]:
+        short = name.rsplit(".", 1)[-1]
+        path = (core if name.startswith("thingsdk.core.") else ROOT / "firmware" / "lib") / (
+            short + ".py")
+        for needed in _imported_on_loading(ast.parse(path.read_text())):
+            if needed in order:
+                assert order.index(needed) < order.index(name), (needed, name)
+    for lazy in ("thingsdk.core.counter", "configure", "seriallink"):
+        assert lazy not in order
+
+
+def _imported_on_loading(tree):
+    """The module names a module's top-level import statements name."""
+    for node in tree.body:
+        if isinstance(node, ast.ImportFrom) and node.module == "thingsdk.core":
+            yield from ("thingsdk.core." + alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module:
+            yield node.module
+        elif isinstance(node, ast.Import):
+            yield from (alias.name for alias in node.names)

@@ -110,6 +110,27 @@ def sources(exclude=()):
             (PACKAGE / "core" / "__init__.py", "lib/thingsdk/core/__init__")] + kept
 
 
+def load_order(roots=("app", "mqtt"), exclude=()):
+    """The modules a board loads as it imports `roots` (firmware modules), as import names
+    ("thingsdk.core.agent", "flash"), each after the modules it imports on loading: the texts
+    reader first, as the build's code imports it wherever a sentence moved to texts.bin."""
+    built = {Path(name).name: name for _, name in sources(exclude)}
+    paths = {Path(name).name: path for path, name in sources(exclude)}
+    local = {name for name, path in built.items() if not path.startswith("lib/thingsdk/")}
+    order = [READER] if READER in built else []
+
+    def visit(name):
+        if name in order:
+            return
+        for needed in sorted(_imports(paths[name], local)):
+            visit(needed)
+        order.append(name)
+
+    for root in roots:
+        visit(root)
+    return [name if name in local else CORE_PREFIX + name for name in order]
+
+
 def loaded_source(path, table=None):
     """A module's source as a .mpy file should be compiled from it. Tables written as
     `const((...))` (lifecycle.py's transitions) are compile-time constants: frozen into firmware
