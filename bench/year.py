@@ -35,8 +35,9 @@ really comes are drawn per day, so both policies ordering on the same day get th
 Printed per consumable and in total, as the median over the seeds [the worst seed]: stockout
 days, demand lost, average stock on hand (units and money), stock expired, orders, spend per
 100 units used; the days each device ended counting other spares than the shelf held (a spare
-it lost count of is ordered again and sits on the shelf); then the targets, met or NOT met. bench/year_bound.py measures, on the same
-years, how little stock any order timing and size could hold at the stockout target.
+it lost count of is ordered again and sits on the shelf); then the targets, met or NOT met.
+bench/year_bound.py measures, on the same years, how little stock any order timing and size
+could hold at the stockout target.
 """
 
 import argparse

@@ -250,7 +250,6 @@ def test_a_delivered_order_is_a_spare_until_the_refill_uses_it():
     assert c.status(now + HOUR)["spare"] == 0
 
 
-
 def test_a_sensor_repeating_its_reading_from_before_a_refill_is_not_taken():
     """The owner fits a filter and says so; the sensor, offline, repeats its last reading (nearly
     empty). Taken, that would write the spare off as gone and then count the refill again when
@@ -321,6 +320,7 @@ def test_a_refill_seen_late_does_not_use_the_spare_delivered_meanwhile():
     c.read(now + 51 * DAY, 1000)  # the delivered filter goes in: this refill uses it
     c.read(now + 51 * DAY + HOUR, 999)
     assert c.spares == 0
+
 
 def test_order_quantity_rounds_to_items_and_clears_the_reorder_point():
     c = Consumable("beans", "g", 250, pack=1000, safety=50)  # a hopper, filled from 1 kg bags
