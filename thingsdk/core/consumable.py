@@ -231,10 +231,14 @@ class RateEstimator:
         levels = [level - _ceil_div(rate * (now - t), MILLI_DAY) for t, level in self._recent]
         return _upper_median(levels)
 
+    def latest(self):
+        """The latest reading [t, level] taken or held for confirmation, or None."""
+        return self._pending or (self._recent[-1] if self._recent else None)
+
     def _check_time(self, t):
         _check_int(t, 0, MAX_INT, "time")
-        last = self._pending or (self._recent[-1] if self._recent else [0])
-        _require(t >= last[0], "readings must come in time order")
+        last = self.latest()
+        _require(last is None or t >= last[0], "readings must come in time order")
 
     def _new_segment(self):
         self._segment += 1
@@ -500,8 +504,7 @@ class Consumable:
         ordered = self._orders.pop(order_id)
         delivered = ordered if items is None else _check_int(items, 0, MAX_ITEMS, "items")
         self.spares = min(_MAX_SPARES, self.spares + delivered)
-        est = self.estimator
-        last = est._pending or (est._recent[-1] if est._recent else None)
+        last = self.estimator.latest()
         self._arrived = [last[0] if last else 0, delivered]  # after the reading at [0]
         return True
 
