@@ -245,10 +245,10 @@ def _decode(data, pos, depth):
         initial = data[pos]
         if initial < 0x18:  # a small unsigned int, the commonest item: its head is its value
             return initial, pos + 1
-        if 0x40 <= initial < 0x78 and (initial & 0x1F) < 24:  # a short byte or text string:
-            end = pos + 1 + (initial & 0x1F)  # its head holds its length
-            if end > len(data):
-                raise CBORError("length %d exceeds the remaining input" % (initial & 0x1F))
+        # A short byte or text string (its head holds its length) that the input holds whole;
+        # one cut short is refused by decode_head below.
+        end = pos + 1 + (initial & 0x1F)
+        if 0x40 <= initial < 0x78 and (initial & 0x1F) < 24 and end <= len(data):
             raw = data[pos + 1 : end]
             return (raw if initial < 0x60 else _text(raw)), end
     major, info, arg, pos = decode_head(data, pos)
