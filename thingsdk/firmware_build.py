@@ -114,10 +114,12 @@ def load_order(roots=("app", "mqtt"), exclude=()):
     """The modules a board loads as it imports `roots` (firmware modules), as import names
     ("thingsdk.core.agent", "flash"), each after the modules it imports on loading: the texts
     reader first, as the build's code imports it wherever a sentence moved to texts.bin."""
-    built = {Path(name).name: name for _, name in sources(exclude)}
-    paths = {Path(name).name: path for path, name in sources(exclude)}
-    local = {name for name, path in built.items() if not path.startswith("lib/thingsdk/")}
-    order = [READER] if READER in built else []
+    paths, local = {}, set()
+    for path, name in sources(exclude):
+        paths[Path(name).name] = path
+        if not name.startswith("lib/thingsdk/"):
+            local.add(Path(name).name)
+    order = [READER] if READER in paths else []
 
     def visit(name):
         if name in order:
