@@ -152,26 +152,37 @@ class Ack:
     """The broker's answer to one publish (PUBACK) or subscribe (SUBACK), once it came.
     `queued` is True when it was made while offline (it goes out after the next connect)."""
 
+    __slots__ = ("_unanswered", "queued", "reasons")
+
     def __init__(self, queued=False):
-        self._event = threading.Event()
+        # Held until the answer comes: a plain lock, not an Event (a Condition in Python), as
+        # a busy vendor makes one for each of its answers.
+        self._unanswered = threading.Lock()
+        self._unanswered.acquire()
         self.queued = queued
         self.reasons = None  # the reason codes (ints); 0x80 and above are refusals
 
     def wait(self, timeout=None):
         """True once answered (accepted or refused), False on timeout."""
-        return self._event.wait(timeout)
+        if self.reasons is not None:
+            return True
+        if not self._unanswered.acquire(timeout=-1 if timeout is None else max(timeout, 0)):
+            return False
+        self._unanswered.release()  # for the next waiter
+        return True
 
     @property
     def done(self):
-        return self._event.is_set()
+        return self.reasons is not None
 
     @property
     def refused(self):
         return self.done and any(code >= 0x80 for code in self.reasons)
 
     def _answer(self, reasons):
-        self.reasons = reasons
-        self._event.set()
+        if self.reasons is None:
+            self.reasons = reasons
+            self._unanswered.release()
 
 
 class Transport:
