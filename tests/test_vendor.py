@@ -11,7 +11,7 @@ import thingsdk.seller
 from thingsdk import codec, topics
 from thingsdk.core import envelope, mandate
 from thingsdk.core import messages as m
-from thingsdk.core.lifecycle import visit_offer
+from thingsdk.core.lifecycle_rare import visit_offer
 from thingsdk.crypto import Ed25519Signer
 from thingsdk.seller import catalog
 from thingsdk.seller.limiter import RefusalLimiter

@@ -166,6 +166,10 @@ class App:
                                        lambda: set_clock(self.clock))
         finally:
             del sys.modules["configure"]
+            # Need records read back from flash loaded the lifecycle's rarer events for their
+            # check: dropped too (and the package's name for them), until one of them comes.
+            if sys.modules.pop("thingsdk.core.lifecycle_rare", None):
+                del sys.modules["thingsdk.core"].lifecycle_rare
 
     def _on_message(self, topic, payload):
         """Take a downlink or an owner's message in at once: the link acknowledges it only after this returns, so only

@@ -55,14 +55,12 @@ rounds are fewer than `counter` (0: offers are taken as they come).
 from thingsdk.core import messages as m
 from thingsdk.core.check import const, is_int
 from thingsdk.core.consumable import DAY
+from thingsdk.core.need import (  # noqa: F401 (VERSION and the limits: the lifecycle's own names)
+    APPROVING, ASKS, BUY, CLOSED, DECIDING, DELIVERED, MAX_CLOSED, MAX_IDS, MAX_OFFERS,
+    MAX_SHIPMENTS, MONEY, ORDERING, PLACED, QUOTING, RANK, SHIPPED, SKEW, STOCK, SUPPORT, VERSION,
+    VISIT_SKU, WAITING, _FIELDS, LifecycleError, _arrival, _close, _copy, _is_id, _offer, _quote,
+    _require)
 
-VERSION = 1
-QUOTING, DECIDING, WAITING, APPROVING = "quoting", "deciding", "waiting", "approving"
-ORDERING, PLACED, SHIPPED, DELIVERED = "ordering", "placed", "shipped", "delivered"
-CLOSED = "closed"
-# A need only moves up this rank; the states of rank 0 may loop among themselves.
-RANK = {QUOTING: 0, DECIDING: 0, WAITING: 0, APPROVING: 0, ORDERING: 1, PLACED: 2, SHIPPED: 3,
-        DELIVERED: 4, CLOSED: 5}
 # Which states may follow each state in one step (a state may also stay as it is; a new need
 # starts quoting); checked at the end of every step, drawn in docs/architecture.md.
 NEXT = const((
@@ -76,16 +74,6 @@ NEXT = const((
     ("delivered", ("closed",)),
     ("closed", ()),
 ))
-BUY, SUPPORT = "buy", "support"  # kinds of need
-ASKS = {BUY: m.QUOTE_REQUEST, SUPPORT: m.SUPPORT_REQUEST}
-MONEY = (None, "reserved", "committed", "released")
-STOCK = (None, "incoming", "received", "cancelled")
-MAX_IDS = 16  # message ids kept per need to match answers (`re`)
-MAX_OFFERS = 8
-MAX_SHIPMENTS = 4
-MAX_CLOSED = 8  # closed records an Orders container keeps (late messages meet "closed")
-SKEW = 300  # a message is re-sent as the same bytes only while it has this long left to live
-VISIT_SKU = "service-visit"
 
 DEFAULTS = {
     "ttl": 6 * 3600,  # lifetime of a sealed message
@@ -103,33 +91,6 @@ DEFAULTS = {
     "late": 7 * DAY,  # after the expected arrival, a placed or shipped order is overdue
     "refill_wait": 30 * DAY,  # after delivery, the need closes without a refill seen
 }
-_FIELDS = ("v", "need", "kind", "slot", "state", "at", "vendor", "owner", "ask", "out", "ids",
-           "tries", "rounds", "due", "offers", "decision", "areq", "appr", "oid", "order",
-           "first", "money", "stock", "receipt", "hold", "cancel_until", "shipments",
-           "delivered", "reason", "closed", "refilled")
-
-
-class LifecycleError(ValueError):
-    """A malformed record, decision, configuration or argument."""
-
-
-def _require(ok, message):
-    if not ok:
-        raise LifecycleError(message)
-
-
-def _is_id(v):
-    return isinstance(v, bytes) and len(v) == m.ID_SIZE
-
-
-def _copy(v):
-    """A deep copy of plain data; tuples become lists, as CBOR would give them back."""
-    if isinstance(v, dict):
-        return {k: _copy(x) for k, x in v.items()}
-    if isinstance(v, (list, tuple)):
-        return [_copy(x) for x in v]
-    return v
-
 
 def make_config(overrides=None):
     """DEFAULTS with `overrides` applied, checked."""
@@ -281,7 +242,7 @@ def step(record, event, now, config, new_id):
     """Apply one event to a need: (new record, effects). The record passed in is not changed."""
     s = _Step(record, now, config, new_id)
     kind = event[0]
-    handler = _EVENTS.get(kind)
+    handler = _EVENTS.get(kind) or _rare().EVENTS.get(kind)
     _require(handler is not None, "unknown event %r" % (kind,))
     if s.rec["state"] == CLOSED and kind != "tick":
         s.ignore("closed", kind if kind != "message" else m.NAMES[event[1]["t"] - 1])
@@ -302,58 +263,12 @@ def resume(record, now, config, new_id):
 
 # ---- transitions -------------------------------------------------------------------------------
 
-def _quote(s):
-    """A round of asking the vendor: a fresh quote (or support) request."""
-    rec = s.rec
-    rec.update({"state": QUOTING, "tries": 0, "offers": [], "appr": None})
-    s.send(ASKS[rec["kind"]], rec["ask"], rec["vendor"])
-    s.wait(s.cfg["quote_wait"], 0)
-
-
-def _new_round(s, why):
-    s.rec["rounds"] += 1
-    if s.rec["rounds"] > s.cfg["rounds"]:
-        _close(s, why)
-    else:
-        _quote(s)
-
-
-def _close(s, reason, release=False):
-    """Close the need: a reservation is released (a commitment too, with `release`), stock still
-    on its way no longer counts."""
-    rec = s.rec
-    rec.update({"state": CLOSED, "reason": reason, "closed": s.now, "due": None, "out": None})
-    if rec["money"] == "reserved" or (release and rec["money"] == "committed"):
-        rec["money"] = "released"
-    if rec["stock"] == "incoming":
-        rec["stock"] = "cancelled"
-
-
-def _cancel_order(s, by, reason):
-    """Close an order that is (maybe) placed and tell the vendor."""
-    _close(s, reason, release=True)
-    s.send(m.CANCEL, {"order": s.rec["oid"], "by": by, "reason": reason}, s.rec["vendor"])
-
-
 def _accept(s, receipt):
     """The vendor took the order (said so, or shipped or delivered it)."""
     rec = s.rec
     rec.update({"state": PLACED, "receipt": receipt, "money": "committed", "out": None,
                 "cancel_until": s.now + rec["hold"], "tries": 0})
     rec["due"] = _arrival(rec) + s.cfg["news_wait"]
-
-
-def _arrival(rec):
-    offer = _offer(rec, rec["order"]["offer"])
-    etas = [x[2] for x in rec["shipments"]]
-    return max([offer["arrive"]] + etas)
-
-
-def _offer(rec, offer_id):
-    for entry in rec["offers"]:
-        if entry[1]["offer"] == offer_id:
-            return entry[1]
-    return None
 
 
 # ---- events ------------------------------------------------------------------------------------
@@ -373,37 +288,23 @@ def _on_tick(s):
         else:
             _close(s, "no-offers" if rec["kind"] == BUY else "no-reply")
     elif state == WAITING:
-        _new_round(s, "too-many-rounds")
+        _rare()._new_round(s, "too-many-rounds")
     elif state == APPROVING:
         if cfg["approval_timeout"] == "requote":
-            _new_round(s, "approval-timeout")
+            _rare()._new_round(s, "approval-timeout")
         else:
             _close(s, "approval-timeout")
     elif state == ORDERING:
         if s.now >= rec["first"] + cfg["order_give_up"]:
-            _cancel_order(s, "device", "no-receipt")
+            _rare()._cancel_order(s, "device", "no-receipt")
         else:
             rec["tries"] += 1
             s.resend()
             s.wait(cfg["order_wait"], rec["tries"], cfg["order_wait_max"])
     elif state in (PLACED, SHIPPED):
-        _ask_news(s)
+        _rare()._ask_news(s)
     elif state == DELIVERED:
         _close(s, "not-refilled")
-
-
-def _ask_news(s):
-    """No delivery news past the expected arrival: ask the vendor how the order stands (its
-    shipment or delivery may have been lost on the way), again after twice the wait each time,
-    until the order is `late`: then it is overdue."""
-    rec, cfg = s.rec, s.cfg
-    overdue = _arrival(rec) + cfg["late"]
-    if s.now >= overdue:
-        return _close(s, "overdue")
-    s.send(m.ORDER_QUERY, {"order": rec["oid"]}, rec["vendor"])
-    s.wait(cfg["news_wait"], rec["tries"])
-    rec["tries"] += 1
-    rec["due"] = min(rec["due"], overdue)
 
 
 def _on_decided(s, decision):
@@ -416,7 +317,7 @@ def _on_decided(s, decision):
     if action == "buy":
         _order(s, decision)
     elif action == "ask":
-        _ask(s, decision)
+        _rare()._ask(s, decision)
     elif action == "counter":  # the offers held stay, to be decided with the vendor's answer
         _require(rec["kind"] == BUY and rec["rounds"] < s.cfg["counter"],
                  "a counter-proposal past the rounds allowed")
@@ -473,29 +374,6 @@ def _order(s, decision):
     s.wait(s.cfg["order_wait"], 0)
 
 
-def _ask(s, decision):
-    """Ask the owner to approve the chosen offer; no answer by `until` is a decline."""
-    rec = s.rec
-    offer = _offer(rec, decision["offer"])
-    until = min(s.now + s.cfg["approval_ttl"], offer["until"])
-    body = m.approval_request_body(s.new_id(), rec["vendor"], offer, decision.get("text"), until)
-    m.check_body(m.APPROVAL_REQUEST, body)
-    rec.update({"state": APPROVING, "areq": body, "due": until, "appr": None})
-    s.send(m.APPROVAL_REQUEST, body, rec["owner"])
-
-
-def _on_cancel(s, reason="changed-mind"):
-    """The owner cancels: before an order at once; an order until the cancel window closes."""
-    rec = s.rec
-    state = rec["state"]
-    if RANK[state] == 0:
-        _close(s, reason)
-    elif state == ORDERING or (state in (PLACED, SHIPPED) and s.now < rec["cancel_until"]):
-        _cancel_order(s, "owner", reason)
-    else:
-        s.ignore("cancel-window-closed", "cancel")
-
-
 def _on_refilled(s):
     rec = s.rec
     covered = rec["receipt"] is not None and rec["receipt"][0] == "duplicate"
@@ -508,33 +386,16 @@ def _on_refilled(s):
         s.ignore("not-delivered", "refilled")
 
 
-def _on_resend(s, msg_id):
-    """The vendor refused the message msg_id as replayed or too old (the device lost its counters
-    or was restored from an old copy, and has moved them above what the vendor saw): if it is
-    this need's pending message, it goes again as a new one (new id, new sequence number; an
-    order keeps its order id, so the vendor still takes it once)."""
-    out = s.rec["out"]
-    if out is None or out["id"] != msg_id:
-        return
-    s.send(out["t"], out["b"], out["to"], out["re"])
-
-
-def _on_refused(s, reason):
-    if s.rec["state"] != ORDERING or s.rec["money"] != "reserved":
-        return s.ignore("unexpected-refusal", reason)
-    _close(s, reason)
-
-
 def _on_message(s, msg):
     t = msg["t"]
-    handler = _MESSAGES.get(t)
+    handler = _MESSAGES.get(t) or _rare().MESSAGES.get(t)
     if handler is None:
         return s.ignore("unexpected-type", m.NAMES[t - 1])
     rec = s.rec
     if t == m.CANCEL and msg["from"] == rec["owner"]:
         if msg["b"]["order"] != rec["oid"]:
             return s.ignore("unknown-order", "cancel")
-        return _on_cancel(s, msg["b"]["reason"])
+        return _rare()._on_cancel(s, msg["b"]["reason"])
     if msg["from"] != (rec["owner"] if t == m.APPROVAL else rec["vendor"]):
         return s.ignore("wrong-sender", m.NAMES[t - 1])
     if t in _ANSWERS and not _answers(rec, msg, _ANSWERS[t]):
@@ -559,38 +420,6 @@ def _on_offer(s, msg):
         return s.ignore("too-many-offers", "offer")
     rec["offers"].append([msg["from"], _copy(offer)])
     rec.update({"state": DECIDING, "due": None, "out": None})
-
-
-def _on_support_reply(s, msg):
-    """Steps are passed on through the audit log; a quoted visit is decided like an offer."""
-    rec, body = s.rec, msg["b"]
-    if rec["state"] != QUOTING or body["case"] != rec["ask"]["case"]:
-        return s.ignore("late-reply", "support-reply")
-    s.audit({"steps": body["steps"]})
-    visit = body.get("visit")
-    if visit is None:
-        return _close(s, "answered")
-    rec["offers"] = [[msg["from"], visit_offer(body["case"], visit)]]
-    rec.update({"state": DECIDING, "due": None, "out": None})
-
-
-def visit_offer(case, visit):
-    """The offer a support reply's quoted `visit` ({price, until}) makes for the case: decided,
-    approved and ordered like any offer (the vendor rebuilds it to check an approval of it)."""
-    price = visit["price"]
-    return {"offer": case, "sku": VISIT_SKU, "title": "Service visit", "qty": 1, "price": price,
-            "ship": [0, price[1]], "total": price, "lead": 0, "arrive": visit["until"],
-            "until": visit["until"], "test": False}
-
-
-def _on_approval(s, msg):
-    rec = s.rec
-    if rec["state"] != APPROVING or msg["b"]["req"] != rec["areq"]["req"]:
-        return s.ignore("late-approval", "approval")
-    if msg["b"]["decision"] != "approve":
-        return _close(s, "declined")
-    _require(isinstance(msg.get("data"), bytes), "an approval is kept as it came")
-    rec.update({"state": DECIDING, "appr": msg["data"], "due": None, "out": None})
 
 
 def _on_receipt(s, msg):
@@ -642,23 +471,11 @@ def _on_delivery(s, msg):
             _close(s, "refilled")
 
 
-def _on_vendor_cancel(s, msg):
-    if s.rec["state"] == DELIVERED:
-        return s.ignore("after-delivery", "cancel")
-    _close(s, msg["b"]["reason"], release=True)
-
-
-def _on_error(s, msg):
-    body = msg["b"]
-    s.audit({"error": body["code"], "text": body["text"]})
-
-
+# The events and messages every order has; the others are thingsdk.core.lifecycle_rare's.
 _EVENTS = {"message": _on_message, "decided": _on_decided, "tick": _on_tick,
-           "cancel": _on_cancel, "refilled": _on_refilled, "refused": _on_refused,
-           "resend": _on_resend}
+           "refilled": _on_refilled}
 _MESSAGES = {m.OFFER: _on_offer, m.RECEIPT: _on_receipt, m.SHIPMENT: _on_shipment,
-             m.DELIVERY: _on_delivery, m.CANCEL: _on_vendor_cancel, m.APPROVAL: _on_approval,
-             m.SUPPORT_REPLY: _on_support_reply, m.ERROR: _on_error}
+             m.DELIVERY: _on_delivery}
 _ANSWERS = {m.OFFER: (m.QUOTE_REQUEST,), m.RECEIPT: (m.ORDER, m.ORDER_QUERY),
             m.APPROVAL: (m.APPROVAL_REQUEST,), m.SUPPORT_REPLY: (m.SUPPORT_REQUEST,)}
 _ABOUT_ORDER = (m.RECEIPT, m.SHIPMENT, m.DELIVERY, m.CANCEL)
@@ -672,56 +489,17 @@ def to_state(record):
 
 
 def from_state(state):
-    """A record from `to_state` data; raise LifecycleError if it is malformed."""
-    _require(isinstance(state, dict), "a need record is a dict")
-    _require(state.get("v") == VERSION, "unsupported need record version")
-    if "refilled" not in state:  # written before early refills were remembered
-        state = dict(state)
-        state["refilled"] = None
-    _require(sorted(state) == sorted(_FIELDS), "a need record has exactly the fields %s"
-             % ", ".join(sorted(_FIELDS)))
-    rec = _copy(state)
-    _require(_is_id(rec["need"]) and rec["kind"] in ASKS, "need id (16 bytes) and kind")
-    _require(rec["state"] in RANK, "unknown state %r" % (rec["state"],))
-    _require(rec["money"] in MONEY and rec["stock"] in STOCK, "money or stock state unknown")
-    for key in ("vendor", "owner"):
-        _require(isinstance(rec[key], bytes), "%s is a key id" % key)
-    for key in ("at", "tries", "rounds", "hold"):
-        _require(is_int(rec[key]) and rec[key] >= 0, "%s is an int >= 0" % key)
-    for key in ("due", "first", "cancel_until", "closed", "refilled"):
-        _require(rec[key] is None or is_int(rec[key]), "%s is an int or None" % key)
-    _check_list(rec["ids"], MAX_IDS, 2, lambda x: _is_id(x[0]) and is_int(x[1]), "ids")
-    _check_list(rec["offers"], MAX_OFFERS, 2, lambda x: isinstance(x[0], bytes), "offers")
-    _check_list(rec["shipments"], MAX_SHIPMENTS, 3, lambda x: is_int(x[2]), "shipments")
-    for offer in rec["offers"]:
-        m.check_body(m.OFFER, offer[1])
-    m.check_body(ASKS[rec["kind"]], rec["ask"])
-    out = rec["out"]
-    _require(out is None or (isinstance(out, dict) and sorted(out) ==
-                             ["b", "exp", "id", "re", "t", "to"] and [out["id"], out["t"]]
-                             in rec["ids"]), "out is a message this need sent")
-    if out is not None:
-        m.check_body(out["t"], out["b"])
-    has_order = rec["oid"] is not None
-    _require(has_order == (rec["money"] is not None), "money is held exactly for an order")
-    _require(has_order or RANK[rec["state"]] in (0, RANK[CLOSED]), "an order state needs an order")
-    if has_order:
-        _require(_is_id(rec["oid"]) and isinstance(rec["order"], dict)
-                 and rec["order"].get("order") == rec["oid"], "the order body names the order id")
-        m.check_body(m.ORDER, rec["order"])
-        _require(_offer(rec, rec["order"]["offer"]) is not None, "the order's offer is kept")
-    _require((rec["state"] == CLOSED) == (rec["reason"] is not None), "a reason when closed")
-    _require(rec["state"] != CLOSED or rec["money"] != "reserved", "closed with money reserved")
-    _require(rec["state"] != DELIVERED or rec["delivered"] is not None, "delivered without data")
-    return rec
+    """A record from `to_state` data; raise LifecycleError if it is malformed (the check is
+    thingsdk.core.lifecycle_rare's: a board reads its records back only as it starts)."""
+    return _rare().from_state(state)
 
 
-def _check_list(value, limit, size, item_ok, name):
-    _require(isinstance(value, list) and len(value) <= limit, "%s: a list of at most %d"
-             % (name, limit))
-    for item in value:
-        _require(isinstance(item, list) and len(item) == size and item_ok(item),
-                 "%s: malformed entry" % name)
+def _rare():
+    """thingsdk.core.lifecycle_rare, imported when one of its events comes: a board's heap keeps
+    only the code of the events every order has."""
+    from thingsdk.core import lifecycle_rare
+
+    return lifecycle_rare
 
 
 # ---- the device's needs ------------------------------------------------------------------------

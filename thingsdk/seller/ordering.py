@@ -14,7 +14,8 @@ from thingsdk.core import envelope, policy
 from thingsdk.core import messages as m
 from thingsdk.core.decide import mandate_problem, sentence
 from thingsdk.core.ledger import Ledger
-from thingsdk.core.lifecycle import VISIT_SKU, visit_offer
+from thingsdk.core.lifecycle import VISIT_SKU
+from thingsdk.core.lifecycle_rare import visit_offer
 from thingsdk.crypto import Ed25519Verifier
 
 REF = "ORD-%06d"
