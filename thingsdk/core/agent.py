@@ -305,8 +305,8 @@ class Agent:
         """One effect other than reserve and decide (their fields: lifecycle's docstring)."""
         kind, need, args = effect[0], effect[1], effect[2:]
         if kind == "persist":
-            (record,) = args
-            self.state.save_record(lifecycle.to_state(record))
+            (record,) = args  # plain data already (a step's own copy, never changed after it):
+            self.state.save_record(record)  # written as it is, with no second copy in the heap
         elif kind == "send":
             (msg,) = args
             self._send(msg, now)
@@ -420,6 +420,7 @@ class Agent:
         entry = dict(result)
         entry.update(need=need, slot=record["slot"])
         self.state.audit.append(entry)
+        decision = entry = None  # not kept while the order goes out (a board's heap is short)
         self._run(self.orders.decided(need, result, now), now)
 
     # News for the owner (docs/protocol.md, notice): each said once. Few names, as boards
