@@ -142,7 +142,7 @@ class _Step:
     def __init__(self, record, now, config, new_id):
         _require(is_int(now) and now >= 0, "now must be an int >= 0")
         self.before = record
-        self.rec = _copy(record)
+        self.rec = dict(record)  # a step replaces, never changes, what the record holds
         self.now, self.cfg, self.new_id = now, config, new_id
         self.sends = []
         self.audits = []
@@ -418,7 +418,7 @@ def _on_offer(s, msg):
         return s.ignore("duplicate", "offer")
     if len(rec["offers"]) >= MAX_OFFERS:
         return s.ignore("too-many-offers", "offer")
-    rec["offers"].append([msg["from"], _copy(offer)])
+    rec["offers"] = rec["offers"] + [[msg["from"], _copy(offer)]]
     rec.update({"state": DECIDING, "due": None, "out": None})
 
 
@@ -452,7 +452,7 @@ def _on_shipment(s, msg):
         return s.ignore("too-many-shipments", "shipment")
     if rec["state"] == ORDERING:
         _accept(s, None)
-    rec["shipments"].append(shipment)
+    rec["shipments"] = rec["shipments"] + [shipment]
     rec.update({"state": SHIPPED, "out": None, "tries": 0})
     rec["due"] = _arrival(rec) + s.cfg["news_wait"]
 
