@@ -130,7 +130,7 @@ def make_table(spacing):
     table = bytearray(768 * rows)
     p = _BASE
     for j in range(rows):
-        table[768 * j:768 * j + 768] = _multiples(p)
+        _multiples(p, table, 768 * j)
         p = _double(p, 4 * spacing)
     return table
 
@@ -146,14 +146,16 @@ def _table_point(table, index):
 
 
 def _radix16(k):
-    """The 64 signed digits (-8..7) of k < 2**253 in radix 16, least significant first."""
-    digits = []
-    carry = 0
+    """The 64 signed digits (-8..7) of k < 2**253 in radix 16, least significant first, each
+    plus 8 in a bytearray: 64 bytes, where a list of them asked a board's heap for a run of 256."""
+    digits = bytearray(64)
+    carry = i = 0
     for byte in k.to_bytes(32, "little"):
         for v in (byte & 15, byte >> 4):
             v += carry
             carry = (v + 8) >> 4
-            digits.append(v - (carry << 4))
+            digits[i] = v - (carry << 4) + 8
+            i += 1
     return digits
 
 
@@ -164,7 +166,7 @@ def _base_mult(k):
     p = _IDENTITY
     for s in range(spacing - 1, -1, -1):
         for j in range(64 // spacing):
-            d = digits[j * spacing + s]
+            d = digits[j * spacing + s] - 8
             if d:
                 p = _add_affine(p, _table_point(table, 8 * j + abs(d) - 1), d < 0)
         if s:
@@ -172,26 +174,23 @@ def _base_mult(k):
     return p
 
 
-def _multiples(p):
-    """p, 2p, ..., 8p as affine (y + x, y - x, 2dxy) in one 768-byte bytearray, laid out as a comb
-    table row (a Verifier keeps this: 0.8 KB of heap where the points as ints took 2.6 KB)."""
+def _multiples(p, out=None, at=0):
+    """p, 2p, ..., 8p as affine (y + x, y - x, 2dxy), 96 bytes each, written into out from `at`
+    (a comb table row), else into a 768-byte bytearray made before them: a Verifier keeps it
+    (0.8 KB of heap where the points as ints took 2.6 KB), and a board's heap is asked for the
+    run before the points' garbage fragments it."""
+    if out is None:
+        out = bytearray(768)
     q = _cached(p)
     row = [p]
     for _ in range(7):
         row.append(_add(row[-1], q))
-    return _affine_row(row)
-
-
-def _affine_row(row):
-    """Points in extended coordinates as affine (y + x, y - x, 2dxy), 96 bytes each."""
-    out = bytearray(96 * len(row))
-    i = 0
     for (x, y, _, _), zi in zip(row, _inverses([m[2] for m in row])):
         x = x * zi % _P
         y = y * zi % _P
         for v in ((y + x) % _P, (y - x) % _P, x * y % _P * _D2 % _P):
-            out[i:i + 32] = v.to_bytes(32, "little")
-            i += 32
+            out[at:at + 32] = v.to_bytes(32, "little")
+            at += 32
     return out
 
 
@@ -200,7 +199,7 @@ def _window_mult(multiples, k):
     digits = _radix16(k)
     p = _IDENTITY
     for i in range(63, -1, -1):
-        d = digits[i]
+        d = digits[i] - 8
         if d:
             p = _add_affine(p, _table_point(multiples, abs(d) - 1), d < 0)
         if i:

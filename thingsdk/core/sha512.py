@@ -8,8 +8,6 @@ once per new word, since the low 64 bits of sums and xors do not depend on the b
 
 import struct
 
-# The 80 round constants, 64-bit big-endian words: as bytes they cost a board 640 B, where a
-# tuple of 80 ints above 2**30 would hold 80 heap-allocated big integers for good.
 # The 80 round constants as 64-bit big-endian words: bytes, where a tuple of ints above 2**30
 # would keep 80 heap-allocated big integers on a board for good.
 _K = (
@@ -64,33 +62,28 @@ _MASK = 0xFFFFFFFFFFFFFFFF
 _TWICE = 0x10000000000000001  # x * _TWICE is x twice: rotr(x, n) == (x * _TWICE >> n) & _MASK
 
 
-def _schedule(block):
-    """The 80 message words of one 128-byte block, each plus its round's constant (the sum is
-    not masked: a round's sum is), in a list made whole at once: grown word by word it would
-    ask a board's fragmented heap for ever larger blocks."""
-    w = [0] * 80
-    w[:16] = struct.unpack(">16Q", block)
-    for t in range(16, 80):
-        x = w[t - 15] * _TWICE
-        y = w[t - 2] * _TWICE
-        s0 = (x >> 1) ^ (x >> 8) ^ (x >> 71)  # rotr 1, rotr 8, shr 7
-        s1 = (y >> 19) ^ (y >> 61) ^ (y >> 70)  # rotr 19, rotr 61, shr 6
-        w[t] = (s1 + w[t - 7] + s0 + w[t - 16]) & _MASK
-    for t in range(80):  # each round adds its constant to its word: add it here, once
-        w[t] += int.from_bytes(_K[8 * t:8 * t + 8], "big")
-    return w
-
-
 def _compress(state, block):
-    """The state after absorbing one 128-byte block."""
-    w = _schedule(block)
+    """The state after absorbing one 128-byte block. The message schedule is kept as its last 16
+    words, each made in the round that uses it: a board's fragmented heap is asked for a list
+    of 16, where the whole schedule of 80 words took a run of 320 bytes it often lacked."""
+    w = list(struct.unpack(">16Q", block))
     mask = _MASK
     twice = _TWICE
     a, b, c, d, e, f, g, h = state
     bc = b ^ c
     for t in range(80):
+        if t < 16:
+            wt = w[t]
+        else:
+            x = w[(t - 15) & 15] * twice
+            y = w[(t - 2) & 15] * twice
+            # sigma1 (rotr 19, rotr 61, shr 6) + w[t-7] + sigma0 (rotr 1, rotr 8, shr 7) + w[t-16]
+            wt = (((y >> 19) ^ (y >> 61) ^ (y >> 70)) + w[(t - 7) & 15]
+                  + ((x >> 1) ^ (x >> 8) ^ (x >> 71)) + w[t & 15]) & mask
+            w[t & 15] = wt
         x = e * twice
-        t1 = h + ((x >> 14) ^ (x >> 18) ^ (x >> 41)) + (g ^ (e & (f ^ g))) + w[t]
+        t1 = h + ((x >> 14) ^ (x >> 18) ^ (x >> 41)) + (g ^ (e & (f ^ g))) + wt + \
+            int.from_bytes(_K[8 * t:8 * t + 8], "big")
         x = a * twice
         ab = a ^ b
         t2 = ((x >> 28) ^ (x >> 34) ^ (x >> 39)) + (b ^ (ab & bc))  # Maj(a, b, c)
