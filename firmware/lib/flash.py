@@ -84,16 +84,20 @@ def _sealing(body):
     (length, CRC-32) of what it wrote follows."""
     def fill(f):
         sums = [0, 0]
-
-        def write(piece):
-            f.write(piece)
-            sums[0] += len(piece)
-            sums[1] = binascii.crc32(piece, sums[1])
-
-        body(write)
+        body(_summing(sums, f.write))
         f.write(struct.pack(_FRAME, sums[0], sums[1] & 0xFFFFFFFF))
 
     return fill
+
+
+def _summing(sums, write):
+    """write(), adding the length and the CRC-32 of each piece to sums ([length, CRC-32])."""
+    def add(piece):
+        write(piece)
+        sums[0] += len(piece)
+        sums[1] = binascii.crc32(piece, sums[1])
+
+    return add
 
 
 def _replace(path, fill):
@@ -297,11 +301,14 @@ class AuditLog:
         self.damaged = 0  # damaged records skipped by the last reading
 
     def append(self, record):
-        """Append one record (a CBOR-encodable map) and sync it to flash."""
-        body = cbor.dumps(record)
-        frame = journal.frame(body)
-        if len(frame) > self.half:
-            raise ValueError("audit record of %d bytes exceeds %d" % (len(body), self.half - 8))
+        """Append one record (a CBOR-encodable map) and sync it to flash. The record is encoded
+        twice, for its frame's head (length, CRC-32) and then into the file piece by piece: a
+        board's fragmented heap is never asked for the encoding whole."""
+        sums = [0, 0]
+        cbor.dump(record, _summing(sums, len))  # counted only
+        size = journal.HEADER + sums[0]
+        if size > self.half:
+            raise ValueError("audit record of %d bytes exceeds %d" % (sums[0], self.half - 8))
         try:
             end = os.stat(self.path)[6]
         except OSError:
@@ -311,14 +318,15 @@ class AuditLog:
             _, end, state, _ = self._scan(data)
             if state == journal.TORN:
                 _put(self.path, data[:end])
-        if end and end + len(frame) > self.half:
+        if end and end + size > self.half:
             _rename(self.path, self.old)
             end = 0
         with open(self.path, "ab") as f:
-            f.write(frame)
+            f.write(struct.pack(_FRAME, sums[0], sums[1] & 0xFFFFFFFF))
+            cbor.dump(record, f.write)
             f.flush()
         _sync()
-        self._end = end + len(frame)
+        self._end = end + size
 
     def records(self):
         """Every intact record, oldest first; damaged ones are skipped and counted."""
