@@ -417,7 +417,7 @@ class Agent:
         if left is not None and now + left < decision.offer["arrive"]:  # once per need
             self._tell("stockout", "%s will run out in about %d hours, before the order can "
                                    "arrive." % (slot, left // 3600 + 1), now, need, slot=slot)
-        entry = dict(result)
+        entry = result.copy()
         entry.update(need=need, slot=record["slot"])
         self.state.audit.append(entry)
         decision = entry = None  # not kept while the order goes out (a board's heap is short)

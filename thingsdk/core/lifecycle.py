@@ -142,7 +142,8 @@ class _Step:
     def __init__(self, record, now, config, new_id):
         _require(is_int(now) and now >= 0, "now must be an int >= 0")
         self.before = record
-        self.rec = dict(record)  # a step replaces, never changes, what the record holds
+        self.rec = record.copy()  # a step replaces, never changes, what the record holds; one
+        # block of its size, where dict(record) grew the copy block by block
         self.now, self.cfg, self.new_id = now, config, new_id
         self.sends = []
         self.audits = []
