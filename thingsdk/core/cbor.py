@@ -169,7 +169,9 @@ def _encode(obj, write):
             write(key)
             _encode(value, write)
     elif isinstance(obj, float):
-        write(_encode_float(obj))
+        from thingsdk.core.cbor_float import encode_float
+
+        write(encode_float(obj))
     elif isinstance(obj, Tag):
         write(encode_head(6, obj.tag))
         _encode(obj.value, write)
@@ -194,50 +196,6 @@ def _encode_int(n, write):
     write(encode_head(6, tag))
     write(encode_head(2, len(raw)))
     write(raw)
-
-
-def _encode_float(x):
-    if x != x:
-        return b"\xf9\x7e\x00"
-    try:
-        single = struct.pack(">f", x)
-    except OverflowError:  # CPython; MicroPython packs inf instead, which the check below refuses
-        return b"\xfb" + struct.pack(">d", x)
-    if struct.unpack(">f", single)[0] != x:
-        return b"\xfb" + struct.pack(">d", x)
-    half = _half_bits(int.from_bytes(single, "big"))
-    if half is None:
-        return b"\xfa" + single
-    return struct.pack(">BH", 0xF9, half)
-
-
-def _half_bits(bits):
-    """The float16 bits of the float32 with these bits, or None if float16 cannot hold it."""
-    sign = (bits >> 16) & 0x8000
-    exp = ((bits >> 23) & 0xFF) - 127
-    fraction = bits & 0x7FFFFF
-    if exp == -127 and fraction == 0:
-        return sign  # zero
-    if exp == 128:
-        return sign | 0x7C00  # infinity (NaN never gets here)
-    if exp > 15 or exp < -24:
-        return None
-    if exp >= -14:  # normal: keep the top 10 fraction bits
-        shift, base = 13, (exp + 15) << 10
-    else:  # subnormal: the implicit leading 1 becomes explicit
-        shift, base, fraction = -1 - exp, 0, fraction | 0x800000
-    if fraction & ((1 << shift) - 1):
-        return None
-    return sign | base | (fraction >> shift)
-
-
-def _half_to_float(h):
-    exp, fraction = (h >> 10) & 0x1F, h & 0x3FF
-    if exp == 31:
-        value = float("nan") if fraction else float("inf")
-    else:
-        value = (fraction | 0x400 if exp else fraction) * 2.0 ** (max(exp, 1) - 25)
-    return -value if h & 0x8000 else value
 
 
 def _decode(data, pos, depth):
@@ -282,7 +240,9 @@ def _decode(data, pos, depth):
 
 def _decode_simple(data, info, arg, pos):
     if info == 25:
-        return _half_to_float(arg)
+        from thingsdk.core.cbor_float import half_to_float
+
+        return half_to_float(arg)
     if info == 26:
         return struct.unpack_from(">f", data, pos - 4)[0]
     if info == 27:
