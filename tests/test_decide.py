@@ -115,7 +115,7 @@ def test_ask_approve_and_order_over_signed_messages():
                              b"\x0a" * 16, codec)
     owner_inbox = envelope.Inbox(OWNER.kid, {DEVICE.kid: DEVICE.verifier()}, codec)
     request = owner_inbox.open(to_owner, NOW + 5).message
-    approve = dict(messages.approval_terms(request.body["order"]), req=request.body["req"],
+    approve = dict(approval.terms(request.body["order"]), req=request.body["req"],
                    decision="approve")
     cddl("approval-body", approve)
     reply = envelope.seal(messages.APPROVAL, approve, OWNER, DEVICE.kid, 1, NOW + 60,

@@ -119,7 +119,7 @@ def test_exclude_leaves_a_module_out_unless_another_needs_it(tmp_path, bundle, c
     assert capsys.readouterr().err == ("thingsdk firmware: error: --exclude flash: app.py "
                                        "imports it\n")
     assert build(tmp_path, bundle, "pico_w", "--exclude", "cbor") == 2
-    assert capsys.readouterr().err == ("thingsdk firmware: error: --exclude cbor: cose.py "
+    assert capsys.readouterr().err == ("thingsdk firmware: error: --exclude cbor: approval.py "
                                        "imports it\n")
 
 

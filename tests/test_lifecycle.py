@@ -7,6 +7,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from thingsdk import codec
+from thingsdk.core import approval
 from thingsdk.core import lifecycle as lc
 from thingsdk.core import messages as m
 
@@ -128,7 +129,7 @@ class World:
         elif t == m.APPROVAL_REQUEST:
             answer = {"req": body["req"], "decision": ("approve", "decline")[pick % 2]}
             if answer["decision"] == "approve":
-                answer.update(m.approval_terms(body["order"]))
+                answer.update(approval.terms(body["order"]))
             self.reply(m.APPROVAL, answer, msg["id"], OWNER)
 
     def reply(self, t, body, re=None, sender=VENDOR):

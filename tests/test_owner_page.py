@@ -21,7 +21,7 @@ from broker import HOST, VENDOR, VENDOR_KEY, free_port, wait_for
 from fixtures import broker, pki  # noqa: F401  (fixtures)
 from readme_walk import Walk
 from thingsdk import codec, topics
-from thingsdk.core import cose, envelope, messages
+from thingsdk.core import approval, cose, envelope, messages
 from thingsdk.crypto import Ed25519Signer, save_keypair
 from thingsdk.mqtt import Transport, device_transport
 from thingsdk.owner import build_claims, write_mandate
@@ -153,8 +153,8 @@ class Scene:
                  "price": [total, "EUR"], "ship": [0, "EUR"], "total": [total, "EUR"],
                  "lead": DAY, "arrive": now + 2 * DAY, "until": now + DAY, "test": False,
                  "from": "Filters & Co"}
-        body = messages.approval_request_body(os.urandom(16), VENDOR_KEY.kid, offer,
-                                              "It costs more than 20.00 EUR.", now + 3600)
+        body = approval.request_body(os.urandom(16), VENDOR_KEY.kid, offer,
+                                     "It costs more than 20.00 EUR.", now + 3600)
         return self.seal(signer or self.device, messages.APPROVAL_REQUEST, body,
                          to or self.owner.kid)
 

@@ -9,7 +9,7 @@ import pytest
 
 import thingsdk.seller
 from thingsdk import codec, topics
-from thingsdk.core import envelope, mandate
+from thingsdk.core import approval, envelope, mandate
 from thingsdk.core import messages as m
 from thingsdk.core.lifecycle_rare import visit_offer
 from thingsdk.crypto import Ed25519Signer
@@ -99,7 +99,7 @@ class World:
         owner sends it; `terms` override what it names."""
         body = {"req": os.urandom(16), "decision": "approve", "vendor": self.vendor.kid,
                 "offer": offer["offer"], "total": offer["total"],
-                "digest": m.offer_digest(offer)}
+                "digest": approval.offer_digest(offer)}
         body.update(terms)
         return envelope.seal(m.APPROVAL, body, signer or self.owner, to or device.kid, 1, now,
                              os.urandom(16), codec, ttl, reply_to=os.urandom(16))

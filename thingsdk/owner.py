@@ -13,7 +13,7 @@ from pathlib import Path
 
 from thingsdk import codec
 from thingsdk.audit import AuditLog
-from thingsdk.core import cose, envelope, messages, money, replay
+from thingsdk.core import approval, cose, envelope, messages, money, replay
 from thingsdk.core import mandate as md
 from thingsdk.core.keys import key_id
 from thingsdk.core.ledger import DAY, MAX_AMOUNT
@@ -457,7 +457,7 @@ def answer(msg, decision, owner_signer, seq, now, msg_id):
     ttl = min(msg.body["until"] - now, DAY)
     body = {"req": msg.body["req"], "decision": decision}
     if decision == "approve":  # what it approves, for the vendor to check as well
-        body.update(messages.approval_terms(msg.body["order"]))
+        body.update(approval.terms(msg.body["order"]))
     return envelope.seal(messages.APPROVAL, body, owner_signer, msg.kid, seq, now, msg_id, codec,
                          ttl, reply_to=msg.id)
 

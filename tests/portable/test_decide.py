@@ -212,7 +212,7 @@ def answer(decision, sender=OWNER, terms=None):
     body: an approval names what it approves)."""
     body = {"req": b"\x09" * 16, "decision": decision}
     if decision == "approve":
-        body.update(messages.approval_terms(terms["order"]))
+        body.update(approval.terms(terms["order"]))
     return messages.parse(messages.build(messages.APPROVAL, body, sender, DEVICE, 3, NOW, NOW + 60,
                                          b"\x0c" * 16, b"\x0a" * 16))
 

@@ -1,6 +1,7 @@
 # Order lifecycle scenarios that run on CPython (pytest) and on MicroPython alike.
 from check import raises
 from samples import OWNER, TS, VENDOR, build, example_bodies
+from thingsdk.core import approval
 from thingsdk.core import lifecycle as lc
 from thingsdk.core import messages as m
 from thingsdk.core.messages import MessageError
@@ -161,7 +162,7 @@ def test_happy_path_from_need_to_refill():
 def approve(request):
     """An owner's approval body answering the approval request (an event dict)."""
     body = {"req": request["b"]["req"], "decision": "approve"}
-    body.update(m.approval_terms(request["b"]["order"]))
+    body.update(approval.terms(request["b"]["order"]))
     return body
 
 

@@ -4,11 +4,37 @@ Portable and sans-IO: the caller sends the request and opens the answer (an appr
 signed by the owner's key) with its Inbox.
 """
 
+import hashlib
+
 from thingsdk.core import messages, policy
+from thingsdk.core.cbor import dumps
 from thingsdk.core.decide import ASK, REFUSE, WAIT, judge, mandate_problem, say
 from thingsdk.core.keys import kid_hex
 
 TTL = 12 * 3600  # how long the owner has to answer, by default
+
+
+def request_body(req_id, vendor, offer, why, until):
+    """The body asking the owner to approve buying an offer (an offer body) from vendor."""
+    summary = {"vendor": vendor, "offer": offer["offer"], "sku": offer["sku"],
+               "title": offer["title"], "qty": offer["qty"], "total": offer["total"],
+               "arrive": offer["arrive"], "test": offer["test"], "digest": offer_digest(offer)}
+    if "from" in offer:
+        summary["from"] = offer["from"]
+    return {"req": req_id, "order": summary, "why": why, "until": until}
+
+
+def offer_digest(offer):
+    """SHA-256 of an offer body's deterministic CBOR: what an owner's approval names, so that the
+    vendor can tell it approves this very offer."""
+    return hashlib.sha256(dumps(offer)).digest()
+
+
+def terms(summary):
+    """What an owner's approval of an approval request's order summary names (with `req` and
+    `decision`: "approve", its body)."""
+    return {"vendor": summary["vendor"], "offer": summary["offer"], "total": summary["total"],
+            "digest": summary["digest"]}
 
 
 def request(decision, req_id, now, ttl=TTL):
@@ -17,8 +43,8 @@ def request(decision, req_id, now, ttl=TTL):
     if decision.action != ASK:
         raise ValueError("only an ask decision needs the owner's approval")
     offer = decision.offer
-    return messages.approval_request_body(req_id, decision.vendor, offer, decision.text,
-                                          min(now + ttl, offer["until"]))
+    return request_body(req_id, decision.vendor, offer, decision.text,
+                        min(now + ttl, offer["until"]))
 
 
 def resolve(decision, sent, answer, mandate, ledger, now, names=None, zones=None):
@@ -32,9 +58,9 @@ def resolve(decision, sent, answer, mandate, ledger, now, names=None, zones=None
             raise ValueError("not an answer to this approval request")
         if mandate is None or kid_hex(answer.kid) != mandate.owner:
             raise ValueError("the approval is not signed by the mandate's owner")
-        terms = messages.approval_terms(sent["order"])
+        named = terms(sent["order"])
         if answer.body["decision"] == "approve" and any(
-                answer.body[k] != v for k, v in terms.items()):
+                answer.body[k] != v for k, v in named.items()):
             raise ValueError("the approval names another offer than the one asked about")
     if now >= until:
         return say(REFUSE, "approval-timeout", [],

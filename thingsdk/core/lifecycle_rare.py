@@ -46,7 +46,9 @@ def _ask(s, decision):
     rec = s.rec
     offer = _offer(rec, decision["offer"])
     until = min(s.now + s.cfg["approval_ttl"], offer["until"])
-    body = m.approval_request_body(s.new_id(), rec["vendor"], offer, decision.get("text"), until)
+    from thingsdk.core.approval import request_body  # loaded with the owner's answer anyway
+
+    body = request_body(s.new_id(), rec["vendor"], offer, decision.get("text"), until)
     m.check_body(m.APPROVAL_REQUEST, body)
     rec.update({"state": APPROVING, "areq": body, "due": until, "appr": None})
     s.send(m.APPROVAL_REQUEST, body, rec["owner"])

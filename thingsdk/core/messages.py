@@ -5,7 +5,6 @@ need are written compactly in one text, SCHEMAS, read into tuples for the value 
 interpreted by one small validator, `_check`. Portable: runs on MicroPython.
 """
 
-import hashlib
 import sys
 
 from thingsdk.core.check import is_int
@@ -509,31 +508,6 @@ def order_body(offer, order_id, mandate_version, approval=None):
     if approval is not None:
         body["appr"] = approval
     return body
-
-
-def approval_request_body(req_id, vendor, offer, why, until):
-    """The body asking the owner to approve buying an offer (an offer body) from vendor."""
-    summary = {"vendor": vendor, "offer": offer["offer"], "sku": offer["sku"],
-               "title": offer["title"], "qty": offer["qty"], "total": offer["total"],
-               "arrive": offer["arrive"], "test": offer["test"], "digest": offer_digest(offer)}
-    if "from" in offer:
-        summary["from"] = offer["from"]
-    return {"req": req_id, "order": summary, "why": why, "until": until}
-
-
-def offer_digest(offer):
-    """SHA-256 of an offer body's deterministic CBOR: what an owner's approval names, so that the
-    vendor can tell it approves this very offer."""
-    from thingsdk.core.cbor import dumps
-
-    return hashlib.sha256(dumps(offer)).digest()
-
-
-def approval_terms(summary):
-    """What an owner's approval of an approval request's order summary names (with `req` and
-    `decision`: "approve", its body)."""
-    return {"vendor": summary["vendor"], "offer": summary["offer"], "total": summary["total"],
-            "digest": summary["digest"]}
 
 
 def check_claims(claims):

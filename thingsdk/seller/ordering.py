@@ -12,6 +12,7 @@ import logging
 
 from thingsdk.core import envelope, policy
 from thingsdk.core import messages as m
+from thingsdk.core.approval import offer_digest
 from thingsdk.core.decide import mandate_problem, sentence
 from thingsdk.core.ledger import Ledger
 from thingsdk.core.lifecycle import VISIT_SKU
@@ -56,7 +57,7 @@ def _approval_problem(service, device, data, offer, now):
     if offer["sku"] == VISIT_SKU:  # the device approves the visit as its support reply quoted it
         offer = visit_offer(offer["offer"], offer)
     approved = {"vendor": service.kid, "offer": offer["offer"], "total": offer["total"],
-                "digest": m.offer_digest(offer)}
+                "digest": offer_digest(offer)}
     if any(approval.body[k] != v for k, v in approved.items()):
         return "it approves another offer"
     return None
