@@ -77,16 +77,6 @@ def rig_hook(root):
     return json.loads(data) if data else {}
 
 
-class RigADC:
-    """An ADC whose reading a test rig sets in rig.json, read again every time."""
-
-    def __init__(self, root, pin):
-        self.root, self.pin = root, str(pin)
-
-    def read_u16(self):
-        return rig_hook(self.root)["adc"][self.pin]
-
-
 class Wifi:
     """The WiFi station of wifi.json ({"ssid": ..., "key": ...}); the MQTT client watches
     isconnected() and awaits join() when it is down. Each change is said once."""
