@@ -27,7 +27,7 @@ from thingsdk.core import cbor, journal
 from thingsdk.core.replay import CheckpointError, StoredSequence
 
 NEEDS, OUTBOX, FROM_OWNER = "needs", "outbox", "from-owner"
-_FRAME = ">II"  # length, CRC-32: the trailer of a file, the header of an audit record
+_FRAME = ">II"  # length, CRC-32: the trailer of a file (an audit record's header is journal's)
 
 
 def _exists(path):
@@ -322,7 +322,7 @@ class AuditLog:
             _rename(self.path, self.old)
             end = 0
         with open(self.path, "ab") as f:
-            f.write(struct.pack(_FRAME, sums[0], sums[1] & 0xFFFFFFFF))
+            f.write(journal.head(sums[0], sums[1]))
             cbor.dump(record, f.write)
             f.flush()
         _sync()

@@ -12,7 +12,13 @@ INTACT, TORN = "intact", "torn"
 
 def frame(body):
     """The bytes to append for one record's body."""
-    return struct.pack(">II", len(body), binascii.crc32(body) & 0xFFFFFFFF) + body
+    return head(len(body), binascii.crc32(body)) + body
+
+
+def head(length, crc):
+    """The HEADER bytes that go before a body of `length` bytes whose CRC-32 is `crc`: for a
+    writer that sends the body on its own, never holding the frame whole."""
+    return struct.pack(">II", length, crc & 0xFFFFFFFF)
 
 
 def scan(data, loads, most):
