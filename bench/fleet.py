@@ -177,6 +177,11 @@ def generate(spec):
                     unwritten.add(key.data)
         return None
 
+    def begin(d):
+        d.begin()
+        if d.client.want_write():  # its opening messages did not all go out at once
+            unwritten.add(d.client)
+
     def say(value):
         sys.stdout.write(json.dumps(value) + "\n")
         sys.stdout.flush()
@@ -192,19 +197,14 @@ def generate(spec):
         if command and command[0] == "burst":
             phase, deadline = burst, time.monotonic() + PHASE_TIMEOUT
             for d in burst:
-                d.begin()
-                if d.client.want_write():
-                    unwritten.add(d.client)
+                begin(d)
         elif command and command[0] == "steady":
             rate, start = float(command[1]), time.monotonic()
             phase, deadline = steady[:int(command[2])], start + PHASE_TIMEOUT
             queue = [(start + i / rate, d) for i, d in enumerate(phase)]
             queue.reverse()
         while queue and queue[-1][0] <= time.monotonic():
-            d = queue.pop()[1]
-            d.begin()
-            if d.client.want_write():
-                unwritten.add(d.client)
+            begin(queue.pop()[1])
         if phase is not None and (all(d.outcome is not None for d in phase) or
                                   time.monotonic() > deadline):
             say(phase_result(phase))
