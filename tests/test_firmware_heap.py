@@ -24,8 +24,10 @@ PORTABLE = ROOT / "tests" / "portable"
 def firmware_port():
     import unix_port
 
-    # The test's vendor (order_flow) is frozen too: it stands for the world, not the board.
-    return unix_port.for_tests(unix_port.firmware, extra=[(PORTABLE, "order_flow.py")], log=True)
+    # The test's order and vendor are frozen too: they stand for the world, not the board.
+    return unix_port.for_tests(unix_port.firmware, extra=[(PORTABLE, "order_flow.py"),
+                                                          (PORTABLE, "order_vendor.py")],
+                               log=True)
 
 
 def order(prog, heap, tmp_path, path=()):
@@ -55,8 +57,9 @@ def test_a_frozen_firmware_cannot_complete_one_in_a_quarter_of_that(firmware_por
 def test_stock_mpy_files_complete_an_order_in_the_heap_the_build_reports(unix32, tmp_path):
     lib = tmp_path / "build"
     code = code_bytes(compile_lib(lib, "xtensawin", LINKS["mqtt"]))
-    subprocess.run([find_mpy_cross(), "-O3", "-o", str(lib / "order_flow.mpy"),
-                    str(PORTABLE / "order_flow.py")], check=True)
+    for name in ("order_flow", "order_vendor"):
+        subprocess.run([find_mpy_cross(), "-O3", "-o", str(lib / (name + ".mpy")),
+                        str(PORTABLE / (name + ".py"))], check=True)
     _, needed = boards.heap_needed(code)
     scratch = tmp_path / "state"
     scratch.mkdir()
@@ -64,3 +67,30 @@ def test_stock_mpy_files_complete_an_order_in_the_heap_the_build_reports(unix32,
     assert done.returncode == 0 and "order complete" in done.stdout, done.stdout + done.stderr
     # The code alone took more than its .mpy bytes: what the report's estimate is made of.
     assert figures(done.stdout)["code_bytes"] > code
+    # With the vendor and the owner on the host (tests/host_world.py), as a board hears them over
+    # the network, the same order completes, keeping less alive: the vendor's code and keys are
+    # no longer here.
+    import host_world
+
+    alone = host_world.run(unix32, ORDER, [scratch], heap="%dk" % (needed // 1024),
+                           path=[lib / "lib", lib], timeout=300)
+    assert alone.returncode == 0 and "order complete" in alone.stdout, alone.stdout
+    assert figures(alone.stdout)["code_bytes"] > code
+    assert figures(alone.stdout)["order_live_bytes"] < figures(done.stdout)["order_live_bytes"]
+
+
+def test_the_host_world_is_refused_what_it_does_not_answer():
+    """A request the host's world does not know is an error there, not a silent empty answer."""
+    import io
+
+    import host_world
+    from order_vendor import World
+    from thingsdk.core import ed25519
+
+    world = World(ed25519.Signer(host_world.DEVICE_SEED).public_key)
+    answers = io.BytesIO()
+    host_world.serve(world, io.BytesIO(b"w" + bytes(12)), answers)
+    keys = answers.getvalue()
+    assert keys[0] == 3 and int.from_bytes(keys[1:5], "big") == 32
+    with pytest.raises(ValueError, match="does not answer"):
+        host_world.serve(world, io.BytesIO(b"x" + bytes(12)), io.BytesIO())

@@ -138,11 +138,13 @@ def run(prog, script, args=(), heap="2m", path=(), timeout=600, cwd=None):
                           cwd=cwd or ROOT)
 
 
-def smallest_heap(prog, script, args=(), path=(), lo=16, hi=512, done="order complete"):
+def smallest_heap(prog, script, args=(), path=(), lo=16, hi=512, done="order complete",
+                  run_with=run):
     """The smallest `-X heapsize`, in KB (1 KB steps, bisected between lo and hi), at which
-    `script` prints `done`; None if it does not at `hi`."""
+    `script` prints `done` (run by `run_with`, which takes `run`'s arguments); None if it does
+    not at `hi`."""
     def fits(kb):
-        out = run(prog, script, args, heap="%dk" % kb, path=path)
+        out = run_with(prog, script, args, heap="%dk" % kb, path=path)
         return out.returncode == 0 and done in out.stdout
 
     if not fits(hi):

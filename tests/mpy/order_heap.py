@@ -25,9 +25,39 @@ from thingsdk.core import messages as m  # noqa: E402
 gc.threshold(-1)  # and as app.main goes back to collecting when the heap is full
 gc.collect()
 code = gc.mem_alloc() - base
+
+
+class HostWorld:
+    """The world tests/host_world.py runs on the host, asked over two pipes (its docstring has
+    the requests): the vendor's and owner's public keys and the mandate, then the vendor's
+    answers."""
+
+    def __init__(self, answers, requests):
+        self._in, self._out = open("/dev/fd/" + answers, "rb"), open("/dev/fd/" + requests, "wb")
+        self.vendor_key, self.owner_key, self.mandate = self._ask(b"w", 0)
+
+    def _ask(self, op, now, data=b""):
+        self._out.write(op + now.to_bytes(8, "big") + len(data).to_bytes(4, "big"))
+        if data:
+            self._out.write(data)
+        return [self._in.read(int.from_bytes(self._in.read(4), "big"))
+                for _ in range(self._in.read(1)[0])]
+
+    def answer(self, data, now):
+        return self._ask(b"a", now, data)
+
+    def due(self, now):
+        return self._ask(b"d", now)
+
+    @property
+    def got(self):
+        return list(self._ask(b"g", 0)[0])
+
+
+world = HostWorld(sys.argv[2], sys.argv[3]) if len(sys.argv) > 3 else None
 folder = "%s/order-%d" % (sys.argv[1], time.time_ns())
 os.mkdir(folder)
-flow = order_flow.Flow(folder + "/state")
+flow = order_flow.Flow(folder + "/state", world=world)
 live = 0
 for turn in range(1, 201):
     flow.turn()

@@ -3,15 +3,16 @@ MicroPython: the device counters the vendor's offer, judges every variant on wha
 items costs, refuses answers that are forged, absurd or over its mandate (counted), and orders
 the best offer it has when the vendor does not answer."""
 
-from order_flow import HOUR, PRICE, SHIP, Flow, Vendor
+from order_flow import HOUR, Flow
+from order_vendor import PRICE, SHIP, Vendor, World
 from test_flash import _scenario
-from thingsdk.core import ed25519, lifecycle
+from thingsdk.core import lifecycle
 from thingsdk.core import messages as m
 
 TIERS = ((4, 1690), (2, 1790))  # (least bags, unit price), the larger first
 
 
-class Haggler(Vendor):
+class Haggler(World):
     """The order flow's vendor, answering counter-proposals by its tiers (and slow shipping from
     five days on), or as `answer_as(body, offer)` says: an offer body, or None for silence; `forged`: those
     answers are changed after they were signed."""
@@ -51,7 +52,7 @@ def _flow(root, answer_as=None, forged=False):
     consumable = flow.agent.slots["coffee"].consumable
     consumable.hold_cost = 365  # a cent a bag a day
     consumable.lead_time = 2 * 86400  # it plans for slower deliveries than this vendor's
-    flow.vendor = Haggler(flow.vendor.signer, ed25519.Verifier(flow.agent.signer.public_key))
+    flow.vendor = Haggler(flow.agent.signer.public_key)
     flow.vendor.answer_as, flow.vendor.forged = answer_as, forged
     return flow
 
