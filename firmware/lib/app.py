@@ -35,7 +35,7 @@ import sys
 from flash import CheckpointError, FlashState, read
 from thingsdk.core import cbor, ed25519, topics
 from thingsdk.core import messages as m
-from thingsdk.core.agent import Agent
+from thingsdk.core.agent import Agent, drop
 from thingsdk.core.check import const
 from thingsdk.core.consumable import DAY
 from ticks import clock_from, ticks_diff, ticks_ms
@@ -147,7 +147,8 @@ class App:
                                cbor, new_id, self.clock(), publish=self._queue,
                                config=config.get("lifecycle"),
                                heartbeat=config.get("heartbeat", DAY), note=say,
-                               to_owner=lambda data, t: self._queue(data, t, self.to_owner))
+                               to_owner=lambda data, t: self._queue(data, t, self.to_owner),
+                               spare=True)
             self.mandate = read(identity + "mandate.cwt")
             # A demo's or a rig's clock (config.json's `clock`) is its own; a real one is set by
             # NTP.
@@ -158,8 +159,7 @@ class App:
             del sys.modules["configure"]
             # Need records read back from flash loaded the lifecycle's rarer events for their
             # check: dropped too (and the package's name for them), until one of them comes.
-            if sys.modules.pop("thingsdk.core.lifecycle_rare", None):
-                del sys.modules["thingsdk.core"].lifecycle_rare
+            drop(("lifecycle_rare",))
 
     def _on_message(self, topic, payload):
         """Take a downlink or an owner's message in at once: the link acknowledges it only after this returns, so only

@@ -5,6 +5,8 @@ own Ed25519 and CBOR. No network: `Flow.turn()` moves time on an hour and carrie
 ways, so a test can follow each step and a benchmark can measure the heap between them.
 """
 
+import sys
+
 from flash import FlashState
 from thingsdk.core import cbor, ed25519, lifecycle
 from thingsdk.core.agent import LEVEL, Agent, Slot
@@ -50,7 +52,8 @@ class Flow:
         self.agent = Agent(device, ed25519.Verifier(world.vendor_key),
                            ed25519.Verifier(world.owner_key), FlashState(root),
                            [Slot(consumable, self.tank)], cbor, self._new_id, now,
-                           publish=lambda data, msg_type: self.uplinks.append(data))
+                           publish=lambda data, msg_type: self.uplinks.append(data),
+                           spare=sys.implementation.name == "micropython")  # as a board does
         self.agent.start(now, world.mandate)
         self.vendor = world
         self.now = now

@@ -2,9 +2,12 @@
 quote, decision, order, receipt, shipment, delivery, refill, every message signed and verified by
 the core; then the same state read back from flash carries on where it was."""
 
+import sys
+
 from order_flow import Flow
 from test_flash import _scenario
 from thingsdk.core import lifecycle
+from thingsdk.core.agent import DECIDING, drop
 from thingsdk.core import messages as m
 from thingsdk.core.replay import MAX_SEQ
 
@@ -26,6 +29,35 @@ def _one_order(root):
 
 def test_an_order_runs_from_need_to_refill():
     _scenario(_one_order)
+
+
+def _spares(root):
+    names = ["thingsdk.core." + name for name in DECIDING]
+    held = [(name, sys.modules.get(name)) for name in names]  # CPython's, put back after
+    drop(DECIDING)
+    flow = Flow(root)
+    flow.agent.spare = True  # as a board's agent (order_flow sets it on MicroPython)
+    loaded = []
+    try:
+        for _ in range(200):
+            flow.turn()
+            loaded += [name for name in names if name in sys.modules]
+            if flow.need() is not None and flow.need()["state"] == lifecycle.CLOSED:
+                break
+    finally:
+        package = sys.modules["thingsdk.core"]
+        for name, module in held:
+            if module is not None:
+                sys.modules[name] = module
+                setattr(package, name.split(".")[-1], module)
+    assert flow.need()["state"] == lifecycle.CLOSED and flow.vendor.got.count(m.ORDER) == 1
+    decisions = [r for r in flow.agent.state.audit.records() if r.get("action")]
+    assert [d["action"] for d in decisions] == ["buy"]
+    assert loaded == []  # the need was opened and decided, and no turn ended with them loaded
+
+
+def test_an_agent_that_spares_its_heap_drops_the_deciding_code_after_each_decision():
+    _scenario(_spares)
 
 
 def _resumes(root):

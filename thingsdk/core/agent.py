@@ -18,11 +18,11 @@ it caused were carried out, so a crash in between lets a redelivery be processed
 """
 
 import binascii
+import sys
 
-from thingsdk.core import envelope, lifecycle, money, policy
+from thingsdk.core import envelope, lifecycle, money
 from thingsdk.core import messages as m
 from thingsdk.core.consumable import DAY, Consumable, carry_on
-from thingsdk.core.decide import ASK, REFUSE, decide, judge, mandate_problem, quantity
 from thingsdk.core.ledger import Ledger, period_start
 from thingsdk.core.mandate import MandateError, accept
 from thingsdk.core.replay import EXPIRED, FROM_FUTURE, ReplayGuard
@@ -32,6 +32,20 @@ DEREGISTERED = "device-deregistered"  # the vendor's error once its operator rev
 # A sensor source has `kind` and `read(now) -> int` in the consumable's unit: LEVEL sources return
 # what is left now, USAGE sources what was used since their last read.
 LEVEL, USAGE = "level", "usage"
+# The modules a need uses only while it decides (quantities, the mandate's checks, choosing an
+# offer, a counter-proposal, an owner's answer), imported then; an agent that `spare`s its heap
+# drops them again before the message decided on is signed. On a board MicroPython loads a
+# module's code into the heap: these are about 10 KB that an order's other turns do without.
+DECIDING = ("decide", "policy", "counter", "approval")
+
+
+def drop(names):
+    """Take the modules `names` of thingsdk.core out of sys.modules and the package: their code
+    leaves the heap once nothing holds it any more, and the next import loads it again."""
+    package = sys.modules["thingsdk.core"]
+    for name in names:
+        if sys.modules.pop("thingsdk.core." + name, None) is not None and hasattr(package, name):
+            delattr(package, name)
 
 
 def feed(consumable, source, now):
@@ -78,10 +92,12 @@ class Agent:
     """One device: its key (`signer`), the vendor's and the owner's verifiers (pinned keys), a
     state store, its Slots, `config`: lifecycle settings (overrides of lifecycle.DEFAULTS) and the
     `heartbeat` period of its status messages. `now` is the clock at start, for the mandate held.
+    `spare`: drop the DECIDING modules once a decision is taken (a board, whose heap holds its
+    code), rather than keep them loaded.
     """
 
     def __init__(self, signer, vendor, owner, state, slots, codec, new_id, now, publish=None,
-                 config=None, heartbeat=DAY, zones=None, note=None, to_owner=None):
+                 config=None, heartbeat=DAY, zones=None, note=None, to_owner=None, spare=False):
         self.signer, self.kid = signer, signer.kid
         self.vendor, self.owner = vendor, owner
         self.state = state
@@ -90,7 +106,7 @@ class Agent:
             self.slots[slot.name] = slot
         self.codec, self.new_id, self.zones = codec, new_id, zones
         self.publish, self.to_owner = publish, to_owner
-        self.heartbeat = heartbeat
+        self.heartbeat, self.spare = heartbeat, spare
         self.note = note or (lambda text: None)
         self.duplicates = 0
         self.clock_behind = None  # seconds, once a signed message from the future showed it
@@ -244,15 +260,28 @@ class Agent:
         self._save_consumables()
 
     def _open_needs(self, now):
+        due = [(name, slot) for name, slot in self.slots.items()
+               if self.orders.open_for(name) is None and not self._resting(name, now)
+               and slot.consumable.reorder(now)]
+        asks = self._quantities(due, now) if due else ()
+        if asks and self.spare:
+            drop(DECIDING)
+        for name, ask in asks:
+            self._run(self.orders.need(name, ask, self.vendor.kid, self.owner.kid, now), now)
+
+    def _quantities(self, due, now):
+        """[(slot name, quote-request body)] for the due slots that may order now, each for the
+        quantity the mandate allows."""
+        from thingsdk.core.decide import mandate_problem, quantity
+
         if mandate_problem(self.mandate, now, []) is not None:
-            return
-        for name, slot in self.slots.items():
-            if self.orders.open_for(name) is not None or self._resting(name, now):
-                continue
+            return []
+        asks = []
+        for name, slot in due:
             qty = quantity(slot.consumable, self.mandate, self.ledger, now, slot.category)[0]
             if qty:
-                self._run(self.orders.need(name, slot.ask(qty), self.vendor.kid, self.owner.kid,
-                                           now), now)
+                asks.append((name, slot.ask(qty)))
+        return asks
 
     def _resting(self, slot, now):
         """Whether a need of the slot closed without a delivery less than `wait` ago: the next
@@ -387,6 +416,27 @@ class Agent:
         record = self.orders.needs.get(need)
         if record is None or record["state"] != lifecycle.DECIDING:
             return
+        result, offer = self._judge(need, record, offers, appr, now)
+        if self.spare:
+            drop(DECIDING)
+        slot = record["slot"]
+        left = None if offer is None or slot not in self.slots else \
+            self.slots[slot].consumable.forecast(now).expected
+        if left is not None and now + left < offer["arrive"]:  # once per need
+            self._tell("stockout", "%s will run out in about %d hours, before the order can "
+                                   "arrive." % (slot, left // 3600 + 1), now, need, slot=slot)
+        entry = result.copy()
+        entry.update(need=need, slot=slot)
+        self.state.audit.append(entry)
+        entry = None  # not kept while the order goes out (a board's heap is short)
+        self._run(self.orders.decided(need, result, now), now)
+
+    def _judge(self, need, record, offers, appr, now):
+        """(the decision as a record, the offer it takes or None), said to the operator, and
+        to the owner when it refuses. Only plain data comes back, so nothing the DECIDING
+        modules made is still held once this returns."""
+        from thingsdk.core.decide import ASK, REFUSE, decide
+
         if record["kind"] == lifecycle.SUPPORT:
             decision = self._visit(offers[0], now)
         else:
@@ -412,16 +462,7 @@ class Agent:
         if decision.action == REFUSE:  # news for the owner: once per slot and reason
             self._tell("refused", decision.text, now, need, "refused" + slot + decision.reason,
                        reason=decision.reason, slot=slot)
-        left = None if decision.offer is None or slot not in self.slots else \
-            self.slots[slot].consumable.forecast(now).expected
-        if left is not None and now + left < decision.offer["arrive"]:  # once per need
-            self._tell("stockout", "%s will run out in about %d hours, before the order can "
-                                   "arrive." % (slot, left // 3600 + 1), now, need, slot=slot)
-        entry = result.copy()
-        entry.update(need=need, slot=record["slot"])
-        self.state.audit.append(entry)
-        decision = entry = None  # not kept while the order goes out (a board's heap is short)
-        self._run(self.orders.decided(need, result, now), now)
+        return result, decision.offer
 
     # News for the owner (docs/protocol.md, notice): each said once. Few names, as boards
     # intern every one: kinds and keys are built from words the code has already.
@@ -452,6 +493,9 @@ class Agent:
 
     def _visit(self, quoted, now):
         """The decision on a technician visit a support reply quoted."""
+        from thingsdk.core import policy
+        from thingsdk.core.decide import judge, mandate_problem
+
         lead = ["a technician visit was quoted for the fault"]
         problem = mandate_problem(self.mandate, now, lead)
         if problem:
