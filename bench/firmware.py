@@ -23,6 +23,8 @@ Prints, from one run:
   block of several KB, bench/mpy_qstr_pool.py): a firmware just under it is a few names away
   from needing that much more heap;
 - the heap each module of the stock build takes as it loads (thingsdk.firmware_build.load_order);
+- the check of one message on the 32-bit port, with the schemas read from flash as the stock
+  build has them and with them in the code (bench/mpy_check.py);
 - Ed25519 sign and verify, and the first Signer (which builds the comb table where it is not
   frozen), on the 32-bit port (stock and frozen) and on the WebAssembly port.
 """
@@ -225,6 +227,17 @@ def wasm_order(build, tmp):
           % (heap["step_allocated_bytes"], heap["turns"]))
 
 
+def checking(stock, tmp):
+    """An offer's check on the 32-bit port: the stock build, which reads the message schemas from
+    flash, and the same with them in the code (heap_section's two builds)."""
+    script = ROOT / "bench" / "mpy_check.py"
+    times = [on_unix(stock, script, path=[tmp / name / "lib", tmp / name])["check_ms"]
+             for name in ("stock", "in_code")]
+    print("checking a message (an offer) on the 32-bit port, stock: %.2f ms with the schemas "
+          "read from flash (texts.bin), %.2f ms with them in the code (%.2f x)"
+          % (times[0], times[1], times[0] / times[1]))
+
+
 def crypto(stock, frozen):
     script = ROOT / "bench" / "mpy_ed25519.py"
     runs = [("unix port 32-bit, stock", on_unix(stock, script, path=[ROOT])),
@@ -254,6 +267,7 @@ def main():
         stock = unix_port.stock()
         frozen = unix_port.firmware(extra=[(PORTABLE, name + ".py") for name in TEST_MODULES])
         build = heap_section(tmp, stock, frozen)
+        checking(stock, tmp)
         by_module(stock, build, tmp)
         wasm_order(build, tmp)
     crypto(stock, frozen)

@@ -130,14 +130,55 @@ def test_every_text_of_the_build_reads_back_and_is_gone_from_its_module(tmp_path
             move_texts(path.read_text(), table)
             mpy = (tmp_path / "build" / (name + ".mpy")).read_bytes()
             for text in table.texts[before:]:
-                assert text.encode() not in mpy, (name, text)
+                assert (text if isinstance(text, bytes) else text.encode()) not in mpy, name
     assert len(table.texts) > 200
-    assert [reader.text(n) for n in range(len(table.texts))] == table.texts
+    assert [reader.text(n) if isinstance(text, str) else reader.Flash(n)[:]
+            for n, text in enumerate(table.texts)] == table.texts
+    from thingsdk.core.messages import SCHEMAS  # the one large table of bytes, on flash
+
+    assert SCHEMAS in table.texts
     # The modules that read unsigned bytes keep theirs: a rejection reads no flash.
     source = (FIRMWARE_LIB.parent.parent / "thingsdk" / "core" / "cbor.py").read_text()
     found, _ = sentences(ast.parse(source), source)
     cbor = (tmp_path / "build" / "lib" / "thingsdk" / "core" / "cbor.mpy").read_bytes()
     assert found and all(n.value.encode() in cbor for n in found)
+
+
+WORDS = b"\n" + b"\n".join(b"word%03d is-%d" % (n, n * n) for n in range(120)) + b"\n"
+TABLES = '''"""A module with a large table of bytes, read by position."""
+
+RULES = b"x" * 2000
+SMALL = b"\\nshort"
+WORDS = %r
+
+
+def definition(name):
+    at = WORDS.find(b"\\n" + name + b" ")
+    if at < 0:
+        return None
+    at += len(name) + 2
+    end = at
+    while WORDS[end] != 10:
+        end += 1
+    return WORDS[at:end], WORDS[at], len(WORDS), SMALL
+''' % WORDS
+
+
+def test_a_large_table_of_bytes_is_left_on_flash_and_read_through_a_window(tmp_path, reader):
+    table = Table()
+    source = move_texts(TABLES, table)
+    # Only a literal of LARGEST bytes or more assigned at import moves; a computed one stays.
+    assert "WORDS = _F(0)" in source and "from texts import Flash as _F" in source
+    assert 'SMALL = b"\\nshort"' in source and "RULES = b" in source and len(table.texts) == 1
+    (tmp_path / "texts.bin").write_bytes(table.data())
+    written, lean = load(TABLES, "written"), load(source, "lean")
+    assert isinstance(lean.WORDS, reader.Flash) and len(lean.WORDS) == len(written.WORDS)
+    for name in (b"word000", b"word047", b"word063", b"word064", b"word119", b"word120", b"w"):
+        assert lean.definition(name) == written.definition(name), name
+    assert lean.definition(b"word119")[0] == b"is-14161"
+    assert lean.WORDS[5:] == written.WORDS[5:] and lean.WORDS[:9] == written.WORDS[:9]
+    with pytest.raises(IndexError):
+        lean.WORDS[len(written.WORDS)]
 
 
 def test_a_build_for_tracebacks_keeps_its_sentences_in_the_code(tmp_path):

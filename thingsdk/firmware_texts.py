@@ -8,7 +8,10 @@ to lib/texts.bin and compiles each use as `_T(n)`: firmware/lib/texts.py reads t
 when it is needed, and the string is garbage once said. Texts evaluated at import (module-level
 tables) stay in the code, where they would take the heap anyway, and so do those of the modules
 that read bytes before any signature is checked (KEPT): a flood of hostile bytes must not cost
-a read of flash per rejection. CPython and frozen firmware run the sources as written.
+a read of flash per rejection. A module's large table of bytes (LARGEST or more, assigned to a
+name at import: messages.SCHEMAS) moves there too, compiled as `_F(n)`: texts.Flash reads it
+from flash through a small window when it is searched, indexed or sliced, which is all such a
+table's code may do with it. CPython and frozen firmware run the sources as written.
 """
 
 import ast
@@ -17,9 +20,11 @@ import struct
 DATA = "lib/texts.bin"
 READER = "texts"  # firmware/lib/texts.py
 IMPORT = b"from texts import text as _T\n"
+IMPORT_FLASH = b"from texts import Flash as _F\n"
 # Shorter string literals are interned by MicroPython's compiler as names (qstrs), not loaded
 # as objects of their own (MICROPY_ALLOC_PARSE_INTERN_STRING_LEN is 10).
 SHORTEST = 11
+LARGEST = 1024  # bytes: sha512's 640 B of round constants, read for every block, stay in code
 KEPT = frozenset(("cbor", "cose", "envelope", "frames", "mqtt", "seriallink", READER))
 # Helpers handed their error message on every call, needed or not: a text read from flash there
 # would be read each time the check passes. A `_require(ok, message)` statement is compiled as
@@ -44,8 +49,8 @@ class Table:
 
     def data(self):
         """texts.bin: len+1 little-endian uint32 offsets from the file's start, then the texts
-        in UTF-8; text n is the bytes from offset n to offset n+1."""
-        encoded = [t.encode() for t in self.texts]
+        (in UTF-8, or bytes as they are); text n is the bytes from offset n to offset n+1."""
+        encoded = [t if isinstance(t, bytes) else t.encode() for t in self.texts]
         at = 4 * (len(encoded) + 1)
         offsets = []
         for blob in encoded:
@@ -107,13 +112,23 @@ def sentences(tree, source):
     return found, guards
 
 
+def tables(tree):
+    """The bytes literals of LARGEST bytes or more that `tree` assigns to a name at import."""
+    return [node.value for node in tree.body
+            if isinstance(node, ast.Assign) and len(node.targets) == 1
+            and isinstance(node.targets[0], ast.Name) and isinstance(node.value, ast.Constant)
+            and isinstance(node.value.value, bytes) and len(node.value.value) >= LARGEST]
+
+
 def move_texts(source, table):
-    """`source` with each literal `sentences` finds replaced by `_T(n)`, n its number in `table`,
-    each guard compiled as `if not (ok): _require(0, message)`, and the reader imported after
-    the module's docstring. Unchanged where there are no sentences."""
+    """`source` with each literal `sentences` finds replaced by `_T(n)` and each of its `tables`
+    by `_F(n)`, n its number in `table`, each guard compiled as `if not (ok): _require(0,
+    message)`, and the readers imported after the module's docstring. Unchanged where there are
+    none of them."""
     tree = ast.parse(source)
     found, guards = sentences(tree, source)
-    if not found:
+    large = tables(tree)
+    if not found and not large:
         return source
     data = source.encode()
     starts = [0]
@@ -125,6 +140,7 @@ def move_texts(source, table):
                 starts[node.end_lineno - 1] + node.end_col_offset)
 
     edits = [span(n) + (b"_T(%d)" % table.number(n.value),) for n in found]
+    edits += [span(n) + (b"_F(%d)" % table.number(n.value),) for n in large]
     for call in guards:
         if any(begin >= span(call)[0] and end <= span(call)[1] for begin, end, _ in edits):
             ok = span(call.args[0])
@@ -136,4 +152,5 @@ def move_texts(source, table):
     docstring = (body and isinstance(body[0], ast.Expr) and isinstance(body[0].value, ast.Constant)
                  and isinstance(body[0].value.value, str))
     at = starts[body[0].end_lineno] if docstring else 0
-    return (data[:at] + IMPORT + data[at:]).decode()
+    imports = (IMPORT if found else b"") + (IMPORT_FLASH if large else b"")
+    return (data[:at] + imports + data[at:]).decode()

@@ -39,7 +39,9 @@ class MessageError(ValueError):
 # that goes on is indented): `name definition`. `schema(name)` reads a rule into the tuples that
 # `_check` interprets, only while a value of it is checked: on a board the text is the only copy
 # in the heap (tables of tuples built at import took 4.6 KB more there), and names that appear
-# only in it are never interned. Definitions:
+# only in it are never interned; the stock firmware leaves even the text on flash, read through
+# a small window (thingsdk/firmware_texts.py), so the code only searches, indexes and slices it.
+# Definitions:
 #   i0..9   an int in 0..9 (-9 for a negative bound)     b16, b1..32   bytes of that length
 #   s1..64  text of 1..64 UTF-8 bytes, s3..3/ABC/AB: only those ASCII characters (the second set:
 #           the first character's)                          y  a bool        *  anything
