@@ -22,7 +22,8 @@ that day is a stockout day. The lead time each vendor quotes (for a week) and ho
 really comes are drawn per day, so both policies ordering on the same day get the same.
 
 - forecast: the device as thingsdk builds it: the Consumable's usage estimate, reorder point and
-  quantity (shipping against stock held, holding an item costing its price a year; shelf life),
+  quantity (shipping against stock held, holding an item costing its price a year; shelf life;
+  the household's time away, which the owner tells it before leaving: the `away` setting),
   and `decide()` under the owner's signed mandate (a monthly budget, an order count, both
   vendors, the item, its price and quantity, quiet hours) over both vendors' offers. Its lead
   time is the slowest quote (vendor B's) and a day, as it decides once a day, so it asks early
@@ -131,6 +132,18 @@ def household(seed, spec):
                      range(slip, slip + 42))
 
 
+def away_spans(home):
+    """The household's days away as Consumable's `away`: [start, end] spans of whole days, as
+    the owner tells the device before leaving."""
+    spans = []
+    for day in sorted(home.away):
+        if spans and spans[-1][1] == START + day * DAY:
+            spans[-1][1] += DAY
+        else:
+            spans.append([START + day * DAY, START + (day + 1) * DAY])
+    return spans
+
+
 def demand(spec, seed, days, home):
     """(use per day, sensor noise per day) for one consumable: the same for both policies."""
     rng = random.Random("%d/%s/use" % (seed, spec.slot))
@@ -217,7 +230,7 @@ class Slot:
             settings = dict(lead_time=(spec.lead[1] + B_SLOWER + 1) * DAY,
                             lead_spread=spec.late[1] * DAY,  # the latest a parcel may come
                             ship_cost=spec.ship, hold_cost=spec.price * HOLD // 100,
-                            shelf_life=spec.shelf and spec.shelf * DAY)
+                            shelf_life=spec.shelf and spec.shelf * DAY, away=away_spans(home))
             self.consumable = Consumable(spec.slot, spec.unit, spec.capacity, spec.pack,
                                          spec.sku, **settings)
             device = Ed25519Signer.from_seed(hashlib.sha256(spec.slot.encode()).digest())

@@ -107,3 +107,27 @@ def test_the_pi_takes_the_broker_settings_it_documents(tmp_path):
                                        'limit = 7\nbackoff = [0.5, 8]\n')
     transport = config.load(path).transport
     assert (transport.keepalive, transport.queue_limit) == (15, 7)
+
+
+def test_time_away_is_read_as_unix_seconds_from_date_times_or_numbers(tmp_path):
+    filter_away = device_toml.FILTER + (
+        "away = [[2026-07-04T08:00:00+02:00, 2026-07-12T20:00:00Z], [1798675200, 1798934400]]\n")
+    path = device_toml.write(tmp_path, consumable=filter_away)
+    consumable = config.load(path).slots["water-filter"].consumable
+    assert consumable.away == [[1783144800, 1783886400], [1798675200, 1798934400]]
+
+
+@pytest.mark.parametrize("away, message", [
+    ('[[2026-07-04, 2026-07-12]]', "a start or end is a date-time with its offset"),
+    ('[[2026-07-04T08:00:00, 2026-07-12T20:00:00]]', "a start or end is a date-time with its"),
+    ('[1783144800, 1783886400]', "expected [start, end] pairs"),
+    ('"the first week of July"', "expected list, not"),
+    ('[[1783886400, 1783144800]]', "away: each end after its start"),
+    ('[[1, 5], [3, 9]]', "away: spans must not overlap"),
+])
+def test_wrong_time_away_names_the_file_and_the_setting(tmp_path, away, message):
+    path = device_toml.write(tmp_path, consumable=device_toml.FILTER + "away = %s\n" % away)
+    with pytest.raises(config.ConfigError) as caught:
+        config.load(path)
+    assert str(caught.value).startswith("%s: consumables[0]" % path)
+    assert message in str(caught.value) and "\n" not in str(caught.value)

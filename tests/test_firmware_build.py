@@ -291,3 +291,17 @@ def _imported_on_loading(tree):
             yield node.module
         elif isinstance(node, ast.Import):
             yield from (alias.name for alias in node.names)
+
+
+def test_time_away_goes_to_the_board_as_unix_seconds(tmp_path, bundle, capsys):
+    toml = bundle / "device.toml"
+    toml.write_text(toml.read_text().replace(
+        "[[consumables]]\n", "[[consumables]]\naway = [[2026-07-04T08:00:00+02:00, "
+                             "2026-07-12T20:00:00Z]]\n"))
+    assert build(tmp_path, bundle, "pico_w", "--force") == 0
+    config = json.loads((tmp_path / "pico_w" / "identity" / "config.json").read_text())
+    assert config["consumables"][0]["away"] == [[1783144800, 1783886400]]
+    toml.write_text(toml.read_text().replace("2026-07-12T20:00:00Z", "2026-07-12"))
+    assert build(tmp_path, bundle, "pico_w", "--force") == 2
+    err = capsys.readouterr().err
+    assert "consumables[0].away: a start or end is a date-time with its offset" in err

@@ -21,7 +21,7 @@ import thingsdk
 from thingsdk import boards, topics
 from thingsdk.core.keys import key_id
 from thingsdk.crypto import load_signer
-from thingsdk.device.config import TABLES
+from thingsdk.device.config import TABLES, away_spans
 from thingsdk.firmware_texts import DATA, KEPT, READER, Table, move_texts
 from thingsdk.mqtt import broker_address
 from thingsdk.owner import read_public_key
@@ -248,6 +248,11 @@ def _board_consumables(top, board, path):
             raise ValueError("consumable %s: pin %r cannot read an ADC on %s (use one of %s)"
                              % (table.get("slot"), sensor.get("pin"), board.title,
                                 ", ".join(map(str, board.adc_pins))))
+        if "away" in table:  # config.json holds no date-times: unix seconds
+            try:
+                table["away"] = away_spans(table["away"])
+            except ValueError as exc:
+                raise ValueError("%s: consumables[%d].away: %s" % (path, i, exc))
     return tables
 
 

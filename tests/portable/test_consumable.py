@@ -1,6 +1,6 @@
 # Consumable scenarios that run on CPython (pytest) and on MicroPython alike.
 from check import raises
-from thingsdk.core.consumable import DAY, Consumable, ConsumableError
+from thingsdk.core.consumable import DAY, Consumable, ConsumableError, carry_on
 
 T0 = 1700000000
 HOUR = 3600
@@ -183,9 +183,12 @@ def test_quantity_balances_shipping_against_stock_held():
     c.ship_cost, c.hold_cost = 400, 36500  # sqrt(2 x 175 bags a year x 400 / 36500) = 1 bag
     assert c.reorder(now) == 1 and c.why == "1 balance shipping against stock held"
     c.hold_cost = 730  # cheap to hold: 13 bags would balance, but they would sit on the shelf
-    assert c.reorder(now) == 8  # 1900 g to fill the slot when an order comes with 100 g left
-    assert c.why == "8, as more would sit on the shelf when it comes"
-    c.capacity = 10000
+    # 1900 g fill the slot when an order comes with 100 g left (8 bags), and one more bag waits
+    # on the shelf only until a bag's worth is used
+    assert c.reorder(now) == 9 and c.why == "9, as more would sit on the shelf when it comes"
+    c.pack = 2000  # an item the size of the slot: none waits
+    assert c.reorder(now) == 1
+    c.pack, c.capacity = 250, 10000
     assert c.reorder(now) == 13 and c.why == "13 balance shipping against stock held"
 
 
@@ -197,15 +200,40 @@ def test_a_perishable_is_never_bought_to_go_stale():
     now = T0 + 48 * HOUR
     # a bag goes in as soon as it fits, and the last of an order must go in within 5 days (600 g)
     # of delivery; it comes with 100 g left: 600 + 10000 - 100 g may be ahead of it, 42 bags
-    assert c.reorder(now) == 13 and c.fresh(50) == 42
+    assert c.reorder(now) == 13 and c.fresh(50, now) == 42
     assert c.why == "42, as more would go stale before use"
     c.capacity, c.shelf_life = 1000, 2 * DAY  # 240 + 1000 - 100 g: 4 bags
-    assert c.fresh(13) == 4 and c.reorder(now) == 4  # filling the slot keeps them fresh too
+    assert c.fresh(13, now) == 4 and c.reorder(now) == 4  # filling the slot keeps them fresh too
     c.pack = c.capacity = 1000
     c.shelf_life = DAY  # not even one item keeps: one all the same, to avoid running out
-    assert c.fresh(2) == 1 and c.reorder(now) == 1
+    assert c.fresh(2, now) == 1 and c.reorder(now) == 1
     raises(ConsumableError, Consumable, "beans", "g", 1000, shelf_life=60)
     raises(ConsumableError, Consumable, "beans", "g", 1000, ship_cost=-1)
+
+
+def test_time_away_uses_nothing_so_a_perishable_is_not_bought_to_go_stale_over_it():
+    c = Consumable("beans", "g", 10000, pack=250, safety=100, lead_time=2 * DAY, lead_spread=0,
+                   ship_cost=400, hold_cost=730, shelf_life=5 * DAY)
+    for h in range(0, 49, 4):
+        c.read(T0 + h * HOUR, 540 - 5 * h)  # 120 g a day
+    now = T0 + 48 * HOUR
+    comes = now + 2 * DAY
+    assert c.fresh(50, now) == 42  # 600 g used in the 5 days after delivery
+    c.away = [[comes + DAY, comes + 3 * DAY]]  # two of those days away: 360 g, 41 bags
+    assert c.fresh(50, now) == 41 and c.why == "41, as more would go stale before use"
+    c.away = [[now, now + DAY]]  # a day away before it comes: 120 g more left then
+    assert c.fresh(50, now) == 41
+    c.away = [[now - 9 * DAY, now - DAY], [comes + 9 * DAY, comes + 19 * DAY]]  # outside both
+    assert c.fresh(50, now) == 42
+    c.away = [[now, comes + 6 * DAY]]  # away for all of it: the slot's room, less the 240 g
+    assert c.fresh(50, now) == 38  # still there when it comes: 38 bags
+    again = Consumable.from_state(c.to_state())
+    assert again.away == c.away and again.fresh(50, now) == 38
+    configured = Consumable("beans", "g", 10000, pack=250, away=[(comes, comes + DAY)])
+    assert carry_on(again, configured).away == [[comes, comes + DAY]]  # the config's, now
+    for away in ([[now, now]], [[now, now + DAY], [now + HOUR, now + 2 * DAY]], [[now]],
+                 [["now", now + DAY]], [[-1, now]], [[now, now + DAY]] * 17, "a holiday"):
+        raises(ConsumableError, Consumable, "beans", "g", 1000, away=away)
 
 
 def test_a_change_of_use_is_planned_for_at_once():

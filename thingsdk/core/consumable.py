@@ -18,6 +18,7 @@ MAX_DAYS = 3660  # the protocol's bound on days to empty
 MAX_RATE = 10**12  # the protocol's bound on a rate
 MAX_WINDOW = 64
 _MAX_ORDERS = const(32)
+_MAX_AWAY = const(16)  # spans of `away`
 _MAX_ORDER_ID = const(64)
 _MIN_PAIRS = const(3)  # fewer pairwise slopes than this and the rate is unknown
 _RECENT = const(5)  # raw readings the robust current level is the median of
@@ -62,6 +63,21 @@ def _check_list(value, name, limit):
     ok = isinstance(value, list) and len(value) <= limit
     _require(ok, "%s must be a list of at most %d" % (name, limit))
     return value
+
+
+def _check_away(spans):
+    """`away` as a list of [start, end] lists of unix seconds, each start before its end."""
+    out = []
+    for span in _check_list(list(spans or ()), "away", _MAX_AWAY):
+        _require(isinstance(span, (list, tuple)) and len(span) == 2,
+                 "away must hold [start, end] pairs of unix seconds")
+        start = _check_int(span[0], 0, MAX_INT, "away start")
+        _require(is_int(span[1]) and start < span[1] <= MAX_INT, "away: each end after its start")
+        out.append([start, span[1]])
+    out.sort()
+    for i in range(1, len(out)):
+        _require(out[i - 1][1] <= out[i][0], "away: spans must not overlap")
+    return out
 
 
 def _ceil_div(a, b):
@@ -412,14 +428,17 @@ class Consumable:
     with both, an order holds the items that balance the two, but fills the slot no more than
     full when it comes; else it fills up to capacity. `shelf_life`: seconds an item keeps after
     delivery until it goes into the slot (None: it keeps); no order holds one that would sit
-    longer.
+    longer. `away`: [start, end] spans of unix seconds in which the owner said the slot will not
+    be used (a trip): `fresh` counts no use in them, so a perishable is not bought to go stale
+    over a holiday.
     """
 
     def __init__(self, slot: str, unit: str, capacity: int, pack: "int | None" = None,
                  sku: "str | None" = None, lead_time: int = 3 * DAY, lead_spread: int = 2 * DAY,
                  safety: "int | None" = None, order_qty: "int | None" = None,
                  estimator: "RateEstimator | None" = None, ship_cost: int = 0,
-                 hold_cost: int = 0, shelf_life: "int | None" = None) -> None:
+                 hold_cost: int = 0, shelf_life: "int | None" = None,
+                 away: "list | None" = None) -> None:
         self.slot = _check_token(slot, "slot")
         self.unit = _check_token(unit, "unit")
         self.capacity = _check_int(capacity, 1, _MAX_UNITS, "capacity")
@@ -437,6 +456,7 @@ class Consumable:
         _require(shelf_life is None or is_int(shelf_life) and DAY <= shelf_life <= MAX_DAYS * DAY,
                  "shelf_life must be None or an int in %d..%d seconds" % (DAY, MAX_DAYS * DAY))
         self.shelf_life = shelf_life
+        self.away = _check_away(away)
         self.late = lead_spread // 2  # seconds: how late deliveries come, see `receive`
         self.why = None  # how reorder() chose its quantity, a sentence fragment
         if estimator is None:
@@ -563,9 +583,11 @@ class Consumable:
         check does not order again). With both costs: the economic order quantity, sqrt(2 x use x
         ship_cost / hold_cost), or enough to get above the reorder point if more, but no more
         than fill the slot when the order comes with the safety stock left (whole items, at
-        least one): more would only sit on the shelf, and a decision waits for an order on its
-        way. Always at least `order_qty`, and never more than `fresh` allows. `why` says what
-        chose the quantity, or is None.
+        least one), and one item more where an item is smaller than the slot (the economic
+        quantity asked for more, and that item waits on the shelf only until an item's worth is
+        used): more would only sit on the shelf, and a decision waits for an order on its way.
+        Always at least `order_qty`, and never more than `fresh` allows. `why` says what chose
+        the quantity, or is None.
         """
         self.why = None
         position = self.position(now)
@@ -581,27 +603,40 @@ class Consumable:
             self.why = "%d balance shipping against stock held" % items
             cover = self.cover(self.lead_time)  # what is left when the order comes
             full = _ceil_div(self.capacity - (cover[1] if cover else point), pack)
+            full += 1 if pack < self.capacity else 0
             if full < items:
                 items = max(1, full)
                 self.why = "%d, as more would sit on the shelf when it comes" % items
-        return self.fresh(max(items, self.order_qty or 1))
+        return self.fresh(max(items, self.order_qty or 1), now)
 
-    def fresh(self, items):
-        """`items`, or fewer if some would go stale (`why` then says so): an item goes into the
-        slot when it fits (the stock ahead of it down to capacity less a pack), and the last of
-        an order must go in within `shelf_life` of its delivery at the pessimistic use (the lower
-        rate of `rates`, less Z deviations), the order coming with the safety stock left. At least
-        one, at most MAX_ITEMS."""
+    def fresh(self, items, now):
+        """`items` ordered now, or fewer if some would go stale (`why` then says so): an item
+        goes into the slot when it fits (the stock ahead of it down to capacity less a pack), and
+        the last of an order must go in within `shelf_life` of its delivery at the pessimistic use
+        (the lower rate of `rates`, less Z deviations), the order coming after `lead_time` with the
+        safety stock left. No use is counted while the owner is `away`: such time before the
+        delivery leaves more stock when it comes (at the higher rate), and within `shelf_life`
+        after it uses none. At least one, at most MAX_ITEMS."""
         rates = self.estimator.rates()
         if self.shelf_life and rates and rates[0]:
             use = self.estimator.use_over(self.shelf_life)
-            low = (rates[0] * self.shelf_life // DAY - Z * use[1]) // 1000
+            comes = now + self.lead_time
+            idle = self._away(comes, comes + self.shelf_life)
+            kept = rates[1] * self._away(now, comes) // DAY  # milli-units not used before it comes
+            low = (rates[0] * (self.shelf_life - idle) // DAY - Z * use[1] - kept) // 1000
             left = self.cover(self.lead_time)[1]
             most = max(1, (low + self.capacity - left) // self.pack)
             if most < items:
                 items = most
                 self.why = "%d, as more would go stale before use" % items
         return min(items, MAX_ITEMS)
+
+    def _away(self, start, end):
+        """Seconds of `away` within start..end."""
+        total = 0
+        for begin, until in self.away:
+            total += max(0, min(until, end) - max(begin, start))
+        return total
 
     def status(self, now):
         """The protocol's slot-status map: ints and strings only."""
@@ -633,6 +668,7 @@ class Consumable:
             "ship": self.ship_cost,
             "hold": self.hold_cost,
             "shelf": self.shelf_life,
+            "away": [list(span) for span in self.away],
             "late": self.late,
             "spares": self.spares,
             "arrived": list(self._arrived),
@@ -649,7 +685,7 @@ class Consumable:
             c = cls(state["slot"], state["unit"], state["cap"], state["pack"], state["sku"],
                     state["lead"], state["lead_spread"], state["safety"], state["order_qty"],
                     RateEstimator.from_state(state["estimator"]), state.get("ship", 0),
-                    state.get("hold", 0), state.get("shelf"))
+                    state.get("hold", 0), state.get("shelf"), state.get("away"))
             c.late = _check_int(state.get("late", 0), 0, MAX_DAYS * DAY, "late")
             spares = state["spares"]
             orders = state["orders"]
@@ -670,7 +706,7 @@ class Consumable:
 def carry_on(stored, configured):
     """The consumable a device keeps (`stored`, from its state) with the settings its config now
     gives (`configured`): a changed sku, pack, lead time, safety stock, order quantity, costs,
-    shelf life or reading interval takes effect; a changed unit or capacity, which the stored
+    shelf life, time away or reading interval takes effect; a changed unit or capacity, which the stored
     readings are measured in, is refused (ConsumableError says what to do)."""
     for name in ("unit", "capacity"):
         was, now = getattr(stored, name), getattr(configured, name)
@@ -678,7 +714,7 @@ def carry_on(stored, configured):
                              "is measured in the old one; set it back, or start this slot afresh "
                              "(move the state folder aside)" % (stored.slot, name, was, now))
     for name in ("sku", "pack", "lead_time", "lead_spread", "safety", "order_qty", "ship_cost",
-                 "hold_cost", "shelf_life"):
+                 "hold_cost", "shelf_life", "away"):
         setattr(stored, name, getattr(configured, name))
     stored.estimator.min_interval = configured.estimator.min_interval
     return stored
@@ -686,7 +722,7 @@ def carry_on(stored, configured):
 
 # The optional settings of a consumable in a device's config (Consumable's own, and min_interval).
 SETTINGS = ("pack", "lead_time", "lead_spread", "safety", "order_qty", "ship_cost", "hold_cost",
-            "shelf_life", "min_interval")
+            "shelf_life", "away", "min_interval")
 
 
 def configured(slot, unit, capacity, sku=None, min_interval=3 * 3600, **settings):

@@ -63,7 +63,7 @@ def cost(consumable, offer, now, until):
     """(cost, items used, reward's worth) of owning an offer's items, in minor units of its
     currency; a reward counts only for a next order before `until` (see the module's text)."""
     why = consumable.why  # fresh() explains itself there; this asks only how many keep
-    used = min(offer["qty"], consumable.fresh(offer["qty"]))
+    used = min(offer["qty"], consumable.fresh(offer["qty"], now))
     consumable.why = why
     rate = consumable.estimator.rate()
     holding = worth = 0
@@ -199,7 +199,7 @@ def propose(consumable, mandate, ledger, record, offer, owned, now, category):
     """The counter-proposal to `offer` (a quote-request body naming it), whose (cost, used) is
     `owned`, or None when none would cost less per item used."""
     qty = offer["qty"]
-    more = min(2 * qty, consumable.fresh(2 * qty))
+    more = min(2 * qty, consumable.fresh(2 * qty, now))
     most = policy.most(mandate, ledger, offer["sku"], category, offer["price"], offer["ship"][0],
                        now)[0]
     if most is not None:

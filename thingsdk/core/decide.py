@@ -177,7 +177,7 @@ def quantity(consumable, mandate, ledger, now, category=None, usual_price=None):
             if items > need:
                 need, why = items, "%d, to last with %s left %s" % (
                     items, policy._count(left, "order"), policy._span(params))
-                need = consumable.fresh(need)
+                need = consumable.fresh(need, now)
                 why = consumable.why if need < items else why
         for params in mandate.of_kind("items"):
             rules = policy._rules(params, consumable.sku, category)

@@ -3,6 +3,7 @@ documents every table and setting. Paths are relative to the file; keys are PEM 
 digits. Every error is a ConfigError naming the file and the setting.
 """
 
+import datetime
 import os
 import time
 import tomllib
@@ -201,13 +202,44 @@ def _transport(table, base, kid):
                             queue_limit=table.get("limit", int, 1000, above=0), **files)
 
 
+def away_spans(value):
+    """A consumable's `away` from device.toml as Consumable takes it: [[start, end], ...] of
+    unix seconds, from pairs of date-times with their offset (2026-07-01T00:00:00+02:00) or of
+    unix seconds. ValueError says what is wrong."""
+    if not isinstance(value, list):
+        raise ValueError("expected a list of [start, end] pairs, not %r" % (value,))
+    spans = []
+    for span in value:
+        if not (isinstance(span, list) and len(span) == 2):
+            raise ValueError("expected [start, end] pairs, not %r" % (span,))
+        pair = []
+        for end in span:
+            if isinstance(end, datetime.datetime) and end.tzinfo is not None:
+                end = int(end.timestamp())
+            elif not isinstance(end, int) or isinstance(end, bool):
+                raise ValueError("a start or end is a date-time with its offset "
+                                 "(2026-07-01T00:00:00+02:00) or unix seconds, not %r" % (end,))
+            pair.append(end)
+        spans.append(pair)
+    return spans
+
+
+def _setting(table, key):
+    if key != "away":
+        return table.get(key, int)
+    try:
+        return away_spans(table.get(key, list))
+    except ValueError as exc:
+        table.fail(key, str(exc))
+
+
 def _slot(table, born, sources):
     table.only(TABLES["consumables"])
     capacity = table.get("capacity", int)
     try:
         consumable = configured(table.get("slot", str), table.get("unit", str), capacity,
                                 sku=table.get("sku", str, None),
-                                **{k: table.get(k, int) for k in SETTINGS if k in table.table})
+                                **{k: _setting(table, k) for k in SETTINGS if k in table.table})
         sensor = table.sub("sensor", optional=False)
         if sensor.get("type", str) == "custom":
             source = sources.pop(consumable.slot, None)
