@@ -706,8 +706,8 @@ class Consumable:
 def carry_on(stored, configured):
     """The consumable a device keeps (`stored`, from its state) with the settings its config now
     gives (`configured`): a changed sku, pack, lead time, safety stock, order quantity, costs,
-    shelf life, time away or reading interval takes effect; a changed unit or capacity, which the stored
-    readings are measured in, is refused (ConsumableError says what to do)."""
+    shelf life, time away or reading interval takes effect; a changed unit or capacity, which the
+    stored readings are measured in, is refused (ConsumableError says what to do)."""
     for name in ("unit", "capacity"):
         was, now = getattr(stored, name), getattr(configured, name)
         _require(was == now, "slot %s: its %s was %s and the config now says %s: the state kept "

@@ -213,13 +213,13 @@ def away_spans(value):
         if not (isinstance(span, list) and len(span) == 2):
             raise ValueError("expected [start, end] pairs, not %r" % (span,))
         pair = []
-        for end in span:
-            if isinstance(end, datetime.datetime) and end.tzinfo is not None:
-                end = int(end.timestamp())
-            elif not isinstance(end, int) or isinstance(end, bool):
+        for moment in span:
+            if isinstance(moment, datetime.datetime) and moment.tzinfo is not None:
+                moment = int(moment.timestamp())
+            elif not isinstance(moment, int) or isinstance(moment, bool):
                 raise ValueError("a start or end is a date-time with its offset "
-                                 "(2026-07-01T00:00:00+02:00) or unix seconds, not %r" % (end,))
-            pair.append(end)
+                                 "(2026-07-01T00:00:00+02:00) or unix seconds, not %r" % (moment,))
+            pair.append(moment)
         spans.append(pair)
     return spans
 
