@@ -176,6 +176,10 @@ def test_a_large_table_of_bytes_is_left_on_flash_and_read_through_a_window(tmp_p
     for name in (b"word000", b"word047", b"word063", b"word064", b"word119", b"word120", b"w"):
         assert lean.definition(name) == written.definition(name), name
     assert lean.definition(b"word119")[0] == b"is-14161"
+    for at in (250, 508, 1020):  # matches across the edges of find's 256-byte reads
+        part = written.WORDS[at:at + 12]
+        assert lean.WORDS.find(part) == written.WORDS.find(part) <= at
+    assert lean.WORDS.find(b"word120") == -1
     assert lean.WORDS[5:] == written.WORDS[5:] and lean.WORDS[:9] == written.WORDS[:9]
     with pytest.raises(IndexError):
         lean.WORDS[len(written.WORDS)]
