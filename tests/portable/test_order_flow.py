@@ -7,8 +7,8 @@ import sys
 from order_flow import Flow
 from test_flash import _scenario
 from thingsdk.core import lifecycle
-from thingsdk.core.agent import DECIDING, drop
 from thingsdk.core import messages as m
+from thingsdk.core.agent import DECIDING, drop
 from thingsdk.core.replay import MAX_SEQ
 
 
