@@ -3,6 +3,7 @@
 import logging
 import re
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -382,6 +383,36 @@ def test_a_broker_that_is_down_is_said_once_with_its_address_and_the_next_try(lo
                         % re.escape(address), warned[0].getMessage())
     assert len(said(loud, "cannot connect to")) >= 3  # the repeats are there, at DEBUG
     assert not [r for r in loud.records if r.name == "thingsdk.mqtt.paho" and r.levelno > 10]
+
+
+def test_a_broker_that_hangs_up_at_once_is_said_once_for_each_cause(loud):
+    """Such a broker's connections end as "connection lost" or "Connection reset by peer", in
+    turn: each is said once, not on every retry."""
+    stop = threading.Event()
+    with socket.socket() as server:
+        server.bind(("127.0.0.1", 0))
+        server.listen(16)
+        server.settimeout(0.1)
+        address = "127.0.0.1:%d" % server.getsockname()[1]
+
+        def hang_up():
+            while not stop.is_set():
+                try:
+                    server.accept()[0].close()
+                except OSError:
+                    pass
+
+        thread = threading.Thread(target=hang_up)
+        thread.start()
+        try:
+            with Transport("mqtt://" + address, "nobody", backoff=Backoff(0.05, 0.1)):
+                assert wait_for(lambda: len(said(loud, "cannot connect to")) >= 10, TIMEOUT)
+        finally:
+            stop.set()
+            thread.join()
+    warned = [r.getMessage().split(";")[0] for r in loud.records if r.levelno == logging.WARNING]
+    assert warned and len(warned) == len(set(warned)) <= 2, warned
+    assert all(w.startswith("cannot connect to %s (" % address) for w in warned)
 
 
 def test_connected_lost_and_connected_again_are_said_once_each(broker, connect, loud):

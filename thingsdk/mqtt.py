@@ -231,7 +231,8 @@ class Transport:
         self._up = threading.Event()
         self._changed = threading.Condition()  # notified on every connect and refusal
         self._refused = None  # the ConnectionRefused of the latest attempt, until a connect
-        self._said = None  # the last trouble said, so the same is not said on every retry
+        self._said = []  # the troubles said since the last connection (at most 8), so none is
+        # said again on every retry: a broker that hangs up at once gives two causes in turn
         self._was_up = False  # whether the connection that ends was up (lost, not failed)
         self._filters = {}  # filter -> None, in order: subscribed again on every connection
         self._queued_filters = set()  # filters whose SUBSCRIBE waits in the queue
@@ -417,7 +418,7 @@ class Transport:
             filters = [f for f in self._filters if f not in self._queued_filters]
             self._queued_filters.clear()
         log.info("connected to %s%s", self.address, " (MQTT 3.1.1)" if self.version == V311 else "")
-        self._said = None
+        self._said = []
         for topic_filter in filters:
             self._subscribe(client, topic_filter, Ack())
         if self.presence:
@@ -457,15 +458,18 @@ class Transport:
                 cause = client.socket_error or "connection lost"
             client.socket_error = None
             if was_up:
-                self._said = None
+                self._said = []
                 self._say(log.warning, "disconnected from %s (%s)" % (self.address, cause), delay)
             else:  # before the CONNACK: e.g. the broker refused the certificate
                 self._say(log.warning, "cannot connect to %s (%s)" % (self.address, cause), delay)
 
     def _say(self, level, trouble, delay):
-        """Say `trouble` and when the next attempt is, unless it is what was said last."""
-        level = log.debug if trouble == self._said else level
-        self._said = trouble
+        """Say `trouble` and when the next attempt is, unless it was said since the last
+        connection (then only at DEBUG)."""
+        if trouble in self._said:
+            level = log.debug
+        else:
+            self._said = (self._said + [trouble])[-8:]
         level("%s; retrying in %s s", trouble, _seconds(delay))
 
     def _retry_later(self, client):
