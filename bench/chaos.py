@@ -37,7 +37,7 @@ from broker import Broker, Pki, wait_for  # noqa: E402
 from world import CATALOG, LIFECYCLE, SIMULATED  # noqa: E402 (the device scenarios' world)
 
 from thingsdk import codec  # noqa: E402
-from thingsdk.core import lifecycle, mandate  # noqa: E402
+from thingsdk.core import lifecycle, mandate, restore  # noqa: E402
 from thingsdk.core.ledger import COMMITTED, Ledger  # noqa: E402
 from thingsdk.crypto import Ed25519Signer, save_keypair  # noqa: E402
 from thingsdk.seller.service import register  # noqa: E402
@@ -199,7 +199,7 @@ def check(folder, devices, now):
                 if lifecycle.RANK[need["state"]] <= 1 and need["at"] < now - STUCK:
                     problems["nothing stuck"].append((kid.hex(), need["state"]))
             device = store.device(kid)
-            ledger = Ledger.from_state(device.ledger) if device.ledger else Ledger()
+            ledger = restore.ledger(device.ledger) if device.ledger else Ledger()
             kept = {oid for oid in orders if ledger.state_of(oid) == COMMITTED}
             placed = {oid for oid, o in orders.items()
                       if o["status"] in ("accepted", "shipped", "delivered")}

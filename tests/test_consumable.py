@@ -10,6 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from thingsdk.core import restore
 from thingsdk.core.consumable import DAY, Consumable, ConsumableError, RateEstimator
 from thingsdk.sensors.simulated import SimulatedLevel
 
@@ -265,7 +266,7 @@ def test_a_sensor_repeating_its_reading_from_before_a_refill_is_not_taken():
     c.read(now + DAY, 2)
     c.read(now + 2 * DAY, 2)
     assert c.spares == 1 and c.level(now + 2 * DAY) > 900
-    restored = Consumable.from_state(c.to_state())
+    restored = restore.consumable(c.to_state())
     assert restored.to_state() == c.to_state()
     restored.read(now + 3 * DAY, 2)  # still not taken after a restart
     assert restored.level(now + 3 * DAY) > 900
@@ -313,7 +314,7 @@ def test_a_refill_seen_late_does_not_use_the_spare_delivered_meanwhile():
     assert c.spares == 1
     c.read(now + 2 * DAY + HOUR, 958)  # the refill is confirmed: it began before the delivery
     assert c.spares == 1 and c.position(now + 2 * DAY + HOUR) > 1900
-    restored = Consumable.from_state(c.to_state())
+    restored = restore.consumable(c.to_state())
     assert restored.spares == 1 and restored.to_state() == c.to_state()
     for day in range(3, 51):  # 20 l a day until it is empty
         c.read(now + day * DAY, max(1, 958 - 20 * (day - 2)))
@@ -428,7 +429,7 @@ def test_state_round_trip_survives_a_reboot(before, after):
     c = Consumable("beans", "g", 1000, pack=250, sku="house-blend", order_qty=2)
     t = apply(c, before)
     state = c.to_state()
-    restored = Consumable.from_state(cbor2.loads(cbor2.dumps(state)))
+    restored = restore.consumable(cbor2.loads(cbor2.dumps(state)))
     assert restored.to_state() == state
     t_restored = apply(restored, after, t)
     assert apply(c, after, t) == t_restored
@@ -484,12 +485,12 @@ DELETE = object()
 ])
 def test_malformed_state_is_rejected(path, value):
     state = a_state()
-    assert Consumable.from_state(state).to_state() == state
+    assert restore.consumable(state).to_state() == state
     with pytest.raises(ConsumableError):
-        Consumable.from_state(set_in(state, path, value))
+        restore.consumable(set_in(state, path, value))
 
 
 def test_not_a_state_at_all_is_rejected():
     for state in [None, [], {}, {"v": 1}]:
         with pytest.raises(ConsumableError):
-            Consumable.from_state(state)
+            restore.consumable(state)

@@ -188,8 +188,8 @@ def test_a_large_table_of_bytes_is_left_on_flash_and_read_through_a_window(tmp_p
 def test_a_build_for_tracebacks_keeps_its_sentences_in_the_code(tmp_path):
     code = dict(compile_lib(tmp_path / "build", exclude=LINKS["mqtt"], lines=True))
     assert DATA not in code and not (tmp_path / "build" / DATA).exists()
-    ledger = (tmp_path / "build" / "lib/thingsdk/core/ledger.mpy").read_bytes()
-    assert b"unsupported ledger state" in ledger
+    restore = (tmp_path / "build" / "lib/thingsdk/core/restore.mpy").read_bytes()
+    assert b"unsupported ledger state" in restore
 
 
 def test_on_micropython_a_refusal_reads_its_sentence_from_flash(unix32, tmp_path):
@@ -197,13 +197,13 @@ def test_on_micropython_a_refusal_reads_its_sentence_from_flash(unix32, tmp_path
 
     compile_lib(tmp_path / "build", "xtensawin", LINKS["mqtt"])
     lib = tmp_path / "build" / "lib"
-    assert b"unsupported ledger state" not in (lib / "thingsdk/core/ledger.mpy").read_bytes()
+    assert b"unsupported ledger state" not in (lib / "thingsdk/core/restore.mpy").read_bytes()
     script = tmp_path / "refuse.py"
     script.write_text(
-        "from thingsdk.core import ledger\n"
-        "print(ledger.Ledger.from_state(ledger.Ledger().to_state()).to_state()['v'])\n"
+        "from thingsdk.core import ledger, restore\n"
+        "print(restore.ledger(ledger.Ledger().to_state()).to_state()['v'])\n"
         "try:\n"
-        "    ledger.Ledger.from_state({'v': 99})\n"
+        "    restore.ledger({'v': 99})\n"
         "except ledger.LedgerError as exc:\n"
         "    print('refused:', exc)\n")
     done = unix_port.run(unix32, script, path=[lib], heap="256k")

@@ -9,6 +9,7 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, rule
 
 from thingsdk import codec
+from thingsdk.core import restore
 from thingsdk.core.ledger import MAX_TIME, Ledger, LedgerError, month_start
 
 DAY = 86400
@@ -93,7 +94,7 @@ class LedgerMachine(RuleBasedStateMachine):
     @rule()
     def restart(self):
         state = codec.loads(codec.dumps(self.ledger.to_state()))
-        self.ledger = Ledger.from_state(state, self.limits)
+        self.ledger = restore.ledger(state, self.limits)
         assert self.ledger.to_state() == state
 
     @invariant()
@@ -134,7 +135,7 @@ state_junk = st.recursive(
                                        st.integers(-1, 2**40))))
 def test_malformed_state_is_refused_with_a_ledger_error(state):
     try:
-        ledger = Ledger.from_state(state)
+        ledger = restore.ledger(state)
     except LedgerError:
         return
     assert ledger.to_state() == state

@@ -5,6 +5,7 @@ from hypothesis import example, given, settings, strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 
 from thingsdk import codec
+from thingsdk.core import restore
 from thingsdk.core.replay import (
     ACCEPT, DUPLICATE, REJECT, MAX_SEQ, REASONS, ReplayGuard, SequenceCounter, StateError,
 )
@@ -96,7 +97,7 @@ class GuardMachine(RuleBasedStateMachine):
     @rule()
     def reload(self):
         state = codec.loads(codec.dumps(self.guard.to_state()))
-        self.guard = ReplayGuard.from_state(state, **self.options)
+        self.guard = restore.replay_guard(state, **self.options)
         assert self.guard.to_state() == state
 
     @invariant()
@@ -193,7 +194,7 @@ def test_state_survives_cbor_and_bignum_windows():
         guard.record(KIDS[1], seq, message_id(seq), b"%d" % seq)
     state = codec.loads(codec.dumps(guard.to_state()))
     assert state["senders"][0][2] > 2**64  # the bitmap needs a bignum
-    again = ReplayGuard.from_state(state)
+    again = restore.replay_guard(state)
     verdict = again.check(KIDS[1], 150, message_id(7), NOW, NOW + 60, b"x", NOW)
     assert verdict == (REJECT, "replayed")
     assert again.check(KIDS[1], 2, message_id(7), NOW, NOW + 60, b"x", NOW) == (ACCEPT, None)
@@ -204,7 +205,7 @@ def test_state_beyond_new_bounds_keeps_the_newest():
     for n in range(4):
         for seq in range(4):
             guard.record(KIDS[0][:7] + bytes([n]), seq, message_id(seq), b"%d" % seq)
-    smaller = ReplayGuard.from_state(guard.to_state(), max_senders=2, ids_per_sender=1)
+    smaller = restore.replay_guard(guard.to_state(), max_senders=2, ids_per_sender=1)
     senders = smaller.to_state()["senders"]
     assert [s[0][-1] for s in senders] == [2, 3]
     assert [[entry[0] for entry in ids] for *_, ids in senders] == [[message_id(3)]] * 2
@@ -220,7 +221,7 @@ def test_state_beyond_new_bounds_keeps_the_newest():
 ])
 def test_malformed_state_raises_state_error(state):
     with pytest.raises(StateError):
-        ReplayGuard.from_state(state)
+        restore.replay_guard(state)
 
 
 @given(steps=st.lists(st.sampled_from(["take", "restart"]), max_size=200),

@@ -17,9 +17,8 @@ from broker import wait_for
 from load_catalog import SKUS, catalog as load_catalog
 from test_vendor import Device, backend, postgres  # noqa: F401 (the fixtures: both stores)
 from thingsdk import codec, topics
-from thingsdk.core import envelope, mandate
+from thingsdk.core import envelope, mandate, restore
 from thingsdk.core import messages as m
-from thingsdk.core.ledger import Ledger
 from thingsdk.crypto import Ed25519Signer, save_keypair
 from thingsdk.mqtt import Backoff, Transport
 from thingsdk.seller.service import register
@@ -161,7 +160,7 @@ def test_a_vendor_killed_mid_burst_loses_nothing_it_acknowledged(broker, tmp_pat
         rows = store.orders(device.kid)
         assert sorted(r["sku"] for r in rows) == sorted(SKUS)
         assert all(r["status"] == "accepted" for r in rows)
-        ledger = Ledger.from_state(store.device(device.kid).ledger)
+        ledger = restore.ledger(store.device(device.kid).ledger)
         mine = {oid: total for oid, (d, total) in orders.items() if d is device}
         assert {oid: ledger.state_of(oid) for oid in mine} == {oid: "committed" for oid in mine}
         assert ledger.usage({"cur": "EUR", "period": "month"}, now) == (2, sum(mine.values()), 0)

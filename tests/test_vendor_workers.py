@@ -21,7 +21,7 @@ from broker import wait_for
 from test_vendor import Device, backend, postgres  # noqa: F401 (the fixtures: both stores)
 from test_vendor_crash import CATALOG, SKUS, TIMEOUT, Fleet
 from thingsdk.core import messages as m
-from thingsdk.core.ledger import Ledger
+from thingsdk.core import restore
 from thingsdk.crypto import Ed25519Signer, save_keypair
 from thingsdk.seller.serve import parse_part, part_of
 from thingsdk.seller.service import register
@@ -139,7 +139,7 @@ def test_two_workers_keep_each_devices_order_and_lose_nothing_when_one_is_killed
     for device in devices:
         rows = {r["id"]: r for r in store.orders(device.kid)}
         assert sorted(r["sku"] for r in rows.values()) == sorted(SKUS)
-        ledger = Ledger.from_state(store.device(device.kid).ledger)
+        ledger = restore.ledger(store.device(device.kid).ledger)
         for order_id, row in rows.items():
             if order_id in cancelled:
                 assert row["status"] == "cancelled" and ledger.state_of(order_id) is None

@@ -1,6 +1,7 @@
 # Consumable scenarios that run on CPython (pytest) and on MicroPython alike.
 from check import raises
-from thingsdk.core.consumable import DAY, Consumable, ConsumableError, carry_on
+from thingsdk.core import restore
+from thingsdk.core.consumable import DAY, Consumable, ConsumableError
 
 T0 = 1700000000
 HOUR = 3600
@@ -227,10 +228,10 @@ def test_time_away_uses_nothing_so_a_perishable_is_not_bought_to_go_stale_over_i
     assert c.fresh(50, now) == 42
     c.away = [[now, comes + 6 * DAY]]  # away for all of it: the slot's room, less the 240 g
     assert c.fresh(50, now) == 38  # still there when it comes: 38 bags
-    again = Consumable.from_state(c.to_state())
+    again = restore.consumable(c.to_state())
     assert again.away == c.away and again.fresh(50, now) == 38
     configured = Consumable("beans", "g", 10000, pack=250, away=[(comes, comes + DAY)])
-    assert carry_on(again, configured).away == [[comes, comes + DAY]]  # the config's, now
+    assert restore.carry_on(again, configured).away == [[comes, comes + DAY]]  # the config's, now
     for away in ([[now, now]], [[now, now + DAY], [now + HOUR, now + 2 * DAY]], [[now]],
                  [["now", now + DAY]], [[-1, now]], [[now, now + DAY]] * 17, "a holiday"):
         raises(ConsumableError, Consumable, "beans", "g", 1000, away=away)
@@ -266,7 +267,7 @@ def test_late_deliveries_raise_the_reorder_point_until_on_time_ones_wear_it_down
     c.add_order(b"bad", 1)
     c.add_order(b"bad", 1)
     raises(ConsumableError, c.receive, b"bad", 1, -1)
-    assert Consumable.from_state(c.to_state()).late == c.late
+    assert restore.consumable(c.to_state()).late == c.late
 
 
 def test_state_round_trip():
@@ -275,7 +276,7 @@ def test_state_round_trip():
     c.add_order(b"order-1", 2)
     c.read(T0 + 60 * HOUR, 1000)  # held back: may be a refill
     state = c.to_state()
-    restored = Consumable.from_state(state)
+    restored = restore.consumable(state)
     assert restored.to_state() == state
     for x in (c, restored):
         x.read(T0 + 61 * HOUR, 995)
@@ -287,42 +288,44 @@ def test_malformed_state_is_rejected():
     c = Consumable("ink", "page", 1000)
     c.read(T0, 900)
     good = c.to_state()
-    assert Consumable.from_state(good).to_state() == good
+    assert restore.consumable(good).to_state() == good
     for key, value in [("v", 9), ("cap", -1), ("unit", "Pages"), ("spares", "2"),
                        ("orders", [[b"a", 1], [b"a", 1]]), ("orders", [[b"a", 0]])]:
         state = dict(good)
         state[key] = value
-        raises(ConsumableError, Consumable.from_state, state)
+        raises(ConsumableError, restore.consumable, state)
     for key, value in [("points", [[T0, 900, 0], [T0 - 5, 900, 0]]), ("recent", [[T0]]),
                        ("window", 1000), ("segment", -1)]:
         state = dict(good)
         state["estimator"] = dict(good["estimator"])
         state["estimator"][key] = value
-        raises(ConsumableError, Consumable.from_state, state)
+        raises(ConsumableError, restore.consumable, state)
     state = dict(good)
     del state["safety"]
-    raises(ConsumableError, Consumable.from_state, state)
-    raises(ConsumableError, Consumable.from_state, [1])
+    raises(ConsumableError, restore.consumable, state)
+    raises(ConsumableError, restore.consumable, [1])
 
 
 def test_changed_settings_take_effect_on_what_was_learnt():
-    from thingsdk.core.consumable import carry_on, configured
+    from thingsdk.core.consumable import configured
 
     kept = configured("coffee", "g", 1000, sku="BEANS-1KG", order_qty=1, min_interval=3600)
     for hour in range(6):
         kept.read(hour * 3600, 1000 - 50 * hour)
     points = kept.estimator.to_state()["points"]
-    stored = Consumable.from_state(kept.to_state())
+    stored = restore.consumable(kept.to_state())
     now = configured("coffee", "g", 1000, sku="BEANS-2KG", order_qty=3, min_interval=600,
                      lead_time=2 * 86400, safety=250)
-    carried = carry_on(stored, now)
+    carried = restore.carry_on(stored, now)
     assert (carried.sku, carried.order_qty, carried.lead_time, carried.safety) == (
         "BEANS-2KG", 3, 2 * 86400, 250)
     assert carried.estimator.min_interval == 600
     assert carried.estimator.to_state()["points"] == points  # what was learnt stays
     other_unit = configured("coffee", "kg", 1000, sku="BEANS-1KG")
-    exc = raises(ConsumableError, carry_on, Consumable.from_state(kept.to_state()), other_unit)
+    stored = restore.consumable(kept.to_state())
+    exc = raises(ConsumableError, restore.carry_on, stored, other_unit)
     assert "slot coffee: its unit was g and the config now says kg" in str(exc)
     bigger = configured("coffee", "g", 2000, sku="BEANS-1KG")
-    exc = raises(ConsumableError, carry_on, Consumable.from_state(kept.to_state()), bigger)
+    stored = restore.consumable(kept.to_state())
+    exc = raises(ConsumableError, restore.carry_on, stored, bigger)
     assert "its capacity was 1000 and the config now says 2000" in str(exc)

@@ -2,6 +2,7 @@
 from check import raises
 from samples import TS
 
+from thingsdk.core import restore
 from thingsdk.core.ledger import MAX_ENTRIES, Ledger, LedgerError, month_start
 
 DAY = 86400
@@ -102,7 +103,7 @@ def test_state_round_trips_and_malformed_state_is_refused():
     state = ledger.to_state()
     assert state == {"v": 1, "latest": NOW + 5, "entries": [
         [oid(1), NOW + 5, 1000, "EUR", "reserved"], [oid(2), NOW + 5, 2000, "EUR", "committed"]]}
-    again = Ledger.from_state(state, [MONTHLY])
+    again = restore.ledger(state, [MONTHLY])
     assert again.to_state() == state and again.reserve(oid(3), 2001, "EUR", NOW) == "over-budget"
     good = [oid(1), NOW, 1000, "EUR", "reserved"]
     for bad in ([], None, {"v": 2, "latest": 0, "entries": []},
@@ -115,7 +116,7 @@ def test_state_round_trips_and_malformed_state_is_refused():
                 {"v": 1, "latest": NOW, "entries": [[oid(1), NOW, 1, "EUR", "spent"]]},
                 {"v": 1, "latest": NOW, "entries": [["id", NOW, 1, "EUR", "reserved"]]},
                 {"v": 1, "latest": True, "entries": []}):
-        raises(LedgerError, Ledger.from_state, bad)
+        raises(LedgerError, restore.ledger, bad)
 
 
 def test_bad_arguments_are_refused():

@@ -22,10 +22,10 @@ import sys
 
 from thingsdk.core import envelope, lifecycle, money
 from thingsdk.core import messages as m
-from thingsdk.core.consumable import DAY, Consumable, carry_on
+from thingsdk.core.consumable import DAY, Consumable
 from thingsdk.core.ledger import Ledger, period_start
 from thingsdk.core.mandate import MandateError, accept
-from thingsdk.core.replay import EXPIRED, FROM_FUTURE, ReplayGuard
+from thingsdk.core.replay import EXPIRED, FROM_FUTURE
 
 MAX_SLOTS = 16  # the protocol's bound on the slots of one status message
 DEREGISTERED = "device-deregistered"  # the vendor's error once its operator revoked the device
@@ -37,6 +37,9 @@ LEVEL, USAGE = "level", "usage"
 # drops them again before the message decided on is signed. On a board MicroPython loads a
 # module's code into the heap: these are about 10 KB that an order's other turns do without.
 DECIDING = ("decide", "policy", "counter", "approval")
+# The modules an agent uses only as it starts, to read its state back and check it (about 5 KB on
+# a board); an agent that `spare`s its heap drops them once started.
+STARTING = ("restore", "lifecycle_rare")
 
 
 def drop(names):
@@ -92,8 +95,8 @@ class Agent:
     """One device: its key (`signer`), the vendor's and the owner's verifiers (pinned keys), a
     state store, its Slots, `config`: lifecycle settings (overrides of lifecycle.DEFAULTS) and the
     `heartbeat` period of its status messages. `now` is the clock at start, for the mandate held.
-    `spare`: drop the DECIDING modules once a decision is taken (a board, whose heap holds its
-    code), rather than keep them loaded.
+    `spare`: drop the STARTING modules once started and the DECIDING ones once a decision is
+    taken (a board, whose heap holds its code), rather than keep them loaded.
     """
 
     def __init__(self, signer, vendor, owner, state, slots, codec, new_id, now, publish=None,
@@ -112,19 +115,24 @@ class Agent:
         self.clock_behind = None  # seconds, once a signed message from the future showed it
         self.deregistered = False  # said "the vendor refused this device" since the last start
         self.facts = state.load("device", {})
+        from thingsdk.core import restore  # as it starts only: a board drops it once started
+
         stored = state.load("consumables", {})
         for name, slot in self.slots.items():
             if name in stored:  # what was learnt, with the settings the config gives now
-                slot.consumable = carry_on(Consumable.from_state(stored[name]), slot.consumable)
+                kept = restore.consumable(stored[name])
+                slot.consumable = restore.carry_on(kept, slot.consumable)
         self.mandate = self._held_mandate(now)
         limits = self.mandate.limits() if self.mandate else ()
         ledger = state.load("ledger")
-        self.ledger = Ledger.from_state(ledger, limits) if ledger else Ledger(limits)
+        self.ledger = restore.ledger(ledger, limits) if ledger else Ledger(limits)
         guard = state.load("inbox")
         keys = {vendor.kid: vendor, owner.kid: owner}
         self.inbox = envelope.Inbox(self.kid, keys, codec,
-                                    ReplayGuard.from_state(guard) if guard else None)
+                                    restore.replay_guard(guard) if guard else None)
         self.orders = lifecycle.Orders(new_id, config, state.records())
+        if spare:
+            drop(STARTING)
 
     @property
     def refusals(self):
@@ -176,7 +184,7 @@ class Agent:
             return False
         self.state.save_mandate(token)
         self.mandate = new
-        self.ledger = Ledger.from_state(self.ledger.to_state(), new.limits())
+        self.ledger.count_against(new.limits())
         self.state.audit.append({"at": now, "mandate": new.version})
         self._send_new(m.MANDATE, {"cwt": token}, now)
         return True

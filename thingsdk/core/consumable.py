@@ -1,7 +1,8 @@
 """Consumables: level, usage rate, forecast to empty, reorder point and inventory position.
 
 Portable and sans-IO: time comes in as an argument (`now`, unix seconds as an int), every quantity
-is an int, and state goes out and comes back as plain dicts and lists (`to_state` / `from_state`).
+is an int, and state goes out and comes back as plain dicts and lists (`to_state`, and
+thingsdk.core.restore).
 Rates are integer milli-units per day, as on the wire.
 """
 
@@ -13,15 +14,15 @@ STATE_VERSION = 1
 MAX_INT = 2**53 - 1  # levels, times and counts in state stay below this
 _MAX_UNITS = const(1000000000)  # the protocol's bound on amounts and capacities
 MAX_ITEMS = 1000000  # the protocol's bound on an order quantity
-_MAX_SPARES = const(1000)  # the protocol's bound on unopened spares
+MAX_SPARES = 1000  # the protocol's bound on unopened spares
 MAX_DAYS = 3660  # the protocol's bound on days to empty
 MAX_RATE = 10**12  # the protocol's bound on a rate
 MAX_WINDOW = 64
-_MAX_ORDERS = const(32)
+MAX_ORDERS = 32  # open orders a slot counts
 _MAX_AWAY = const(16)  # spans of `away`
 _MAX_ORDER_ID = const(64)
 _MIN_PAIRS = const(3)  # fewer pairwise slopes than this and the rate is unknown
-_RECENT = const(5)  # raw readings the robust current level is the median of
+RECENT = 5  # raw readings the robust current level is the median of
 _RECENT_USE = const(7 * 86400)  # seconds: the latest readings the week's rate is taken over
 _STALE_FOR = const(7 * 86400)  # seconds a reading repeating the last before a refill is not taken
 Z = 2  # standard deviations on each side of a forecast band, and in the safety stock
@@ -188,7 +189,7 @@ class RateEstimator:
         if rise:
             self._recent = [held]
             self._keep(held[0], held[1])
-        self._recent = (self._recent + [[t, level]])[-_RECENT:]
+        self._recent = (self._recent + [[t, level]])[-RECENT:]
         self._keep(t, level)
         return rise
 
@@ -342,45 +343,6 @@ class RateEstimator:
             "before": None if self._before is None else list(self._before),
         }
 
-    @classmethod
-    def from_state(cls, state):
-        """Rebuild an estimator from `to_state` data; raise ConsumableError if it is malformed."""
-        _require(isinstance(state, dict), "estimator state must be a dict")
-        try:
-            est = cls(state["window"], state["min_interval"], state["max_gap"], state["noise"])
-            segment = _check_int(state["segment"], 0, MAX_INT, "segment")
-            points = _check_list(state["points"], "points", est.window)
-            recent = _check_list(state["recent"], "recent", _RECENT)
-            pending = state["pending"]
-        except KeyError as exc:
-            raise ConsumableError("estimator state lacks %s" % exc)
-        last_t, last_segment = 0, 0
-        for p in points:
-            _require(isinstance(p, list) and len(p) == 3, "a point must be [t, level, segment]")
-            _check_int(p[0], last_t, MAX_INT, "point time (in order)")
-            _check_int(p[1], -MAX_INT, MAX_INT, "point level")
-            last_segment = _check_int(p[2], last_segment, segment, "point segment (in order)")
-            last_t = p[0]
-        last_t = 0
-        for r in recent + ([] if pending is None else [pending]):
-            _require(isinstance(r, list) and len(r) == 2, "a recent reading must be [t, level]")
-            last_t = _check_int(r[0], last_t, MAX_INT, "recent time (in order)")
-            _check_int(r[1], -MAX_INT, MAX_INT, "recent level")
-        _require(pending is None or recent, "a pending reading needs recent ones")
-        est._segment = segment
-        est._points = [list(p) for p in points]
-        est._recent = [list(r) for r in recent]
-        est._pending = None if pending is None else list(pending)
-        last, before = state.get("last"), state.get("before")
-        est._last = None if last is None else _check_int(last, -MAX_INT, MAX_INT, "last level")
-        if before is not None:
-            _require(isinstance(before, list) and len(before) == 2, "before must be [t, level]")
-            est._before = [_check_int(before[0], 0, MAX_INT, "before time"),
-                           _check_int(before[1], -MAX_INT, MAX_INT, "before level")]
-        est._stale = True
-        return est
-
-
 class Forecast:
     """Seconds until `level` units run out: `low` <= `expected` <= `high`.
 
@@ -510,7 +472,7 @@ class Consumable:
         _check_int(items, 1, MAX_ITEMS, "items")
         known = self._orders.get(order_id)
         _require(known is None or known == items, "order already open with another quantity")
-        _require(known is not None or len(self._orders) < _MAX_ORDERS, "too many open orders")
+        _require(known is not None or len(self._orders) < MAX_ORDERS, "too many open orders")
         self._orders[order_id] = items
 
     def receive(self, order_id, items=None, late=0):
@@ -523,7 +485,7 @@ class Consumable:
         self.late = _isqrt((3 * self.late * self.late + late * late) // 4)
         ordered = self._orders.pop(order_id)
         delivered = ordered if items is None else _check_int(items, 0, MAX_ITEMS, "items")
-        self.spares = min(_MAX_SPARES, self.spares + delivered)
+        self.spares = min(MAX_SPARES, self.spares + delivered)
         last = self.estimator.latest()
         self._arrived = [last[0] if last else 0, delivered]  # after the reading at [0]
         return True
@@ -675,50 +637,6 @@ class Consumable:
             "orders": [[order_id, items] for order_id, items in self._orders.items()],
             "estimator": self.estimator.to_state(),
         }
-
-    @classmethod
-    def from_state(cls, state):
-        """Rebuild a consumable from `to_state` data; raise ConsumableError if it is malformed."""
-        _require(isinstance(state, dict), "consumable state must be a dict")
-        _require(state.get("v") == STATE_VERSION, "unsupported consumable state version")
-        try:
-            c = cls(state["slot"], state["unit"], state["cap"], state["pack"], state["sku"],
-                    state["lead"], state["lead_spread"], state["safety"], state["order_qty"],
-                    RateEstimator.from_state(state["estimator"]), state.get("ship", 0),
-                    state.get("hold", 0), state.get("shelf"), state.get("away"))
-            c.late = _check_int(state.get("late", 0), 0, MAX_DAYS * DAY, "late")
-            spares = state["spares"]
-            orders = state["orders"]
-        except KeyError as exc:
-            raise ConsumableError("consumable state lacks %s" % exc)
-        c.spares = _check_int(spares, 0, _MAX_SPARES, "spares")
-        arrived = state.get("arrived", [0, 0])
-        _require(isinstance(arrived, list) and len(arrived) == 2, "arrived must be [time, items]")
-        c._arrived = [_check_int(arrived[0], 0, MAX_INT, "arrived time"),
-                      _check_int(arrived[1], 0, _MAX_SPARES, "arrived items")]
-        for entry in _check_list(orders, "orders", _MAX_ORDERS):
-            _require(isinstance(entry, list) and len(entry) == 2, "an order must be [id, items]")
-            _require(_check_order_id(entry[0]) not in c._orders, "duplicate order id")
-            c.add_order(entry[0], entry[1])
-        return c
-
-
-def carry_on(stored, configured):
-    """The consumable a device keeps (`stored`, from its state) with the settings its config now
-    gives (`configured`): a changed sku, pack, lead time, safety stock, order quantity, costs,
-    shelf life, time away or reading interval takes effect; a changed unit or capacity, which the
-    stored readings are measured in, is refused (ConsumableError says what to do)."""
-    for name in ("unit", "capacity"):
-        was, now = getattr(stored, name), getattr(configured, name)
-        _require(was == now, "slot %s: its %s was %s and the config now says %s: the state kept "
-                             "is measured in the old one; set it back, or start this slot afresh "
-                             "(move the state folder aside)" % (stored.slot, name, was, now))
-    for name in ("sku", "pack", "lead_time", "lead_spread", "safety", "order_qty", "ship_cost",
-                 "hold_cost", "shelf_life", "away"):
-        setattr(stored, name, getattr(configured, name))
-    stored.estimator.min_interval = configured.estimator.min_interval
-    return stored
-
 
 # The optional settings of a consumable in a device's config (Consumable's own, and min_interval).
 SETTINGS = ("pack", "lead_time", "lead_spread", "safety", "order_qty", "ship_cost", "hold_cost",

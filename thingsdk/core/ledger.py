@@ -79,11 +79,15 @@ class Ledger:
     mandate: `Mandate.limits()`)."""
 
     def __init__(self, limits=()):
+        self.latest = 0
+        self._entries = {}  # order id -> [time, amount, currency, state]
+        self.count_against(limits)
+
+    def count_against(self, limits):
+        """Count the entries against `limits` from now on (a new mandate's)."""
         for limit in limits:
             _require(limit[0] in LIMIT_KINDS, "a limit is a budget or recurrence constraint")
         self.limits = [[kind, params] for kind, params in limits]
-        self.latest = 0
-        self._entries = {}  # order id -> [time, amount, currency, state]
 
     def _clock(self, now):
         self.latest = max(self.latest, _int(now, 0, MAX_TIME, "now"))
@@ -158,27 +162,3 @@ class Ledger:
         entries = [[order_id] + entry for order_id, entry in self._entries.items()]
         entries.sort(key=lambda e: (e[1], e[0]))
         return {"v": STATE_VERSION, "latest": self.latest, "entries": entries}
-
-    @classmethod
-    def from_state(cls, state, limits=()):
-        """Rebuild a ledger from `to_state` data; raise LedgerError if it is malformed."""
-        _require(isinstance(state, dict) and state.get("v") == STATE_VERSION,
-                 "unsupported ledger state")
-        _require(len(state) == 3 and "latest" in state and "entries" in state,
-                 "ledger state has other fields")
-        ledger = cls(limits)
-        latest = _int(state["latest"], 0, MAX_TIME, "latest")
-        entries = state["entries"]
-        _require(isinstance(entries, list) and len(entries) <= MAX_ENTRIES,
-                 "entries must be a list of at most %d" % MAX_ENTRIES)
-        for entry in entries:
-            _require(isinstance(entry, list) and len(entry) == 5,
-                     "an entry is [order id, time, amount, currency, state]")
-            order_id, t, amount, currency, entry_state = entry
-            _check_entry(order_id, amount, currency)
-            _int(t, 0, latest, "entry time")
-            _require(entry_state in (RESERVED, COMMITTED), "an entry is reserved or committed")
-            _require(order_id not in ledger._entries, "duplicate order id")
-            ledger._entries[order_id] = [t, amount, currency, entry_state]
-        ledger.latest = latest
-        return ledger

@@ -1,7 +1,8 @@
 """Replay protection: sequence windows, freshness, duplicate detection, sequence reservation.
 
 Sans-IO: time comes in as an argument (`now`, unix seconds as an int) and state goes out and comes
-back in as plain lists, ints and bytes (`to_state` / `from_state`), so it can be stored as CBOR.
+back in as plain lists, ints and bytes (`to_state`, and thingsdk.core.restore), so it can be
+stored as CBOR.
 """
 
 import hashlib
@@ -202,44 +203,6 @@ class ReplayGuard:
         rejections = {reason: self.rejections[reason] for reason in REASONS}
         return {"v": STATE_VERSION, "window": self.window, "senders": senders,
                 "rejections": rejections}
-
-    @classmethod
-    def from_state(cls, obj, **options):
-        """A guard rebuilt from `to_state()` output; options are the constructor's settings.
-
-        The window size is taken from the state; the oldest entries beyond the bounds are dropped.
-        """
-        _require(isinstance(obj, dict), "replay state must be a map")
-        keys = set(("v", "window", "senders", "rejections"))
-        _require(set(obj) == keys, "replay state has wrong keys")
-        _require(obj["v"] == STATE_VERSION, "unsupported replay state version")
-        options.setdefault("window", obj["window"])
-        _require(options["window"] == obj["window"], "replay state has another window size")
-        guard = cls(**options)
-        rejections = obj["rejections"]
-        _require(isinstance(rejections, dict), "rejections must be a map")
-        for reason, count in rejections.items():
-            _require(reason in guard.rejections, "unknown rejection reason")
-            _require(_is_uint(count), "rejection count must be a non-negative int")
-            guard.rejections[reason] = count
-        senders = obj["senders"]
-        _require(isinstance(senders, list), "senders must be a list")
-        for entry in senders:
-            _require(isinstance(entry, list) and len(entry) == 4, "sender must be a 4-item list")
-            kid, highest, bitmap, ids = entry
-            _require(_is_id(kid) and bytes(kid) not in guard._senders, "bad or repeated sender kid")
-            _require(isinstance(ids, list), "message ids must be a list")
-            guard._tick += 1
-            sender = guard._add_sender(bytes(kid), SequenceWindow(obj["window"], highest, bitmap))
-            for item in ids:
-                _require(isinstance(item, list) and len(item) == 2, "id must be a 2-item list")
-                mid, digest = item
-                _require(_is_id(mid) and bytes(mid) not in sender.ids, "bad or repeated message id")
-                _require(isinstance(digest, bytes) and len(digest) == 32, "digest must be 32 bytes")
-                guard._tick += 1
-                _add_id(sender, bytes(mid), digest, guard._tick, guard.ids_per_sender)
-        return guard
-
 
 def _is_message(kid, seq, mid, data):
     ids_ok = _is_id(kid) and _is_id(mid)

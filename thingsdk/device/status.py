@@ -5,8 +5,7 @@ consumables, needs in flight, the mandate held and the audit log's counters. Not
 from pathlib import Path
 
 from thingsdk import codec
-from thingsdk.core import lifecycle, money
-from thingsdk.core.consumable import Consumable
+from thingsdk.core import lifecycle, money, restore
 from thingsdk.core.mandate import bound_kid
 from thingsdk.device.state import FROM_OWNER, NEEDS, OUTBOX, StateFolder
 from thingsdk.inspect import utc_text
@@ -102,7 +101,7 @@ def report(path, now, kid=None, owner_public=None):
     lines = ["device       %s" % (kid.hex() if kid else "unknown (no mandate held)"),
              "state        %s, at %s" % (state.path, utc_text(now)), "consumables"]
     stored = state.load("consumables", {})
-    lines += [_consumable_line(Consumable.from_state(stored[name]), now) for name in sorted(stored)]
+    lines += [_consumable_line(restore.consumable(stored[name]), now) for name in sorted(stored)]
     if not stored:
         lines.append("  (none read yet)")
     records = sorted(state.records(), key=lambda r: (r["at"], r["need"]))

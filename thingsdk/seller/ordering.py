@@ -10,7 +10,7 @@ the Device's `new_ledger`, kept by the service with the device's replay state.
 import hashlib
 import logging
 
-from thingsdk.core import envelope, policy
+from thingsdk.core import envelope, policy, restore
 from thingsdk.core import messages as m
 from thingsdk.core.approval import offer_digest
 from thingsdk.core.decide import mandate_problem, sentence
@@ -33,7 +33,7 @@ def error(code, text, ref=None):
 
 
 def _ledger(device, limits=()):
-    return Ledger.from_state(device.ledger, limits) if device.ledger else Ledger(limits)
+    return restore.ledger(device.ledger, limits) if device.ledger else Ledger(limits)
 
 
 def _rejected(reason, text):

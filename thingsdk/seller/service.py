@@ -57,7 +57,7 @@ import time
 
 from thingsdk import codec as default_codec
 from thingsdk import topics
-from thingsdk.core import envelope, mandate
+from thingsdk.core import envelope, mandate, restore
 from thingsdk.core import messages as m
 from thingsdk.core.consumable import DAY
 from thingsdk.core.decide import sentence
@@ -242,7 +242,7 @@ class Service:
         kept = self._guards.pop(device.kid, None)
         if kept is not None and kept[0] == device.replay_bytes:
             return kept[1]
-        return ReplayGuard.from_state(device.replay) if device.replay else ReplayGuard()
+        return restore.replay_guard(device.replay) if device.replay else ReplayGuard()
 
     def _device_key(self, kid):
         """The verifier of a registered device's key, remembered (a kid names one key for
