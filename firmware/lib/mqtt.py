@@ -191,6 +191,7 @@ class Client:
         self._pid = self._attempt = 0
         self._writer = self._lost = self._task = self._ip = None
         self._tasks = ()
+        self._said = []  # why it could not connect, each said since it was last connected
         self._lock = asyncio.Lock()
         self._mv = memoryview(bytearray(64))  # the input buffer, grown up to max_size
 
@@ -283,7 +284,7 @@ class Client:
         except BaseException:
             writer.close()
             raise
-        self._writer, self._lost, self._attempt = writer, asyncio.Event(), 0
+        self._writer, self._lost, self._attempt, self._said = writer, asyncio.Event(), 0, []
         self._ping_at, self._pinged = None, self.clock()
         async with self._lock:  # unacknowledged messages first, in order, nothing in between
             for entry in self._flight:
@@ -321,10 +322,14 @@ class Client:
             await self._pause("disconnected from", self.last_error)
 
     async def _pause(self, what, why):
-        """Say what happened, then wait before the next connection attempt (core.backoff)."""
+        """Say what happened, once for each cause until connected again (a broker down for an
+        hour is one line, not one a retry), then wait before the next attempt (core.backoff)."""
         self._attempt += 1
         delay = self._backoff.delay(self._attempt - 1)
-        self.note("%s %s:%d (%r); retrying in %.1f s" % (what, self.host, self.port, why, delay))
+        cause = "%s %s:%d (%r)" % (what, self.host, self.port, why)
+        if cause not in self._said:
+            self._said = self._said[-7:] + [cause]
+            self.note("%s; retrying in %.1f s" % (cause, delay))
         await asyncio.sleep(delay)
 
     def _drop(self):
