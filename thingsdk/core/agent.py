@@ -37,7 +37,7 @@ LEVEL, USAGE = "level", "usage"
 # drops them again before the message decided on is signed. On a board MicroPython loads a
 # module's code into the heap: these are about 10 KB that an order's other turns do without.
 DECIDING = ("decide", "policy", "counter", "approval")
-# The modules an agent uses only as it starts, to read its state back and check it (about 5 KB on
+# The modules an agent uses only as it starts, to read its state back and check it (about 6 KB on
 # a board); an agent that `spare`s its heap drops them once started.
 STARTING = ("restore", "lifecycle_rare")
 
