@@ -168,7 +168,7 @@ def make_devices(folder, n, vendor, owner, url, start):
             "sensor": SIMULATED})
         register(store, key.public_key, owner.public_key, now)
         devices.append((key.kid, home))
-    store.db.close()
+    store.close()
     return devices
 
 
@@ -213,7 +213,7 @@ def check(folder, devices, now):
             if len(oids) != len(set(oids)):
                 problems["one order per need"].append((kid.hex(), "an order id in two needs"))
     finally:
-        store.db.close()
+        store.close()
     return counts, problems
 
 

@@ -460,7 +460,7 @@ def run_setup(folder, broker, db, workers, seeds, n_burst, generators, steady_ra
         for seed in burst + steady:
             store.register(key_id(Ed25519Signer.from_seed(seed).public_key),
                            Ed25519Signer.from_seed(seed).public_key, owner.public_key, now)
-    store.db.close()
+    store.close()
     broker.restart()  # no sessions left from an earlier set-up
     server = Vendor(folder, broker.url, db, workers)
     load = None

@@ -104,7 +104,7 @@ def handler_rate(n_devices, batch, now, postgres=None):
         elapsed = time.perf_counter() - start
         assert accepted == len(orders), (accepted, len(orders))
         assert [o["status"] for o in service.store.orders(orders[0][1])] == ["accepted"] * 2
-        service.store.db.close()
+        service.store.close()
         return len(orders) / elapsed, len(orders[0][0])
 
 

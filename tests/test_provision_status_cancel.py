@@ -269,7 +269,7 @@ def test_a_provisioned_fridge_orders_and_its_owner_cancels_inside_the_window_onl
             device.wait()
         server.stop()
         vendor.join(TIMEOUT)
-        store.db.close()
+        store.close()
 
 
 @pytest.mark.parametrize("name", ["consumables.cbor", "needs/0011.cbor"])

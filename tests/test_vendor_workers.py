@@ -182,6 +182,28 @@ def test_sqlite_writers_take_turns_on_the_lock_file(tmp_path):
     assert (tmp_path / "vendor.db.lock").exists() and store.next_seq() == 1
 
 
+def test_a_store_leaves_no_file_open_once_closed_or_let_go(tmp_path):
+    """Each SQLite store holds its database and its lock file open: closed with it, and let go
+    with it too (a reader of the vendor's orders in a loop used to leak a descriptor a time)."""
+    import gc
+
+    from thingsdk.seller.store import Store
+
+    def open_files():
+        gc.collect()  # a store let go, in a reference cycle or not
+        return sorted(os.listdir("/proc/self/fd"))
+
+    Store(tmp_path / "vendor.db").close()  # the database and its lock file made
+    before = open_files()
+    for _ in range(20):
+        assert Store(tmp_path / "vendor.db").orders(b"\x01" * 8) == []
+    assert open_files() == before
+    store = Store(tmp_path / "vendor.db")
+    assert len(open_files()) > len(before)
+    store.close()
+    assert open_files() == before
+
+
 def test_workers_stop_when_their_supervisor_is_killed(broker, tmp_path):
     """A supervisor killed with SIGKILL leaves no worker behind to race its next one's sessions."""
     vendor = Ed25519Signer.generate()

@@ -219,7 +219,7 @@ interval = %r
             stop.set()
             thread.join(TIMEOUT)
         self.stop_vendor()
-        self.store.db.close()
+        self.store.close()
 
 
 # A sensor used 200 ml an hour, refilled (by the simulation) when below 60 ml.

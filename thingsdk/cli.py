@@ -477,7 +477,7 @@ def _vendor_workers(args):
     # and again.
     catalog.load(args.catalog)
     load_signer(args.key)
-    _vendor_store(args.db).db.close()
+    _vendor_store(args.db).close()
     same = ["--broker", args.broker, "--db", args.db, "--catalog", args.catalog,
             "--key", args.key, "--interval", repr(args.interval),
             "--supervisor", str(os.getpid())]

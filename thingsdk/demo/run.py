@@ -82,7 +82,7 @@ class Vendor:
 
     def close(self):
         self.stop()
-        self.store.db.close()
+        self.store.close()
 
     def orders(self, kid):
         """The orders of a device the vendor placed (accepted, shipped or delivered)."""
