@@ -35,7 +35,7 @@ import sys
 from flash import CheckpointError, FlashState, read
 from thingsdk.core import cbor, ed25519, topics
 from thingsdk.core import messages as m
-from thingsdk.core.agent import STARTING, Agent, drop
+from thingsdk.core.agent import Agent
 from thingsdk.core.check import const
 from thingsdk.core.consumable import DAY
 from ticks import clock_from, ticks_diff, ticks_ms
@@ -157,8 +157,6 @@ class App:
                                        lambda: set_clock(self.clock))
         finally:
             del sys.modules["configure"]
-            # So is the code that read the state back (the agent drops it too once started).
-            drop(STARTING)
 
     def _on_message(self, topic, payload):
         """Take a downlink or an owner's message in at once: the link acknowledges it only after this returns, so only
