@@ -119,8 +119,11 @@ class Walk:
         """`device run`, and wait until the vendor has its mandate and levels."""
         self.start("device", self.cli("device", "run", "--config", str(self.toml)))
         store = Store(self.db)
-        assert wait_for(lambda: store.device(bytes.fromhex(self.kid)).mandate is not None
-                        and store.levels(bytes.fromhex(self.kid)), 30.0), self.said()
+        try:
+            assert wait_for(lambda: store.device(bytes.fromhex(self.kid)).mandate is not None
+                            and store.levels(bytes.fromhex(self.kid)), 30.0), self.said()
+        finally:
+            store.close()
 
     def orders(self):
         """The fridge's orders as the vendor's store keeps them."""
