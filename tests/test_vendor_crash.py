@@ -112,7 +112,10 @@ def test_a_vendor_killed_mid_burst_loses_nothing_it_acknowledged(broker, tmp_pat
     try:
         offers = fleet.mandates_and_offers(owner, vendor, now)  # an order needs the vendor's offer
 
-        # The burst: every need's order and some status messages, all taken by the broker.
+        # The burst: every need's order and some status messages, all taken by the broker. The
+        # vendor is stopped meanwhile, so that it cannot answer the burst as fast as it is sent
+        # and be done before it is killed: the broker queues the burst for it.
+        process.send_signal(signal.SIGSTOP)
         orders = {}  # order id -> (device, total)
         sent = []
         level = {"slots": [{"slot": "ink", "unit": "pcs", "level": 1, "cap": 4, "rate": 0}]}
@@ -125,6 +128,7 @@ def test_a_vendor_killed_mid_burst_loses_nothing_it_acknowledged(broker, tmp_pat
                     sent.append(fleet.send(device, m.ORDER, body))
                 if round_ < STATUSES:
                     sent.append(fleet.send(device, m.STATUS, level))
+        process.send_signal(signal.SIGCONT)
         receipts = {}
 
         def receipts_in():
