@@ -195,7 +195,7 @@ def test_wrong_key_lengths_raise_value_error():
         ed25519.Verifier(bytes(33))
 
 
-@pytest.mark.parametrize("spacing", [1, 2, 4, 8, 16])
+@pytest.mark.parametrize("spacing", [1, 2, 4, 8, 16, 32, 64])
 def test_every_comb_spacing_signs_as_openssl_does(spacing, monkeypatch):
     monkeypatch.setattr(ed25519, "_comb", (ed25519.make_table(spacing), spacing))
     for seed in (bytes(32), bytes(range(32))):
