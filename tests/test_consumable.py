@@ -154,6 +154,49 @@ def test_use_in_bursts_is_read_at_its_mean_across_refills():
     assert 0.92 <= sorted(ratios)[len(ratios) // 2] <= 1.08
 
 
+def _sorted_weighted_median(pairs):
+    """The weighted median as a sort of every pair finds it: the first slope, in order, at which
+    the weights up to it reach half of all."""
+    pairs, total, cumulative = sorted(pairs), sum(w for _, w in pairs), 0
+    for value, weight in pairs:
+        cumulative += weight
+        if 2 * cumulative >= total:
+            return value
+
+
+@settings(max_examples=200, deadline=None)
+@given(seed=st.integers(0, 2**32), size=st.integers(0, 2100), kinds=st.integers(1, 2000),
+       weights=st.sampled_from([1, 3600, 10**6]))
+def test_the_rate_fit_finds_the_median_a_sort_of_every_pair_finds(seed, size, kinds, weights):
+    """The fit holds a few pairwise slopes at a time (a board's heap has no room for the 496
+    pairs of a full window, let alone MAX_WINDOW's 2016): it finds exactly the weighted median a
+    sort of all of them finds, with few or many distinct slopes, outliers and equal weights."""
+    from thingsdk.core.consumable import _median_of
+
+    rng = random.Random(seed)
+    pairs = [(rng.randrange(kinds) * rng.choice([1, 1, 1, -7, 10**9]), rng.randint(1, weights))
+             for _ in range(size)]
+    expected = _sorted_weighted_median(pairs) if len(pairs) >= 3 else None
+    assert _median_of(lambda: iter(pairs)) == expected
+
+
+def test_the_rate_fit_takes_the_lower_slope_where_half_the_weight_ends_exactly():
+    from thingsdk.core.consumable import _median_of
+
+    pairs = [(0, 5)] * 100 + [(1000, 5)] * 100
+    assert _median_of(lambda: iter(pairs)) == _sorted_weighted_median(pairs) == 0
+    pairs = [(v, 2) for v in range(-300, 300)]  # half the weight ends at -1, amid a range
+    assert _median_of(lambda: iter(pairs)) == _sorted_weighted_median(pairs) == -1
+
+
+def test_the_rate_fit_reads_the_pairwise_slopes_of_its_readings():
+    from thingsdk.core.consumable import _pair_slopes
+
+    line = [(T0, 0, 0), (T0 + HOUR, HOUR, 50), (T0 + 2 * HOUR, HOUR, 80)]  # the last: a stitch
+    assert list(_pair_slopes(line, 0)) == [(50 * 24000, HOUR), (80 * 24000, HOUR)]
+    assert list(_pair_slopes(line, T0 + 1)) == []  # only pairs whose first was read since then
+
+
 def test_rate_is_unknown_until_there_is_enough_data():
     c = Consumable("water", "ml", 10_000)
     assert c.level(T0) is None and c.position(T0) is None and c.reorder(T0) == 0

@@ -22,6 +22,11 @@ MAX_ORDERS = 32  # open orders a slot counts
 _MAX_AWAY = const(16)  # spans of `away`
 _MAX_ORDER_ID = const(64)
 _MIN_PAIRS = const(3)  # fewer pairwise slopes than this and the rate is unknown
+# Pairwise slopes a fit holds at once, and the ranges each pass over them sorts them into: a board's
+# heap, fragmented by the code it loads, has room for many small blocks but not for a list of
+# every pair (2 KB for the 496 pairs of a full 32-reading window).
+_HELD = const(64)
+_RANGES = const(16)
 RECENT = 5  # raw readings the robust current level is the median of
 _RECENT_USE = const(7 * 86400)  # seconds: the latest readings the week's rate is taken over
 _STALE_FOR = const(7 * 86400)  # seconds a reading repeating the last before a refill is not taken
@@ -100,16 +105,93 @@ def _isqrt(n):
     return x
 
 
-def _weighted_median(pairs):
-    """The value of the sorted (value, weight) pairs where half of the total weight is reached."""
-    total = 0
-    for pair in pairs:
-        total += pair[1]
-    cumulative = 0
-    for value, weight in pairs:
-        cumulative += weight
-        if 2 * cumulative >= total:
-            return value
+def _weighted_median(values, weights, below, total):
+    """The smallest of `values` at which `below` and the weights (> 0) of the values up to it
+    reach half of `total`, by a three-way quickselect that reorders both lists in place."""
+    lo, hi = 0, len(values)  # the answer is in values[lo:hi]; `below`: the weight left of lo
+    while True:
+        pivot = values[(lo + hi) // 2]
+        less, i, more = lo, lo, hi  # [lo, less) < pivot, [less, i) == pivot, [more, hi) > pivot
+        w_less = w_same = 0
+        while i < more:
+            value = values[i]
+            if value < pivot:
+                values[i], values[less] = values[less], value
+                weights[i], weights[less] = weights[less], weights[i]
+                w_less += weights[less]
+                less += 1
+                i += 1
+            elif value > pivot:
+                more -= 1
+                values[i], values[more] = values[more], value
+                weights[i], weights[more] = weights[more], weights[i]
+            else:
+                w_same += weights[i]
+                i += 1
+        if 2 * (below + w_less) >= total:
+            hi = less
+        elif 2 * (below + w_less + w_same) >= total:
+            return pivot
+        else:
+            below += w_less + w_same
+            lo = more
+
+
+def _pair_slopes(line, since):
+    """(slope in milli-units a day, weight in seconds) of each pair of points of the stitched
+    line (time read, time stitched, use so far) whose first was read at `since` or later and
+    whose stitched times differ."""
+    for i in range(len(line)):
+        read, t1, used1 = line[i]
+        if read >= since:
+            for j in range(i + 1, len(line)):
+                dt = line[j][1] - t1
+                if dt > 0:
+                    yield (line[j][2] - used1) * MILLI_DAY // dt, dt
+
+
+def _median_of(pairs):
+    """The weighted median of the (value, weight > 0) pairs that each call of `pairs()` yields
+    anew: the smallest value at which the weights of the values up to it reach half of all; None
+    for fewer than _MIN_PAIRS pairs.
+
+    Exact, and holding at most _HELD pairs: while more than that are in the range of values
+    the median is in, a pass sorts them into _RANGES equal ranges by value, weighing each, and
+    the range it is in (narrowed to its least and greatest value) is the next; its pairs are
+    then taken and the median selected among them."""
+    n = total = 0
+    lo = hi = None  # the median's range of values, both ends included
+    for value, weight in pairs():
+        n, total = n + 1, total + weight
+        lo = value if lo is None or value < lo else lo
+        hi = value if hi is None or value > hi else hi
+    if n < _MIN_PAIRS:
+        return None
+    below, count = 0, n  # the weight of the slopes under lo; the pairs in [lo, hi]
+    while count > _HELD and lo < hi:
+        width = (hi - lo) // _RANGES + 1
+        weights, counts = [0] * _RANGES, [0] * _RANGES
+        least, most = [None] * _RANGES, [None] * _RANGES
+        for value, weight in pairs():
+            if lo <= value <= hi:
+                k = (value - lo) // width
+                weights[k] += weight
+                counts[k] += 1
+                least[k] = value if least[k] is None or value < least[k] else least[k]
+                most[k] = value if most[k] is None or value > most[k] else most[k]
+        k = 0
+        while 2 * (below + weights[k]) < total:
+            below += weights[k]
+            k += 1
+        lo, hi, count = least[k], most[k], counts[k]
+    if lo == hi:
+        return lo
+    values, weights = [], []
+    for value, weight in pairs():
+        if lo <= value <= hi:
+            values.append(value)
+            weights.append(weight)
+    return _weighted_median(values, weights, below, total)
 
 
 class RateEstimator:
@@ -301,17 +383,9 @@ class RateEstimator:
             last = point
         if not line:
             return None
-        slopes = []
-        for since in (0, line[-1][0] - _RECENT_USE):
-            pairs = []  # (slope in milli-units per day, weight in seconds)
-            for i in range(len(line)):
-                read, t1, used1 = line[i]
-                for j in range(i + 1, len(line)):
-                    dt = line[j][1] - t1
-                    if dt > 0 and read >= since:
-                        pairs.append(((line[j][2] - used1) * MILLI_DAY // dt, dt))
-            pairs.sort()
-            slopes.append(max(0, _weighted_median(pairs)) if len(pairs) >= _MIN_PAIRS else None)
+        slopes = [_median_of(lambda: _pair_slopes(line, since))
+                  for since in (0, line[-1][0] - _RECENT_USE)]
+        slopes = [None if slope is None else max(0, slope) for slope in slopes]
         rate = slopes[0]
         if rate is None:
             return None
