@@ -10,7 +10,9 @@ Prints, from one run:
   GC heap: tests/unix_port.py), with the firmware application and its MQTT link loaded as at
   boot, a whole order (tests/mpy/order_heap.py: quote, decision, order, receipt, shipment,
   delivery, refill, every message signed and verified on the board; the vendor and the owner
-  run on the host, tests/host_world.py, and their messages come over pipes): the heap the code
+  run on the host, tests/host_world.py, and their messages come over pipes) by a device that
+  has run for days (its rate estimate's window full, 32 readings, as at every order after the
+  first few days; a device's first order, with few readings, needs less): the heap the code
   takes, the most the order keeps alive between turns, and the smallest `-X heapsize` that
   completes it, found by bisection (the largest for three lengths of the state folder's path,
   which move where the heap's holes fall), for the stock firmware (.mpy files from the file
@@ -141,8 +143,9 @@ def heap_section(tmp, stock, frozen):
         folders.append(tmp / name)
         folders[-1].mkdir()
     print("heap on MicroPython's unix port, 32-bit with float32 as ESP32 and RP2040 (esp32 MQTT "
-          "build; the test's vendor and owner on the host, tests/host_world.py, their messages "
-          "carried over pipes as a board's come over the network):")
+          "build; a whole order by a device whose rate estimate's window is full, 32 readings; "
+          "the test's vendor and owner on the host, tests/host_world.py, their messages carried "
+          "over pipes as a board's come over the network):")
     found = {}
     growths = pool_growths(stock)
     here, there = unix_port.run, host_world.run

@@ -1,6 +1,7 @@
 # A whole order on a board's heap (tests/portable/order_flow.py: the portable agent, the flash
 # store and a vendor of the core alone), with the firmware application and its MQTT link loaded
-# as a board's boot loads them. Run on the unix port with `-X heapsize=N`:
+# as a board's boot loads them, by a device that has run for days (its rate estimate's window
+# full). Run on the unix port with `-X heapsize=N`:
 #     micropython -X heapsize=N order_heap.py SCRATCH_DIR
 # (each run keeps its state in a new folder there)
 # Prints `name value` lines: the heap the loaded code takes, the most the order keeps alive
@@ -57,7 +58,9 @@ class HostWorld:
 world = HostWorld(sys.argv[2], sys.argv[3]) if len(sys.argv) > 3 else None
 folder = "%s/order-%d" % (sys.argv[1], time.time_ns())
 os.mkdir(folder)
-flow = order_flow.Flow(folder + "/state", world=world)
+# Its rate estimate's window full (32 readings), as at every order after the first few days: the
+# rate is then fitted over the 496 pairs of them.
+flow = order_flow.Flow(folder + "/state", world=world, history=32)
 live = 0
 for turn in range(1, 201):
     flow.turn()

@@ -35,9 +35,11 @@ class Flow:
     """The device (an Agent on a FlashState under `root`) and its world, one hour a turn from
     `now`: `world` (by default an order_vendor.World) holds the vendor's and the owner's public
     keys and the mandate the owner signed, and answers what the device sends as the vendor
-    (`answer`, `due`)."""
+    (`answer`, `due`). `history`: how many readings the device kept before `now`, three hours
+    apart (the tank used as in the turns and refilled at 100), as after days of running: 32 fill
+    its rate estimate's window."""
 
-    def __init__(self, root, now=START, order_qty=None, world=None):
+    def __init__(self, root, now=START, order_qty=None, world=None, history=0):
         device = ed25519.Signer(bytes([1]) * 32)
         if world is None:  # the vendor and the owner's mandate, here (order_vendor.World)
             from order_vendor import World
@@ -46,6 +48,8 @@ class Flow:
         self.tank = Tank()
         consumable = Consumable("coffee", "g", 1000, sku="BEANS-1KG", lead_time=DAY,
                                 lead_spread=DAY // 2, order_qty=order_qty)
+        for back in range(history, 0, -1):
+            consumable.read(now - back * 3 * HOUR, 1000 - (history - back) * 60 % 900)
         self.uplinks, self.downlinks = [], []
         self.root = root
         self.serial, self.started = 0, now
