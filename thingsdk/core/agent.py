@@ -40,6 +40,11 @@ DECIDING = ("decide", "policy", "counter", "approval")
 # The modules an agent uses only as it starts, to read its state back and check it (about 6 KB on
 # a board); an agent that `spare`s its heap drops them once started.
 STARTING = ("restore", "lifecycle_rare")
+# The modules of rarer events (the lifecycle's: a wait running out, an approval, a cancel...; and
+# rejoining the vendor after lost counters), imported when one comes; an agent that `spare`s its
+# heap drops them again once the event is carried out, before any decision: one wait or approval
+# would otherwise leave them loaded (about 5 KB) at every decision after it.
+OCCASIONAL = ("lifecycle_rare", "resync")
 
 
 def drop(names):
@@ -218,6 +223,8 @@ class Agent:
             from thingsdk.core import resync  # only once counters were lost: spares board heap
 
             resync.receive(self, msg, now)
+            if self.spare:
+                drop(OCCASIONAL)
         else:
             code = msg.body["code"] if msg.type == m.ERROR else None
             said = code == DEREGISTERED and self.deregistered  # every heartbeat hears it again
@@ -335,6 +342,8 @@ class Agent:
                 self._carry_out(effect, now)
         for need, reason in refused.items():
             self._run(self.orders.refused(need, reason, now), now)
+        if self.spare:
+            drop(OCCASIONAL)
         for _, need, offers, appr in decisions:
             self._decide(need, offers, appr, now)
 
