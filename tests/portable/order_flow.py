@@ -48,8 +48,9 @@ class Flow:
         self.tank = Tank()
         consumable = Consumable("coffee", "g", 1000, sku="BEANS-1KG", lead_time=DAY,
                                 lead_spread=DAY // 2, order_qty=order_qty)
+        used = 3 * self.tank.per_hour  # between two readings of the history
         for back in range(history, 0, -1):
-            consumable.read(now - back * 3 * HOUR, 1000 - (history - back) * 60 % 900)
+            consumable.read(now - back * 3 * HOUR, 1000 - (history - back) * used % 900)
         self.uplinks, self.downlinks = [], []
         self.root = root
         self.serial, self.started = 0, now
