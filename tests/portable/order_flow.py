@@ -98,6 +98,30 @@ class Flow:
         again.uplinks, again.downlinks = self.uplinks, self.downlinks
         return again
 
+    def orders(self, count, each=None):
+        """Order `count` times in a row, each once the last was delivered and its refill seen
+        (`turn` refills the tank for the first need only), as a device does for months; the
+        turns taken. `each(closed)`, if given, is called after every turn with the number of
+        orders closed so far."""
+        closed = []
+        for n in range(1, 200 * count + 1):
+            for need in self.agent.orders.records()[-1:]:  # the latest
+                if need["state"] == lifecycle.DELIVERED:
+                    self.tank.refill()
+            need = None  # no record held while the turn runs (a board's heap is measured)
+            self.turn()
+            for need in self.agent.orders.records():
+                done = need["state"] == lifecycle.CLOSED and need["oid"] is not None
+                if done and need["need"] not in closed:
+                    closed.append(need["need"])
+            need = None
+            if each is not None:
+                each(len(closed))
+            if len(closed) == count:
+                return n
+        raise AssertionError("%d of %d orders closed: %r" % (len(closed), count,
+                                                            self.agent.orders.records()))
+
     def run(self, turns=200):
         """Turn until the need closes; the number of turns taken."""
         for n in range(1, turns + 1):

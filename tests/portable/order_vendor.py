@@ -30,7 +30,7 @@ class Vendor:
     def _seal(self, msg_type, body, now, reply_to):
         self.seq += 1
         self.serial += 1
-        msg_id = bytes([self.serial]) * m.ID_SIZE
+        msg_id = self.serial.to_bytes(m.ID_SIZE, "big")
         return envelope.seal(msg_type, body, self.signer, self.device_kid, self.seq, now, msg_id,
                              cbor, DAY, reply_to)
 

@@ -651,6 +651,24 @@ def test_closed_needs_are_pruned_from_the_container():
     assert len(d.orders.needs) == lc.MAX_CLOSED and len(dropped) == 2
 
 
+def test_a_container_keeps_as_many_closed_needs_as_it_is_told_the_latest():
+    d = Device({"quote_retries": 0})
+    d.orders = lc.Orders(d.ids, d.orders.config, keep_closed=2)
+    needs, dropped = [], []
+    for i in range(5):
+        d.need("slot-%d" % i)
+        needs.append(d.rec["need"])
+        dropped += [e[1] for e in d.tick() if e[0] == "drop"]
+    assert dropped == needs[:3]
+    assert sorted(d.orders.needs) == sorted(needs[3:])
+    for bad in (0, lc.MAX_CLOSED + 1, "2"):
+        try:
+            lc.Orders(d.ids, keep_closed=bad)
+        except lc.LifecycleError:
+            continue
+        raise AssertionError("keep_closed=%r was taken" % (bad,))
+
+
 def test_an_opened_message_becomes_an_event():
     d = Device()
     d.need()

@@ -8,7 +8,7 @@ from order_flow import Flow
 from test_flash import _scenario
 from thingsdk.core import lifecycle
 from thingsdk.core import messages as m
-from thingsdk.core.agent import DECIDING, OCCASIONAL, STARTING, drop
+from thingsdk.core.agent import DECIDING, OCCASIONAL, SPARE_CLOSED, STARTING, drop
 from thingsdk.core.replay import MAX_SEQ
 
 
@@ -29,6 +29,25 @@ def _one_order(root):
 
 def test_an_order_runs_from_need_to_refill():
     _scenario(_one_order)
+
+
+def _orders_in_a_row(root):
+    flow = Flow(root)
+    orders = flow.agent.orders
+    assert orders.keep_closed == (SPARE_CLOSED if flow.agent.spare else lifecycle.MAX_CLOSED)
+    orders.keep_closed = SPARE_CLOSED  # as a board's agent keeps them (CPython's keeps more)
+    flow.orders(3)
+    assert flow.vendor.got.count(m.ORDER) == 3 and flow.vendor.refused == 0
+    # The latest two closed needs are kept, in memory and on flash; the first is gone from both.
+    kept = orders.records()
+    assert [r["state"] for r in kept] == [lifecycle.CLOSED] * SPARE_CLOSED
+    assert all(r["reason"] == "refilled" for r in kept)
+    assert sorted(r["need"] for r in flow.agent.state.records()) == sorted(r["need"]
+                                                                          for r in kept)
+
+
+def test_a_board_keeps_its_latest_closed_needs_only():
+    _scenario(_orders_in_a_row)
 
 
 def _spares(root):

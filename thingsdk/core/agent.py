@@ -45,6 +45,12 @@ STARTING = ("restore", "lifecycle_rare")
 # heap drops them again once the event is carried out, before any decision: one wait or approval
 # would otherwise leave them loaded (about 5 KB) at every decision after it.
 OCCASIONAL = ("lifecycle_rare", "resync")
+# The closed needs an agent that `spare`s its heap keeps (lifecycle.Orders' keep_closed), where a
+# Pi keeps MAX_CLOSED: each holds about 1.3 KB of a board's heap (measured on the 32-bit unix
+# port), and with eight a device that has ordered for months needed about 10 KB more at every
+# order than at its first. The two latest are kept: a slot rests after its need closed without a
+# delivery, and a late answer still meets its closed need, as the latest needs get most of them.
+SPARE_CLOSED = 2
 
 
 def drop(names):
@@ -135,7 +141,8 @@ class Agent:
         keys = {vendor.kid: vendor, owner.kid: owner}
         self.inbox = envelope.Inbox(self.kid, keys, codec,
                                     restore.replay_guard(guard) if guard else None)
-        self.orders = lifecycle.Orders(new_id, config, state.records())
+        self.orders = lifecycle.Orders(new_id, config, state.records(),
+                                       SPARE_CLOSED if spare else lifecycle.MAX_CLOSED)
         if spare:
             drop(STARTING)
 

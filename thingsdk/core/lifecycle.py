@@ -507,10 +507,15 @@ def _rare():
 
 class Orders:
     """The needs of one device: at most one open need per slot; messages routed to the need
-    they answer (`re`) or concern (the order id); what fits nowhere counted in `ignored`."""
+    they answer (`re`) or concern (the order id); what fits nowhere counted in `ignored`. The
+    latest `keep_closed` closed needs are kept (at most MAX_CLOSED), so that a late message meets
+    its need, closed, and a slot rests after a need closed without a delivery."""
 
-    def __init__(self, new_id, config=None, records=()):
+    def __init__(self, new_id, config=None, records=(), keep_closed=MAX_CLOSED):
+        _require(is_int(keep_closed) and 1 <= keep_closed <= MAX_CLOSED,
+                 "keep_closed is 1..%d" % MAX_CLOSED)
         self.new_id = new_id
+        self.keep_closed = keep_closed
         self.config = make_config(config)
         self.needs = {}
         self.ignored = {}
@@ -641,7 +646,7 @@ class Orders:
         closed = [r for r in self.records() if r["state"] == CLOSED]
         closed.sort(key=lambda r: (r["closed"], r["need"]))
         dropped = []
-        for rec in closed[:max(0, len(closed) - MAX_CLOSED)]:
+        for rec in closed[:max(0, len(closed) - self.keep_closed)]:
             del self.needs[rec["need"]]
             dropped.append(("drop", rec["need"]))
         return dropped
