@@ -2,11 +2,13 @@
 # store and a vendor of the core alone), with the firmware application and its MQTT link loaded
 # as a board's boot loads them, by a device that has run for days (its rate estimate's window
 # full). Run on the unix port with `-X heapsize=N`:
-#     micropython -X heapsize=N order_heap.py SCRATCH_DIR
-# (each run keeps its state in a new folder there)
+#     micropython -X heapsize=N order_heap.py SCRATCH_DIR [ORDERS]
+# (each run keeps its state in a new folder there; ORDERS, default 1: orders one after another,
+# each once the last was delivered and its refill seen)
 # Prints `name value` lines: the heap the loaded code takes, the most the order keeps alive
-# between turns (after a collection), the turns taken, the names interned in the heap's pools
-# (micropython.qstr_info); then `order complete`. Without enough
+# between turns (after a collection), the turns taken, with ORDERS what was kept alive once each
+# order closed, the names interned in the heap's pools (micropython.qstr_info); then
+# `order complete`. Without enough
 # heap it ends in MemoryError, as a board would.
 import gc
 import micropython
@@ -20,7 +22,6 @@ gc.threshold(4096)  # as firmware/main.py has the heap collected while the code 
 import app  # noqa: E402,F401 (loaded as at boot)
 import mqtt  # noqa: E402,F401
 import order_flow  # noqa: E402
-from thingsdk.core import lifecycle  # noqa: E402
 from thingsdk.core import messages as m  # noqa: E402
 
 gc.threshold(-1)  # and as app.main goes back to collecting when the heap is full
@@ -55,23 +56,32 @@ class HostWorld:
         return list(self._ask(b"g", 0)[0])
 
 
-world = HostWorld(sys.argv[2], sys.argv[3]) if len(sys.argv) > 3 else None
+args = sys.argv[2:]
+orders = int(args.pop(0)) if len(args) % 2 else 1
+world = HostWorld(*args) if args else None
 folder = "%s/order-%d" % (sys.argv[1], time.time_ns())
 os.mkdir(folder)
 # Its rate estimate's window full (32 readings), as at every order after the first few days: the
 # rate is then fitted over the 496 pairs of them.
 flow = order_flow.Flow(folder + "/state", world=world, history=32)
-live = 0
-for turn in range(1, 201):
-    flow.turn()
+live, after = 0, []  # the most kept alive between turns, what was kept after each order
+
+
+def each(closed):
+    global live
     gc.collect()
     live = max(live, gc.mem_alloc() - base - code)
-    need = flow.need()
-    if need is not None and need["state"] == lifecycle.CLOSED:
-        break
-assert need["state"] == lifecycle.CLOSED and flow.vendor.got.count(m.ORDER) == 1
+    if closed > len(after):
+        after.append(gc.mem_alloc() - base - code)
+
+
+turn = flow.orders(orders, each)
+assert flow.vendor.got.count(m.ORDER) == orders
 print("code_bytes %d" % code)
 print("order_live_bytes %d" % live)
 print("turns %d" % turn)
+if orders > 1:  # what stays alive as the device orders again and again
+    for i in range(orders):
+        print("live_after_order_%d %d" % (i + 1, after[i]))
 micropython.qstr_info()  # "qstr pool: n_pool=.., n_qstr=.., ...": the bench reads n_qstr
 print("order complete")
