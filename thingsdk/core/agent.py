@@ -46,7 +46,7 @@ STARTING = ("restore", "lifecycle_rare")
 # would otherwise leave them loaded (about 5 KB) at every decision after it.
 OCCASIONAL = ("lifecycle_rare", "resync")
 # The closed needs an agent that `spare`s its heap keeps (lifecycle.Orders' keep_closed), where a
-# Pi keeps MAX_CLOSED: each holds about 1.3 KB of a board's heap (measured on the 32-bit unix
+# Pi keeps MAX_CLOSED: each holds 1.3-1.7 KB of a board's heap (measured on the 32-bit unix
 # port), and with eight a device that has ordered for months needed about 10 KB more at every
 # order than at its first. The two latest are kept: a slot rests after its need closed without a
 # delivery, and a late answer still meets its closed need, as the latest needs get most of them.
