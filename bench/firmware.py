@@ -21,7 +21,9 @@ Prints, from one run:
   frozen firmware (`firmware build --frozen`; target 64 KB), next to the estimates
   thingsdk/boards.py gives a build's report; and the stock firmware's four orders in a row, as a
   device orders for months: what each leaves alive (the closed needs kept, the replay guard's
-  window) and the smallest heap for them all;
+  window) and the smallest heap for them all; beside both stock figures, the same with the heap
+  collected only when full, as the firmware had it before `app.COLLECT_EVERY`, and the time
+  the order took each way in a 160 KB heap;
 - the same order on the MicroPython WebAssembly port (bench/mpy_order_flow.py), which collects
   garbage only between steps and has no heap limit: its live heap between steps;
 - the names the order interned in the heap against where the pool of names next grows (by a
@@ -66,6 +68,10 @@ LAYOUTS = ("s", "scratch-folder", "a-scratch-folder-whose-name-is-longer")
 # garbage collected when the heap is full, and in a 2 MB heap that cost up to 70 % more time per
 # signature than in 128 KB (measured), which no board has.
 CRYPTO_HEAP = "128k"
+# The heap an order is timed in, with the heap collected every app.COLLECT_EVERY bytes and only
+# when full: a Pico W's, where both complete (a collection's time grows with the heap).
+ORDER_TIME_HEAP = "160k"
+WHEN_FULL = "collect=-1"  # order_heap.py collects only when the heap is full, as app did before
 
 
 def figures(output):
@@ -192,6 +198,8 @@ def heap_section(tmp, stock, frozen):
         print("    smallest heap, bisected  %7s KB  %s (%s KB for the %d layouts)"
               % (smallest if smallest is not None else ">%d" % hi, verdict(smallest, target),
                  ", ".join("%s" % (kb or ">%d" % hi) for kb in each), len(each)))
+        if name == "stock":
+            print(when_full(prog, [[folder] for folder in folders], p))
     found["again"] = again(stock, [build / "lib", build], folders[0])
     _, stock_estimate = boards.heap_needed(code_size)
     _, frozen_estimate = boards.heap_needed(0, frozen=True)
@@ -219,7 +227,28 @@ def again(prog, path, folder):
           % at["order_live_bytes"])
     print("    smallest heap, bisected  %7s KB  %s (one layout)"
           % (kb if kb is not None else ">384", verdict(kb, STOCK_TARGET)))
+    print(when_full(prog, [[folder, AGAIN]], path))
     return kb
+
+
+def when_full(prog, runs, path):
+    """A line of the stock firmware's smallest heap for `runs` (order_heap.py's arguments, one
+    list for each layout bisected) with the heap collected only when full, and the time the order
+    took so and collected every app.COLLECT_EVERY bytes, as the firmware has it."""
+    each = [unix_port.smallest_heap(prog, ORDER, args + [WHEN_FULL], path=path, lo=64, hi=384,
+                                    run_with=host_world.run) for args in runs]
+    every = on_unix(prog, ORDER, runs[0], path=path, heap=ORDER_TIME_HEAP,
+                    run_with=host_world.run)
+    full = on_unix(prog, ORDER, runs[0] + [WHEN_FULL], path=path, heap=ORDER_TIME_HEAP,
+                   run_with=host_world.run)
+    kb = max(each) if None not in each else ">384"
+    which = ("%s KB for the %d layouts" % (", ".join("%s" % (n or ">384") for n in each),
+                                           len(each)) if len(each) > 1 else "one layout")
+    return ("    collected only when full %7s KB  (%s; above, collected every %d B); the order "
+            "took %d ms so, %d ms collected every %d B: %.1f x (in a %s heap)"
+            % (kb, which, every["collect_every"], full["order_ms"], every["order_ms"],
+               every["collect_every"], every["order_ms"] / max(1, full["order_ms"]),
+               ORDER_TIME_HEAP))
 
 
 BY_MODULE = """import gc

@@ -4,7 +4,7 @@ import gc
 
 # Loading the code leaves garbage among what stays; collected only once the heap is full, it
 # would leave holes that only small objects fit. Collected every 4 KB while the code loads, it
-# makes room for the code itself (app.main goes back to collecting when the heap is full).
+# makes room for the code itself (app.main then has it collected every 8 KB as it runs).
 gc.threshold(4096)
 import app  # noqa: E402
 

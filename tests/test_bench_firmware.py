@@ -24,6 +24,13 @@ def test_the_firmware_benchmark_prints_every_figure(unix32):
     kept = re.search(r"kept alive after each +([\d, ]+) B", out)
     assert kept and len(kept.group(1).split(", ")) == 4
     assert int(smallest[4][0]) >= int(smallest[0][0]) - 4
+    # Beside the first order and the orders in a row: the same collected only when the heap is
+    # full, against every app.COLLECT_EVERY bytes as the firmware has it, and how long each took.
+    full = re.findall(r"collected only when full +(\d+) KB +\((.*?); above, collected every (\d+) "
+                      r"B\); the order took (\d+) ms so, (\d+) ms", out)
+    assert [which.split(" KB for the ")[-1] for _, which, _, _, _ in full] == [
+        "3 layouts", "one layout"]
+    assert all(int(every) > 0 and int(a) > 0 and int(b) > 0 for _, _, every, a, b in full)
     # The sentences on flash (texts.bin) leave the stock firmware's code smaller in the heap.
     saved = re.search(r"code loaded +\d+ B +\([\d.]+ x the .mpy bytes; (-?\d+) B more than with "
                       r"texts.bin\)", out)

@@ -2,13 +2,14 @@
 # store and a vendor of the core alone), with the firmware application and its MQTT link loaded
 # as a board's boot loads them, by a device that has run for days (its rate estimate's window
 # full). Run on the unix port with `-X heapsize=N`:
-#     micropython -X heapsize=N order_heap.py SCRATCH_DIR [ORDERS]
+#     micropython -X heapsize=N order_heap.py SCRATCH_DIR [ORDERS] [collect=BYTES]
 # (each run keeps its state in a new folder there; ORDERS, default 1: orders one after another,
-# each once the last was delivered and its refill seen)
+# each once the last was delivered and its refill seen; collect: the gc.threshold while the order
+# runs, default app.COLLECT_EVERY as a board has it, -1 to collect only when the heap is full)
 # Prints `name value` lines: the heap the loaded code takes, the most the order keeps alive
-# between turns (after a collection), the turns taken, with ORDERS what was kept alive once each
-# order closed, the names interned in the heap's pools (micropython.qstr_info); then
-# `order complete`. Without enough
+# between turns (after a collection), the turns taken, the order's milliseconds, with ORDERS
+# what was kept alive once each order closed, the names interned in the heap's pools
+# (micropython.qstr_info); then `order complete`. Without enough
 # heap it ends in MemoryError, as a board would.
 import gc
 import micropython
@@ -24,7 +25,9 @@ import mqtt  # noqa: E402,F401
 import order_flow  # noqa: E402
 from thingsdk.core import messages as m  # noqa: E402
 
-gc.threshold(-1)  # and as app.main goes back to collecting when the heap is full
+collect = [int(arg[8:]) for arg in sys.argv if arg.startswith("collect=")]
+collect = collect[0] if collect else app.COLLECT_EVERY
+gc.threshold(collect)  # and as app.main has the heap collected while the device runs
 gc.collect()
 code = gc.mem_alloc() - base
 
@@ -56,7 +59,7 @@ class HostWorld:
         return list(self._ask(b"g", 0)[0])
 
 
-args = sys.argv[2:]
+args = [arg for arg in sys.argv[2:] if not arg.startswith("collect=")]
 orders = int(args.pop(0)) if len(args) % 2 else 1
 world = HostWorld(*args) if args else None
 folder = "%s/order-%d" % (sys.argv[1], time.time_ns())
@@ -75,11 +78,15 @@ def each(closed):
         after.append(gc.mem_alloc() - base - code)
 
 
+start = time.ticks_ms()
 turn = flow.orders(orders, each)
+spent = time.ticks_diff(time.ticks_ms(), start)
 assert flow.vendor.got.count(m.ORDER) == orders
 print("code_bytes %d" % code)
 print("order_live_bytes %d" % live)
 print("turns %d" % turn)
+print("order_ms %d" % spent)
+print("collect_every %d" % collect)
 if orders > 1:  # what stays alive as the device orders again and again
     for i in range(orders):
         print("live_after_order_%d %d" % (i + 1, after[i]))
