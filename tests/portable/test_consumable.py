@@ -284,6 +284,21 @@ def test_state_round_trip():
     assert restored.status(T0 + 62 * HOUR) == c.status(T0 + 62 * HOUR)
 
 
+def test_kept_readings_hold_their_times_as_small_integers_and_state_as_unix_times():
+    # A unix time is a big integer on a 32-bit board (32 bytes of heap): a full window keeps
+    # each reading's time as seconds since the first kept, restored from state as well.
+    c = Consumable("beans", "g", 1000)
+    use_hourly(c, 100, 24 * 12, seed=6)  # twelve days: the window full and slid on
+    state = c.to_state()
+    restored = restore.consumable(state)
+    for x in (c, restored):
+        points = x.estimator._points
+        assert len(points) == 32 and all(0 <= p[0] < 2**30 for p in points)
+    times = [p[0] for p in state["estimator"]["points"]]
+    assert times[0] > T0 + 5 * DAY and times == sorted(times) and times[-1] < T0 + 12 * DAY
+    assert restored.to_state() == state
+
+
 def test_malformed_state_is_rejected():
     c = Consumable("ink", "page", 1000)
     c.read(T0, 900)

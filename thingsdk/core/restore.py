@@ -42,7 +42,8 @@ def estimator(state):
         check(r[1], -c.MAX_INT, c.MAX_INT, "recent level")
     need(pending is None or recent, "a pending reading needs recent ones")
     est._segment = segment
-    est._points = [list(p) for p in points]
+    est._origin = points[0][0] if points else 0
+    est._points = [(p[0] - est._origin, p[1], p[2]) for p in points]
     est._recent = [list(r) for r in recent]
     est._pending = None if pending is None else list(pending)
     last, before = state.get("last"), state.get("before")
