@@ -155,8 +155,9 @@ class App:
             self.state = FlashState(root + "state")
             self.agent = Agent(ed25519.Signer(read(identity + "device.seed")),
                                ed25519.Verifier(read(identity + "vendor.pub")),
-                               ed25519.Verifier(read(identity + "owner.pub")), self.state, slots,
-                               cbor, new_id, self.clock(), publish=self._queue,
+                               # the owner signs rarely: its key's multiples made as needed
+                               ed25519.Verifier(read(identity + "owner.pub"), False),
+                               self.state, slots, cbor, new_id, self.clock(), publish=self._queue,
                                config=config.get("lifecycle"),
                                heartbeat=config.get("heartbeat", DAY), note=say,
                                to_owner=lambda data, t: self._queue(data, t, self.to_owner),

@@ -55,7 +55,7 @@ class Flow:
         self.root = root
         self.serial, self.started = 0, now
         self.agent = Agent(device, ed25519.Verifier(world.vendor_key),
-                           ed25519.Verifier(world.owner_key), FlashState(root),
+                           ed25519.Verifier(world.owner_key, False), FlashState(root),  # as app
                            [Slot(consumable, self.tank)], cbor, self._new_id, now,
                            publish=lambda data, msg_type: self.uplinks.append(data),
                            spare=sys.implementation.name == "micropython")  # as a board does

@@ -67,11 +67,13 @@ def test_wycheproof_vectors():
     for group in vectors["testGroups"]:
         public = unhex(group["publicKey"]["pk"])
         verifier = ed25519.Verifier(public)
+        unkept = ed25519.Verifier(public, keep=False)  # its multiples made for each signature
         for case in group["tests"]:
             message, signature = unhex(case["msg"]), unhex(case["sig"])
             expected = case["result"] == "valid"
             assert ed25519.verify(public, message, signature) is expected, case["tcId"]
             assert verifier.verify(signature, message) is expected, case["tcId"]
+            assert unkept.verify(signature, message) is expected, case["tcId"]
             count += 1
     assert count == vectors["numberOfTests"]
 
@@ -127,7 +129,8 @@ def test_public_keys_must_be_canonical_points():
     assert not ed25519.verify((1 + 2**255).to_bytes(32, "little"), message, identity + bytes(32))
     # y = 2 is not the y of any curve point.
     assert not ed25519.verify((2).to_bytes(32, "little"), message, signature)
-    assert not ed25519.Verifier((2).to_bytes(32, "little")).verify(signature, message)
+    for keep in (True, False):
+        assert not ed25519.Verifier((2).to_bytes(32, "little"), keep).verify(signature, message)
 
 
 def test_wrong_key_lengths_raise():

@@ -282,24 +282,27 @@ class Signer:
 
 
 class Verifier:
-    """An Ed25519 public key; the multiples of its point are kept for verifying."""
+    """An Ed25519 public key. The multiples of its point are kept for verifying (768 bytes), or,
+    with `keep` False, made anew for each signature verified: for a key that signs rarely (an
+    owner's) on a board, whose heap is short at every moment, a verify then takes about half as
+    long again."""
 
     alg = ALG
 
-    def __init__(self, public_key):
+    def __init__(self, public_key, keep=True):
         public_key = bytes(public_key)
         if len(public_key) != 32:
             raise ValueError("an Ed25519 public key is 32 bytes")
         self.public_key = public_key
         self.kid = key_id(public_key)
         point = _decode(public_key)
-        # A key that does not decode verifies nothing.
-        self._multiples = None if point is None else _multiples(point)
+        self._valid = point is not None  # a key that does not decode verifies nothing
+        self._multiples = _multiples(point) if keep and self._valid else None
 
     def verify(self, signature, data):
         """Whether signature is a valid signature of data by this key."""
         signature = bytes(signature)
-        if self._multiples is None or len(signature) != 64:
+        if not self._valid or len(signature) != 64:
             return False
         s = int.from_bytes(signature[32:], "little")
         if s >= _L:
@@ -307,11 +310,12 @@ class Verifier:
         big_r = signature[:32]
         k = _scalar(sha512(big_r, self.public_key, data))
         # R == s*B - k*A, checked on the encoding, as RFC 8032 section 5.1.7 allows.
+        multiples = self._multiples or _multiples(_decode(self.public_key))
         table, spacing = _base_table()
         if spacing == 64:  # B's multiples only: both windows share the doublings
-            p = _window_mult(table, s, (self._multiples, k))
+            p = _window_mult(table, s, (multiples, k))
         else:
-            p = _add(_base_mult(s), _cached(_window_mult(self._multiples, k)), True)
+            p = _add(_base_mult(s), _cached(_window_mult(multiples, k)), True)
         return _encode(p) == big_r
 
 
