@@ -24,6 +24,9 @@ def test_the_firmware_benchmark_prints_every_figure(unix32):
     kept = re.search(r"kept alive after each +([\d, ]+) B", out)
     assert kept and len(kept.group(1).split(", ")) == 4
     assert int(smallest[4][0]) >= int(smallest[0][0]) - 4
+    # A build's report never promises less heap than an order was measured to need.
+    assert re.search(r"estimates \(thingsdk/boards.py\): stock \d+ KB, frozen \d+ KB: at or above "
+                     r"what was measured", out)
     # Beside the first order and the orders in a row: the same collected only when the heap is
     # full, against every app.COLLECT_EVERY bytes as the firmware has it, and how long each took.
     full = re.findall(r"collected only when full +(\d+) KB +\((.*?); above, collected every (\d+) "
