@@ -108,8 +108,8 @@ def test_build_compiles_every_module_and_converts_the_identity(tmp_path, bundle,
     assert "total        %d B with the identity vs the 61440 B (60 KB) target: %s" % (
         total, verdict) in out
     loaded, order = boards.heap_needed(code)
-    assert ("heap         the code takes about %d KB once imported; a whole order needs about "
-            "%d KB in all" % (loaded // 1024, order // 1024)) in out
+    assert ("heap         the code takes about %d KB while a need decides; a whole order needs "
+            "about %d KB in all" % (loaded // 1024, order // 1024)) in out
     assert re.search(r"^fits         (yes|NO): about %d KB free on this board"
                      % (profile.heap // 1024), out, re.M)
 
@@ -167,13 +167,14 @@ def test_a_board_without_a_broker_links_over_its_uart(tmp_path, bundle, capsys):
     assert "lib/mqtt.mpy" not in built and "lib/thingsdk/core/backoff.mpy" not in built
 
 
-def test_a_build_that_would_not_load_is_refused_with_how_far_it_is_short(tmp_path, bundle,
-                                                                           capsys):
+def test_a_build_that_would_not_run_is_refused_with_how_far_it_is_short(tmp_path, bundle,
+                                                                          capsys):
     assert build(tmp_path, bundle, "esp32") == 2
     err = capsys.readouterr().err
-    match = re.match(r"thingsdk firmware: error: this build would not load on the ESP32 \(generic, "
-                     r"no PSRAM\): its code takes about (\d+) KB of heap once imported and the "
-                     r"board has about 110 KB free \((\d+) KB short\)\. Build with --frozen", err)
+    match = re.match(r"thingsdk firmware: error: this build would not run on the ESP32 \(generic, "
+                     r"no PSRAM\): its code takes about (\d+) KB of heap while a need decides "
+                     r"and the board has about 110 KB free \((\d+) KB short\)\. Build with "
+                     r"--frozen", err)
     assert match and int(match[1]) - 110 <= int(match[2]) <= int(match[1]) - 109, err
     assert err.count("\n") == 1
     assert not (tmp_path / "esp32" / "lib").exists()  # nothing half-written stays

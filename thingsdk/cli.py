@@ -887,8 +887,8 @@ def add_firmware_commands(sub):
                         "code into the board's firmware image, where it runs from flash instead "
                         "of the heap, and print the make lines; lib/ is then not written")
     p.add_argument("--force", action="store_true",
-                   help="write a .mpy build even when its code would not load into the board's "
-                        "heap")
+                   help="write a .mpy build even when its code would not fit the board's heap "
+                        "while a need decides")
     p.add_argument("--lines", action="store_true",
                    help="keep line numbers in the .mpy files, for tracebacks (about 5 %% more "
                         "code and heap)")

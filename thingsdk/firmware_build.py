@@ -362,8 +362,9 @@ def build(board_name, bundle, out, exclude=(), frozen=False, lines=False, force=
     """Build the folder `out` (new or empty) for the board; returns [(path, bytes)] of the code,
     then of the identity. `frozen`: instead of .mpy files in lib/, the folder firmware/ holds a
     manifest to freeze the code into the board's firmware image (`make_lines`). A build whose
-    .mpy code would not load into the board's heap is refused (DoesNotFit, nothing left
-    written) unless `force`."""
+    .mpy code would not fit the board's heap while a need decides (the code loaded at boot,
+    and the deciding code then: boards.heap_needed) is refused (DoesNotFit, nothing left written)
+    unless `force`."""
     board, out = boards.board(board_name), Path(out)
     files = identity(bundle, board.name)
     if out.exists() and any(out.iterdir()):
@@ -379,11 +380,11 @@ def build(board_name, bundle, out, exclude=(), frozen=False, lines=False, force=
         if loaded > board.heap and not force:
             shutil.rmtree(out / "lib")
             raise DoesNotFit(
-                "this build would not load on the %s: its code takes about %d KB of heap once "
-                "imported and the board has about %d KB free (%d KB short). Build with --frozen "
-                "(the code then runs from flash), leave modules out with --exclude, or write it "
-                "anyway with --force" % (board.title, loaded // 1024, board.heap // 1024,
-                                         (loaded - board.heap + 1023) // 1024))
+                "this build would not run on the %s: its code takes about %d KB of heap while a "
+                "need decides and the board has about %d KB free (%d KB short). Build with "
+                "--frozen (the code then runs from flash), leave modules out with --exclude, or "
+                "write it anyway with --force" % (board.title, loaded // 1024, board.heap // 1024,
+                                                  (loaded - board.heap + 1023) // 1024))
     shutil.copyfile(FIRMWARE_LIB.parent / "main.py", out / "main.py")  # run at boot as source
     code.append(("main.py", (out / "main.py").stat().st_size))
     (out / "identity").mkdir()
@@ -423,8 +424,8 @@ def report(board_name, code, ident, frozen=False):
     if frozen:
         lines.append("heap         a whole order needs about %d KB, code included" % (order // 1024))
     else:
-        lines.append("heap         the code takes about %d KB once imported; a whole order needs "
-                     "about %d KB in all" % (loaded // 1024, order // 1024))
+        lines.append("heap         the code takes about %d KB while a need decides; a whole "
+                     "order needs about %d KB in all" % (loaded // 1024, order // 1024))
     short = order - board.heap
     lines.append("fits         %s" % (
         "yes: about %d KB free on this board, %d KB to spare" % (board.heap // 1024,
