@@ -42,14 +42,10 @@ from ticks import clock_from, ticks_diff, ticks_ms
 
 # Bytes allocated between two collections of the heap while the device runs (gc.threshold).
 # Collected only once the heap was full, an order's garbage lay among what it keeps, and a block
-# of a few hundred bytes could then fail in a heap with room to spare. Measured on the 32-bit unix
-# port, side by side, the smallest heap for a whole order and its time in a 160 KB heap:
-#   only when full      139-146 KB, 200 ms   (four orders in a row: 155 KB, 850 ms)
-#   every 8 KB          137 KB,     310 ms   (143 KB, 1,370 ms)
-#   every 4 KB          136-137 KB, 440 ms   (142 KB, 1,770 ms)
-#   every 2 KB          135-136 KB, 640 ms   (141 KB, 2,810 ms)
-# Every 8 KB gives most of it for half as much time again in an order's turns (bench/firmware.py
-# measures it against collecting when full); turns without an order allocate little.
+# of a few hundred bytes could then fail in a heap with room to spare. Every 8 KB takes most of
+# the heap that saves for about half as much time again in an order's turns; the thresholds
+# measured side by side are in firmware/README.md, and bench/firmware.py measures this one
+# against collecting when full. Turns without an order allocate little.
 COLLECT_EVERY = 8192
 
 _OUTGOING = const(16)  # sealed messages waiting for the link; the lifecycle re-sends the rest
