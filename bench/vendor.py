@@ -9,8 +9,10 @@ fresh database. An order costs the vendor one Ed25519 verify (the device's signa
 sign (its receipt): the ceiling is the same verifies and signs with raw `cryptography` on
 messages of the same size, measured in the same run. Prints orders per second for each batch
 size, the ceiling, their ratio, and the target (the handler >= 50 % of the ceiling on one core)
-as met or NOT met. Everything runs on one thread, so both figures are per core. With
-`--postgres`, the batches run on a PostgreSQL server (on this machine, over its Unix socket) too.
+as met or NOT met; and how long the store's write lock was held per order in the batches, what
+bounds several workers however many there are (docs/architecture.md). Everything runs on one
+thread, so both figures are per core. With `--postgres`, the batches run on a PostgreSQL server
+(on this machine, over its Unix socket) too.
 
 Measured on a shared 2-core machine (defaults): batches of 64 at about 2,500 orders/s, 34-35 %
 of a ceiling near 7,300/s, from 2,100/s (29 %) before the vendor stopped repeating work per
@@ -91,21 +93,24 @@ def prepared(where, n_devices, now):
 
 
 def handler_rate(n_devices, batch, now, postgres=None):
-    """Orders per second through Service.handle_batch in batches of `batch`, and the order size;
-    on a fresh SQLite file, or a fresh database of the `postgres` server (tests/postgres.py)."""
+    """Orders per second through Service.handle_batch in batches of `batch`, the order size, and
+    the seconds per order the store's write lock was held; on a fresh SQLite file, or a fresh
+    database of the `postgres` server (tests/postgres.py)."""
     with tempfile.TemporaryDirectory() as folder:
         where = postgres.database() if postgres else Path(folder) / "vendor.db"
         service, orders = prepared(where, n_devices, now)
+        held = service.store.lock_time.held
         start = time.perf_counter()
         accepted = 0
         for i in range(0, len(orders), batch):
             for answers in service.handle_batch(orders[i:i + batch], now):
                 accepted += len(answers)
         elapsed = time.perf_counter() - start
+        held = (service.store.lock_time.held - held) / len(orders)
         assert accepted == len(orders), (accepted, len(orders))
         assert [o["status"] for o in service.store.orders(orders[0][1])] == ["accepted"] * 2
         service.store.close()
-        return len(orders) / elapsed, len(orders[0][0])
+        return len(orders) / elapsed, len(orders[0][0]), held
 
 
 def crypto_ceiling(n, size):
@@ -127,10 +132,13 @@ def run(n_devices, batch, rounds, postgres=None):
     work on the machine slows them alike. With a `postgres` server, batches on PostgreSQL too."""
     now = int(time.time())
     single = batched = ceiling = on_postgres = 0.0
+    held = []
     for _ in range(rounds):
-        rate, size = handler_rate(n_devices, 1, now)
+        rate, size, _ = handler_rate(n_devices, 1, now)
         single = max(single, rate)
-        batched = max(batched, handler_rate(n_devices, batch, now)[0])
+        rate, _, lock = handler_rate(n_devices, batch, now)
+        batched = max(batched, rate)
+        held.append(lock)
         if postgres:
             on_postgres = max(on_postgres, handler_rate(n_devices, batch, now, postgres)[0])
         ceiling = max(ceiling, crypto_ceiling(2 * n_devices, size))
@@ -141,6 +149,8 @@ def run(n_devices, batch, rounds, postgres=None):
           % (single, 100 * single / ceiling))
     print("  batch of %-3d (group commit)       %7.0f orders/s   %5.1f %% of the ceiling"
           % (batch, batched, 100 * ratio))
+    print("    the write lock held %.0f µs an order (least of %d; the receipt is signed after "
+          "the commit, outside it)" % (1e6 * min(held), rounds))
     if postgres:
         print("  batch of %-3d on PostgreSQL        %7.0f orders/s   %5.1f %% of the ceiling"
               % (batch, on_postgres, 100 * on_postgres / ceiling))

@@ -2,6 +2,7 @@
 in order, with what is remembered between messages never standing in for the database; and the
 server's side of it: batches taken in turn, acknowledged in order once kept and answered."""
 
+import contextlib
 import os
 import queue
 
@@ -140,6 +141,51 @@ def test_sequence_numbers_go_on_across_workers_and_a_rolled_back_one_is_not_issu
     world.buy(world.a, "WF-300")
     with other.transaction():
         assert other.next_order_row() == rows[0] + 1  # after the row the order was kept under
+
+
+class _Recording:
+    """The vendor's signer, noting for each signature whether a transaction was open (`inside`
+    holds an entry while one is)."""
+
+    def __init__(self, signer, inside):
+        self.kid, self.alg, self._signer, self._inside = signer.kid, signer.alg, signer, inside
+        self.signed = []
+
+    def sign(self, data):
+        self.signed.append(bool(self._inside))
+        return self._signer.sign(data)
+
+
+def test_answers_are_signed_after_the_commit_and_again_to_the_same_bytes(world, monkeypatch):
+    """An answer is kept unsigned (numbered, checked and encoded) and signed once its
+    transaction is committed, the write lock released; a redelivery signs the answer kept to
+    the very bytes sent the first time. An answer kept signed, as a vendor kept them before it
+    signed after the commit, goes again as it is, not signed twice."""
+    service, store = world.service, world.service.store
+    inside, transaction = [], store.transaction
+
+    @contextlib.contextmanager
+    def tracked():
+        with transaction() as kept:
+            inside.append(True)
+            try:
+                yield kept
+            finally:
+                inside.pop()
+
+    monkeypatch.setattr(store, "transaction", tracked)
+    service.signer = _Recording(service.signer, inside)
+    msg_id = os.urandom(16)
+    first = world.a.seal(m.QUOTE_REQUEST, WF, T, msg_id=msg_id)
+    answers = service.handle(first, world.a.kid, T)
+    assert service.handle(first, world.a.kid, T) == answers
+    assert service.signer.signed == [False, False]  # signed twice, both after the commit
+    [offer] = world.a.receive(answers, T)
+    assert offer.type == m.OFFER and offer.re == msg_id
+    with transaction():
+        store.save_replies(world.a.kid, msg_id, [answers[0][1]], T)  # kept signed
+    assert service.handle(first, world.a.kid, T) == answers
+    assert len(service.signer.signed) == 2
 
 
 def test_uplinks_are_acknowledged_in_the_order_they_came_once_kept_and_answered():

@@ -5,8 +5,11 @@ answers out, every step recorded in the Store inside one transaction.
 device keys: the message is parsed and its signature verified before the Store's write lock is
 taken, and only the replay guard (the device's persisted state) and the answer run inside the
 transaction. `handle_batch` does the same for many messages in one transaction (one commit), each
-in its own savepoint. Device keys, replay guards and verified mandates are remembered between
-messages, a guard or mandate used only while the device's row still holds what it was made from.
+in its own savepoint. An answer is numbered, checked and encoded inside the transaction and kept
+so; it is signed after the commit, with the write lock released (a signature is the costliest
+step of an answer, and Ed25519 signs the same payload to the same bytes every time). Device
+keys, replay guards and verified mandates are remembered between messages, a guard or mandate
+used only while the device's row still holds what it was made from.
 Refusals are counted in `refusals` (reason -> count) and not answered (but for a device's own
 message refused as a replay: see resync below), and each
 takes a token from the uplink's bucket in `limiter` (a RefusalLimiter): an uplink that keeps
@@ -57,7 +60,7 @@ import time
 
 from thingsdk import codec as default_codec
 from thingsdk import topics
-from thingsdk.core import envelope, mandate, restore
+from thingsdk.core import cose, envelope, mandate, restore
 from thingsdk.core import messages as m
 from thingsdk.core.consumable import DAY
 from thingsdk.core.decide import sentence
@@ -82,6 +85,9 @@ OVER_RATE = "over-rate"  # the status of a checked message its device sent over 
 _GUARD_SET_LATER = object()
 REMIND_DAYS = 3  # deliveries are repeated on a device's status for this long after arrival
 STALE = (REPLAYED, TOO_OLD)  # refusals that a device which lost its counters meets: answered
+# The first byte of a COSE_Sign1 (tag 18): the answers a vendor kept signed, before it signed
+# them after the commit, begin with it; an encoded payload, a map, never does.
+_SIGNED = 0xD2
 log = logging.getLogger(__name__)
 
 
@@ -154,7 +160,7 @@ class Service:
         transaction (one commit). Every message is read, parsed and verified before the write lock
         is taken; inside it each runs in its own savepoint, so one that fails is logged and
         answered with nothing while the others are kept. Messages of one device are acted on in
-        the order given."""
+        the order given. The answers are signed once the transaction is committed."""
         answers = [[] for _ in uplinks]
         checked = [(i, kid, self._check(data, kid)) for i, (data, kid) in enumerate(uplinks)]
         checked = [(i, kid, inbox_opened) for i, kid, inbox_opened in checked if inbox_opened]
@@ -164,12 +170,12 @@ class Service:
             for i, kid, (inbox, opened) in checked:
                 try:
                     with self.store.savepoint():
-                        sent = self._act(kid, inbox, opened, now)
-                    answers[i] = sent  # once kept: a write may be refused when the block ends
+                        kept = self._act(kid, inbox, opened, now)
+                    answers[i] = kept  # once kept: a write may be refused when the block ends
                 except Exception:  # rolled back to the savepoint; the batch goes on
                     log.exception("vendor work failed on a message from device %s", kid.hex())
-        return [[(topics.downlink(kid), reply) for reply in sent]
-                for sent, (_, kid) in zip(answers, uplinks)]
+        return [[(topics.downlink(kid), self._signed(reply)) for reply in kept]
+                for kept, (_, kid) in zip(answers, uplinks)]
 
     def _check(self, data, device_kid):
         """(inbox, opened) for a message that passed every check needing no lock, or None if it
@@ -202,29 +208,30 @@ class Service:
         return inbox, opened
 
     def _act(self, device_kid, inbox, opened, now):
-        """The sealed answers to a checked message, inside the transaction: the replay guard's
-        verdict, then the recorded answers of a redelivery or the new ones, kept."""
+        """The answers to a checked message, inside the transaction, as _draft makes them (to
+        be signed after the commit): the replay guard's verdict, then the recorded answers of a
+        redelivery or the new ones, kept."""
         msg = opened.message
         if opened.status == OVER_RATE:  # answered, neither acted on nor kept (sent again later)
             ref = msg.body.get("order") if msg.type in (m.ORDER, m.CANCEL) else None
             code, body = error("rate-limited", "Too many messages from this device; send again "
                                "in a while.", ref)
-            return [self._seal(device_kid, code, body, now, msg.id)]
+            return [self._draft(device_kid, code, body, now, msg.id)]
         device = self.store.device(device_kid)  # devices are never deleted
         inbox.guard = self._replay_guard(device)
         opened = inbox.admit(opened, now)
         if opened.status == envelope.REJECT:
             self._refused(inbox, device_kid)
             if opened.reason == FROM_FUTURE and not device.revoked:
-                return [self._seal(device_kid, *_clock_ahead(msg, now), now, msg.id)]
+                return [self._draft(device_kid, *_clock_ahead(msg, now), now, msg.id)]
             if opened.reason not in STALE or msg.type == m.RESYNC or device.revoked:
                 return []
             floor = inbox.guard.highest(device_kid)  # a device that lost its counters: resync
-            return [self._seal(device_kid, t, body, now, msg.id)
+            return [self._draft(device_kid, t, body, now, msg.id)
                     for t, body in resync.challenge(self, device, floor, msg, now)]
         if opened.status == envelope.DUPLICATE:
             return self.store.replies(device_kid, msg.id)
-        sent = [self._seal(device_kid, t, body, now, msg.id)
+        sent = [self._draft(device_kid, t, body, now, msg.id)
                 for t, body in self._answer(device, msg, now)]
         inbox.commit(opened)
         kept = self.store.save_state(device, inbox.guard.to_state())
@@ -282,9 +289,19 @@ class Service:
         self.limiter.charge(device_kid)
         log.info("refused a message on the uplink of %s: %s", device_kid.hex(), reason)
 
-    def _seal(self, device_kid, msg_type, body, now, reply_to=None):
-        return envelope.seal(msg_type, body, self.signer, device_kid, self.store.next_seq(), now,
-                             self.new_id(), self.codec, self.ttl, reply_to)
+    def _draft(self, device_kid, msg_type, body, now, reply_to=None):
+        """An answer as the transaction keeps it: envelope.seal's payload, numbered with the
+        vendor's next sequence number, checked against the catalog and encoded, so that a body
+        the catalog refuses fails (and is rolled back) with the work that made it; its signature
+        comes after the commit (_signed)."""
+        payload = m.build(msg_type, body, self.kid, device_kid, self.store.next_seq(), now,
+                          now + self.ttl, self.new_id(), reply_to)
+        return self.codec.dumps(payload)
+
+    def _signed(self, kept):
+        """The bytes to publish for an answer as kept: a _draft payload signed, or an answer
+        kept already signed (by a vendor that signed inside the transaction) as it is."""
+        return kept if kept[0] == _SIGNED else cose.sign1(kept, self.signer, self.codec)
 
     def _answer(self, device, msg, now):
         if msg.type == m.ORDER:
@@ -408,7 +425,8 @@ class Service:
         """Push the catalog's promotion `name` to a device: [(topic, bytes)]."""
         body = self.catalog.promotion(name).body()
         with self.store.transaction():
-            return [(topics.downlink(device_kid), self._seal(device_kid, m.PROMOTION, body, now))]
+            kept = self._draft(device_kid, m.PROMOTION, body, now)
+        return [(topics.downlink(device_kid), self._signed(kept))]
 
     def advance(self, now):
         """Simulated fulfilment up to now: shipment and delivery messages, [(topic, bytes)].
@@ -418,12 +436,12 @@ class Service:
             self.store.prune(now)
             for device, order_id, qty, arrives in self.store.due("accepted", "ships_at", now):
                 self.store.set_status(device, order_id, "shipped")
-                out.append((device, self._seal(device, *self._shipment(device, order_id, arrives),
-                                               now)))
+                out.append((device, self._draft(device, *self._shipment(device, order_id,
+                                                                         arrives), now)))
             for device, order_id, qty, arrives in self.store.due("shipped", "arrives_at", now):
                 self.store.set_status(device, order_id, "delivered")
-                out.append((device, self._seal(device, *_delivery(order_id, qty, arrives), now)))
-        return [(topics.downlink(device), data) for device, data in out]
+                out.append((device, self._draft(device, *_delivery(order_id, qty, arrives), now)))
+        return [(topics.downlink(device), self._signed(kept)) for device, kept in out]
 
     def _shipment(self, device, order_id, arrives):
         return m.SHIPMENT, {"order": order_id, "carrier": CARRIER, "eta": arrives,

@@ -79,7 +79,7 @@ CREATE TABLE IF NOT EXISTS levels (
 );
 CREATE TABLE IF NOT EXISTS replies (
     device BLOB NOT NULL, msg BLOB NOT NULL,  -- a message acted on
-    data BLOB NOT NULL,               -- CBOR list of the sealed answers, re-sent for a redelivery
+    data BLOB NOT NULL,               -- CBOR list of the answers, signed again for a redelivery
     at INTEGER NOT NULL,
     PRIMARY KEY (device, msg)
 );
@@ -110,7 +110,8 @@ class StoreError(Exception):
 def _dumps(value):
     """A value (state, bodies, answers) as the store keeps it: plain CBOR from cbor2's C encoder.
     Nothing the store keeps is signed or compared as bytes (messages are sealed anew from the
-    values), so it needs neither the deterministic encoding nor the core decoder's checks. (A
+    values; an answer kept for a redelivery is bytes the service encoded, given back as they
+    are), so it needs neither the deterministic encoding nor the core decoder's checks. (A
     case's `diag`, as the device sent it, goes through the core codec, which can hold anything a
     message may.)"""
     return cbor2.dumps(value)
