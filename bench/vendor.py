@@ -16,11 +16,12 @@ thread, so both figures are per core. With `--postgres`, the batches run on a Po
 
 Measured on a shared 2-core machine (defaults): batches of 64 at about 2,500 orders/s, 34-35 %
 of a ceiling near 7,300/s, from 2,100/s (29 %) before the vendor stopped repeating work per
-order; on PostgreSQL about a fifth more than before (820/s, from 710/s, when the machine was
-otherwise quiet). Where an order's time goes, after the two signature operations (about a
-third): its eleven SQL statements (a quarter on SQLite, two thirds on PostgreSQL, where each read
-is a round trip; writes go out pipelined), then checking and decoding the payload it came in and the one it answers with,
-in pure Python, and the order's own checks (offer, stock, mandate, ledger, policy).
+order; on PostgreSQL about 930/s, from 670/s before an order's four reads became two
+statements (and 710/s before the vendor stopped repeating work). Where an order's time goes,
+after the two signature operations (about a third): its nine SQL statements (a quarter on
+SQLite, most of it on PostgreSQL, where each read is a round trip; writes go out pipelined),
+then checking and decoding the payload it came in and the one it answers with, in pure Python,
+and the order's own checks (offer, stock, mandate, ledger, policy).
 """
 
 import argparse

@@ -78,11 +78,11 @@ def _verdict(service, device, body, offer, now):
     item = service.catalog.skus.get(offer["sku"])
     if item is None:
         return _rejected("not-deliverable", "We no longer sell %s." % offer["sku"])
-    covering = service.store.open_order_ref(device.kid, offer["sku"], offer["test"])
+    covering, held = service.store.open_order_and_held(device.kid, offer["sku"], offer["test"])
     if covering:
         text = "Order %s already covers this item." % covering
         return {"status": "duplicate", "ref": covering, "text": text}, ()
-    if not offer["test"] and item.stock - service.store.held(item.sku) < offer["qty"]:
+    if not offer["test"] and item.stock - held < offer["qty"]:
         return _rejected("out-of-stock", "We do not have %d in stock." % offer["qty"])
     credit = offer.get("credit")
     if credit and service.store.credit(device.kid, credit[1]) < credit[0]:
@@ -125,13 +125,12 @@ def order(service, device, msg, now):
     same id with another body is an idempotency conflict."""
     body = msg.body
     digest = hashlib.sha256(service.codec.dumps(body)).digest()
-    known = service.store.order(device.kid, body["order"])
+    known, offer = service.store.order_and_offer(device.kid, body["order"], body["offer"])
     if known is not None:
         if known[0] != digest:
             return [error("idempotency-conflict", "This order id was used for another order.",
                           body["order"])]
         return [(m.RECEIPT, known[2])]
-    offer = service.store.offer(device.kid, body["offer"])
     fields, checks = _verdict(service, device, body, offer, now)
     receipt = dict(fields, order=body["order"])
     row = service.store.next_order_row()

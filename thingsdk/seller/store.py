@@ -327,11 +327,16 @@ class Store:
 
     # Orders.
 
-    def order(self, device, order_id):
-        """(digest, status, receipt body) of an order, or None."""
-        row = self._one("SELECT digest, status, receipt FROM orders WHERE device = ? AND id = ?",
-                        device, order_id)
-        return (row[0], row[1], _loads(row[2])) if row else None
+    def order_and_offer(self, device, order_id, offer_id):
+        """((digest, status, receipt body) of the device's order `order_id` or None, the body of
+        the offer `offer_id` issued to it or None), from one statement: an order's first two
+        reads in one round trip to PostgreSQL, where each read waits for the server."""
+        row = self._one("SELECT o.digest, o.status, o.receipt, f.body FROM (SELECT 1) AS one "
+                        "LEFT JOIN orders o ON o.device = ? AND o.id = ? "
+                        "LEFT JOIN offers f ON f.device = ? AND f.id = ?",
+                        device, order_id, device, offer_id)
+        known = None if row[0] is None else (row[0], row[1], _loads(row[2]))
+        return known, None if row[3] is None else _loads(row[3])
 
     def next_order_row(self):
         """A row id for the next order, the base of its reference (inside a transaction). The
@@ -375,11 +380,14 @@ class Store:
         return self._one("SELECT status, cancel_until, offer FROM orders WHERE device = ? AND "
                          "id = ?", device, order_id)
 
-    def open_order_ref(self, device, sku, test):
-        """The receipt reference of this device's open order for sku, or None."""
-        row = self._one("SELECT receipt FROM orders WHERE device = ? AND sku = ? AND test = ? "
-                        "AND status IN ('accepted', 'shipped')", device, sku, int(test))
-        return _loads(row[0])["ref"] if row else None
+    def open_order_and_held(self, device, sku, test):
+        """(the receipt reference of this device's open order for sku (a test order or not, as
+        `test`) or None, `held(sku)`), from one statement: one round trip."""
+        row = self._one("SELECT o.receipt, h.qty FROM (SELECT 1) AS one "
+                        "LEFT JOIN orders o ON o.device = ? AND o.sku = ? AND o.test = ? "
+                        "AND o.status IN ('accepted', 'shipped') "
+                        "LEFT JOIN held h ON h.sku = ? LIMIT 1", device, sku, int(test), sku)
+        return None if row[0] is None else _loads(row[0])["ref"], row[1] or 0
 
     def held(self, sku):
         """Units of sku held for accepted orders that have not shipped (test orders hold none):
