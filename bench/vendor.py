@@ -14,14 +14,14 @@ bounds several workers however many there are (docs/architecture.md). Everything
 thread, so both figures are per core. With `--postgres`, the batches run on a PostgreSQL server
 (on this machine, over its Unix socket) too.
 
-Measured on a shared 2-core machine (defaults): batches of 64 at about 2,500 orders/s, 34-35 %
-of a ceiling near 7,300/s, from 2,100/s (29 %) before the vendor stopped repeating work per
-order; on PostgreSQL about 930/s, from 670/s before an order's four reads became two
-statements (and 710/s before the vendor stopped repeating work). Where an order's time goes,
-after the two signature operations (about a third): its nine SQL statements (a quarter on
-SQLite, most of it on PostgreSQL, where each read is a round trip; writes go out pipelined),
-then checking and decoding the payload it came in and the one it answers with, in pure Python,
-and the order's own checks (offer, stock, mandate, ledger, policy).
+Measured on a shared 2-core machine (defaults): batches of 64 at about 2,500 orders/s, 34-35 % of a
+ceiling near 7,300/s, from 2,100/s (29 %) before the vendor stopped repeating work per order; on
+PostgreSQL about 930/s, from 670/s the same day before an order's four reads became two statements
+(820/s on a quieter day, from 710/s before the vendor stopped repeating work per order). Where an
+order's time goes, after the two signature operations (about a third): its nine SQL statements (a
+quarter on SQLite, most of it on PostgreSQL, where each read is a round trip; writes go out
+pipelined), then checking and decoding the payload it came in and the one it answers with, in pure
+Python, and the order's own checks (offer, stock, mandate, ledger, policy).
 """
 
 import argparse
