@@ -195,9 +195,9 @@ def heap_section(tmp, stock, frozen):
         print("    order, live peak         %7d B  (between turns, after a collection)"
               % at["order_live_bytes"])
         print(names_line(at["n_qstr"], growths))
-        print("    smallest heap, bisected  %7s KB  %s (%s KB for the %d layouts)"
+        print("    smallest heap, bisected  %7s KB  %s (%s)"
               % (smallest if smallest is not None else ">%d" % hi, verdict(smallest, target),
-                 ", ".join("%s" % (kb or ">%d" % hi) for kb in each), len(each)))
+                 layouts(each, hi)))
         if name == "stock":
             print(when_full(prog, [[folder] for folder in folders], p))
     found["again"] = again(stock, [build / "lib", build], folders[0])
@@ -231,6 +231,13 @@ def again(prog, path, folder):
     return kb
 
 
+def layouts(each, hi):
+    """The smallest heaps bisected for each layout, as printed: "135, 137, 135 KB for the 3
+    layouts" (">hi" for one that did not complete within `hi` KB)."""
+    return "%s KB for the %d layouts" % (", ".join("%s" % (kb or ">%d" % hi) for kb in each),
+                                         len(each))
+
+
 def when_full(prog, runs, path):
     """A line of the stock firmware's smallest heap for `runs` (order_heap.py's arguments, one
     list for each layout bisected) with the heap collected only when full, and the time the order
@@ -242,8 +249,7 @@ def when_full(prog, runs, path):
     full = on_unix(prog, ORDER, runs[0] + [WHEN_FULL], path=path, heap=ORDER_TIME_HEAP,
                    run_with=host_world.run)
     kb = max(each) if None not in each else ">384"
-    which = ("%s KB for the %d layouts" % (", ".join("%s" % (n or ">384") for n in each),
-                                           len(each)) if len(each) > 1 else "one layout")
+    which = layouts(each, 384) if len(each) > 1 else "one layout"
     return ("    collected only when full %7s KB  (%s; above, collected every %d B); the order "
             "took %d ms so, %d ms collected every %d B: %.1f x (in a %s heap)"
             % (kb, which, every["collect_every"], full["order_ms"], every["order_ms"],
