@@ -890,8 +890,8 @@ def add_firmware_commands(sub):
                    help="write a .mpy build even when its code would not fit the board's heap "
                         "while a need decides")
     p.add_argument("--lines", action="store_true",
-                   help="keep line numbers in the .mpy files, for tracebacks (about 5 %% more "
-                        "code and heap)")
+                   help="keep line numbers, private names and sentences in the .mpy files, "
+                        "for tracebacks (about 20 %% more code)")
     p.set_defaults(func=cmd_firmware_build)
     p = verbs.add_parser("deploy", help="copy a built folder to a board's flash over its raw "
                                         "REPL (files already there unchanged are skipped), "

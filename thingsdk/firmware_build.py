@@ -18,7 +18,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
 import thingsdk
-from thingsdk import boards, topics
+from thingsdk import boards, firmware_names, topics
 from thingsdk.core.keys import key_id
 from thingsdk.crypto import load_signer
 from thingsdk.device.config import TABLES, away_spans
@@ -155,13 +155,18 @@ def code_bytes(code):
 def compile_lib(out, march=None, exclude=(), lines=False):
     """Compile `sources(exclude)` into the folder `out`; returns [(path in the build, bytes)].
     Without `march` the output is bytecode for any port; with it, native code (the core has
-    none) targets that architecture. Line numbers are left out (mpy-cross -O3: about 5 % less
-    code and heap; the code has no asserts for -O3 to drop) unless `lines`; so are the sentences,
-    which go to texts.bin, read from flash when said (thingsdk/firmware_texts.py), unless the
-    reader module is excluded."""
+    none) targets that architecture. Unless `lines`, line numbers are left out (mpy-cross -O3:
+    about 5 % less code and heap; the code has no asserts for -O3 to drop) and private names are
+    shortened (thingsdk/firmware_names.py); so are the sentences, which go to texts.bin, read from
+    flash when said (thingsdk/firmware_texts.py), unless the reader module is excluded."""
     mpy_cross, built = find_mpy_cross(), []
     table = None if lines or READER in exclude else Table()
+    # One mapping of names for every build, whatever it leaves out: a module copied from
+    # another build of the same code still meets the names it expects.
+    short = {} if lines else firmware_names.mapping([loaded_source(source, Table())
+                                                     for source, _ in sources()])
     for source, name in sources(exclude):
+        text = loaded_source(source, table)
         target = Path(out) / (name + ".mpy")
         target.parent.mkdir(parents=True, exist_ok=True)
         # Tracebacks name the module as imported ("thingsdk.core.agent"): that name is interned
@@ -170,7 +175,7 @@ def compile_lib(out, march=None, exclude=(), lines=False):
         cmd = [mpy_cross, "-s", source_name, "-o", str(target)] + ([] if lines else ["-O3"])
         cmd.append("-")
         done = subprocess.run(cmd + (["-march=" + march] if march else []),
-                              input=loaded_source(source, table), capture_output=True,
+                              input=firmware_names.rename(text, short), capture_output=True,
                               text=True)
         if done.returncode:
             why = (done.stderr or done.stdout).strip().splitlines() or ["exit %d" % done.returncode]
