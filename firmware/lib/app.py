@@ -149,9 +149,9 @@ class App:
             slots = [configure.slot(t, machine, root, sources)
                      for t in config.get("consumables", ())]
             self.state = FlashState(root + "state")
+            # the keys' multiples made for each signature verified, not held at every decision
             self.agent = Agent(ed25519.Signer(read(identity + "device.seed")),
-                               ed25519.Verifier(read(identity + "vendor.pub")),
-                               # the owner signs rarely: its key's multiples made as needed
+                               ed25519.Verifier(read(identity + "vendor.pub"), False),
                                ed25519.Verifier(read(identity + "owner.pub"), False),
                                self.state, slots, cbor, new_id, self.clock(), publish=self._queue,
                                config=config.get("lifecycle"),

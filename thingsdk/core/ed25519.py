@@ -283,8 +283,8 @@ class Signer:
 
 class Verifier:
     """An Ed25519 public key. The multiples of its point are kept for verifying (768 bytes), or,
-    with `keep` False, made anew for each signature verified: for a key that signs rarely (an
-    owner's) on a board, whose heap is short at every moment; a verify then takes about a sixth
+    with `keep` False, made anew for each signature verified: for a board, whose heap is short at
+    every moment and which verifies a few messages an order; a verify then takes about a sixth
     longer (on the 32-bit unix port in a 128 KB heap, 12.8 ms against 10.9)."""
 
     alg = ALG
