@@ -110,10 +110,12 @@ def sources(exclude=()):
             (PACKAGE / "core" / "__init__.py", "lib/thingsdk/core/__init__")] + kept
 
 
-def load_order(roots=("app", "mqtt"), exclude=()):
-    """The modules a board loads as it imports `roots` (firmware modules), as import names
+def load_order(roots=("app", "mqtt"), exclude=(), dropped=("configure",)):
+    """The modules a board loads as it imports `roots` (firmware modules), and the `dropped`
+    ones it imports to start and then drops (app's configure), as import names
     ("thingsdk.core.agent", "flash"), each after the modules it imports on loading: the texts
-    reader first, as the build's code imports it wherever a sentence moved to texts.bin."""
+    reader first, as the build's code imports it wherever a sentence moved to texts.bin. The
+    dropped modules are not in it; what they imported stays loaded, and is."""
     paths, local = {}, set()
     for path, name in sources(exclude):
         paths[Path(name).name] = path
@@ -128,9 +130,10 @@ def load_order(roots=("app", "mqtt"), exclude=()):
             visit(needed)
         order.append(name)
 
-    for root in roots:
+    for root in tuple(dropped) + tuple(roots):
         visit(root)
-    return [name if name in local else CORE_PREFIX + name for name in order]
+    return [name if name in local else CORE_PREFIX + name for name in order
+            if name not in dropped]
 
 
 def loaded_source(path, table=None):

@@ -32,13 +32,10 @@ import os
 import random
 import sys
 
-from flash import CheckpointError, FlashState, read
-from thingsdk.core import cbor, ed25519, topics
+from flash import CheckpointError, read
 from thingsdk.core import messages as m
-from thingsdk.core.agent import Agent
 from thingsdk.core.check import const
-from thingsdk.core.consumable import DAY
-from ticks import clock_from, ticks_diff, ticks_ms
+from ticks import ticks_diff, ticks_ms
 
 # Bytes allocated between two collections of the heap while the device runs (gc.threshold).
 # Collected only once the heap was full, an order's garbage lay among what it keeps, and a block
@@ -132,40 +129,19 @@ class App:
         if machine is None:
             import machine
         self.machine = machine
-        identity = root + "identity/"
         import configure  # boot only: dropped once read, so a running device does not keep it
 
-        try:
-            self.config = config = configure.load(identity)
-            self.root, self.clock = root, clock or clock_from(config.get("clock"))
-            self.kid = bytes.fromhex(config["device_kid"])
-            self.uplink, self.downlink = topics.uplink(self.kid), topics.downlink(self.kid)
-            self.to_owner, self.from_owner = topics.to_owner(self.kid), topics.from_owner(self.kid)
-            self.interval = config.get("interval", 5)
-            self.outgoing = []
-            self.errors, self.fatal = 0, None
-            self.hook = rig_hook(root)
-            self.frozen = False
-            slots = [configure.slot(t, machine, root, sources)
-                     for t in config.get("consumables", ())]
-            self.state = FlashState(root + "state")
-            # the keys' multiples made for each signature verified, not held at every decision
-            self.agent = Agent(ed25519.Signer(read(identity + "device.seed")),
-                               ed25519.Verifier(read(identity + "vendor.pub"), False),
-                               ed25519.Verifier(read(identity + "owner.pub"), False),
-                               self.state, slots, cbor, new_id, self.clock(), publish=self._queue,
-                               config=config.get("lifecycle"),
-                               heartbeat=config.get("heartbeat", DAY), note=say,
-                               to_owner=lambda data, t: self._queue(data, t, self.to_owner),
-                               spare=True)
-            self.mandate = read(identity + "mandate.cwt")
-            # A demo's or a rig's clock (config.json's `clock`) is its own; a real one is set by
-            # NTP.
-            self.link = configure.link(config, root, self._on_message,
-                                       None if config.get("clock") else
-                                       lambda: set_clock(self.clock))
+        try:  # the device's parts: config, clock, topics, state, agent, link (configure.app)
+            configure.app(self, root, clock, sources)
         finally:
             del sys.modules["configure"]
+
+    def _to_owner(self, data, msg_type):
+        self._queue(data, msg_type, self.to_owner)
+
+    def _joined(self):
+        """The WiFi joined (again): a real clock is set by NTP then."""
+        set_clock(self.clock)
 
     def _on_message(self, topic, payload):
         """Take a downlink or an owner's message in at once: the link acknowledges it only after this returns, so only

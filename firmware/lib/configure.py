@@ -1,17 +1,20 @@
 """What the firmware application reads from identity/config.json once, at boot: the config
-itself (checked), a Slot for each consumable with its sensor, and the link to the broker.
+itself (checked), a Slot for each consumable with its sensor, the link to the broker, and the
+device they make (`app`).
 
 app.App imports this module while it starts and drops it once the device is set up (nothing
-made here refers back to it), so its code is not in a board's heap while the device runs.
+made here refers back to it: what is called later is app's), so its code is not in a board's
+heap while the device runs.
 """
 
 import json
 
-from app import Wifi, rig_hook, say
-from flash import read
-from thingsdk.core import topics
-from thingsdk.core.agent import Slot
-from thingsdk.core.consumable import SETTINGS, configured
+from app import Wifi, new_id, rig_hook, say
+from flash import FlashState, read
+from thingsdk.core import cbor, ed25519, topics
+from thingsdk.core.agent import Agent, Slot
+from thingsdk.core.consumable import DAY, SETTINGS, configured
+from ticks import clock_from
 
 NEEDED = ("device_kid", "link", "broker", "consumables")  # in config.json
 # The MQTT client's settings config.json's broker may set: (name, least, most, whole numbers only)
@@ -125,3 +128,32 @@ def link(config, root, on_message, on_join=None):
     return Client(broker["host"], broker["port"], config["device_kid"], ssl=ssl,
                   presence=topics.presence(kid), on_message=on_message, note=say,
                   wifi=wifi and Wifi(json.loads(wifi), on_join=on_join), **options)
+
+
+def app(device, root, clock, sources):
+    """Set up the app.App `device` from the board's files under `root` (see App)."""
+    identity = root + "identity/"
+    device.config = config = load(identity)
+    device.root, device.clock = root, clock or clock_from(config.get("clock"))
+    device.kid = kid = bytes.fromhex(config["device_kid"])
+    device.uplink, device.downlink = topics.uplink(kid), topics.downlink(kid)
+    device.to_owner, device.from_owner = topics.to_owner(kid), topics.from_owner(kid)
+    device.interval = config.get("interval", 5)
+    device.outgoing = []
+    device.errors, device.fatal = 0, None
+    device.hook = rig_hook(root)
+    device.frozen = False
+    slots = [slot(t, device.machine, root, sources) for t in config.get("consumables", ())]
+    device.state = FlashState(root + "state")
+    # the keys' multiples made for each signature verified, not held at every decision
+    device.agent = Agent(ed25519.Signer(read(identity + "device.seed")),
+                         ed25519.Verifier(read(identity + "vendor.pub"), False),
+                         ed25519.Verifier(read(identity + "owner.pub"), False),
+                         device.state, slots, cbor, new_id, device.clock(),
+                         publish=device._queue, config=config.get("lifecycle"),
+                         heartbeat=config.get("heartbeat", DAY), note=say,
+                         to_owner=device._to_owner, spare=True)
+    device.mandate = read(identity + "mandate.cwt")
+    # A demo's or a rig's clock (config.json's `clock`) is its own; a real one is set by NTP.
+    device.link = link(config, root, device._on_message,
+                       None if config.get("clock") else device._joined)
