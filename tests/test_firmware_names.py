@@ -63,6 +63,11 @@ def test_short_names_avoid_names_the_code_already_has_and_never_grow():
     assert [fn._short(n) for n in (0, 61, 62, 63, 124)] == ["_a", "_9", "_aa", "_ab", "_ba"]
 
 
+def test_names_in_f_strings_are_kept_as_the_tokenizer_does_not_see_them():
+    code = 'def _shown(_n):\n    return f"{_n} {_other()}"\n\n\ndef _other():\n    return 1\n'
+    assert set(fn.mapping([code])) == {"_shown"}
+
+
 def test_names_outside_code_reach_are_kept():
     code = "def _base_table():\n    return 1\n\n\ndef _other():\n    return _base_table()\n"
     assert set(fn.mapping([code])) == {"_other"}

@@ -9,7 +9,7 @@ attribute is renamed alike on both sides. A name is kept as written when:
 - the build does not bind it anywhere (a def, a class, an assignment, a parameter, an import
   alias): it belongs to MicroPython (`sys.implementation._mpy`);
 - it appears in a string that is not a docstring: code could reach it by name (getattr, a
-  namedtuple's fields);
+  namedtuple's fields); or in an f-string, which the tokenizer reads as one token;
 - it is one of KEEP: a name code outside the build reaches (the benchmarks' and tests' scripts
   that import the build).
 
@@ -52,7 +52,8 @@ def _bound(tree):
 
 
 def _in_strings(tree):
-    """The private names written in `tree`'s strings, docstrings left out."""
+    """The private names written in `tree`'s strings, docstrings left out, and in its
+    f-strings."""
     docstrings = set()
     for node in ast.walk(tree):
         if isinstance(node, (ast.Module, ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
@@ -64,6 +65,8 @@ def _in_strings(tree):
         if isinstance(node, ast.Constant) and isinstance(node.value, str) \
                 and id(node) not in docstrings:
             words.update(re.findall(r"\w+", node.value))
+        elif isinstance(node, ast.JoinedStr):  # an f-string is one token before Python 3.12
+            words.update(re.findall(r"\w+", ast.unparse(node)))
     return {word for word in words if _is_private(word)}
 
 
