@@ -18,6 +18,7 @@ from broker import HOST, VENDOR, free_port
 from thingsdk import topics
 from thingsdk.mqtt import Backoff, Transport
 
+import configure  # the firmware's boot-time set-up, which makes the TLS context
 import mqtt  # the firmware's own client: firmware/lib is on pytest's pythonpath
 
 KID = bytes.fromhex("0123456789abcdef")
@@ -141,7 +142,8 @@ def test_mutual_tls_with_der_and_the_acl_confines_the_device(broker, pki):
         transport.subscribe("thingsdk/v1/up/+").wait(10)
         transport.subscribe("thingsdk/v1/presence/+").wait(10)
         inbox = []
-        client = device(broker.tls_port, inbox, ssl=mqtt.tls_context(*der_identity(pki, DEVICE)))
+        ssl = configure.tls_context(*der_identity(pki, DEVICE))
+        client = device(broker.tls_port, inbox, ssl=ssl)
         await client.connect()
         await client.subscribe(topics.downlink(KID))
         with pytest.raises(mqtt.MQTTError, match="refused"):  # the broker checks SUBSCRIBE

@@ -14,7 +14,7 @@ from flash import FlashState, read
 from thingsdk.core import cbor, ed25519, topics
 from thingsdk.core.agent import Agent, Slot
 from thingsdk.core.consumable import DAY, SETTINGS, configured
-from ticks import clock_from
+from ticks import MICROPYTHON, clock_from
 
 NEEDED = ("device_kid", "link", "broker", "consumables")  # in config.json
 # The MQTT client's settings config.json's broker may set: (name, least, most, whole numbers only)
@@ -104,6 +104,37 @@ def slot(table, machine, root, sources=None):
     return Slot(consumable, source, table.get("category"))
 
 
+def tls_context(cert, key, ca):
+    """A client SSL context for mutual TLS from DER bytes: certificate, private key (PKCS#8 on
+    CPython; mbedTLS also takes SEC1) and the CA that signed the broker's certificate. Made once,
+    at boot, for every connection the MQTT client makes: so it is here, not in the client's
+    module, which a running board keeps loaded."""
+    import ssl
+
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    if MICROPYTHON:
+        ctx.load_cert_chain(cert, key)
+    else:  # CPython loads a client certificate from a PEM file only
+        import binascii
+        import os
+        import tempfile
+
+        b64 = binascii.b2a_base64(key).decode().strip()
+        pem = ssl.DER_cert_to_PEM_cert(cert) + (
+            "-----BEGIN PRIVATE KEY-----\n%s\n-----END PRIVATE KEY-----\n"
+            % "\n".join(b64[i:i + 64] for i in range(0, len(b64), 64)))
+        fd, path = tempfile.mkstemp()
+        try:
+            os.write(fd, pem.encode())
+            os.close(fd)
+            ctx.load_cert_chain(path)
+        finally:
+            os.unlink(path)
+    ctx.load_verify_locations(cadata=ca)
+    ctx.verify_mode = ssl.CERT_REQUIRED
+    return ctx
+
+
 def link(config, root, on_message, on_join=None):
     """The way to the broker: the firmware's MQTT client (over the WiFi of wifi.json, if there is
     one, calling `on_join()` each time it is joined), or a serial link to a gateway."""
@@ -115,7 +146,7 @@ def link(config, root, on_message, on_join=None):
         uart = machine.UART(kind["uart"], baudrate=kind["baudrate"], tx=machine.Pin(kind["tx"]),
                             rx=machine.Pin(kind["rx"]))
         return Link(uart, on_message)
-    from mqtt import Client, tls_context
+    from mqtt import Client
 
     broker, identity = config["broker"], root + "identity/"
     options = tuned(broker, identity)

@@ -35,7 +35,7 @@ except ImportError:  # the WebAssembly port: its open_connection is the host's
 
 from thingsdk.core.backoff import Backoff
 from thingsdk.core.topics import OFFLINE, ONLINE
-from ticks import MICROPYTHON, ticks_diff, ticks_ms
+from ticks import ticks_diff, ticks_ms
 
 PUBLISH, PUBACK, SUBACK, PINGRESP = 3, 4, 9, 13
 STREAK = 4  # failed connections in a row after which the broker's name is resolved again
@@ -134,40 +134,12 @@ async def fill(reader, view):
         view = view[n:]
 
 
-def tls_context(cert, key, ca):
-    """A client SSL context for mutual TLS from DER bytes: certificate, private key (PKCS#8 on
-    CPython; mbedTLS also takes SEC1) and the CA that signed the broker's certificate."""
-    import ssl
-
-    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-    if MICROPYTHON:
-        ctx.load_cert_chain(cert, key)
-    else:  # CPython loads a client certificate from a PEM file only
-        import binascii
-        import os
-        import tempfile
-
-        b64 = binascii.b2a_base64(key).decode().strip()
-        pem = ssl.DER_cert_to_PEM_cert(cert) + "-----BEGIN PRIVATE KEY-----\n%s\n-----END PRIVATE KEY-----\n" % (
-            "\n".join(b64[i:i + 64] for i in range(0, len(b64), 64)))
-        fd, path = tempfile.mkstemp()
-        try:
-            os.write(fd, pem.encode())
-            os.close(fd)
-            ctx.load_cert_chain(path)
-        finally:
-            os.unlink(path)
-    ctx.load_verify_locations(cadata=ca)
-    ctx.verify_mode = ssl.CERT_REQUIRED
-    return ctx
-
-
 class Client:
     """One MQTT 3.1.1 connection, kept up by a background task (`connect()` or `start()`).
 
-    `ssl` is an SSL context (see `tls_context`) or None. Counters: `sent` (QoS 1 acknowledged),
-    `received`, `refused` (packets over `max_size`), `reconnects`; `last_error` is the latest
-    failure (connect, link, handler or a refused packet).
+    `ssl` is an SSL context (see configure.tls_context) or None. Counters: `sent` (QoS 1
+    acknowledged), `received`, `refused` (packets over `max_size`), `reconnects`; `last_error`
+    is the latest failure (connect, link, handler or a refused packet).
     """
 
     def __init__(self, host, port, client_id, ssl=None, user=None, password=None, keepalive=60,
