@@ -133,7 +133,7 @@ class Agent:
             if name in stored:  # what was learnt, with the settings the config gives now
                 kept = restore.consumable(stored[name])
                 slot.consumable = restore.carry_on(kept, slot.consumable)
-        self.mandate = self._held_mandate(now)
+        self.mandate = restore.mandate(state.mandate(), owner, codec, self.kid, now, self.note)
         limits = self.mandate.limits() if self.mandate else ()
         ledger = state.load("ledger")
         self.ledger = restore.ledger(ledger, limits) if ledger else Ledger(limits)
@@ -200,16 +200,6 @@ class Agent:
         self.state.audit.append({"at": now, "mandate": new.version})
         self._send_new(m.MANDATE, {"cwt": token}, now)
         return True
-
-    def _held_mandate(self, now):
-        token = self.state.mandate()
-        if token is None:
-            return None
-        try:
-            return accept(None, token, self.owner, self.codec, self.kid, now)
-        except MandateError as exc:
-            self.note("the mandate held is no longer valid: %s" % exc)
-            return None
 
     # Messages in.
 

@@ -1,6 +1,6 @@
 """State read back: a consumable, its rate estimate, the spending ledger and the replay guard
-rebuilt from what their `to_state` wrote, each part checked, and a stored consumable carried on
-with the settings the config now gives. A device runs this as it starts, and a board only then:
+rebuilt from what their `to_state` wrote, each part checked, a stored consumable carried on
+with the settings the config now gives, and the mandate held verified again. A device runs this as it starts, and a board only then:
 its application drops the module once started, so the heap does not keep this code between
 orders. Each function raises its class's error (ConsumableError, LedgerError, StateError) when
 the state is malformed. Portable.
@@ -11,6 +11,7 @@ and uses the checks of each class's module.
 
 from thingsdk.core import consumable as c
 from thingsdk.core import ledger as lg
+from thingsdk.core import mandate as md
 from thingsdk.core import replay as rp
 
 
@@ -163,3 +164,15 @@ def replay_guard(obj, **options):
             guard._tick += 1
             rp._add_id(sender, bytes(mid), digest, guard._tick, guard.ids_per_sender)
     return guard
+
+
+def mandate(token, owner, codec, kid, now, note):
+    """The mandate a device holds: its stored `token` verified again for the device `kid` with
+    the `owner`'s key; None without one, or when it no longer verifies (`note` says why)."""
+    if token is None:
+        return None
+    try:
+        return md.accept(None, token, owner, codec, kid, now)
+    except md.MandateError as exc:
+        note("the mandate held is no longer valid: %s" % exc)
+        return None
