@@ -134,7 +134,7 @@ def test_every_text_of_the_build_reads_back_and_is_gone_from_its_module(tmp_path
     assert len(table.texts) > 200
     assert [reader.text(n) if isinstance(text, str) else reader.Flash(n)[:]
             for n, text in enumerate(table.texts)] == table.texts
-    from thingsdk.core.messages import SCHEMAS  # the one large table of bytes, on flash
+    from thingsdk.core.schemas import SCHEMAS  # the one large table of bytes, on flash
 
     assert SCHEMAS in table.texts
     # The modules that read unsigned bytes keep theirs: a rejection reads no flash.

@@ -15,6 +15,7 @@ from hypothesis import strategies as st
 
 from thingsdk import codec
 from thingsdk.core import messages as m
+from thingsdk.core import schemas
 from thingsdk.core.keys import key_id
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -57,13 +58,13 @@ def test_spec_and_catalog_agree_on_type_codes_and_answers():
 
 def test_the_catalogs_schemas_are_rules_of_the_spec():
     rules = set(re.findall(r"^([a-z0-9-]+) *=", SPEC, re.M)) | {"text", "bool"}  # and its prelude
-    names = [n.decode() for n in re.findall(rb"^([a-z0-9-]+) ", m.SCHEMAS, re.M)]
+    names = [n.decode() for n in re.findall(rb"^([a-z0-9-]+) ", schemas.SCHEMAS, re.M)]
     assert len(names) == len(set(names)) and set(names) <= rules
     assert {name + "-body" for name in m.NAMES} <= set(names)
     for name in names:
-        m.schema(name)
+        schemas.schema(name)
     with pytest.raises(ValueError):
-        m.schema("no-such-rule")
+        schemas.schema("no-such-rule")
 
 
 @pytest.mark.parametrize("code", CODES, ids=m.NAMES)
@@ -177,14 +178,14 @@ GENERATED = settings(max_examples=30, deadline=None,
 @GENERATED
 @given(data=st.data())
 def test_generated_bodies_match_the_spec(code, data):
-    body = repair(data.draw(strategy(m.schema(m.NAMES[code - 1] + "-body"))))
+    body = repair(data.draw(strategy(schemas.schema(m.NAMES[code - 1] + "-body"))))
     obj = ex.build(code, body, seq=data.draw(st.integers(0, m.MAX_INT53)))
     for rule in ("message", m.NAMES[code - 1]):
         schema(rule).validate_cbor(codec.dumps(obj))
 
 
 @GENERATED
-@given(claims=strategy(m.schema("mandate-claims")))
+@given(claims=strategy(schemas.schema("mandate-claims")))
 def test_generated_claims_match_the_spec(claims):
     claims[4] = max(claims[4], 1)  # nbf and iat come before exp
     claims[5], claims[6] = min(claims[5], claims[4] - 1), min(claims[6], claims[4] - 1)
@@ -366,5 +367,5 @@ def test_spec_and_parser_refuse_the_same_constraints(index, mutate, expected):
         m.check_claims(claims)
     assert caught.value.code == expected
     kind = constraint[0]
-    known = m.lookup(m.schema("constraint")[1], kind)
+    known = schemas.lookup(schemas.schema("constraint")[1], kind)
     assert not spec_accepts(constraint, kind if known else "unknown-constraint")

@@ -9,7 +9,7 @@ when it is needed, and the string is garbage once said. Texts evaluated at impor
 tables) stay in the code, where they would take the heap anyway, and so do those of the modules
 that read bytes before any signature is checked (KEPT): a flood of hostile bytes must not cost
 a read of flash per rejection. A module's large table of bytes (LARGEST or more, assigned to a
-name at import: messages.SCHEMAS) moves there too, compiled as `_F(n)`: texts.Flash reads it
+name at import: schemas.SCHEMAS) moves there too, compiled as `_F(n)`: texts.Flash reads it
 from flash through a small window when it is searched, indexed or sliced, which is all such a
 table's code may do with it. CPython and frozen firmware run the sources as written.
 """

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from thingsdk import codec
 from thingsdk.audit import AuditLog
-from thingsdk.core import approval, cose, envelope, messages, money, replay
+from thingsdk.core import approval, cose, envelope, messages, money, replay, schemas
 from thingsdk.core import mandate as md
 from thingsdk.core.keys import key_id
 from thingsdk.core.ledger import DAY, MAX_AMOUNT
@@ -407,7 +407,7 @@ def open_request(data, owner_signer, now, device_public=None):
     signature checked when the device's public key is given. Raise ValueError otherwise."""
     keys = _unchecked if device_public is None else {
         key_id(device_public): Ed25519Verifier(device_public)}
-    guard = replay.ReplayGuard(max_lifetime=messages.MAX_LIFETIME)
+    guard = replay.ReplayGuard(max_lifetime=schemas.MAX_LIFETIME)
     opened = envelope.Inbox(owner_signer.kid, keys, codec, guard).open(data, now)
     if opened.status == envelope.REJECT:
         why = _REFUSALS.get(opened.reason, opened.detail)

@@ -23,7 +23,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 from thingsdk import codec, topics
-from thingsdk.core import envelope, messages, replay
+from thingsdk.core import envelope, messages, replay, schemas
 from thingsdk.core.keys import key_id
 from thingsdk.core.messages import Message
 from thingsdk.crypto import Ed25519Signer, Ed25519Verifier
@@ -74,7 +74,7 @@ class OwnerLink:
         self.on_other = on_other
         self.clock = clock
         self._inbox = envelope.Inbox(owner.kid, keys, codec,
-                                     replay.ReplayGuard(max_lifetime=messages.MAX_LIFETIME))
+                                     replay.ReplayGuard(max_lifetime=schemas.MAX_LIFETIME))
         self._lock = threading.Lock()
         self.transport = transport
         transport.on_message = self.deliver

@@ -24,6 +24,9 @@ import app  # noqa: E402,F401 (loaded as at boot)
 import mqtt  # noqa: E402,F401
 import order_flow  # noqa: E402
 from thingsdk.core import messages as m  # noqa: E402
+# The validator messages load to check one, as a board's first message does at boot: counted as
+# code. Not bound to a name here, so that the agent can drop it while it decides (agent.CHECKING).
+__import__("thingsdk.core.schemas")
 
 collect = [int(arg[8:]) for arg in sys.argv if arg.startswith("collect=")]
 collect = collect[0] if collect else app.COLLECT_EVERY

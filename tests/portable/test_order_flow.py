@@ -8,7 +8,7 @@ from order_flow import Flow
 from test_flash import _scenario
 from thingsdk.core import lifecycle
 from thingsdk.core import messages as m
-from thingsdk.core.agent import DECIDING, OCCASIONAL, SPARE_CLOSED, STARTING, drop
+from thingsdk.core.agent import CHECKING, DECIDING, OCCASIONAL, SPARE_CLOSED, STARTING, drop
 from thingsdk.core.replay import MAX_SEQ
 
 
@@ -52,11 +52,19 @@ def test_a_board_keeps_its_latest_closed_needs_only():
 
 def _spares(root):
     names = ["thingsdk.core." + name for name in DECIDING]
-    held = [(name, sys.modules.get(name)) for name in names]  # CPython's, put back after
+    checking = ["thingsdk.core." + name for name in CHECKING]
+    held = [(name, sys.modules.get(name)) for name in names + checking]  # put back after
     drop(DECIDING)
     flow = Flow(root)
     flow.agent.spare = True  # as a board's agent (order_flow sets it on MicroPython)
-    loaded = []
+    loaded, judged, judge = [], [], flow.agent._judge
+
+    def _judging(*args):  # the validator of messages is out of the heap while it decides
+        taken = judge(*args)
+        judged.append([name for name in checking if name in sys.modules])
+        return taken
+
+    flow.agent._judge = _judging
     try:
         for _ in range(200):
             flow.turn()
@@ -73,6 +81,7 @@ def _spares(root):
     decisions = [r for r in flow.agent.state.audit.records() if r.get("action")]
     assert [d["action"] for d in decisions] == ["buy"]
     assert loaded == []  # the need was opened and decided, and no turn ended with them loaded
+    assert judged == [[]]
 
 
 def test_an_agent_that_spares_its_heap_drops_the_deciding_code_after_each_decision():

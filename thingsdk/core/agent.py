@@ -37,6 +37,11 @@ LEVEL, USAGE = "level", "usage"
 # drops them again before the message decided on is signed. On a board MicroPython loads a
 # module's code into the heap: these are about 10 KB that an order's other turns do without.
 DECIDING = ("decide", "policy", "counter", "approval")
+# The validator of messages (thingsdk.core.schemas, which thingsdk.core.messages imports to check
+# one): an agent that `spare`s its heap drops it before the DECIDING modules load, as a decision
+# checks no message (but an owner's approval, which loads it again), and the next message
+# checked loads it again (about 6 KB on a board).
+CHECKING = ("schemas",)
 # The modules an agent uses only as it starts, to read its state back and check it (about 6 KB on
 # a board); an agent that `spare`s its heap drops them once started.
 STARTING = ("restore", "lifecycle_rare")
@@ -284,6 +289,8 @@ class Agent:
     def _quantities(self, due, now):
         """[(slot name, quote-request body)] for the due slots that may order now, each for the
         quantity the mandate allows."""
+        if self.spare:
+            drop(CHECKING)
         from thingsdk.core.decide import mandate_problem, quantity
 
         if mandate_problem(self.mandate, now, []) is not None:
@@ -449,6 +456,8 @@ class Agent:
         """(the decision as a record, the offer it takes or None), said to the operator, and
         to the owner when it refuses. Only plain data comes back, so nothing the DECIDING
         modules made is still held once this returns."""
+        if self.spare:
+            drop(CHECKING)
         from thingsdk.core.decide import ASK, REFUSE, decide
 
         if record["kind"] == lifecycle.SUPPORT:

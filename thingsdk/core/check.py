@@ -2,6 +2,16 @@
 and on CPython it is, so both say what they mean)."""
 
 
+class MessageError(ValueError):
+    """A message that does not match the protocol (thingsdk.core.messages and its schemas).
+    `.code` is a short machine reason, `.field` names the value."""
+
+    def __init__(self, code, field, detail=""):
+        super().__init__("%s: %s%s" % (field, code, detail and " (" + detail + ")"))
+        self.code = code
+        self.field = field
+
+
 def is_int(value):
     """Whether value is an int and not a bool."""
     return isinstance(value, int) and not isinstance(value, bool)

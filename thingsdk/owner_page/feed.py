@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from thingsdk import codec, topics
-from thingsdk.core import envelope, messages, replay
+from thingsdk.core import envelope, messages, replay, schemas
 from thingsdk.core.keys import key_id
 from thingsdk.crypto import Ed25519Verifier
 from thingsdk.owner import answer, new_id
@@ -107,7 +107,7 @@ class Feed:
             kid = key_id(pub)
             for kind, keys in ((topics.UP, {kid: Ed25519Verifier(pub)}),
                                (topics.DOWN, {self.vendor_kid: Ed25519Verifier(vendor)})):
-                guard = replay.ReplayGuard(max_lifetime=messages.MAX_LIFETIME)
+                guard = replay.ReplayGuard(max_lifetime=schemas.MAX_LIFETIME)
                 self._inboxes[kind, kid] = envelope.Inbox(None, keys, codec, guard, observer=True)
         self.foreign = 0  # messages on topics of no device of this owner
         try:
