@@ -271,13 +271,14 @@ for name in %r:
 
 
 def by_module(prog, build, tmp):
-    """The heap each module of the stock build takes as app and its MQTT link load, each
-    imported after the modules it imports (so its figure is its own, with what it imports from
+    """The heap each module of the stock build takes as app and its MQTT link load, and the
+    validator of messages that the first message checked loads (schemas), each imported after
+    the modules it imports (so its figure is its own, with what it imports from
     MicroPython itself, such as asyncio), largest first. A module whose names fill the pool of
     names is charged for the next pool (a block of several KB)."""
     script = tmp / "by_module" / "by_module.py"  # a folder of its own: the script's folder is
     script.parent.mkdir()  # searched first, and tmp holds folders named as modules (mqtt/)
-    script.write_text(BY_MODULE % (load_order(),))
+    script.write_text(BY_MODULE % (load_order(("app", "mqtt", "schemas")),))
     found = on_unix(prog, script, path=[build / "lib", build])
     ranked = sorted(found.items(), key=lambda kv: -kv[1])
     print("  stock code by module, each loaded after what it imports (B; %d B in all; a module "
