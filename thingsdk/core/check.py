@@ -1,5 +1,5 @@
 """Checks of plain values that several core modules make (MicroPython: bool is not an int there,
-and on CPython it is, so both say what they mean)."""
+and on CPython it is, so both say what they mean), and the error a message's check raises."""
 
 
 class MessageError(ValueError):
