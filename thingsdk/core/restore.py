@@ -1,9 +1,9 @@
 """State read back: a consumable, its rate estimate, the spending ledger and the replay guard
-rebuilt from what their `to_state` wrote, each part checked, a stored consumable carried on
-with the settings the config now gives, and the mandate held verified again. A device runs this as it starts, and a board only then:
-its application drops the module once started, so the heap does not keep this code between
-orders. Each function raises its class's error (ConsumableError, LedgerError, StateError) when
-the state is malformed. Portable.
+rebuilt from what their `to_state` wrote, each part checked, a stored consumable carried on with
+the settings the config now gives, and the mandate held verified again. A device runs this as it
+starts, and a board only then: its application drops the module once started, so the heap does
+not keep this code between orders. Each function raises its class's error (ConsumableError,
+LedgerError, StateError) when the state is malformed. Portable.
 
 This module is the other half of each class's state: it sets the attributes `to_state` reads,
 and uses the checks of each class's module.
