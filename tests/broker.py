@@ -32,10 +32,22 @@ VENDOR_KEY = Ed25519Signer.from_seed(bytes(range(40, 72)))
 find_mosquitto = broker_setup.mosquitto_binary
 
 
+def free_ports(n):
+    """n different free ports on HOST. Each socket stays bound until all n are chosen: bound and
+    closed one after another, the kernel may hand out the same port twice, and a broker given it
+    for two listeners fails to start ("Address already in use")."""
+    sockets = [socket.socket() for _ in range(n)]
+    try:
+        for s in sockets:
+            s.bind((HOST, 0))
+        return [s.getsockname()[1] for s in sockets]
+    finally:
+        for s in sockets:
+            s.close()
+
+
 def free_port():
-    with socket.socket() as s:
-        s.bind((HOST, 0))
-        return s.getsockname()[1]
+    return free_ports(1)[0]
 
 
 def accepting(port):
@@ -114,7 +126,7 @@ class Broker:
         self.folder = folder
         self.pki = pki
         self.persistence = persistence
-        self.port, self.tls_port, self.refusing_port = free_port(), free_port(), free_port()
+        self.port, self.tls_port, self.refusing_port = free_ports(3)
         self.url = "mqtt://%s:%d" % (HOST, self.port)
         self.tls_url = "mqtts://%s:%d" % (HOST, self.tls_port)
         self.refusing_url = "mqtt://%s:%d" % (HOST, self.refusing_port)

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from broker import HOST, VENDOR, VENDOR_KEY, free_port, wait_for
+from broker import HOST, VENDOR, VENDOR_KEY, free_port, free_ports, wait_for
 from fixtures import broker, pki  # noqa: F401  (fixtures)
 from readme_walk import Walk
 from thingsdk import codec, topics
@@ -368,7 +368,7 @@ def test_a_page_bound_beyond_loopback_requires_its_token(tmp_path, broker, pki, 
 def test_a_broker_out_of_reach_is_said_once_and_shown_in_the_page(tmp_path):
     owner = Ed25519Signer.generate()
     save_keypair(owner, tmp_path / "owner.key", tmp_path / "owner.pub")
-    port, broker_port = free_port(), free_port()
+    port, broker_port = free_ports(2)
     page = subprocess.Popen([sys.executable, "-c", "import sys; from thingsdk.cli import main; "
                              "sys.exit(main())", "owner", "serve", "--broker",
                              "mqtt://127.0.0.1:%d" % broker_port, "--owner-key",
