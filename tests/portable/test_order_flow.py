@@ -72,11 +72,7 @@ def _spares(root):
             if flow.need() is not None and flow.need()["state"] == lifecycle.CLOSED:
                 break
     finally:
-        package = sys.modules["thingsdk.core"]
-        for name, module in held:
-            if module is not None:
-                sys.modules[name] = module
-                setattr(package, name.split(".")[-1], module)
+        _put_back(held)
     assert flow.need()["state"] == lifecycle.CLOSED and flow.vendor.got.count(m.ORDER) == 1
     decisions = [r for r in flow.agent.state.audit.records() if r.get("action")]
     assert [d["action"] for d in decisions] == ["buy"]
@@ -86,6 +82,41 @@ def _spares(root):
 
 def test_an_agent_that_spares_its_heap_drops_the_deciding_code_after_each_decision():
     _scenario(_spares)
+
+
+def _put_back(held):
+    """The (name, module) pairs `held` back in sys.modules and their package, as a test found
+    them (a module a test dropped stays loaded in the modules that imported it)."""
+    package = sys.modules["thingsdk.core"]
+    for name, module in held:
+        if module is not None:
+            sys.modules[name] = module
+            setattr(package, name.split(".")[-1], module)
+
+
+def _new_mandate(root):
+    from thingsdk.core import cbor, ed25519, envelope, mandate
+    from thingsdk.core.consumable import DAY
+
+    held = [("thingsdk.core.mandate", mandate)]
+    flow = Flow(root)
+    flow.agent.spare = True  # as a board's agent (order_flow sets it on MicroPython)
+    owner = ed25519.Signer(bytes([3]) * 32)  # the owner of order_vendor.World
+    claims = mandate.make_claims(owner.kid, flow.agent.signer.public_key, 2, flow.now - 60,
+                                 flow.now + DAY, [])
+    data = envelope.seal(m.MANDATE, {"cwt": mandate.issue(claims, owner, cbor)}, owner,
+                         flow.agent.kid, 1, flow.now, bytes(range(16)), cbor)
+    try:
+        flow.agent.receive(data, flow.now)
+        loaded = "thingsdk.core.mandate" in sys.modules
+    finally:
+        _put_back(held)
+    assert flow.agent.mandate.version == 2
+    assert not loaded  # the code that verified it left the heap; the Mandate held needs none
+
+
+def test_an_agent_that_spares_its_heap_drops_the_mandate_code_once_a_new_mandate_is_held():
+    _scenario(_new_mandate)
 
 
 def _resumes(root):

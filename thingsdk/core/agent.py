@@ -24,7 +24,7 @@ from thingsdk.core import envelope, lifecycle, money
 from thingsdk.core import messages as m
 from thingsdk.core.consumable import DAY, Consumable
 from thingsdk.core.ledger import Ledger, period_start
-from thingsdk.core.mandate import MandateError, accept
+from thingsdk.core.mandate_held import MandateError
 from thingsdk.core.replay import EXPIRED, FROM_FUTURE
 
 MAX_SLOTS = 16  # the protocol's bound on the slots of one status message
@@ -42,14 +42,15 @@ DECIDING = ("decide", "policy", "counter", "approval")
 # checks no message (but an owner's approval, which loads it again), and the next message
 # checked loads it again (about 6 KB on a board).
 CHECKING = ("schemas",)
-# The modules an agent uses only as it starts, to read its state back and check it (about 6 KB on
-# a board); an agent that `spare`s its heap drops them once started.
-STARTING = ("restore", "lifecycle_rare")
-# The modules of rarer events (the lifecycle's: a wait running out, an approval, a cancel...; and
-# rejoining the vendor after lost counters), imported when one comes; an agent that `spare`s its
-# heap drops them again once the event is carried out, before any decision: one wait or approval
-# would otherwise leave them loaded (about 5 KB) at every decision after it.
-OCCASIONAL = ("lifecycle_rare", "resync")
+# The modules an agent uses only as it starts, to read its state back and check it, with the
+# mandate's verification (`mandate`: the Mandate held is in `mandate_held`), about 7.5 KB on a
+# board; an agent that `spare`s its heap drops them once started.
+STARTING = ("restore", "lifecycle_rare", "mandate")
+# The modules of rarer events (the lifecycle's: a wait running out, an approval, a cancel...;
+# rejoining the vendor after lost counters; a new mandate), imported when one comes; an agent
+# that `spare`s its heap drops them again once the event is carried out, before any decision:
+# one wait or approval would otherwise leave them loaded (about 5 KB) at every decision after it.
+OCCASIONAL = ("lifecycle_rare", "resync", "mandate")
 # The closed needs an agent that `spare`s its heap keeps (lifecycle.Orders' keep_closed), where a
 # Pi keeps MAX_CLOSED: each holds 1.3-1.7 KB of a board's heap (measured on the 32-bit unix
 # port), and with eight a device that has ordered for months needed about 10 KB more at every
@@ -162,6 +163,8 @@ class Agent:
         the one held stays unless this one verifies with a higher version."""
         self._run(self.orders.resume(now), now)
         told = mandate is not None and self.take_mandate(mandate, now)
+        if self.spare:
+            drop(OCCASIONAL)
         if self.mandate is not None and not told:
             self._send_new(m.MANDATE, {"cwt": self.mandate.token}, now)
 
@@ -191,6 +194,8 @@ class Agent:
 
     def take_mandate(self, token, now):
         """Hold a new mandate token if it verifies and replaces the one held; True if it did."""
+        from thingsdk.core.mandate import accept  # only as one comes: spares board heap
+
         try:
             new = accept(self.mandate, token, self.owner, self.codec, self.kid, now)
         except MandateError as exc:
@@ -221,6 +226,8 @@ class Agent:
         msg = opened.message
         if msg.type == m.MANDATE:
             self.take_mandate(msg.body["cwt"], now)
+            if self.spare:
+                drop(OCCASIONAL)
         elif msg.type in (m.RESYNC_NONCE, m.RESYNC_REPLY):
             from thingsdk.core import resync  # only once counters were lost: spares board heap
 

@@ -2,25 +2,18 @@
 
 `issue` builds and signs one, `verify` checks one strictly, `accept` decides whether a new one
 replaces the one held (a higher version only). What the constraints mean for an order is in
-`thingsdk.core.policy`. Portable and sans-IO: time comes in as `now`, keys and codec as arguments.
+`thingsdk.core.policy`. The Mandate a device holds, MandateError and the claims' keys are in
+`thingsdk.core.mandate_held` (named here too), which a board keeps loaded without this module.
+Portable and sans-IO: time comes in as `now`, keys and codec as arguments.
 """
 
 from thingsdk.core import cose, messages
 from thingsdk.core.keys import key_id, kid_hex
+from thingsdk.core.mandate_held import (  # noqa: F401 (the held mandate's part, named here too)
+    CNF, CONSTRAINTS, EXP, IAT, ISS, NBF, SUB, VERSION, Mandate, MandateError)
 
-ISS, SUB, EXP, NBF, IAT, CNF = 1, 2, 4, 5, 6, 8
-VERSION, CONSTRAINTS = -65537, -65538
 MAX_TOKEN = 2048  # the mandate message's `cwt` bound
 _COSE_CODES = {"bad-signature": "bad-signature", "unknown-key": "wrong-owner"}
-
-
-class MandateError(ValueError):
-    """A mandate refused; `.code`: malformed, bad-signature, wrong-owner, wrong-device,
-    not-yet-valid, expired, stale-version or too-large."""
-
-    def __init__(self, code, text):
-        super().__init__("%s: %s" % (code, text))
-        self.code = code
 
 
 def bound_kid(claims):
@@ -56,31 +49,6 @@ def issue(claims, owner_signer, codec):
     if len(token) > MAX_TOKEN:
         raise MandateError("too-large", "%d bytes, more than %d" % (len(token), MAX_TOKEN))
     return token
-
-
-class Mandate:
-    """A verified mandate: its claims as attributes, `constraints` a list of (kind, params)."""
-
-    def __init__(self, claims, token):
-        self.token = token
-        self.owner, self.device = claims[ISS], claims[SUB]
-        self.version = claims[VERSION]
-        self.not_before, self.expires, self.issued_at = claims[NBF], claims[EXP], claims[IAT]
-        self.constraints = [(c[0], c[1]) for c in claims[CONSTRAINTS]]
-
-    def of_kind(self, kind):
-        """The params of every constraint of this kind."""
-        return [params for k, params in self.constraints if k == kind]
-
-    def limits(self):
-        """The budget and recurrence constraints: what a Ledger counts against."""
-        return [[k, params] for k, params in self.constraints if k in ("budget", "recurrence")]
-
-    def status(self, now):
-        """None while valid (nbf <= now < exp), else "not-yet-valid" or "expired"."""
-        if now < self.not_before:
-            return "not-yet-valid"
-        return "expired" if now >= self.expires else None
 
 
 def verify(token, owner_verifier, codec, device_kid, now):
