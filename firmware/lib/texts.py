@@ -44,8 +44,8 @@ def text(n):
 
 class Flash:
     """Text n of texts.bin as bytes left on flash: `len`, `find(sub)`, an index (an int) and a
-    slice read it through a window (128 bytes; `find` reads 256 at a time), so that the heap
-    never holds it whole."""
+    slice read it through a window (128 bytes; `find` reads 128 at a time, as a message is
+    checked, where a board's heap is most broken up), so that the heap never holds it whole."""
 
     def __init__(self, n):
         self._start, self._end = _span(n)
@@ -77,7 +77,7 @@ class Flash:
         with open(_path, "rb") as f:
             f.seek(self._start)
             while True:
-                more = f.read(min(256, len(self) - at - len(chunk)))
+                more = f.read(min(128, len(self) - at - len(chunk)))
                 if not more:
                     return -1
                 chunk += more
