@@ -3,7 +3,7 @@ order, with the core alone, and the owner who signed the device's mandate. A boa
 benchmark runs it on the host instead, and carries its messages to the board over a pipe."""
 
 from order_flow import HOUR, START
-from thingsdk.core import cbor, ed25519, envelope, mandate
+from thingsdk.core import cbor, ed25519, envelope
 from thingsdk.core import messages as m
 from thingsdk.core.consumable import DAY
 from thingsdk.core.replay import REPLAYED, TOO_OLD
@@ -95,6 +95,8 @@ class World(Vendor):
     monthly budget of 100.00 EUR at this vendor."""
 
     def __init__(self, device_key):
+        from thingsdk.core import mandate  # here: a board's agent drops it (agent.STARTING)
+
         vendor, owner = (ed25519.Signer(bytes([n]) * 32) for n in (2, 3))
         claims = mandate.make_claims(owner.kid, device_key, 1, START - 60, START + 365 * DAY,
                                      [["vendors", {"kids": [vendor.kid]}],

@@ -86,21 +86,22 @@ def test_an_agent_that_spares_its_heap_drops_the_deciding_code_after_each_decisi
 
 def _put_back(held):
     """The (name, module) pairs `held` back in sys.modules and their package, as a test found
-    them (a module a test dropped stays loaded in the modules that imported it)."""
+    them (a module a test dropped stays loaded in the modules that imported it), but those whose
+    globals the drop emptied (on MicroPython, agent.drop): the next import loads them anew."""
     package = sys.modules["thingsdk.core"]
     for name, module in held:
-        if module is not None:
+        if module is not None and module.__dict__:
             sys.modules[name] = module
             setattr(package, name.split(".")[-1], module)
 
 
 def _new_mandate(root):
+    flow = Flow(root)  # a board's agent drops the mandate's code as it starts: imported after
+    flow.agent.spare = True  # as a board's agent (order_flow sets it on MicroPython)
     from thingsdk.core import cbor, ed25519, envelope, mandate
     from thingsdk.core.consumable import DAY
 
     held = [("thingsdk.core.mandate", mandate)]
-    flow = Flow(root)
-    flow.agent.spare = True  # as a board's agent (order_flow sets it on MicroPython)
     owner = ed25519.Signer(bytes([3]) * 32)  # the owner of order_vendor.World
     claims = mandate.make_claims(owner.kid, flow.agent.signer.public_key, 2, flow.now - 60,
                                  flow.now + DAY, [])
@@ -186,10 +187,10 @@ def _heard(root):
 
 
 def _wrong_owner(root):
+    flow, notes = _heard(root)  # a board's agent drops the mandate's code as it starts: after
     from thingsdk.core import cbor, ed25519, mandate
     from thingsdk.core.consumable import DAY
 
-    flow, notes = _heard(root)
     stranger = ed25519.Signer(bytes([9]) * 32)
     device = flow.agent.signer
     claims = mandate.make_claims(stranger.kid, device.public_key, 7, flow.now - 60,
