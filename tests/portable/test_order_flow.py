@@ -102,8 +102,9 @@ def _put_back(held):
 
 
 def _new_mandate(root):
-    flow = Flow(root)  # a board's agent drops the mandate's code as it starts: imported after
+    flow = Flow(root)
     flow.agent.spare = True  # as a board's agent (order_flow sets it on MicroPython)
+    # imported once the Flow is made: a board's agent drops the mandate's code as it starts
     from thingsdk.core import cbor, ed25519, envelope, mandate
     from thingsdk.core.consumable import DAY
 
@@ -193,7 +194,8 @@ def _heard(root):
 
 
 def _wrong_owner(root):
-    flow, notes = _heard(root)  # a board's agent drops the mandate's code as it starts: after
+    flow, notes = _heard(root)
+    # imported once the Flow is made: a board's agent drops the mandate's code as it starts
     from thingsdk.core import cbor, ed25519, mandate
     from thingsdk.core.consumable import DAY
 
