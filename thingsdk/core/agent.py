@@ -42,15 +42,18 @@ DECIDING = ("decide", "policy", "counter", "approval")
 # checks no message (but an owner's approval, which loads it again), and the next message
 # checked loads it again (about 6 KB on a board).
 CHECKING = ("schemas",)
+# The mandate's verification (the Mandate held is in `mandate_held`, about 1.4 KB less on a
+# board): an agent that `spare`s its heap drops it once a mandate token is taken or refused.
+MANDATE = ("mandate",)
 # The modules an agent uses only as it starts, to read its state back and check it, with the
-# mandate's verification (`mandate`: the Mandate held is in `mandate_held`), about 7.5 KB on a
-# board; an agent that `spare`s its heap drops them once started.
-STARTING = ("restore", "lifecycle_rare", "mandate")
-# The modules of rarer events (the lifecycle's: a wait running out, an approval, a cancel...;
-# rejoining the vendor after lost counters; a new mandate), imported when one comes; an agent
-# that `spare`s its heap drops them again once the event is carried out, before any decision:
-# one wait or approval would otherwise leave them loaded (about 5 KB) at every decision after it.
-OCCASIONAL = ("lifecycle_rare", "resync", "mandate")
+# mandate's verification, about 7.5 KB on a board; an agent that `spare`s its heap drops them once
+# started.
+STARTING = ("restore", "lifecycle_rare") + MANDATE
+# The modules of rarer events (the lifecycle's: a wait running out, an approval, a cancel...; and
+# rejoining the vendor after lost counters), imported when one comes; an agent that `spare`s its
+# heap drops them again once the event is carried out, before any decision: one wait or approval
+# would otherwise leave them loaded (about 5 KB) at every decision after it.
+OCCASIONAL = ("lifecycle_rare", "resync")
 # The closed needs an agent that `spare`s its heap keeps (lifecycle.Orders' keep_closed), where a
 # Pi keeps MAX_CLOSED: each holds 1.3-1.7 KB of a board's heap (measured on the 32-bit unix
 # port), and with eight a device that has ordered for months needed about 10 KB more at every
@@ -177,8 +180,6 @@ class Agent:
         the one held stays unless this one verifies with a higher version."""
         self._run(self.orders.resume(now), now)
         told = mandate is not None and self.take_mandate(mandate, now)
-        if self.spare:
-            drop(OCCASIONAL)
         if self.mandate is not None and not told:
             self._send_new(m.MANDATE, {"cwt": self.mandate.token}, now)
 
@@ -216,6 +217,9 @@ class Agent:
             self.state.audit.append({"at": now, "mandate": "refused", "reason": exc.code})
             self.note("mandate refused: %s" % exc)
             return False
+        finally:
+            if self.spare:
+                drop(MANDATE)
         if new is self.mandate:
             return False
         self.state.save_mandate(token)
@@ -240,8 +244,6 @@ class Agent:
         msg = opened.message
         if msg.type == m.MANDATE:
             self.take_mandate(msg.body["cwt"], now)
-            if self.spare:
-                drop(OCCASIONAL)
         elif msg.type in (m.RESYNC_NONCE, m.RESYNC_REPLY):
             from thingsdk.core import resync  # only once counters were lost: spares board heap
 
