@@ -37,6 +37,7 @@ Prints, from one run:
   and on the WebAssembly port.
 """
 
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -72,6 +73,11 @@ CRYPTO_HEAP = "128k"
 # when full: a Pico W's, where both complete (a collection's time grows with the heap).
 ORDER_TIME_HEAP = "160k"
 WHEN_FULL = "collect=-1"  # order_heap.py collects only when the heap is full, as app did before
+# MicroPython interns the path of each module it loads (its __file__), and a board's are short:
+# /lib/thingsdk/core/agent.mpy. A stock build's order runs from the build's own folder with its
+# modules in ./lib, one character longer each, and not by the temporary folder's full path,
+# which took about 550 B more heap for 32 modules (measured) and moved with where it was.
+ON_BOARD = ("./lib", ".")
 
 
 def figures(output):
@@ -106,6 +112,19 @@ def on_unix(prog, script, args=(), path=(), heap="2m", run_with=unix_port.run):
     if done.returncode:
         raise SystemExit("%s failed:\n%s%s" % (Path(script).name, done.stdout, done.stderr))
     return figures(done.stdout)
+
+
+def from_build(build, run_with):
+    """`run_with` (unix_port.run or host_world.run, with their arguments) run from the folder
+    `build`, where each script it is given is first copied, to be run by its own name as a
+    board runs main.py (its path is interned too): with ON_BOARD for a path, as on a board."""
+    def run(prog, script, args=(), heap="2m", path=()):
+        local = build / Path(script).name
+        if not local.exists():
+            shutil.copy(script, local)
+        return run_with(prog, local.name, args, heap=heap, path=path, cwd=build)
+
+    return run
 
 
 def verdict(kb, target):
@@ -159,9 +178,10 @@ def heap_section(tmp, stock, frozen):
     found = {}
     growths = pool_growths(stock)
     here, there = unix_port.run, host_world.run
-    runs = (("stock", stock, [build / "lib", build], 64, 384, there),
-            ("vendor here", stock, [build / "lib", build], 64, 384, here),
-            ("in code", stock, [tmp / "in_code" / "lib", tmp / "in_code"], 64, 384, there),
+    on_board = from_build(build, there)
+    runs = (("stock", stock, ON_BOARD, 64, 384, on_board),
+            ("vendor here", stock, ON_BOARD, 64, 384, from_build(build, here)),
+            ("in code", stock, ON_BOARD, 64, 384, from_build(tmp / "in_code", there)),
             ("frozen", frozen, (), 16, 192, there))
     for name, prog, p, lo, hi, run_with in runs:
         at = on_unix(prog, ORDER, [folders[0]], path=p, run_with=run_with)
@@ -199,8 +219,8 @@ def heap_section(tmp, stock, frozen):
               % (smallest if smallest is not None else ">%d" % hi, verdict(smallest, target),
                  layouts(each, hi)))
         if name == "stock":
-            print(when_full(prog, [[folder] for folder in folders], p))
-    found["again"] = again(stock, [build / "lib", build], folders[0])
+            print(when_full(prog, [[folder] for folder in folders], run_with))
+    found["again"] = again(stock, on_board, folders[0])
     _, stock_estimate = boards.heap_needed(code_size)
     _, frozen_estimate = boards.heap_needed(0, frozen=True)
     stock_kb = max(found["stock"] or 10 ** 6, found["again"] or 10 ** 6)
@@ -212,13 +232,13 @@ def heap_section(tmp, stock, frozen):
     return build
 
 
-def again(prog, path, folder):
+def again(prog, run_with, folder):
     """The stock firmware's orders one after another (AGAIN of them, each once the last was
     delivered and its refill seen): what each leaves alive, and the smallest heap for them all
     (one layout), whose peak is in the last, made with agent.SPARE_CLOSED closed needs kept."""
-    at = on_unix(prog, ORDER, [folder, AGAIN], path=path, run_with=host_world.run)
-    kb = unix_port.smallest_heap(prog, ORDER, [folder, AGAIN], path=path, lo=64, hi=384,
-                                 run_with=host_world.run)
+    at = on_unix(prog, ORDER, [folder, AGAIN], path=ON_BOARD, run_with=run_with)
+    kb = unix_port.smallest_heap(prog, ORDER, [folder, AGAIN], path=ON_BOARD, lo=64, hi=384,
+                                 run_with=run_with)
     kept = [at["live_after_order_%d" % (i + 1)] for i in range(AGAIN)]
     print("  stock firmware, %d orders in a row (a board keeps its %d latest closed needs, "
           "agent.SPARE_CLOSED; from the third order on it has that many):" % (AGAIN, SPARE_CLOSED))
@@ -227,7 +247,7 @@ def again(prog, path, folder):
           % at["order_live_bytes"])
     print("    smallest heap, bisected  %7s KB  %s (one layout)"
           % (kb if kb is not None else ">384", verdict(kb, STOCK_TARGET)))
-    print(when_full(prog, [[folder, AGAIN]], path))
+    print(when_full(prog, [[folder, AGAIN]], run_with))
     return kb
 
 
@@ -238,16 +258,17 @@ def layouts(each, hi):
                                          len(each))
 
 
-def when_full(prog, runs, path):
+def when_full(prog, runs, run_with):
     """A line of the stock firmware's smallest heap for `runs` (order_heap.py's arguments, one
-    list for each layout bisected) with the heap collected only when full, and the time the order
-    took so and collected every app.COLLECT_EVERY bytes, as the firmware has it."""
-    each = [unix_port.smallest_heap(prog, ORDER, args + [WHEN_FULL], path=path, lo=64, hi=384,
-                                    run_with=host_world.run) for args in runs]
-    every = on_unix(prog, ORDER, runs[0], path=path, heap=ORDER_TIME_HEAP,
-                    run_with=host_world.run)
-    full = on_unix(prog, ORDER, runs[0] + [WHEN_FULL], path=path, heap=ORDER_TIME_HEAP,
-                   run_with=host_world.run)
+    list for each layout bisected; run by `run_with`, from_build's) with the heap collected only
+    when full, and the time the order took so and collected every app.COLLECT_EVERY bytes, as the
+    firmware has it."""
+    each = [unix_port.smallest_heap(prog, ORDER, args + [WHEN_FULL], path=ON_BOARD, lo=64,
+                                    hi=384, run_with=run_with) for args in runs]
+    every = on_unix(prog, ORDER, runs[0], path=ON_BOARD, heap=ORDER_TIME_HEAP,
+                    run_with=run_with)
+    full = on_unix(prog, ORDER, runs[0] + [WHEN_FULL], path=ON_BOARD, heap=ORDER_TIME_HEAP,
+                   run_with=run_with)
     kb = max(each) if None not in each else ">384"
     which = layouts(each, 384) if len(each) > 1 else "one layout"
     return ("    collected only when full %7s KB  (%s; above, collected every %d B); the order "
@@ -276,10 +297,9 @@ def by_module(prog, build, tmp):
     the modules it imports (so its figure is its own, with what it imports from
     MicroPython itself, such as asyncio), largest first. A module whose names fill the pool of
     names is charged for the next pool (a block of several KB)."""
-    script = tmp / "by_module" / "by_module.py"  # a folder of its own: the script's folder is
-    script.parent.mkdir()  # searched first, and tmp holds folders named as modules (mqtt/)
+    script = tmp / "by_module.py"  # copied to the build and run there, as the order is
     script.write_text(BY_MODULE % (load_order(("app", "mqtt", "schemas")),))
-    found = on_unix(prog, script, path=[build / "lib", build])
+    found = on_unix(prog, script, path=ON_BOARD, run_with=from_build(build, unix_port.run))
     ranked = sorted(found.items(), key=lambda kv: -kv[1])
     print("  stock code by module, each loaded after what it imports (B; %d B in all; a module "
           "that fills the pool of names is charged for the next):" % sum(found.values()))
