@@ -176,9 +176,11 @@ def app(device, root, clock, sources):
     device.frozen = False
     slots = [slot(t, device.machine, root, sources) for t in config.get("consumables", ())]
     device.state = FlashState(root + "state")
-    # the keys' multiples made for each signature verified, not held at every decision
+    # The vendor's key keeps its multiples, made once at boot: each of the order's messages is
+    # verified with them. The owner's key, which verifies a mandate or an approval now and then,
+    # makes them for each (firmware/README.md, "Size and memory").
     device.agent = Agent(ed25519.Signer(read(identity + "device.seed")),
-                         ed25519.Verifier(read(identity + "vendor.pub"), False),
+                         ed25519.Verifier(read(identity + "vendor.pub")),
                          ed25519.Verifier(read(identity + "owner.pub"), False),
                          device.state, slots, cbor, new_id, device.clock(),
                          publish=device._queue, config=config.get("lifecycle"),

@@ -54,7 +54,7 @@ class Flow:
         self.uplinks, self.downlinks = [], []
         self.root = root
         self.serial, self.started = 0, now
-        self.agent = Agent(device, ed25519.Verifier(world.vendor_key, False),  # as app
+        self.agent = Agent(device, ed25519.Verifier(world.vendor_key),  # as app
                            ed25519.Verifier(world.owner_key, False), FlashState(root),
                            [Slot(consumable, self.tank)], cbor, self._new_id, now,
                            publish=lambda data, msg_type: self.uplinks.append(data),
