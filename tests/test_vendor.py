@@ -526,6 +526,50 @@ def test_messages_are_parsed_and_verified_without_the_write_lock(world):
     assert calls[-1] == ("lock",) and any(c[0] == "loads" for c in calls[:-1])
 
 
+def test_a_mandate_token_is_verified_before_the_write_lock(world, monkeypatch):
+    """The owner's signature on a mandate message's token is checked with the message's own,
+    lock not held: the transaction only compares its version with the one held and keeps it."""
+    service, calls = world.service, []
+    real_verify, real_transaction = mandate.verify, service.store.transaction
+
+    def verify(*args):
+        calls.append("verify")
+        return real_verify(*args)
+
+    def transaction():
+        calls.append("lock")
+        return real_transaction()
+
+    monkeypatch.setattr(mandate, "verify", verify)
+    service.store.transaction = transaction
+    v2 = world.mandate(world.a, 2, [["budget", {"cur": "EUR", "max": 20000, "period": "month"}]])
+    assert world.send(world.a, m.MANDATE, {"cwt": v2})[1] == []
+    assert calls == ["verify", "lock"]
+    assert service.store.device(world.a.kid).mandate_version == 2
+    calls.clear()
+    _, [error] = world.send(world.a, m.MANDATE, {"cwt": world.mandate(world.a, 1, [])})
+    assert error.body["code"] == "stale-version" and calls == ["verify", "lock"]
+
+
+def test_a_mandate_verified_before_its_device_changed_owner_is_verified_again(world):
+    """Another worker registers device B under a new owner between the check of B's mandate
+    message and its work: the token, verified with the old owner's key, is verified again with
+    the new one under the lock, and refused."""
+    service = world.service
+    new_owner = Ed25519Signer.from_seed(b"\x08" * 32)
+    real_check = service._check
+
+    def check_then_new_owner(data, kid, now):
+        found = real_check(data, kid, now)
+        register(service.store, world.b.signer.public_key, new_owner.public_key, T)
+        return found
+
+    service._check = check_then_new_owner
+    _, [error] = world.send(world.b, m.MANDATE, {"cwt": world.mandate(world.b, 1, [])})
+    assert error.body["code"] == "wrong-owner"
+    assert service.store.device(world.b.kid).mandate is None
+
+
 def test_an_uplink_that_keeps_sending_refused_messages_is_throttled(world):
     clock = [0.0]
     service = world.service

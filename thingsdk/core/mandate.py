@@ -80,7 +80,12 @@ def accept(current, token, owner_verifier, codec, device_kid, now):
     """The mandate to hold after receiving token: it when it verifies and its version is higher
     than current's (None: no mandate yet); current again for the very same token (a redelivery);
     MandateError "stale-version" for a lower version, or the same version with other bytes."""
-    new = verify(token, owner_verifier, codec, device_kid, now)
+    return held_after(current, verify(token, owner_verifier, codec, device_kid, now))
+
+
+def held_after(current, new):
+    """The mandate to hold once `new`, a Mandate verified, came while `current` was held (None:
+    none yet): as `accept` says."""
     if current is None or new.version > current.version:
         return new
     if new.version == current.version and new.token == current.token:

@@ -25,8 +25,9 @@ sent the first time, byte for byte. Then, by type:
 - quote-request: a signed offer (recorded, so an order can be checked against it), or an error;
   one that names an offer is a counter-proposal: see `thingsdk.seller.counter_offers`;
 - order, cancel: see `thingsdk.seller.ordering`;
-- mandate: the owner-signed token, verified for this device and kept when its version is
-  higher (`mandate.accept`); a refusal is answered with an error naming why;
+- mandate: the owner-signed token, verified for this device before the lock is taken (again
+  under it if the device changed owner meanwhile) and kept when its version is higher
+  (`mandate.accept`); a refusal is answered with an error naming why;
 - order-query: the order's latest news again (`_order_query`);
 - support-request: the catalog's steps for the fault, with a quoted visit where it says so (the
   visit is recorded as an offer under the case id, as the device lifecycle orders it);
@@ -162,25 +163,27 @@ class Service:
         answered with nothing while the others are kept. Messages of one device are acted on in
         the order given. The answers are signed once the transaction is committed."""
         answers = [[] for _ in uplinks]
-        checked = [(i, kid, self._check(data, kid)) for i, (data, kid) in enumerate(uplinks)]
-        checked = [(i, kid, inbox_opened) for i, kid, inbox_opened in checked if inbox_opened]
+        checked = [(i, kid, self._check(data, kid, now)) for i, (data, kid) in enumerate(uplinks)]
+        checked = [(i, kid, found) for i, kid, found in checked if found]
         if not checked:
             return answers
         with self.store.transaction():
-            for i, kid, (inbox, opened) in checked:
+            for i, kid, (inbox, opened, ready) in checked:
                 try:
                     with self.store.savepoint():
-                        kept = self._act(kid, inbox, opened, now)
+                        kept = self._act(kid, inbox, opened, ready, now)
                     answers[i] = kept  # once kept: a write may be refused when the block ends
                 except Exception:  # rolled back to the savepoint; the batch goes on
                     log.exception("vendor work failed on a message from device %s", kid.hex())
         return [[(topics.downlink(kid), self._signed(reply)) for reply in kept]
                 for kept, (_, kid) in zip(answers, uplinks)]
 
-    def _check(self, data, device_kid):
-        """(inbox, opened) for a message that passed every check needing no lock, or None if it
-        was refused (counted). A message that exceeds its device's rate is given as opened with
-        status OVER_RATE, to be answered `rate-limited` (see DeviceLimiter), or refused unanswered."""
+    def _check(self, data, device_kid, now):
+        """(inbox, opened, ready) for a message that passed every check needing no lock, or None
+        if it was refused (counted). A message that exceeds its device's rate is given as opened
+        with status OVER_RATE, to be answered `rate-limited` (see DeviceLimiter), or refused
+        unanswered. `ready` is work done here for the work under the lock: a mandate message's
+        token verified (_verified_token), else None."""
         if not self.limiter.allows(device_kid):
             self.refusals["rate-limited"] = self.refusals.get("rate-limited", 0) + 1
             return None
@@ -200,17 +203,30 @@ class Service:
             if not self.rates.answer_due(device_kid):
                 return None
             opened.status = OVER_RATE
-            return inbox, opened
+            return inbox, opened, None
         if msg.type == m.ORDER and device_kid not in self._mandates:
             # verify the mandate an order is checked against, lock not held (one verified before
             # is checked against the device's row inside the lock, and verified there if replaced)
             self.held_mandate(self.store.device(device_kid))
-        return inbox, opened
+        if msg.type == m.MANDATE:
+            return inbox, opened, self._verified_token(device_kid, msg.body["cwt"], now)
+        return inbox, opened, None
 
-    def _act(self, device_kid, inbox, opened, now):
-        """The answers to a checked message, inside the transaction, as _draft makes them (to
-        be signed after the commit): the replay guard's verdict, then the recorded answers of a
-        redelivery or the new ones, kept."""
+    def _verified_token(self, device_kid, token, now):
+        """(owner key, the Mandate in token or the MandateError it raised): a mandate message's
+        token verified with the owner key the device's row holds, lock not held, as the order's
+        mandate is; _mandate uses it under the lock while the row still holds that key."""
+        owner_key = self.store.device(device_kid).owner_key
+        try:
+            return owner_key, mandate.verify(token, Ed25519Verifier(owner_key), self.codec,
+                                             device_kid, now)
+        except mandate.MandateError as exc:
+            return owner_key, exc
+
+    def _act(self, device_kid, inbox, opened, ready, now):
+        """The answers to a checked message (and what _check made `ready` for it), inside the
+        transaction, as _draft makes them (to be signed after the commit): the replay guard's
+        verdict, then the recorded answers of a redelivery or the new ones, kept."""
         msg = opened.message
         if opened.status == OVER_RATE:  # answered, neither acted on nor kept (sent again later)
             ref = msg.body.get("order") if msg.type in (m.ORDER, m.CANCEL) else None
@@ -232,7 +248,7 @@ class Service:
         if opened.status == envelope.DUPLICATE:
             return self.store.replies(device_kid, msg.id)
         sent = [self._draft(device_kid, t, body, now, msg.id)
-                for t, body in self._answer(device, msg, now)]
+                for t, body in self._answer(device, msg, now, ready)]
         inbox.commit(opened)
         kept = self.store.save_state(device, inbox.guard.to_state())
         if len(self._guards) >= KEY_CACHE:
@@ -303,7 +319,7 @@ class Service:
         kept already signed (by a vendor that signed inside the transaction) as it is."""
         return kept if kept[0] == _SIGNED else cose.sign1(kept, self.signer, self.codec)
 
-    def _answer(self, device, msg, now):
+    def _answer(self, device, msg, now, ready=None):
         if msg.type == m.ORDER:
             return ordering.order(self, device, msg, now)
         if msg.type == m.ERROR:
@@ -312,6 +328,8 @@ class Service:
             return []
         if device.revoked:  # a heartbeat too: how a revoked device with nothing to order hears
             return [error("device-deregistered", "The owner deregistered this device.")]
+        if msg.type == m.MANDATE:
+            return self._mandate(device, msg, now, ready)
         if msg.type == m.STATUS:
             self.store.save_levels(device.kid, msg.body["slots"], now)
             return self._reminders(device.kid, now)
@@ -367,11 +385,19 @@ class Service:
         self.store.add_offer(device.kid, offer, now)
         return [(m.OFFER, offer)]
 
-    def _mandate(self, device, msg, now):
-        owner = Ed25519Verifier(device.owner_key)
+    def _mandate(self, device, msg, now, ready=None):
+        """Keep the token of a mandate message when it replaces the one held; `ready` is the
+        token as _check verified it, used while the device's row holds the same owner key (it
+        is verified again here otherwise)."""
         try:
             current = self.held_mandate(device)
-            new = mandate.accept(current, msg.body["cwt"], owner, self.codec, device.kid, now)
+            if ready is not None and ready[0] == device.owner_key:
+                if isinstance(ready[1], mandate.MandateError):
+                    raise ready[1]
+                new = mandate.held_after(current, ready[1])
+            else:
+                new = mandate.accept(current, msg.body["cwt"], Ed25519Verifier(device.owner_key),
+                                     self.codec, device.kid, now)
         except mandate.MandateError as exc:
             return [error(exc.code, sentence(["mandate refused: " + str(exc).split(": ", 1)[1]]))]
         if new is not current:
@@ -482,5 +508,5 @@ def _delivery(order_id, qty, arrives):
 
 
 _HANDLERS = {m.QUOTE_REQUEST: Service._quote, m.CANCEL: ordering.cancel,
-             m.MANDATE: Service._mandate, m.SUPPORT_REQUEST: Service._support,
+             m.SUPPORT_REQUEST: Service._support,
              m.RESYNC: resync.rejoin, m.ORDER_QUERY: Service._order_query}
