@@ -8,7 +8,8 @@ from order_flow import Flow
 from test_flash import _scenario
 from thingsdk.core import lifecycle
 from thingsdk.core import messages as m
-from thingsdk.core.agent import CHECKING, DECIDING, OCCASIONAL, SPARE_CLOSED, STARTING, drop
+from thingsdk.core.agent import (CHECKING, DECIDING, OCCASIONAL, SPARE_CLOSED, SPARE_IDS,
+                                  STARTING, drop)
 from thingsdk.core.replay import MAX_SEQ
 
 
@@ -44,6 +45,17 @@ def _orders_in_a_row(root):
     assert all(r["reason"] == "refilled" for r in kept)
     assert sorted(r["need"] for r in flow.agent.state.records()) == sorted(r["need"]
                                                                           for r in kept)
+    # A board's inbox remembers the ids of the SPARE_IDS latest messages of each sender (a Pi's,
+    # the replay guard's 32): three orders brought more than that from the vendor, and none was
+    # refused. Started again from flash, it reads back as many.
+    assert flow.agent.refusals == {}
+    assert _most_ids(flow) == SPARE_IDS if flow.agent.spare else _most_ids(flow) > SPARE_IDS
+    again = flow.restarted()
+    assert _most_ids(again) == SPARE_IDS if again.agent.spare else _most_ids(again) > SPARE_IDS
+
+
+def _most_ids(flow):
+    return max(len(sender[3]) for sender in flow.agent.inbox.guard.to_state()["senders"])
 
 
 def test_a_board_keeps_its_latest_closed_needs_only():
