@@ -3,6 +3,7 @@ in order, with what is remembered between messages never standing in for the dat
 server's side of it: batches taken in turn, acknowledged in order once kept and answered."""
 
 import contextlib
+import logging
 import os
 import queue
 
@@ -60,6 +61,41 @@ def test_a_message_whose_work_fails_is_rolled_back_alone(world, monkeypatch):
     # Nothing of it was kept, not even in memory: sent again it is handled as new.
     [offer] = world.a.receive(service.handle(first, world.a.kid, T), T)
     assert offer.type == m.OFFER
+
+
+def test_an_order_is_said_accepted_once_committed_and_never_if_rolled_back(world, monkeypatch,
+                                                                           caplog):
+    caplog.set_level(logging.INFO, "thingsdk.seller")
+    service, store = world.service, world.service.store
+    add_order, real_transaction, calls, said_at_commit = store.add_order, store.transaction, [], []
+
+    def failing_once(*args):
+        calls.append(args)
+        if len(calls) == 1:  # after the order was judged accepted
+            raise RuntimeError("a bug")
+        return add_order(*args)
+
+    @contextlib.contextmanager
+    def transaction():
+        with real_transaction():
+            yield store
+        said_at_commit.append(_accepted(caplog))
+
+    monkeypatch.setattr(store, "add_order", failing_once)
+    monkeypatch.setattr(store, "transaction", transaction)
+    first = m.order_body(world.quote(world.a, "WF-300"), os.urandom(16), 1)
+    second = m.order_body(world.quote(world.a, "INK-XL-BK"), os.urandom(16), 1)
+    answers = service.handle_batch([(world.a.seal(m.ORDER, first, T), world.a.kid),
+                                    (world.a.seal(m.ORDER, second, T), world.a.kid)], T)
+    [receipt] = world.a.receive(answers[1], T)
+    assert answers[0] == [] and receipt.body["status"] == "accepted"
+    assert said_at_commit[-1] == []  # nothing said while the work was not yet committed
+    [line] = _accepted(caplog)  # then the order kept, and not the one rolled back
+    assert line.startswith("accepted order %s " % receipt.body["ref"])
+
+
+def _accepted(caplog):
+    return [r.getMessage() for r in caplog.records if r.getMessage().startswith("accepted order")]
 
 
 def test_a_message_whose_write_the_database_refuses_is_rolled_back_alone(world, monkeypatch):

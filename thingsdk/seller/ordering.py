@@ -141,9 +141,10 @@ def order(service, device, msg, now):
         holds = [c.until for c in checks if c.kind == "cancel-window"]
         schedule = (max(holds + [now]), now + lead // 2, now + lead)
         _settle(service, device, offer, 1)
-        log.info("accepted order %s from device %s: %d x %s, total %d %s in minor units%s",
-                 receipt["ref"], device.kid.hex(), offer["qty"], offer["sku"],
-                 offer["total"][0], offer["total"][1], " (test)" if offer["test"] else "")
+        service.note_kept(log, logging.INFO, "accepted order %s from device %s: %d x %s, total "
+                          "%d %s in minor units%s", receipt["ref"], device.kid.hex(),
+                          offer["qty"], offer["sku"], offer["total"][0], offer["total"][1],
+                          " (test)" if offer["test"] else "")
     service.store.add_order(device.kid, body, digest, row, receipt, now, schedule)
     return [(m.RECEIPT, receipt)]
 

@@ -45,10 +45,10 @@ def challenge(service, device, floor, msg, now):
         store.db.execute("INSERT INTO resyncs (device, nonce, until) VALUES (?, ?, ?) "
                          "ON CONFLICT (device) DO UPDATE SET nonce = excluded.nonce, "
                          "until = excluded.until", (kid, nonce, until))
-        log.warning("device %s sent message %s with seq %d, at or below the %d seen before: its "
-                    "counters were lost or restored from an old copy (or someone replays its "
-                    "messages); sent it a resync nonce", kid.hex(), msg.id[:4].hex(), msg.seq,
-                    floor)
+        service.note_kept(log, logging.WARNING, "device %s sent message %s with seq %d, at or "
+                          "below the %d seen before: its counters were lost or restored from an "
+                          "old copy (or someone replays its messages); sent it a resync nonce",
+                          kid.hex(), msg.id[:4].hex(), msg.seq, floor)
     return [(m.RESYNC_NONCE, {"nonce": nonce, "floor": floor, "until": until})]
 
 
@@ -66,8 +66,9 @@ def rejoin(service, device, msg, now):
     store.db.execute("UPDATE resyncs SET nonce = NULL, until = NULL, epoch = ?, at = ? "
                      "WHERE device = ?", (epoch, now, kid))
     orders = open_orders(store, kid)
-    log.warning("device %s rejoined (resync %d): its sequence numbers start again at %d; told "
-                "it of %d open order(s)", kid.hex(), epoch, msg.seq, len(orders))
+    service.note_kept(log, logging.WARNING, "device %s rejoined (resync %d): its sequence numbers "
+                      "start again at %d; told it of %d open order(s)", kid.hex(), epoch, msg.seq,
+                      len(orders))
     return [(m.RESYNC_REPLY, {"from": msg.seq, "epoch": epoch, "orders": orders})]
 
 

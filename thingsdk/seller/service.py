@@ -128,6 +128,7 @@ class Service:
         self._guards = {}  # device kid -> (replay state bytes saved, its ReplayGuard)
         self._unsaid, self._say_at = 0, 0.0  # rate-limited refusals not yet logged; when next
         self._mandates = {}  # device kid -> (token, owner key, its Mandate); oldest first
+        self._notes = None  # in handle_batch: the lines note_kept holds until the commit
 
     def held_mandate(self, device):
         """The device's newest accepted Mandate, or None. Verified once and then remembered per
@@ -161,22 +162,42 @@ class Service:
         transaction (one commit). Every message is read, parsed and verified before the write lock
         is taken; inside it each runs in its own savepoint, so one that fails is logged and
         answered with nothing while the others are kept. Messages of one device are acted on in
-        the order given. The answers are signed once the transaction is committed."""
+        the order given. The answers are signed once the transaction is committed, and what the
+        work did is logged then (note_kept)."""
         answers = [[] for _ in uplinks]
         checked = [(i, kid, self._check(data, kid, now)) for i, (data, kid) in enumerate(uplinks)]
         checked = [(i, kid, found) for i, kid, found in checked if found]
         if not checked:
             return answers
-        with self.store.transaction():
-            for i, kid, (inbox, opened, ready) in checked:
-                try:
-                    with self.store.savepoint():
-                        kept = self._act(kid, inbox, opened, ready, now)
-                    answers[i] = kept  # once kept: a write may be refused when the block ends
-                except Exception:  # rolled back to the savepoint; the batch goes on
-                    log.exception("vendor work failed on a message from device %s", kid.hex())
+        self._notes = []
+        try:
+            with self.store.transaction():
+                for i, kid, (inbox, opened, ready) in checked:
+                    noted = len(self._notes)
+                    try:
+                        with self.store.savepoint():
+                            kept = self._act(kid, inbox, opened, ready, now)
+                        answers[i] = kept  # once kept: a write may be refused when it ends
+                    except Exception:  # rolled back to the savepoint; the batch goes on
+                        del self._notes[noted:]
+                        log.exception("vendor work failed on a message from device %s",
+                                      kid.hex())
+            notes = self._notes
+        finally:
+            self._notes = None
+        for logger, level, text, args in notes:
+            logger.log(level, text, *args)
         return [[(topics.downlink(kid), self._signed(reply)) for reply in kept]
                 for kept, (_, kid) in zip(answers, uplinks)]
+
+    def note_kept(self, logger, level, text, *args):
+        """Have `logger` log a line about what the work under the transaction did (an order
+        accepted, a device rejoined) once that work is committed: work rolled back, to its
+        savepoint or with the whole transaction, says nothing. Outside handle_batch, at once."""
+        if self._notes is None:
+            logger.log(level, text, *args)
+        else:
+            self._notes.append((logger, level, text, args))
 
     def _check(self, data, device_kid, now):
         """(inbox, opened, ready) for a message that passed every check needing no lock, or None
