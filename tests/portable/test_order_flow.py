@@ -43,6 +43,14 @@ def _orders_in_a_row(root):
     kept = orders.records()
     assert [r["state"] for r in kept] == [lifecycle.CLOSED] * SPARE_CLOSED
     assert all(r["reason"] == "refilled" for r in kept)
+    # In a board's memory they keep what a late message is matched by, not their offers, decision,
+    # receipt and shipments, which their records on flash keep.
+    on_flash = flow.agent.state.records()
+    assert all(r["offers"] and r["decision"] and r["receipt"] and r["shipments"]
+               for r in on_flash)
+    lean = [not (r["offers"] or r["decision"] or r["receipt"] or r["shipments"]) for r in kept]
+    assert lean == [flow.agent.spare] * SPARE_CLOSED
+    assert all(r["order"] and r["delivered"] and r["ids"] for r in kept)
     assert sorted(r["need"] for r in flow.agent.state.records()) == sorted(r["need"]
                                                                           for r in kept)
     # A board's inbox remembers the ids of the SPARE_IDS latest messages of each sender (a Pi's,
