@@ -6,24 +6,24 @@ Prints, from one run:
 - the bundle `thingsdk firmware build` makes for each board and link (MQTT over WiFi, or a
   UART to a gateway): its .mpy files and texts.bin (the sentences, read from flash when said),
   against the 60 KB target;
-- on MicroPython's unix port built as the boards are (32-bit, single-precision floats, a fixed
-  GC heap: tests/unix_port.py), with the firmware application and its MQTT link loaded as at
-  boot, a whole order (tests/mpy/order_heap.py: quote, decision, order, receipt, shipment,
-  delivery, refill, every message signed and verified on the board; the vendor and the owner
-  run on the host, tests/host_world.py, and their messages come over pipes) by a device that
-  has run for days (its rate estimate's window full, 32 readings, as at every order after the
-  first few days; a device's first order, with few readings, needs less): the heap the code
-  takes, the most the order keeps alive between turns, and the smallest `-X heapsize` that
-  completes it, found by bisection (the largest for three lengths of the state folder's path,
-  which move where the heap's holes fall), for the stock firmware (.mpy files from the file
-  system; target 128 KB), for the same with the vendor and owner in the board's heap as well (as the
-  portable tests run the order), for the same with its sentences left in the code, and for the
-  frozen firmware (`firmware build --frozen`; target 64 KB), next to the estimates
+- on MicroPython's unix port built as the boards are (32-bit, single-precision floats, a fixed GC
+  heap: tests/unix_port.py), with the firmware application and its MQTT link loaded as at boot
+  (from ./lib, paths as long as a board's /lib: ON_BOARD), a whole order (tests/mpy/order_heap.py:
+  quote, decision, order, receipt, shipment, delivery, refill, every message signed and verified on
+  the board; the vendor and the owner run on the host, tests/host_world.py, and their messages come
+  over pipes) by a device that has run for days (its rate estimate's window full, 32 readings, as
+  at every order after the first few days; a device's first order, with few readings, needs less):
+  the heap the code takes, the most the order keeps alive between turns, and the smallest
+  `-X heapsize` that completes it, found by bisection (the largest for three lengths of the state
+  folder's path, which move where the heap's holes fall), for the stock firmware (.mpy files from
+  the file system; target 128 KB), for the same with the vendor and owner in the board's heap as
+  well (as the portable tests run the order), for the same with its sentences left in the code, and
+  for the frozen firmware (`firmware build --frozen`; target 64 KB), next to the estimates
   thingsdk/boards.py gives a build's report; and the stock firmware's four orders in a row, as a
   device orders for months: what each leaves alive (the closed needs kept, the replay guard's
   window) and the smallest heap for them all; beside both stock figures, the same with the heap
-  collected only when full, as the firmware had it before `app.COLLECT_EVERY`, and the time
-  the order took each way in a 160 KB heap;
+  collected only when full, as the firmware had it before `app.COLLECT_EVERY`, and the time the
+  order took each way in a 160 KB heap;
 - the same order on the MicroPython WebAssembly port (bench/mpy_order_flow.py), which collects
   garbage only between steps and has no heap limit: its live heap between steps;
 - the names the order interned in the heap against where the pool of names next grows (by a
