@@ -54,11 +54,16 @@ def _orders_in_a_row(root):
     assert sorted(r["need"] for r in on_flash) == sorted(r["need"] for r in kept)
     # A board's inbox remembers the ids of the SPARE_IDS latest messages of each sender (a Pi's,
     # the replay guard's 32): three orders brought more than that from the vendor, and none was
-    # refused. Started again from flash, it reads back as many.
+    # refused. Started again from flash, it reads back as many, and its closed needs are lean
+    # again once carried on.
     assert flow.agent.refusals == {}
     for agent in (flow.agent, flow.restarted().agent):
         most = max(len(sender[3]) for sender in agent.inbox.guard.to_state()["senders"])
         assert most == SPARE_IDS if agent.spare else most > SPARE_IDS
+        kept = agent.orders.records()
+        assert [not (r["offers"] or r["decision"] or r["receipt"] or r["shipments"])
+                for r in kept] == [agent.spare] * SPARE_CLOSED
+        assert sorted(r["need"] for r in on_flash) == sorted(r["need"] for r in kept)
 
 
 def test_a_board_keeps_its_latest_closed_needs_only():

@@ -510,9 +510,10 @@ class Orders:
     they answer (`re`) or concern (the order id); what fits nowhere counted in `ignored`. The
     latest `keep_closed` closed needs are kept (at most MAX_CLOSED), so that a late message meets
     its need, closed, and a slot rests after a need closed without a delivery. Those are all a
-    closed need is kept for: one that closes in a `lean` Orders (a board's, short of heap) lets
-    go of its offers, decision, receipt and shipments in memory (about 0.7 KB of a board's heap),
-    which the record persisted as it closed still holds."""
+    closed need is kept for: in a `lean` Orders (a board's, short of heap) one lets go of its
+    offers, decision, receipt and shipments in memory (about 0.7 KB of a board's heap) as it
+    closes, or once `resume` has carried it on when read back from flash; the record persisted
+    as it closed still holds them."""
 
     def __init__(self, new_id, config=None, records=(), keep_closed=MAX_CLOSED, lean=False):
         _require(is_int(keep_closed) and 1 <= keep_closed <= MAX_CLOSED,
@@ -610,7 +611,7 @@ class Orders:
         effects = []
         for rec in self.records():
             new, more = resume(rec, now, self.config, self.new_id)
-            self.needs[new["need"]] = new
+            self.needs[new["need"]] = self._leaned(new)  # read back whole from flash
             effects += more
         return effects
 
@@ -640,15 +641,20 @@ class Orders:
 
     def _apply(self, rec, event, now):
         new, effects = step(rec, event, now, self.config, self.new_id)
-        if self.lean and new["state"] == CLOSED and rec["state"] != CLOSED:
-            # a copy: the effects persist the record whole (a closed need is never changed again,
-            # so the lean one is never written)
-            new = dict(new, offers=[], decision=None, receipt=None, shipments=[])
+        if rec["state"] != CLOSED:
+            new = self._leaned(new)
         self.needs[new["need"]] = new
         for effect in effects:
             if effect[0] == "audit" and "ignored" in effect[2]:
                 self._count(effect[2]["ignored"])
         return effects + self._prune()
+
+    def _leaned(self, rec):
+        """`rec`, or in a lean Orders a lean copy of it once closed (its effects persist the
+        record whole; a closed need is never changed again, so the lean one is never written)."""
+        if self.lean and rec["state"] == CLOSED:
+            return dict(rec, offers=[], decision=None, receipt=None, shipments=[])
+        return rec
 
     def _prune(self):
         closed = [r for r in self.records() if r["state"] == CLOSED]
