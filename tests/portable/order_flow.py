@@ -68,8 +68,12 @@ class Flow:
         return self.started.to_bytes(8, "big") + self.serial.to_bytes(8, "big")
 
     def need(self):
+        """The first need kept, whole: a board keeps its closed needs lean in memory (its
+        lifecycle.Orders' `lean`), and the record on flash holds what they let go of."""
         records = self.agent.orders.records()
-        return records[0] if records else None
+        if not records or records[0]["state"] != lifecycle.CLOSED:
+            return records[0] if records else None
+        return [r for r in self.agent.state.records() if r["need"] == records[0]["need"]][0]
 
     def turn(self):
         """An hour on: the tank is used (and refilled once delivered), the agent steps, the

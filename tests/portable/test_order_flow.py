@@ -32,6 +32,11 @@ def test_an_order_runs_from_need_to_refill():
     _scenario(_one_order)
 
 
+def _lean(record):
+    return not (record["offers"] or record["decision"] or record["order"] or record["receipt"]
+                or record["shipments"] or record["vendor"] or record["owner"] or record["first"])
+
+
 def _orders_in_a_row(root):
     flow = Flow(root)
     orders = flow.agent.orders
@@ -43,15 +48,23 @@ def _orders_in_a_row(root):
     kept = orders.records()
     assert [r["state"] for r in kept] == [lifecycle.CLOSED] * SPARE_CLOSED
     assert all(r["reason"] == "refilled" for r in kept)
-    # In a board's memory they keep what a late message is matched by, not their offers, decision,
-    # receipt and shipments, which their records on flash keep.
+    # In a board's memory they keep what a late message is matched by and what rests a slot, not
+    # their offers, decision, order and the rest, which their records on flash keep.
     on_flash = flow.agent.state.records()
-    assert all(r["offers"] and r["decision"] and r["receipt"] and r["shipments"]
-               for r in on_flash)
-    lean = [not (r["offers"] or r["decision"] or r["receipt"] or r["shipments"]) for r in kept]
-    assert lean == [flow.agent.spare] * SPARE_CLOSED
-    assert all(r["order"] and r["delivered"] and r["ids"] for r in kept)
+    assert all(r["offers"] and r["decision"] and r["order"] and r["receipt"] and r["shipments"]
+               and r["vendor"] and r["first"] for r in on_flash)
+    assert [_lean(r) for r in kept] == [flow.agent.spare] * SPARE_CLOSED
+    assert all(r["oid"] and r["delivered"] and r["ids"] and r["closed"] for r in kept)
     assert sorted(r["need"] for r in on_flash) == sorted(r["need"] for r in kept)
+    # Late messages still meet their closed need, lean or not, by the order they name, the message
+    # they answer or the order an error refers to, and change nothing.
+    latest = kept[-1]
+    for t, re, body in ((m.DELIVERY, None, {"order": latest["oid"]}),
+                        (m.OFFER, latest["ids"][0][0], {}),
+                        (m.ERROR, None, {"ref": latest["oid"]})):
+        msg = {"from": b"", "id": bytes(16), "t": t, "re": re, "b": body, "data": None}
+        assert orders.message(msg, flow.now)[0][2]["ignored"] == "closed"
+    assert orders.ignored == {"closed": 3} and orders.records() == kept
     # A board's inbox remembers the ids of the SPARE_IDS latest messages of each sender (a Pi's,
     # the replay guard's 32): three orders brought more than that from the vendor, and none was
     # refused. Started again from flash, it reads back as many, and its closed needs are lean
@@ -61,8 +74,7 @@ def _orders_in_a_row(root):
         most = max(len(sender[3]) for sender in agent.inbox.guard.to_state()["senders"])
         assert most == SPARE_IDS if agent.spare else most > SPARE_IDS
         kept = agent.orders.records()
-        assert [not (r["offers"] or r["decision"] or r["receipt"] or r["shipments"])
-                for r in kept] == [agent.spare] * SPARE_CLOSED
+        assert [_lean(r) for r in kept] == [agent.spare] * SPARE_CLOSED
         assert sorted(r["need"] for r in on_flash) == sorted(r["need"] for r in kept)
 
 
