@@ -70,10 +70,14 @@ class Flow:
     def need(self):
         """The first need kept, whole: a board keeps its closed needs lean in memory (its
         lifecycle.Orders' `lean`), and the record on flash holds what they let go of."""
+        first = self._first()
+        if first is None or first["state"] != lifecycle.CLOSED:
+            return first
+        return [r for r in self.agent.state.records() if r["need"] == first["need"]][0]
+
+    def _first(self):
         records = self.agent.orders.records()
-        if not records or records[0]["state"] != lifecycle.CLOSED:
-            return records[0] if records else None
-        return [r for r in self.agent.state.records() if r["need"] == records[0]["need"]][0]
+        return records[0] if records else None
 
     def turn(self):
         """An hour on: the tank is used (and refilled once delivered), the agent steps, the
@@ -82,7 +86,7 @@ class Flow:
         message its subscriber has not acknowledged: a device restarted after an error gets it
         again."""
         self.now += HOUR
-        need = self.need()
+        need = self._first()
         if need is not None and need["state"] == lifecycle.DELIVERED:
             self.tank.refill()
         self.tank.level = max(0, self.tank.level - self.tank.per_hour)
@@ -130,7 +134,7 @@ class Flow:
         """Turn until the need closes; the number of turns taken."""
         for n in range(1, turns + 1):
             self.turn()
-            need = self.need()
+            need = self._first()
             if need is not None and need["state"] == lifecycle.CLOSED:
                 return n
         raise AssertionError("no closed need after %d turns: %r" % (turns, self.need()))
