@@ -70,14 +70,11 @@ class Flow:
     def need(self):
         """The first need kept, whole: a board keeps its closed needs lean in memory (its
         lifecycle.Orders' `lean`), and the record on flash holds what they let go of."""
-        first = self._first()
-        if first is None or first["state"] != lifecycle.CLOSED:
-            return first
-        return [r for r in self.agent.state.records() if r["need"] == first["need"]][0]
-
-    def _first(self):
-        records = self.agent.orders.records()
-        return records[0] if records else None
+        for need in self.agent.orders.records()[:1]:
+            if need["state"] != lifecycle.CLOSED:
+                return need
+            return [r for r in self.agent.state.records() if r["need"] == need["need"]][0]
+        return None
 
     def turn(self):
         """An hour on: the tank is used (and refilled once delivered), the agent steps, the
@@ -86,9 +83,9 @@ class Flow:
         message its subscriber has not acknowledged: a device restarted after an error gets it
         again."""
         self.now += HOUR
-        need = self._first()
-        if need is not None and need["state"] == lifecycle.DELIVERED:
-            self.tank.refill()
+        for need in self.agent.orders.records()[:1]:  # in memory (need() may read flash)
+            if need["state"] == lifecycle.DELIVERED:
+                self.tank.refill()
         self.tank.level = max(0, self.tank.level - self.tank.per_hour)
         self.agent.step(self.now)
         self.downlinks += self.vendor.due(self.now)
@@ -134,7 +131,7 @@ class Flow:
         """Turn until the need closes; the number of turns taken."""
         for n in range(1, turns + 1):
             self.turn()
-            need = self._first()
+            need = self.need()
             if need is not None and need["state"] == lifecycle.CLOSED:
                 return n
         raise AssertionError("no closed need after %d turns: %r" % (turns, self.need()))

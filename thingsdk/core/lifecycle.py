@@ -505,20 +505,13 @@ def _rare():
 
 # ---- the device's needs ------------------------------------------------------------------------
 
-# What a closed need in a lean Orders lets go of in memory (None): all but what matching a late
-# message (ids, oid, the ask's case), resting its slot (delivered, closed) and the steps of a
-# closed need read.
-LETS_GO = ("offers", "decision", "receipt", "shipments", "order", "vendor", "owner", "first",
-           "cancel_until", "areq", "appr")
-
-
 class Orders:
     """The needs of one device: at most one open need per slot; messages routed to the need
     they answer (`re`) or concern (the order id); what fits nowhere counted in `ignored`. The
     latest `keep_closed` closed needs are kept (at most MAX_CLOSED), so that a late message meets
     its need, closed, and a slot rests after a need closed without a delivery. Those are all a
     closed need is kept for: in a `lean` Orders (a board's, short of heap) one lets go of the
-    rest (LETS_GO; about 1 KB of a board's heap) as it closes, or once `resume` has carried it
+    rest (`_leaned`; about 1 KB of a board's heap) as it closes, or once `resume` has carried it
     on when read back from flash; the record persisted as it closed still holds it."""
 
     def __init__(self, new_id, config=None, records=(), keep_closed=MAX_CLOSED, lean=False):
@@ -656,15 +649,15 @@ class Orders:
         return effects + self._prune()
 
     def _leaned(self, rec):
-        """`rec`, or in a lean Orders a lean copy of it once closed (its effects persist the
-        record whole; a closed need is never changed again, so the lean one is never written)."""
+        """`rec`, or in a lean Orders a lean copy of it once closed: what matching a late message
+        (ids, oid, the ask's case), resting its slot (delivered, closed) and the steps of a
+        closed need read, the rest None (its effects persist the record whole; a closed need is
+        never changed again, so the lean one is never written)."""
         if self.lean and rec["state"] == CLOSED:
-            lean = dict(rec)
-            for key in LETS_GO:
-                lean[key] = None
-            case = rec["ask"].get("case")
-            lean["ask"] = {} if case is None else {"case": case}  # what an error may name
-            return lean
+            case = rec["ask"].get("case")  # what an error may name
+            return dict(rec, offers=None, decision=None, receipt=None, shipments=None, order=None,
+                        vendor=None, owner=None, first=None, cancel_until=None, areq=None,
+                        appr=None, ask={} if case is None else {"case": case})
         return rec
 
     def _prune(self):
