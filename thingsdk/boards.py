@@ -30,9 +30,10 @@ TARGET = 60 * 1024  # the bundle's size target: code and identity together
 # (32-bit, single-precision floats), with an MQTT build: the .mpy files a board loads at boot
 # take about LOAD_FACTOR times their size in heap while a need decides (1.12 times at boot, and
 # the deciding code loaded then: 106 + 9.6 KB for 94 KB of files); a whole order then needs about
-# ORDER_HEAP more: the smallest heap that completed four in a row (142 KB), less that code, and a
-# margin, since near that smallest heap success is not steady (a heap a few KB larger can fail
-# where a smaller one completed, and longer state paths need more). Frozen into the firmware
+# ORDER_HEAP more: the smallest heap that completed four in a row when it was set (142 KB; the
+# bench now finds 130-131), less that code, and a margin, since near that smallest heap success
+# is not steady (a heap a few KB larger can fail where a smaller one completed, and longer state
+# paths need more). The estimate errs high: a safe bound, not a figure. Frozen into the firmware
 # image, code and constants stay in flash and a whole order completes in about FROZEN_HEAP.
 LOAD_FACTOR = 1.25
 ORDER_HEAP = 40 * 1024
