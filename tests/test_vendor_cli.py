@@ -1,5 +1,8 @@
 """`thingsdk vendor register|revoke|serve` as a user runs them: output, errors, exit codes."""
 
+import subprocess
+import sys
+
 import pytest
 
 from test_vendor import EXAMPLE
@@ -51,3 +54,21 @@ def test_errors_are_one_line_and_a_non_zero_exit(keys, tmp_path, capsys):
                  "--catalog", str(broken), "--key", str(tmp_path / "device.key")]) == 2
     err = capsys.readouterr().err
     assert err == "thingsdk vendor: error: %s: skus.WF-300.stock: must be 0 or more\n" % broken
+
+
+def test_a_database_that_cannot_be_opened_is_said_in_one_line(keys, tmp_path, capsys):
+    device, _ = keys
+    bad = tmp_path / "vendor.db"
+    bad.write_bytes(b"not a database, only text: " * 8)
+    for db, says in ((str(bad), "file is not a database"),
+                     ("postgresql://127.0.0.1:1/shop", "Connection refused")):
+        assert main(["vendor", "revoke", "--db", db, "--device", device.kid.hex()]) == 2
+        err = capsys.readouterr().err
+        assert err.startswith("thingsdk vendor: error: database %s: " % db), err
+        assert says in err and err.count("\n") == 1, err
+    assert bad.read_bytes() == b"not a database, only text: " * 8  # left as it was
+    # A SQLite vendor does not load psycopg (PostgreSQL's driver) to say so.
+    probe = ("import sys; from thingsdk.cli import main; main(['vendor', 'revoke', '--db', %r, "
+             "'--device', %r]); print('psycopg' in sys.modules)" % (str(bad), device.kid.hex()))
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True)
+    assert done.stdout == "False\n" and "file is not a database" in done.stderr

@@ -401,17 +401,16 @@ def _vendor_store(path):
 
     from thingsdk.seller.store import StoreError, open_store
 
-    errors = (sqlite3.Error, StoreError)
-    try:
-        import psycopg
-    except ImportError:  # PostgreSQL is optional: open_store says so if it is asked for
-        pass
-    else:
-        errors += (psycopg.Error,)
     try:
         return open_store(path)
-    except errors as exc:
-        raise CliError("database %s: %s" % (path, exc))
+    except Exception as exc:
+        # psycopg (optional) is loaded only by a PostgreSQL store: a SQLite vendor does not wait
+        # for its import (about 0.16 s a process)
+        psycopg = sys.modules.get("psycopg")
+        if isinstance(exc, (sqlite3.Error, StoreError)) or (
+                psycopg is not None and isinstance(exc, psycopg.Error)):
+            raise CliError("database %s: %s" % (path, " ".join(str(exc).split())))  # one line
+        raise
 
 
 def cmd_vendor_serve(args):
