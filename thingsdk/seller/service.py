@@ -27,7 +27,7 @@ sent the first time, byte for byte. Then, by type:
 - order, cancel: see `thingsdk.seller.ordering`;
 - mandate: the owner-signed token, verified for this device before the lock is taken (again
   under it if the device changed owner meanwhile) and kept when its version is higher
-  (`mandate.accept`); a refusal is answered with an error naming why;
+  (`mandate.held_after`); a refusal is answered with an error naming why;
 - order-query: the order's latest news again (`_order_query`);
 - support-request: the catalog's steps for the fault, with a quoted visit where it says so (the
   visit is recorded as an offer under the case id, as the device lifecycle orders it);
@@ -230,14 +230,14 @@ class Service:
             # is checked against the device's row inside the lock, and verified there if replaced)
             self.held_mandate(self.store.device(device_kid))
         if msg.type == m.MANDATE:
-            return inbox, opened, self._verified_token(device_kid, msg.body["cwt"], now)
+            owner_key = self.store.device(device_kid).owner_key
+            return inbox, opened, self._verified_token(owner_key, msg.body["cwt"], device_kid, now)
         return inbox, opened, None
 
-    def _verified_token(self, device_kid, token, now):
-        """(owner key, the Mandate in token or the MandateError it raised): a mandate message's
-        token verified with the owner key the device's row holds, lock not held, as the order's
-        mandate is; _mandate uses it under the lock while the row still holds that key."""
-        owner_key = self.store.device(device_kid).owner_key
+    def _verified_token(self, owner_key, token, device_kid, now):
+        """(owner_key, the Mandate in a mandate message's token or the MandateError it raised):
+        verified with the owner key the device's row holds, lock not held, as the order's mandate
+        is; _mandate uses it under the lock while the row still holds that key."""
         try:
             return owner_key, mandate.verify(token, Ed25519Verifier(owner_key), self.codec,
                                              device_kid, now)
@@ -340,7 +340,7 @@ class Service:
         kept already signed (by a vendor that signed inside the transaction) as it is."""
         return kept if kept[0] == _SIGNED else cose.sign1(kept, self.signer, self.codec)
 
-    def _answer(self, device, msg, now, ready=None):
+    def _answer(self, device, msg, now, ready):
         if msg.type == m.ORDER:
             return ordering.order(self, device, msg, now)
         if msg.type == m.ERROR:
@@ -406,19 +406,17 @@ class Service:
         self.store.add_offer(device.kid, offer, now)
         return [(m.OFFER, offer)]
 
-    def _mandate(self, device, msg, now, ready=None):
+    def _mandate(self, device, msg, now, ready):
         """Keep the token of a mandate message when it replaces the one held; `ready` is the
-        token as _check verified it, used while the device's row holds the same owner key (it
-        is verified again here otherwise)."""
+        token as _check verified it (_verified_token), verified again here if the device's row
+        holds another owner key by now."""
+        if ready[0] != device.owner_key:
+            ready = self._verified_token(device.owner_key, msg.body["cwt"], device.kid, now)
         try:
             current = self.held_mandate(device)
-            if ready is not None and ready[0] == device.owner_key:
-                if isinstance(ready[1], mandate.MandateError):
-                    raise ready[1]
-                new = mandate.held_after(current, ready[1])
-            else:
-                new = mandate.accept(current, msg.body["cwt"], Ed25519Verifier(device.owner_key),
-                                     self.codec, device.kid, now)
+            if isinstance(ready[1], mandate.MandateError):
+                raise ready[1]
+            new = mandate.held_after(current, ready[1])
         except mandate.MandateError as exc:
             return [error(exc.code, sentence(["mandate refused: " + str(exc).split(": ", 1)[1]]))]
         if new is not current:
