@@ -6,17 +6,22 @@ tampered offer refused; one support request answered; and everyone's spend withi
 budget.
 """
 
+import io
 import os
+import queue
 import re
 import subprocess
 import sys
 import tempfile
 import threading
+import types
 from pathlib import Path
 
 import pytest
 
 from thingsdk import cli
+from thingsdk.demo.story import Story
+from thingsdk.demo.timeline import Timeline
 
 FAST = ["--speed", "1e7"]  # as fast as the machine goes: the demo waits for its messages
 ROOT = Path(__file__).resolve().parent.parent
@@ -95,6 +100,9 @@ def test_the_demo_plays_out_on_its_embedded_broker_and_leaves_nothing_behind(cap
                   "vendor   delivers the fridge's order ORD-",
                   "fridge   sees the refill (water filter at "):
         assert event in timeline
+    assert timeline.index("printer  reports a fault, ink-smear") < \
+        timeline.index("vendor   answers the printer's fault") < \
+        timeline.index("printer  closes its support case: answered")
     assert re.search(r"vendor   offers the fridge 1 × Fridge water filter WF-300 for 29\.48 EUR,"
                      r".*\[offer, \d+ B\]", timeline)
     assert re.search(r"reports coffee beans at \d+ of 1000 g \(\d+%\), about \d+ days? left "
@@ -102,6 +110,25 @@ def test_the_demo_plays_out_on_its_embedded_broker_and_leaves_nothing_behind(cap
     assert err == ""  # no progress line when stderr is not a terminal, and no warnings
     assert set(threading.enumerate()) == threads
     assert os.listdir(temp) == []
+
+
+def test_a_need_closing_is_told_after_the_messages_of_its_time():
+    # At the demo's own speed the vendor's answer to a fault report comes within the step that
+    # sent it, and the thing closes the case then: all three at one time, the closing told last.
+    told = []
+    timeline = Timeline(io.StringIO(), io.StringIO())
+    timeline.event = lambda ts, who, text: told.append((ts, who, text))
+    owner = types.SimpleNamespace(heard=queue.Queue())
+    wire = types.SimpleNamespace(drain=list)
+    story = Story([], owner, wire, timeline, clock=None)
+    story.add(60, "printer", "closes its support case: answered", last=True)
+    story.add(60, "printer", "reports a fault")
+    story.add(60, "vendor", "answers the printer's fault")
+    story.add(30, "printer", "reports black ink")
+    story.step([])
+    assert [text for _, _, text in told] == [
+        "reports black ink", "reports a fault", "answers the printer's fault",
+        "closes its support case: answered"]
 
 
 def test_quiet_prints_only_the_summary_and_the_process_exits(tmp_path):

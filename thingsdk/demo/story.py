@@ -57,8 +57,10 @@ class Story:
         self.approvals, self.budget_refusals, self.tampered, self.answered = [], [], [], []
         self.events = []
 
-    def add(self, ts, who, text):
-        self.events.append((ts, len(self.events), who, text))
+    def add(self, ts, who, text, last=False):
+        """An event at `ts`; of a step's events at one time, those `last` (a need closing, which
+        what went over the wire in that step brought about) come after the others."""
+        self.events.append((ts, last, len(self.events), who, text))
 
     # One step.
 
@@ -76,7 +78,7 @@ class Story:
             self._refusals(thing)
         for item in self.wire.drain():
             self._wire(item)
-        for ts, _, who, text in sorted(self.events):
+        for ts, _, _, who, text in sorted(self.events):
             self.timeline.event(ts, who, text)
         self.events = []
 
@@ -204,13 +206,13 @@ class Story:
             self.refills[thing.kid] += 1
             level = thing.consumable.level(self.clock.now)
             self.add(at, name, "sees the refill (%s at %s): that order is done" % (
-                name_of(spec.slot), part_of(level, spec.capacity, spec.unit)))
+                name_of(spec.slot), part_of(level, spec.capacity, spec.unit)), last=True)
         elif reason == "answered":
             self.answered.append((thing, "%s, %d steps" % (
                 spec.fault.code, len(self.steps.get(thing.kid, ())))))
-            self.add(at, name, "closes its support case: answered")
+            self.add(at, name, "closes its support case: answered", last=True)
         elif reason != "over-budget":  # the decision said why
-            self.add(at, name, "gives up on this need (%s)" % reason)
+            self.add(at, name, "gives up on this need (%s)" % reason, last=True)
 
     # The end.
 
