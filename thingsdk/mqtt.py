@@ -34,7 +34,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
-from thingsdk import topics
+from thingsdk import mqtt_properties, topics
 from thingsdk.core import backoff
 from thingsdk.topics import OFFLINE, ONLINE
 
@@ -46,6 +46,7 @@ PACKET_TOO_LARGE = 0x95
 QOS = 1
 
 log = logging.getLogger(__name__)
+mqtt_properties.install()  # packets without MQTT 5 properties, as all of thingsdk's, made cheap
 _paho_log = logging.getLogger(__name__ + ".paho")
 
 
