@@ -643,7 +643,7 @@ def test_support_visit_goes_through_the_decision_like_a_purchase():
 
 
 def test_closed_needs_are_pruned_from_the_container():
-    d = Device({"quote_retries": 0})
+    d = Device({"quote_retries": 0, "wait": 0})  # no need rests its slot (see below)
     dropped = []
     for i in range(lc.MAX_CLOSED + 2):
         d.need("slot-%d" % i)
@@ -652,7 +652,7 @@ def test_closed_needs_are_pruned_from_the_container():
 
 
 def test_a_container_keeps_as_many_closed_needs_as_it_is_told_the_latest():
-    d = Device({"quote_retries": 0})
+    d = Device({"quote_retries": 0, "wait": 0})
     d.orders = lc.Orders(d.ids, d.orders.config, keep_closed=2)
     needs, dropped = [], []
     for i in range(5):
@@ -663,6 +663,27 @@ def test_a_container_keeps_as_many_closed_needs_as_it_is_told_the_latest():
     assert sorted(d.orders.needs) == sorted(needs[3:])
     for bad in (0, lc.MAX_CLOSED + 1, "2"):
         raises(lc.LifecycleError, lc.Orders, d.ids, keep_closed=bad)
+
+
+def test_a_closed_need_that_rests_its_slot_is_kept_until_the_rest_ends():
+    # Three slots' needs close without an offer within the hour (`wait`): each slot rests, and
+    # a container that keeps two closed needs keeps the third while its slot rests, so that the
+    # slot is not asked for again at once; the first event after the rest lets it go.
+    d = Device({"quote_retries": 0})
+    d.orders = lc.Orders(d.ids, d.orders.config, keep_closed=2)
+    needs = []
+    for i in range(3):
+        d.need("slot-%d" % i)
+        needs.append(d.rec["need"])
+        assert [e for e in d.tick() if e[0] == "drop"] == []
+    assert sorted(d.orders.needs) == sorted(needs)
+    first = d.orders.needs[needs[0]]
+    assert lc.resting(first, d.now, d.orders.config)
+    d.now = first["closed"] + d.orders.config["wait"]
+    assert not lc.resting(first, d.now, d.orders.config)
+    d.need("slot-3")
+    assert [e[1] for e in d.offer() if e[0] == "drop"] == [needs[0]]
+    assert sorted(d.orders.needs) == sorted(needs[1:] + [d.rec["need"]])
 
 
 def test_an_opened_message_becomes_an_event():

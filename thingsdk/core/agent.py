@@ -57,8 +57,10 @@ OCCASIONAL = ("lifecycle_rare", "resync")
 # The closed needs an agent that `spare`s its heap keeps (lifecycle.Orders' keep_closed), where a
 # Pi keeps MAX_CLOSED: each held 1.3-1.7 KB of a board's heap (measured on the 32-bit unix
 # port), and with eight a device that has ordered for months needed about 10 KB more at every
-# order than at its first. The two latest are kept: a slot rests after its need closed without a
-# delivery, and a late answer still meets its closed need, as the latest needs get most of them.
+# order than at its first. The two latest are kept, so that a late answer still meets its closed
+# need, as the latest needs get most of them; and any that still rests its slot (closed without a
+# delivery less than `wait` ago, lifecycle.resting), so that a slot is not asked for again at once
+# because other slots' needs closed since.
 # They are lean (lifecycle.Orders' `lean`): 640 B each after four orders, from 928 B when they
 # let go of less (offers, decision, receipt and shipments only).
 SPARE_CLOSED = 2
@@ -336,12 +338,10 @@ class Agent:
         return asks
 
     def _resting(self, slot, now):
-        """Whether a need of the slot closed without a delivery less than `wait` ago: the next
-        one waits, so a vendor that makes no acceptable offer is not asked again at once."""
-        wait = self.orders.config["wait"]
+        """Whether a need of the slot rests it (lifecycle.resting): the next one waits."""
+        config = self.orders.config
         for r in self.orders.needs.values():
-            if r["slot"] == slot and r["state"] == lifecycle.CLOSED and \
-                    r["delivered"] is None and now < r["closed"] + wait:
+            if r["slot"] == slot and lifecycle.resting(r, now, config):
                 return True
         return False
 

@@ -503,13 +503,22 @@ def _rare():
     return lifecycle_rare
 
 
+def resting(record, now, config):
+    """Whether `record` rests its slot at `now`: it closed without a delivery less than the
+    setting `wait` ago, so the slot's next need waits (a vendor that made no acceptable offer is
+    not asked again at once)."""
+    return record["state"] == CLOSED and record["delivered"] is None and \
+        now < record["closed"] + config["wait"]
+
+
 # ---- the device's needs ------------------------------------------------------------------------
 
 class Orders:
     """The needs of one device: at most one open need per slot; messages routed to the need
     they answer (`re`) or concern (the order id); what fits nowhere counted in `ignored`. The
     latest `keep_closed` closed needs are kept (at most MAX_CLOSED), so that a late message meets
-    its need, closed, and a slot rests after a need closed without a delivery. Those are all a
+    its need, closed, and so is any that still rests its slot (`resting`: one a slot at most), so
+    that a slot rests after a need closed without a delivery. Those are all a
     closed need is kept for: in a `lean` Orders (a board's, short of heap) one lets go of the
     rest (`_leaned`; about 1 KB of a board's heap) as it closes, or once `resume` has carried it
     on when read back from flash; the record persisted as it closed still holds it."""
@@ -646,7 +655,7 @@ class Orders:
         for effect in effects:
             if effect[0] == "audit" and "ignored" in effect[2]:
                 self._count(effect[2]["ignored"])
-        return effects + self._prune()
+        return effects + self._prune(now)
 
     def _leaned(self, rec):
         """`rec`, or in a lean Orders a lean copy of it once closed: what matching a late message
@@ -660,13 +669,14 @@ class Orders:
                         appr=None, ask={} if case is None else {"case": case})
         return rec
 
-    def _prune(self):
+    def _prune(self, now):
         closed = [r for r in self.records() if r["state"] == CLOSED]
         closed.sort(key=lambda r: (r["closed"], r["need"]))
         dropped = []
         for rec in closed[:max(0, len(closed) - self.keep_closed)]:
-            del self.needs[rec["need"]]
-            dropped.append(("drop", rec["need"]))
+            if not resting(rec, now, self.config):  # else kept until its slot's rest ends
+                del self.needs[rec["need"]]
+                dropped.append(("drop", rec["need"]))
         return dropped
 
     def _count(self, reason):
