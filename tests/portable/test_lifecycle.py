@@ -665,6 +665,22 @@ def test_a_container_keeps_as_many_closed_needs_as_it_is_told_the_latest():
         raises(lc.LifecycleError, lc.Orders, d.ids, keep_closed=bad)
 
 
+def test_closed_needs_read_back_past_what_a_container_keeps_are_let_go_as_it_resumes():
+    # Five closed needs written by a device that kept them all, read back by one that keeps two
+    # (a board after a firmware that kept more): the three oldest go as it starts.
+    d = Device({"quote_retries": 0, "wait": 0})
+    needs = []
+    for i in range(5):
+        d.need("slot-%d" % i)
+        needs.append(d.rec["need"])
+        d.tick()
+    fewer = lc.Orders(d.ids, d.orders.config, d.orders.to_state(), keep_closed=2)
+    assert len(fewer.needs) == 5
+    fx = fewer.resume(d.now)
+    assert [e[1] for e in fx if e[0] == "drop"] == needs[:3]
+    assert sorted(fewer.needs) == sorted(needs[3:])
+
+
 def test_a_closed_need_that_rests_its_slot_is_kept_until_the_rest_ends():
     # Three slots' needs close without an offer within the hour (`wait`): each slot rests, and
     # a container that keeps two closed needs keeps the third while its slot rests, so that the

@@ -615,13 +615,15 @@ class Orders:
         return effects
 
     def resume(self, now):
-        """After a restart: what every kept need needs to carry on."""
+        """After a restart: what every kept need needs to carry on; then closed needs past
+        `keep_closed` are let go, as after any event (records written by a device that kept
+        more, say a board before its firmware kept fewer, are not held until its first one)."""
         effects = []
         for rec in self.records():
             new, more = resume(rec, now, self.config, self.new_id)
             self.needs[new["need"]] = self._leaned(new)  # read back whole from flash
             effects += more
-        return effects
+        return effects + self._prune(now)
 
     def to_state(self):
         """Every record as plain data, oldest first."""
