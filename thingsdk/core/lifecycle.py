@@ -517,8 +517,9 @@ class Orders:
     """The needs of one device: at most one open need per slot; messages routed to the need
     they answer (`re`) or concern (the order id); what fits nowhere counted in `ignored`. The
     latest `keep_closed` closed needs are kept (at most MAX_CLOSED), so that a late message meets
-    its need, closed, and so is any that still rests its slot (`resting`: one a slot at most), so
-    that a slot rests after a need closed without a delivery. Those are all a
+    its need, closed; so is any that still rests its slot (`resting`; the agent opens no need for
+    a slot that rests, so that is one a slot at most), so that the slot waits after a need closed
+    without a delivery however many other needs closed since. Those are all a
     closed need is kept for: in a `lean` Orders (a board's, short of heap) one lets go of the
     rest (`_leaned`; about 1 KB of a board's heap) as it closes, or once `resume` has carried it
     on when read back from flash; the record persisted as it closed still holds it."""
@@ -616,8 +617,8 @@ class Orders:
 
     def resume(self, now):
         """After a restart: what every kept need needs to carry on; then closed needs past
-        `keep_closed` are let go, as after any event (records written by a device that kept
-        more, say a board before its firmware kept fewer, are not held until its first one)."""
+        `keep_closed` are let go, as after any event: records written by a device that kept
+        more (a board before its firmware kept fewer) are not held until its first event."""
         effects = []
         for rec in self.records():
             new, more = resume(rec, now, self.config, self.new_id)
