@@ -4,13 +4,14 @@ without it, side by side in one run.
     python bench/paho_properties.py [--messages 4000] [--rounds 3]
 
 A vendor's Transport (MQTT 5, manual acknowledgement, as `vendor serve` has it) on a local
-mosquitto (TCP_NODELAY on, as bench/fleet.py has it), in a process of its own: it takes `--messages` QoS 1 uplinks of an order's size, sent
-by the C client `mosquitto_pub` if installed (paho otherwise, in a process of its own), each
-acknowledged as it comes; then it publishes as many answers at QoS 1 and waits for the broker's
-PUBACKs. Its CPU time (all its threads) is measured for each half, per message; once with paho's
-Properties as paho has them and once with `mqtt_properties.install()`, in turn for `--rounds`
-rounds, the least of each kept. An order brings the vendor three uplinks and sends two answers,
-so it prints the MQTT work per order both ways and what the change saves.
+mosquitto (TCP_NODELAY on, as bench/fleet.py has it), in a process of its own: it takes
+`--messages` QoS 1 uplinks of an order's size, sent by the C client `mosquitto_pub` if installed
+(paho otherwise, in a process of its own), each acknowledged as it comes; then it publishes as
+many answers at QoS 1 and waits for the broker's PUBACKs. Its CPU time (all its threads) is
+measured for each half, per message; once with paho's Properties as paho has them and once with
+`mqtt_properties.install()`, in turn for `--rounds` rounds, the least of each kept. An order
+brings the vendor three uplinks and sends two answers, so it prints the MQTT work per order both
+ways and what the change saves.
 """
 
 import argparse
@@ -65,7 +66,6 @@ def measure(light, url, count):
 
     transport = mqtt.Transport(url, "bench-vendor-%d" % os.getpid(), on_message=arrived,
                                version=mqtt.V5, manual_ack=True)
-    transport.manual_ack = True
     ack = transport.subscribe(UPLINK)
     transport.start()
     if not ack.wait(10):
@@ -73,7 +73,7 @@ def measure(light, url, count):
     print("ready", flush=True)
     if not done.wait(120):
         raise SystemExit("only %d of %d uplinks came" % (len(got), count))
-    start = got[count // 10]  # from the tenth: connection and start-up left out
+    start = got[count // 10]  # the first tenth left out: connection and start-up
     taken = (got[-1] - start) / (count - 1 - count // 10)
     payload = os.urandom(SIZE)
     start = time.process_time()
