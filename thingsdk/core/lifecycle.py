@@ -514,15 +514,15 @@ def resting(record, now, config):
 # ---- the device's needs ------------------------------------------------------------------------
 
 class Orders:
-    """The needs of one device: at most one open need per slot; messages routed to the need
-    they answer (`re`) or concern (the order id); what fits nowhere counted in `ignored`. The
-    latest `keep_closed` closed needs are kept (at most MAX_CLOSED), so that a late message meets
-    its need, closed; so is any that still rests its slot (`resting`; the agent opens no need for
-    a slot that rests, so that is one a slot at most), so that the slot waits after a need closed
-    without a delivery however many other needs closed since. Those are all a
-    closed need is kept for: in a `lean` Orders (a board's, short of heap) one lets go of the
-    rest (`_leaned`; about 1 KB of a board's heap) as it closes, or once `resume` has carried it
-    on when read back from flash; the record persisted as it closed still holds it."""
+    """The needs of one device: at most one open need per slot; messages routed to the need they
+    answer (`re`) or concern (the order id); what fits nowhere counted in `ignored`. The latest
+    `keep_closed` closed needs are kept (at most MAX_CLOSED), so that a late message meets its
+    need, closed; so is any that still rests its slot (`resting`; the agent opens no need for a
+    slot that rests, so that is one a slot at most), so that the slot waits after a need closed
+    without a delivery however many other needs closed since. Those are all a closed need is kept
+    for: in a `lean` Orders (a board's, short of heap) one lets go of the rest (`_leaned`; about
+    1 KB of a board's heap) as it closes, or once `resume` has carried it on when read back from
+    flash; the record persisted as it closed still holds it."""
 
     def __init__(self, new_id, config=None, records=(), keep_closed=MAX_CLOSED, lean=False):
         _require(is_int(keep_closed) and 1 <= keep_closed <= MAX_CLOSED,
