@@ -374,6 +374,35 @@ def test_accepted_orders_hold_stock_until_they_ship_or_are_cancelled(world):
     assert store.held("WF-300") == 0 and not rest_refused(stock)
 
 
+def test_devices_are_numbered_as_registered_and_an_older_database_is_numbered(backend):
+    """devices_after gives the devices in the order they were registered, a renewal keeping its
+    number: what workers follow to subscribe to new devices. A database of schema version 2 (no
+    numbers on PostgreSQL) has its devices numbered when it is opened."""
+    signers = [Ed25519Signer.from_seed(bytes([i]) * 32) for i in range(40, 45)]
+    owner = Ed25519Signer.from_seed(b"\x07" * 32)
+    store = open_store(backend)
+    for signer in signers[:3]:
+        register(store, signer.public_key, owner.public_key, T)
+    found = store.devices_after(0)
+    assert [kid for _, kid in found] == [s.kid for s in signers[:3]]
+    assert [n for n, _ in found] == sorted(n for n, _ in found) and found[0][0] > 0
+    register(store, signers[0].public_key, owner.public_key, T + 1)  # renewed: same number
+    assert store.devices_after(0) == found and store.devices_after(found[-1][0]) == []
+    assert store.devices_after(0, limit=2) == found[:2]
+    with store.transaction():  # as a vendor of schema version 2 left it
+        if not isinstance(backend, Path):
+            store.db.execute("ALTER TABLE devices DROP COLUMN n")
+        store.db.execute("UPDATE meta SET value = 2 WHERE key = 'schema'")
+    store.close()
+    store = open_store(backend)  # numbered in no particular order: a worker reads them all
+    assert sorted(kid for _, kid in store.devices_after(0)) == sorted(s.kid for s in signers[:3])
+    register(store, signers[3].public_key, owner.public_key, T)
+    last = store.devices_after(0)[-2][0]
+    assert [kid for _, kid in store.devices_after(last)] == [signers[3].kid]
+    assert store._one("SELECT value FROM meta WHERE key = 'schema'")[0] == 3
+    store.close()
+
+
 def test_a_second_order_for_an_item_on_its_way_is_a_duplicate(world):
     _, first = world.buy(world.a, "WF-300")
     _, second = world.buy(world.a, "WF-300")

@@ -30,7 +30,7 @@ from thingsdk import codec
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS devices (
-    kid BLOB PRIMARY KEY,             -- sha256(public_key)[:8]
+    {row_column}kid BLOB PRIMARY KEY, -- sha256(public_key)[:8]
     public_key BLOB NOT NULL,
     owner_key BLOB NOT NULL,          -- the key the device's mandates must be signed with
     mandate BLOB,                     -- the newest mandate token accepted
@@ -98,7 +98,7 @@ CREATE INDEX IF NOT EXISTS replies_at ON replies (at);
 CREATE INDEX IF NOT EXISTS offers_until ON offers (until);
 """
 KEEP = 30 * 86400  # answers and offers are kept as long as a message can be valid
-SCHEMA_VERSION = 2  # of the tables above, recorded in meta; a change adds a step to _migrate
+SCHEMA_VERSION = 3  # of the tables above, recorded in meta; a change adds a step to _migrate
 WRITE_LOCK = 0x7468696E  # PostgreSQL advisory lock key that serialises the vendor's writers
 _UNREAD = object()  # a counter of a transaction before it is first read (see _issuing)
 
@@ -178,7 +178,14 @@ class Store:
             self.db.execute("DROP INDEX IF EXISTS orders_held")
             self.db.execute("INSERT INTO held SELECT sku, CAST(SUM(qty) AS BIGINT) FROM orders "
                             "WHERE test = 0 AND status = 'accepted' GROUP BY sku")
+        if found < 3:  # version 3 numbers the devices as they are registered (devices_after)
+            self._number_devices()
+        if found < SCHEMA_VERSION:
             self.db.execute("UPDATE meta SET value = ? WHERE key = 'schema'", (SCHEMA_VERSION,))
+
+    def _number_devices(self):
+        """Number the devices of an older database in the order they were added. SQLite's
+        `rowid` has always done it."""
 
     @contextlib.contextmanager
     def transaction(self):
@@ -270,6 +277,16 @@ class Store:
         """Mark a device deregistered; False if it is unknown."""
         return self._changed(self.db.execute("UPDATE devices SET revoked = 1 WHERE kid = ?",
                                              (kid,))) == 1
+
+    def devices_after(self, number, limit=1000):
+        """[(number, kid)] of the devices registered after the one of `number` (0: from the
+        first), in the order they were registered, at most `limit`. A device's number is given
+        when it is first registered and kept when it is renewed; registrations are numbered in
+        the order they commit, as each takes the write lock (`register` in service.py), so a
+        reader that goes on from the last number it saw misses none."""
+        return [tuple(row) for row in self.db.execute(
+            "SELECT rowid, kid FROM devices WHERE rowid > ? ORDER BY rowid LIMIT ?",
+            (number, limit))]
 
     def device(self, kid):
         row = self._one("SELECT kid, public_key, owner_key, mandate, mandate_version, mandate_nbf,"
@@ -578,6 +595,11 @@ class PostgresStore(Store):
 
     def close(self):
         self.db.close()
+
+    def _number_devices(self):
+        """PostgreSQL has no `rowid`: a database from before version 3 is given the column `n`
+        that numbers its devices (the rows it has are numbered as they lie)."""
+        self.db.execute("ALTER TABLE devices ADD COLUMN IF NOT EXISTS n BIGSERIAL UNIQUE")
 
     @contextlib.contextmanager
     def transaction(self):
