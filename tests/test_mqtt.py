@@ -279,6 +279,53 @@ def test_a_subscription_made_before_connecting_is_sent_once(broker, connect, lou
     assert len(sent) == 1, sent
 
 
+def test_many_filters_go_in_one_subscribe_kept_across_a_restart_until_unsubscribed(
+        broker, connect, loud):
+    """A tuple of filters is one SUBSCRIBE with a reason each, sent again after a reconnect; an
+    unsubscribed filter is not. Subscriptions made offline wait whatever `queue_limit` is."""
+    server = connect(broker.tls_url, VENDOR, cn=VENDOR)
+    some = (topics.uplink(DEVICE_A), topics.uplink(DEVICE_B), topics.every(topics.DOWN))
+    ack = server.subscribe(some)
+    assert ack.wait(TIMEOUT) and ack.reasons == [1, 1, NOT_AUTHORIZED]
+    sent = [r.getMessage() for r in loud.records if r.getMessage().startswith("Sending SUBSCRIBE")
+            and topics.uplink(DEVICE_A) in r.getMessage()]
+    assert len(sent) == 1 and topics.uplink(DEVICE_B) in sent[0], sent
+    a = device(connect, broker.tls_url, DEVICE_A)
+    b = device(connect, broker.tls_url, DEVICE_B)
+
+    broker.stop()  # persistence off: the restarted broker forgets every session
+    assert wait_for(lambda: not server.connected, TIMEOUT)
+    gone = server.unsubscribe(topics.uplink(DEVICE_B))  # goes out with the next connection
+    offline = Transport(broker.url, "offline", queue_limit=1)
+    assert not offline.subscribe(topics.uplink(DEVICE_A)).done
+    assert not offline.subscribe((topics.uplink(DEVICE_B),)).done
+    offline.publish(topics.uplink(DEVICE_A), b"the one message it may queue")
+    with pytest.raises(QueueFull):
+        offline.publish(topics.uplink(DEVICE_A), b"one too many")
+    broker.start()
+
+    assert gone.wait(TIMEOUT) and not gone.refused
+    assert a.wait_connected(TIMEOUT) and b.wait_connected(TIMEOUT)
+    assert server.wait_connected(TIMEOUT)
+    for restarted in (False, True):  # and not subscribed again at the next reconnect either
+        if restarted:
+            broker.stop()
+            assert wait_for(lambda: not server.connected, TIMEOUT)
+            broker.start()
+            assert server.wait_connected(TIMEOUT) and a.wait_connected(TIMEOUT)
+            assert b.wait_connected(TIMEOUT)
+        assert b.publish(topics.uplink(DEVICE_B), b"unsubscribed").wait(TIMEOUT)
+
+        def heard():  # sent again until it comes: the server's SUBSCRIBE may not be in yet
+            assert a.publish(topics.uplink(DEVICE_A), b"again %d" % restarted).wait(TIMEOUT)
+            return wait_for(lambda: (topics.uplink(DEVICE_A), b"again %d" % restarted)
+                            in server.on_message.messages, 0.5)
+
+        assert wait_for(heard, TIMEOUT)
+    assert server.reconnects == 2
+    assert {t for t, _ in server.on_message.messages} == {topics.uplink(DEVICE_A)}
+
+
 def test_a_clean_close_says_offline_too(broker, connect):
     watcher = connect(broker.url, "watcher")
     watcher.subscribe(topics.presence(DEVICE_A))

@@ -238,6 +238,7 @@ class Transport:
         self._filters = {}  # filter -> None, in order: subscribed again on every connection
         self._queued_filters = set()  # filters whose SUBSCRIBE waits in the queue
         self._queue = deque()  # (send, args) waiting for a connection
+        self._queued_messages = 0  # the publishes among them (what queue_limit bounds)
         self._acks = {}  # mid -> Ack waiting for the broker
         self._early = {}  # mid -> reasons that came before publish() returned the mid
         self._attempt = 0
@@ -297,10 +298,28 @@ class Transport:
         return None
 
     def subscribe(self, topic_filter):
-        """Subscribe at QoS 1 now and after every reconnect; the Ack completes on the SUBACK."""
+        """Subscribe at QoS 1 now and after every reconnect; the Ack completes on the SUBACK.
+        A tuple of filters goes in one SUBSCRIBE, and its SUBACK gives a reason for each. A
+        SUBSCRIBE made offline waits for the connection however many publishes wait: what
+        `queue_limit` bounds is messages, not the subscriptions the caller keeps."""
         with self._lock:
             self._filters[topic_filter] = None
         return self._submit(self._subscribe, topic_filter)
+
+    def unsubscribe(self, topic_filter):
+        """Stop taking what `topic_filter` matches, now or as soon as connected: from a session
+        the broker kept, too (one subscribed by an earlier process under this client id). The
+        Ack completes on the UNSUBACK."""
+        with self._lock:
+            for kept in list(self._filters):
+                if kept == topic_filter:
+                    del self._filters[kept]
+                elif isinstance(kept, tuple) and topic_filter in kept:  # out of its SUBSCRIBE
+                    del self._filters[kept]
+                    rest = tuple(f for f in kept if f != topic_filter)
+                    if rest:
+                        self._filters[rest] = None
+        return self._submit(self._unsubscribe, topic_filter)
 
     def ack(self, delivery):
         """Acknowledge a message given to on_message with manual_ack (the `delivery` it came
@@ -331,9 +350,11 @@ class Transport:
             if self._closed:
                 raise TransportClosed("the connection to %s is closed" % self.address)
             if not self._up.is_set():
-                if len(self._queue) >= self.queue_limit:
-                    raise QueueFull("offline from %s with %d messages waiting: no room for more"
-                                    % (self.address, self.queue_limit))
+                if send == self._send:
+                    if self._queued_messages >= self.queue_limit:
+                        raise QueueFull("offline from %s with %d messages waiting: no room for "
+                                        "more" % (self.address, self.queue_limit))
+                    self._queued_messages += 1
                 ack.queued = True
                 self._queue.append((send, args + (ack,)))
                 if send == self._subscribe:  # it goes out with the queue, not again before it
@@ -352,7 +373,14 @@ class Transport:
         self._track(client.publish(topic, payload, qos=QOS, retain=retain).mid, ack)
 
     def _subscribe(self, client, topic_filter, ack):
-        self._track(client.subscribe(topic_filter, qos=QOS)[1], ack)
+        if isinstance(topic_filter, tuple):
+            topic_filter = [(one, QOS) for one in topic_filter]
+            self._track(client.subscribe(topic_filter)[1], ack)
+        else:
+            self._track(client.subscribe(topic_filter, qos=QOS)[1], ack)
+
+    def _unsubscribe(self, client, topic_filter, ack):
+        self._track(client.unsubscribe(topic_filter)[1], ack)
 
     def _track(self, mid, ack):
         with self._lock:
@@ -388,6 +416,7 @@ class Transport:
         client.on_message = self._on_message
         client.on_publish = self._on_publish
         client.on_subscribe = self._on_subscribe
+        client.on_unsubscribe = self._on_subscribe  # the same: (mid, reasons)
         if protocol == paho.MQTTv5:
             properties = Properties(PacketTypes.CONNECT)
             properties.SessionExpiryInterval = self.session_expiry
@@ -434,6 +463,7 @@ class Transport:
                         self._changed.notify_all()
                     return
                 send, args = self._queue.popleft()
+                self._queued_messages -= send == self._send
             send(client, *args)
 
     def _on_connect_fail(self, client, userdata):
