@@ -7,6 +7,7 @@ handled before its order would be answered `unknown-order`, so every cancel conf
 device's messages were handled in order.
 """
 
+import contextlib
 import os
 import re
 import signal
@@ -20,9 +21,11 @@ import pytest
 from broker import wait_for
 from test_vendor import Device, backend, postgres  # noqa: F401 (the fixtures: both stores)
 from test_vendor_crash import CATALOG, SKUS, TIMEOUT, Fleet
+from thingsdk import topics
 from thingsdk.core import messages as m
 from thingsdk.core import restore
 from thingsdk.crypto import Ed25519Signer, save_keypair
+from thingsdk.mqtt import Transport
 from thingsdk.seller.serve import parse_part, part_of
 from thingsdk.seller.service import register
 from thingsdk.seller.store import open_store
@@ -44,6 +47,21 @@ def start_workers(folder, url, db):
                     TIMEOUT), text()
     assert process.poll() is None, text()
     return process, text
+
+
+@contextlib.contextmanager
+def stopped_at_the_end(supervisor, fleet, log):
+    """The workers stopped cleanly once the block is done (killed if it failed), and the
+    devices' connection closed."""
+    try:
+        yield
+        supervisor.send_signal(signal.SIGTERM)
+        assert supervisor.wait(TIMEOUT) == 0, log()
+    finally:
+        if supervisor.poll() is None:
+            supervisor.kill()
+            supervisor.wait()
+        fleet.transport.close(timeout=1)
 
 
 def worker_pid(log, index):
@@ -73,9 +91,11 @@ def test_two_workers_keep_each_devices_order_and_lose_nothing_when_one_is_killed
     now = int(time.time())
     for device in devices:
         register(store, device.signer.public_key, owner.public_key, now)
+    for i in range(WORKERS):  # sessions as a vendor that took every uplink left them
+        held_all_uplinks(broker.url, "vendor-under-test-%dof%d" % (i, WORKERS))
     supervisor, log = start_workers(tmp_path, broker.url, backend)
     fleet = Fleet(broker.url, devices)
-    try:
+    with stopped_at_the_end(supervisor, fleet, log):
         offers = fleet.mandates_and_offers(owner, vendor, now)
 
         # The burst: per device, an order, its cancel at once, a status, and a second order.
@@ -119,20 +139,14 @@ def test_two_workers_keep_each_devices_order_and_lose_nothing_when_one_is_killed
                             [o for o, d in kept.items() if d is device]
             assert seen == [(m.RECEIPT, first, "accepted"), (m.CANCEL, first, None),
                             (m.RECEIPT, second, "accepted")], (device.kid.hex(), seen)
-        # Each worker, asked for its counters, passed over the other part's uplinks.
+        # Each worker, asked for its counters, was given its own part's uplinks only (its
+        # session's plain subscription gone): none passed over, and it did work.
         supervisor.send_signal(signal.SIGUSR1)
         assert wait_for(lambda: log().count("vendor counters") == WORKERS, TIMEOUT), log()
         for i in range(WORKERS):
             said = re.search(r"vendor counters \(devices of part %d of %d\): .*passed over: (\d+);"
                              r" (\d+) transactions held the write lock" % (i, WORKERS), log())
-            assert said and int(said.group(1)) > 0 and int(said.group(2)) > 0, log()
-        supervisor.send_signal(signal.SIGTERM)
-        assert supervisor.wait(TIMEOUT) == 0, log()
-    finally:
-        if supervisor.poll() is None:
-            supervisor.kill()
-            supervisor.wait()
-        fleet.transport.close(timeout=1)
+            assert said and int(said.group(1)) == 0 and int(said.group(2)) > 0, log()
     assert "vendor workers stopped (1 restarted on the way)" in log()
 
     # In the vendor's books: one order per need, the cancelled one released, the other charged.
@@ -146,6 +160,43 @@ def test_two_workers_keep_each_devices_order_and_lose_nothing_when_one_is_killed
             else:
                 assert row["status"] == "accepted" and ledger.state_of(order_id) == "committed"
         assert ledger.usage({"cur": "EUR", "period": "month"}, now)[0] == 1
+
+
+def held_all_uplinks(url, client_id):
+    """Leave the persistent session of `client_id` subscribed to every device's uplink."""
+    transport = Transport(url, client_id).start()
+    try:
+        assert transport.subscribe(topics.every(topics.UP)).wait(TIMEOUT)
+    finally:
+        transport.close(timeout=1)
+
+
+def test_a_device_registered_while_the_workers_run_is_served(broker, tmp_path, backend):
+    """Each worker subscribes to its own devices' uplinks: one registered after it started is
+    subscribed to at its next look, and served by its part's worker alone."""
+    vendor, owner = Ed25519Signer.generate(), Ed25519Signer.generate()
+    save_keypair(vendor, tmp_path / "vendor.key", tmp_path / "vendor.pub")
+    (tmp_path / "catalog.toml").write_text(CATALOG)
+    store = open_store(backend)
+    supervisor, log = start_workers(tmp_path, broker.url, backend)
+    assert re.findall(r"on the uplinks of its (\d+) registered devices", log()) == ["0", "0"]
+    devices = [Device(seed, vendor) for seed in range(200, 206)]
+    assert {part_of(d.kid, WORKERS) for d in devices} == set(range(WORKERS))
+    fleet = Fleet(broker.url, devices)
+    with stopped_at_the_end(supervisor, fleet, log):
+        now = int(time.time())
+        for device in devices:
+            register(store, device.signer.public_key, owner.public_key, now)
+        for i in range(WORKERS):
+            mine = sum(part_of(d.kid, WORKERS) == i for d in devices)
+            said = "newly registered devices (devices of part %d of %d), %d in all" % (
+                i, WORKERS, mine)
+            assert wait_for(lambda: said in log(), TIMEOUT), log()
+        offers = fleet.mandates_and_offers(owner, vendor, now)
+        assert len(offers) == len(devices) * len(SKUS)
+        assert fleet.answers() == []  # one offer each: no worker answered another's device
+    assert re.findall(r"passed over: (\d+);", log()) == ["0", "0"], log()
+    assert "unknown-device" not in log()
 
 
 def test_workers_and_a_shared_subscription_are_refused_together(tmp_path, capsys):

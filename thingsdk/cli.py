@@ -561,9 +561,9 @@ def add_vendor_commands(sub):
                    help="run N worker processes, each serving the devices of its part, and start "
                         "again any that stops (default: 1)")
     p.add_argument("--part", type=_vendor_part, metavar="I/N",
-                   help="serve only part I of N: the devices whose key id modulo N is I (the "
-                        "other uplinks are passed over); one process per part, on any hosts that "
-                        "share the database")
+                   help="serve only part I of N: the devices whose key id modulo N is I, "
+                        "subscribing to each one's uplink; one process per part, on any hosts "
+                        "that share the database")
     p.add_argument("--supervisor", type=int, help=argparse.SUPPRESS)  # --workers' own pid
     p.set_defaults(func=cmd_vendor_serve)
 

@@ -7,12 +7,14 @@ SUBSCRIBE, as the set-up `thingsdk broker` writes does (with mosquitto's `acl_fi
 join the group and the vendor would lose that share: docs/topics.md), and know that the broker
 hands a device's messages to whichever worker's turn it is, so they are not handled in order.
 
-Workers. Several workers (`part=(index, count)`, what `vendor serve --workers N` runs) take
-every uplink with the plain subscription and each keeps only the devices of its part, those whose
-key id modulo `count` is `index` (`part_of`); the others' uplinks are acknowledged unread, in
-turn. So each device's messages are handled by one worker, one at a time, in the order the broker
-delivered them, on any broker, at the cost of the broker delivering every uplink to every worker.
-Workers share one database (the Store serialises their transactions).
+Workers. Several workers (`part=(index, count)`, what `vendor serve --workers N` runs) each
+serve the devices of their part, those whose key id modulo `count` is `index` (`part_of`): a
+worker subscribes to the uplink of each of its part's registered devices, many filters to a
+SUBSCRIBE, and to those of devices registered since, at a look every REGISTRATIONS_EVERY seconds
+(the store numbers devices as they are registered). So the broker delivers each uplink once, to
+the one worker that handles that device's messages, one at a time, in the order it delivered
+them, on any broker. An uplink of another part that still comes is acknowledged unread. Workers
+share one database (the Store serialises their transactions).
 
 The device is the last level of the uplink topic; the Service refuses a message not signed by it.
 Uplinks wait in a FairQueue: one queue per topic, served in turn, so a client that floods its
@@ -43,6 +45,8 @@ from thingsdk import topics
 UPLINKS = topics.every(topics.UP)
 PER_TOPIC = 256
 BATCH = 64  # uplinks handled per transaction, at most
+FILTERS_PER_SUBSCRIBE = 256  # a worker's device uplinks per SUBSCRIBE (about 8 KB)
+REGISTRATIONS_EVERY = 1.0  # seconds between a worker's looks for devices registered meanwhile
 log = logging.getLogger(__name__)
 
 
@@ -168,10 +172,13 @@ class Server:
     batch whose transaction fails is tried again (after `retry` seconds, doubling up to a
     minute), never acknowledged unhandled.
 
-    With `part=(index, count)` the server handles only the uplinks of the devices in its part
-    (`part_of`) and acknowledges the others unread (counted in `others`); a topic that names no
-    device belongs to part 0. A shared subscription and a part do not go together: the broker
-    would hand this worker other parts' uplinks that no worker then handles."""
+    With `part=(index, count)` the server subscribes to the uplink of each registered device of
+    its part (`part_of`), FILTERS_PER_SUBSCRIBE to a SUBSCRIBE, and to those of the devices
+    registered since every REGISTRATIONS_EVERY seconds (Store.devices_after); `ready` is set once
+    the broker confirmed those it found at the start. An uplink of another part that still comes
+    (a session kept from when the worker had another part) is acknowledged unread, counted in
+    `others`. A shared subscription and a part do not go together: the broker would hand this
+    worker other parts' uplinks that no worker then handles."""
 
     def __init__(self, service, transport, share=None, interval=1.0, clock=time.time,
                  batch=BATCH, retry=0.5, part=None):
@@ -183,6 +190,9 @@ class Server:
         self.filter = uplink_filter(share)
         self.part = part
         self.others = 0
+        self._registered = 0  # the number of the latest device looked at (devices_after)
+        self._devices = 0  # devices whose uplinks this worker subscribed to
+        self._unconfirmed = []  # SUBSCRIBEs for devices registered since the start, unanswered
         self.interval = interval
         self.clock = clock
         self.batch = batch
@@ -212,6 +222,56 @@ class Server:
     def _part_text(self):
         return " (devices of part %d of %d)" % self.part if self.part else ""
 
+    def _subscribe(self):
+        """Subscribe to the uplinks this server takes: the filter, or its part's devices' (see
+        _follow_registrations). (the Acks to wait for, the SUBSCRIBEs' among them)"""
+        if not self.part:
+            subscribed = [self.transport.subscribe(self.filter)]
+            return subscribed, subscribed
+        # A worker's session may hold the plain filter, subscribed by a version that took every
+        # uplink: without it, the broker delivers this worker its part's uplinks only. Its
+        # UNSUBACK is waited for too, so that a worker with no device yet is ready once connected.
+        unsubscribed = self.transport.unsubscribe(UPLINKS)
+        subscribed = self._follow_registrations()
+        return [unsubscribed] + subscribed, subscribed
+
+    def _follow_registrations(self):
+        """Subscribe to the uplinks of the devices of this worker's part registered since the
+        last look; the SUBSCRIBEs' Acks. A device registered while the worker runs is served
+        from its first uplink after that look: the broker keeps nothing published on a topic
+        nobody has subscribed to, and the device sends its message again when no answer came."""
+        index, count = self.part
+        acks = []
+        while True:
+            found = self.service.store.devices_after(self._registered)
+            if not found:
+                return acks
+            kids = [kid for _, kid in found if part_of(kid, count) == index]
+            for start in range(0, len(kids), FILTERS_PER_SUBSCRIBE):
+                chunk = kids[start:start + FILTERS_PER_SUBSCRIBE]
+                acks.append(self.transport.subscribe(tuple(topics.uplink(kid) for kid in chunk)))
+            self._devices += len(kids)
+            self._registered = found[-1][0]  # once subscribed: a failure reads them again
+
+    def _new_registrations(self):
+        """Look for devices registered meanwhile (a failure is logged and tried at the next
+        look) and say how many of this worker's part were found."""
+        before = self._devices
+        try:
+            self._unconfirmed += self._follow_registrations()
+        except Exception:
+            log.exception("vendor could not read the newly registered devices; trying again in "
+                          "%.0f s", REGISTRATIONS_EVERY)
+        if self._devices > before:
+            log.info("vendor takes the uplinks of %d newly registered devices%s, %d in all",
+                     self._devices - before, self._part_text(), self._devices)
+        refused = [ack for ack in self._unconfirmed if ack.refused]
+        self._unconfirmed = [ack for ack in self._unconfirmed if not ack.done]
+        if refused:
+            log.error("vendor REFUSED by %s:%d: the uplinks of newly registered devices%s (%d "
+                      "SUBSCRIBEs)", self.transport.host, self.transport.port, self._part_text(),
+                      len(refused))
+
     def _arrived(self, topic, payload, delivery=None):
         pending = self.acks.arrived(delivery)
         if self.part and not self._mine(topic):
@@ -231,21 +291,25 @@ class Server:
 
     def run(self):
         """Serve until stopped, then close the connection."""
-        subscribed = self.transport.subscribe(self.filter)
+        waits, subscribed = self._subscribe()
         self.transport.start()
         next_advance = 0
+        next_look = time.monotonic() + REGISTRATIONS_EVERY
         try:
             while not self._stop.is_set():
                 if self._report.is_set():
                     self._report.clear()
                     log.info("vendor counters%s: %s", self._part_text(), self.counters())
-                if not self.ready.is_set() and subscribed.done:
+                if not self.ready.is_set() and all(ack.done for ack in waits):
                     self.ready.set()
-                    log.log(logging.ERROR if subscribed.refused else logging.INFO,
+                    refused = any(ack.refused for ack in subscribed)
+                    log.log(logging.ERROR if refused else logging.INFO,
                             "vendor %s %s %s:%d on %s%s", self.service.kid.hex(),
-                            "REFUSED by" if subscribed.refused else "serving",
-                            self.transport.host, self.transport.port, self.filter,
-                            self._part_text())
+                            "REFUSED by" if refused else "serving", self.transport.host,
+                            self.transport.port, self._serving_text(), self._part_text())
+                if self.part and time.monotonic() >= next_look:
+                    next_look = time.monotonic() + REGISTRATIONS_EVERY
+                    self._new_registrations()
                 self.acks.release()
                 # Poll briefly while acknowledgements wait on the broker's PUBACKs for answers.
                 wait = 0.005 if len(self.acks) else min(0.2, self.interval)
@@ -263,6 +327,11 @@ class Server:
         finally:
             self.transport.close()
             log.info("vendor stopped%s; %s", self._part_text(), self.counters())
+
+    def _serving_text(self):
+        if not self.part:
+            return self.filter
+        return "the uplinks of its %d registered devices" % self._devices
 
     def _serve(self, batch):
         """Handle a batch (trying again while its transaction fails), publish the answers after
