@@ -18,8 +18,10 @@ rate (one publisher to one subscriber, measured in the same run with the C clien
 `mosquitto_pub`/`mosquitto_sub` if installed, paho otherwise: it says which), p50/p99 from order
 to receipt in the burst and at the steady rate; for the burst, the cores the vendor, PostgreSQL,
 the generators and the broker used and how busy the whole machine was (others' work included),
-and how long the vendor held its one write lock per order (from its counters, logged on
-SIGUSR1): the throughput no number of workers can pass. Then each target as met or NOT met.
+the vendor's CPU time per order, the uplinks a worker was given for another worker's devices
+(none, since each subscribes to its own devices'), and how long the vendor held its one write
+lock per order (from its counters, logged on SIGUSR1): the throughput no number of workers can
+pass. Then each target as met or NOT met.
 """
 
 import argparse
@@ -337,17 +339,18 @@ class Vendor:
     def _count(self, text):
         return sum(text in line for line in list(self.lines))
 
-    def lock_time(self):
+    def counters(self):
         """(seconds the vendor's processes have held the write lock, seconds they waited for
-        it), as each says when sent SIGUSR1."""
+        it, uplinks of other workers' devices they were given and passed over), as each says
+        when sent SIGUSR1."""
         said = self._count("vendor counters")
         self.process.send_signal(signal.SIGUSR1)
         if not wait_for(lambda: self._count("vendor counters") >= said + self.workers, 30):
             raise SystemExit("vendor serve did not log its counters:\n" + "".join(self.lines))
         lines = [line for line in list(self.lines) if "vendor counters" in line]
-        found = [re.search(r"held the write lock ([\d.]+) s and waited ([\d.]+) s", line)
-                 for line in lines[-self.workers:]]
-        return tuple(sum(float(f.group(i)) for f in found) for i in (1, 2))
+        found = [re.search(r"passed over: (\d+); .*held the write lock ([\d.]+) s and waited "
+                           r"([\d.]+) s", line) for line in lines[-self.workers:]]
+        return tuple(sum(float(f.group(i)) for f in found) for i in (2, 3, 1))
 
     def stop(self):
         self.process.send_signal(signal.SIGTERM)
@@ -468,7 +471,7 @@ def run_setup(folder, broker, db, workers, seeds, n_burst, generators, steady_ra
         load = Generators(folder, broker.port, owner, vendor, burst, steady, generators)
         others = {"vendor": server.pids, "generators": [p.pid for p in load.processes],
                   "broker": [broker.pid], "database": database_pids(pg)}
-        lock = server.lock_time()
+        said = server.counters()
         cpu = {name: cpu_seconds(pids) for name, pids in others.items()}
         busy, began = machine_busy_seconds(), time.monotonic()
         load.tell("burst")
@@ -477,10 +480,11 @@ def run_setup(folder, broker, db, workers, seeds, n_burst, generators, steady_ra
         burst_figures["machine_cores"] = (machine_busy_seconds() - busy) / window
         for name, pids in others.items():
             burst_figures[name + "_cores"] = (cpu_seconds(pids) - cpu[name]) / window
-        lock = [after - before for before, after in zip(lock, server.lock_time())]
+        said = [after - before for before, after in zip(said, server.counters())]
         accepted = burst_figures["accepted"] or float("nan")
         burst_figures["lock_held_ms"], burst_figures["lock_waited_ms"] = (
-            1000 * lock[0] / accepted, 1000 * lock[1] / accepted)
+            1000 * said[0] / accepted, 1000 * said[1] / accepted)
+        burst_figures["passed_over"] = int(said[2])
         rate = steady_rate or STEADY * burst_figures["orders_per_s"]
         count = min(len(steady), max(generators, round(rate * STEADY_SECONDS)))
         load.tell("steady %f %d" % (rate / generators, count // generators))
@@ -579,6 +583,9 @@ def main():
                   b["p50_ms"], b["p99_ms"], b["vendor_cores"],
                   " + PostgreSQL %.2f" % b["database_cores"] if name == "postgresql" else "",
                   b["generators_cores"], b["broker_cores"]))
+        print("          the vendor's CPU per order %.2f ms; uplinks the broker gave a worker "
+              "for another's devices: %d" % (1000 * b["vendor_cores"] / b["orders_per_s"],
+                                             b["passed_over"]))
         print("          the write lock, per order of the burst: held %.2f ms, waited for %.2f ms; "
               "held so, it allows at most %.0f orders/s however many workers"
               % (b["lock_held_ms"], b["lock_waited_ms"], 1000 / b["lock_held_ms"]))

@@ -21,3 +21,4 @@ def test_a_small_fleet_orders_through_mosquitto_and_the_vendor_workers():
         # Per order: mandate, quote request and order up; offer and receipt down.
         assert burst["messages_per_order"] == steady["messages_per_order"] == 5
         assert burst["p50_ms"] <= burst["p99_ms"] and burst["orders_per_s"] > 0
+        assert burst["passed_over"] == 0  # each worker is given its own devices' uplinks only
