@@ -290,6 +290,7 @@ def test_many_filters_go_in_one_subscribe_kept_across_a_restart_until_unsubscrib
     sent = [r.getMessage() for r in loud.records if r.getMessage().startswith("Sending SUBSCRIBE")
             and topics.uplink(DEVICE_A) in r.getMessage()]
     assert len(sent) == 1 and topics.uplink(DEVICE_B) in sent[0], sent
+    assert server.subscribe((topics.presence(DEVICE_A),)).wait(TIMEOUT)
     a = device(connect, broker.tls_url, DEVICE_A)
     b = device(connect, broker.tls_url, DEVICE_B)
 
@@ -323,7 +324,12 @@ def test_many_filters_go_in_one_subscribe_kept_across_a_restart_until_unsubscrib
 
         assert wait_for(heard, TIMEOUT)
     assert server.reconnects == 2
-    assert {t for t, _ in server.on_message.messages} == {topics.uplink(DEVICE_A)}
+    assert {t for t, _ in server.on_message.messages} == {topics.uplink(DEVICE_A),
+                                                          topics.presence(DEVICE_A)}
+    # Subscribed again, the two tuples' filters are packed into one SUBSCRIBE.
+    again = [r.getMessage() for r in loud.records if r.getMessage().startswith(
+        "Sending SUBSCRIBE") and topics.uplink(DEVICE_A) in r.getMessage()][1:]
+    assert len(again) == 2 and all(topics.presence(DEVICE_A) in line for line in again), again
 
 
 def test_a_clean_close_says_offline_too(broker, connect):

@@ -44,6 +44,7 @@ _PROTOCOLS = {V5: paho.MQTTv5, V311: paho.MQTTv311}
 _UNSUPPORTED_PROTOCOL = 0x84
 PACKET_TOO_LARGE = 0x95
 QOS = 1
+FILTERS_PER_SUBSCRIBE = 256  # the most a SUBSCRIBE carries when filters are subscribed again
 
 log = logging.getLogger(__name__)
 mqtt_properties.install()  # packets without MQTT 5 properties, as all of thingsdk's, made cheap
@@ -449,6 +450,10 @@ class Transport:
             self._queued_filters.clear()
         log.info("connected to %s%s", self.address, " (MQTT 3.1.1)" if self.version == V311 else "")
         self._said = []
+        many = [one for f in filters if isinstance(f, tuple) for one in f]
+        filters = [f for f in filters if not isinstance(f, tuple)] + [
+            tuple(many[i:i + FILTERS_PER_SUBSCRIBE])  # tuples subscribed a few at a time, packed
+            for i in range(0, len(many), FILTERS_PER_SUBSCRIBE)]
         for topic_filter in filters:
             self._subscribe(client, topic_filter, Ack())
         if self.presence:

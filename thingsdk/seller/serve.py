@@ -41,11 +41,11 @@ import threading
 import time
 
 from thingsdk import topics
+from thingsdk.mqtt import FILTERS_PER_SUBSCRIBE
 
 UPLINKS = topics.every(topics.UP)
 PER_TOPIC = 256
 BATCH = 64  # uplinks handled per transaction, at most
-FILTERS_PER_SUBSCRIBE = 256  # a worker's device uplinks per SUBSCRIBE (about 8 KB)
 REGISTRATIONS_EVERY = 1.0  # seconds between a worker's looks for devices registered meanwhile
 log = logging.getLogger(__name__)
 
