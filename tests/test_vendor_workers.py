@@ -8,9 +8,11 @@ device's messages were handled in order.
 """
 
 import contextlib
+import logging
 import os
 import re
 import signal
+import sqlite3
 import subprocess
 import sys
 import time
@@ -25,10 +27,11 @@ from thingsdk import topics
 from thingsdk.core import messages as m
 from thingsdk.core import restore
 from thingsdk.crypto import Ed25519Signer, save_keypair
-from thingsdk.mqtt import Transport
-from thingsdk.seller.serve import parse_part, part_of
-from thingsdk.seller.service import register
-from thingsdk.seller.store import open_store
+from thingsdk.mqtt import Ack, Transport
+from thingsdk.seller import catalog
+from thingsdk.seller.serve import Server, parse_part, part_of
+from thingsdk.seller.service import Service, register
+from thingsdk.seller.store import Store, open_store
 
 DEVICES = 120
 WORKERS = 2
@@ -197,6 +200,69 @@ def test_a_device_registered_while_the_workers_run_is_served(broker, tmp_path, b
         assert fleet.answers() == []  # one offer each: no worker answered another's device
     assert re.findall(r"passed over: (\d+);", log()) == ["0", "0"], log()
     assert "unknown-device" not in log()
+
+
+class SubscribeRecorder:
+    """A transport that records the filters subscribed to, each SUBSCRIBE answered at once with
+    `reasons`."""
+
+    host, port = "broker.test", 1883
+
+    def __init__(self, reasons=1):
+        self.subscribed = []
+        self.reasons = reasons
+
+    def ack(self, delivery):
+        pass
+
+    def subscribe(self, topic_filter):
+        self.subscribed.append(topic_filter)
+        ack = Ack()
+        ack._answer([self.reasons] * len(topic_filter))
+        return ack
+
+
+def test_a_worker_that_cannot_read_new_registrations_skips_none_and_says_a_refusal(
+        tmp_path, caplog):
+    """Registrations are read page by page; a read that fails is logged and tried again at the
+    next look from the first device not yet subscribed to, so none is skipped or taken twice. A
+    SUBSCRIBE the broker refuses is said as an error."""
+    store = open_store(tmp_path / "vendor.db")
+    owner = Ed25519Signer.generate()
+    signers = [Ed25519Signer.from_seed(bytes([i]) * 32) for i in range(60, 72)]
+    for signer in signers:
+        register(store, signer.public_key, owner.public_key, 1)
+    pages, fail = [], [2]  # the second page read fails once
+
+    def devices_after(number, limit=1000):
+        pages.append(number)
+        if len(pages) in fail:
+            fail.clear()
+            raise sqlite3.OperationalError("disk I/O error")
+        return Store.devices_after(store, number, limit=3)
+
+    store.devices_after = devices_after
+    service = Service(store, catalog.parse(CATALOG), Ed25519Signer.generate())
+    server = Server(service, SubscribeRecorder(), part=(1, 2))
+    with caplog.at_level(logging.INFO, logger="thingsdk.seller.serve"):
+        server._new_registrations()
+        assert "could not read the newly registered devices" in caplog.text
+        server._new_registrations()
+    mine = [topics.uplink(s.kid) for s in signers if part_of(s.kid, 2) == 1]
+    got = [f for chunk in server.transport.subscribed for f in chunk]
+    assert got == mine and len(set(got)) == len(got)
+    assert ", %d in all" % len(mine) in caplog.text
+
+    server.transport.reasons = 0x87  # not authorised
+    late = next(signer for signer in (Ed25519Signer.from_seed(bytes([i]) * 32)
+                                      for i in range(99, 120)) if part_of(signer.kid, 2) == 1)
+    register(store, late.public_key, owner.public_key, 2)
+    caplog.clear()
+    with caplog.at_level(logging.INFO, logger="thingsdk.seller.serve"):
+        server._new_registrations()
+    assert server.transport.subscribed[-1] == (topics.uplink(late.kid),)
+    assert "vendor REFUSED by broker.test:1883: the uplinks of newly registered devices (devices "\
+           "of part 1 of 2) (1 SUBSCRIBEs)" in caplog.text, caplog.text
 
 
 def test_workers_and_a_shared_subscription_are_refused_together(tmp_path, capsys):

@@ -239,7 +239,7 @@ class Server:
         """Subscribe to the uplinks of the devices of this worker's part registered since the
         last look; the SUBSCRIBEs' Acks. A device registered while the worker runs is served
         from its first uplink after that look: the broker keeps nothing published on a topic
-        nobody has subscribed to, and the device sends its message again when no answer came."""
+        nobody has subscribed to, and a device asks again for what went unanswered."""
         index, count = self.part
         acks = []
         while True:
