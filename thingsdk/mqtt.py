@@ -44,7 +44,7 @@ _PROTOCOLS = {V5: paho.MQTTv5, V311: paho.MQTTv311}
 _UNSUPPORTED_PROTOCOL = 0x84
 PACKET_TOO_LARGE = 0x95
 QOS = 1
-FILTERS_PER_SUBSCRIBE = 256  # the most a SUBSCRIBE carries when filters are subscribed again
+FILTERS_PER_SUBSCRIBE = 256  # the most filters `packed` puts in one SUBSCRIBE (about 8 KB)
 
 log = logging.getLogger(__name__)
 mqtt_properties.install()  # packets without MQTT 5 properties, as all of thingsdk's, made cheap
@@ -185,6 +185,13 @@ class Ack:
         if self.reasons is None:
             self.reasons = reasons
             self._unanswered.release()
+
+
+def packed(filters):
+    """`filters` as tuples of at most FILTERS_PER_SUBSCRIBE, each for one SUBSCRIBE."""
+    filters = list(filters)
+    return [tuple(filters[i:i + FILTERS_PER_SUBSCRIBE])
+            for i in range(0, len(filters), FILTERS_PER_SUBSCRIBE)]
 
 
 class Transport:
@@ -374,11 +381,8 @@ class Transport:
         self._track(client.publish(topic, payload, qos=QOS, retain=retain).mid, ack)
 
     def _subscribe(self, client, topic_filter, ack):
-        if isinstance(topic_filter, tuple):
-            topic_filter = [(one, QOS) for one in topic_filter]
-            self._track(client.subscribe(topic_filter)[1], ack)
-        else:
-            self._track(client.subscribe(topic_filter, qos=QOS)[1], ack)
+        filters = topic_filter if isinstance(topic_filter, tuple) else (topic_filter,)
+        self._track(client.subscribe([(one, QOS) for one in filters])[1], ack)
 
     def _unsubscribe(self, client, topic_filter, ack):
         self._track(client.unsubscribe(topic_filter)[1], ack)
@@ -450,10 +454,9 @@ class Transport:
             self._queued_filters.clear()
         log.info("connected to %s%s", self.address, " (MQTT 3.1.1)" if self.version == V311 else "")
         self._said = []
-        many = [one for f in filters if isinstance(f, tuple) for one in f]
-        filters = [f for f in filters if not isinstance(f, tuple)] + [
-            tuple(many[i:i + FILTERS_PER_SUBSCRIBE])  # tuples subscribed a few at a time, packed
-            for i in range(0, len(many), FILTERS_PER_SUBSCRIBE)]
+        # Filters subscribed as tuples, a few at a time (a worker's new devices), go out packed.
+        singles = [f for f in filters if not isinstance(f, tuple)]
+        filters = singles + packed(one for f in filters if isinstance(f, tuple) for one in f)
         for topic_filter in filters:
             self._subscribe(client, topic_filter, Ack())
         if self.presence:

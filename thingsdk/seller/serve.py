@@ -41,7 +41,7 @@ import threading
 import time
 
 from thingsdk import topics
-from thingsdk.mqtt import FILTERS_PER_SUBSCRIBE
+from thingsdk.mqtt import packed
 
 UPLINKS = topics.every(topics.UP)
 PER_TOPIC = 256
@@ -173,7 +173,7 @@ class Server:
     minute), never acknowledged unhandled.
 
     With `part=(index, count)` the server subscribes to the uplink of each registered device of
-    its part (`part_of`), FILTERS_PER_SUBSCRIBE to a SUBSCRIBE, and to those of the devices
+    its part (`part_of`), many to a SUBSCRIBE (`mqtt.packed`), and to those of the devices
     registered since every REGISTRATIONS_EVERY seconds (Store.devices_after); `ready` is set once
     the broker confirmed those it found at the start. An uplink of another part that still comes
     (a session kept from when the worker had another part) is acknowledged unread, counted in
@@ -246,11 +246,9 @@ class Server:
             found = self.service.store.devices_after(self._registered)
             if not found:
                 return acks
-            kids = [kid for _, kid in found if part_of(kid, count) == index]
-            for start in range(0, len(kids), FILTERS_PER_SUBSCRIBE):
-                chunk = kids[start:start + FILTERS_PER_SUBSCRIBE]
-                acks.append(self.transport.subscribe(tuple(topics.uplink(kid) for kid in chunk)))
-            self._devices += len(kids)
+            mine = [topics.uplink(kid) for _, kid in found if part_of(kid, count) == index]
+            acks += [self.transport.subscribe(filters) for filters in packed(mine)]
+            self._devices += len(mine)
             self._registered = found[-1][0]  # once subscribed: a failure reads them again
 
     def _new_registrations(self):
