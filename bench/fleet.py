@@ -21,7 +21,11 @@ the generators and the broker used and how busy the whole machine was (others' w
 the vendor's CPU time per order, the uplinks a worker was given for another worker's devices
 (none, since each subscribes to its own devices'), and how long the vendor held its one write
 lock per order (from its counters, logged on SIGUSR1): the throughput no number of workers can
-pass. Then each target as met or NOT met.
+pass. Then the bound the signatures alone set on this machine: an Ed25519 sign and verify timed
+in the same run, an order's signs and verifies (every message signed by its sender and checked
+by its receiver, and the owner's mandate checked by the vendor), and the orders/s and share of
+the raw rate that all its cores could reach doing nothing else. Then each target as met or NOT
+met.
 """
 
 import argparse
@@ -37,6 +41,7 @@ import sys
 import tempfile
 import threading
 import time
+from collections import namedtuple
 from pathlib import Path
 
 import paho.mqtt.client as paho
@@ -58,6 +63,9 @@ STEADY_SECONDS = 5.0
 PHASE_TIMEOUT = 180.0
 TARGET_SHARE_OF_RAW = 0.20  # e2e messages/s against the raw rate, with >= 1000 connections
 TARGET_SCALE = 1.7  # 2 workers against 1
+# What the vendor's processes say when sent SIGUSR1, added up: seconds they held the write lock
+# and waited for it, and uplinks of other workers' devices they were given and passed over.
+Counters = namedtuple("Counters", "held waited passed_over")
 TARGET_P99_MS = 20.0  # order -> receipt at the steady rate
 
 
@@ -135,6 +143,7 @@ def phase_result(devices):
         "accepted": sum(d.outcome == "accepted" for d in done),
         "refused": sum(d.refused for d in devices),
         "messages": sum(d.sent + d.received for d in devices),
+        "sent": sum(d.sent for d in devices),
         "latencies_ms": [(d.receipt_at - d.order_sent) * 1000 for d in done],
         "first": min((d.started for d in devices if d.started), default=0.0),
         "last": max((d.done_at for d in done), default=0.0),
@@ -216,6 +225,35 @@ def generate(spec):
 
 
 # The bench's side.
+
+def crypto_costs(size, n=300, rounds=3):
+    """(sign, verify): the seconds one Ed25519 signature and one check of `size` bytes take here
+    with the key classes the vendor and the devices use (`cryptography`), least of `rounds`."""
+    signer = Ed25519Signer.generate()
+    verifier, data = signer.verifier(), os.urandom(size)
+    signature = signer.sign(data)
+    sign = verify = float("inf")
+    for _ in range(rounds):
+        start = time.perf_counter()
+        for _ in range(n):
+            signer.sign(data)
+        signed = time.perf_counter()
+        for _ in range(n):
+            verifier.verify(signature, data)
+        sign = min(sign, (signed - start) / n)
+        verify = min(verify, (time.perf_counter() - signed) / n)
+    return sign, verify
+
+
+def crypto_bound(burst, crypto, cores):
+    """(signs, verifies, CPU seconds, orders/s) of an order's Ed25519 work alone: each message
+    signed by its sender and checked by its receiver, and the owner's mandate, which a device
+    sends once, checked by the vendor; the orders/s `cores` could reach doing nothing else."""
+    signs = round(burst["messages_per_order"])
+    verifies = signs + 1
+    seconds = signs * crypto[0] + verifies * crypto[1]
+    return signs, verifies, seconds, cores / seconds
+
 
 def raw_rate(port, count, size):
     """(messages per second from one publisher through the broker to one subscriber, how
@@ -340,9 +378,7 @@ class Vendor:
         return sum(text in line for line in list(self.lines))
 
     def counters(self):
-        """(seconds the vendor's processes have held the write lock, seconds they waited for
-        it, uplinks of other workers' devices they were given and passed over), as each says
-        when sent SIGUSR1."""
+        """The Counters of all the vendor's processes, as each says when sent SIGUSR1."""
         said = self._count("vendor counters")
         self.process.send_signal(signal.SIGUSR1)
         if not wait_for(lambda: self._count("vendor counters") >= said + self.workers, 30):
@@ -350,7 +386,7 @@ class Vendor:
         lines = [line for line in list(self.lines) if "vendor counters" in line]
         found = [re.search(r"passed over: (\d+); .*held the write lock ([\d.]+) s and waited "
                            r"([\d.]+) s", line) for line in lines[-self.workers:]]
-        return tuple(sum(float(f.group(i)) for f in found) for i in (2, 3, 1))
+        return Counters(*(sum(float(f.group(i)) for f in found) for i in (2, 3, 1)))
 
     def stop(self):
         self.process.send_signal(signal.SIGTERM)
@@ -372,6 +408,7 @@ def summary(results):
     span = max(r["last"] for r in results) - min(r["first"] for r in results)
     accepted = sum(r["accepted"] for r in results)
     messages = sum(r["messages"] for r in results)
+    sent = sum(r["sent"] for r in results)
     return {
         "devices": sum(r["devices"] for r in results), "accepted": accepted,
         "answered": sum(r["answered"] for r in results),
@@ -379,6 +416,7 @@ def summary(results):
         "orders_per_s": accepted / span if span > 0 else 0.0,
         "messages_per_s": messages / span if span > 0 else 0.0,
         "messages_per_order": messages / accepted if accepted else 0.0,
+        "up_per_order": sent / accepted if accepted else 0.0,
         "p50_ms": statistics.median(latencies) if latencies else float("nan"),
         "p99_ms": percentile(latencies, 0.99),
     }
@@ -480,11 +518,11 @@ def run_setup(folder, broker, db, workers, seeds, n_burst, generators, steady_ra
         burst_figures["machine_cores"] = (machine_busy_seconds() - busy) / window
         for name, pids in others.items():
             burst_figures[name + "_cores"] = (cpu_seconds(pids) - cpu[name]) / window
-        said = [after - before for before, after in zip(said, server.counters())]
+        said = Counters(*(after - before for before, after in zip(said, server.counters())))
         accepted = burst_figures["accepted"] or float("nan")
         burst_figures["lock_held_ms"], burst_figures["lock_waited_ms"] = (
-            1000 * said[0] / accepted, 1000 * said[1] / accepted)
-        burst_figures["passed_over"] = int(said[2])
+            1000 * said.held / accepted, 1000 * said.waited / accepted)
+        burst_figures["passed_over"] = int(said.passed_over)
         rate = steady_rate or STEADY * burst_figures["orders_per_s"]
         count = min(len(steady), max(generators, round(rate * STEADY_SECONDS)))
         load.tell("steady %f %d" % (rate / generators, count // generators))
@@ -522,6 +560,7 @@ def run(n_devices, n_raw, workers=(1, 2), postgres=False, generators=2, steady_d
                                                     "test": False},
                                    vendor, vendor.kid, 1, int(time.time()), bytes(16), codec)
             raw = raw_rate(broker.port, n_raw, len(sealed))
+            crypto = crypto_costs(len(sealed))
             stores = [("sqlite", lambda i: folder / ("vendor-%d.db" % i))]
             if postgres:
                 from postgres import Postgres
@@ -540,7 +579,7 @@ def run(n_devices, n_raw, workers=(1, 2), postgres=False, generators=2, steady_d
             broker.stop()
             if pg is not None:
                 pg.stop()
-    return {"raw": raw, "order_bytes": len(sealed), "setups": setups,
+    return {"raw": raw, "order_bytes": len(sealed), "setups": setups, "crypto": crypto,
             "connections": len(seeds["devices"]), "generators": generators}
 
 
@@ -597,11 +636,22 @@ def main():
               % (s["rate"], 100 * s["rate"] / b["orders_per_s"] if b["orders_per_s"] else 0,
                  s["devices"], s["accepted"], s["p50_ms"], s["p99_ms"]))
         best[(name, n)] = (b, s)
+    burst = r["setups"][0][2]
+    signs, verifies, seconds, most = crypto_bound(burst, r["crypto"], cores)
+    bound = most * burst["messages_per_order"] / raw
+    print("Ed25519 alone: sign %.0f µs, verify %.0f µs here (%d-byte messages); an order's %d "
+          "signs and %d verifies (each message's, and the owner's mandate checked by the vendor) "
+          "take %.2f ms of CPU: on %d cores at most %.0f orders/s, %.1f %% of raw, were the "
+          "broker, the vendor's Python and the generators free"
+          % (1e6 * r["crypto"][0], 1e6 * r["crypto"][1], r["order_bytes"], signs, verifies,
+             1000 * seconds, cores, most, 100 * bound))
     print("targets:")
     share = max(b["messages_per_s"] / raw for b, _ in best.values())
-    print("  e2e msgs/s >= %d %% of raw, >= 1000 connections   %s  (best %.1f %%, %d connections)"
+    print("  e2e msgs/s >= %d %% of raw, >= 1000 connections   %s  (best %.1f %%, %d connections; "
+          "Ed25519 alone allows %.1f %% here)"
           % (TARGET_SHARE_OF_RAW * 100, verdict(share >= TARGET_SHARE_OF_RAW and
-                                               args.devices >= 1000), share * 100, args.devices))
+                                               args.devices >= 1000), share * 100, args.devices,
+             100 * bound))
     for name in sorted({name for name, _ in best}):
         if (name, 1) in best and (name, 2) in best:
             scale = best[(name, 2)][0]["orders_per_s"] / best[(name, 1)][0]["orders_per_s"]
