@@ -378,7 +378,7 @@ def test_devices_are_numbered_as_registered_and_an_older_database_is_numbered(ba
     """devices_after gives the devices in the order they were registered, a renewal keeping its
     number: what workers follow to subscribe to new devices. A database of schema version 2 (no
     numbers on PostgreSQL) has its devices numbered when it is opened."""
-    signers = [Ed25519Signer.from_seed(bytes([i]) * 32) for i in range(40, 45)]
+    signers = [Ed25519Signer.from_seed(bytes([i]) * 32) for i in range(40, 44)]
     owner = Ed25519Signer.from_seed(b"\x07" * 32)
     store = open_store(backend)
     for signer in signers[:3]:
