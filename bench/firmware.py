@@ -32,6 +32,8 @@ Prints, from one run:
 - the heap each module of the stock build takes as it loads (thingsdk.firmware_build.load_order);
 - the check of one message on the 32-bit port, with the schemas read from flash as the stock
   build has them and with them in the code (bench/mpy_check.py);
+- the heap the spend ledger keeps for each order it counts, on the 32-bit port
+  (bench/mpy_ledger.py), and what a year of orders under a rolling budget makes of it;
 - Ed25519 sign and verify, and the first Signer (which builds the base point's multiples where
   a comb table is not frozen), on the 32-bit port (stock and frozen, in a board's 128 KB heap)
   and on the WebAssembly port.
@@ -52,6 +54,7 @@ from micropython_port import RUNNER  # noqa: E402
 from thingsdk import boards  # noqa: E402
 from thingsdk.boards import BOARDS, TARGET  # noqa: E402
 from thingsdk.core.agent import SPARE_CLOSED  # noqa: E402
+from thingsdk.core.ledger import MAX_ENTRIES  # noqa: E402
 from thingsdk.firmware_build import (  # noqa: E402
     LINKS, code_bytes, compile_lib, find_mpy_cross, load_order)
 from thingsdk.firmware_texts import DATA  # noqa: E402
@@ -335,6 +338,18 @@ def checking(stock, tmp):
           % (times[0], times[1], times[0] / times[1]))
 
 
+def ledger(stock, tmp):
+    """What the spend ledger keeps per order on the 32-bit port (bench/mpy_ledger.py, the stock
+    build's modules), and what a budget over a long rolling period makes of it."""
+    each = on_unix(stock, ROOT / "bench" / "mpy_ledger.py",
+                   path=[tmp / "stock" / "lib", tmp / "stock"])["ledger_entry_bytes"]
+    print("the spend ledger on the 32-bit port, stock: %d B of heap for each order it counts (52 "
+          "weekly orders under a budget over a rolling 366 days): a year of weekly orders %.1f "
+          "KB, of daily ones (its most, %d) %.1f KB; a calendar month's budget or order count "
+          "keeps that month's orders only" % (each, 52 * each / 1024, MAX_ENTRIES,
+                                              MAX_ENTRIES * each / 1024))
+
+
 def crypto(stock, frozen):
     script = ROOT / "bench" / "mpy_ed25519.py"
     runs = [("unix port 32-bit, stock", on_unix(stock, script, path=[ROOT], heap=CRYPTO_HEAP)),
@@ -365,6 +380,7 @@ def main():
         frozen = unix_port.firmware(extra=[(PORTABLE, name + ".py") for name in TEST_MODULES])
         build = heap_section(tmp, stock, frozen)
         checking(stock, tmp)
+        ledger(stock, tmp)
         by_module(stock, build, tmp)
         wasm_order(build, tmp)
     crypto(stock, frozen)

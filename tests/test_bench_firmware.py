@@ -58,3 +58,8 @@ def test_the_firmware_benchmark_prints_every_figure(unix32):
     assert min(map(int, modules.values())) > 256  # each one its code, not an empty namespace
     stock_code = int(re.search(r"code loaded +(\d+) B", out).group(1))
     assert 0.8 * stock_code <= int(total.group(1)) <= stock_code
+    # The spend ledger's heap per order it counts, and a year of weekly orders made of it.
+    ledger = re.search(r"the spend ledger on the 32-bit port, stock: (\d+) B of heap for each "
+                       r"order it counts .*: a year of weekly orders ([\d.]+) KB", out)
+    assert ledger and 32 <= int(ledger.group(1)) <= 1024
+    assert abs(float(ledger.group(2)) - 52 * int(ledger.group(1)) / 1024) < 0.1
