@@ -3,12 +3,14 @@ from check import raises
 from samples import TS
 
 from thingsdk.core import restore
-from thingsdk.core.ledger import MAX_ENTRIES, Ledger, LedgerError, month_start
+from thingsdk.core.ledger import (MAX_ENTRIES, SETTLE_AFTER, Ledger, LedgerError, month_start,
+                                  settled_record)
 
 DAY = 86400
 NOW = TS + 10 * DAY  # 2026-01-11
 MONTHLY = ["budget", {"cur": "EUR", "max": 5000, "period": "month"}]
 WEEKLY_TWICE = ["recurrence", {"max": 2, "period": "rolling", "window": 7 * DAY}]
+YEARLY = ["budget", {"cur": "EUR", "max": 10000, "period": "rolling", "window": 366 * DAY}]
 
 
 def oid(n):
@@ -101,12 +103,26 @@ def test_state_round_trips_and_malformed_state_is_refused():
     ledger.reserve(oid(1), 1000, "EUR", NOW)
     ledger.commit(oid(2))
     state = ledger.to_state()
-    assert state == {"v": 1, "latest": NOW + 5, "entries": [
-        [oid(1), NOW + 5, 1000, "EUR", "reserved"], [oid(2), NOW + 5, 2000, "EUR", "committed"]]}
+    assert state == {"v": 2, "latest": NOW + 5, "entries": [
+        [oid(1), NOW + 5, 1000, "EUR", "reserved"], [oid(2), NOW + 5, 2000, "EUR", "committed"]],
+        "settled": b""}
     again = restore.ledger(state, [MONTHLY])
     assert again.to_state() == state and again.reserve(oid(3), 2001, "EUR", NOW) == "over-budget"
+    older = {"v": 1, "latest": state["latest"], "entries": state["entries"]}  # none settled
+    assert restore.ledger(older, [MONTHLY]).to_state() == state
     good = [oid(1), NOW, 1000, "EUR", "reserved"]
+    settled = settled_record(NOW, 1000, "EUR")
     for bad in ([], None, {"v": 2, "latest": 0, "entries": []},
+                {"v": 3, "latest": 0, "entries": [], "settled": b""},
+                {"v": 1, "latest": 0, "entries": [], "settled": b""},
+                {"v": 2, "latest": NOW, "entries": [], "settled": settled[:12]},
+                {"v": 2, "latest": NOW, "entries": [], "settled": [settled]},
+                {"v": 2, "latest": NOW - 1, "entries": [], "settled": settled},
+                {"v": 2, "latest": NOW, "entries": [], "settled": settled[:10] + b"eur"},
+                {"v": 2, "latest": NOW, "entries": [], "settled": settled[:10] + b"\xff\xfeE"},
+                {"v": 2, "latest": NOW, "entries": [],
+                 "settled": settled[:5] + (10 ** 12 + 1).to_bytes(5, "big") + b"EUR"},
+                {"v": 2, "latest": NOW, "entries": [], "settled": settled * (MAX_ENTRIES + 1)},
                 {"v": 1, "latest": NOW, "entries": [], "extra": 1},
                 {"v": 1, "latest": NOW, "entries": [good[:4]]},
                 {"v": 1, "latest": NOW, "entries": [good, good]},
@@ -125,3 +141,42 @@ def test_bad_arguments_are_refused():
     raises(LedgerError, ledger.reserve, oid(1), 1, "EUR", -1)
     raises(LedgerError, ledger.reserve, "order", 1, "EUR", NOW)
     raises(LedgerError, Ledger, [["vendors", {"kids": []}]])
+
+
+def test_committed_orders_settle_without_their_ids_and_still_count():
+    """A year's budget keeps a year of orders: those committed more than SETTLE_AFTER ago are
+    kept as 13 bytes each, without their id, and count as before until their period ends."""
+    ledger = Ledger([YEARLY])
+    assert ledger.reserve(oid(1), 3000, "EUR", NOW) == "reserved" and ledger.commit(oid(1))
+    assert ledger.reserve(oid(2), 2000, "EUR", NOW + DAY) == "reserved"  # never committed
+    later = NOW + SETTLE_AFTER + DAY
+    assert ledger.reserve(oid(3), 1000, "EUR", later) == "reserved"  # pruned and settled
+    state = ledger.to_state()
+    assert state["settled"] == settled_record(NOW, 3000, "EUR")
+    assert [e[0] for e in state["entries"]] == [oid(2), oid(3)]
+    assert ledger.state_of(oid(1)) is None and not ledger.release(oid(1))
+    assert ledger.usage(YEARLY[1], later) == (3, 3000, 3000)
+    assert ledger.reserve(oid(4), 4001, "EUR", later) == "over-budget"
+    again = restore.ledger(state, [YEARLY])
+    assert again.to_state() == state and again.usage(YEARLY[1], later) == (3, 3000, 3000)
+    assert ledger.reserve(oid(4), 4000, "EUR", later) == "reserved"
+    assert ledger.commit(oid(3)) and ledger.commit(oid(4))
+    ledger.prune(later + SETTLE_AFTER)  # settled oldest first, then by id
+    assert ledger.to_state()["settled"] == settled_record(NOW, 3000, "EUR") + settled_record(
+        later, 1000, "EUR") + settled_record(later, 4000, "EUR")
+    assert [e[0] for e in ledger.to_state()["entries"]] == [oid(2)]  # reserved: kept whole
+    assert ledger.usage(YEARLY[1], later + SETTLE_AFTER) == (4, 8000, 2000)
+    year_on = NOW + 366 * DAY  # the first order's period is over: it counts no more
+    ledger.prune(year_on)
+    assert ledger.usage(YEARLY[1], year_on) == (3, 5000, 2000)
+    assert len(ledger.to_state()["settled"]) == 2 * 13
+
+
+def test_settled_orders_count_against_the_memory_bound():
+    ledger = Ledger([["recurrence", {"max": 1000, "period": "rolling", "window": 366 * DAY}]])
+    for n in range(MAX_ENTRIES):
+        assert ledger.reserve(n.to_bytes(2, "big"), 1, "EUR", NOW + n * 3600) == "reserved"
+        ledger.commit(n.to_bytes(2, "big"))
+    later = NOW + SETTLE_AFTER + 30 * DAY
+    assert ledger.reserve(b"one more", 1, "EUR", later) == "full"
+    assert len(ledger.to_state()["settled"]) == 13 * MAX_ENTRIES

@@ -107,15 +107,24 @@ def carry_on(stored, configured):
 def ledger(state, limits=()):
     """A Ledger from `Ledger.to_state` data, counting against `limits` (the mandate's)."""
     need = lg._require
-    need(isinstance(state, dict) and state.get("v") == lg.STATE_VERSION,
-         "unsupported ledger state")
-    need(len(state) == 3 and "latest" in state and "entries" in state,
+    version = state.get("v") if isinstance(state, dict) else None
+    need(version in (1, lg.STATE_VERSION), "unsupported ledger state")  # 1: none settled
+    fields = ("v", "latest", "entries") + (("settled",) if version == lg.STATE_VERSION else ())
+    need(len(state) == len(fields) and all(f in state for f in fields),
          "ledger state has other fields")
     kept = lg.Ledger(limits)
     latest = lg._int(state["latest"], 0, lg.MAX_TIME, "latest")
-    entries = state["entries"]
-    need(isinstance(entries, list) and len(entries) <= lg.MAX_ENTRIES,
-         "entries must be a list of at most %d" % lg.MAX_ENTRIES)
+    entries, settled = state["entries"], state.get("settled", b"")
+    need(isinstance(settled, bytes) and len(settled) % lg.RECORD == 0,
+         "settled orders are bytes, %d a record" % lg.RECORD)
+    need(isinstance(entries, list) and len(entries) + len(settled) // lg.RECORD
+         <= lg.MAX_ENTRIES, "at most %d entries and settled orders" % lg.MAX_ENTRIES)
+    for i in range(0, len(settled), lg.RECORD):
+        need(all(65 <= c <= 90 for c in settled[i + 10:i + 13]), "a currency is 3 letters A-Z")
+    for t, amount, _ in lg.settled_orders(settled):
+        lg._int(amount, 0, lg.MAX_AMOUNT, "amount")
+        lg._int(t, 0, latest, "settled order time")
+    kept._settled = settled
     for entry in entries:
         need(isinstance(entry, list) and len(entry) == 5,
              "an entry is [order id, time, amount, currency, state]")
