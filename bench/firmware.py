@@ -32,8 +32,8 @@ Prints, from one run:
 - the heap each module of the stock build takes as it loads (thingsdk.firmware_build.load_order);
 - the check of one message on the 32-bit port, with the schemas read from flash as the stock
   build has them and with them in the code (bench/mpy_check.py);
-- the heap the spend ledger keeps for each order it counts, on the 32-bit port
-  (bench/mpy_ledger.py), and what a year of orders under a rolling budget makes of it;
+- the heap the spend ledger keeps for a year of weekly and of daily orders under a budget over
+  a rolling 366 days, on the 32-bit port (bench/mpy_ledger.py);
 - Ed25519 sign and verify, and the first Signer (which builds the base point's multiples where
   a comb table is not frozen), on the 32-bit port (stock and frozen, in a board's 128 KB heap)
   and on the WebAssembly port.
@@ -54,7 +54,7 @@ from micropython_port import RUNNER  # noqa: E402
 from thingsdk import boards  # noqa: E402
 from thingsdk.boards import BOARDS, TARGET  # noqa: E402
 from thingsdk.core.agent import SPARE_CLOSED  # noqa: E402
-from thingsdk.core.ledger import MAX_ENTRIES  # noqa: E402
+from thingsdk.core.ledger import MAX_ENTRIES, RECORD, SETTLE_AFTER  # noqa: E402
 from thingsdk.firmware_build import (  # noqa: E402
     LINKS, code_bytes, compile_lib, find_mpy_cross, load_order)
 from thingsdk.firmware_texts import DATA  # noqa: E402
@@ -339,15 +339,16 @@ def checking(stock, tmp):
 
 
 def ledger(stock, tmp):
-    """What the spend ledger keeps per order on the 32-bit port (bench/mpy_ledger.py, the stock
-    build's modules), and what a budget over a long rolling period makes of it."""
-    each = on_unix(stock, ROOT / "bench" / "mpy_ledger.py",
-                   path=[tmp / "stock" / "lib", tmp / "stock"])["ledger_entry_bytes"]
-    print("the spend ledger on the 32-bit port, stock: %d B of heap for each order it counts (52 "
-          "weekly orders under a budget over a rolling 366 days): a year of weekly orders %.1f "
-          "KB, of daily ones (its most, %d) %.1f KB; a calendar month's budget or order count "
-          "keeps that month's orders only" % (each, 52 * each / 1024, MAX_ENTRIES,
-                                              MAX_ENTRIES * each / 1024))
+    """The heap the spend ledger keeps for a year of weekly and of daily orders under a budget
+    over a rolling 366 days, on the 32-bit port (bench/mpy_ledger.py, the stock build's
+    modules)."""
+    kept = [on_unix(stock, ROOT / "bench" / "mpy_ledger.py", [every, orders],
+                    path=[tmp / "stock" / "lib", tmp / "stock"])["ledger_bytes"]
+            for every, orders in ((7, 53), (1, MAX_ENTRIES))]
+    print("the spend ledger on the 32-bit port, stock, under a budget over a rolling 366 days: "
+          "a year of weekly orders keeps %d B of heap, of daily ones (its most, %d) %d B (orders "
+          "committed more than %d days ago kept as %d bytes each)"
+          % (kept[0], MAX_ENTRIES, kept[1], SETTLE_AFTER // 86400, RECORD))
 
 
 def crypto(stock, frozen):
