@@ -63,10 +63,10 @@ STEADY_SECONDS = 5.0
 PHASE_TIMEOUT = 180.0
 TARGET_SHARE_OF_RAW = 0.20  # e2e messages/s against the raw rate, with >= 1000 connections
 TARGET_SCALE = 1.7  # 2 workers against 1
+TARGET_P99_MS = 20.0  # order -> receipt at the steady rate
 # What the vendor's processes say when sent SIGUSR1, added up: seconds they held the write lock
 # and waited for it, and uplinks of other workers' devices they were given and passed over.
 Counters = namedtuple("Counters", "held waited passed_over")
-TARGET_P99_MS = 20.0  # order -> receipt at the steady rate
 
 
 # The load generator's side (a process of its own).
