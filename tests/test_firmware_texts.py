@@ -208,7 +208,7 @@ def test_on_micropython_a_refusal_reads_its_sentence_from_flash(unix32, tmp_path
         "    print('refused:', exc)\n")
     done = unix_port.run(unix32, script, path=[lib], heap="256k")
     assert done.returncode == 0, done.stdout + done.stderr
-    assert done.stdout.splitlines() == ["1", "refused: unsupported ledger state"]
+    assert done.stdout.splitlines() == ["2", "refused: unsupported ledger state"]
     (lib / "texts.bin").unlink()
     done = unix_port.run(unix32, script, path=[lib], heap="256k")
     assert "texts.bin is in no folder of sys.path" in done.stdout + done.stderr
