@@ -38,7 +38,7 @@ days, demand lost, average stock on hand (units and money), stock expired, order
 100 units used; the days each device ended counting other spares than the shelf held (a spare
 it lost count of is ordered again and sits on the shelf); then the targets, met or NOT met.
 bench/year_bound.py measures, on the same years, how little stock any order timing and size
-could hold at the stockout target.
+could hold at the stockout target, and at the spend and expiry targets as well.
 """
 
 import argparse
