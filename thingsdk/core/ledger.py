@@ -15,7 +15,7 @@ a longer period sees only what the previous limits kept.
 Settled orders: a committed entry older than SETTLE_AFTER is kept without its order id, as 13
 bytes (time, amount, currency) in one bytes object, which is all a budget or order count over a
 long rolling period needs of it: a year of daily orders then keeps 8.4 KB of a board's heap, not
-44 KB (bench/firmware.py, on a 32-bit MicroPython), and takes far less to store. Such an
+43 KB (bench/firmware.py, on a 32-bit MicroPython), and takes far less to store. Such an
 order can no longer be released: a cancel confirmed that late leaves its spend counted (fail
 closed), and its id is no longer known to `state_of` or as a duplicate. Portable and sans-IO.
 """
