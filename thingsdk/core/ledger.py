@@ -72,10 +72,11 @@ def settled_record(t, amount, currency):
 
 
 def settled_orders(records):
-    """(time, amount, currency) of each settled order in `records`, in their order."""
+    """(time, amount, the currency's letters as bytes) of each settled order in `records`, in
+    their order."""
     for i in range(0, len(records), RECORD):
-        yield (_time(records, i), int.from_bytes(records[i + 5:i + 10], "big"),
-               records[i + 10:i + 13].decode())
+        amount = int.from_bytes(records[i + 5:i + 10], "big")
+        yield _time(records, i), amount, records[i + 10:i + 13]
 
 
 def _time(records, i):
@@ -168,12 +169,12 @@ class Ledger:
                         committed += amount
                     else:
                         reserved += amount
-        records, letters = self._settled, currency and currency.encode()
-        for i in range(0, len(records), RECORD):
-            if _time(records, i) >= start:
+        letters = currency and currency.encode()
+        for t, amount, settled_letters in settled_orders(self._settled):
+            if t >= start:
                 orders += 1
-                if records[i + 10:i + 13] == letters:
-                    committed += int.from_bytes(records[i + 5:i + 10], "big")
+                if settled_letters == letters:
+                    committed += amount
         return orders, committed, reserved
 
     def refusal(self, kind, params, amount, currency, now):

@@ -119,9 +119,8 @@ def ledger(state, limits=()):
          "settled orders are bytes, %d a record" % lg.RECORD)
     need(isinstance(entries, list) and len(entries) + len(settled) // lg.RECORD
          <= lg.MAX_ENTRIES, "at most %d entries and settled orders" % lg.MAX_ENTRIES)
-    for i in range(0, len(settled), lg.RECORD):
-        need(all(65 <= c <= 90 for c in settled[i + 10:i + 13]), "a currency is 3 letters A-Z")
-    for t, amount, _ in lg.settled_orders(settled):
+    for t, amount, letters in lg.settled_orders(settled):
+        need(all(65 <= c <= 90 for c in letters), "a currency is 3 letters A-Z")
         lg._int(amount, 0, lg.MAX_AMOUNT, "amount")
         lg._int(t, 0, latest, "settled order time")
     kept._settled = settled
